@@ -1,0 +1,158 @@
+//! `roomdag`: replay conformance fixtures and export room graphs.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use roomdag::conformance;
+use roomdag::export;
+use roomdag::fixture;
+
+const USAGE: &str = "\
+roomdag — a Matrix room-DAG engine
+
+USAGE:
+    roomdag replay FIXTURE --queries QUERIES [-o ANSWERS]
+        Replay a room fixture (matrix-dag-oracle/1, .json or .json.gz) through
+        the full PDU receipt pipeline, answer every query of QUERIES
+        (roomdag-queries/1) and write roomdag-answers/1 JSON to ANSWERS
+        (default: stdout).
+
+    roomdag export FIXTURE [--format json|dot] [--auth-edges] [-o OUT]
+        Replay a fixture and write its graph: JSON for the visualizer
+        (default) or Graphviz DOT.
+
+    roomdag help
+        Show this text.
+
+EXIT STATUS:
+    0 success, 1 bad input or I/O failure, 2 usage error
+";
+
+enum CliError {
+    Usage(String),
+    Failed(String),
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(msg)) => {
+            eprintln!("roomdag: {msg}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(msg)) => {
+            eprintln!("roomdag: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+struct Opts {
+    positional: Vec<String>,
+    queries: Option<String>,
+    output: Option<String>,
+    format: Option<String>,
+    auth_edges: bool,
+}
+
+fn parse(args: &[String]) -> Result<Opts, CliError> {
+    let mut o = Opts {
+        positional: Vec::new(),
+        queries: None,
+        output: None,
+        format: None,
+        auth_edges: false,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| CliError::Usage(format!("{name} needs a value")))
+        };
+        match a.as_str() {
+            "--queries" | "-q" => o.queries = Some(value(a)?),
+            "-o" | "--output" => o.output = Some(value(a)?),
+            "--format" | "-f" => o.format = Some(value(a)?),
+            "--auth-edges" => o.auth_edges = true,
+            s if s.starts_with('-') && s.len() > 1 => {
+                return Err(CliError::Usage(format!("unknown option {s}")))
+            }
+            _ => o.positional.push(a.clone()),
+        }
+    }
+    Ok(o)
+}
+
+fn write_out(output: Option<&str>, bytes: &[u8]) -> Result<(), CliError> {
+    match output {
+        Some(path) => {
+            std::fs::write(path, bytes).map_err(|e| CliError::Failed(format!("{path}: {e}")))
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes)
+                .and_then(|()| out.flush())
+                .map_err(|e| CliError::Failed(format!("stdout: {e}")))
+        }
+    }
+}
+
+fn open(path: &str) -> Result<Box<dyn std::io::Read>, CliError> {
+    fixture::open(&PathBuf::from(path)).map_err(|e| CliError::Failed(e.to_string()))
+}
+
+fn run(args: &[String]) -> Result<(), CliError> {
+    let Some((cmd, rest)) = args.split_first() else {
+        return Err(CliError::Usage("no command given".into()));
+    };
+    match cmd.as_str() {
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        "replay" => {
+            let o = parse(rest)?;
+            let [fixture_path] = o.positional.as_slice() else {
+                return Err(CliError::Usage("replay takes exactly one FIXTURE".into()));
+            };
+            let Some(queries) = o.queries.as_deref() else {
+                return Err(CliError::Usage("replay needs --queries QUERIES".into()));
+            };
+            let queries = open(queries)?;
+            let fx = open(fixture_path)?;
+            let answers = conformance::replay_and_answer(fx, queries)
+                .map_err(|e| CliError::Failed(format!("{fixture_path}: {e}")))?;
+            let mut bytes =
+                serde_json::to_vec(&answers).map_err(|e| CliError::Failed(e.to_string()))?;
+            bytes.push(b'\n');
+            write_out(o.output.as_deref(), &bytes)
+        }
+        "export" => {
+            let o = parse(rest)?;
+            let [fixture_path] = o.positional.as_slice() else {
+                return Err(CliError::Usage("export takes exactly one FIXTURE".into()));
+            };
+            let replay = conformance::replay(open(fixture_path)?)
+                .map_err(|e| CliError::Failed(format!("{fixture_path}: {e}")))?;
+            let bytes = match o.format.as_deref().unwrap_or("json") {
+                "json" => {
+                    let mut b = serde_json::to_vec(&export::graph_json(&replay.room))
+                        .map_err(|e| CliError::Failed(e.to_string()))?;
+                    b.push(b'\n');
+                    b
+                }
+                "dot" => export::graph_dot(&replay.room, o.auth_edges).into_bytes(),
+                other => {
+                    return Err(CliError::Usage(format!(
+                        "unknown format {other:?} (json or dot)"
+                    )))
+                }
+            };
+            write_out(o.output.as_deref(), &bytes)
+        }
+        other => Err(CliError::Usage(format!("unknown command {other:?}"))),
+    }
+}

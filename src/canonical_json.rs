@@ -1,0 +1,300 @@
+//! Canonical JSON (spec appendix "Canonical JSON").
+//!
+//! > the JSON is encoded in UTF-8 with no insignificant whitespace, object
+//! > keys sorted lexicographically by code point, and integers in
+//! > \[−(2^53)+1, (2^53)−1\]; floats and exponents are not allowed (v6+).
+//!
+//! We serialize [`serde_json::Value`] ourselves instead of trusting
+//! `serde_json::to_string`: the map type of `Value` depends on a crate feature
+//! (`preserve_order`) that any dependency may switch on, and floats must be
+//! written the way the reference implementation (Python's `canonicaljson`)
+//! writes them in lenient room versions.
+
+use serde_json::{Map, Value};
+
+/// The largest integer canonical JSON allows: 2^53 − 1.
+pub const MAX_SAFE_INT: i64 = (1 << 53) - 1;
+
+/// Why a value is not strict canonical JSON.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CanonicalJsonError {
+    /// An integer outside ±(2^53−1).
+    #[error("JSON integer out of range")]
+    IntegerOutOfRange,
+    /// A float, or an integer written with a fraction or exponent.
+    #[error("JSON float values are not allowed")]
+    Float,
+}
+
+/// Checks the strict canonical JSON value rules of room versions 6+.
+///
+/// The walk uses an explicit stack (nesting depth is attacker-controlled);
+/// `serde_json` already caps parse depth at 128.
+pub fn validate_strict(value: &Value) -> Result<(), CanonicalJsonError> {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    if !(-MAX_SAFE_INT..=MAX_SAFE_INT).contains(&i) {
+                        return Err(CanonicalJsonError::IntegerOutOfRange);
+                    }
+                } else if n.is_u64() {
+                    return Err(CanonicalJsonError::IntegerOutOfRange);
+                } else {
+                    return Err(CanonicalJsonError::Float);
+                }
+            }
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(o) => stack.extend(o.values()),
+            Value::Null | Value::Bool(_) | Value::String(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Encodes a value as canonical JSON.
+pub fn to_canonical_string(value: &Value) -> String {
+    let mut out = String::with_capacity(256);
+    write_value(&mut out, value);
+    out
+}
+
+/// Encodes a JSON object as canonical JSON.
+pub fn object_to_canonical_string(map: &Map<String, Value>) -> String {
+    let mut out = String::with_capacity(256);
+    write_object(&mut out, map);
+    out
+}
+
+/// An explicit-stack writer: a frame is either a value still to write or a
+/// literal separator.
+enum Frame<'a> {
+    Value(&'a Value),
+    Object(&'a Map<String, Value>),
+    Raw(&'static str),
+    Key(&'a str),
+}
+
+fn write_object(out: &mut String, map: &Map<String, Value>) {
+    write_frames(out, Frame::Object(map));
+}
+
+fn write_value(out: &mut String, root: &Value) {
+    write_frames(out, Frame::Value(root));
+}
+
+fn write_frames<'a>(out: &mut String, root: Frame<'a>) {
+    let mut stack: Vec<Frame<'a>> = vec![root];
+    while let Some(frame) = stack.pop() {
+        match frame {
+            Frame::Raw(s) => out.push_str(s),
+            Frame::Key(k) => {
+                write_string(out, k);
+                out.push(':');
+            }
+            Frame::Value(v) => match v {
+                Value::Null => out.push_str("null"),
+                Value::Bool(true) => out.push_str("true"),
+                Value::Bool(false) => out.push_str("false"),
+                Value::Number(n) => write_number(out, n),
+                Value::String(s) => write_string(out, s),
+                Value::Array(items) => {
+                    out.push('[');
+                    stack.push(Frame::Raw("]"));
+                    for (i, item) in items.iter().enumerate().rev() {
+                        stack.push(Frame::Value(item));
+                        if i > 0 {
+                            stack.push(Frame::Raw(","));
+                        }
+                    }
+                }
+                Value::Object(map) => stack.push(Frame::Object(map)),
+            },
+            Frame::Object(map) => {
+                    out.push('{');
+                    stack.push(Frame::Raw("}"));
+                    let mut keys: Vec<&String> = map.keys().collect();
+                    // Code-point order equals UTF-8 byte order.
+                    keys.sort_unstable();
+                    for (i, k) in keys.iter().enumerate().rev() {
+                        stack.push(Frame::Value(&map[k.as_str()]));
+                        stack.push(Frame::Key(k));
+                        if i > 0 {
+                            stack.push(Frame::Raw(","));
+                        }
+                    }
+            }
+        }
+    }
+}
+
+/// Writes a JSON string the way Python's `json` module does with
+/// `ensure_ascii=False`: `"` `\` and control characters escaped (`\b \f \n \r
+/// \t` in short form, the rest as `\u00xx`), everything else verbatim.
+pub fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let esc: Option<&str> = match c {
+            '"' => Some("\\\""),
+            '\\' => Some("\\\\"),
+            '\u{08}' => Some("\\b"),
+            '\u{0c}' => Some("\\f"),
+            '\n' => Some("\\n"),
+            '\r' => Some("\\r"),
+            '\t' => Some("\\t"),
+            c if (c as u32) < 0x20 => None,
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        match esc {
+            Some(e) => out.push_str(e),
+            None => out.push_str(&format!("\\u{:04x}", c as u32)),
+        }
+        start = i + c.len_utf8();
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+fn write_number(out: &mut String, n: &serde_json::Number) {
+    if let Some(i) = n.as_i64() {
+        out.push_str(&i.to_string());
+    } else if let Some(u) = n.as_u64() {
+        out.push_str(&u.to_string());
+    } else if let Some(f) = n.as_f64() {
+        out.push_str(&python_float_repr(f));
+    }
+}
+
+/// Python's `repr(float)`: the shortest round-tripping digits, positional for
+/// exponents in \[−4, 16), scientific (`1e+16`, `1e-05`) otherwise. Only lenient
+/// room versions (v1–v5) can carry floats.
+pub fn python_float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+    }
+    // `{:e}` gives the shortest round-trip digits: "1.2345e6", "-5e-7".
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always has an exponent");
+    let exp: i32 = exp.parse().expect("exponent is an integer");
+    let negative = mantissa.starts_with('-');
+    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
+    let mut out = String::new();
+    if negative {
+        out.push('-');
+    }
+    if (-4..16).contains(&exp) {
+        if exp < 0 {
+            out.push_str("0.");
+            for _ in 0..(-exp - 1) {
+                out.push('0');
+            }
+            out.push_str(&digits);
+        } else {
+            let point = exp as usize + 1;
+            if digits.len() <= point {
+                out.push_str(&digits);
+                for _ in digits.len()..point {
+                    out.push('0');
+                }
+                out.push_str(".0");
+            } else {
+                out.push_str(&digits[..point]);
+                out.push('.');
+                out.push_str(&digits[point..]);
+            }
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push_str(&format!("e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canon(s: &str) -> String {
+        to_canonical_string(&serde_json::from_str::<Value>(s).unwrap())
+    }
+
+    #[test]
+    fn spec_examples() {
+        assert_eq!(canon("{}"), "{}");
+        assert_eq!(
+            canon(r#"{"one": 1, "two": "Two"}"#),
+            r#"{"one":1,"two":"Two"}"#
+        );
+        assert_eq!(canon(r#"{"b": "2", "a": "1"}"#), r#"{"a":"1","b":"2"}"#);
+        assert_eq!(
+            canon(r#"{"auth":{"success":true,"mxid":"@john.doe:example.com","profile":{"display_name":"John Doe","three_pids":[{"medium":"email","address":"john.doe@example.org"},{"medium":"msisdn","address":"123456789"}]}}}"#),
+            r#"{"auth":{"mxid":"@john.doe:example.com","profile":{"display_name":"John Doe","three_pids":[{"address":"john.doe@example.org","medium":"email"},{"address":"123456789","medium":"msisdn"}]},"success":true}}"#
+        );
+        assert_eq!(canon(r#"{"a": "日本語"}"#), r#"{"a":"日本語"}"#);
+        assert_eq!(canon(r#"{"本": 2, "日": 1}"#), r#"{"日":1,"本":2}"#);
+        assert_eq!(canon(r#"{"a": "\u65E5"}"#), r#"{"a":"日"}"#);
+        assert_eq!(canon(r#"{"a": null}"#), r#"{"a":null}"#);
+        assert_eq!(canon(r#"{"a": -0}"#), r#"{"a":0}"#);
+    }
+
+    #[test]
+    fn escapes_like_python() {
+        let v = json!({"k": "a\"b\\c\u{1}\u{8}\u{c}\n\r\t\u{1f}/\u{7f}\u{2028}"});
+        assert_eq!(
+            to_canonical_string(&v),
+            "{\"k\":\"a\\\"b\\\\c\\u0001\\b\\f\\n\\r\\t\\u001f/\u{7f}\u{2028}\"}"
+        );
+    }
+
+    #[test]
+    fn strict_rules() {
+        assert!(validate_strict(&json!({"a": MAX_SAFE_INT, "b": -MAX_SAFE_INT})).is_ok());
+        assert_eq!(validate_strict(&json!({"a": MAX_SAFE_INT + 1})), Err(CanonicalJsonError::IntegerOutOfRange));
+        assert_eq!(validate_strict(&json!([1.5])), Err(CanonicalJsonError::Float));
+        assert_eq!(validate_strict(&json!({"x": u64::MAX})), Err(CanonicalJsonError::IntegerOutOfRange));
+        let v: Value = serde_json::from_str("1e10").unwrap();
+        assert_eq!(validate_strict(&v), Err(CanonicalJsonError::Float));
+    }
+
+    #[test]
+    fn floats_like_python_repr() {
+        assert_eq!(python_float_repr(1e10), "10000000000.0");
+        assert_eq!(python_float_repr(1e16), "1e+16");
+        assert_eq!(python_float_repr(1.5), "1.5");
+        assert_eq!(python_float_repr(0.0001), "0.0001");
+        assert_eq!(python_float_repr(0.00001), "1e-05");
+        assert_eq!(python_float_repr(-2.5e-7), "-2.5e-07");
+        assert_eq!(python_float_repr(123.456), "123.456");
+        assert_eq!(python_float_repr(1.2345678901234567e20), "1.2345678901234567e+20");
+    }
+
+    #[test]
+    fn deep_nesting_does_not_recurse() {
+        let mut v = json!(1);
+        for _ in 0..100_000 {
+            v = Value::Array(vec![v]);
+        }
+        let s = to_canonical_string(&v);
+        assert_eq!(s.len(), 200_001);
+        assert!(validate_strict(&v).is_ok());
+        // Dropping a deeply nested Value recurses inside serde_json; unwind it by hand.
+        let mut cur = v;
+        while let Value::Array(mut a) = cur {
+            cur = a.pop().unwrap_or(Value::Null);
+        }
+    }
+}

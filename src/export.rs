@@ -1,0 +1,98 @@
+//! Graph export: the room DAG as JSON (for the visualizer) or Graphviz DOT.
+//!
+//! The engine owns traversal; consumers only draw. Events are listed in
+//! arrival order and refer to each other by that position.
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+
+use crate::event::Facts;
+use crate::room::Room;
+
+/// The graph as JSON: `{room_id, room_version, events: [...], forward_extremities, dropped}`.
+///
+/// Each event: `i` (arrival position), `event_id`, `type`, `state_key`,
+/// `sender`, `depth`, `origin_server_ts`, `status`, `rejection`,
+/// `redacted_on_receipt`, `redacted_by`, `prev` and `auth` (positions).
+pub fn graph_json(room: &Room) -> Value {
+    let events: Vec<Value> = room
+        .events()
+        .iter()
+        .map(|e| {
+            json!({
+                "i": e.idx.0,
+                "event_id": e.id.as_str(),
+                "type": &*e.event_type,
+                "state_key": e.state_key.as_deref(),
+                "sender": &*e.sender,
+                "depth": e.depth,
+                "origin_server_ts": e.origin_server_ts,
+                "status": e.status,
+                "rejection": e.rejection.as_deref(),
+                "redacted_on_receipt": e.redacted_on_receipt,
+                "redacted_by": room.redacted_by(e.idx).map(|r| r.0),
+                "membership": e.membership().map(|m| m.as_str()),
+                "is_redaction": matches!(e.facts, Facts::Redaction(_)),
+                "prev": e.prev_events.iter().map(|p| p.0).collect::<Vec<_>>(),
+                "auth": e.auth_events.iter().map(|a| a.0).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let (dropped, dropped_total) = room.dropped();
+    json!({
+        "format": "roomdag-graph/1",
+        "room_id": room.room_id(),
+        "room_version": room.rules().id,
+        "events": events,
+        "forward_extremities": room.forward_extremities().map(|e| e.0).collect::<Vec<_>>(),
+        "dropped": dropped,
+        "dropped_total": dropped_total,
+    })
+}
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The graph as Graphviz DOT: solid edges are `prev_events`, dashed ones
+/// `auth_events`; rejected events are red, state events boxes, forward
+/// extremities bold.
+pub fn graph_dot(room: &Room, with_auth_edges: bool) -> String {
+    let mut out = String::new();
+    let name = room.room_id().unwrap_or("room");
+    let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(name));
+    out.push_str("  rankdir=BT;\n  node [fontname=\"monospace\" fontsize=10];\n");
+    let extremities: std::collections::HashSet<_> = room.forward_extremities().collect();
+    for e in room.events() {
+        let short: String = e.id.as_str().chars().take(8).collect();
+        let label = match e.state_key.as_deref() {
+            Some(sk) => format!("{short}\\n{} {}\\n{}", e.event_type, sk, e.sender),
+            None => format!("{short}\\n{}\\n{}", e.event_type, e.sender),
+        };
+        let mut attrs = vec![format!("label=\"{}\"", dot_escape(&label).replace("\\\\n", "\\n"))];
+        attrs.push(if e.is_state() { "shape=box".into() } else { "shape=ellipse".into() });
+        if !e.is_accepted() {
+            attrs.push("color=red fontcolor=red".into());
+        }
+        if e.redacted_on_receipt || room.redacted_by(e.idx).is_some() {
+            attrs.push("style=dashed".into());
+        }
+        if extremities.contains(&e.idx) {
+            attrs.push("penwidth=3".into());
+        }
+        let _ = writeln!(out, "  e{} [{}];", e.idx.0, attrs.join(" "));
+    }
+    for e in room.events() {
+        for p in e.prev_events.iter() {
+            let _ = writeln!(out, "  e{} -> e{};", e.idx.0, p.0);
+        }
+        if with_auth_edges {
+            for a in e.auth_events.iter() {
+                let _ = writeln!(out, "  e{} -> e{} [style=dashed color=gray];", e.idx.0, a.0);
+            }
+        }
+    }
+    out.push_str("}\n");
+    out
+}

@@ -1,0 +1,218 @@
+//! The federation history queries, as pure functions over a [`Room`].
+//!
+//! Each function takes the requesting server (`origin`) and returns either
+//! the answer or a [`QueryError`] with the status code and `errcode` the
+//! endpoint answers with. Checks run in the reference server's order (see
+//! `contract.md`). All work is bounded by the request's capped limit, not by
+//! the size of the room.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use crate::ids::EventIdx;
+use crate::room::Room;
+use crate::visibility::{pruned_for, server_in_room};
+
+/// Most events one `/backfill` returns (the reference server's cap).
+pub const BACKFILL_CAP: usize = 100;
+/// Most events one `/get_missing_events` returns (the reference server's cap).
+pub const GET_MISSING_CAP: usize = 20;
+/// `/get_missing_events` limit when the request gives none.
+pub const GET_MISSING_DEFAULT: usize = 10;
+/// Most `v` / `earliest_events` / `latest_events` entries read from a request;
+/// the rest are ignored, so a request's cost does not grow with its size.
+pub const MAX_REQUEST_IDS: usize = 256;
+
+/// A query's error answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// 403 `M_FORBIDDEN`: the origin has no joined member in the room.
+    #[error("Host not in room.")]
+    NotInRoom,
+    /// 404 `M_NOT_FOUND`.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl QueryError {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            QueryError::NotInRoom => 403,
+            QueryError::NotFound(_) => 404,
+        }
+    }
+
+    /// The Matrix `errcode`.
+    pub fn errcode(&self) -> &'static str {
+        match self {
+            QueryError::NotInRoom => "M_FORBIDDEN",
+            QueryError::NotFound(_) => "M_NOT_FOUND",
+        }
+    }
+}
+
+/// An event in an answer, with whether the origin gets it redacted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// The event.
+    pub event: EventIdx,
+    /// Served in redacted form.
+    pub pruned: bool,
+}
+
+/// The `/state_ids` (and `/state`) answer.
+#[derive(Clone, Debug)]
+pub struct StateIds {
+    /// The state before the event.
+    pub pdu_ids: Vec<EventIdx>,
+    /// The union of those events' auth chains.
+    pub auth_chain_ids: Arc<[EventIdx]>,
+}
+
+/// Direction of `/timestamp_to_event`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// `f`: the first event at or after the timestamp.
+    Forward,
+    /// `b`: the last event at or before the timestamp.
+    Backward,
+}
+
+/// 403 unless `origin` has a joined member in the current state.
+pub fn require_in_room(room: &Room, origin: &str) -> Result<(), QueryError> {
+    if server_in_room(room, &room.current_state_map(), origin) {
+        Ok(())
+    } else {
+        Err(QueryError::NotInRoom)
+    }
+}
+
+fn accepted(room: &Room, event_id: &str) -> Option<EventIdx> {
+    room.lookup(event_id).filter(|e| room.event(*e).is_accepted())
+}
+
+/// `GET /state_ids/{roomId}?event_id=`: the state before an accepted event
+/// and its auth chain.
+pub fn state_ids(room: &Room, origin: &str, event_id: &str) -> Result<StateIds, QueryError> {
+    require_in_room(room, origin)?;
+    let e = accepted(room, event_id).ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
+    let before = room.event(e).state_before;
+    Ok(StateIds {
+        pdu_ids: room.state(before).iter().map(|(_, e)| e).collect(),
+        auth_chain_ids: room.state_auth_chain(before),
+    })
+}
+
+/// `GET /backfill/{roomId}?v=…&limit=…`.
+///
+/// A best-first walk from the stored `v` events, popping the largest
+/// `(depth, arrival)` first and pushing each popped event's prev events,
+/// until `limit` (capped at [`BACKFILL_CAP`]) events are popped. Rejected
+/// events are walked and counted but not returned. Newest first.
+pub fn backfill(room: &Room, origin: &str, v: &[String], limit: usize) -> Result<Vec<Served>, QueryError> {
+    require_in_room(room, origin)?;
+    let limit = limit.min(BACKFILL_CAP);
+    let key = |e: EventIdx| (room.event(e).depth, e);
+    let mut heap: BinaryHeap<(i64, EventIdx)> = BinaryHeap::new();
+    let mut queued: HashSet<EventIdx> = HashSet::new();
+    for id in v.iter().take(MAX_REQUEST_IDS) {
+        if let Some(e) = room.lookup(id) {
+            if queued.insert(e) {
+                heap.push(key(e));
+            }
+        }
+    }
+    let mut result: Vec<EventIdx> = Vec::with_capacity(limit);
+    while result.len() < limit {
+        let Some((_, e)) = heap.pop() else { break };
+        result.push(e);
+        for p in room.event(e).prev_events.iter() {
+            if queued.insert(*p) {
+                heap.push(key(*p));
+            }
+        }
+    }
+    result.retain(|e| room.event(*e).is_accepted());
+    result.sort_by_key(|e| Reverse(key(*e)));
+    Ok(result.into_iter().map(|e| Served { event: e, pruned: pruned_for(room, e, origin) }).collect())
+}
+
+/// `POST /get_missing_events/{roomId}`.
+///
+/// A FIFO breadth-first walk: `seen` starts as `earliest ∪ latest`, the
+/// queue as the stored `latest_events`; each popped event's prev events (in
+/// PDU order) that are stored and unseen are marked, collected and queued,
+/// until `limit` (default [`GET_MISSING_DEFAULT`], capped at
+/// [`GET_MISSING_CAP`]) are collected. Oldest first; rejected events left
+/// out. `min_depth` is ignored, like the reference server.
+pub fn get_missing_events(
+    room: &Room,
+    origin: &str,
+    earliest: &[String],
+    latest: &[String],
+    limit: Option<usize>,
+) -> Result<Vec<Served>, QueryError> {
+    require_in_room(room, origin)?;
+    let limit = limit.unwrap_or(GET_MISSING_DEFAULT).min(GET_MISSING_CAP);
+    let mut seen: HashSet<EventIdx> = HashSet::new();
+    for id in earliest.iter().chain(latest).take(2 * MAX_REQUEST_IDS) {
+        if let Some(e) = room.lookup(id) {
+            seen.insert(e);
+        }
+    }
+    let mut queue: VecDeque<EventIdx> = VecDeque::new();
+    let mut queued_seeds: HashSet<EventIdx> = HashSet::new();
+    for id in latest.iter().take(MAX_REQUEST_IDS) {
+        if let Some(e) = room.lookup(id) {
+            if queued_seeds.insert(e) {
+                queue.push_back(e);
+            }
+        }
+    }
+    let mut result: Vec<EventIdx> = Vec::with_capacity(limit);
+    'walk: while let Some(e) = queue.pop_front() {
+        if result.len() >= limit {
+            break;
+        }
+        for p in room.event(e).prev_events.iter() {
+            if result.len() >= limit {
+                break 'walk;
+            }
+            if seen.insert(*p) {
+                result.push(*p);
+                queue.push_back(*p);
+            }
+        }
+    }
+    result.reverse();
+    Ok(result
+        .into_iter()
+        .filter(|e| room.event(*e).is_accepted())
+        .map(|e| Served { event: e, pruned: pruned_for(room, e, origin) })
+        .collect())
+}
+
+/// `GET /timestamp_to_event/{roomId}?ts=&dir=`: among accepted events
+/// ordered by `(origin_server_ts, depth, arrival)`, the first at or after
+/// `ts` (`f`) or the last at or before it (`b`).
+pub fn timestamp_to_event(room: &Room, origin: &str, ts: i64, dir: Direction) -> Result<EventIdx, QueryError> {
+    require_in_room(room, origin)?;
+    let index = room.events_by_time();
+    let found = match dir {
+        Direction::Forward => index.range((ts, i64::MIN, EventIdx(0))..).next(),
+        Direction::Backward => index.range(..=(ts, i64::MAX, EventIdx(u32::MAX))).next_back(),
+    };
+    found.map(|(_, _, e)| *e).ok_or_else(|| {
+        let d = if dir == Direction::Forward { "forward" } else { "backward" };
+        QueryError::NotFound(format!("Unable to find event from {ts} in {d} direction"))
+    })
+}
+
+/// `GET /event/{eventId}`: any stored event (rejected ones too).
+pub fn event(room: &Room, origin: &str, event_id: &str) -> Result<Served, QueryError> {
+    let e = room.lookup(event_id).ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
+    require_in_room(room, origin)?;
+    Ok(Served { event: e, pruned: pruned_for(room, e, origin) })
+}

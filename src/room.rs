@@ -1,0 +1,884 @@
+//! One room: its stored events, their states, and the receipt pipeline.
+//!
+//! [`Room::ingest`] runs a received PDU through the spec's "Checks performed
+//! on receipt of a PDU", in the reference server's order:
+//!
+//! 1. format checks for the room version ([`crate::pdu`]); a failure drops it;
+//! 2. duplicate, `prev_events` ≤ 20 and `auth_events` ≤ 10, right room;
+//! 3. signatures of the sender's server (and of the restricted-join
+//!    authoriser's server); a failure drops it;
+//! 4. the content hash; a mismatch keeps only the redacted form;
+//! 5. every `prev_events` and `auth_events` entry must be stored; otherwise
+//!    the PDU is dropped (a later resend can still succeed);
+//! 6. the state before it: the states after its prev events, resolved when
+//!    they differ;
+//! 7. size limits, then the auth rules against its own auth events and
+//!    against the state before it; a failure stores it as *rejected*.
+//!
+//! An accepted state event extends the state; accepted events become forward
+//! extremities until an accepted event lists them in `prev_events`.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::auth_chain::{AuthChainIndex, AuthNode, NodeSet};
+use crate::auth_rules::{
+    auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules, Allowed, AuthRejection,
+    AuthState, CreateEnvelope,
+};
+use crate::canonical_json::object_to_canonical_string;
+use crate::event::{EventStatus, Facts, StateKeyIdx, StoredEvent};
+use crate::ids::{domain_of, EventId, EventIdx};
+use crate::pdu::{parse_pdu, PduFormatError};
+use crate::redaction::redact;
+use crate::room_version::{RoomVersionRules, UnsupportedRoomVersion};
+use crate::signing::{content_hash, decode_base64, verify_ed25519, KeyStore};
+use crate::state_res::{ResolveContext, Resolution};
+use crate::state_set::{StateMap, StateSetId, StateSets};
+
+/// Most `prev_events` a PDU may list.
+pub const MAX_PREV_EVENTS: usize = 20;
+/// Most `auth_events` a PDU may list (in v12 the implied create event counts).
+pub const MAX_AUTH_EVENTS: usize = 10;
+/// Largest canonical PDU, in bytes.
+pub const MAX_PDU_SIZE: usize = 65_536;
+/// Largest identifier (`sender`, `room_id`, `state_key`, `type`, `event_id`).
+pub const MAX_ID_LEN: usize = 255;
+/// How many dropped PDUs the room remembers (for inspection only).
+pub const MAX_DROPPED_LOG: usize = 10_000;
+
+/// Which receipt check dropped a PDU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropStage {
+    /// Format, size, duplicate-room or count checks.
+    Parse,
+    /// Signatures.
+    Signature,
+    /// The `hashes` object itself.
+    Hash,
+    /// A prev or auth event is not stored.
+    Missing,
+}
+
+/// What happened to one PDU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored and accepted.
+    Accepted {
+        /// Its event ID.
+        event_id: EventId,
+        /// The content hash failed: stored in redacted form.
+        redacted_on_receipt: bool,
+    },
+    /// Stored, but failed the auth rules.
+    Rejected {
+        /// Its event ID.
+        event_id: EventId,
+        /// Why.
+        reason: String,
+        /// The content hash failed: stored in redacted form.
+        redacted_on_receipt: bool,
+    },
+    /// Not stored.
+    Dropped {
+        /// Its event ID, if the PDU could be hashed.
+        event_id: Option<EventId>,
+        /// Which check failed.
+        stage: DropStage,
+        /// Why.
+        reason: String,
+    },
+    /// Already stored: nothing changed.
+    Duplicate {
+        /// Its event ID.
+        event_id: EventId,
+    },
+}
+
+impl Outcome {
+    /// The event ID, when known.
+    pub fn event_id(&self) -> Option<&EventId> {
+        match self {
+            Outcome::Accepted { event_id, .. } | Outcome::Rejected { event_id, .. } | Outcome::Duplicate { event_id } => Some(event_id),
+            Outcome::Dropped { event_id, .. } => event_id.as_ref(),
+        }
+    }
+
+    /// `accepted`, `rejected`, `dropped` or `duplicate`.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Outcome::Accepted { .. } => "accepted",
+            Outcome::Rejected { .. } => "rejected",
+            Outcome::Dropped { .. } => "dropped",
+            Outcome::Duplicate { .. } => "duplicate",
+        }
+    }
+
+    /// Whether the PDU is (now or already) stored.
+    pub fn is_stored(&self) -> bool {
+        !matches!(self, Outcome::Dropped { .. })
+    }
+
+    fn drop(event_id: Option<&EventId>, stage: DropStage, reason: impl Into<String>) -> Self {
+        Outcome::Dropped { event_id: event_id.cloned(), stage, reason: reason.into() }
+    }
+}
+
+/// A dropped PDU, remembered for inspection.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DroppedEvent {
+    /// Its event ID, if the PDU could be hashed.
+    pub event_id: Option<String>,
+    /// Which check failed.
+    pub stage: DropStage,
+    /// Why.
+    pub reason: String,
+}
+
+/// A stored PDU as a persistent store keeps it: the original bytes and the
+/// receipt verdict. Replaying records in order rebuilds the room without
+/// verifying signatures again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    /// The event ID.
+    pub event_id: EventId,
+    /// The PDU exactly as received.
+    pub raw: Arc<str>,
+    /// The receipt verdict.
+    pub status: EventStatus,
+}
+
+/// How much to trust a PDU's signatures.
+#[derive(Clone, Copy)]
+pub enum Verification<'k> {
+    /// Check them with these keys.
+    Keys(&'k dyn KeyStore),
+    /// They were checked when the PDU was first stored (restoring from a store).
+    AlreadyVerified,
+}
+
+/// The lengths of the room's append-only parts at a point in time, to undo a
+/// failed batch.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    events: usize,
+    states: usize,
+    auth_nodes: usize,
+    dropped: usize,
+    room_id: Option<String>,
+    extremities: BTreeSet<EventIdx>,
+    referenced_log: usize,
+}
+
+/// A room's event DAG, states and indexes.
+pub struct Room {
+    rules: &'static RoomVersionRules,
+    room_id: Option<String>,
+    events: Vec<StoredEvent>,
+    by_id: HashMap<EventId, EventIdx>,
+    strings: HashSet<Arc<str>>,
+    keys: HashMap<(Arc<str>, Arc<str>), StateKeyIdx>,
+    key_names: Vec<(Arc<str>, Arc<str>)>,
+    states: StateSets,
+    auth_index: AuthChainIndex,
+    resolutions: HashMap<Vec<StateSetId>, (StateSetId, Arc<ResolutionInfo>)>,
+    referenced: Vec<bool>,
+    referenced_log: Vec<EventIdx>,
+    extremities: BTreeSet<EventIdx>,
+    dropped: Vec<DroppedEvent>,
+    dropped_total: u64,
+    by_time: BTreeSet<(i64, i64, EventIdx)>,
+    redactions: Redactions,
+    caches: RefCell<Caches>,
+}
+
+/// Which redaction applies to which event (read-time redaction, v3+
+/// "handling redactions"): the first accepted redaction, in arrival order,
+/// whose sender had the `redact` level or shares the target's server.
+/// Creation events are never redacted.
+#[derive(Debug, Default)]
+struct Redactions {
+    applied: HashMap<EventIdx, EventIdx>,
+    pending: HashMap<Box<str>, Vec<EventIdx>>,
+}
+
+/// What a resolution at a merge point did (for inspection).
+#[derive(Clone, Debug, Default)]
+pub struct ResolutionInfo {
+    /// The distinct input states.
+    pub inputs: Vec<StateSetId>,
+    /// Keys that differed between them.
+    pub conflicted_keys: Vec<StateKeyIdx>,
+    /// Size of the full conflicted set.
+    pub full_conflicted_set: usize,
+}
+
+#[derive(Default)]
+struct Caches {
+    digests: HashMap<StateSetId, [u8; 32]>,
+    state_auth_chains: HashMap<StateSetId, Arc<[EventIdx]>>,
+    current: Option<Arc<StateMap>>,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room")
+            .field("room_version", &self.rules.id)
+            .field("room_id", &self.room_id)
+            .field("events", &self.events.len())
+            .finish()
+    }
+}
+
+fn intern(strings: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
+    if let Some(a) = strings.get(s) {
+        return Arc::clone(a);
+    }
+    let a: Arc<str> = Arc::from(s);
+    strings.insert(Arc::clone(&a));
+    a
+}
+
+impl Room {
+    /// An empty room of a room version this engine hosts.
+    pub fn new(room_version: &str) -> Result<Self, UnsupportedRoomVersion> {
+        let rules = RoomVersionRules::supported(room_version)?;
+        Ok(Self {
+            rules,
+            room_id: None,
+            events: Vec::new(),
+            by_id: HashMap::new(),
+            strings: HashSet::new(),
+            keys: HashMap::new(),
+            key_names: Vec::new(),
+            states: StateSets::new(),
+            auth_index: AuthChainIndex::new(),
+            resolutions: HashMap::new(),
+            referenced: Vec::new(),
+            referenced_log: Vec::new(),
+            extremities: BTreeSet::new(),
+            dropped: Vec::new(),
+            dropped_total: 0,
+            by_time: BTreeSet::new(),
+            redactions: Redactions::default(),
+            caches: RefCell::new(Caches::default()),
+        })
+    }
+
+    /// The room version's rules.
+    pub fn rules(&self) -> &'static RoomVersionRules {
+        self.rules
+    }
+
+    /// The room ID, once an accepted create event is stored.
+    pub fn room_id(&self) -> Option<&str> {
+        self.room_id.as_deref()
+    }
+
+    /// Every stored event, in arrival order.
+    pub fn events(&self) -> &[StoredEvent] {
+        &self.events
+    }
+
+    /// A stored event.
+    pub fn event(&self, idx: EventIdx) -> &StoredEvent {
+        &self.events[idx.ix()]
+    }
+
+    /// A stored event's index by ID.
+    pub fn lookup(&self, event_id: &str) -> Option<EventIdx> {
+        self.by_id.get(event_id).copied()
+    }
+
+    /// Recently dropped PDUs (at most [`MAX_DROPPED_LOG`]) and the total count.
+    pub fn dropped(&self) -> (&[DroppedEvent], u64) {
+        (&self.dropped, self.dropped_total)
+    }
+
+    /// The interned states.
+    pub fn states(&self) -> &StateSets {
+        &self.states
+    }
+
+    /// The auth-chain index.
+    pub fn auth_index(&self) -> &AuthChainIndex {
+        &self.auth_index
+    }
+
+    /// `(type, state_key)` of an interned key.
+    pub fn key_name(&self, k: StateKeyIdx) -> (&str, &str) {
+        let (t, s) = &self.key_names[k.0 as usize];
+        (t, s)
+    }
+
+    /// The interned key of `(type, state_key)`, if any event ever used it.
+    pub fn key_of(&self, ty: &str, state_key: &str) -> Option<StateKeyIdx> {
+        let t = self.strings.get(ty)?;
+        let s = self.strings.get(state_key)?;
+        self.keys.get(&(Arc::clone(t), Arc::clone(s))).copied()
+    }
+
+    fn intern_key(&mut self, ty: &Arc<str>, state_key: &Arc<str>) -> StateKeyIdx {
+        if let Some(k) = self.keys.get(&(Arc::clone(ty), Arc::clone(state_key))) {
+            return *k;
+        }
+        let k = StateKeyIdx(u32::try_from(self.key_names.len()).expect("fewer than 2^32 state keys"));
+        self.keys.insert((Arc::clone(ty), Arc::clone(state_key)), k);
+        self.key_names.push((Arc::clone(ty), Arc::clone(state_key)));
+        k
+    }
+
+    /// The forward extremities: accepted events that no accepted event lists
+    /// in `prev_events`.
+    pub fn forward_extremities(&self) -> impl Iterator<Item = EventIdx> + '_ {
+        self.extremities.iter().copied()
+    }
+
+    /// A state map.
+    pub fn state(&self, id: StateSetId) -> &StateMap {
+        self.states.get(id)
+    }
+
+    /// The room's current state: the resolution of the states after the
+    /// forward extremities.
+    pub fn current_state(&mut self) -> StateSetId {
+        let ext: Vec<EventIdx> = self.extremities.iter().copied().collect();
+        self.resolve_after(&ext)
+    }
+
+    /// The current state (cached until the next stored event).
+    pub fn current_state_map(&self) -> Arc<StateMap> {
+        if let Some(c) = &self.caches.borrow().current {
+            return Arc::clone(c);
+        }
+        let m = Arc::new(self.compute_current_state());
+        self.caches.borrow_mut().current = Some(Arc::clone(&m));
+        m
+    }
+
+    fn compute_current_state(&self) -> StateMap {
+        let mut ids: Vec<StateSetId> = self.extremities.iter().map(|e| self.event(*e).state_after).collect();
+        ids.sort();
+        ids.dedup();
+        match ids.as_slice() {
+            [] => StateMap::default(),
+            [one] => self.state(*one).clone(),
+            many => {
+                if let Some((id, _)) = self.resolutions.get(many) {
+                    return self.state(*id).clone();
+                }
+                self.resolve_ids(many).state
+            }
+        }
+    }
+
+    /// How a merge point's state was resolved, when it was.
+    pub fn resolution_for(&self, prev_events: &[EventIdx]) -> Option<Arc<ResolutionInfo>> {
+        let mut ids: Vec<StateSetId> = prev_events.iter().map(|e| self.event(*e).state_after).collect();
+        ids.sort();
+        ids.dedup();
+        self.resolutions.get(&ids).map(|(_, info)| Arc::clone(info))
+    }
+
+    fn resolve_ids(&self, ids: &[StateSetId]) -> Resolution {
+        let maps: Vec<&StateMap> = ids.iter().map(|id| self.states.get(*id)).collect();
+        let key_of = |t: &str, k: &str| self.key_of(t, k);
+        let ctx = ResolveContext { rules: self.rules, events: &self.events, auth_index: &self.auth_index, key_of: &key_of };
+        ctx.resolve(&maps)
+    }
+
+    /// The state before an event with these prev events: the states after
+    /// each of them, resolved if they differ (a rejected event's state after
+    /// is its state before).
+    pub fn resolve_after(&mut self, prev_events: &[EventIdx]) -> StateSetId {
+        let mut ids: Vec<StateSetId> = prev_events.iter().map(|e| self.event(*e).state_after).collect();
+        ids.sort();
+        ids.dedup();
+        match ids.as_slice() {
+            [] => StateSetId::EMPTY,
+            [one] => *one,
+            many => {
+                if let Some((id, _)) = self.resolutions.get(many) {
+                    return *id;
+                }
+                let res = self.resolve_ids(many);
+                let id = self.states.intern(res.state);
+                let info = ResolutionInfo { inputs: ids.clone(), conflicted_keys: res.conflicted_keys, full_conflicted_set: res.full_conflicted_set };
+                self.resolutions.insert(ids, (id, Arc::new(info)));
+                id
+            }
+        }
+    }
+
+    /// Receives one PDU (see the module docs for the checks).
+    pub fn ingest(&mut self, raw: &str, verification: Verification<'_>) -> Outcome {
+        let outcome = self.ingest_inner(raw, verification);
+        if let Outcome::Dropped { event_id, stage, reason } = &outcome {
+            self.dropped_total += 1;
+            if self.dropped.len() >= MAX_DROPPED_LOG {
+                self.dropped.remove(0);
+            }
+            self.dropped.push(DroppedEvent { event_id: event_id.as_ref().map(|e| e.to_string()), stage: *stage, reason: reason.clone() });
+        }
+        outcome
+    }
+
+    fn ingest_inner(&mut self, raw: &str, verification: Verification<'_>) -> Outcome {
+        let rules = self.rules;
+        // 1. Format.
+        let pdu = match parse_pdu(raw, rules) {
+            Ok(p) => p,
+            Err(e) => return Outcome::drop(None, DropStage::Parse, e.to_string()),
+        };
+        let id = pdu.event_id.clone();
+        // 2. Duplicates, counts, room.
+        if self.by_id.contains_key(&id) {
+            return Outcome::Duplicate { event_id: id };
+        }
+        if pdu.prev_events.len() > MAX_PREV_EVENTS || pdu.auth_events.len() > MAX_AUTH_EVENTS {
+            return Outcome::drop(Some(&id), DropStage::Parse, "too many prev_events or auth_events");
+        }
+        let is_create = pdu.event_type == "m.room.create" && pdu.state_key.as_deref() == Some("");
+        if is_create {
+            if self.room_id.is_some() {
+                return Outcome::drop(Some(&id), DropStage::Parse, "second create event");
+            }
+        } else if self.room_id.as_deref() != Some(pdu.room_id.as_str()) {
+            return Outcome::drop(Some(&id), DropStage::Parse, "unknown room");
+        }
+        let Some(sender_domain) = domain_of(&pdu.sender).map(str::to_owned) else {
+            return Outcome::drop(Some(&id), DropStage::Signature, "sender is not a user ID");
+        };
+        let content = pdu.json.get("content").and_then(Value::as_object);
+        let membership = content.and_then(|c| c.get("membership")).and_then(Value::as_str);
+        let is_member = pdu.event_type == "m.room.member";
+        let is_3pid_invite = is_member && membership == Some("invite") && content.is_some_and(|c| c.contains_key("third_party_invite"));
+        let authoriser_domain = (rules.restricted_join_rule && is_member && membership == Some("join"))
+            .then(|| content.and_then(|c| c.get("join_authorised_via_users_server")))
+            .flatten()
+            .map(|v| {
+                let s = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+                s.split_once(':').map_or(s.clone(), |(_, d)| d.to_owned())
+            });
+        // 3. Signatures.
+        if let Verification::Keys(keys) = verification {
+            let mut servers: Vec<&str> = Vec::new();
+            if !is_3pid_invite {
+                servers.push(&sender_domain);
+            }
+            if let Some(d) = &authoriser_domain {
+                servers.push(d);
+            }
+            if let Err(reason) = check_signatures(&pdu.json, &servers, pdu.signing_bytes.as_bytes(), pdu.origin_server_ts, rules, keys) {
+                return Outcome::drop(Some(&id), DropStage::Signature, reason);
+            }
+        }
+        // 4. Content hash.
+        let mut json = pdu.json;
+        let redacted_on_receipt = match json.get("hashes").and_then(|h| h.get("sha256")) {
+            None => return Outcome::drop(Some(&id), DropStage::Hash, "Algorithm sha256 not in hashes"),
+            Some(h) => match h.as_str().and_then(decode_base64) {
+                None => return Outcome::drop(Some(&id), DropStage::Hash, "Invalid base64 in hashes.sha256"),
+                Some(expected) => expected != content_hash(&json),
+            },
+        };
+        if redacted_on_receipt {
+            let unsigned = json.get("unsigned").cloned();
+            json = redact(&json, rules);
+            if let Some(u) = unsigned {
+                json.insert("unsigned".into(), u);
+            }
+        }
+        // 5. Every prev and auth event must be stored.
+        let mut missing: Vec<&str> = Vec::new();
+        let mut prev_events = Vec::with_capacity(pdu.prev_events.len());
+        let mut auth_events = Vec::with_capacity(pdu.auth_events.len());
+        for (ids, out) in [(&pdu.prev_events, &mut prev_events), (&pdu.auth_events, &mut auth_events)] {
+            for e in ids.iter() {
+                match self.by_id.get(e.as_str()) {
+                    Some(idx) => out.push(*idx),
+                    None => missing.push(e.as_str()),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            missing.dedup();
+            return Outcome::drop(Some(&id), DropStage::Missing, format!("unknown prev/auth events {missing:?}"));
+        }
+        // 6. The state before the event.
+        let state_before = if is_create { StateSetId::EMPTY } else { self.resolve_after(&prev_events) };
+        // Build the compact view.
+        let sender = intern(&mut self.strings, &pdu.sender);
+        let event_type = intern(&mut self.strings, &pdu.event_type);
+        let state_key = pdu.state_key.as_deref().map(|s| intern(&mut self.strings, s));
+        let key = state_key.as_ref().map(|sk| self.intern_key(&event_type, sk));
+        let idx = EventIdx(u32::try_from(self.events.len()).expect("fewer than 2^32 events"));
+        let mut event = StoredEvent {
+            idx,
+            id: id.clone(),
+            raw: Arc::from(raw),
+            sender,
+            event_type,
+            state_key,
+            key,
+            depth: pdu.depth,
+            origin_server_ts: pdu.origin_server_ts,
+            prev_events: prev_events.into(),
+            auth_events: auth_events.into(),
+            status: EventStatus::Accepted,
+            rejection: None,
+            redacted_on_receipt,
+            recheck_redaction: false,
+            facts: Facts::extract(&json, rules),
+            state_before,
+            state_after: state_before,
+            auth_node: None,
+        };
+        // 7. Size limits, then the auth rules.
+        let verdict = match self.check_limits(&json, &pdu.room_id, &event) {
+            Err(LimitError::Unpersistable(reason)) => return Outcome::drop(Some(&id), DropStage::Parse, reason),
+            Err(LimitError::Reject(r)) => Err(r),
+            Ok(()) => self.check_signed_by(&json, &sender_domain, is_3pid_invite, authoriser_domain.as_deref()).and_then(|()| {
+                let envelope = CreateEnvelope { room_id: pdu.has_room_id.then_some(pdu.room_id.as_str()) };
+                self.check_auth(&event, &envelope)
+            }),
+        };
+        match verdict {
+            Ok(allowed) => event.recheck_redaction = allowed.recheck_redaction,
+            Err(reason) => {
+                event.status = EventStatus::Rejected;
+                event.rejection = Some(reason.to_string().into());
+            }
+        }
+        let outcome = match event.status {
+            EventStatus::Accepted => Outcome::Accepted { event_id: id, redacted_on_receipt },
+            EventStatus::Rejected => Outcome::Rejected {
+                event_id: id,
+                reason: event.rejection.as_deref().unwrap_or_default().to_owned(),
+                redacted_on_receipt,
+            },
+        };
+        if is_create && event.is_accepted() {
+            self.room_id = Some(pdu.room_id);
+        }
+        self.commit(event);
+        outcome
+    }
+
+    /// Canonical size and identifier lengths ("validate_event_for_room_version").
+    fn check_limits(&self, json: &Map<String, Value>, room_id: &str, event: &StoredEvent) -> Result<(), LimitError> {
+        if object_to_canonical_string(json).len() > MAX_PDU_SIZE {
+            return Err(LimitError::Unpersistable("event too large".into()));
+        }
+        let fields: [(&str, Option<&str>); 5] = [
+            ("sender", Some(&event.sender)),
+            ("room_id", Some(room_id)),
+            ("state_key", event.state_key.as_deref()),
+            ("type", Some(&event.event_type)),
+            ("event_id", Some(event.id.as_str())),
+        ];
+        for (name, value) in fields {
+            if value.is_some_and(|v| v.chars().count() > MAX_ID_LEN) {
+                return Err(LimitError::Unpersistable(format!("'{name}' too large")));
+            }
+        }
+        for (name, value) in fields {
+            if value.is_some_and(|v| v.len() > MAX_ID_LEN) {
+                let reason = format!("'{name}' too large");
+                return Err(if self.rules.strict_event_byte_limits {
+                    LimitError::Unpersistable(reason)
+                } else {
+                    LimitError::Reject(AuthRejection::Malformed(reason))
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The signatures an event must carry (checked again after the hash check,
+    /// as the stored form is what counts).
+    fn check_signed_by(
+        &self,
+        json: &Map<String, Value>,
+        sender_domain: &str,
+        is_3pid_invite: bool,
+        authoriser_domain: Option<&str>,
+    ) -> Result<(), AuthRejection> {
+        let signed_by = |server: &str| json.get("signatures").and_then(|s| s.get(server)).is_some();
+        if !is_3pid_invite && !signed_by(sender_domain) {
+            return Err(AuthRejection::Malformed("Event not signed by sender's server".into()));
+        }
+        if let Some(d) = authoriser_domain {
+            if !signed_by(d) {
+                return Err(AuthRejection::Malformed("Event not signed by authorising server".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The auth rules against the event's auth events, then against the
+    /// state before it when that state would pick different auth events.
+    fn check_auth(&self, event: &StoredEvent, envelope: &CreateEnvelope<'_>) -> Result<Allowed, AuthRejection> {
+        let claimed: Vec<&StoredEvent> = event.auth_events.iter().map(|a| self.event(*a)).collect();
+        check_state_independent_auth_rules(event, envelope, &claimed, self.rules)?;
+        let mut allowed = check_state_dependent_auth_rules(event, &AuthState::from_events(claimed.iter().copied()), self.rules)?;
+        if event.is("m.room.create", "") {
+            return Ok(allowed);
+        }
+        let before = self.states.get(event.state_before);
+        let mut calculated: Vec<EventIdx> = auth_types_for_event(event, self.rules)?
+            .iter()
+            .filter_map(|(t, k)| self.key_of(t, k).and_then(|key| before.get(key)))
+            .collect();
+        let mut claimed_ids: Vec<EventIdx> = event.auth_events.to_vec();
+        calculated.sort();
+        claimed_ids.sort();
+        if calculated != claimed_ids {
+            let state = AuthState::from_events(calculated.iter().map(|e| self.event(*e)));
+            let again = check_state_dependent_auth_rules(event, &state, self.rules)?;
+            allowed.recheck_redaction |= again.recheck_redaction;
+        }
+        Ok(allowed)
+    }
+
+    fn commit(&mut self, mut event: StoredEvent) {
+        let idx = event.idx;
+        if event.is_accepted() {
+            if let Some(k) = event.key {
+                let after = self.states.get(event.state_before).with_changes(&[(k, Some(idx))]);
+                event.state_after = self.states.intern(after);
+                let parents: Vec<AuthNode> = event.auth_events.iter().filter_map(|a| self.event(*a).auth_node.map(AuthNode)).collect();
+                event.auth_node = Some(self.auth_index.add(idx, &parents).0);
+            }
+            for p in event.prev_events.iter() {
+                if !self.referenced[p.ix()] {
+                    self.referenced[p.ix()] = true;
+                    self.referenced_log.push(*p);
+                }
+                self.extremities.remove(p);
+            }
+            self.extremities.insert(idx);
+            self.by_time.insert((event.origin_server_ts, event.depth, idx));
+        }
+        self.by_id.insert(event.id.clone(), idx);
+        self.referenced.push(false);
+        let id = event.id.clone();
+        let accepted_redaction = match (&event.facts, event.status) {
+            (Facts::Redaction(Some(target)), EventStatus::Accepted) => Some(target.clone()),
+            _ => None,
+        };
+        self.events.push(event);
+        self.caches.get_mut().current = None;
+        if let Some(target) = accepted_redaction {
+            self.redactions.pending.entry(target.clone()).or_default().push(idx);
+            self.apply_pending_redactions(&target);
+        }
+        self.apply_pending_redactions(id.as_str());
+    }
+
+    /// Applies the first qualifying pending redaction of `target`, if stored.
+    fn apply_pending_redactions(&mut self, target: &str) {
+        let Some(t) = self.lookup(target) else { return };
+        if self.redactions.applied.contains_key(&t) {
+            return;
+        }
+        let Some(pending) = self.redactions.pending.get(target) else { return };
+        let te = self.event(t);
+        if &*te.event_type == "m.room.create" {
+            return;
+        }
+        let found = pending.iter().copied().find(|r| {
+            let re = self.event(*r);
+            !re.recheck_redaction || domain_of(&re.sender) == domain_of(&te.sender)
+        });
+        if let Some(r) = found {
+            self.redactions.applied.insert(t, r);
+        }
+    }
+
+    /// The redaction applied to an event when it is read, if any.
+    pub fn redacted_by(&self, idx: EventIdx) -> Option<EventIdx> {
+        self.redactions.applied.get(&idx).copied()
+    }
+
+    /// Every applied redaction: target → redaction event.
+    pub fn applied_redactions(&self) -> impl Iterator<Item = (EventIdx, EventIdx)> + '_ {
+        self.redactions.applied.iter().map(|(t, r)| (*t, *r))
+    }
+
+    /// Accepted events ordered by `(origin_server_ts, depth, arrival)`.
+    pub fn events_by_time(&self) -> &BTreeSet<(i64, i64, EventIdx)> {
+        &self.by_time
+    }
+
+    /// Marks the current extent of the room, to [`rollback`](Self::rollback) to.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            events: self.events.len(),
+            states: self.states.len(),
+            auth_nodes: self.auth_index.len(),
+            dropped: self.dropped.len(),
+            room_id: self.room_id.clone(),
+            extremities: self.extremities.clone(),
+            referenced_log: self.referenced_log.len(),
+        }
+    }
+
+    /// Undoes everything stored since `cp` (a batch whose write failed).
+    pub fn rollback(&mut self, cp: Checkpoint) {
+        for e in self.events.drain(cp.events..) {
+            self.by_id.remove(&e.id);
+        }
+        self.referenced.truncate(cp.events);
+        for p in self.referenced_log.drain(cp.referenced_log..) {
+            if p.ix() < self.referenced.len() {
+                self.referenced[p.ix()] = false;
+            }
+        }
+        self.states.truncate(cp.states);
+        self.auth_index.truncate(cp.auth_nodes);
+        let limit = cp.states;
+        self.resolutions.retain(|k, (v, _)| (v.0 as usize) < limit && k.iter().all(|s| (s.0 as usize) < limit));
+        self.dropped.truncate(cp.dropped.min(self.dropped.len()));
+        self.room_id = cp.room_id;
+        self.extremities = cp.extremities;
+        self.by_time.retain(|(_, _, e)| e.ix() < cp.events);
+        self.redactions = Redactions::default();
+        for i in 0..self.events.len() {
+            let e = &self.events[i];
+            if let (Facts::Redaction(Some(target)), EventStatus::Accepted) = (&e.facts, e.status) {
+                let target = target.clone();
+                self.redactions.pending.entry(target.clone()).or_default().push(e.idx);
+                self.apply_pending_redactions(&target);
+            }
+        }
+        *self.caches.borrow_mut() = Caches::default();
+    }
+
+    /// The stored record of an event (what a persistent store writes).
+    pub fn record(&self, idx: EventIdx) -> EventRecord {
+        let e = self.event(idx);
+        EventRecord { event_id: e.id.clone(), raw: Arc::clone(&e.raw), status: e.status }
+    }
+
+    /// The SHA-256 state digest of contract.md: the sorted lines
+    /// `type NUL state_key NUL event_id LF`, hashed.
+    pub fn state_digest(&self, id: StateSetId) -> [u8; 32] {
+        if let Some(d) = self.caches.borrow().digests.get(&id) {
+            return *d;
+        }
+        let d = digest_of(self.state(id).iter().map(|(k, e)| {
+            let (t, s) = self.key_name(k);
+            (t, s, self.event(e).id.as_str())
+        }));
+        self.caches.borrow_mut().digests.insert(id, d);
+        d
+    }
+
+    /// The union of the auth chains of a state's events, each event left out
+    /// unless it is in another's chain (what `/state_ids` answers), sorted by
+    /// arrival. Cached per state.
+    pub fn state_auth_chain(&self, id: StateSetId) -> Arc<[EventIdx]> {
+        if let Some(c) = self.caches.borrow().state_auth_chains.get(&id) {
+            return Arc::clone(c);
+        }
+        let mut set = NodeSet::with_capacity(self.auth_index.len());
+        for (_, e) in self.state(id).iter() {
+            if let Some(n) = self.event(e).auth_node {
+                self.auth_index.add_chain_to(AuthNode(n), &mut set);
+            }
+        }
+        let chain: Arc<[EventIdx]> = set.iter().map(|n| self.auth_index.event(n)).collect();
+        self.caches.borrow_mut().state_auth_chains.insert(id, Arc::clone(&chain));
+        chain
+    }
+
+    /// The auth chain of any stored event (strict ancestors over
+    /// `auth_events`), by an explicit-stack walk. For accepted state events
+    /// prefer the index.
+    pub fn auth_chain_of(&self, idx: EventIdx) -> Vec<EventIdx> {
+        let mut seen: HashSet<EventIdx> = HashSet::new();
+        let mut stack: Vec<EventIdx> = self.event(idx).auth_events.to_vec();
+        while let Some(e) = stack.pop() {
+            if seen.insert(e) {
+                stack.extend(self.event(e).auth_events.iter().copied());
+            }
+        }
+        let mut v: Vec<EventIdx> = seen.into_iter().collect();
+        v.sort();
+        v
+    }
+}
+
+enum LimitError {
+    Unpersistable(String),
+    Reject(AuthRejection),
+}
+
+/// Hashes state lines into the contract's digest.
+pub fn digest_of<'a>(entries: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> [u8; 32] {
+    let mut lines: Vec<Vec<u8>> = entries
+        .map(|(t, s, e)| {
+            let mut l = Vec::with_capacity(t.len() + s.len() + e.len() + 3);
+            l.extend_from_slice(t.as_bytes());
+            l.push(0);
+            l.extend_from_slice(s.as_bytes());
+            l.push(0);
+            l.extend_from_slice(e.as_bytes());
+            l.push(b'\n');
+            l
+        })
+        .collect();
+    lines.sort_unstable();
+    let mut h = Sha256::new();
+    for l in &lines {
+        h.update(l);
+    }
+    h.finalize().into()
+}
+
+/// Checks that every server in `servers` signed the event with at least one
+/// known key and that every known key's signature verifies.
+fn check_signatures(
+    json: &Map<String, Value>,
+    servers: &[&str],
+    signing_bytes: &[u8],
+    origin_server_ts: i64,
+    rules: &RoomVersionRules,
+    keys: &dyn KeyStore,
+) -> Result<(), String> {
+    for server in servers {
+        let Some(sigs) = json.get("signatures").and_then(|s| s.get(*server)).and_then(Value::as_object) else {
+            return Err(format!("not signed by {server}"));
+        };
+        let mut verified = false;
+        for (key_id, sig) in sigs {
+            let Some(key) = keys.verify_key(server, key_id) else { continue };
+            if rules.enforce_key_validity && key.valid_until_ts.is_some_and(|v| v < origin_server_ts) {
+                continue;
+            }
+            let sig = sig.as_str().unwrap_or_default();
+            if !verify_ed25519(&key.key, signing_bytes, sig) {
+                return Err(format!("invalid signature for {server} with {key_id}"));
+            }
+            verified = true;
+        }
+        if !verified {
+            let ids: Vec<&String> = sigs.keys().collect();
+            return Err(format!("no known key for {server} among {ids:?}"));
+        }
+    }
+    Ok(())
+}
+
+impl From<PduFormatError> for Outcome {
+    fn from(e: PduFormatError) -> Self {
+        Outcome::drop(None, DropStage::Parse, e.to_string())
+    }
+}

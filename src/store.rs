@@ -1,0 +1,163 @@
+//! Persistence: a room is an append-only log of [`EventRecord`]s.
+//!
+//! The engine keeps its indexes (states, auth chains, extremities) in memory
+//! and derives them from the records; a store only has to keep the records,
+//! in arrival order, and write each ingested batch atomically. That makes
+//! the contract small enough for any backend: the in-memory [`MemoryStore`]
+//! here, and IndexedDB or Durable Object storage behind the same two calls
+//! in JavaScript (which is asynchronous there: the engine hands the batch
+//! over and applies it only once the write has committed).
+//!
+//! [`RoomEngine`] ties a [`Room`] to a store: a batch is ingested, its new
+//! records are appended, and if the append fails the room is rolled back to
+//! where it was, so memory and storage never disagree.
+
+use crate::event::EventStatus;
+use crate::room::{EventRecord, Outcome, Room, Verification};
+use crate::room_version::UnsupportedRoomVersion;
+use crate::signing::KeyStore;
+
+/// A store failure.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backend refused the write or read.
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    /// A stored record does not replay to the verdict it was stored with.
+    #[error("stored record {event_id} replayed as {got} instead of {want}")]
+    Inconsistent {
+        /// The record's event.
+        event_id: String,
+        /// Its stored status.
+        want: String,
+        /// What replaying it gave.
+        got: String,
+    },
+    /// The stored room version is not hosted.
+    #[error(transparent)]
+    RoomVersion(#[from] UnsupportedRoomVersion),
+}
+
+/// An append-only record log.
+pub trait EventStore {
+    /// Appends `records` atomically: either all are stored or none.
+    fn append(&mut self, records: &[EventRecord]) -> Result<(), StoreError>;
+    /// Every record, in the order appended.
+    fn load(&self) -> Result<Vec<EventRecord>, StoreError>;
+}
+
+/// The default store: records in memory (sharing their bytes with the room).
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    records: Vec<EventRecord>,
+    /// Fail the next append (for tests of the rollback path).
+    pub fail_next_append: bool,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+impl EventStore for MemoryStore {
+    fn append(&mut self, records: &[EventRecord]) -> Result<(), StoreError> {
+        if std::mem::take(&mut self.fail_next_append) {
+            return Err(StoreError::Io("injected failure".into()));
+        }
+        self.records.extend_from_slice(records);
+        Ok(())
+    }
+
+    fn load(&self) -> Result<Vec<EventRecord>, StoreError> {
+        Ok(self.records.clone())
+    }
+}
+
+/// A room backed by a store.
+#[derive(Debug)]
+pub struct RoomEngine<S: EventStore> {
+    room: Room,
+    store: S,
+}
+
+impl<S: EventStore> RoomEngine<S> {
+    /// A new, empty room on `store`.
+    pub fn create(room_version: &str, store: S) -> Result<Self, StoreError> {
+        Ok(Self { room: Room::new(room_version)?, store })
+    }
+
+    /// Reopens a room from its store: replays every record without checking
+    /// signatures again, and checks each replays to its stored verdict.
+    pub fn open(room_version: &str, store: S) -> Result<Self, StoreError> {
+        let mut room = Room::new(room_version)?;
+        for rec in store.load()? {
+            let outcome = room.ingest(&rec.raw, Verification::AlreadyVerified);
+            let want = match rec.status {
+                EventStatus::Accepted => "accepted",
+                EventStatus::Rejected => "rejected",
+            };
+            if outcome.status() != want {
+                return Err(StoreError::Inconsistent { event_id: rec.event_id.to_string(), want: want.into(), got: outcome.status().into() });
+            }
+        }
+        Ok(Self { room, store })
+    }
+
+    /// The room.
+    pub fn room(&self) -> &Room {
+        &self.room
+    }
+
+    /// The room, mutably (for callers that manage persistence themselves).
+    pub fn room_mut(&mut self) -> &mut Room {
+        &mut self.room
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The store, mutably.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Ingests PDUs in order and persists the newly stored ones as one batch.
+    /// If the write fails, the room is rolled back and nothing is stored.
+    pub fn ingest_batch<'a>(
+        &mut self,
+        pdus: impl IntoIterator<Item = &'a str>,
+        keys: &dyn KeyStore,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let cp = self.room.checkpoint();
+        let first_new = self.room.events().len();
+        let outcomes: Vec<Outcome> = pdus.into_iter().map(|raw| self.room.ingest(raw, Verification::Keys(keys))).collect();
+        let records: Vec<EventRecord> =
+            (first_new..self.room.events().len()).map(|i| self.room.record(crate::ids::EventIdx(i as u32))).collect();
+        if !records.is_empty() {
+            if let Err(e) = self.store.append(&records) {
+                self.room.rollback(cp);
+                return Err(e);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Splits the engine into its parts.
+    pub fn into_parts(self) -> (Room, S) {
+        (self.room, self.store)
+    }
+}

@@ -1,0 +1,92 @@
+//! What a remote server may see (spec: client-server "History visibility",
+//! server-server "Server behaviour"), and whether it gets an event whole or
+//! in redacted form.
+//!
+//! Over federation nothing is dropped for visibility: an event the server may
+//! not see is served in its redacted (pruned) form, so responses keep their
+//! length (the reference server does the same).
+
+use crate::event::{Facts, Membership};
+use crate::ids::{domain_of, EventIdx};
+use crate::room::Room;
+use crate::state_set::StateMap;
+
+/// `m.room.history_visibility` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryVisibility {
+    /// `world_readable`
+    WorldReadable,
+    /// `shared` (and the default, and any unknown value)
+    Shared,
+    /// `invited`
+    Invited,
+    /// `joined`
+    Joined,
+}
+
+/// The history visibility in force in `state`.
+pub fn history_visibility(room: &Room, state: &StateMap) -> HistoryVisibility {
+    let Some(k) = room.key_of("m.room.history_visibility", "") else {
+        return HistoryVisibility::Shared;
+    };
+    match state.get(k).map(|e| &room.event(e).facts) {
+        Some(Facts::HistoryVisibility(Some(v))) => match &**v {
+            "world_readable" => HistoryVisibility::WorldReadable,
+            "invited" => HistoryVisibility::Invited,
+            "joined" => HistoryVisibility::Joined,
+            _ => HistoryVisibility::Shared,
+        },
+        _ => HistoryVisibility::Shared,
+    }
+}
+
+/// The memberships, in `state`, of users on `server`.
+pub fn server_memberships<'r>(room: &'r Room, state: &'r StateMap, server: &'r str) -> impl Iterator<Item = &'r Membership> + 'r {
+    state.iter().filter_map(move |(k, e)| {
+        let (t, user) = room.key_name(k);
+        (t == "m.room.member" && domain_of(user) == Some(server))
+            .then(|| room.event(e).membership())
+            .flatten()
+    })
+}
+
+/// Whether `server` has a joined member in `state`.
+pub fn server_in_room(room: &Room, state: &StateMap, server: &str) -> bool {
+    server_memberships(room, state, server).any(|m| *m == Membership::Join)
+}
+
+/// The servers with a joined member in `state`, sorted.
+pub fn servers_in_room(room: &Room, state: &StateMap) -> Vec<String> {
+    let mut out: Vec<String> = state
+        .iter()
+        .filter_map(|(k, e)| {
+            let (t, user) = room.key_name(k);
+            (t == "m.room.member" && room.event(e).membership() == Some(&Membership::Join))
+                .then(|| domain_of(user).map(str::to_owned))
+                .flatten()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether `server` may see an event, judged on the state after it: shared
+/// and world-readable history is visible to anyone; `invited` needs a member
+/// of the server invited or joined; `joined` needs one joined.
+pub fn visible_to_server(room: &Room, idx: EventIdx, server: &str) -> bool {
+    let state = room.state(room.event(idx).state_after);
+    let hv = history_visibility(room, state);
+    match hv {
+        HistoryVisibility::WorldReadable | HistoryVisibility::Shared => true,
+        HistoryVisibility::Invited | HistoryVisibility::Joined => server_memberships(room, state, server)
+            .any(|m| *m == Membership::Join || (*m == Membership::Invite && hv == HistoryVisibility::Invited)),
+    }
+}
+
+/// Whether `server` gets the redacted form of a stored event: its content
+/// hash failed on receipt, a redaction applies to it, or history visibility
+/// hides it from the server.
+pub fn pruned_for(room: &Room, idx: EventIdx, server: &str) -> bool {
+    room.event(idx).redacted_on_receipt || room.redacted_by(idx).is_some() || !visible_to_server(room, idx, server)
+}
