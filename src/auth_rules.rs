@@ -114,7 +114,9 @@ pub enum AuthRejection {
     #[error("Unknown membership {0}")]
     UnknownMembership(String),
     /// The sender's level is below the event's required level.
-    #[error("You don't have permission to post that to the room. user_level ({user_level}) < send_level ({send_level})")]
+    #[error(
+        "You don't have permission to post that to the room. user_level ({user_level}) < send_level ({send_level})"
+    )]
     InsufficientPower {
         /// The sender's level.
         user_level: i128,
@@ -176,7 +178,8 @@ impl<'a> AuthState<'a> {
 
     /// Sets the event at its `(type, state_key)`.
     pub fn insert(&mut self, e: &'a StoredEvent) {
-        if let Some(slot) = self.entries.iter_mut().find(|x| x.event_type == e.event_type && x.state_key == e.state_key) {
+        if let Some(slot) = self.entries.iter_mut().find(|x| x.event_type == e.event_type && x.state_key == e.state_key)
+        {
             *slot = e;
         } else {
             self.entries.push(e);
@@ -214,11 +217,7 @@ pub fn auth_types_for_event(event: &StoredEvent, rules: &RoomVersionRules) -> Re
         return Ok(Vec::new());
     }
     let key = |t: &str, k: &str| (t.to_owned(), k.to_owned());
-    let mut keys = vec![
-        key("m.room.power_levels", ""),
-        key("m.room.member", &event.sender),
-        key("m.room.create", ""),
-    ];
+    let mut keys = vec![key("m.room.power_levels", ""), key("m.room.member", &event.sender), key("m.room.create", "")];
     if &*event.event_type == "m.room.member" {
         let Facts::Member(m) = &event.facts else {
             return Err(AuthRejection::BadMembership("member event without a state key"));
@@ -575,11 +574,16 @@ fn check_power_levels(event: &StoredEvent, state: &AuthState<'_>, rules: &RoomVe
             return Err(AuthRejection::NoCreateEvent);
         };
         if new.users.entries.contains_key(&*create.sender) {
-            return Err(AuthRejection::InvalidPowerLevels(format!("Creator user {} must not appear in content.users", create.sender)));
+            return Err(AuthRejection::InvalidPowerLevels(format!(
+                "Creator user {} must not appear in content.users",
+                create.sender
+            )));
         }
         if let Facts::Create(c) = &create.facts {
             if c.additional_creators.iter().any(|u| new.users.entries.contains_key(u)) {
-                return Err(AuthRejection::InvalidPowerLevels("Additional creators users must not appear in content.users".into()));
+                return Err(AuthRejection::InvalidPowerLevels(
+                    "Additional creators users must not appear in content.users".into(),
+                ));
             }
         }
     }
@@ -618,7 +622,8 @@ fn check_power_levels(event: &StoredEvent, state: &AuthState<'_>, rules: &RoomVe
         check(opt(old.scalars[i], key)?, opt(new.scalars[i], key)?, false)?;
     }
     let raw = |m: &LevelMap, k: &str| m.entries.get(k).copied();
-    let mut maps: Vec<(&LevelMap, &LevelMap, bool)> = vec![(&old.users, &new.users, true), (&old.events, &new.events, false)];
+    let mut maps: Vec<(&LevelMap, &LevelMap, bool)> =
+        vec![(&old.users, &new.users, true), (&old.events, &new.events, false)];
     if rules.limit_notifications_power_levels {
         maps.push((&old.notifications, &new.notifications, false));
     }
@@ -765,7 +770,9 @@ fn is_membership_change_allowed(event: &StoredEvent, state: &AuthState<'_>, rule
             }
         }
         Membership::Knock if rules.knock_join_rule => {
-            if join_rule != JoinRule::Knock && !(rules.knock_restricted_join_rule && join_rule == JoinRule::KnockRestricted) {
+            if join_rule != JoinRule::Knock
+                && !(rules.knock_restricted_join_rule && join_rule == JoinRule::KnockRestricted)
+            {
                 return Err(AuthRejection::CannotKnock("the join rule does not allow knocking"));
             }
             if target != &*event.sender {
@@ -789,20 +796,30 @@ fn is_membership_change_allowed(event: &StoredEvent, state: &AuthState<'_>, rule
 /// Checks a third-party invite (`content.third_party_invite.signed`) against
 /// the `m.room.third_party_invite` event named by its token.
 fn verify_third_party_invite(event: &StoredEvent, tpi: Option<&Value>, state: &AuthState<'_>) -> bool {
-    let Some(Value::Object(tpi)) = tpi else { return false };
-    let Some(Value::Object(signed)) = tpi.get("signed") else { return false };
+    let Some(Value::Object(tpi)) = tpi else {
+        return false;
+    };
+    let Some(Value::Object(signed)) = tpi.get("signed") else {
+        return false;
+    };
     if !(signed.contains_key("mxid") && signed.contains_key("token") && signed.contains_key("signatures")) {
         return false;
     }
-    let Some(token) = signed.get("token").and_then(Value::as_str) else { return false };
-    let Some(invite) = state.get("m.room.third_party_invite", token) else { return false };
+    let Some(token) = signed.get("token").and_then(Value::as_str) else {
+        return false;
+    };
+    let Some(invite) = state.get("m.room.third_party_invite", token) else {
+        return false;
+    };
     if invite.sender != event.sender {
         return false;
     }
     if signed.get("mxid").and_then(Value::as_str) != event.state_key.as_deref() {
         return false;
     }
-    let Facts::ThirdPartyInvite(content) = &invite.facts else { return false };
+    let Facts::ThirdPartyInvite(content) = &invite.facts else {
+        return false;
+    };
     let mut public_keys: Vec<&Value> = Vec::new();
     if let Some(k) = content.get("public_key") {
         public_keys.push(k);
@@ -815,13 +832,23 @@ fn verify_third_party_invite(event: &StoredEvent, tpi: Option<&Value>, state: &A
             }
         }
     }
-    let Some(Value::Object(signatures)) = signed.get("signatures") else { return false };
+    let Some(Value::Object(signatures)) = signed.get("signatures") else {
+        return false;
+    };
     for pk in public_keys {
-        let Some(bytes) = pk.as_str().and_then(decode_base64) else { continue };
-        let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice()) else { continue };
-        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&arr) else { continue };
+        let Some(bytes) = pk.as_str().and_then(decode_base64) else {
+            continue;
+        };
+        let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+            continue;
+        };
+        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&arr) else {
+            continue;
+        };
         'servers: for (server, block) in signatures {
-            let Some(block) = block.as_object() else { continue };
+            let Some(block) = block.as_object() else {
+                continue;
+            };
             for key_name in block.keys() {
                 if !key_name.starts_with("ed25519:") {
                     continue;

@@ -41,6 +41,8 @@ pub fn validate_strict(value: &Value) -> Result<(), CanonicalJsonError> {
                     }
                 } else if n.is_u64() {
                     return Err(CanonicalJsonError::IntegerOutOfRange);
+                } else if is_negative_zero(n) {
+                    // `-0` is the integer 0 (serde_json parses it as a float).
                 } else {
                     return Err(CanonicalJsonError::Float);
                 }
@@ -112,18 +114,18 @@ fn write_frames<'a>(out: &mut String, root: Frame<'a>) {
                 Value::Object(map) => stack.push(Frame::Object(map)),
             },
             Frame::Object(map) => {
-                    out.push('{');
-                    stack.push(Frame::Raw("}"));
-                    let mut keys: Vec<&String> = map.keys().collect();
-                    // Code-point order equals UTF-8 byte order.
-                    keys.sort_unstable();
-                    for (i, k) in keys.iter().enumerate().rev() {
-                        stack.push(Frame::Value(&map[k.as_str()]));
-                        stack.push(Frame::Key(k));
-                        if i > 0 {
-                            stack.push(Frame::Raw(","));
-                        }
+                out.push('{');
+                stack.push(Frame::Raw("}"));
+                let mut keys: Vec<&String> = map.keys().collect();
+                // Code-point order equals UTF-8 byte order.
+                keys.sort_unstable();
+                for (i, k) in keys.iter().enumerate().rev() {
+                    stack.push(Frame::Value(&map[k.as_str()]));
+                    stack.push(Frame::Key(k));
+                    if i > 0 {
+                        stack.push(Frame::Raw(","));
                     }
+                }
             }
         }
     }
@@ -158,8 +160,16 @@ pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// `-0` parses as the float −0.0; JSON-wise it is the integer 0. (`-0.0`
+/// parses the same and is treated the same: the parser cannot tell them apart.)
+fn is_negative_zero(n: &serde_json::Number) -> bool {
+    n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative())
+}
+
 fn write_number(out: &mut String, n: &serde_json::Number) {
-    if let Some(i) = n.as_i64() {
+    if is_negative_zero(n) {
+        out.push('0');
+    } else if let Some(i) = n.as_i64() {
         out.push_str(&i.to_string());
     } else if let Some(u) = n.as_u64() {
         out.push_str(&u.to_string());
@@ -235,13 +245,12 @@ mod tests {
     #[test]
     fn spec_examples() {
         assert_eq!(canon("{}"), "{}");
-        assert_eq!(
-            canon(r#"{"one": 1, "two": "Two"}"#),
-            r#"{"one":1,"two":"Two"}"#
-        );
+        assert_eq!(canon(r#"{"one": 1, "two": "Two"}"#), r#"{"one":1,"two":"Two"}"#);
         assert_eq!(canon(r#"{"b": "2", "a": "1"}"#), r#"{"a":"1","b":"2"}"#);
         assert_eq!(
-            canon(r#"{"auth":{"success":true,"mxid":"@john.doe:example.com","profile":{"display_name":"John Doe","three_pids":[{"medium":"email","address":"john.doe@example.org"},{"medium":"msisdn","address":"123456789"}]}}}"#),
+            canon(
+                r#"{"auth":{"success":true,"mxid":"@john.doe:example.com","profile":{"display_name":"John Doe","three_pids":[{"medium":"email","address":"john.doe@example.org"},{"medium":"msisdn","address":"123456789"}]}}}"#
+            ),
             r#"{"auth":{"mxid":"@john.doe:example.com","profile":{"display_name":"John Doe","three_pids":[{"address":"john.doe@example.org","medium":"email"},{"address":"123456789","medium":"msisdn"}]},"success":true}}"#
         );
         assert_eq!(canon(r#"{"a": "日本語"}"#), r#"{"a":"日本語"}"#);
@@ -254,10 +263,7 @@ mod tests {
     #[test]
     fn escapes_like_python() {
         let v = json!({"k": "a\"b\\c\u{1}\u{8}\u{c}\n\r\t\u{1f}/\u{7f}\u{2028}"});
-        assert_eq!(
-            to_canonical_string(&v),
-            "{\"k\":\"a\\\"b\\\\c\\u0001\\b\\f\\n\\r\\t\\u001f/\u{7f}\u{2028}\"}"
-        );
+        assert_eq!(to_canonical_string(&v), "{\"k\":\"a\\\"b\\\\c\\u0001\\b\\f\\n\\r\\t\\u001f/\u{7f}\u{2028}\"}");
     }
 
     #[test]

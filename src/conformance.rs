@@ -42,7 +42,8 @@ pub fn replay(reader: impl Read) -> Result<Replay, FixtureError> {
     })?;
     let room = match room {
         Some(r) => r,
-        None => Room::new(header.room_version.as_deref().unwrap_or_default()).map_err(|e| FixtureError::Invalid(e.to_string()))?,
+        None => Room::new(header.room_version.as_deref().unwrap_or_default())
+            .map_err(|e| FixtureError::Invalid(e.to_string()))?,
     };
     Ok(Replay { room, header, outcomes })
 }
@@ -70,7 +71,8 @@ impl Replay {
                         m.insert("status".into(), json!("dropped"));
                         m.insert("reason".into(), json!("duplicate event"));
                     }
-                    Outcome::Accepted { event_id, redacted_on_receipt } | Outcome::Rejected { event_id, redacted_on_receipt, .. } => {
+                    Outcome::Accepted { event_id, redacted_on_receipt }
+                    | Outcome::Rejected { event_id, redacted_on_receipt, .. } => {
                         let e = self.room.event(self.room.lookup(event_id.as_str()).expect("stored"));
                         m.insert("status".into(), json!(o.status()));
                         if let Outcome::Rejected { reason, .. } = o {
@@ -92,7 +94,8 @@ impl Replay {
     pub fn answers(&mut self, queries: &[Query]) -> Value {
         let current = self.room.current_state();
         let extremities: Vec<String> = {
-            let mut v: Vec<String> = self.room.forward_extremities().map(|e| self.room.event(e).id.to_string()).collect();
+            let mut v: Vec<String> =
+                self.room.forward_extremities().map(|e| self.room.event(e).id.to_string()).collect();
             v.sort();
             v
         };
@@ -131,7 +134,9 @@ fn query_error(id: &str, e: QueryError) -> Value {
 }
 
 fn served(room: &Room, list: Vec<Served>) -> Value {
-    Value::Array(list.into_iter().map(|s| json!({"event_id": room.event(s.event).id.as_str(), "pruned": s.pruned})).collect())
+    Value::Array(
+        list.into_iter().map(|s| json!({"event_id": room.event(s.event).id.as_str(), "pruned": s.pruned})).collect(),
+    )
 }
 
 fn ids(room: &Room, list: impl IntoIterator<Item = EventIdx>) -> Value {
@@ -148,14 +153,20 @@ pub fn answer(room: &Room, q: &Query) -> Value {
     let missing = |p: &str| error(id, 400, "M_MISSING_PARAM", &format!("missing parameter {p}"));
     match q.endpoint.as_str() {
         "state_ids" | "state" => {
-            let Some(event_id) = q.event_id.as_deref() else { return missing("event_id") };
+            let Some(event_id) = q.event_id.as_deref() else {
+                return missing("event_id");
+            };
             match queries::state_ids(room, &q.origin, event_id) {
-                Ok(s) => json!({"id": id, "status": 200, "pdu_ids": ids(room, s.pdu_ids), "auth_chain_ids": ids(room, s.auth_chain_ids.iter().copied())}),
+                Ok(s) => {
+                    json!({"id": id, "status": 200, "pdu_ids": ids(room, s.pdu_ids), "auth_chain_ids": ids(room, s.auth_chain_ids.iter().copied())})
+                }
                 Err(e) => query_error(id, e),
             }
         }
         "backfill" => {
-            let Some(v) = q.v.as_ref() else { return missing("v") };
+            let Some(v) = q.v.as_ref() else {
+                return missing("v");
+            };
             let limit = match q.limit {
                 Some(l) if l > 0 => l as usize,
                 _ => return error(id, 400, "M_INVALID_PARAM", "limit must be a positive integer"),
@@ -167,8 +178,12 @@ pub fn answer(room: &Room, q: &Query) -> Value {
         }
         "get_missing_events" => {
             let body = q.body.as_ref();
-            let Some(earliest) = string_list(body.and_then(|b| b.get("earliest_events"))) else { return missing("earliest_events") };
-            let Some(latest) = string_list(body.and_then(|b| b.get("latest_events"))) else { return missing("latest_events") };
+            let Some(earliest) = string_list(body.and_then(|b| b.get("earliest_events"))) else {
+                return missing("earliest_events");
+            };
+            let Some(latest) = string_list(body.and_then(|b| b.get("latest_events"))) else {
+                return missing("latest_events");
+            };
             let limit = match body.and_then(|b| b.get("limit")) {
                 None => None,
                 Some(l) => match l.as_i64() {
@@ -189,14 +204,20 @@ pub fn answer(room: &Room, q: &Query) -> Value {
                 _ => return error(id, 400, "M_INVALID_PARAM", "dir must be f or b"),
             };
             match queries::timestamp_to_event(room, &q.origin, ts, dir) {
-                Ok(e) => json!({"id": id, "status": 200, "event_id": room.event(e).id.as_str(), "origin_server_ts": room.event(e).origin_server_ts}),
+                Ok(e) => {
+                    json!({"id": id, "status": 200, "event_id": room.event(e).id.as_str(), "origin_server_ts": room.event(e).origin_server_ts})
+                }
                 Err(e) => query_error(id, e),
             }
         }
         "event" => {
-            let Some(event_id) = q.event_id.as_deref() else { return missing("event_id") };
+            let Some(event_id) = q.event_id.as_deref() else {
+                return missing("event_id");
+            };
             match queries::event(room, &q.origin, event_id) {
-                Ok(s) => json!({"id": id, "status": 200, "event_id": room.event(s.event).id.as_str(), "pruned": s.pruned}),
+                Ok(s) => {
+                    json!({"id": id, "status": 200, "event_id": room.event(s.event).id.as_str(), "pruned": s.pruned})
+                }
                 Err(e) => query_error(id, e),
             }
         }

@@ -186,9 +186,9 @@ impl Facts {
                 },
                 Some(_) => JoinRule::Other,
             }),
-            "m.room.history_visibility" if empty_key => Facts::HistoryVisibility(
-                content.get("history_visibility").and_then(Value::as_str).map(Into::into),
-            ),
+            "m.room.history_visibility" if empty_key => {
+                Facts::HistoryVisibility(content.get("history_visibility").and_then(Value::as_str).map(Into::into))
+            }
             "m.room.third_party_invite" if state_key.is_some() => Facts::ThirdPartyInvite(Box::new(content.clone())),
             "m.room.redaction" => {
                 let target = if rules.updated_redaction_rules { content.get("redacts") } else { event.get("redacts") };

@@ -168,7 +168,9 @@ impl<'de> Visitor<'de> for RoomSeed<'_, '_> {
                 "room_version" => self.state.header.room_version = Some(map.next_value()?),
                 "room_id" => self.state.header.room_id = map.next_value()?,
                 "servers" => self.state.header.servers = map.next_value()?,
-                "events" => map.next_value_seed(EventsSeed { state: &mut *self.state, on_event: &mut *self.on_event })?,
+                "events" => {
+                    map.next_value_seed(EventsSeed { state: &mut *self.state, on_event: &mut *self.on_event })?
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }

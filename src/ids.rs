@@ -91,9 +91,9 @@ pub fn is_valid_server_name(s: &str) -> bool {
         return false;
     }
     if let Some(v6) = host.strip_prefix('[') {
-        return v6
-            .strip_suffix(']')
-            .is_some_and(|a| !a.is_empty() && a.len() <= 45 && a.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'));
+        return v6.strip_suffix(']').is_some_and(|a| {
+            !a.is_empty() && a.len() <= 45 && a.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        });
     }
     host.len() <= 255 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }

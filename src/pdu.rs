@@ -168,14 +168,22 @@ fn parse_pdu_object(json: &mut Map<String, Value>, rules: &RoomVersionRules) -> 
     if rules.room_ids_as_hashes {
         if let Some(r) = room_id_field.as_deref().filter(|r| !r.is_empty()) {
             let create_id = format!("${}", &r[r.char_indices().nth(1).map_or(r.len(), |(i, _)| i)..]);
-            if json.get("auth_events").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x.as_str() == Some(&create_id))) {
+            if json
+                .get("auth_events")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(&create_id)))
+            {
                 return Err(PduFormatError::Format("auth_events must not contain the create event"));
             }
         }
     }
     // The event format's typed fields.
     if !json.get("content").is_some_and(Value::is_object) {
-        return Err(if json.contains_key("content") { PduFormatError::WrongType("content", "an object") } else { PduFormatError::Missing("content") });
+        return Err(if json.contains_key("content") {
+            PduFormatError::WrongType("content", "an object")
+        } else {
+            PduFormatError::Missing("content")
+        });
     }
     match json.get("hashes") {
         None => return Err(PduFormatError::Missing("hashes")),
@@ -186,7 +194,8 @@ fn parse_pdu_object(json: &mut Map<String, Value>, rules: &RoomVersionRules) -> 
     let sender = str_field(json, "sender")?.to_owned();
     match json.get("signatures") {
         None => {}
-        Some(Value::Object(s)) if s.values().all(|v| v.as_object().is_some_and(|m| m.values().all(Value::is_string))) => {}
+        Some(Value::Object(s))
+            if s.values().all(|v| v.as_object().is_some_and(|m| m.values().all(Value::is_string))) => {}
         Some(_) => return Err(PduFormatError::WrongType("signatures", "an object of objects of strings")),
     }
     let prev_events = string_list(json.get("prev_events"), "prev_events")?;
@@ -198,7 +207,9 @@ fn parse_pdu_object(json: &mut Map<String, Value>, rules: &RoomVersionRules) -> 
         match (is_create, &room_id_field) {
             (true, Some(_)) => return Err(PduFormatError::Format("create event must not have a room ID")),
             (false, None) => return Err(PduFormatError::Format("non-create event must have a room ID")),
-            (false, Some(r)) if !r.starts_with('!') => return Err(PduFormatError::Format("room_id must start with '!'")),
+            (false, Some(r)) if !r.starts_with('!') => {
+                return Err(PduFormatError::Format("room_id must start with '!'"))
+            }
             _ => {}
         }
     } else if room_id_field.is_none() {
@@ -259,10 +270,22 @@ mod tests {
         assert!(matches!(bad("{"), PduFormatError::NotJson(_)));
         assert_eq!(bad(r#"{"type":"x"}"#), PduFormatError::Missing("depth"));
         assert_eq!(bad(&GOOD.replace("\"depth\":5", "\"depth\":-1")), PduFormatError::Depth("-1".into()));
-        assert_eq!(bad(&GOOD.replace("\"depth\":5", "\"depth\":5.0")), PduFormatError::WrongType("depth", "an integer"));
-        assert_eq!(bad(&GOOD.replace("\"body\":\"x\"", "\"body\":1.5")), PduFormatError::Canonical(CanonicalJsonError::Float));
-        assert_eq!(bad(&GOOD.replace("[\"$p\"]", "[1]")), PduFormatError::WrongType("prev_events", "a list of strings"));
-        assert_eq!(bad(&GOOD.replace("\"sha256\":\"x\"", "\"sha256\":1")), PduFormatError::WrongType("hashes", "an object of strings"));
+        assert_eq!(
+            bad(&GOOD.replace("\"depth\":5", "\"depth\":5.0")),
+            PduFormatError::WrongType("depth", "an integer")
+        );
+        assert_eq!(
+            bad(&GOOD.replace("\"body\":\"x\"", "\"body\":1.5")),
+            PduFormatError::Canonical(CanonicalJsonError::Float)
+        );
+        assert_eq!(
+            bad(&GOOD.replace("[\"$p\"]", "[1]")),
+            PduFormatError::WrongType("prev_events", "a list of strings")
+        );
+        assert_eq!(
+            bad(&GOOD.replace("\"sha256\":\"x\"", "\"sha256\":1")),
+            PduFormatError::WrongType("hashes", "an object of strings")
+        );
         assert!(matches!(bad(&GOOD.replace("\"type\"", "\"event_id\":\"$x\",\"type\"")), PduFormatError::Format(_)));
     }
 

@@ -105,7 +105,8 @@ impl LevelMap {
 }
 
 /// The scalar level keys, in the order the spec lists them.
-pub const SCALAR_KEYS: [&str; 7] = ["users_default", "events_default", "state_default", "ban", "redact", "kick", "invite"];
+pub const SCALAR_KEYS: [&str; 7] =
+    ["users_default", "events_default", "state_default", "ban", "redact", "kick", "invite"];
 
 /// Parsed power-levels content.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -169,7 +170,8 @@ mod tests {
 
     #[test]
     fn reads_content() {
-        let pl = PowerLevels::from_content(json!({"users": {"@a:b": "50"}, "ban": 10, "kick": null}).as_object().unwrap());
+        let pl =
+            PowerLevels::from_content(json!({"users": {"@a:b": "50"}, "ban": 10, "kick": null}).as_object().unwrap());
         assert_eq!(pl.users.get("@a:b"), Some(Level::Int(50)));
         assert!(!pl.users.all_strict_ints);
         assert_eq!(pl.scalar("ban"), Some(Level::Int(10)));

@@ -97,7 +97,8 @@ pub fn redact(event: &Map<String, Value>, rules: &RoomVersionRules) -> Map<Strin
             }
         }
         "m.room.power_levels" => {
-            for key in ["users", "users_default", "events", "events_default", "state_default", "ban", "kick", "redact"] {
+            for key in ["users", "users_default", "events", "events_default", "state_default", "ban", "kick", "redact"]
+            {
                 keep(&mut kept, key);
             }
             if rules.updated_redaction_rules {
@@ -124,9 +125,17 @@ mod tests {
 
     #[test]
     fn message_loses_content_and_unknown_keys() {
-        let e = obj(json!({"type": "m.room.message", "content": {"body": "x"}, "origin": "a", "unsigned": {"age": 1}, "foo": 1, "sender": "@a:b"}));
-        assert_eq!(redact(&e, &RoomVersionRules::V10), obj(json!({"type": "m.room.message", "content": {}, "origin": "a", "sender": "@a:b"})));
-        assert_eq!(redact(&e, &RoomVersionRules::V11), obj(json!({"type": "m.room.message", "content": {}, "sender": "@a:b"})));
+        let e = obj(
+            json!({"type": "m.room.message", "content": {"body": "x"}, "origin": "a", "unsigned": {"age": 1}, "foo": 1, "sender": "@a:b"}),
+        );
+        assert_eq!(
+            redact(&e, &RoomVersionRules::V10),
+            obj(json!({"type": "m.room.message", "content": {}, "origin": "a", "sender": "@a:b"}))
+        );
+        assert_eq!(
+            redact(&e, &RoomVersionRules::V11),
+            obj(json!({"type": "m.room.message", "content": {}, "sender": "@a:b"}))
+        );
     }
 
     #[test]
@@ -134,7 +143,10 @@ mod tests {
         let e = obj(json!({"type": "m.room.member", "content": {"membership": "join", "displayname": "x",
             "join_authorised_via_users_server": "@u:s", "third_party_invite": {"signed": {"a": 1}, "display_name": "d"}}}));
         assert_eq!(redact(&e, &RoomVersionRules::V8)["content"], json!({"membership": "join"}));
-        assert_eq!(redact(&e, &RoomVersionRules::V9)["content"], json!({"membership": "join", "join_authorised_via_users_server": "@u:s"}));
+        assert_eq!(
+            redact(&e, &RoomVersionRules::V9)["content"],
+            json!({"membership": "join", "join_authorised_via_users_server": "@u:s"})
+        );
         assert_eq!(
             redact(&e, &RoomVersionRules::V11)["content"],
             json!({"membership": "join", "join_authorised_via_users_server": "@u:s", "third_party_invite": {"signed": {"a": 1}}})
@@ -143,16 +155,23 @@ mod tests {
 
     #[test]
     fn create_power_levels_redaction() {
-        let c = obj(json!({"type": "m.room.create", "room_id": "!r", "content": {"creator": "@a:b", "room_version": "12", "m.federate": false}}));
+        let c = obj(
+            json!({"type": "m.room.create", "room_id": "!r", "content": {"creator": "@a:b", "room_version": "12", "m.federate": false}}),
+        );
         assert_eq!(redact(&c, &RoomVersionRules::V10)["content"], json!({"creator": "@a:b"}));
         let v12 = redact(&c, &RoomVersionRules::V12);
         assert_eq!(v12["content"], json!({"creator": "@a:b", "room_version": "12", "m.federate": false}));
         assert!(!v12.contains_key("room_id"));
-        let pl = obj(json!({"type": "m.room.power_levels", "content": {"ban": 1, "invite": 2, "notifications": {"room": 3}}}));
+        let pl = obj(
+            json!({"type": "m.room.power_levels", "content": {"ban": 1, "invite": 2, "notifications": {"room": 3}}}),
+        );
         assert_eq!(redact(&pl, &RoomVersionRules::V10)["content"], json!({"ban": 1}));
         assert_eq!(redact(&pl, &RoomVersionRules::V11)["content"], json!({"ban": 1, "invite": 2}));
         let r = obj(json!({"type": "m.room.redaction", "redacts": "$x", "content": {"redacts": "$x", "reason": "r"}}));
         assert_eq!(redact(&r, &RoomVersionRules::V10), obj(json!({"type": "m.room.redaction", "content": {}})));
-        assert_eq!(redact(&r, &RoomVersionRules::V11), obj(json!({"type": "m.room.redaction", "content": {"redacts": "$x"}})));
+        assert_eq!(
+            redact(&r, &RoomVersionRules::V11),
+            obj(json!({"type": "m.room.redaction", "content": {"redacts": "$x"}}))
+        );
     }
 }

@@ -37,7 +37,7 @@ use crate::pdu::{parse_pdu, PduFormatError};
 use crate::redaction::redact;
 use crate::room_version::{RoomVersionRules, UnsupportedRoomVersion};
 use crate::signing::{content_hash, decode_base64, verify_ed25519, KeyStore};
-use crate::state_res::{ResolveContext, Resolution};
+use crate::state_res::{Resolution, ResolveContext};
 use crate::state_set::{StateMap, StateSetId, StateSets};
 
 /// Most `prev_events` a PDU may list.
@@ -104,7 +104,9 @@ impl Outcome {
     /// The event ID, when known.
     pub fn event_id(&self) -> Option<&EventId> {
         match self {
-            Outcome::Accepted { event_id, .. } | Outcome::Rejected { event_id, .. } | Outcome::Duplicate { event_id } => Some(event_id),
+            Outcome::Accepted { event_id, .. }
+            | Outcome::Rejected { event_id, .. }
+            | Outcome::Duplicate { event_id } => Some(event_id),
             Outcome::Dropped { event_id, .. } => event_id.as_ref(),
         }
     }
@@ -388,7 +390,8 @@ impl Room {
     fn resolve_ids(&self, ids: &[StateSetId]) -> Resolution {
         let maps: Vec<&StateMap> = ids.iter().map(|id| self.states.get(*id)).collect();
         let key_of = |t: &str, k: &str| self.key_of(t, k);
-        let ctx = ResolveContext { rules: self.rules, events: &self.events, auth_index: &self.auth_index, key_of: &key_of };
+        let ctx =
+            ResolveContext { rules: self.rules, events: &self.events, auth_index: &self.auth_index, key_of: &key_of };
         ctx.resolve(&maps)
     }
 
@@ -408,7 +411,11 @@ impl Room {
                 }
                 let res = self.resolve_ids(many);
                 let id = self.states.intern(res.state);
-                let info = ResolutionInfo { inputs: ids.clone(), conflicted_keys: res.conflicted_keys, full_conflicted_set: res.full_conflicted_set };
+                let info = ResolutionInfo {
+                    inputs: ids.clone(),
+                    conflicted_keys: res.conflicted_keys,
+                    full_conflicted_set: res.full_conflicted_set,
+                };
                 self.resolutions.insert(ids, (id, Arc::new(info)));
                 id
             }
@@ -423,7 +430,11 @@ impl Room {
             if self.dropped.len() >= MAX_DROPPED_LOG {
                 self.dropped.remove(0);
             }
-            self.dropped.push(DroppedEvent { event_id: event_id.as_ref().map(|e| e.to_string()), stage: *stage, reason: reason.clone() });
+            self.dropped.push(DroppedEvent {
+                event_id: event_id.as_ref().map(|e| e.to_string()),
+                stage: *stage,
+                reason: reason.clone(),
+            });
         }
         outcome
     }
@@ -457,7 +468,8 @@ impl Room {
         let content = pdu.json.get("content").and_then(Value::as_object);
         let membership = content.and_then(|c| c.get("membership")).and_then(Value::as_str);
         let is_member = pdu.event_type == "m.room.member";
-        let is_3pid_invite = is_member && membership == Some("invite") && content.is_some_and(|c| c.contains_key("third_party_invite"));
+        let is_3pid_invite =
+            is_member && membership == Some("invite") && content.is_some_and(|c| c.contains_key("third_party_invite"));
         let authoriser_domain = (rules.restricted_join_rule && is_member && membership == Some("join"))
             .then(|| content.and_then(|c| c.get("join_authorised_via_users_server")))
             .flatten()
@@ -474,7 +486,9 @@ impl Room {
             if let Some(d) = &authoriser_domain {
                 servers.push(d);
             }
-            if let Err(reason) = check_signatures(&pdu.json, &servers, pdu.signing_bytes.as_bytes(), pdu.origin_server_ts, rules, keys) {
+            if let Err(reason) =
+                check_signatures(&pdu.json, &servers, pdu.signing_bytes.as_bytes(), pdu.origin_server_ts, rules, keys)
+            {
                 return Outcome::drop(Some(&id), DropStage::Signature, reason);
             }
         }
@@ -544,10 +558,12 @@ impl Room {
         let verdict = match self.check_limits(&json, &pdu.room_id, &event) {
             Err(LimitError::Unpersistable(reason)) => return Outcome::drop(Some(&id), DropStage::Parse, reason),
             Err(LimitError::Reject(r)) => Err(r),
-            Ok(()) => self.check_signed_by(&json, &sender_domain, is_3pid_invite, authoriser_domain.as_deref()).and_then(|()| {
-                let envelope = CreateEnvelope { room_id: pdu.has_room_id.then_some(pdu.room_id.as_str()) };
-                self.check_auth(&event, &envelope)
-            }),
+            Ok(()) => self
+                .check_signed_by(&json, &sender_domain, is_3pid_invite, authoriser_domain.as_deref())
+                .and_then(|()| {
+                    let envelope = CreateEnvelope { room_id: pdu.has_room_id.then_some(pdu.room_id.as_str()) };
+                    self.check_auth(&event, &envelope)
+                }),
         };
         match verdict {
             Ok(allowed) => event.recheck_redaction = allowed.recheck_redaction,
@@ -627,7 +643,8 @@ impl Room {
     fn check_auth(&self, event: &StoredEvent, envelope: &CreateEnvelope<'_>) -> Result<Allowed, AuthRejection> {
         let claimed: Vec<&StoredEvent> = event.auth_events.iter().map(|a| self.event(*a)).collect();
         check_state_independent_auth_rules(event, envelope, &claimed, self.rules)?;
-        let mut allowed = check_state_dependent_auth_rules(event, &AuthState::from_events(claimed.iter().copied()), self.rules)?;
+        let mut allowed =
+            check_state_dependent_auth_rules(event, &AuthState::from_events(claimed.iter().copied()), self.rules)?;
         if event.is("m.room.create", "") {
             return Ok(allowed);
         }
@@ -653,7 +670,8 @@ impl Room {
             if let Some(k) = event.key {
                 let after = self.states.get(event.state_before).with_changes(&[(k, Some(idx))]);
                 event.state_after = self.states.intern(after);
-                let parents: Vec<AuthNode> = event.auth_events.iter().filter_map(|a| self.event(*a).auth_node.map(AuthNode)).collect();
+                let parents: Vec<AuthNode> =
+                    event.auth_events.iter().filter_map(|a| self.event(*a).auth_node.map(AuthNode)).collect();
                 event.auth_node = Some(self.auth_index.add(idx, &parents).0);
             }
             for p in event.prev_events.iter() {
@@ -688,7 +706,9 @@ impl Room {
         if self.redactions.applied.contains_key(&t) {
             return;
         }
-        let Some(pending) = self.redactions.pending.get(target) else { return };
+        let Some(pending) = self.redactions.pending.get(target) else {
+            return;
+        };
         let te = self.event(t);
         if &*te.event_type == "m.room.create" {
             return;
@@ -859,7 +879,9 @@ fn check_signatures(
         };
         let mut verified = false;
         for (key_id, sig) in sigs {
-            let Some(key) = keys.verify_key(server, key_id) else { continue };
+            let Some(key) = keys.verify_key(server, key_id) else {
+                continue;
+            };
             if rules.enforce_key_validity && key.valid_until_ts.is_some_and(|v| v < origin_server_ts) {
                 continue;
             }

@@ -134,12 +134,7 @@ impl RoomVersionRules {
     /// Room version 9: redaction keeps the join authoriser.
     pub const V9: Self = Self { id: "9", restricted_join_rule_fix: true, ..Self::V8 };
     /// Room version 10: `knock_restricted`, integer-only power levels.
-    pub const V10: Self = Self {
-        id: "10",
-        knock_restricted_join_rule: true,
-        integer_power_levels: true,
-        ..Self::V9
-    };
+    pub const V10: Self = Self { id: "10", knock_restricted_join_rule: true, integer_power_levels: true, ..Self::V9 };
     /// Room version 11: implicit creator, updated redaction rules.
     pub const V11: Self = Self {
         id: "11",
@@ -149,18 +144,23 @@ impl RoomVersionRules {
         ..Self::V10
     };
     /// Room version 12: room IDs are hashes, creators have infinite power, state res v2.1.
-    pub const V12: Self = Self {
-        id: "12",
-        room_ids_as_hashes: true,
-        creator_power: true,
-        state_res: StateResVersion::V2_1,
-        ..Self::V11
-    };
+    pub const V12: Self =
+        Self { id: "12", room_ids_as_hashes: true, creator_power: true, state_res: StateResVersion::V2_1, ..Self::V11 };
 
     /// Every room version this crate knows, in order.
     pub const ALL: [&'static Self; 12] = [
-        &Self::V1, &Self::V2, &Self::V3, &Self::V4, &Self::V5, &Self::V6,
-        &Self::V7, &Self::V8, &Self::V9, &Self::V10, &Self::V11, &Self::V12,
+        &Self::V1,
+        &Self::V2,
+        &Self::V3,
+        &Self::V4,
+        &Self::V5,
+        &Self::V6,
+        &Self::V7,
+        &Self::V8,
+        &Self::V9,
+        &Self::V10,
+        &Self::V11,
+        &Self::V12,
     ];
 
     /// Looks a room version up by its identifier (any known version, supported or not).
@@ -191,24 +191,42 @@ pub struct UnsupportedRoomVersion(pub String);
 /// Renders the flag × version matrix as a Markdown table (for `docs/room-versions.md`).
 pub fn render_matrix() -> String {
     let mut rows: Vec<(&str, Box<dyn Fn(&RoomVersionRules) -> String>)> = vec![
-        ("event ID", Box::new(|r| match r.event_id_format {
-            EventIdFormat::Explicit => "explicit".into(),
-            EventIdFormat::ReferenceHashStandard => "hash (std b64)".into(),
-            EventIdFormat::ReferenceHashUrlSafe => "hash (url b64)".into(),
-        })),
-        ("state res", Box::new(|r| match r.state_res {
-            StateResVersion::V1 => "v1".into(),
-            StateResVersion::V2 => "v2".into(),
-            StateResVersion::V2_1 => "v2.1".into(),
-        })),
+        (
+            "event ID",
+            Box::new(|r| match r.event_id_format {
+                EventIdFormat::Explicit => "explicit".into(),
+                EventIdFormat::ReferenceHashStandard => "hash (std b64)".into(),
+                EventIdFormat::ReferenceHashUrlSafe => "hash (url b64)".into(),
+            }),
+        ),
+        (
+            "state res",
+            Box::new(|r| match r.state_res {
+                StateResVersion::V1 => "v1".into(),
+                StateResVersion::V2 => "v2".into(),
+                StateResVersion::V2_1 => "v2.1".into(),
+            }),
+        ),
     ];
     macro_rules! flag {
         ($($name:ident),*) => { $( rows.push((stringify!($name), Box::new(|r| if r.$name { "✓".into() } else { "".into() }))); )* };
     }
-    flag!(room_ids_as_hashes, enforce_key_validity, special_case_aliases_auth, strict_canonical_json,
-        limit_notifications_power_levels, knock_join_rule, restricted_join_rule, restricted_join_rule_fix,
-        knock_restricted_join_rule, integer_power_levels, implicit_room_creator, updated_redaction_rules,
-        strict_event_byte_limits, creator_power);
+    flag!(
+        room_ids_as_hashes,
+        enforce_key_validity,
+        special_case_aliases_auth,
+        strict_canonical_json,
+        limit_notifications_power_levels,
+        knock_join_rule,
+        restricted_join_rule,
+        restricted_join_rule_fix,
+        knock_restricted_join_rule,
+        integer_power_levels,
+        implicit_room_creator,
+        updated_redaction_rules,
+        strict_event_byte_limits,
+        creator_power
+    );
     let mut out = String::from("| rule |");
     for r in RoomVersionRules::ALL {
         out.push_str(&format!(" v{} |", r.id));

@@ -143,8 +143,12 @@ impl KeyStore for PinnedKeys {
 /// Uses `verify_strict`, which refuses small-order keys and non-canonical
 /// signatures like libsodium (which the reference implementation uses) does.
 pub fn verify_ed25519(key: &VerifyingKey, message: &[u8], signature_b64: &str) -> bool {
-    let Some(bytes) = decode_base64(signature_b64) else { return false };
-    let Ok(arr) = <[u8; 64]>::try_from(bytes.as_slice()) else { return false };
+    let Some(bytes) = decode_base64(signature_b64) else {
+        return false;
+    };
+    let Ok(arr) = <[u8; 64]>::try_from(bytes.as_slice()) else {
+        return false;
+    };
     key.verify_strict(message, &Signature::from_bytes(&arr)).is_ok()
 }
 
@@ -213,11 +217,8 @@ impl ServerSigningKey {
 /// Verifies a JSON object's signature by `server` with `key` (spec "Checking
 /// for a Signature").
 pub fn verify_json(object: &Map<String, Value>, server: &str, key_id: &str, key: &VerifyingKey) -> bool {
-    let Some(sig) = object
-        .get("signatures")
-        .and_then(|s| s.get(server))
-        .and_then(|s| s.get(key_id))
-        .and_then(Value::as_str)
+    let Some(sig) =
+        object.get("signatures").and_then(|s| s.get(server)).and_then(|s| s.get(key_id)).and_then(Value::as_str)
     else {
         return false;
     };
@@ -269,19 +270,26 @@ mod tests {
         let mut hashed = event.clone();
         hashed.insert("hashes".into(), json!({"sha256": "5jM4wQpv6lnBo7CLIghJuHdW+s2CMBJPUOGOC89ncos"}));
         for (rules, sig, id) in [
-            (&RoomVersionRules::V10,
-             "KxwGjPSDEtvnFgU00fwFz+l6d2pJM6XBIaMEn81SXPTRl16AqLAYqfIReFGZlHi5KLjAWbOoMszkwsQma+lYAg",
-             "$8yif6p8EqgoSten2BLje9ntKm720NyFLWQv9tn8memc"),
-            (&RoomVersionRules::V11,
-             "Jxp+1glFcZM+nnHpY0EkedRR7u0VmKsJYGnQqIvqus3UvL5X/p1y6wSkLhGoTBel6MZ9lrMIzUqrjqFquWJKBw",
-             "$70O_oKlXzFbkfu0KE88USi98DjSWrOELrPj-8tisl8I"),
+            (
+                &RoomVersionRules::V10,
+                "KxwGjPSDEtvnFgU00fwFz+l6d2pJM6XBIaMEn81SXPTRl16AqLAYqfIReFGZlHi5KLjAWbOoMszkwsQma+lYAg",
+                "$8yif6p8EqgoSten2BLje9ntKm720NyFLWQv9tn8memc",
+            ),
+            (
+                &RoomVersionRules::V11,
+                "Jxp+1glFcZM+nnHpY0EkedRR7u0VmKsJYGnQqIvqus3UvL5X/p1y6wSkLhGoTBel6MZ9lrMIzUqrjqFquWJKBw",
+                "$70O_oKlXzFbkfu0KE88USi98DjSWrOELrPj-8tisl8I",
+            ),
         ] {
             let redacted = crate::redaction::redact(&hashed, rules);
             let bytes = redacted_signing_bytes(&redacted);
             assert_eq!(key.sign_bytes(bytes.as_bytes()), sig, "room v{}", rules.id);
             let mut signed = hashed.clone();
             signed.insert("signatures".into(), json!({"domain": {"ed25519:1": sig}}));
-            assert_eq!(event_id_for_reference_hash(&redacted_signing_bytes(&crate::redaction::redact(&signed, rules)), rules), id);
+            assert_eq!(
+                event_id_for_reference_hash(&redacted_signing_bytes(&crate::redaction::redact(&signed, rules)), rules),
+                id
+            );
         }
     }
 }

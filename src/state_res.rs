@@ -29,7 +29,9 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 use crate::auth_chain::{AuthChainIndex, AuthNode, NodeSet};
-use crate::auth_rules::{auth_types_for_event, check_state_dependent_auth_rules, is_creator, AuthState, CREATOR_POWER_LEVEL};
+use crate::auth_rules::{
+    auth_types_for_event, check_state_dependent_auth_rules, is_creator, AuthState, CREATOR_POWER_LEVEL,
+};
 use crate::event::{Facts, Membership, StateKeyIdx, StoredEvent};
 use crate::ids::EventIdx;
 use crate::power_levels::Level;
@@ -179,8 +181,8 @@ impl ResolveContext<'_> {
         }
         let mut out = NodeSet::with_capacity(self.auth_index.len());
         for x in backwards.iter() {
-            let reaches = conflicted_nodes.contains(x)
-                || conflicted_nodes.iter().any(|c| self.auth_index.chain_contains(x, c));
+            let reaches =
+                conflicted_nodes.contains(x) || conflicted_nodes.iter().any(|c| self.auth_index.chain_contains(x, c));
             if reaches {
                 out.insert(x);
             }
@@ -225,7 +227,9 @@ impl ResolveContext<'_> {
             }
             return 0;
         };
-        let Facts::PowerLevels(levels) = &pl.facts else { return 0 };
+        let Facts::PowerLevels(levels) = &pl.facts else {
+            return 0;
+        };
         let level = match levels.users.get(&ev.sender) {
             Some(l) => l,
             None => match levels.scalar("users_default") {
@@ -267,7 +271,9 @@ impl ResolveContext<'_> {
                 graph.insert(e, edges);
             }
         }
-        let key = |e: EventIdx| (Reverse((Reverse(self.power_level_for_sender(e)), self.ev(e).origin_server_ts, self.ev(e).id.clone())), e);
+        let key = |e: EventIdx| {
+            (Reverse((Reverse(self.power_level_for_sender(e)), self.ev(e).origin_server_ts, self.ev(e).id.clone())), e)
+        };
         lexicographical_topological_sort(graph, key)
     }
 
@@ -287,7 +293,9 @@ impl ResolveContext<'_> {
                     auth.insert(aev);
                 }
             }
-            let Ok(types) = auth_types_for_event(ev, self.rules) else { continue };
+            let Ok(types) = auth_types_for_event(ev, self.rules) else {
+                continue;
+            };
             for (t, k) in types {
                 if let Some(cur) = (self.key_of)(&t, &k).and_then(|key| state.get(&key)) {
                     let cev = self.ev(*cur);
@@ -341,7 +349,12 @@ impl ResolveContext<'_> {
         keyed.into_iter().map(|(_, e)| e).collect()
     }
 
-    fn mainline_depth(&self, e: EventIdx, depth_of: &HashMap<EventIdx, usize>, memo: &mut HashMap<EventIdx, usize>) -> usize {
+    fn mainline_depth(
+        &self,
+        e: EventIdx,
+        depth_of: &HashMap<EventIdx, usize>,
+        memo: &mut HashMap<EventIdx, usize>,
+    ) -> usize {
         let mut path: Vec<EventIdx> = Vec::new();
         let mut cur = Some(e);
         let mut result = 0;

@@ -109,7 +109,11 @@ impl<S: EventStore> RoomEngine<S> {
                 EventStatus::Rejected => "rejected",
             };
             if outcome.status() != want {
-                return Err(StoreError::Inconsistent { event_id: rec.event_id.to_string(), want: want.into(), got: outcome.status().into() });
+                return Err(StoreError::Inconsistent {
+                    event_id: rec.event_id.to_string(),
+                    want: want.into(),
+                    got: outcome.status().into(),
+                });
             }
         }
         Ok(Self { room, store })
@@ -144,7 +148,8 @@ impl<S: EventStore> RoomEngine<S> {
     ) -> Result<Vec<Outcome>, StoreError> {
         let cp = self.room.checkpoint();
         let first_new = self.room.events().len();
-        let outcomes: Vec<Outcome> = pdus.into_iter().map(|raw| self.room.ingest(raw, Verification::Keys(keys))).collect();
+        let outcomes: Vec<Outcome> =
+            pdus.into_iter().map(|raw| self.room.ingest(raw, Verification::Keys(keys))).collect();
         let records: Vec<EventRecord> =
             (first_new..self.room.events().len()).map(|i| self.room.record(crate::ids::EventIdx(i as u32))).collect();
         if !records.is_empty() {

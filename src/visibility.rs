@@ -41,12 +41,14 @@ pub fn history_visibility(room: &Room, state: &StateMap) -> HistoryVisibility {
 }
 
 /// The memberships, in `state`, of users on `server`.
-pub fn server_memberships<'r>(room: &'r Room, state: &'r StateMap, server: &'r str) -> impl Iterator<Item = &'r Membership> + 'r {
+pub fn server_memberships<'r>(
+    room: &'r Room,
+    state: &'r StateMap,
+    server: &'r str,
+) -> impl Iterator<Item = &'r Membership> + 'r {
     state.iter().filter_map(move |(k, e)| {
         let (t, user) = room.key_name(k);
-        (t == "m.room.member" && domain_of(user) == Some(server))
-            .then(|| room.event(e).membership())
-            .flatten()
+        (t == "m.room.member" && domain_of(user) == Some(server)).then(|| room.event(e).membership()).flatten()
     })
 }
 

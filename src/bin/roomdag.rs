@@ -58,28 +58,16 @@ struct Opts {
 }
 
 fn parse(args: &[String]) -> Result<Opts, CliError> {
-    let mut o = Opts {
-        positional: Vec::new(),
-        queries: None,
-        output: None,
-        format: None,
-        auth_edges: false,
-    };
+    let mut o = Opts { positional: Vec::new(), queries: None, output: None, format: None, auth_edges: false };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| CliError::Usage(format!("{name} needs a value")))
-        };
+        let mut value = |name: &str| it.next().cloned().ok_or_else(|| CliError::Usage(format!("{name} needs a value")));
         match a.as_str() {
             "--queries" | "-q" => o.queries = Some(value(a)?),
             "-o" | "--output" => o.output = Some(value(a)?),
             "--format" | "-f" => o.format = Some(value(a)?),
             "--auth-edges" => o.auth_edges = true,
-            s if s.starts_with('-') && s.len() > 1 => {
-                return Err(CliError::Usage(format!("unknown option {s}")))
-            }
+            s if s.starts_with('-') && s.len() > 1 => return Err(CliError::Usage(format!("unknown option {s}"))),
             _ => o.positional.push(a.clone()),
         }
     }
@@ -88,14 +76,10 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
 
 fn write_out(output: Option<&str>, bytes: &[u8]) -> Result<(), CliError> {
     match output {
-        Some(path) => {
-            std::fs::write(path, bytes).map_err(|e| CliError::Failed(format!("{path}: {e}")))
-        }
+        Some(path) => std::fs::write(path, bytes).map_err(|e| CliError::Failed(format!("{path}: {e}"))),
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(bytes)
-                .and_then(|()| out.flush())
-                .map_err(|e| CliError::Failed(format!("stdout: {e}")))
+            out.write_all(bytes).and_then(|()| out.flush()).map_err(|e| CliError::Failed(format!("stdout: {e}")))
         }
     }
 }
@@ -125,8 +109,7 @@ fn run(args: &[String]) -> Result<(), CliError> {
             let fx = open(fixture_path)?;
             let answers = conformance::replay_and_answer(fx, queries)
                 .map_err(|e| CliError::Failed(format!("{fixture_path}: {e}")))?;
-            let mut bytes =
-                serde_json::to_vec(&answers).map_err(|e| CliError::Failed(e.to_string()))?;
+            let mut bytes = serde_json::to_vec(&answers).map_err(|e| CliError::Failed(e.to_string()))?;
             bytes.push(b'\n');
             write_out(o.output.as_deref(), &bytes)
         }
@@ -145,11 +128,7 @@ fn run(args: &[String]) -> Result<(), CliError> {
                     b
                 }
                 "dot" => export::graph_dot(&replay.room, o.auth_edges).into_bytes(),
-                other => {
-                    return Err(CliError::Usage(format!(
-                        "unknown format {other:?} (json or dot)"
-                    )))
-                }
+                other => return Err(CliError::Usage(format!("unknown format {other:?} (json or dot)"))),
             };
             write_out(o.output.as_deref(), &bytes)
         }

@@ -410,6 +410,9 @@ def rejected_in_dag(rv: str) -> Builder:
                 "with prev_events [TB]. Bob sends a message citing the rejected PB in auth_events (MSG, "
                 "rejected: rule 2.3, an auth event was rejected). Alice sets a topic (TA) on a branch that "
                 "merges M1 and Charlie's join; the final merge END cites the rejected MSG as a prev. "
+                "Then Alice raises Bob to 50 (PLB) and demotes him again (PLD); Bob sets a topic on top of "
+                "PLD citing PLB (TSTALE): accepted against its auth events but rejected against the state "
+                "before it (stage state_before); FINAL (Alice) has TSTALE as its only prev. "
                 "Rejected events never enter the state and are never forward extremities.")
     b.add("CREATE", ALICE, "m.room.create", create_content(rv), state_key="")
     b.add("MA", ALICE, "m.room.member", JOIN, state_key=ALICE)
@@ -424,8 +427,18 @@ def rejected_in_dag(rv: str) -> Builder:
     b.add("MSG", BOB, "m.room.message", {"body": "citing a rejected PL"}, prev=["MB"], auth=["PB", "MB"])
     b.add("TA", ALICE, "m.room.topic", {"topic": "alice"}, state_key="", prev=["M1", "MC"])
     b.add("END", CHARLIE, "m.room.message", {"body": "end"}, prev=["TA", "MSG"])
+    # Stale auth events: Alice raises Bob to 50 (PLB) and then demotes him again (PLD); Bob sets a topic on
+    # top of PLD but cites PLB in auth_events (TSTALE): it passes against its auth events and is rejected
+    # against the state before it.  FINAL (Alice) builds on it.
+    b.add("PLB", ALICE, "m.room.power_levels", {"users": users(rv, {ALICE: 100, BOB: 50})}, state_key="",
+          prev=["END"])
+    b.add("PLD", ALICE, "m.room.power_levels", {"users": users(rv, {ALICE: 100, BOB: 0})}, state_key="")
+    b.add("TSTALE", BOB, "m.room.topic", {"topic": "stale"}, state_key="", auth=["PLB", "MB"])
+    b.add("FINAL", ALICE, "m.room.message", {"body": "final"}, prev=["TSTALE"])
     b.claim_state("END", {TOPIC_KEY: "TA", PL_KEY: "PL", mkey(CHARLIE): "MC"},
                   "Only accepted events are in the state.")
+    b.claim_state("FINAL", {TOPIC_KEY: "TA", PL_KEY: "PLD"},
+                  "TSTALE was rejected against the state before it.")
     return b
 
 

@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+// `npm test`: every test tier, in order, failing fast.
+//   1. cargo test (unit tests, the fixture replay against Synapse's answers)
+//   2. the crate builds for wasm32-unknown-unknown
+//   3. the release CLI scored by the oracle's own compare.py on every fixture
+// Tiers that need the wasm package, a browser or workerd are added below as
+// they exist. Set ROOMDAG_TEST_ONLY=tier1,tier2 to run a subset.
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, mkdtempSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { tmpdir } from "node:os";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const shared = process.env.ROOMDAG_SHARED ?? join(root, "..", "shared");
+const only = process.env.ROOMDAG_TEST_ONLY?.split(",");
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: "inherit", ...opts });
+  if (r.status !== 0) {
+    console.error(`\n✗ ${cmd} ${args.join(" ")} exited with ${r.status ?? r.signal}`);
+    process.exit(1);
+  }
+}
+
+const tiers = {
+  "cargo-test": () => run("cargo", ["test", "--all-targets"]),
+  "wasm32-build": () => run("cargo", ["build", "--lib", "--target", "wasm32-unknown-unknown", "--release"]),
+  "conformance-cli": () => {
+    run("cargo", ["build", "--release", "--bin", "roomdag"]);
+    const dir = join(shared, "fixtures");
+    const out = mkdtempSync(join(tmpdir(), "roomdag-answers-"));
+    const rooms = readdirSync(dir).filter((f) => /\.json(\.gz)?$/.test(f) && !/\.(queries|expected)\./.test(f));
+    if (rooms.length === 0) throw new Error(`no fixtures in ${dir}`);
+    for (const f of rooms.sort()) {
+      const name = f.replace(/\.json(\.gz)?$/, "");
+      const ext = f.endsWith(".gz") ? ".json.gz" : ".json";
+      const expected = join(dir, `${name}.expected${ext}`);
+      if (!existsSync(expected)) continue;
+      const answers = join(out, `${name}.answers.json`);
+      console.log(`\n-- ${name}`);
+      run(join(root, "target/release/roomdag"), ["replay", join(dir, f), "--queries", join(dir, `${name}.queries${ext}`), "-o", answers]);
+      run("python3", [join(shared, "oracle/compare.py"), expected, answers, "--show", "3"]);
+    }
+  },
+};
+
+for (const [name, fn] of Object.entries(tiers)) {
+  if (only && !only.includes(name)) continue;
+  console.log(`\n=== ${name}`);
+  fn();
+}
+console.log("\n✓ all test tiers passed");
