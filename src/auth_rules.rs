@@ -157,7 +157,7 @@ pub struct AuthState<'a> {
 
 impl fmt::Debug for AuthState<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.entries.iter().map(|e| &e.id)).finish()
+        f.debug_list().entries(self.entries.iter().map(|e| e.id())).finish()
     }
 }
 
@@ -270,7 +270,7 @@ pub struct CreateEnvelope<'a> {
 /// 4. (≤ v10) If `content` has no `creator`, reject.
 /// 5. (v12) If `additional_creators` is not an array of valid user IDs, reject.
 pub fn check_create(event: &StoredEvent, envelope: &CreateEnvelope<'_>, rules: &RoomVersionRules) -> Result<()> {
-    if !event.prev_events.is_empty() {
+    if !event.prev_events().is_empty() {
         return Err(AuthRejection::CreateHasPrevEvents);
     }
     if rules.room_ids_as_hashes {
@@ -319,7 +319,7 @@ pub fn check_create(event: &StoredEvent, envelope: &CreateEnvelope<'_>, rules: &
 }
 
 fn event_content_has_key(event: &StoredEvent, key: &str) -> bool {
-    serde_json::from_str::<Value>(&event.raw)
+    serde_json::from_str::<Value>(event.raw())
         .ok()
         .and_then(|v| v.get("content").map(|c| c.get(key).is_some()))
         .unwrap_or(false)
@@ -353,11 +353,11 @@ pub fn check_state_independent_auth_rules(
         //     auth events selection algorithm picks;
         let expected_here = key.1.is_some_and(|sk| expected.iter().any(|(t, k)| t == key.0 && k == sk));
         if !expected_here {
-            return Err(AuthRejection::UnexpectedAuthEvent(a.id.to_string(), key.0.into(), key.1.unwrap_or("").into()));
+            return Err(AuthRejection::UnexpectedAuthEvent(a.id().to_string(), key.0.into(), key.1.unwrap_or("").into()));
         }
         // 2.3 have entries which were themselves rejected.
         if !a.is_accepted() {
-            return Err(AuthRejection::RejectedAuthEvent(a.id.to_string()));
+            return Err(AuthRejection::RejectedAuthEvent(a.id().to_string()));
         }
         has_create |= a.is("m.room.create", "");
         seen.push(key);
@@ -658,9 +658,9 @@ fn is_membership_change_allowed(event: &StoredEvent, state: &AuthState<'_>, rule
     let create = state.create().ok_or(AuthRejection::NoCreateEvent)?;
 
     // 5.2.1 (join) The creator's first join straight after the create event.
-    if event.prev_events.len() == 1 && *membership == Membership::Join {
+    if event.prev_events().len() == 1 && *membership == Membership::Join {
         if let Some(c) = state.create() {
-            if event.prev_events[0] == c.idx && creator_of(c, rules).as_deref() == Some(target) {
+            if event.prev_events()[0] == c.idx && creator_of(c, rules).as_deref() == Some(target) {
                 return Ok(());
             }
         }

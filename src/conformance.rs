@@ -3,16 +3,37 @@
 //! Shared by the native CLI, the wasm CLI and the tests, so all three produce
 //! byte-identical `roomdag-answers/1` documents.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use serde_json::{json, Map, Value};
 
 use crate::fixture::{read_queries, stream_room, FixtureError, FixtureHeader, Query};
 use crate::ids::EventIdx;
 use crate::queries::{self, Direction, QueryError, Served};
-use crate::room::{Outcome, Room, Verification};
+use crate::room::{DropStage, Outcome, Room, Verification};
 use crate::signing::{encode_base64, PinnedKeys};
-use crate::state_set::StateSetId;
+
+/// What happened to one fixture event (eight bytes: the room holds the rest).
+#[derive(Clone, Copy, Debug)]
+pub enum Line {
+    /// Stored (accepted or rejected).
+    Stored(EventIdx),
+    /// A duplicate of an already stored event.
+    Duplicate(EventIdx),
+    /// Not stored: the index into [`Replay::dropped`].
+    Dropped(u32),
+}
+
+/// A dropped fixture event.
+#[derive(Clone, Debug)]
+pub struct DroppedLine {
+    /// The computed event ID, or the fixture's claim when the PDU could not be hashed.
+    pub event_id: Box<str>,
+    /// Which check dropped it.
+    pub stage: DropStage,
+    /// Why.
+    pub reason: Box<str>,
+}
 
 /// The replayed room and what happened to each fixture event.
 pub struct Replay {
@@ -20,15 +41,18 @@ pub struct Replay {
     pub room: Room,
     /// The fixture header.
     pub header: FixtureHeader,
-    /// Per fixture event: the fixture's claimed ID and the outcome.
-    pub outcomes: Vec<(String, Outcome)>,
+    /// One line per fixture event.
+    pub lines: Vec<Line>,
+    /// The dropped events' details.
+    pub dropped: Vec<DroppedLine>,
 }
 
 /// Replays a room fixture through the full receipt pipeline.
 pub fn replay(reader: impl Read) -> Result<Replay, FixtureError> {
     let mut room: Option<Room> = None;
     let mut keys: Option<PinnedKeys> = None;
-    let mut outcomes = Vec::new();
+    let mut lines = Vec::new();
+    let mut dropped = Vec::new();
     let header = stream_room(reader, |header, _, ev| {
         if room.is_none() {
             let v = header.room_version.as_deref().unwrap_or_default();
@@ -36,8 +60,22 @@ pub fn replay(reader: impl Read) -> Result<Replay, FixtureError> {
             keys = Some(header.pinned_keys()?);
         }
         let (room, keys) = (room.as_mut().expect("just set"), keys.as_ref().expect("just set"));
-        let outcome = room.ingest(ev.pdu.get(), Verification::Keys(keys));
-        outcomes.push((ev.event_id, outcome));
+        let line = match room.ingest(ev.pdu.get(), Verification::Keys(keys)) {
+            Outcome::Dropped { event_id, stage, reason } => {
+                dropped.push(DroppedLine {
+                    event_id: event_id.map_or_else(|| ev.event_id.into(), |e| e.as_str().into()),
+                    stage,
+                    reason: reason.into(),
+                });
+                Line::Dropped(u32::try_from(dropped.len() - 1).expect("fewer than 2^32 lines"))
+            }
+            o => {
+                let id = o.event_id().expect("stored outcomes have an ID");
+                let event = room.lookup(id.as_str()).expect("stored");
+                if matches!(o, Outcome::Duplicate { .. }) { Line::Duplicate(event) } else { Line::Stored(event) }
+            }
+        };
+        lines.push(line);
         Ok(())
     })?;
     let room = match room {
@@ -45,7 +83,7 @@ pub fn replay(reader: impl Read) -> Result<Replay, FixtureError> {
         None => Room::new(header.room_version.as_deref().unwrap_or_default())
             .map_err(|e| FixtureError::Invalid(e.to_string()))?,
     };
-    Ok(Replay { room, header, outcomes })
+    Ok(Replay { room, header, lines, dropped })
 }
 
 fn hex(d: [u8; 32]) -> String {
@@ -53,76 +91,74 @@ fn hex(d: [u8; 32]) -> String {
 }
 
 impl Replay {
-    /// The `events` list of the answers document.
-    pub fn events_json(&self) -> Vec<Value> {
-        self.outcomes
-            .iter()
-            .map(|(claimed, o)| {
-                let id = o.event_id().map_or_else(|| claimed.clone(), |e| e.to_string());
+    /// The entry of the answers' `events` list for one fixture line.
+    pub fn line_json(&self, line: &Line) -> Value {
+        match *line {
+            Line::Dropped(i) => {
+                let d = &self.dropped[i as usize];
+                json!({"event_id": &*d.event_id, "status": "dropped", "stage": d.stage, "reason": &*d.reason})
+            }
+            Line::Duplicate(event) => {
+                json!({"event_id": self.room.event(event).id(), "status": "dropped", "reason": "duplicate event"})
+            }
+            Line::Stored(event) => {
+                let e = self.room.event(event);
                 let mut m = Map::new();
-                m.insert("event_id".into(), json!(id));
-                match o {
-                    Outcome::Dropped { stage, reason, .. } => {
-                        m.insert("status".into(), json!("dropped"));
-                        m.insert("stage".into(), json!(stage));
-                        m.insert("reason".into(), json!(reason));
-                    }
-                    Outcome::Duplicate { .. } => {
-                        m.insert("status".into(), json!("dropped"));
-                        m.insert("reason".into(), json!("duplicate event"));
-                    }
-                    Outcome::Accepted { event_id, redacted_on_receipt }
-                    | Outcome::Rejected { event_id, redacted_on_receipt, .. } => {
-                        let e = self.room.event(self.room.lookup(event_id.as_str()).expect("stored"));
-                        m.insert("status".into(), json!(o.status()));
-                        if let Outcome::Rejected { reason, .. } = o {
-                            m.insert("reason".into(), json!(reason));
-                        }
-                        if *redacted_on_receipt {
-                            m.insert("redacted_on_receipt".into(), json!(true));
-                        }
-                        m.insert("state_before".into(), json!(hex(self.room.state_digest(e.state_before))));
-                        m.insert("state_after".into(), json!(hex(self.room.state_digest(e.state_after))));
-                    }
+                m.insert("event_id".into(), json!(e.id()));
+                m.insert("status".into(), json!(e.status));
+                if let Some(r) = self.room.rejection(event) {
+                    m.insert("reason".into(), json!(r));
                 }
+                if e.redacted_on_receipt {
+                    m.insert("redacted_on_receipt".into(), json!(true));
+                }
+                m.insert("state_before".into(), json!(hex(self.room.state_digest(e.state_before))));
+                m.insert("state_after".into(), json!(hex(self.room.state_digest(e.state_after))));
                 Value::Object(m)
-            })
-            .collect()
+            }
+        }
     }
 
-    /// The full `roomdag-answers/1` document for `queries`.
-    pub fn answers(&mut self, queries: &[Query]) -> Value {
+    /// Writes the `roomdag-answers/1` document for `queries`, streaming one
+    /// event and one answer at a time.
+    pub fn write_answers(&mut self, queries: &[Query], mut w: impl Write) -> std::io::Result<()> {
         let current = self.room.current_state();
-        let extremities: Vec<String> = {
-            let mut v: Vec<String> =
-                self.room.forward_extremities().map(|e| self.room.event(e).id.to_string()).collect();
-            v.sort();
-            v
-        };
-        let answers: Vec<Value> = queries.iter().map(|q| answer(&self.room, q)).collect();
-        json!({
+        let mut extremities: Vec<&str> = self.room.forward_extremities().map(|e| self.room.event(e).id()).collect();
+        extremities.sort_unstable();
+        let head = json!({
             "format": "roomdag-answers/1",
             "room_id": self.room.room_id(),
-            "events": self.events_json(),
             "forward_extremities": extremities,
             "current_state_digest": hex(self.room.state_digest(current)),
             "servers_in_room": crate::visibility::servers_in_room(&self.room, self.room.state(current)),
-            "answers": answers,
-        })
-    }
-
-    /// The current state's digest.
-    pub fn current_state_digest(&mut self) -> String {
-        let id: StateSetId = self.room.current_state();
-        hex(self.room.state_digest(id))
+        });
+        let head = serde_json::to_string(&head)?;
+        w.write_all(&head.as_bytes()[..head.len() - 1])?;
+        w.write_all(b",\"events\":[")?;
+        for (i, line) in self.lines.iter().enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut w, &self.line_json(line))?;
+        }
+        w.write_all(b"],\"answers\":[")?;
+        for (i, q) in queries.iter().enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut w, &answer(&self.room, q))?;
+        }
+        w.write_all(b"]}\n")?;
+        w.flush()
     }
 }
 
-/// Replays a fixture and answers a query file, in one call.
-pub fn replay_and_answer(fixture: impl Read, queries: impl Read) -> Result<Value, FixtureError> {
+/// Replays a fixture and answers a query file, writing the answers to `out`.
+pub fn replay_and_answer(fixture: impl Read, queries: impl Read, out: impl Write) -> Result<(), FixtureError> {
     let queries = read_queries(queries)?;
     let mut replay = replay(fixture)?;
-    Ok(replay.answers(&queries.queries))
+    replay.write_answers(&queries.queries, out)?;
+    Ok(())
 }
 
 fn error(id: &str, status: u16, errcode: &str, message: &str) -> Value {
@@ -135,12 +171,12 @@ fn query_error(id: &str, e: QueryError) -> Value {
 
 fn served(room: &Room, list: Vec<Served>) -> Value {
     Value::Array(
-        list.into_iter().map(|s| json!({"event_id": room.event(s.event).id.as_str(), "pruned": s.pruned})).collect(),
+        list.into_iter().map(|s| json!({"event_id": room.event(s.event).id(), "pruned": s.pruned})).collect(),
     )
 }
 
 fn ids(room: &Room, list: impl IntoIterator<Item = EventIdx>) -> Value {
-    Value::Array(list.into_iter().map(|e| json!(room.event(e).id.as_str())).collect())
+    Value::Array(list.into_iter().map(|e| json!(room.event(e).id())).collect())
 }
 
 fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
@@ -205,7 +241,7 @@ pub fn answer(room: &Room, q: &Query) -> Value {
             };
             match queries::timestamp_to_event(room, &q.origin, ts, dir) {
                 Ok(e) => {
-                    json!({"id": id, "status": 200, "event_id": room.event(e).id.as_str(), "origin_server_ts": room.event(e).origin_server_ts})
+                    json!({"id": id, "status": 200, "event_id": room.event(e).id(), "origin_server_ts": room.event(e).origin_server_ts})
                 }
                 Err(e) => query_error(id, e),
             }
@@ -216,7 +252,7 @@ pub fn answer(room: &Room, q: &Query) -> Value {
             };
             match queries::event(room, &q.origin, event_id) {
                 Ok(s) => {
-                    json!({"id": id, "status": 200, "event_id": room.event(s.event).id.as_str(), "pruned": s.pruned})
+                    json!({"id": id, "status": 200, "event_id": room.event(s.event).id(), "pruned": s.pruned})
                 }
                 Err(e) => query_error(id, e),
             }

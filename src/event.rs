@@ -201,14 +201,29 @@ impl Facts {
 }
 
 /// One stored event.
+///
+/// Kept small (the room holds one per event): the event ID and the PDU share
+/// one allocation, the prev and auth events another, and rarely needed
+/// fields (rejection reasons) live in side tables of the room.
 #[derive(Clone, Debug)]
 pub struct StoredEvent {
     /// Its position in the room (arrival order).
     pub idx: EventIdx,
-    /// The event ID (computed, never trusted from the sender).
-    pub id: EventId,
-    /// The PDU exactly as received (shared with the store's record).
-    pub raw: Arc<str>,
+    /// The event ID followed by the PDU exactly as received (shared with the
+    /// store's record).
+    text: Arc<str>,
+    id_len: u8,
+    n_prev: u8,
+    /// Accepted or rejected.
+    pub status: EventStatus,
+    /// The content hash failed: stored and served in redacted form.
+    pub redacted_on_receipt: bool,
+    /// A redaction whose sender lacked the `redact` level in some auth check
+    /// (v3+ "handling redactions": it applies only to same-server targets).
+    pub recheck_redaction: bool,
+    /// `prev_events` in PDU order, then the auth events (in room v12 with
+    /// the implied create event appended).
+    links: Box<[EventIdx]>,
     /// `sender` (interned).
     pub sender: Arc<str>,
     /// `type` (interned).
@@ -221,20 +236,6 @@ pub struct StoredEvent {
     pub depth: i64,
     /// `origin_server_ts`.
     pub origin_server_ts: i64,
-    /// `prev_events`, in PDU order.
-    pub prev_events: Box<[EventIdx]>,
-    /// The auth events, in PDU order; in room v12 the create event is
-    /// appended, as it is implied.
-    pub auth_events: Box<[EventIdx]>,
-    /// Accepted or rejected.
-    pub status: EventStatus,
-    /// Why it was rejected.
-    pub rejection: Option<Box<str>>,
-    /// The content hash failed: stored and served in redacted form.
-    pub redacted_on_receipt: bool,
-    /// A redaction whose sender lacked the `redact` level in some auth check
-    /// (v3+ "handling redactions": it applies only to same-server targets).
-    pub recheck_redaction: bool,
     /// Content facts.
     pub facts: Facts,
     /// The state before the event.
@@ -245,7 +246,106 @@ pub struct StoredEvent {
     pub auth_node: Option<u32>,
 }
 
+/// The fields of a new [`StoredEvent`].
+pub struct NewEvent<'a> {
+    /// Its position in the room.
+    pub idx: EventIdx,
+    /// The event ID.
+    pub id: &'a str,
+    /// The PDU as received.
+    pub raw: &'a str,
+    /// Resolved `prev_events`.
+    pub prev_events: &'a [EventIdx],
+    /// Resolved auth events.
+    pub auth_events: &'a [EventIdx],
+    /// Interned sender.
+    pub sender: Arc<str>,
+    /// Interned type.
+    pub event_type: Arc<str>,
+    /// Interned state key.
+    pub state_key: Option<Arc<str>>,
+    /// Interned `(type, state_key)`.
+    pub key: Option<StateKeyIdx>,
+    /// `depth`.
+    pub depth: i64,
+    /// `origin_server_ts`.
+    pub origin_server_ts: i64,
+    /// Content facts.
+    pub facts: Facts,
+    /// The state before it.
+    pub state_before: StateSetId,
+    /// The content hash failed.
+    pub redacted_on_receipt: bool,
+}
+
 impl StoredEvent {
+    /// Builds an accepted event whose state after is its state before (the
+    /// room fixes both up as it stores it).
+    ///
+    /// # Panics
+    /// If the event ID is longer than 255 bytes or there are more than 255
+    /// prev events (the receipt checks refuse both before this point).
+    pub fn new(n: NewEvent<'_>) -> Self {
+        let id_len = u8::try_from(n.id.len()).expect("event IDs are at most 255 bytes");
+        let n_prev = u8::try_from(n.prev_events.len()).expect("at most 20 prev events");
+        let mut text = String::with_capacity(n.id.len() + n.raw.len());
+        text.push_str(n.id);
+        text.push_str(n.raw);
+        let mut links = Vec::with_capacity(n.prev_events.len() + n.auth_events.len());
+        links.extend_from_slice(n.prev_events);
+        links.extend_from_slice(n.auth_events);
+        Self {
+            idx: n.idx,
+            text: Arc::from(text),
+            id_len,
+            n_prev,
+            status: EventStatus::Accepted,
+            redacted_on_receipt: n.redacted_on_receipt,
+            recheck_redaction: false,
+            links: links.into(),
+            sender: n.sender,
+            event_type: n.event_type,
+            state_key: n.state_key,
+            key: n.key,
+            depth: n.depth,
+            origin_server_ts: n.origin_server_ts,
+            facts: n.facts,
+            state_before: n.state_before,
+            state_after: n.state_before,
+            auth_node: None,
+        }
+    }
+
+    /// The event ID.
+    pub fn id(&self) -> &str {
+        &self.text[..self.id_len as usize]
+    }
+
+    /// The event ID as an owned [`EventId`].
+    pub fn event_id(&self) -> EventId {
+        EventId::new(self.id()).expect("stored event IDs start with $")
+    }
+
+    /// The PDU exactly as received.
+    pub fn raw(&self) -> &str {
+        &self.text[self.id_len as usize..]
+    }
+
+    /// The shared text (event ID followed by the PDU) and the ID's length.
+    pub fn shared_text(&self) -> (Arc<str>, usize) {
+        (Arc::clone(&self.text), self.id_len as usize)
+    }
+
+    /// `prev_events`, in PDU order.
+    pub fn prev_events(&self) -> &[EventIdx] {
+        &self.links[..self.n_prev as usize]
+    }
+
+    /// The auth events, in PDU order (room v12: with the create event appended).
+    pub fn auth_events(&self) -> &[EventIdx] {
+        &self.links[self.n_prev as usize..]
+    }
+
     /// Whether this is a state event.
     pub fn is_state(&self) -> bool {
         self.state_key.is_some()
@@ -267,5 +367,74 @@ impl StoredEvent {
     /// Accepted?
     pub fn is_accepted(&self) -> bool {
         self.status == EventStatus::Accepted
+    }
+}
+
+/// Events in arrival order, in fixed-size chunks (no reallocation spikes as
+/// a room grows, and no capacity wasted beyond the last chunk).
+#[derive(Clone, Debug, Default)]
+pub struct Events {
+    chunks: Vec<Vec<StoredEvent>>,
+    len: usize,
+}
+
+const EVENTS_CHUNK: usize = 1024;
+
+impl Events {
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends an event.
+    pub fn push(&mut self, e: StoredEvent) {
+        if self.chunks.last().is_none_or(|c| c.len() == EVENTS_CHUNK) {
+            self.chunks.push(Vec::with_capacity(EVENTS_CHUNK));
+        }
+        self.chunks.last_mut().expect("just ensured").push(e);
+        self.len += 1;
+    }
+
+    /// The event at `i`.
+    pub fn get(&self, i: usize) -> Option<&StoredEvent> {
+        self.chunks.get(i / EVENTS_CHUNK).and_then(|c| c.get(i % EVENTS_CHUNK))
+    }
+
+    /// Every event in order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &StoredEvent> + '_ {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    /// Removes and returns the events from `len` on.
+    pub fn truncate(&mut self, len: usize) -> Vec<StoredEvent> {
+        let mut removed = Vec::new();
+        while self.len > len {
+            let last = self.chunks.last_mut().expect("len > 0");
+            removed.push(last.pop().expect("chunks are never empty"));
+            if last.is_empty() {
+                self.chunks.pop();
+            }
+            self.len -= 1;
+        }
+        removed.reverse();
+        removed
+    }
+}
+
+impl std::ops::Index<usize> for Events {
+    type Output = StoredEvent;
+    fn index(&self, i: usize) -> &StoredEvent {
+        &self.chunks[i / EVENTS_CHUNK][i % EVENTS_CHUNK]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Events {
+    fn index_mut(&mut self, i: usize) -> &mut StoredEvent {
+        &mut self.chunks[i / EVENTS_CHUNK][i % EVENTS_CHUNK]
     }
 }

@@ -31,7 +31,7 @@ use crate::auth_rules::{
     AuthState, CreateEnvelope,
 };
 use crate::canonical_json::object_to_canonical_string;
-use crate::event::{EventStatus, Facts, StateKeyIdx, StoredEvent};
+use crate::event::{EventStatus, Events, Facts, NewEvent, StateKeyIdx, StoredEvent};
 use crate::ids::{domain_of, EventId, EventIdx};
 use crate::pdu::{parse_pdu, PduFormatError};
 use crate::redaction::redact;
@@ -147,12 +147,71 @@ pub struct DroppedEvent {
 /// verifying signatures again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventRecord {
-    /// The event ID.
-    pub event_id: EventId,
-    /// The PDU exactly as received.
-    pub raw: Arc<str>,
+    /// The event ID followed by the PDU (shared with the room).
+    text: Arc<str>,
+    id_len: usize,
     /// The receipt verdict.
     pub status: EventStatus,
+}
+
+impl EventRecord {
+    /// A record from its parts (e.g. read back from a store).
+    pub fn new(event_id: &str, raw: &str, status: EventStatus) -> Self {
+        Self { text: Arc::from(format!("{event_id}{raw}")), id_len: event_id.len(), status }
+    }
+
+    /// The event ID.
+    pub fn event_id(&self) -> &str {
+        &self.text[..self.id_len]
+    }
+
+    /// The PDU exactly as received.
+    pub fn raw(&self) -> &str {
+        &self.text[self.id_len..]
+    }
+}
+
+/// Event ID → index, keyed by a 64-bit hash of the ID so that the ID text is
+/// stored once (in the event); the rare colliding IDs go to a plain map.
+#[derive(Debug, Default)]
+struct IdIndex {
+    by_hash: HashMap<u64, EventIdx>,
+    collisions: HashMap<Box<str>, EventIdx>,
+}
+
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+impl IdIndex {
+    fn get(&self, id: &str, events: &Events) -> Option<EventIdx> {
+        if let Some(i) = self.by_hash.get(&id_hash(id)) {
+            if events[i.ix()].id() == id {
+                return Some(*i);
+            }
+        }
+        self.collisions.get(id).copied()
+    }
+
+    fn insert(&mut self, id: &str, idx: EventIdx) {
+        match self.by_hash.entry(id_hash(id)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(idx);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collisions.insert(id.into(), idx);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str, idx: EventIdx) {
+        if self.collisions.remove(id).is_none() && self.by_hash.get(&id_hash(id)) == Some(&idx) {
+            self.by_hash.remove(&id_hash(id));
+        }
+    }
 }
 
 /// How much to trust a PDU's signatures.
@@ -181,8 +240,9 @@ pub struct Checkpoint {
 pub struct Room {
     rules: &'static RoomVersionRules,
     room_id: Option<String>,
-    events: Vec<StoredEvent>,
-    by_id: HashMap<EventId, EventIdx>,
+    events: Events,
+    by_id: IdIndex,
+    rejections: HashMap<EventIdx, Box<str>>,
     strings: HashSet<Arc<str>>,
     keys: HashMap<(Arc<str>, Arc<str>), StateKeyIdx>,
     key_names: Vec<(Arc<str>, Arc<str>)>,
@@ -194,7 +254,6 @@ pub struct Room {
     extremities: BTreeSet<EventIdx>,
     dropped: Vec<DroppedEvent>,
     dropped_total: u64,
-    by_time: BTreeSet<(i64, i64, EventIdx)>,
     redactions: Redactions,
     caches: RefCell<Caches>,
 }
@@ -253,8 +312,9 @@ impl Room {
         Ok(Self {
             rules,
             room_id: None,
-            events: Vec::new(),
-            by_id: HashMap::new(),
+            events: Events::default(),
+            by_id: IdIndex::default(),
+            rejections: HashMap::new(),
             strings: HashSet::new(),
             keys: HashMap::new(),
             key_names: Vec::new(),
@@ -266,7 +326,6 @@ impl Room {
             extremities: BTreeSet::new(),
             dropped: Vec::new(),
             dropped_total: 0,
-            by_time: BTreeSet::new(),
             redactions: Redactions::default(),
             caches: RefCell::new(Caches::default()),
         })
@@ -283,8 +342,13 @@ impl Room {
     }
 
     /// Every stored event, in arrival order.
-    pub fn events(&self) -> &[StoredEvent] {
+    pub fn events(&self) -> &Events {
         &self.events
+    }
+
+    /// Why a stored event was rejected.
+    pub fn rejection(&self, idx: EventIdx) -> Option<&str> {
+        self.rejections.get(&idx).map(|r| &**r)
     }
 
     /// A stored event.
@@ -294,7 +358,7 @@ impl Room {
 
     /// A stored event's index by ID.
     pub fn lookup(&self, event_id: &str) -> Option<EventIdx> {
-        self.by_id.get(event_id).copied()
+        self.by_id.get(event_id, &self.events)
     }
 
     /// Recently dropped PDUs (at most [`MAX_DROPPED_LOG`]) and the total count.
@@ -448,7 +512,7 @@ impl Room {
         };
         let id = pdu.event_id.clone();
         // 2. Duplicates, counts, room.
-        if self.by_id.contains_key(&id) {
+        if self.lookup(id.as_str()).is_some() {
             return Outcome::Duplicate { event_id: id };
         }
         if pdu.prev_events.len() > MAX_PREV_EVENTS || pdu.auth_events.len() > MAX_AUTH_EVENTS {
@@ -514,8 +578,8 @@ impl Room {
         let mut auth_events = Vec::with_capacity(pdu.auth_events.len());
         for (ids, out) in [(&pdu.prev_events, &mut prev_events), (&pdu.auth_events, &mut auth_events)] {
             for e in ids.iter() {
-                match self.by_id.get(e.as_str()) {
-                    Some(idx) => out.push(*idx),
+                match self.lookup(e) {
+                    Some(idx) => out.push(idx),
                     None => missing.push(e.as_str()),
                 }
             }
@@ -533,27 +597,23 @@ impl Room {
         let state_key = pdu.state_key.as_deref().map(|s| intern(&mut self.strings, s));
         let key = state_key.as_ref().map(|sk| self.intern_key(&event_type, sk));
         let idx = EventIdx(u32::try_from(self.events.len()).expect("fewer than 2^32 events"));
-        let mut event = StoredEvent {
+        let mut event = StoredEvent::new(NewEvent {
             idx,
-            id: id.clone(),
-            raw: Arc::from(raw),
+            id: id.as_str(),
+            raw,
+            prev_events: &prev_events,
+            auth_events: &auth_events,
             sender,
             event_type,
             state_key,
             key,
             depth: pdu.depth,
             origin_server_ts: pdu.origin_server_ts,
-            prev_events: prev_events.into(),
-            auth_events: auth_events.into(),
-            status: EventStatus::Accepted,
-            rejection: None,
-            redacted_on_receipt,
-            recheck_redaction: false,
             facts: Facts::extract(&json, rules),
             state_before,
-            state_after: state_before,
-            auth_node: None,
-        };
+            redacted_on_receipt,
+        });
+        let mut rejection: Option<String> = None;
         // 7. Size limits, then the auth rules.
         let verdict = match self.check_limits(&json, &pdu.room_id, &event) {
             Err(LimitError::Unpersistable(reason)) => return Outcome::drop(Some(&id), DropStage::Parse, reason),
@@ -569,16 +629,15 @@ impl Room {
             Ok(allowed) => event.recheck_redaction = allowed.recheck_redaction,
             Err(reason) => {
                 event.status = EventStatus::Rejected;
-                event.rejection = Some(reason.to_string().into());
+                rejection = Some(reason.to_string());
             }
         }
-        let outcome = match event.status {
-            EventStatus::Accepted => Outcome::Accepted { event_id: id, redacted_on_receipt },
-            EventStatus::Rejected => Outcome::Rejected {
-                event_id: id,
-                reason: event.rejection.as_deref().unwrap_or_default().to_owned(),
-                redacted_on_receipt,
-            },
+        let outcome = match &rejection {
+            None => Outcome::Accepted { event_id: id, redacted_on_receipt },
+            Some(reason) => {
+                self.rejections.insert(idx, reason.as_str().into());
+                Outcome::Rejected { event_id: id, reason: reason.clone(), redacted_on_receipt }
+            }
         };
         if is_create && event.is_accepted() {
             self.room_id = Some(pdu.room_id);
@@ -597,7 +656,7 @@ impl Room {
             ("room_id", Some(room_id)),
             ("state_key", event.state_key.as_deref()),
             ("type", Some(&event.event_type)),
-            ("event_id", Some(event.id.as_str())),
+            ("event_id", Some(event.id())),
         ];
         for (name, value) in fields {
             if value.is_some_and(|v| v.chars().count() > MAX_ID_LEN) {
@@ -641,7 +700,7 @@ impl Room {
     /// The auth rules against the event's auth events, then against the
     /// state before it when that state would pick different auth events.
     fn check_auth(&self, event: &StoredEvent, envelope: &CreateEnvelope<'_>) -> Result<Allowed, AuthRejection> {
-        let claimed: Vec<&StoredEvent> = event.auth_events.iter().map(|a| self.event(*a)).collect();
+        let claimed: Vec<&StoredEvent> = event.auth_events().iter().map(|a| self.event(*a)).collect();
         check_state_independent_auth_rules(event, envelope, &claimed, self.rules)?;
         let mut allowed =
             check_state_dependent_auth_rules(event, &AuthState::from_events(claimed.iter().copied()), self.rules)?;
@@ -653,7 +712,7 @@ impl Room {
             .iter()
             .filter_map(|(t, k)| self.key_of(t, k).and_then(|key| before.get(key)))
             .collect();
-        let mut claimed_ids: Vec<EventIdx> = event.auth_events.to_vec();
+        let mut claimed_ids: Vec<EventIdx> = event.auth_events().to_vec();
         calculated.sort();
         claimed_ids.sort();
         if calculated != claimed_ids {
@@ -671,10 +730,10 @@ impl Room {
                 let after = self.states.get(event.state_before).with_changes(&[(k, Some(idx))]);
                 event.state_after = self.states.intern(after);
                 let parents: Vec<AuthNode> =
-                    event.auth_events.iter().filter_map(|a| self.event(*a).auth_node.map(AuthNode)).collect();
+                    event.auth_events().iter().filter_map(|a| self.event(*a).auth_node.map(AuthNode)).collect();
                 event.auth_node = Some(self.auth_index.add(idx, &parents).0);
             }
-            for p in event.prev_events.iter() {
+            for p in event.prev_events() {
                 if !self.referenced[p.ix()] {
                     self.referenced[p.ix()] = true;
                     self.referenced_log.push(*p);
@@ -682,11 +741,10 @@ impl Room {
                 self.extremities.remove(p);
             }
             self.extremities.insert(idx);
-            self.by_time.insert((event.origin_server_ts, event.depth, idx));
         }
-        self.by_id.insert(event.id.clone(), idx);
+        self.by_id.insert(event.id(), idx);
         self.referenced.push(false);
-        let id = event.id.clone();
+        let id = event.event_id();
         let accepted_redaction = match (&event.facts, event.status) {
             (Facts::Redaction(Some(target)), EventStatus::Accepted) => Some(target.clone()),
             _ => None,
@@ -732,10 +790,6 @@ impl Room {
         self.redactions.applied.iter().map(|(t, r)| (*t, *r))
     }
 
-    /// Accepted events ordered by `(origin_server_ts, depth, arrival)`.
-    pub fn events_by_time(&self) -> &BTreeSet<(i64, i64, EventIdx)> {
-        &self.by_time
-    }
 
     /// Marks the current extent of the room, to [`rollback`](Self::rollback) to.
     pub fn checkpoint(&self) -> Checkpoint {
@@ -752,8 +806,9 @@ impl Room {
 
     /// Undoes everything stored since `cp` (a batch whose write failed).
     pub fn rollback(&mut self, cp: Checkpoint) {
-        for e in self.events.drain(cp.events..) {
-            self.by_id.remove(&e.id);
+        for e in self.events.truncate(cp.events) {
+            self.by_id.remove(e.id(), e.idx);
+            self.rejections.remove(&e.idx);
         }
         self.referenced.truncate(cp.events);
         for p in self.referenced_log.drain(cp.referenced_log..) {
@@ -768,7 +823,6 @@ impl Room {
         self.dropped.truncate(cp.dropped.min(self.dropped.len()));
         self.room_id = cp.room_id;
         self.extremities = cp.extremities;
-        self.by_time.retain(|(_, _, e)| e.ix() < cp.events);
         self.redactions = Redactions::default();
         for i in 0..self.events.len() {
             let e = &self.events[i];
@@ -784,7 +838,8 @@ impl Room {
     /// The stored record of an event (what a persistent store writes).
     pub fn record(&self, idx: EventIdx) -> EventRecord {
         let e = self.event(idx);
-        EventRecord { event_id: e.id.clone(), raw: Arc::clone(&e.raw), status: e.status }
+        let (text, id_len) = e.shared_text();
+        EventRecord { text, id_len, status: e.status }
     }
 
     /// The SHA-256 state digest of contract.md: the sorted lines
@@ -795,7 +850,7 @@ impl Room {
         }
         let d = digest_of(self.state(id).iter().map(|(k, e)| {
             let (t, s) = self.key_name(k);
-            (t, s, self.event(e).id.as_str())
+            (t, s, self.event(e).id())
         }));
         self.caches.borrow_mut().digests.insert(id, d);
         d
@@ -824,10 +879,10 @@ impl Room {
     /// prefer the index.
     pub fn auth_chain_of(&self, idx: EventIdx) -> Vec<EventIdx> {
         let mut seen: HashSet<EventIdx> = HashSet::new();
-        let mut stack: Vec<EventIdx> = self.event(idx).auth_events.to_vec();
+        let mut stack: Vec<EventIdx> = self.event(idx).auth_events().to_vec();
         while let Some(e) = stack.pop() {
             if seen.insert(e) {
-                stack.extend(self.event(e).auth_events.iter().copied());
+                stack.extend(self.event(e).auth_events().iter().copied());
             }
         }
         let mut v: Vec<EventIdx> = seen.into_iter().collect();

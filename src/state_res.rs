@@ -32,7 +32,7 @@ use crate::auth_chain::{AuthChainIndex, AuthNode, NodeSet};
 use crate::auth_rules::{
     auth_types_for_event, check_state_dependent_auth_rules, is_creator, AuthState, CREATOR_POWER_LEVEL,
 };
-use crate::event::{Facts, Membership, StateKeyIdx, StoredEvent};
+use crate::event::{Events, Facts, Membership, StateKeyIdx, StoredEvent};
 use crate::ids::EventIdx;
 use crate::power_levels::Level;
 use crate::room_version::{RoomVersionRules, StateResVersion};
@@ -44,7 +44,7 @@ pub struct ResolveContext<'a> {
     /// The room version's rules.
     pub rules: &'static RoomVersionRules,
     /// Every stored event, by [`EventIdx`].
-    pub events: &'a [StoredEvent],
+    pub events: &'a Events,
     /// The auth-chain index.
     pub auth_index: &'a AuthChainIndex,
     /// Looks up the interned key of `(type, state_key)`.
@@ -196,7 +196,7 @@ impl ResolveContext<'_> {
         let ev = self.ev(e);
         let mut pl = None;
         let mut create = None;
-        for a in ev.auth_events.iter() {
+        for a in ev.auth_events().iter() {
             let aev = self.ev(*a);
             if aev.is("m.room.power_levels", "") {
                 pl = Some(aev);
@@ -211,7 +211,7 @@ impl ResolveContext<'_> {
             }
         }
         let Some(pl) = pl else {
-            let first_create = ev.auth_events.iter().map(|a| self.ev(*a)).find(|a| a.is("m.room.create", ""));
+            let first_create = ev.auth_events().iter().map(|a| self.ev(*a)).find(|a| a.is("m.room.create", ""));
             if let Some(c) = first_create {
                 let creator = if self.rules.implicit_room_creator {
                     Some(c.sender.to_string())
@@ -258,7 +258,7 @@ impl ResolveContext<'_> {
                     continue;
                 }
                 let mut edges: Vec<EventIdx> = Vec::new();
-                for a in self.ev(e).auth_events.iter() {
+                for a in self.ev(e).auth_events().iter() {
                     if in_full.contains(a) {
                         if !edges.contains(a) {
                             edges.push(*a);
@@ -272,7 +272,7 @@ impl ResolveContext<'_> {
             }
         }
         let key = |e: EventIdx| {
-            (Reverse((Reverse(self.power_level_for_sender(e)), self.ev(e).origin_server_ts, self.ev(e).id.clone())), e)
+            (Reverse((Reverse(self.power_level_for_sender(e)), self.ev(e).origin_server_ts, self.ev(e).id().to_owned())), e)
         };
         lexicographical_topological_sort(graph, key)
     }
@@ -287,7 +287,7 @@ impl ResolveContext<'_> {
                 continue;
             }
             let mut auth = AuthState::new();
-            for a in ev.auth_events.iter() {
+            for a in ev.auth_events().iter() {
                 let aev = self.ev(*a);
                 if aev.is_accepted() && aev.is_state() {
                     auth.insert(aev);
@@ -314,7 +314,7 @@ impl ResolveContext<'_> {
 
     /// The first power-levels event among an event's auth events.
     fn pl_auth_event(&self, e: EventIdx) -> Option<EventIdx> {
-        self.ev(e).auth_events.iter().copied().find(|a| self.ev(*a).is("m.room.power_levels", ""))
+        self.ev(e).auth_events().iter().copied().find(|a| self.ev(*a).is("m.room.power_levels", ""))
     }
 
     /// Sorts by `(mainline position, origin_server_ts, event_id)`: the
@@ -342,7 +342,7 @@ impl ResolveContext<'_> {
             .iter()
             .map(|e| {
                 let d = self.mainline_depth(*e, &depth_of, &mut memo);
-                ((d, self.ev(*e).origin_server_ts, self.ev(*e).id.as_str()), *e)
+                ((d, self.ev(*e).origin_server_ts, self.ev(*e).id()), *e)
             })
             .collect();
         keyed.sort();

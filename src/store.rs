@@ -103,14 +103,14 @@ impl<S: EventStore> RoomEngine<S> {
     pub fn open(room_version: &str, store: S) -> Result<Self, StoreError> {
         let mut room = Room::new(room_version)?;
         for rec in store.load()? {
-            let outcome = room.ingest(&rec.raw, Verification::AlreadyVerified);
+            let outcome = room.ingest(rec.raw(), Verification::AlreadyVerified);
             let want = match rec.status {
                 EventStatus::Accepted => "accepted",
                 EventStatus::Rejected => "rejected",
             };
             if outcome.status() != want {
                 return Err(StoreError::Inconsistent {
-                    event_id: rec.event_id.to_string(),
+                    event_id: rec.event_id().to_string(),
                     want: want.into(),
                     got: outcome.status().into(),
                 });

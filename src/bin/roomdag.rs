@@ -107,11 +107,14 @@ fn run(args: &[String]) -> Result<(), CliError> {
             };
             let queries = open(queries)?;
             let fx = open(fixture_path)?;
-            let answers = conformance::replay_and_answer(fx, queries)
-                .map_err(|e| CliError::Failed(format!("{fixture_path}: {e}")))?;
-            let mut bytes = serde_json::to_vec(&answers).map_err(|e| CliError::Failed(e.to_string()))?;
-            bytes.push(b'\n');
-            write_out(o.output.as_deref(), &bytes)
+            // Create the output only after the inputs opened, and write it streaming.
+            let out: Box<dyn Write> = match o.output.as_deref() {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path).map_err(|e| CliError::Failed(format!("{path}: {e}")))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            conformance::replay_and_answer(fx, queries, out).map_err(|e| CliError::Failed(format!("{fixture_path}: {e}")))
         }
         "export" => {
             let o = parse(rest)?;
