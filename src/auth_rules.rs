@@ -18,7 +18,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::event::{Facts, JoinRule, Membership, StoredEvent};
+use crate::event::{Events, Facts, JoinRule, Membership, StoredEvent};
 use crate::ids::{domain_of, is_user_id_shaped, is_valid_user_id};
 use crate::power_levels::{Level, LevelMap, PowerLevels, SCALAR_KEYS};
 use crate::room_version::RoomVersionRules;
@@ -157,7 +157,7 @@ pub struct AuthState<'a> {
 
 impl fmt::Debug for AuthState<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.entries.iter().map(|e| e.id())).finish()
+        f.debug_list().entries(self.entries.iter().map(|e| e.idx)).finish()
     }
 }
 
@@ -270,7 +270,7 @@ pub struct CreateEnvelope<'a> {
 /// 4. (≤ v10) If `content` has no `creator`, reject.
 /// 5. (v12) If `additional_creators` is not an array of valid user IDs, reject.
 pub fn check_create(event: &StoredEvent, envelope: &CreateEnvelope<'_>, rules: &RoomVersionRules) -> Result<()> {
-    if !event.prev_events().is_empty() {
+    if event.prev_count() > 0 {
         return Err(AuthRejection::CreateHasPrevEvents);
     }
     if rules.room_ids_as_hashes {
@@ -293,7 +293,7 @@ pub fn check_create(event: &StoredEvent, envelope: &CreateEnvelope<'_>, rules: &
     }
     if !rules.implicit_room_creator && c.creator.is_none() {
         // A non-string `creator` is present for the reference server; only absence fails.
-        if !event_content_has_key(event, "creator") {
+        if !c.creator_present {
             return Err(AuthRejection::CreateLacksCreator);
         }
     }
@@ -318,13 +318,6 @@ pub fn check_create(event: &StoredEvent, envelope: &CreateEnvelope<'_>, rules: &
     Ok(())
 }
 
-fn event_content_has_key(event: &StoredEvent, key: &str) -> bool {
-    serde_json::from_str::<Value>(event.raw())
-        .ok()
-        .and_then(|v| v.get("content").map(|c| c.get(key).is_some()))
-        .unwrap_or(false)
-}
-
 /// Rules 1–2: checks that do not depend on the room state.
 ///
 /// `auth_events` are the events named in the event's `auth_events` (for v12,
@@ -333,6 +326,7 @@ pub fn check_state_independent_auth_rules(
     event: &StoredEvent,
     envelope: &CreateEnvelope<'_>,
     auth_events: &[&StoredEvent],
+    events: &Events,
     rules: &RoomVersionRules,
 ) -> Result<()> {
     // 1. If type is m.room.create: check it and allow.
@@ -353,11 +347,15 @@ pub fn check_state_independent_auth_rules(
         //     auth events selection algorithm picks;
         let expected_here = key.1.is_some_and(|sk| expected.iter().any(|(t, k)| t == key.0 && k == sk));
         if !expected_here {
-            return Err(AuthRejection::UnexpectedAuthEvent(a.id().to_string(), key.0.into(), key.1.unwrap_or("").into()));
+            return Err(AuthRejection::UnexpectedAuthEvent(
+                events.id(a).to_owned(),
+                key.0.into(),
+                key.1.unwrap_or("").into(),
+            ));
         }
         // 2.3 have entries which were themselves rejected.
         if !a.is_accepted() {
-            return Err(AuthRejection::RejectedAuthEvent(a.id().to_string()));
+            return Err(AuthRejection::RejectedAuthEvent(events.id(a).to_owned()));
         }
         has_create |= a.is("m.room.create", "");
         seen.push(key);
@@ -658,9 +656,9 @@ fn is_membership_change_allowed(event: &StoredEvent, state: &AuthState<'_>, rule
     let create = state.create().ok_or(AuthRejection::NoCreateEvent)?;
 
     // 5.2.1 (join) The creator's first join straight after the create event.
-    if event.prev_events().len() == 1 && *membership == Membership::Join {
+    if event.prev_count() == 1 && *membership == Membership::Join {
         if let Some(c) = state.create() {
-            if event.prev_events()[0] == c.idx && creator_of(c, rules).as_deref() == Some(target) {
+            if event.first_prev == Some(c.idx) && creator_of(c, rules).as_deref() == Some(target) {
                 return Ok(());
             }
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::ids::{EventId, EventIdx};
+use crate::ids::{EventIdx, Name};
 use crate::power_levels::PowerLevels;
 use crate::room_version::RoomVersionRules;
 use crate::state_set::StateSetId;
@@ -100,6 +100,8 @@ pub enum JoinRule {
 pub struct CreateFacts {
     /// `content.creator` if it is a string (rooms v1–v10).
     pub creator: Option<String>,
+    /// `content` has a `creator` key (of any type).
+    pub creator_present: bool,
     /// `content["m.federate"]` is absent or `true`.
     pub federate: bool,
     /// `content.additional_creators` string entries (room v12).
@@ -156,6 +158,7 @@ impl Facts {
         match ty {
             "m.room.create" if empty_key => Facts::Create(Box::new(CreateFacts {
                 creator: content.get("creator").and_then(Value::as_str).map(str::to_owned),
+                creator_present: content.contains_key("creator"),
                 federate: matches!(content.get("m.federate"), None | Some(Value::Bool(true))),
                 additional_creators: match content.get("additional_creators") {
                     Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
@@ -202,18 +205,21 @@ impl Facts {
 
 /// One stored event.
 ///
-/// Kept small (the room holds one per event): the event ID and the PDU share
-/// one allocation, the prev and auth events another, and rarely needed
-/// fields (rejection reasons) live in side tables of the room.
+/// Kept small (the room holds one per event): the event ID, the PDU text and
+/// the prev/auth references live in the arenas of [`Events`] (one large
+/// allocation per megabyte of events instead of several per event), and
+/// rarely needed fields (rejection reasons) in side tables of the room. Read
+/// them through [`Events::id`], [`Events::raw`], [`Events::prev_events`] and
+/// [`Events::auth_events`].
 #[derive(Clone, Debug)]
 pub struct StoredEvent {
     /// Its position in the room (arrival order).
     pub idx: EventIdx,
-    /// The event ID followed by the PDU exactly as received (shared with the
-    /// store's record).
-    text: Arc<str>,
+    text: TextRef,
+    links_at: u32,
     id_len: u8,
     n_prev: u8,
+    n_auth: u8,
     /// Accepted or rejected.
     pub status: EventStatus,
     /// The content hash failed: stored and served in redacted form.
@@ -221,15 +227,14 @@ pub struct StoredEvent {
     /// A redaction whose sender lacked the `redact` level in some auth check
     /// (v3+ "handling redactions": it applies only to same-server targets).
     pub recheck_redaction: bool,
-    /// `prev_events` in PDU order, then the auth events (in room v12 with
-    /// the implied create event appended).
-    links: Box<[EventIdx]>,
+    /// The first prev event (the creator's first join is recognised by it).
+    pub first_prev: Option<EventIdx>,
     /// `sender` (interned).
-    pub sender: Arc<str>,
+    pub sender: Name,
     /// `type` (interned).
-    pub event_type: Arc<str>,
+    pub event_type: Name,
     /// `state_key` (interned), for state events.
-    pub state_key: Option<Arc<str>>,
+    pub state_key: Option<Name>,
     /// The interned `(type, state_key)`, for state events.
     pub key: Option<StateKeyIdx>,
     /// `depth`.
@@ -246,10 +251,16 @@ pub struct StoredEvent {
     pub auth_node: Option<u32>,
 }
 
+/// Where an event's ID and PDU text live in the text arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TextRef {
+    block: u32,
+    offset: u32,
+    len: u32,
+}
+
 /// The fields of a new [`StoredEvent`].
 pub struct NewEvent<'a> {
-    /// Its position in the room.
-    pub idx: EventIdx,
     /// The event ID.
     pub id: &'a str,
     /// The PDU as received.
@@ -259,11 +270,11 @@ pub struct NewEvent<'a> {
     /// Resolved auth events.
     pub auth_events: &'a [EventIdx],
     /// Interned sender.
-    pub sender: Arc<str>,
+    pub sender: Name,
     /// Interned type.
-    pub event_type: Arc<str>,
+    pub event_type: Name,
     /// Interned state key.
-    pub state_key: Option<Arc<str>>,
+    pub state_key: Option<Name>,
     /// Interned `(type, state_key)`.
     pub key: Option<StateKeyIdx>,
     /// `depth`.
@@ -279,76 +290,14 @@ pub struct NewEvent<'a> {
 }
 
 impl StoredEvent {
-    /// Builds an accepted event whose state after is its state before (the
-    /// room fixes both up as it stores it).
-    ///
-    /// # Panics
-    /// If the event ID is longer than 255 bytes or there are more than 255
-    /// prev events (the receipt checks refuse both before this point).
-    pub fn new(n: NewEvent<'_>) -> Self {
-        let id_len = u8::try_from(n.id.len()).expect("event IDs are at most 255 bytes");
-        let n_prev = u8::try_from(n.prev_events.len()).expect("at most 20 prev events");
-        let mut text = String::with_capacity(n.id.len() + n.raw.len());
-        text.push_str(n.id);
-        text.push_str(n.raw);
-        let mut links = Vec::with_capacity(n.prev_events.len() + n.auth_events.len());
-        links.extend_from_slice(n.prev_events);
-        links.extend_from_slice(n.auth_events);
-        Self {
-            idx: n.idx,
-            text: Arc::from(text),
-            id_len,
-            n_prev,
-            status: EventStatus::Accepted,
-            redacted_on_receipt: n.redacted_on_receipt,
-            recheck_redaction: false,
-            links: links.into(),
-            sender: n.sender,
-            event_type: n.event_type,
-            state_key: n.state_key,
-            key: n.key,
-            depth: n.depth,
-            origin_server_ts: n.origin_server_ts,
-            facts: n.facts,
-            state_before: n.state_before,
-            state_after: n.state_before,
-            auth_node: None,
-        }
-    }
-
-    /// The event ID.
-    pub fn id(&self) -> &str {
-        &self.text[..self.id_len as usize]
-    }
-
-    /// The event ID as an owned [`EventId`].
-    pub fn event_id(&self) -> EventId {
-        EventId::new(self.id()).expect("stored event IDs start with $")
-    }
-
-    /// The PDU exactly as received.
-    pub fn raw(&self) -> &str {
-        &self.text[self.id_len as usize..]
-    }
-
-    /// The shared text (event ID followed by the PDU) and the ID's length.
-    pub fn shared_text(&self) -> (Arc<str>, usize) {
-        (Arc::clone(&self.text), self.id_len as usize)
-    }
-
-    /// `prev_events`, in PDU order.
-    pub fn prev_events(&self) -> &[EventIdx] {
-        &self.links[..self.n_prev as usize]
-    }
-
-    /// The auth events, in PDU order (room v12: with the create event appended).
-    pub fn auth_events(&self) -> &[EventIdx] {
-        &self.links[self.n_prev as usize..]
-    }
-
     /// Whether this is a state event.
     pub fn is_state(&self) -> bool {
         self.state_key.is_some()
+    }
+
+    /// Number of prev events.
+    pub fn prev_count(&self) -> usize {
+        self.n_prev as usize
     }
 
     /// Whether this event is `(type, state_key)`.
@@ -370,15 +319,48 @@ impl StoredEvent {
     }
 }
 
-/// Events in arrival order, in fixed-size chunks (no reallocation spikes as
-/// a room grows, and no capacity wasted beyond the last chunk).
+/// Bytes per text-arena block (an event larger than this gets its own block).
+const TEXT_BLOCK: usize = 1 << 20;
+/// References per link-arena block.
+const LINK_BLOCK: usize = 1 << 16;
+/// Events per chunk of the event table.
+const EVENTS_CHUNK: usize = 1024;
+
+/// The room's events in arrival order, with their texts and references.
+///
+/// Three append-only arenas: the event table in fixed chunks, the texts
+/// (event ID followed by the PDU) in 1 MiB blocks, and the prev/auth
+/// references in blocks of 65,536. Appending never moves or copies what is
+/// stored, and a room costs a handful of allocations per megabyte.
 #[derive(Clone, Debug, Default)]
 pub struct Events {
     chunks: Vec<Vec<StoredEvent>>,
     len: usize,
+    text: Vec<String>,
+    links: Vec<Vec<EventIdx>>,
 }
 
-const EVENTS_CHUNK: usize = 1024;
+/// A position in the arenas, to cut them back to (rollback).
+#[derive(Clone, Copy, Debug)]
+pub struct EventsMark {
+    len: usize,
+    text_blocks: usize,
+    text_len: usize,
+    link_blocks: usize,
+    links_len: usize,
+}
+
+impl EventsMark {
+    /// Number of events at the mark.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there were no events at the mark.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
 
 impl Events {
     /// Number of events.
@@ -391,13 +373,109 @@ impl Events {
         self.len == 0
     }
 
-    /// Appends an event.
+    fn push_text(&mut self, id: &str, raw: &str) -> TextRef {
+        let need = id.len() + raw.len();
+        if self.text.last().is_none_or(|b| b.capacity() - b.len() < need) {
+            self.text.push(String::with_capacity(need.max(TEXT_BLOCK)));
+        }
+        let block = self.text.len() - 1;
+        let b = self.text.last_mut().expect("just ensured");
+        let offset = b.len();
+        b.push_str(id);
+        b.push_str(raw);
+        TextRef { block: block as u32, offset: offset as u32, len: need as u32 }
+    }
+
+    fn push_links(&mut self, prev: &[EventIdx], auth: &[EventIdx]) -> u32 {
+        let need = prev.len() + auth.len();
+        if self.links.last().is_none_or(|b| b.capacity() - b.len() < need) {
+            self.links.push(Vec::with_capacity(need.max(LINK_BLOCK)));
+        }
+        let block = self.links.len() - 1;
+        let b = self.links.last_mut().expect("just ensured");
+        let at = (block * LINK_BLOCK + b.len()) as u32;
+        b.extend_from_slice(prev);
+        b.extend_from_slice(auth);
+        at
+    }
+
+    /// Stores the texts and references of a new event and returns it (not
+    /// yet in the table: see [`push`](Self::push)). If it is never pushed,
+    /// [`cut`](Self::cut) back to a mark taken before.
+    ///
+    /// # Panics
+    /// If the event ID is longer than 255 bytes or there are more than 255
+    /// prev or auth events (the receipt checks refuse both before this point).
+    pub fn prepare(&mut self, n: NewEvent<'_>) -> StoredEvent {
+        let id_len = u8::try_from(n.id.len()).expect("event IDs are at most 255 bytes");
+        let n_prev = u8::try_from(n.prev_events.len()).expect("at most 20 prev events");
+        let n_auth = u8::try_from(n.auth_events.len()).expect("at most 10 auth events");
+        let text = self.push_text(n.id, n.raw);
+        let links_at = self.push_links(n.prev_events, n.auth_events);
+        StoredEvent {
+            idx: EventIdx(u32::try_from(self.len).expect("fewer than 2^32 events")),
+            text,
+            links_at,
+            id_len,
+            n_prev,
+            n_auth,
+            status: EventStatus::Accepted,
+            redacted_on_receipt: n.redacted_on_receipt,
+            recheck_redaction: false,
+            first_prev: n.prev_events.first().copied(),
+            sender: n.sender,
+            event_type: n.event_type,
+            state_key: n.state_key,
+            key: n.key,
+            depth: n.depth,
+            origin_server_ts: n.origin_server_ts,
+            facts: n.facts,
+            state_before: n.state_before,
+            state_after: n.state_before,
+            auth_node: None,
+        }
+    }
+
+    /// Appends a prepared event.
     pub fn push(&mut self, e: StoredEvent) {
+        debug_assert_eq!(e.idx.ix(), self.len);
         if self.chunks.last().is_none_or(|c| c.len() == EVENTS_CHUNK) {
             self.chunks.push(Vec::with_capacity(EVENTS_CHUNK));
         }
         self.chunks.last_mut().expect("just ensured").push(e);
         self.len += 1;
+    }
+
+    fn text_of(&self, e: &StoredEvent) -> &str {
+        let b = &self.text[e.text.block as usize];
+        &b[e.text.offset as usize..(e.text.offset + e.text.len) as usize]
+    }
+
+    /// An event's ID.
+    pub fn id(&self, e: &StoredEvent) -> &str {
+        &self.text_of(e)[..e.id_len as usize]
+    }
+
+    /// An event's PDU, exactly as received.
+    pub fn raw(&self, e: &StoredEvent) -> &str {
+        &self.text_of(e)[e.id_len as usize..]
+    }
+
+    fn links_of(&self, e: &StoredEvent) -> &[EventIdx] {
+        let at = e.links_at as usize;
+        let b = &self.links[at / LINK_BLOCK];
+        let start = at % LINK_BLOCK;
+        &b[start..start + e.n_prev as usize + e.n_auth as usize]
+    }
+
+    /// An event's `prev_events`, in PDU order.
+    pub fn prev_events(&self, e: &StoredEvent) -> &[EventIdx] {
+        &self.links_of(e)[..e.n_prev as usize]
+    }
+
+    /// An event's auth events, in PDU order (room v12: with the create event appended).
+    pub fn auth_events(&self, e: &StoredEvent) -> &[EventIdx] {
+        &self.links_of(e)[e.n_prev as usize..]
     }
 
     /// The event at `i`.
@@ -410,10 +488,21 @@ impl Events {
         self.chunks.iter().flat_map(|c| c.iter())
     }
 
-    /// Removes and returns the events from `len` on.
-    pub fn truncate(&mut self, len: usize) -> Vec<StoredEvent> {
+    /// The current extent of the arenas.
+    pub fn mark(&self) -> EventsMark {
+        EventsMark {
+            len: self.len,
+            text_blocks: self.text.len(),
+            text_len: self.text.last().map_or(0, String::len),
+            link_blocks: self.links.len(),
+            links_len: self.links.last().map_or(0, Vec::len),
+        }
+    }
+
+    /// Cuts everything added since `mark`, returning the removed events.
+    pub fn cut(&mut self, mark: EventsMark) -> Vec<StoredEvent> {
         let mut removed = Vec::new();
-        while self.len > len {
+        while self.len > mark.len {
             let last = self.chunks.last_mut().expect("len > 0");
             removed.push(last.pop().expect("chunks are never empty"));
             if last.is_empty() {
@@ -422,7 +511,20 @@ impl Events {
             self.len -= 1;
         }
         removed.reverse();
+        self.text.truncate(mark.text_blocks);
+        if let Some(b) = self.text.last_mut() {
+            b.truncate(mark.text_len);
+        }
+        self.links.truncate(mark.link_blocks);
+        if let Some(b) = self.links.last_mut() {
+            b.truncate(mark.links_len);
+        }
         removed
+    }
+
+    /// (text bytes held, text bytes used) for memory accounting.
+    pub fn text_footprint(&self) -> (usize, usize) {
+        (self.text.iter().map(String::capacity).sum(), self.text.iter().map(String::len).sum())
     }
 }
 

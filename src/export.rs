@@ -22,7 +22,7 @@ pub fn graph_json(room: &Room) -> Value {
         .map(|e| {
             json!({
                 "i": e.idx.0,
-                "event_id": e.id(),
+                "event_id": room.id(e.idx),
                 "type": &*e.event_type,
                 "state_key": e.state_key.as_deref(),
                 "sender": &*e.sender,
@@ -34,8 +34,8 @@ pub fn graph_json(room: &Room) -> Value {
                 "redacted_by": room.redacted_by(e.idx).map(|r| r.0),
                 "membership": e.membership().map(|m| m.as_str()),
                 "is_redaction": matches!(e.facts, Facts::Redaction(_)),
-                "prev": e.prev_events().iter().map(|p| p.0).collect::<Vec<_>>(),
-                "auth": e.auth_events().iter().map(|a| a.0).collect::<Vec<_>>(),
+                "prev": room.prev_events(e.idx).iter().map(|p| p.0).collect::<Vec<_>>(),
+                "auth": room.auth_events(e.idx).iter().map(|a| a.0).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -65,7 +65,7 @@ pub fn graph_dot(room: &Room, with_auth_edges: bool) -> String {
     out.push_str("  rankdir=BT;\n  node [fontname=\"monospace\" fontsize=10];\n");
     let extremities: std::collections::HashSet<_> = room.forward_extremities().collect();
     for e in room.events().iter() {
-        let short: String = e.id().chars().take(8).collect();
+        let short: String = room.id(e.idx).chars().take(8).collect();
         let label = match e.state_key.as_deref() {
             Some(sk) => format!("{short}\\n{} {}\\n{}", e.event_type, sk, e.sender),
             None => format!("{short}\\n{}\\n{}", e.event_type, e.sender),
@@ -84,11 +84,11 @@ pub fn graph_dot(room: &Room, with_auth_edges: bool) -> String {
         let _ = writeln!(out, "  e{} [{}];", e.idx.0, attrs.join(" "));
     }
     for e in room.events().iter() {
-        for p in e.prev_events().iter() {
+        for p in room.prev_events(e.idx).iter() {
             let _ = writeln!(out, "  e{} -> e{};", e.idx.0, p.0);
         }
         if with_auth_edges {
-            for a in e.auth_events().iter() {
+            for a in room.auth_events(e.idx).iter() {
                 let _ = writeln!(out, "  e{} -> e{} [style=dashed color=gray];", e.idx.0, a.0);
             }
         }

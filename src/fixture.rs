@@ -89,7 +89,7 @@ pub struct FixtureEvent {
 }
 
 /// Opens a fixture file, transparently gunzipping `.gz`.
-pub fn open(path: &std::path::Path) -> Result<Box<dyn Read>, FixtureError> {
+pub fn open(path: &std::path::Path) -> Result<Box<dyn Read + Send>, FixtureError> {
     let f = std::fs::File::open(path).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     let r = std::io::BufReader::with_capacity(1 << 16, f);
     if path.extension().is_some_and(|e| e == "gz") {

@@ -52,6 +52,43 @@ impl std::borrow::Borrow<str> for EventId {
     }
 }
 
+/// An interned string (sender, event type, state key): one pointer wide,
+/// shared by every event that uses it, compared by content.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(Arc<String>);
+
+impl Name {
+    /// Wraps a string.
+    pub fn new(s: &str) -> Self {
+        Self(Arc::new(s.to_owned()))
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self.0, f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The part of an identifier after its first `:` (Synapse's
 /// `get_domain_from_id`), or `None` when there is no colon.
 pub fn domain_of(id: &str) -> Option<&str> {

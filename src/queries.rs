@@ -128,7 +128,7 @@ pub fn backfill(room: &Room, origin: &str, v: &[String], limit: usize) -> Result
     while result.len() < limit {
         let Some((_, e)) = heap.pop() else { break };
         result.push(e);
-        for p in room.event(e).prev_events().iter() {
+        for p in room.prev_events(e).iter() {
             if queued.insert(*p) {
                 heap.push(key(*p));
             }
@@ -176,7 +176,7 @@ pub fn get_missing_events(
         if result.len() >= limit {
             break;
         }
-        for p in room.event(e).prev_events().iter() {
+        for p in room.prev_events(e).iter() {
             if result.len() >= limit {
                 break 'walk;
             }

@@ -19,7 +19,7 @@
 //! extremities until an accepted event lists them in `prev_events`.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -31,9 +31,9 @@ use crate::auth_rules::{
     AuthState, CreateEnvelope,
 };
 use crate::canonical_json::object_to_canonical_string;
-use crate::event::{EventStatus, Events, Facts, NewEvent, StateKeyIdx, StoredEvent};
-use crate::ids::{domain_of, EventId, EventIdx};
-use crate::pdu::{parse_pdu, PduFormatError};
+use crate::event::{EventStatus, Events, EventsMark, Facts, NewEvent, StateKeyIdx, StoredEvent};
+use crate::ids::{domain_of, EventId, EventIdx, Name};
+use crate::pdu::{parse_pdu, ParsedPdu, PduFormatError};
 use crate::redaction::redact;
 use crate::room_version::{RoomVersionRules, UnsupportedRoomVersion};
 use crate::signing::{content_hash, decode_base64, verify_ed25519, KeyStore};
@@ -48,6 +48,9 @@ pub const MAX_AUTH_EVENTS: usize = 10;
 pub const MAX_PDU_SIZE: usize = 65_536;
 /// Largest identifier (`sender`, `room_id`, `state_key`, `type`, `event_id`).
 pub const MAX_ID_LEN: usize = 255;
+/// How many `/state_ids` auth chains stay cached (they are requested in
+/// waves for the same few events; each can hold thousands of IDs).
+pub const STATE_AUTH_CHAIN_CACHE: usize = 16;
 /// How many dropped PDUs the room remembers (for inspection only).
 pub const MAX_DROPPED_LOG: usize = 10_000;
 
@@ -175,21 +178,23 @@ impl EventRecord {
 /// stored once (in the event); the rare colliding IDs go to a plain map.
 #[derive(Debug, Default)]
 struct IdIndex {
-    by_hash: HashMap<u64, EventIdx>,
+    by_hash: HashMap<u32, EventIdx>,
     collisions: HashMap<Box<str>, EventIdx>,
 }
 
-fn id_hash(id: &str) -> u64 {
+/// 32 bits of a keyed hash of the ID: enough to find the event (a collision
+/// costs one extra map entry, never a wrong answer).
+fn id_hash(id: &str) -> u32 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     id.hash(&mut h);
-    h.finish()
+    h.finish() as u32
 }
 
 impl IdIndex {
     fn get(&self, id: &str, events: &Events) -> Option<EventIdx> {
         if let Some(i) = self.by_hash.get(&id_hash(id)) {
-            if events[i.ix()].id() == id {
+            if events.id(&events[i.ix()]) == id {
                 return Some(*i);
             }
         }
@@ -215,19 +220,76 @@ impl IdIndex {
 }
 
 /// How much to trust a PDU's signatures.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub enum Verification<'k> {
     /// Check them with these keys.
     Keys(&'k dyn KeyStore),
     /// They were checked when the PDU was first stored (restoring from a store).
     AlreadyVerified,
+    /// They were checked ahead of time with [`verify_pdu_signatures`] (e.g. on
+    /// another thread); this is the result.
+    Precomputed(Result<(), String>),
+}
+
+/// The servers whose signatures a PDU needs.
+struct Signers {
+    sender_domain: String,
+    is_3pid_invite: bool,
+    authoriser_domain: Option<String>,
+}
+
+impl Signers {
+    /// The sender's server (except for third-party invites), and for
+    /// restricted joins (v8+) the server of `join_authorised_via_users_server`.
+    fn of(pdu: &ParsedPdu, rules: &RoomVersionRules) -> Result<Self, &'static str> {
+        let sender_domain = domain_of(&pdu.sender).ok_or("sender is not a user ID")?.to_owned();
+        let content = pdu.json.get("content").and_then(Value::as_object);
+        let membership = content.and_then(|c| c.get("membership")).and_then(Value::as_str);
+        let is_member = pdu.event_type == "m.room.member";
+        let is_3pid_invite =
+            is_member && membership == Some("invite") && content.is_some_and(|c| c.contains_key("third_party_invite"));
+        let authoriser_domain = (rules.restricted_join_rule && is_member && membership == Some("join"))
+            .then(|| content.and_then(|c| c.get("join_authorised_via_users_server")))
+            .flatten()
+            .map(|v| {
+                let s = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+                s.split_once(':').map_or(s.clone(), |(_, d)| d.to_owned())
+            });
+        Ok(Self { sender_domain, is_3pid_invite, authoriser_domain })
+    }
+
+    fn servers(&self) -> Vec<&str> {
+        let mut servers: Vec<&str> = Vec::new();
+        if !self.is_3pid_invite {
+            servers.push(&self.sender_domain);
+        }
+        if let Some(d) = &self.authoriser_domain {
+            servers.push(d);
+        }
+        servers
+    }
+
+    fn verify(&self, pdu: &ParsedPdu, rules: &RoomVersionRules, keys: &dyn KeyStore) -> Result<(), String> {
+        check_signatures(&pdu.json, &self.servers(), pdu.signing_bytes.as_bytes(), pdu.origin_server_ts, rules, keys)
+    }
+}
+
+/// Checks a PDU's signatures on its own (no room needed), for verifying
+/// ahead of [`Room::ingest`] with [`Verification::Precomputed`]. A PDU that
+/// does not parse passes here: ingesting it drops it at the format check.
+pub fn verify_pdu_signatures(raw: &str, rules: &RoomVersionRules, keys: &dyn KeyStore) -> Result<(), String> {
+    let Ok(pdu) = parse_pdu(raw, rules) else { return Ok(()) };
+    match Signers::of(&pdu, rules) {
+        Ok(signers) => signers.verify(&pdu, rules, keys),
+        Err(_) => Ok(()),
+    }
 }
 
 /// The lengths of the room's append-only parts at a point in time, to undo a
 /// failed batch.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
-    events: usize,
+    events: EventsMark,
     states: usize,
     auth_nodes: usize,
     dropped: usize,
@@ -243,9 +305,9 @@ pub struct Room {
     events: Events,
     by_id: IdIndex,
     rejections: HashMap<EventIdx, Box<str>>,
-    strings: HashSet<Arc<str>>,
-    keys: HashMap<(Arc<str>, Arc<str>), StateKeyIdx>,
-    key_names: Vec<(Arc<str>, Arc<str>)>,
+    strings: HashSet<Name>,
+    keys: HashMap<(Name, Name), StateKeyIdx>,
+    key_names: Vec<(Name, Name)>,
     states: StateSets,
     auth_index: AuthChainIndex,
     resolutions: HashMap<Vec<StateSetId>, (StateSetId, Arc<ResolutionInfo>)>,
@@ -282,7 +344,8 @@ pub struct ResolutionInfo {
 #[derive(Default)]
 struct Caches {
     digests: HashMap<StateSetId, [u8; 32]>,
-    state_auth_chains: HashMap<StateSetId, Arc<[EventIdx]>>,
+    /// Recently answered `/state_ids` auth chains (at most [`STATE_AUTH_CHAIN_CACHE`]).
+    state_auth_chains: VecDeque<(StateSetId, Arc<[EventIdx]>)>,
     current: Option<Arc<StateMap>>,
 }
 
@@ -296,12 +359,12 @@ impl std::fmt::Debug for Room {
     }
 }
 
-fn intern(strings: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
+fn intern(strings: &mut HashSet<Name>, s: &str) -> Name {
     if let Some(a) = strings.get(s) {
-        return Arc::clone(a);
+        return a.clone();
     }
-    let a: Arc<str> = Arc::from(s);
-    strings.insert(Arc::clone(&a));
+    let a = Name::new(s);
+    strings.insert(a.clone());
     a
 }
 
@@ -346,6 +409,26 @@ impl Room {
         &self.events
     }
 
+    /// A stored event's ID.
+    pub fn id(&self, idx: EventIdx) -> &str {
+        self.events.id(self.event(idx))
+    }
+
+    /// A stored event's PDU, exactly as received.
+    pub fn raw(&self, idx: EventIdx) -> &str {
+        self.events.raw(self.event(idx))
+    }
+
+    /// A stored event's `prev_events`.
+    pub fn prev_events(&self, idx: EventIdx) -> &[EventIdx] {
+        self.events.prev_events(self.event(idx))
+    }
+
+    /// A stored event's auth events (room v12: with the create event).
+    pub fn auth_events(&self, idx: EventIdx) -> &[EventIdx] {
+        self.events.auth_events(self.event(idx))
+    }
+
     /// Why a stored event was rejected.
     pub fn rejection(&self, idx: EventIdx) -> Option<&str> {
         self.rejections.get(&idx).map(|r| &**r)
@@ -386,16 +469,16 @@ impl Room {
     pub fn key_of(&self, ty: &str, state_key: &str) -> Option<StateKeyIdx> {
         let t = self.strings.get(ty)?;
         let s = self.strings.get(state_key)?;
-        self.keys.get(&(Arc::clone(t), Arc::clone(s))).copied()
+        self.keys.get(&(t.clone(), s.clone())).copied()
     }
 
-    fn intern_key(&mut self, ty: &Arc<str>, state_key: &Arc<str>) -> StateKeyIdx {
-        if let Some(k) = self.keys.get(&(Arc::clone(ty), Arc::clone(state_key))) {
+    fn intern_key(&mut self, ty: &Name, state_key: &Name) -> StateKeyIdx {
+        if let Some(k) = self.keys.get(&(ty.clone(), state_key.clone())) {
             return *k;
         }
         let k = StateKeyIdx(u32::try_from(self.key_names.len()).expect("fewer than 2^32 state keys"));
-        self.keys.insert((Arc::clone(ty), Arc::clone(state_key)), k);
-        self.key_names.push((Arc::clone(ty), Arc::clone(state_key)));
+        self.keys.insert((ty.clone(), state_key.clone()), k);
+        self.key_names.push((ty.clone(), state_key.clone()));
         k
     }
 
@@ -526,35 +609,18 @@ impl Room {
         } else if self.room_id.as_deref() != Some(pdu.room_id.as_str()) {
             return Outcome::drop(Some(&id), DropStage::Parse, "unknown room");
         }
-        let Some(sender_domain) = domain_of(&pdu.sender).map(str::to_owned) else {
-            return Outcome::drop(Some(&id), DropStage::Signature, "sender is not a user ID");
+        let signers = match Signers::of(&pdu, rules) {
+            Ok(s) => s,
+            Err(reason) => return Outcome::drop(Some(&id), DropStage::Signature, reason),
         };
-        let content = pdu.json.get("content").and_then(Value::as_object);
-        let membership = content.and_then(|c| c.get("membership")).and_then(Value::as_str);
-        let is_member = pdu.event_type == "m.room.member";
-        let is_3pid_invite =
-            is_member && membership == Some("invite") && content.is_some_and(|c| c.contains_key("third_party_invite"));
-        let authoriser_domain = (rules.restricted_join_rule && is_member && membership == Some("join"))
-            .then(|| content.and_then(|c| c.get("join_authorised_via_users_server")))
-            .flatten()
-            .map(|v| {
-                let s = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
-                s.split_once(':').map_or(s.clone(), |(_, d)| d.to_owned())
-            });
         // 3. Signatures.
-        if let Verification::Keys(keys) = verification {
-            let mut servers: Vec<&str> = Vec::new();
-            if !is_3pid_invite {
-                servers.push(&sender_domain);
-            }
-            if let Some(d) = &authoriser_domain {
-                servers.push(d);
-            }
-            if let Err(reason) =
-                check_signatures(&pdu.json, &servers, pdu.signing_bytes.as_bytes(), pdu.origin_server_ts, rules, keys)
-            {
-                return Outcome::drop(Some(&id), DropStage::Signature, reason);
-            }
+        let verified = match verification {
+            Verification::Keys(keys) => signers.verify(&pdu, rules, keys),
+            Verification::AlreadyVerified => Ok(()),
+            Verification::Precomputed(result) => result,
+        };
+        if let Err(reason) = verified {
+            return Outcome::drop(Some(&id), DropStage::Signature, reason);
         }
         // 4. Content hash.
         let mut json = pdu.json;
@@ -596,9 +662,22 @@ impl Room {
         let event_type = intern(&mut self.strings, &pdu.event_type);
         let state_key = pdu.state_key.as_deref().map(|s| intern(&mut self.strings, s));
         let key = state_key.as_ref().map(|sk| self.intern_key(&event_type, sk));
-        let idx = EventIdx(u32::try_from(self.events.len()).expect("fewer than 2^32 events"));
-        let mut event = StoredEvent::new(NewEvent {
-            idx,
+        // 7a. Canonical size and identifier lengths.
+        let limits = check_limits(
+            &json,
+            [
+                ("sender", Some(&pdu.sender)),
+                ("room_id", Some(&pdu.room_id)),
+                ("state_key", pdu.state_key.as_deref()),
+                ("type", Some(&pdu.event_type)),
+                ("event_id", Some(id.as_str())),
+            ],
+            rules,
+        );
+        if let Err(LimitError::Unpersistable(reason)) = &limits {
+            return Outcome::drop(Some(&id), DropStage::Parse, reason.clone());
+        }
+        let mut event = self.events.prepare(NewEvent {
             id: id.as_str(),
             raw,
             prev_events: &prev_events,
@@ -613,17 +692,16 @@ impl Room {
             state_before,
             redacted_on_receipt,
         });
+        let idx = event.idx;
         let mut rejection: Option<String> = None;
         // 7. Size limits, then the auth rules.
-        let verdict = match self.check_limits(&json, &pdu.room_id, &event) {
-            Err(LimitError::Unpersistable(reason)) => return Outcome::drop(Some(&id), DropStage::Parse, reason),
+        let verdict = match limits {
+            Err(LimitError::Unpersistable(_)) => unreachable!("returned above"),
             Err(LimitError::Reject(r)) => Err(r),
-            Ok(()) => self
-                .check_signed_by(&json, &sender_domain, is_3pid_invite, authoriser_domain.as_deref())
-                .and_then(|()| {
-                    let envelope = CreateEnvelope { room_id: pdu.has_room_id.then_some(pdu.room_id.as_str()) };
-                    self.check_auth(&event, &envelope)
-                }),
+            Ok(()) => self.check_signed_by(&json, &signers).and_then(|()| {
+                let envelope = CreateEnvelope { room_id: pdu.has_room_id.then_some(pdu.room_id.as_str()) };
+                self.check_auth(&event, &envelope)
+            }),
         };
         match verdict {
             Ok(allowed) => event.recheck_redaction = allowed.recheck_redaction,
@@ -646,50 +724,14 @@ impl Room {
         outcome
     }
 
-    /// Canonical size and identifier lengths ("validate_event_for_room_version").
-    fn check_limits(&self, json: &Map<String, Value>, room_id: &str, event: &StoredEvent) -> Result<(), LimitError> {
-        if object_to_canonical_string(json).len() > MAX_PDU_SIZE {
-            return Err(LimitError::Unpersistable("event too large".into()));
-        }
-        let fields: [(&str, Option<&str>); 5] = [
-            ("sender", Some(&event.sender)),
-            ("room_id", Some(room_id)),
-            ("state_key", event.state_key.as_deref()),
-            ("type", Some(&event.event_type)),
-            ("event_id", Some(event.id())),
-        ];
-        for (name, value) in fields {
-            if value.is_some_and(|v| v.chars().count() > MAX_ID_LEN) {
-                return Err(LimitError::Unpersistable(format!("'{name}' too large")));
-            }
-        }
-        for (name, value) in fields {
-            if value.is_some_and(|v| v.len() > MAX_ID_LEN) {
-                let reason = format!("'{name}' too large");
-                return Err(if self.rules.strict_event_byte_limits {
-                    LimitError::Unpersistable(reason)
-                } else {
-                    LimitError::Reject(AuthRejection::Malformed(reason))
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// The signatures an event must carry (checked again after the hash check,
     /// as the stored form is what counts).
-    fn check_signed_by(
-        &self,
-        json: &Map<String, Value>,
-        sender_domain: &str,
-        is_3pid_invite: bool,
-        authoriser_domain: Option<&str>,
-    ) -> Result<(), AuthRejection> {
+    fn check_signed_by(&self, json: &Map<String, Value>, signers: &Signers) -> Result<(), AuthRejection> {
         let signed_by = |server: &str| json.get("signatures").and_then(|s| s.get(server)).is_some();
-        if !is_3pid_invite && !signed_by(sender_domain) {
+        if !signers.is_3pid_invite && !signed_by(&signers.sender_domain) {
             return Err(AuthRejection::Malformed("Event not signed by sender's server".into()));
         }
-        if let Some(d) = authoriser_domain {
+        if let Some(d) = &signers.authoriser_domain {
             if !signed_by(d) {
                 return Err(AuthRejection::Malformed("Event not signed by authorising server".into()));
             }
@@ -700,8 +742,8 @@ impl Room {
     /// The auth rules against the event's auth events, then against the
     /// state before it when that state would pick different auth events.
     fn check_auth(&self, event: &StoredEvent, envelope: &CreateEnvelope<'_>) -> Result<Allowed, AuthRejection> {
-        let claimed: Vec<&StoredEvent> = event.auth_events().iter().map(|a| self.event(*a)).collect();
-        check_state_independent_auth_rules(event, envelope, &claimed, self.rules)?;
+        let claimed: Vec<&StoredEvent> = self.events.auth_events(event).iter().map(|a| self.event(*a)).collect();
+        check_state_independent_auth_rules(event, envelope, &claimed, &self.events, self.rules)?;
         let mut allowed =
             check_state_dependent_auth_rules(event, &AuthState::from_events(claimed.iter().copied()), self.rules)?;
         if event.is("m.room.create", "") {
@@ -712,7 +754,7 @@ impl Room {
             .iter()
             .filter_map(|(t, k)| self.key_of(t, k).and_then(|key| before.get(key)))
             .collect();
-        let mut claimed_ids: Vec<EventIdx> = event.auth_events().to_vec();
+        let mut claimed_ids: Vec<EventIdx> = self.events.auth_events(event).to_vec();
         calculated.sort();
         claimed_ids.sort();
         if calculated != claimed_ids {
@@ -729,11 +771,15 @@ impl Room {
             if let Some(k) = event.key {
                 let after = self.states.get(event.state_before).with_changes(&[(k, Some(idx))]);
                 event.state_after = self.states.intern(after);
-                let parents: Vec<AuthNode> =
-                    event.auth_events().iter().filter_map(|a| self.event(*a).auth_node.map(AuthNode)).collect();
+                let parents: Vec<AuthNode> = self
+                    .events
+                    .auth_events(&event)
+                    .iter()
+                    .filter_map(|a| self.event(*a).auth_node.map(AuthNode))
+                    .collect();
                 event.auth_node = Some(self.auth_index.add(idx, &parents).0);
             }
-            for p in event.prev_events() {
+            for p in self.events.prev_events(&event) {
                 if !self.referenced[p.ix()] {
                     self.referenced[p.ix()] = true;
                     self.referenced_log.push(*p);
@@ -742,9 +788,9 @@ impl Room {
             }
             self.extremities.insert(idx);
         }
-        self.by_id.insert(event.id(), idx);
+        let id = EventId::new(self.events.id(&event)).expect("stored event IDs start with $");
+        self.by_id.insert(id.as_str(), idx);
         self.referenced.push(false);
-        let id = event.event_id();
         let accepted_redaction = match (&event.facts, event.status) {
             (Facts::Redaction(Some(target)), EventStatus::Accepted) => Some(target.clone()),
             _ => None,
@@ -790,11 +836,10 @@ impl Room {
         self.redactions.applied.iter().map(|(t, r)| (*t, *r))
     }
 
-
     /// Marks the current extent of the room, to [`rollback`](Self::rollback) to.
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
-            events: self.events.len(),
+            events: self.events.mark(),
             states: self.states.len(),
             auth_nodes: self.auth_index.len(),
             dropped: self.dropped.len(),
@@ -806,11 +851,14 @@ impl Room {
 
     /// Undoes everything stored since `cp` (a batch whose write failed).
     pub fn rollback(&mut self, cp: Checkpoint) {
-        for e in self.events.truncate(cp.events) {
-            self.by_id.remove(e.id(), e.idx);
+        let kept = cp.events.len();
+        for i in kept..self.events.len() {
+            let e = &self.events[i];
+            self.by_id.remove(self.events.id(e), e.idx);
             self.rejections.remove(&e.idx);
         }
-        self.referenced.truncate(cp.events);
+        self.events.cut(cp.events);
+        self.referenced.truncate(kept);
         for p in self.referenced_log.drain(cp.referenced_log..) {
             if p.ix() < self.referenced.len() {
                 self.referenced[p.ix()] = false;
@@ -838,8 +886,7 @@ impl Room {
     /// The stored record of an event (what a persistent store writes).
     pub fn record(&self, idx: EventIdx) -> EventRecord {
         let e = self.event(idx);
-        let (text, id_len) = e.shared_text();
-        EventRecord { text, id_len, status: e.status }
+        EventRecord::new(self.events.id(e), self.events.raw(e), e.status)
     }
 
     /// The SHA-256 state digest of contract.md: the sorted lines
@@ -850,7 +897,7 @@ impl Room {
         }
         let d = digest_of(self.state(id).iter().map(|(k, e)| {
             let (t, s) = self.key_name(k);
-            (t, s, self.event(e).id())
+            (t, s, self.events.id(self.event(e)))
         }));
         self.caches.borrow_mut().digests.insert(id, d);
         d
@@ -860,7 +907,7 @@ impl Room {
     /// unless it is in another's chain (what `/state_ids` answers), sorted by
     /// arrival. Cached per state.
     pub fn state_auth_chain(&self, id: StateSetId) -> Arc<[EventIdx]> {
-        if let Some(c) = self.caches.borrow().state_auth_chains.get(&id) {
+        if let Some((_, c)) = self.caches.borrow().state_auth_chains.iter().find(|(s, _)| *s == id) {
             return Arc::clone(c);
         }
         let mut set = NodeSet::with_capacity(self.auth_index.len());
@@ -870,7 +917,11 @@ impl Room {
             }
         }
         let chain: Arc<[EventIdx]> = set.iter().map(|n| self.auth_index.event(n)).collect();
-        self.caches.borrow_mut().state_auth_chains.insert(id, Arc::clone(&chain));
+        let mut caches = self.caches.borrow_mut();
+        if caches.state_auth_chains.len() >= STATE_AUTH_CHAIN_CACHE {
+            caches.state_auth_chains.pop_front();
+        }
+        caches.state_auth_chains.push_back((id, Arc::clone(&chain)));
         chain
     }
 
@@ -879,10 +930,10 @@ impl Room {
     /// prefer the index.
     pub fn auth_chain_of(&self, idx: EventIdx) -> Vec<EventIdx> {
         let mut seen: HashSet<EventIdx> = HashSet::new();
-        let mut stack: Vec<EventIdx> = self.event(idx).auth_events().to_vec();
+        let mut stack: Vec<EventIdx> = self.events.auth_events(self.event(idx)).to_vec();
         while let Some(e) = stack.pop() {
             if seen.insert(e) {
-                stack.extend(self.event(e).auth_events().iter().copied());
+                stack.extend(self.events.auth_events(self.event(e)).iter().copied());
             }
         }
         let mut v: Vec<EventIdx> = seen.into_iter().collect();
@@ -894,6 +945,36 @@ impl Room {
 enum LimitError {
     Unpersistable(String),
     Reject(AuthRejection),
+}
+
+/// Canonical size and identifier lengths (the reference server's
+/// `validate_event_for_room_version`): too large is unpersistable; an
+/// identifier over 255 bytes but not 255 code points is only rejected
+/// before room v11.
+fn check_limits(
+    json: &Map<String, Value>,
+    fields: [(&str, Option<&str>); 5],
+    rules: &RoomVersionRules,
+) -> Result<(), LimitError> {
+    if object_to_canonical_string(json).len() > MAX_PDU_SIZE {
+        return Err(LimitError::Unpersistable("event too large".into()));
+    }
+    for (name, value) in fields {
+        if value.is_some_and(|v| v.chars().count() > MAX_ID_LEN) {
+            return Err(LimitError::Unpersistable(format!("'{name}' too large")));
+        }
+    }
+    for (name, value) in fields {
+        if value.is_some_and(|v| v.len() > MAX_ID_LEN) {
+            let reason = format!("'{name}' too large");
+            return Err(if rules.strict_event_byte_limits {
+                LimitError::Unpersistable(reason)
+            } else {
+                LimitError::Reject(AuthRejection::Malformed(reason))
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Hashes state lines into the contract's digest.

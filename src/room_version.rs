@@ -190,7 +190,8 @@ pub struct UnsupportedRoomVersion(pub String);
 
 /// Renders the flag × version matrix as a Markdown table (for `docs/room-versions.md`).
 pub fn render_matrix() -> String {
-    let mut rows: Vec<(&str, Box<dyn Fn(&RoomVersionRules) -> String>)> = vec![
+    type Row = (&'static str, Box<dyn Fn(&RoomVersionRules) -> String>);
+    let mut rows: Vec<Row> = vec![
         (
             "event ID",
             Box::new(|r| match r.event_id_format {

@@ -196,7 +196,7 @@ impl ResolveContext<'_> {
         let ev = self.ev(e);
         let mut pl = None;
         let mut create = None;
-        for a in ev.auth_events().iter() {
+        for a in self.events.auth_events(ev).iter() {
             let aev = self.ev(*a);
             if aev.is("m.room.power_levels", "") {
                 pl = Some(aev);
@@ -211,7 +211,8 @@ impl ResolveContext<'_> {
             }
         }
         let Some(pl) = pl else {
-            let first_create = ev.auth_events().iter().map(|a| self.ev(*a)).find(|a| a.is("m.room.create", ""));
+            let first_create =
+                self.events.auth_events(ev).iter().map(|a| self.ev(*a)).find(|a| a.is("m.room.create", ""));
             if let Some(c) = first_create {
                 let creator = if self.rules.implicit_room_creator {
                     Some(c.sender.to_string())
@@ -258,7 +259,7 @@ impl ResolveContext<'_> {
                     continue;
                 }
                 let mut edges: Vec<EventIdx> = Vec::new();
-                for a in self.ev(e).auth_events().iter() {
+                for a in self.events.auth_events(self.ev(e)).iter() {
                     if in_full.contains(a) {
                         if !edges.contains(a) {
                             edges.push(*a);
@@ -272,7 +273,14 @@ impl ResolveContext<'_> {
             }
         }
         let key = |e: EventIdx| {
-            (Reverse((Reverse(self.power_level_for_sender(e)), self.ev(e).origin_server_ts, self.ev(e).id().to_owned())), e)
+            (
+                Reverse((
+                    Reverse(self.power_level_for_sender(e)),
+                    self.ev(e).origin_server_ts,
+                    self.events.id(self.ev(e)).to_owned(),
+                )),
+                e,
+            )
         };
         lexicographical_topological_sort(graph, key)
     }
@@ -287,7 +295,7 @@ impl ResolveContext<'_> {
                 continue;
             }
             let mut auth = AuthState::new();
-            for a in ev.auth_events().iter() {
+            for a in self.events.auth_events(ev).iter() {
                 let aev = self.ev(*a);
                 if aev.is_accepted() && aev.is_state() {
                     auth.insert(aev);
@@ -314,7 +322,7 @@ impl ResolveContext<'_> {
 
     /// The first power-levels event among an event's auth events.
     fn pl_auth_event(&self, e: EventIdx) -> Option<EventIdx> {
-        self.ev(e).auth_events().iter().copied().find(|a| self.ev(*a).is("m.room.power_levels", ""))
+        self.events.auth_events(self.ev(e)).iter().copied().find(|a| self.ev(*a).is("m.room.power_levels", ""))
     }
 
     /// Sorts by `(mainline position, origin_server_ts, event_id)`: the
@@ -342,7 +350,7 @@ impl ResolveContext<'_> {
             .iter()
             .map(|e| {
                 let d = self.mainline_depth(*e, &depth_of, &mut memo);
-                ((d, self.ev(*e).origin_server_ts, self.ev(*e).id()), *e)
+                ((d, self.ev(*e).origin_server_ts, self.events.id(self.ev(*e))), *e)
             })
             .collect();
         keyed.sort();
@@ -396,14 +404,16 @@ pub fn separate(states: &[&StateMap]) -> (BTreeMap<StateKeyIdx, EventIdx>, BTree
     let mut unconflicted = BTreeMap::new();
     let mut conflicted = BTreeMap::new();
     for (k, v) in values {
-        let first = v[0];
-        if first.is_some() && v.iter().all(|x| *x == first) {
-            unconflicted.insert(k, first.expect("checked"));
-        } else {
-            let mut evs: Vec<EventIdx> = v.into_iter().flatten().collect();
-            evs.sort();
-            evs.dedup();
-            conflicted.insert(k, evs);
+        match v[0] {
+            Some(first) if v.iter().all(|x| *x == Some(first)) => {
+                unconflicted.insert(k, first);
+            }
+            _ => {
+                let mut evs: Vec<EventIdx> = v.into_iter().flatten().collect();
+                evs.sort();
+                evs.dedup();
+                conflicted.insert(k, evs);
+            }
         }
     }
     (unconflicted, conflicted)

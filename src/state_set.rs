@@ -28,8 +28,20 @@ impl StateSetId {
     pub const EMPTY: StateSetId = StateSetId(0);
 }
 
-/// Chunks split above this many entries (and are built at half of it).
-pub const MAX_CHUNK: usize = 64;
+/// Smallest chunk length built.
+pub const MIN_CHUNK: usize = 8;
+/// Largest chunk length built (a chunk splits when it grows past twice this).
+pub const MAX_CHUNK: usize = 256;
+
+/// The chunk length for a map of `len` entries: about √len, so that a change
+/// copies O(√len) entries of chunk and O(√len) pointers of spine.
+pub fn chunk_target(len: usize) -> usize {
+    let mut r = 1usize;
+    while r * r < len {
+        r += 1;
+    }
+    r.clamp(MIN_CHUNK, MAX_CHUNK)
+}
 
 #[inline]
 fn pack(k: StateKeyIdx, e: EventIdx) -> u64 {
@@ -92,7 +104,7 @@ impl StateMap {
     fn from_sorted_packed(packed: Vec<u64>) -> Self {
         let hash = packed.iter().fold(0u64, |h, x| h.wrapping_add(entry_hash(*x)));
         let len = packed.len();
-        let chunks: Vec<Arc<[u64]>> = packed.chunks(MAX_CHUNK / 2).map(Arc::from).collect();
+        let chunks: Vec<Arc<[u64]>> = packed.chunks(chunk_target(len)).map(Arc::from).collect();
         Self { chunks: chunks.into(), len, hash }
     }
 
@@ -188,9 +200,10 @@ impl StateMap {
             rewritten.push((ci, chunk));
         }
         // Replace from the back so indices stay valid while splitting.
+        let target = chunk_target(len);
         for (ci, chunk) in rewritten.into_iter().rev() {
-            let pieces: Vec<Arc<[u64]>> = if chunk.len() > MAX_CHUNK {
-                chunk.chunks(MAX_CHUNK / 2).map(Arc::from).collect()
+            let pieces: Vec<Arc<[u64]>> = if chunk.len() > 2 * target {
+                chunk.chunks(target).map(Arc::from).collect()
             } else if chunk.is_empty() {
                 Vec::new()
             } else {
@@ -329,7 +342,7 @@ mod tests {
             m = m.with_changes(&[(k(i), Some(e(i)))]);
         }
         assert_eq!(m.len(), 1000);
-        assert!(m.chunk_count() >= 1000 / MAX_CHUNK);
+        assert!(m.chunk_count() >= 1000 / (2 * chunk_target(1000)));
         for i in 0..1000 {
             assert_eq!(m.get(k(i)), Some(e(i)));
         }
