@@ -703,7 +703,7 @@ impl Room {
         let verdict = match limits {
             Err(LimitError::Unpersistable(_)) => unreachable!("returned above"),
             Err(LimitError::Reject(r)) => Err(r),
-            Ok(()) => self.check_signed_by(&json, &signers).and_then(|()| {
+            Ok(()) => self.check_signed_by(&json, &signers, require_signed).and_then(|()| {
                 let envelope = CreateEnvelope { room_id: pdu.has_room_id.then_some(pdu.room_id.as_str()) };
                 self.check_auth(&event, &envelope)
             }),
