@@ -31,6 +31,7 @@ pub mod conformance;
 pub mod event;
 pub mod export;
 pub mod fixture;
+pub mod http;
 pub mod ids;
 pub mod pdu;
 pub mod power_levels;

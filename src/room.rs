@@ -731,7 +731,12 @@ impl Room {
 
     /// The signatures an event must carry (checked again after the hash check,
     /// as the stored form is what counts).
-    fn check_signed_by(&self, json: &Map<String, Value>, signers: &Signers, required: bool) -> Result<(), AuthRejection> {
+    fn check_signed_by(
+        &self,
+        json: &Map<String, Value>,
+        signers: &Signers,
+        required: bool,
+    ) -> Result<(), AuthRejection> {
         if !required {
             return Ok(());
         }

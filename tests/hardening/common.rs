@@ -1,0 +1,292 @@
+//! Shared helpers of the hardening tests: a deterministic PRNG, fixture
+//! loading, hand-built unsigned PDUs and room snapshots.
+//!
+//! No dependency beyond what the main crate already has (`serde_json`,
+//! `roomdag`): the main `Cargo.toml` is not ours to change.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use roomdag::fixture::{open, stream_room, FixtureHeader};
+use roomdag::pdu::parse_pdu;
+use roomdag::signing::{content_hash, encode_base64};
+use roomdag::{Outcome, Room, RoomVersionRules, Verification};
+use serde_json::{json, Map, Value};
+
+pub use super::mutate::Rng;
+
+/// Whether the long variants were asked for (`ROOMDAG_HARDENING_LONG=1`).
+pub fn long() -> bool {
+    std::env::var("ROOMDAG_HARDENING_LONG").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `small` by default, `big` with `ROOMDAG_HARDENING_LONG=1`.
+pub fn size(small: usize, big: usize) -> usize {
+    if long() {
+        big
+    } else {
+        small
+    }
+}
+
+/// The shared fixtures (`../shared/fixtures`, or `$ROOMDAG_FIXTURES`).
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("ROOMDAG_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
+}
+
+/// A room fixture, fully read: its header and every PDU as raw text.
+pub struct Fixture {
+    pub name: String,
+    pub header: FixtureHeader,
+    pub rules: &'static RoomVersionRules,
+    pub pdus: Vec<String>,
+}
+
+impl Fixture {
+    pub fn version(&self) -> &str {
+        self.header.room_version.as_deref().unwrap()
+    }
+}
+
+/// Loads `NAME.json` (or `NAME.json.gz`) from the fixtures directory.
+pub fn load_fixture(name: &str) -> Fixture {
+    let dir = fixtures_dir();
+    let path = [dir.join(format!("{name}.json")), dir.join(format!("{name}.json.gz"))]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("fixture {name} not found in {}", dir.display()));
+    let mut pdus = Vec::new();
+    let header = stream_room(open(&path).expect("open fixture"), |_, _, ev| {
+        pdus.push(ev.pdu.get().to_owned());
+        Ok(())
+    })
+    .expect("read fixture");
+    let rules = RoomVersionRules::supported(header.room_version.as_deref().unwrap()).expect("supported version");
+    Fixture { name: name.into(), header, rules, pdus }
+}
+
+/// Lowercase hex.
+pub fn hex(d: [u8; 32]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Times a closure.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let t = Instant::now();
+    let r = f();
+    (r, t.elapsed())
+}
+
+/// What a room looks like from outside: enough to compare two rooms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub events: usize,
+    /// Sorted extremity IDs.
+    pub extremities: Vec<String>,
+    pub current_state: String,
+    /// Per stored event, in arrival order: (id, status, state before, state after).
+    pub per_event: Vec<(String, &'static str, String, String)>,
+}
+
+/// A snapshot of `room` (computes the current state through the
+/// non-mutating cache, so taking a snapshot changes nothing).
+pub fn snapshot(room: &Room) -> Snapshot {
+    let mut extremities: Vec<String> = room.forward_extremities().map(|e| room.id(e).to_owned()).collect();
+    extremities.sort();
+    let current = room.current_state_map();
+    let current_state = hex(roomdag::room::digest_of(current.iter().map(|(k, e)| {
+        let (t, s) = room.key_name(k);
+        (t, s, room.id(e))
+    })));
+    let per_event = room
+        .events()
+        .iter()
+        .map(|e| {
+            (
+                room.events().id(e).to_owned(),
+                status_str(e.status),
+                hex(room.state_digest(e.state_before)),
+                hex(room.state_digest(e.state_after)),
+            )
+        })
+        .collect();
+    Snapshot { events: room.events().len(), extremities, current_state, per_event }
+}
+
+/// `accepted` or `rejected`.
+pub fn status_str(s: roomdag::EventStatus) -> &'static str {
+    match s {
+        roomdag::EventStatus::Accepted => "accepted",
+        roomdag::EventStatus::Rejected => "rejected",
+    }
+}
+
+/// Sets `hashes.sha256` to the event's real content hash, so it is not
+/// redacted on receipt.
+pub fn fix_hash(ev: &mut Map<String, Value>) {
+    ev.remove("hashes");
+    let h = encode_base64(&content_hash(ev));
+    ev.insert("hashes".into(), json!({ "sha256": h }));
+}
+
+/// Serialises a PDU after fixing its content hash.
+pub fn finish_pdu(mut ev: Map<String, Value>) -> String {
+    fix_hash(&mut ev);
+    serde_json::to_string(&Value::Object(ev)).expect("serialise")
+}
+
+/// The event ID a PDU gets in `rules` (None when it does not parse).
+pub fn event_id_of(raw: &str, rules: &RoomVersionRules) -> Option<String> {
+    parse_pdu(raw, rules).ok().map(|p| p.event_id.as_str().to_owned())
+}
+
+/// Builds a room of v11 PDUs without signatures, the way a scenario test
+/// would: every event gets its correct content hash, and is ingested with
+/// [`Verification::Unsigned`].
+pub struct Builder {
+    pub room: Room,
+    pub rules: &'static RoomVersionRules,
+    pub room_id: String,
+    pub creator: String,
+    pub create: String,
+    pub creator_join: String,
+    pub power_levels: String,
+    pub join_rules: String,
+    pub depth: i64,
+    pub ts: i64,
+    /// Every accepted/rejected event, in order.
+    pub stored: Vec<String>,
+}
+
+impl Builder {
+    /// A v11 room with create, the creator's join, power levels (creator
+    /// 100) and public join rules.
+    pub fn new_v11() -> Self {
+        let rules = RoomVersionRules::supported("11").unwrap();
+        let mut b = Builder {
+            room: Room::new("11").unwrap(),
+            rules,
+            room_id: "!hardening:a.example".into(),
+            creator: "@creator:a.example".into(),
+            create: String::new(),
+            creator_join: String::new(),
+            power_levels: String::new(),
+            join_rules: String::new(),
+            depth: 0,
+            ts: 1_700_000_000_000,
+            stored: Vec::new(),
+        };
+        let creator = b.creator.clone();
+        b.create = b.add_ok(b.pdu("m.room.create", Some(""), &creator, json!({"room_version": "11"}), &[], &[]));
+        let create = b.create.clone();
+        b.creator_join = b.add_ok(b.pdu(
+            "m.room.member",
+            Some(&creator),
+            &creator,
+            json!({"membership": "join"}),
+            &[&create],
+            &[&create],
+        ));
+        let join = b.creator_join.clone();
+        b.power_levels = b.add_ok(b.pdu(
+            "m.room.power_levels",
+            Some(""),
+            &creator,
+            json!({"users": {creator.clone(): 100}, "users_default": 0, "state_default": 50, "events_default": 0,
+                   "ban": 50, "kick": 50, "redact": 50, "invite": 0}),
+            &[&join],
+            &[&create, &join],
+        ));
+        let pl = b.power_levels.clone();
+        b.join_rules = b.add_ok(b.pdu(
+            "m.room.join_rules",
+            Some(""),
+            &creator,
+            json!({"join_rule": "public"}),
+            &[&pl],
+            &[&create, &join, &pl],
+        ));
+        b
+    }
+
+    /// A PDU (as a JSON map, content hash not yet set).
+    pub fn pdu_map(
+        &mut self,
+        ty: &str,
+        state_key: Option<&str>,
+        sender: &str,
+        content: Value,
+        prev: &[&str],
+        auth: &[&str],
+    ) -> Map<String, Value> {
+        self.depth += 1;
+        self.ts += 1;
+        let mut m = Map::new();
+        m.insert("type".into(), json!(ty));
+        if let Some(k) = state_key {
+            m.insert("state_key".into(), json!(k));
+        }
+        m.insert("sender".into(), json!(sender));
+        m.insert("room_id".into(), json!(self.room_id));
+        m.insert("content".into(), content);
+        m.insert("depth".into(), json!(self.depth));
+        m.insert("origin_server_ts".into(), json!(self.ts));
+        m.insert("prev_events".into(), json!(prev));
+        m.insert("auth_events".into(), json!(auth));
+        m
+    }
+
+    /// A finished PDU text.
+    pub fn pdu(
+        &mut self,
+        ty: &str,
+        state_key: Option<&str>,
+        sender: &str,
+        content: Value,
+        prev: &[&str],
+        auth: &[&str],
+    ) -> String {
+        let m = self.pdu_map(ty, state_key, sender, content, prev, auth);
+        finish_pdu(m)
+    }
+
+    /// Ingests a PDU.
+    pub fn add(&mut self, raw: &str) -> Outcome {
+        let o = self.room.ingest(raw, Verification::Unsigned);
+        if matches!(o, Outcome::Accepted { .. } | Outcome::Rejected { .. }) {
+            self.stored.push(o.event_id().unwrap().as_str().to_owned());
+        }
+        o
+    }
+
+    /// Ingests a PDU that must be accepted; returns its ID.
+    pub fn add_ok(&mut self, raw: String) -> String {
+        match self.add(&raw) {
+            Outcome::Accepted { event_id, redacted_on_receipt: false } => event_id.as_str().to_owned(),
+            other => panic!("expected acceptance, got {other:?} for {raw}"),
+        }
+    }
+
+    /// A message from `sender` (who must be joined via `member`) after `prev`.
+    pub fn message(&mut self, sender: &str, member: &str, prev: &[&str], body: &str) -> String {
+        let (create, pl) = (self.create.clone(), self.power_levels.clone());
+        self.pdu("m.room.message", None, sender, json!({"msgtype": "m.text", "body": body}), prev, &[&create, &pl, member])
+    }
+
+    /// A join of `user` (public join rules) after `prev`.
+    pub fn join(&mut self, user: &str, prev: &[&str]) -> String {
+        let (create, pl, jr) = (self.create.clone(), self.power_levels.clone(), self.join_rules.clone());
+        self.pdu("m.room.member", Some(user), user, json!({"membership": "join"}), prev, &[&create, &pl, &jr])
+    }
+
+    /// A creator-sent state event after `prev`.
+    pub fn creator_state(&mut self, ty: &str, key: &str, content: Value, prev: &[&str]) -> String {
+        let (create, pl, join, creator) =
+            (self.create.clone(), self.power_levels.clone(), self.creator_join.clone(), self.creator.clone());
+        self.pdu(ty, Some(key), &creator, content, prev, &[&create, &pl, &join])
+    }
+}
