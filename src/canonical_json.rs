@@ -26,6 +26,23 @@ pub enum CanonicalJsonError {
     Float,
 }
 
+/// A JSON number as written: an integer literal (`-?digits`, any size) or
+/// anything else (a fraction or an exponent: a float for Python).
+///
+/// serde_json runs with `arbitrary_precision`, so a number keeps its text:
+/// `-0` (the integer zero) stays distinct from `-0.0` (a float), and
+/// integers beyond 64 bits stay exact, as in the reference implementation.
+fn integer_literal(n: &serde_json::Number) -> Option<String> {
+    let text = n.to_string();
+    let digits = text.strip_prefix('-').unwrap_or(&text);
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(text)
+}
+
+/// Whether a number is an integer within ±(2^53−1).
+fn in_safe_range(literal: &str) -> bool {
+    literal.parse::<i64>().is_ok_and(|i| (-MAX_SAFE_INT..=MAX_SAFE_INT).contains(&i))
+}
+
 /// Checks the strict canonical JSON value rules of room versions 6+.
 ///
 /// The walk uses an explicit stack (nesting depth is attacker-controlled);
@@ -34,19 +51,11 @@ pub fn validate_strict(value: &Value) -> Result<(), CanonicalJsonError> {
     let mut stack = vec![value];
     while let Some(v) = stack.pop() {
         match v {
-            Value::Number(n) => {
-                if let Some(i) = n.as_i64() {
-                    if !(-MAX_SAFE_INT..=MAX_SAFE_INT).contains(&i) {
-                        return Err(CanonicalJsonError::IntegerOutOfRange);
-                    }
-                } else if n.is_u64() {
-                    return Err(CanonicalJsonError::IntegerOutOfRange);
-                } else if is_negative_zero(n) {
-                    // `-0` is the integer 0 (serde_json parses it as a float).
-                } else {
-                    return Err(CanonicalJsonError::Float);
-                }
-            }
+            Value::Number(n) => match integer_literal(n) {
+                Some(lit) if in_safe_range(&lit) => {}
+                Some(_) => return Err(CanonicalJsonError::IntegerOutOfRange),
+                None => return Err(CanonicalJsonError::Float),
+            },
             Value::Array(a) => stack.extend(a.iter()),
             Value::Object(o) => stack.extend(o.values()),
             Value::Null | Value::Bool(_) | Value::String(_) => {}
@@ -160,21 +169,23 @@ pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// `-0` parses as the float −0.0; JSON-wise it is the integer 0. (`-0.0`
-/// parses the same and is treated the same: the parser cannot tell them apart.)
-fn is_negative_zero(n: &serde_json::Number) -> bool {
-    n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative())
-}
-
+/// Integers are written exactly (`-0` as `0`, any size, like Python's
+/// `int`); other numbers as Python writes floats.
 fn write_number(out: &mut String, n: &serde_json::Number) {
-    if is_negative_zero(n) {
-        out.push('0');
-    } else if let Some(i) = n.as_i64() {
-        out.push_str(&i.to_string());
-    } else if let Some(u) = n.as_u64() {
-        out.push_str(&u.to_string());
-    } else if let Some(f) = n.as_f64() {
-        out.push_str(&python_float_repr(f));
+    match integer_literal(n) {
+        Some(lit) => {
+            let negative = lit.starts_with('-');
+            let digits = lit.trim_start_matches('-').trim_start_matches('0');
+            if digits.is_empty() {
+                out.push('0');
+            } else {
+                if negative {
+                    out.push('-');
+                }
+                out.push_str(digits);
+            }
+        }
+        None => out.push_str(&python_float_repr(n.as_f64().unwrap_or(f64::NAN))),
     }
 }
 

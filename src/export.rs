@@ -96,3 +96,78 @@ pub fn graph_dot(room: &Room, with_auth_edges: bool) -> String {
     out.push_str("}\n");
     out
 }
+
+fn hex(d: [u8; 32]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A state as JSON: `{digest, state: {"type\u0000state_key": event_id}}`.
+pub fn state_json(room: &Room, id: crate::state_set::StateSetId) -> Value {
+    let mut state = serde_json::Map::new();
+    for (k, e) in room.state(id).iter() {
+        let (t, s) = room.key_name(k);
+        state.insert(format!("{t}\u{0}{s}"), json!(room.id(e)));
+    }
+    json!({"digest": hex(room.state_digest(id)), "state": state})
+}
+
+/// Everything the visualizer shows about one event: the PDU as stored and
+/// as a remote server would receive it, its status, its states before and
+/// after with the difference, its auth chain, the redaction that applies,
+/// which servers see it whole, and how its state was resolved if its prev
+/// events disagreed.
+pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Value {
+    let e = room.event(idx);
+    let before = room.state(e.state_before);
+    let after = room.state(e.state_after);
+    let mut diff = Vec::new();
+    let mut keys: Vec<_> = before.iter().map(|(k, _)| k).chain(after.iter().map(|(k, _)| k)).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let (b, a) = (before.get(k), after.get(k));
+        if b != a {
+            let (t, s) = room.key_name(k);
+            diff.push(
+                json!({"type": t, "state_key": s, "before": b.map(|x| room.id(x)), "after": a.map(|x| room.id(x))}),
+            );
+        }
+    }
+    let servers = crate::visibility::servers_in_room(room, &room.current_state_map());
+    let visible: serde_json::Map<String, Value> =
+        servers.iter().map(|s| (s.clone(), json!(!crate::visibility::pruned_for(room, idx, s)))).collect();
+    let resolution = (room.prev_events(idx).len() > 1)
+        .then(|| room.resolution_for(room.prev_events(idx)))
+        .flatten()
+        .map(|r| {
+            json!({
+                "inputs": r.inputs.iter().map(|s| hex(room.state_digest(*s))).collect::<Vec<_>>(),
+                "conflicted_keys": r.conflicted_keys.iter().map(|k| { let (t, s) = room.key_name(*k); json!([t, s]) }).collect::<Vec<_>>(),
+                "full_conflicted_set": r.full_conflicted_set,
+                "winners": r.conflicted_keys.iter().map(|k| before.get(*k).map(|x| room.id(x))).collect::<Vec<_>>(),
+            })
+        });
+    json!({
+        "i": idx.0,
+        "event_id": room.id(idx),
+        "type": &*e.event_type,
+        "state_key": e.state_key.as_deref(),
+        "sender": &*e.sender,
+        "depth": e.depth,
+        "origin_server_ts": e.origin_server_ts,
+        "status": e.status,
+        "rejection": room.rejection(idx),
+        "redacted_on_receipt": e.redacted_on_receipt,
+        "redacted_by": room.redacted_by(idx).map(|r| room.id(r)),
+        "pdu": serde_json::from_str::<Value>(room.raw(idx)).unwrap_or(Value::Null),
+        "pruned_pdu": crate::http::outgoing_pdu(room, idx, true),
+        "prev_events": room.prev_events(idx).iter().map(|p| room.id(*p)).collect::<Vec<_>>(),
+        "auth_events": room.auth_events(idx).iter().map(|a| room.id(*a)).collect::<Vec<_>>(),
+        "auth_chain": room.auth_chain_of(idx).iter().map(|a| room.id(*a)).collect::<Vec<_>>(),
+        "state_before": state_json(room, e.state_before),
+        "state_after": state_json(room, e.state_after),
+        "state_diff": diff,
+        "visible_to": visible,
+        "resolution": resolution,
+    })
+}

@@ -45,6 +45,9 @@ pub mod state_set;
 pub mod store;
 pub mod visibility;
 
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
+
 pub use event::{EventStatus, StoredEvent};
 pub use ids::{EventId, EventIdx};
 pub use room::{Outcome, Room, Verification};

@@ -30,8 +30,10 @@ impl Level {
             Value::Number(n) => {
                 if let Some(i) = n.as_i64() {
                     Level::Int(i128::from(i))
-                } else if let Some(u) = n.as_u64() {
-                    Level::Int(i128::from(u))
+                } else if let Some(i) =
+                    parse_python_int(&n.to_string()).filter(|_| !n.to_string().contains(['.', 'e', 'E']))
+                {
+                    Level::Int(i)
                 } else {
                     match n.as_f64() {
                         Some(f) if f.is_finite() => Level::Int(f.trunc() as i128),
@@ -47,7 +49,7 @@ impl Level {
     /// Whether the JSON value was a true integer (`type(v) is int` in Python:
     /// not a bool, not a float, not a string).
     pub fn is_strict_int(v: &Value) -> bool {
-        matches!(v, Value::Number(n) if n.is_i64() || n.is_u64())
+        matches!(v, Value::Number(n) if !n.to_string().contains(['.', 'e', 'E']))
     }
 }
 

@@ -136,6 +136,14 @@ impl Report {
         }
     }
 
+    /// Records a mismatch when two JSON values differ (printed canonically).
+    pub fn check_json(&mut self, name: &str, what: &str, got: &Value, want: &Value) {
+        if got != want {
+            let show = roomdag::canonical_json::to_canonical_string;
+            self.fail(name, format!("{what}:\n      Synapse {}\n      roomdag {}", show(want), show(got)));
+        }
+    }
+
     /// Fails unless the failing cases are exactly `known` (each known
     /// difference must still fail, so a fixed one has to leave the list).
     pub fn finish(self, known: &[&str]) {

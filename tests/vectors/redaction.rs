@@ -33,7 +33,8 @@ fn redaction_matches_synapse() {
             let got = redact(obj(&case["input"]), rules);
             let mut synapse = obj(&case["expected"]).clone();
             let synapse_unsigned = synapse.remove("unsigned");
-            report.check_eq(name, "redacted event (without unsigned)", &got, &synapse);
+            let json = |m: &serde_json::Map<String, Value>| Value::Object(m.clone());
+            report.check_json(name, "redacted event (without unsigned)", &json(&got), &json(&synapse));
             // roomdag never keeps `unsigned` (the spec form).
             report.check_eq(name, "unsigned kept", got.contains_key("unsigned"), false);
             if let Some(u) = synapse_unsigned {
@@ -46,7 +47,7 @@ fn redaction_matches_synapse() {
             if let Some(spec) = case.get("expected_spec") {
                 let spec = obj(spec);
                 if *spec == synapse {
-                    report.check_eq(name, "redacted event vs expected_spec", &got, spec);
+                    report.check_json(name, "redacted event vs expected_spec", &json(&got), &json(spec));
                 } else {
                     eprintln!(
                         "[redaction] {name}: the spec's form differs from Synapse's; checked against Synapse. Note: {}",

@@ -1,0 +1,534 @@
+// roomdag's JavaScript API: a thin layer over the WebAssembly core that adds
+// what JS needs — asynchronous stores, key fetching over `fetch`, and the
+// `Request`/`Response` federation handler. No Matrix algorithm lives here:
+// routing, authentication, every check and every answer come from the core.
+import * as wasm from "./roomdag_wasm.js";
+
+export { KeyRing } from "./roomdag_wasm.js";
+export { MemoryStore, IndexedDbStore, DurableObjectStore } from "./stores.js";
+
+/** Thrown when the wasm module is used before `init()` (browsers, bundlers). */
+export class NotInitializedError extends Error {
+  constructor() {
+    super("roomdag: the WebAssembly module is not initialised yet; call `await init()` first");
+    this.name = "NotInitializedError";
+  }
+}
+
+function call(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof TypeError && /undefined|null/.test(String(e.message)) && !wasmReady()) throw new NotInitializedError();
+    throw e;
+  }
+}
+
+let ready = false;
+/** @internal entry points mark the module ready once initialised */
+export function markReady() {
+  ready = true;
+}
+function wasmReady() {
+  return ready;
+}
+
+const json = (text) => JSON.parse(text);
+const toText = (pdu) => (typeof pdu === "string" ? pdu : JSON.stringify(pdu));
+
+/** Errors a store or engine raises, with a stable `code`. */
+export class RoomdagError extends Error {
+  constructor(code, message, cause) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = "RoomdagError";
+    this.code = code;
+  }
+}
+
+/**
+ * One room backed by a store. Ingests are serialised (single writer) and
+ * atomic: a batch whose records cannot be written is undone in memory too.
+ */
+export class RoomEngine {
+  #room;
+  #store;
+  #queue = Promise.resolve();
+
+  constructor(room, store) {
+    this.#room = room;
+    this.#store = store;
+  }
+
+  /**
+   * Opens a room from its store, replaying the stored records (signatures are
+   * not verified again). A new, empty room needs `roomVersion`.
+   */
+  static async open({ store, roomVersion }) {
+    const loaded = await store.load();
+    const version = loaded.roomVersion ?? roomVersion;
+    if (!version) throw new RoomdagError("M_NOT_FOUND", "room not found in the store and no roomVersion given");
+    const room = call(() => new wasm.Room(version));
+    if (loaded.records.length > 0) {
+      const outcomes = json(room.restore(loaded.records.map((r) => r.raw)));
+      outcomes.forEach((o, i) => {
+        const want = loaded.records[i].status;
+        if (o.status !== want) {
+          throw new RoomdagError("M_UNKNOWN", `stored record ${loaded.records[i].eventId} replayed as ${o.status}, not ${want}`);
+        }
+      });
+    }
+    return new RoomEngine(room, store);
+  }
+
+  /** The room ID (once the create event is stored). */
+  get roomId() {
+    return this.#room.roomId ?? null;
+  }
+  /** The room version. */
+  get roomVersion() {
+    return this.#room.roomVersion;
+  }
+  /** Number of stored events. */
+  get eventCount() {
+    return this.#room.eventCount;
+  }
+  /** The store. */
+  get store() {
+    return this.#store;
+  }
+
+  #serialise(task) {
+    const run = this.#queue.then(task, task);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Receives PDUs (objects or JSON text) in order; returns one outcome per
+   * PDU. The stored ones are written to the store as one atomic batch.
+   */
+  ingest(pdus, keyRing) {
+    return this.#serialise(async () => {
+      const before = this.#room.eventCount;
+      this.#room.begin();
+      let outcomes;
+      try {
+        outcomes = json(this.#room.ingest(pdus.map(toText), keyRing));
+      } catch (e) {
+        this.#room.rollback();
+        throw e;
+      }
+      const records = json(this.#room.records(before));
+      if (records.length > 0) {
+        try {
+          await this.#store.append(records, { roomVersion: this.roomVersion, roomId: this.roomId });
+        } catch (e) {
+          this.#room.rollback();
+          throw new RoomdagError("M_UNKNOWN", `store write failed; the batch was undone: ${e?.message ?? e}`, e);
+        }
+      }
+      this.#room.commit();
+      return outcomes;
+    });
+  }
+
+  /** Answers a room federation query for an authenticated origin: `{status, body}`. */
+  query(method, target, body, origin, serverName, nowMs = Date.now()) {
+    const text = body === undefined || body === null ? undefined : toText(body);
+    return json(this.#room.federationQuery(method, target, text, origin, serverName, nowMs));
+  }
+
+  /** `/state_ids` of an event, as `origin` would get it. */
+  stateIds(origin, eventId) {
+    return this.#q("GET", `state_ids/${enc(this.roomId)}?event_id=${enc(eventId)}`, undefined, origin);
+  }
+  /** `/state` of an event (full PDUs). */
+  state(origin, eventId) {
+    return this.#q("GET", `state/${enc(this.roomId)}?event_id=${enc(eventId)}`, undefined, origin);
+  }
+  /** `/backfill` from `v` (event IDs), at most `limit` events. */
+  backfill(origin, v, limit) {
+    const qs = v.map((e) => `v=${enc(e)}`).join("&");
+    return this.#q("GET", `backfill/${enc(this.roomId)}?${qs}&limit=${limit}`, undefined, origin);
+  }
+  /** `/get_missing_events`. */
+  getMissingEvents(origin, { earliestEvents, latestEvents, limit, minDepth }) {
+    const body = { earliest_events: earliestEvents, latest_events: latestEvents };
+    if (limit !== undefined) body.limit = limit;
+    if (minDepth !== undefined) body.min_depth = minDepth;
+    return this.#q("POST", `get_missing_events/${enc(this.roomId)}`, body, origin);
+  }
+  /** `/timestamp_to_event`. */
+  timestampToEvent(origin, ts, dir) {
+    return this.#q("GET", `timestamp_to_event/${enc(this.roomId)}?ts=${ts}&dir=${dir}`, undefined, origin);
+  }
+  /** `/event`. */
+  event(origin, eventId) {
+    return this.#q("GET", `event/${enc(eventId)}`, undefined, origin);
+  }
+  #q(method, path, body, origin) {
+    return this.query(method, `/_matrix/federation/v1/${path}`, body, origin, "local");
+  }
+
+  /** Whether the room's server ACL admits `server`. */
+  aclAllows(server) {
+    return this.#room.aclAllows(server);
+  }
+  /** Whether an event is stored here. */
+  hasEvent(eventId) {
+    return this.#room.hasEvent(eventId);
+  }
+  /** The graph (`roomdag-graph/1`). */
+  exportGraph() {
+    return json(this.#room.exportGraph());
+  }
+  /** The graph as Graphviz DOT. */
+  exportDot(authEdges = false) {
+    return this.#room.exportDot(authEdges);
+  }
+  /** Everything known about one event (status, states, auth chain, visibility). */
+  eventDetails(eventId) {
+    return json(this.#room.eventDetails(eventId));
+  }
+  /** The current state and its digest. */
+  currentState() {
+    return json(this.#room.currentState());
+  }
+}
+
+function enc(s) {
+  return encodeURIComponent(s);
+}
+
+/**
+ * The rooms a server hosts, each on its own store. `createStore(roomId)`
+ * returns the store for a room (existing data is loaded on first use).
+ */
+export class RoomDirectory {
+  #rooms = new Map();
+  #createStore;
+
+  constructor({ createStore }) {
+    this.#createStore = createStore;
+  }
+
+  /** The room, if it exists (in memory or in its store). */
+  async get(roomId) {
+    let p = this.#rooms.get(roomId);
+    if (!p) {
+      const store = this.#createStore(roomId);
+      p = store.load().then(async (loaded) => {
+        if (!loaded.roomVersion && loaded.records.length === 0) return undefined;
+        return RoomEngine.open({ store });
+      });
+      this.#rooms.set(roomId, p);
+      const engine = await p.catch((e) => {
+        this.#rooms.delete(roomId);
+        throw e;
+      });
+      if (!engine) this.#rooms.delete(roomId);
+      return engine;
+    }
+    return p;
+  }
+
+  /** Creates an empty room (or returns the existing one). */
+  async create(roomId, roomVersion) {
+    const existing = await this.get(roomId);
+    if (existing) return existing;
+    const p = RoomEngine.open({ store: this.#createStore(roomId), roomVersion });
+    this.#rooms.set(roomId, p);
+    return p;
+  }
+
+  /** Rooms open in memory. */
+  async openRooms() {
+    const out = [];
+    for (const p of this.#rooms.values()) {
+      const e = await p.catch(() => undefined);
+      if (e) out.push(e);
+    }
+    return out;
+  }
+
+  /** The open room that stores `eventId`, if any. */
+  async findEvent(eventId) {
+    for (const e of await this.openRooms()) if (e.hasEvent(eventId)) return e;
+    return undefined;
+  }
+}
+
+const jsonResponse = (status, body) =>
+  new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+
+/**
+ * A federation server for the rooms of a `RoomDirectory`:
+ * `handleFederationRequest(request)` answers `/send`, `/event`, `/state`,
+ * `/state_ids`, `/backfill`, `/get_missing_events`, `/timestamp_to_event`,
+ * `/version` and `/_matrix/key/v2/server`.
+ */
+export class FederationServer {
+  #opts;
+  #ring;
+  #keyFetches = new Map();
+  #txns = new Map();
+
+  /**
+   * @param {object} opts
+   * @param {string} opts.serverName our server name
+   * @param {{keyId: string, seed: string}} opts.signingKey our ed25519 key (seed: unpadded base64)
+   * @param {RoomDirectory} opts.rooms the rooms
+   * @param {Record<string, Record<string, string>>} [opts.trustedKeys] pinned keys: server → key ID → base64
+   * @param {string[]} [opts.notaryServers] servers asked for keys when an origin cannot be reached
+   * @param {typeof fetch} [opts.fetch] used to fetch keys
+   * @param {(server: string) => string} [opts.keyServerUrl] base URL of a server (default `https://{server}`)
+   * @param {boolean} [opts.autoCreateRooms] accept a create event for an unknown room (default true)
+   * @param {() => number} [opts.now] clock, ms since the epoch
+   */
+  constructor(opts) {
+    if (!opts?.serverName) throw new RoomdagError("M_UNKNOWN", "serverName is required");
+    if (!opts.signingKey?.keyId || !opts.signingKey?.seed) throw new RoomdagError("M_UNKNOWN", "signingKey {keyId, seed} is required");
+    if (!opts.rooms) throw new RoomdagError("M_UNKNOWN", "rooms (a RoomDirectory) is required");
+    this.#opts = {
+      notaryServers: [],
+      fetch: globalThis.fetch?.bind(globalThis),
+      keyServerUrl: (server) => `https://${server}`,
+      autoCreateRooms: true,
+      now: () => Date.now(),
+      keyFetchTimeoutMs: 10_000,
+      txnCacheSize: 1000,
+      ...opts,
+    };
+    this.#ring = opts.keyRing ?? call(() => new wasm.KeyRing());
+    call(() => wasm.publicKeyOf(opts.signingKey.seed)); // validates the seed now, not on the first request
+    this.#ring.pin(opts.serverName, opts.signingKey.keyId, wasm.publicKeyOf(opts.signingKey.seed));
+    for (const [server, keys] of Object.entries(opts.trustedKeys ?? {})) {
+      for (const [keyId, b64] of Object.entries(keys)) this.#ring.pin(server, keyId, b64);
+    }
+  }
+
+  /** The key ring (pinned and fetched keys). */
+  get keyRing() {
+    return this.#ring;
+  }
+  /** Our server name. */
+  get serverName() {
+    return this.#opts.serverName;
+  }
+
+  /** Answers one federation request. Never throws: failures become error responses. */
+  async handleFederationRequest(request) {
+    try {
+      return await this.#handle(request);
+    } catch (e) {
+      return jsonResponse(500, { errcode: "M_UNKNOWN", error: String(e?.message ?? e) });
+    }
+  }
+
+  async #handle(request) {
+    const url = new URL(request.url);
+    const target = url.pathname + url.search;
+    const method = request.method.toUpperCase();
+    const route = json(wasm.routeRequest(method, target));
+    if (route.status) return jsonResponse(route.status, route.body);
+    const now = this.#opts.now();
+    if (route.endpoint === "server_keys") {
+      const { serverName, signingKey } = this.#opts;
+      return jsonResponse(200, json(wasm.serverKeysResponse(serverName, signingKey.keyId, signingKey.seed, now, 24 * 3600 * 1000)));
+    }
+    if (route.endpoint === "version") return jsonResponse(200, { server: { name: "roomdag", version: "0.1.0" } });
+
+    const bodyText = method === "GET" ? "" : await request.text();
+    const auth = await this.#authenticate(request, method, target, bodyText, now);
+    if (auth.status) return jsonResponse(auth.status, auth.body);
+    const origin = auth.origin;
+
+    if (route.endpoint === "send") return this.#send(origin, route.txnId, bodyText);
+    let engine;
+    if (route.endpoint === "event") {
+      engine = await this.#opts.rooms.findEvent(route.eventId);
+      if (!engine) return jsonResponse(404, { errcode: "M_NOT_FOUND", error: `Could not find event ${route.eventId}` });
+    } else {
+      engine = await this.#opts.rooms.get(route.roomId);
+      if (!engine) return jsonResponse(404, { errcode: "M_NOT_FOUND", error: `Unknown room ${route.roomId}` });
+    }
+    const r = engine.query(method, target, bodyText || undefined, origin, this.#opts.serverName, now);
+    return jsonResponse(r.status, r.body);
+  }
+
+  async #authenticate(request, method, target, bodyText, now) {
+    const raw = request.headers.get("authorization");
+    // Fetch joins repeated headers with ", ": split them back at each scheme.
+    const headers = raw ? raw.split(/,\s*(?=X-Matrix\s)/i) : [];
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const r = json(wasm.authenticateRequest(headers, method, target, bodyText || undefined, this.#opts.serverName, this.#ring, now));
+      if (!r.needKey) return r;
+      if (attempt === 0 && (await this.#fetchKeys(r.needKey.server))) continue;
+      return { status: 401, body: { errcode: "M_UNAUTHORIZED", error: `No usable key ${r.needKey.keyId} for ${r.needKey.server}` } };
+    }
+    return { status: 401, body: { errcode: "M_UNAUTHORIZED", error: "key fetch failed" } };
+  }
+
+  /** Fetches `server`'s keys (directly, then from notaries), coalescing concurrent fetches. */
+  #fetchKeys(server) {
+    let p = this.#keyFetches.get(server);
+    if (!p) {
+      p = this.#doFetchKeys(server).finally(() => this.#keyFetches.delete(server));
+      this.#keyFetches.set(server, p);
+    }
+    return p;
+  }
+
+  async #doFetchKeys(server) {
+    const { fetch, keyServerUrl, notaryServers, keyFetchTimeoutMs } = this.#opts;
+    if (!fetch) return false;
+    const get = async (url, init) => {
+      const ctl = new AbortController();
+      const timer = setTimeout(() => ctl.abort(), keyFetchTimeoutMs);
+      try {
+        const res = await fetch(url, { ...init, signal: ctl.signal });
+        return res.ok ? await res.text() : undefined;
+      } catch {
+        return undefined;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    const direct = await get(`${keyServerUrl(server)}/_matrix/key/v2/server`);
+    if (direct) {
+      try {
+        if (this.#ring.addServerKeys(direct, server, this.#opts.now()) > 0) return true;
+      } catch {
+        /* fall through to the notaries */
+      }
+    }
+    for (const notary of notaryServers) {
+      const body = JSON.stringify({ server_keys: { [server]: {} } });
+      const text = await get(`${keyServerUrl(notary)}/_matrix/key/v2/query`, {
+        method: "POST",
+        body,
+        headers: { "content-type": "application/json" },
+      });
+      if (!text) continue;
+      try {
+        if (this.#ring.addNotaryKeys(text, notary, this.#opts.now()) > 0) return true;
+      } catch {
+        /* try the next notary */
+      }
+    }
+    return false;
+  }
+
+  async #send(origin, txnId, bodyText) {
+    const key = `${origin}\u0000${txnId}`;
+    const cached = this.#txns.get(key);
+    if (cached) {
+      const { status, body } = await cached;
+      return jsonResponse(status, body);
+    }
+    const p = this.#processTxn(origin, bodyText);
+    this.#txns.set(key, p);
+    let result;
+    try {
+      result = await p;
+    } catch (e) {
+      this.#txns.delete(key);
+      throw e;
+    }
+    if (result.status !== 200) this.#txns.delete(key);
+    while (this.#txns.size > this.#opts.txnCacheSize) this.#txns.delete(this.#txns.keys().next().value);
+    return jsonResponse(result.status, result.body);
+  }
+
+  async #processTxn(origin, bodyText) {
+    const txn = json(wasm.parseTransaction(bodyText));
+    if (txn.status) return txn;
+    const results = {};
+    // Group PDUs by room, keeping their order within each room.
+    const groups = new Map();
+    for (const raw of txn.pdus) {
+      const hint = json(wasm.pduRoom(raw));
+      if (!hint) continue;
+      let roomId = hint.roomId;
+      if (!roomId && hint.createRoomVersion) {
+        try {
+          roomId = wasm.createEventRoomId(raw, hint.createRoomVersion);
+        } catch {
+          continue;
+        }
+      }
+      if (!roomId) continue;
+      if (!groups.has(roomId)) groups.set(roomId, { pdus: [], createVersion: undefined });
+      const g = groups.get(roomId);
+      g.pdus.push(raw);
+      g.createVersion ??= hint.createRoomVersion ?? undefined;
+    }
+    for (const [roomId, g] of groups) {
+      let engine = await this.#opts.rooms.get(roomId);
+      if (!engine && g.createVersion && this.#opts.autoCreateRooms) {
+        try {
+          engine = await this.#opts.rooms.create(roomId, g.createVersion);
+        } catch {
+          continue; // an unsupported room version: no entries, like an unknown room
+        }
+      }
+      if (!engine) continue;
+      if (!engine.aclAllows(origin)) {
+        for (const raw of g.pdus) {
+          try {
+            results[wasm.pduEventId(raw, engine.roomVersion)] = { error: "Server is banned from room" };
+          } catch {
+            /* unparseable: no entry */
+          }
+        }
+        continue;
+      }
+      const outcomes = await engine.ingest(g.pdus, this.#ring);
+      for (const o of outcomes) {
+        if (!o.eventId) continue;
+        results[o.eventId] = o.status === "accepted" || o.status === "duplicate" ? {} : { error: o.reason };
+      }
+    }
+    return { status: 200, body: { pdus: results } };
+  }
+}
+
+/** Signs a federation request as `origin`: the `Authorization` header value. */
+export function signRequest({ origin, keyId, seed, destination, method, target, body }) {
+  return call(() => wasm.signRequest(origin, keyId, seed, destination, method, target, body === undefined ? undefined : toText(body)));
+}
+
+/** A server's `/_matrix/key/v2/server` answer, signed. */
+export function serverKeysResponse({ serverName, keyId, seed, now = Date.now(), validityMs = 24 * 3600 * 1000 }) {
+  return json(call(() => wasm.serverKeysResponse(serverName, keyId, seed, now, validityMs)));
+}
+
+/** The public key (unpadded base64) of a signing key seed. */
+export function publicKeyOf(seed) {
+  return call(() => wasm.publicKeyOf(seed));
+}
+
+/** The event ID of a PDU in a room version. */
+export function eventIdOf(pdu, roomVersion) {
+  return call(() => wasm.pduEventId(toText(pdu), roomVersion));
+}
+
+/** Replays a fixture and answers its queries (`roomdag-answers/1` object). */
+export function replayFixture(fixture, queries) {
+  const bytes = (x) => (typeof x === "string" ? new TextEncoder().encode(x) : x);
+  return json(call(() => wasm.replayFixture(bytes(fixture), bytes(queries))));
+}
+
+/** A fixture's graph: `roomdag-graph/1` object (format "json") or DOT text. */
+export function exportFixture(fixture, format = "json", authEdges = false) {
+  const bytes = typeof fixture === "string" ? new TextEncoder().encode(fixture) : fixture;
+  const out = call(() => wasm.exportFixture(bytes, format, authEdges));
+  return format === "json" ? json(out) : out;
+}
+
+/** A read-only room built from a fixture, for inspection. */
+export function roomFromFixture(fixture) {
+  const bytes = typeof fixture === "string" ? new TextEncoder().encode(fixture) : fixture;
+  const room = call(() => wasm.roomFromFixture(bytes));
+  return new RoomEngine(room, { load: async () => ({ records: [] }), append: async () => {} });
+}

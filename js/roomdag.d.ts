@@ -1,0 +1,316 @@
+// Type declarations for the roomdag npm package (every entry point).
+
+/** An event ID (`$…`). */
+export type EventId = string;
+/** A room ID (`!…`). */
+export type RoomId = string;
+/** A server name (`host[:port]`). */
+export type ServerName = string;
+/** A room version this engine hosts. */
+export type RoomVersion = "3" | "4" | "5" | "6" | "7" | "8" | "9" | "10" | "11" | "12";
+/** A PDU: a JSON object, or its JSON text (kept byte for byte when given as text). */
+export type Pdu = string | Record<string, unknown>;
+
+/** Loads the WebAssembly module. Required once in browsers and bundlers; a no-op in Node and workerd. */
+export function init(input?: URL | string | Response | BufferSource | WebAssembly.Module): Promise<void>;
+
+/** Thrown when the API is used before `init()`. */
+export class NotInitializedError extends Error {
+  readonly name: "NotInitializedError";
+}
+
+/** Errors raised by engines and servers, with a Matrix-style code. */
+export class RoomdagError extends Error {
+  readonly name: "RoomdagError";
+  readonly code: string;
+}
+
+/** What happened to one PDU. */
+export type Outcome =
+  | { eventId: EventId; status: "accepted"; redactedOnReceipt: boolean }
+  | { eventId: EventId; status: "rejected"; reason: string; redactedOnReceipt: boolean }
+  | { eventId: EventId | null; status: "dropped"; stage: "parse" | "signature" | "hash" | "missing"; reason: string }
+  | { eventId: EventId; status: "duplicate" };
+
+/** A stored PDU, as a store keeps it. */
+export interface StoredRecord {
+  /** Arrival position in the room. */
+  i: number;
+  eventId: EventId;
+  status: "accepted" | "rejected";
+  /** The PDU exactly as received. */
+  raw: string;
+}
+
+/** What a store remembers about its room. */
+export interface RoomMeta {
+  roomVersion?: string;
+  roomId?: RoomId | null;
+}
+
+/** A room's persistence: an append-only record log. */
+export interface RoomStore {
+  /** Every record, in arrival order, and the room's meta. */
+  load(): Promise<RoomMeta & { records: StoredRecord[] }>;
+  /** Writes the records and meta atomically, or rejects and writes nothing. */
+  append(records: StoredRecord[], meta: RoomMeta): Promise<void>;
+}
+
+/** Records in memory. */
+export class MemoryStore implements RoomStore {
+  /** Make the next append fail (tests). */
+  failNextAppend: boolean;
+  load(): Promise<RoomMeta & { records: StoredRecord[] }>;
+  append(records: StoredRecord[], meta: RoomMeta): Promise<void>;
+}
+
+/** Records in IndexedDB. */
+export class IndexedDbStore implements RoomStore {
+  constructor(opts: { room: string; database?: string; indexedDB?: IDBFactory; IDBKeyRange?: typeof IDBKeyRange });
+  static closeAll(): Promise<void>;
+  load(): Promise<RoomMeta & { records: StoredRecord[] }>;
+  append(records: StoredRecord[], meta: RoomMeta): Promise<void>;
+}
+
+/** The subset of Cloudflare's `DurableObjectStorage` the store uses. */
+export interface DurableObjectStorageLike {
+  get<T = unknown>(key: string): Promise<T | undefined>;
+  list<T = unknown>(options: { prefix: string }): Promise<Map<string, T>>;
+  put(entries: Record<string, unknown>): Promise<void>;
+  transaction<T>(closure: (txn: { put(entries: Record<string, unknown>): Promise<void> }) => Promise<T>): Promise<T>;
+}
+
+/** Records in a Durable Object's storage. */
+export class DurableObjectStore implements RoomStore {
+  constructor(storage: DurableObjectStorageLike);
+  load(): Promise<RoomMeta & { records: StoredRecord[] }>;
+  append(records: StoredRecord[], meta: RoomMeta): Promise<void>;
+}
+
+/** Trusted server keys: pinned and verified fetched ones. */
+export class KeyRing {
+  constructor();
+  /** Pins `server`'s key (unpadded base64). */
+  pin(server: ServerName, keyId: string, publicKey: string): void;
+  /** Verifies and adds a `/_matrix/key/v2/server` response; returns the number of keys added. */
+  addServerKeys(responseJson: string, server: ServerName, nowMs: number): number;
+  /** Verifies and adds a notary's `/_matrix/key/v2/query` response. */
+  addNotaryKeys(responseJson: string, notary: ServerName, nowMs: number): number;
+  /** Whether a key usable for request authentication now is known. */
+  hasRequestKey(server: ServerName, keyId: string, nowMs: number): boolean;
+  readonly size: number;
+  free(): void;
+}
+
+/** An error answer body. */
+export interface MatrixError {
+  errcode: string;
+  error: string;
+}
+
+/** A query answer: the HTTP status and the JSON body the endpoint returns. */
+export type QueryResult<T> = { status: 200; body: T } | { status: 400 | 403 | 404 | 405 | 413; body: MatrixError };
+
+/** A PDU as served (full or redacted). */
+export type ServedPdu = Record<string, unknown>;
+
+export interface StateIdsBody {
+  pdu_ids: EventId[];
+  auth_chain_ids: EventId[];
+}
+export interface StateBody {
+  pdus: ServedPdu[];
+  auth_chain: ServedPdu[];
+}
+export interface TransactionBody {
+  origin: ServerName;
+  origin_server_ts: number;
+  pdus: ServedPdu[];
+}
+export interface MissingEventsBody {
+  events: ServedPdu[];
+}
+export interface TimestampBody {
+  event_id: EventId;
+  origin_server_ts: number;
+}
+
+/** One event of the graph export. */
+export interface GraphEvent {
+  i: number;
+  event_id: EventId;
+  type: string;
+  state_key: string | null;
+  sender: string;
+  depth: number;
+  origin_server_ts: number;
+  status: "accepted" | "rejected";
+  rejection: string | null;
+  redacted_on_receipt: boolean;
+  /** Position of the redaction that applies, if any. */
+  redacted_by: number | null;
+  membership: string | null;
+  is_redaction: boolean;
+  /** Positions of the prev events. */
+  prev: number[];
+  /** Positions of the auth events. */
+  auth: number[];
+}
+
+/** `roomdag-graph/1`. */
+export interface Graph {
+  format: "roomdag-graph/1";
+  room_id: RoomId | null;
+  room_version: string;
+  events: GraphEvent[];
+  forward_extremities: number[];
+  dropped: { event_id: EventId | null; stage: string; reason: string }[];
+  dropped_total: number;
+}
+
+/** A state: `"type\u0000state_key"` → event ID, with its contract digest. */
+export interface StateSnapshot {
+  digest: string;
+  state: Record<string, EventId>;
+}
+
+/** Everything known about one event. */
+export interface EventDetails {
+  i: number;
+  event_id: EventId;
+  type: string;
+  state_key: string | null;
+  sender: string;
+  depth: number;
+  origin_server_ts: number;
+  status: "accepted" | "rejected";
+  rejection: string | null;
+  redacted_on_receipt: boolean;
+  redacted_by: EventId | null;
+  pdu: Record<string, unknown>;
+  pruned_pdu: Record<string, unknown>;
+  prev_events: EventId[];
+  auth_events: EventId[];
+  auth_chain: EventId[];
+  state_before: StateSnapshot;
+  state_after: StateSnapshot;
+  state_diff: { type: string; state_key: string; before: EventId | null; after: EventId | null }[];
+  /** For each server with members: whether it sees the event unredacted. */
+  visible_to: Record<ServerName, boolean>;
+  /** How the state before was resolved, when the prev events disagreed. */
+  resolution: {
+    inputs: string[];
+    conflicted_keys: [string, string][];
+    full_conflicted_set: number;
+    winners: (EventId | null)[];
+  } | null;
+}
+
+/** One room on a store. */
+export class RoomEngine {
+  static open(opts: { store: RoomStore; roomVersion?: RoomVersion }): Promise<RoomEngine>;
+  readonly roomId: RoomId | null;
+  readonly roomVersion: RoomVersion;
+  readonly eventCount: number;
+  readonly store: RoomStore;
+  /** Receives PDUs in order; the stored ones are written as one atomic batch. */
+  ingest(pdus: Pdu[], keyRing: KeyRing): Promise<Outcome[]>;
+  /** Answers a room federation request for an authenticated origin. */
+  query(method: string, target: string, body: Pdu | undefined, origin: ServerName, serverName: ServerName, nowMs?: number): QueryResult<unknown>;
+  stateIds(origin: ServerName, eventId: EventId): QueryResult<StateIdsBody>;
+  state(origin: ServerName, eventId: EventId): QueryResult<StateBody>;
+  backfill(origin: ServerName, v: EventId[], limit: number): QueryResult<TransactionBody>;
+  getMissingEvents(
+    origin: ServerName,
+    body: { earliestEvents: EventId[]; latestEvents: EventId[]; limit?: number; minDepth?: number },
+  ): QueryResult<MissingEventsBody>;
+  timestampToEvent(origin: ServerName, ts: number, dir: "f" | "b"): QueryResult<TimestampBody>;
+  event(origin: ServerName, eventId: EventId): QueryResult<TransactionBody>;
+  aclAllows(server: ServerName): boolean;
+  hasEvent(eventId: EventId): boolean;
+  exportGraph(): Graph;
+  exportDot(authEdges?: boolean): string;
+  eventDetails(eventId: EventId): EventDetails;
+  currentState(): StateSnapshot;
+}
+
+/** The rooms a server hosts. */
+export class RoomDirectory {
+  constructor(opts: { createStore: (roomId: RoomId) => RoomStore });
+  get(roomId: RoomId): Promise<RoomEngine | undefined>;
+  create(roomId: RoomId, roomVersion: string): Promise<RoomEngine>;
+  openRooms(): Promise<RoomEngine[]>;
+  findEvent(eventId: EventId): Promise<RoomEngine | undefined>;
+}
+
+export interface FederationServerOptions {
+  serverName: ServerName;
+  /** Our signing key: ID (`ed25519:…`) and 32-byte seed in unpadded base64. */
+  signingKey: { keyId: string; seed: string };
+  rooms: RoomDirectory;
+  /** Pinned origin keys: server → key ID → unpadded base64. */
+  trustedKeys?: Record<ServerName, Record<string, string>>;
+  /** Servers asked for keys when an origin cannot be reached. */
+  notaryServers?: ServerName[];
+  keyRing?: KeyRing;
+  fetch?: typeof fetch;
+  /** Base URL of a server (default `https://{server}`). */
+  keyServerUrl?: (server: ServerName) => string;
+  /** Accept a create event for an unknown room (default true). */
+  autoCreateRooms?: boolean;
+  now?: () => number;
+  keyFetchTimeoutMs?: number;
+  txnCacheSize?: number;
+}
+
+/** Answers the federation endpoints for the rooms of a directory. */
+export class FederationServer {
+  constructor(opts: FederationServerOptions);
+  readonly keyRing: KeyRing;
+  readonly serverName: ServerName;
+  handleFederationRequest(request: Request): Promise<Response>;
+}
+
+/** Signs a request as `origin`: the `Authorization` header value. */
+export function signRequest(opts: {
+  origin: ServerName;
+  keyId: string;
+  seed: string;
+  destination: ServerName;
+  method: string;
+  target: string;
+  body?: Pdu;
+}): string;
+
+/** A server's signed `/_matrix/key/v2/server` answer. */
+export function serverKeysResponse(opts: { serverName: ServerName; keyId: string; seed: string; now?: number; validityMs?: number }): {
+  server_name: ServerName;
+  valid_until_ts: number;
+  verify_keys: Record<string, { key: string }>;
+  old_verify_keys: Record<string, { key: string; expired_ts: number }>;
+  signatures: Record<ServerName, Record<string, string>>;
+};
+
+/** The public key of a signing key seed (unpadded base64). */
+export function publicKeyOf(seed: string): string;
+/** The event ID of a PDU in a room version. */
+export function eventIdOf(pdu: Pdu, roomVersion: string): EventId;
+
+/** `roomdag-answers/1` (see contract.md). */
+export interface Answers {
+  format: "roomdag-answers/1";
+  room_id: RoomId | null;
+  events: { event_id: EventId; status: "accepted" | "rejected" | "dropped"; state_before?: string; state_after?: string; reason?: string }[];
+  forward_extremities: EventId[];
+  current_state_digest: string;
+  servers_in_room: ServerName[];
+  answers: ({ id: string; status: number } & Record<string, unknown>)[];
+}
+
+/** Replays a fixture (`matrix-dag-oracle/1`) and answers its queries. */
+export function replayFixture(fixture: string | Uint8Array, queries: string | Uint8Array): Answers;
+/** A fixture's graph as JSON or DOT. */
+export function exportFixture(fixture: string | Uint8Array, format?: "json"): Graph;
+export function exportFixture(fixture: string | Uint8Array, format: "dot", authEdges?: boolean): string;
+/** A room built from a fixture, for inspection. */
+export function roomFromFixture(fixture: string | Uint8Array): RoomEngine;

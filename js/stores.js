@@ -1,0 +1,159 @@
+// Room stores: an append-only log of records `{i, eventId, status, raw}` plus
+// the room's `{roomVersion, roomId}`. Two calls, both asynchronous:
+//
+//   load()                 → { roomVersion?, roomId?, records: [...] } in order
+//   append(records, meta)  → writes all records and the meta atomically, or
+//                            rejects and writes nothing
+//
+// The engine replays records on open, so a store never interprets them.
+
+const metaOf = (meta) => ({ roomVersion: meta?.roomVersion, roomId: meta?.roomId ?? undefined });
+
+/** Records in memory (the default; lost when the process ends). */
+export class MemoryStore {
+  #records = [];
+  #meta = {};
+  /** Make the next `append` fail (to test the rollback path). */
+  failNextAppend = false;
+
+  async load() {
+    return { ...this.#meta, records: this.#records.slice() };
+  }
+
+  async append(records, meta) {
+    if (this.failNextAppend) {
+      this.failNextAppend = false;
+      throw new Error("MemoryStore: injected append failure");
+    }
+    this.#records.push(...records.map((r) => ({ ...r })));
+    this.#meta = metaOf(meta);
+  }
+}
+
+const DB_VERSION = 1;
+
+function request(req) {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+/**
+ * Records in IndexedDB (browsers; `fake-indexeddb` in Node). One database
+ * holds many rooms: object store `records` keyed `[room, i]`, object store
+ * `rooms` keyed by room. An append is one `readwrite` transaction over both,
+ * resolved on `complete` and rejected on `error` or `abort`.
+ */
+export class IndexedDbStore {
+  #db;
+  #room;
+  #keyRange;
+
+  /**
+   * @param {object} opts
+   * @param {string} opts.room the room's key (its ID)
+   * @param {string} [opts.database] database name (default "roomdag")
+   * @param {IDBFactory} [opts.indexedDB] the factory (default `globalThis.indexedDB`)
+   * @param {typeof IDBKeyRange} [opts.IDBKeyRange] its key-range class (default the global one)
+   */
+  constructor({ room, database = "roomdag", indexedDB = globalThis.indexedDB, IDBKeyRange = globalThis.IDBKeyRange }) {
+    if (!indexedDB || !IDBKeyRange) throw new Error("IndexedDbStore: no indexedDB in this runtime");
+    this.#room = room;
+    this.#keyRange = IDBKeyRange;
+    this.#db = IndexedDbStore.#open(indexedDB, database);
+  }
+
+  static #opened = new Map();
+
+  static #open(factory, name) {
+    const key = name;
+    let p = IndexedDbStore.#opened.get(key);
+    if (p && p.factory === factory) return p.db;
+    const db = new Promise((resolve, reject) => {
+      const req = factory.open(name, DB_VERSION);
+      req.onupgradeneeded = () => {
+        const db = req.result;
+        if (!db.objectStoreNames.contains("records")) db.createObjectStore("records");
+        if (!db.objectStoreNames.contains("rooms")) db.createObjectStore("rooms");
+      };
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+      req.onblocked = () => reject(new Error("IndexedDbStore: database upgrade blocked"));
+    });
+    IndexedDbStore.#opened.set(key, { factory, db });
+    return db;
+  }
+
+  /** Closes the shared connection (tests; a later store reopens it). */
+  static async closeAll() {
+    for (const { db } of IndexedDbStore.#opened.values()) (await db.catch(() => undefined))?.close();
+    IndexedDbStore.#opened.clear();
+  }
+
+  async load() {
+    const db = await this.#db;
+    const tx = db.transaction(["records", "rooms"], "readonly");
+    const range = this.#keyRange.bound([this.#room, 0], [this.#room, Number.MAX_SAFE_INTEGER]);
+    const [records, meta] = await Promise.all([
+      request(tx.objectStore("records").getAll(range)),
+      request(tx.objectStore("rooms").get(this.#room)),
+    ]);
+    return { ...(meta ?? {}), records };
+  }
+
+  async append(records, meta) {
+    const db = await this.#db;
+    await new Promise((resolve, reject) => {
+      const tx = db.transaction(["records", "rooms"], "readwrite");
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error ?? new Error("IndexedDbStore: transaction error"));
+      tx.onabort = () => reject(tx.error ?? new Error("IndexedDbStore: transaction aborted"));
+      const rs = tx.objectStore("records");
+      for (const r of records) rs.put(r, [this.#room, r.i]);
+      tx.objectStore("rooms").put(metaOf(meta), this.#room);
+    });
+  }
+}
+
+/** Keys sort in arrival order: zero-padded positions. */
+const recordKey = (i) => `r:${String(i).padStart(12, "0")}`;
+/** Durable Object storage writes at most this many keys atomically in one `put`. */
+const DO_MAX_KEYS_PER_PUT = 128;
+
+/**
+ * Records in a Durable Object's storage (`ctx.storage`). The room's Durable
+ * Object is its single writer; an append of up to 127 records is one atomic
+ * `put`, larger ones run inside `storage.transaction`.
+ */
+export class DurableObjectStore {
+  #storage;
+
+  /** @param {DurableObjectStorage} storage */
+  constructor(storage) {
+    this.#storage = storage;
+  }
+
+  async load() {
+    const meta = (await this.#storage.get("meta")) ?? {};
+    const list = await this.#storage.list({ prefix: "r:" });
+    return { ...meta, records: [...list.values()] };
+  }
+
+  async append(records, meta) {
+    const entries = { meta: metaOf(meta) };
+    for (const r of records) entries[recordKey(r.i)] = r;
+    if (records.length + 1 <= DO_MAX_KEYS_PER_PUT) {
+      await this.#storage.put(entries);
+      return;
+    }
+    await this.#storage.transaction(async (txn) => {
+      const keys = Object.keys(entries);
+      for (let k = 0; k < keys.length; k += DO_MAX_KEYS_PER_PUT) {
+        const part = {};
+        for (const key of keys.slice(k, k + DO_MAX_KEYS_PER_PUT)) part[key] = entries[key];
+        await txn.put(part);
+      }
+    });
+  }
+}

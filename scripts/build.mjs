@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+// `npm run build`: one .wasm and its loaders into pkg/.
+//   1. cargo build --lib --target wasm32-unknown-unknown --release
+//   2. wasm-bindgen --target web (the one glue module every entry shares)
+//   3. wasm-opt -Oz (binaryen)
+//   4. copy the JS layer and types from js/, and make the CommonJS Node entry
+import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync, readFileSync, writeFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const pkg = join(root, "pkg");
+const bin = (name) => join(root, "node_modules", ".bin", name);
+
+function run(cmd, args) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: "inherit" });
+  if (r.status !== 0) {
+    console.error(`build: ${cmd} ${args.join(" ")} failed`);
+    process.exit(1);
+  }
+}
+
+run("cargo", ["build", "--lib", "--target", "wasm32-unknown-unknown", "--release"]);
+rmSync(pkg, { recursive: true, force: true });
+mkdirSync(pkg, { recursive: true });
+run("wasm-bindgen", [
+  "--target", "web",
+  "--out-dir", pkg,
+  "--out-name", "roomdag_wasm",
+  join(root, "target/wasm32-unknown-unknown/release/roomdag.wasm"),
+]);
+const wasmFile = join(pkg, "roomdag_wasm_bg.wasm");
+if (process.env.ROOMDAG_SKIP_WASM_OPT !== "1") {
+  run(bin("wasm-opt"), ["-Oz", "--enable-bulk-memory", "--enable-nontrapping-float-to-int", "--enable-sign-ext",
+    "--enable-mutable-globals", "--enable-reference-types", "--enable-multivalue", wasmFile, "-o", wasmFile]);
+}
+for (const f of readdirSync(join(root, "js"))) copyFileSync(join(root, "js", f), join(pkg, f));
+run(bin("esbuild"), [join(pkg, "node.js"), "--bundle", "--platform=node", "--format=cjs", "--log-level=warning",
+  "--define:import.meta.url=__roomdag_import_meta_url", "--inject:" + join(root, "scripts/cjs-shim.js"),
+  `--outfile=${join(pkg, "node.cjs")}`]);
+writeFileSync(join(pkg, "node.d.cts"), 'export * from "./roomdag.js";\n');
+copyFileSync(join(pkg, "roomdag.d.ts"), join(pkg, "roomdag.d.cts"));
+const size = statSync(wasmFile).size;
+const gz = gzipSync(readFileSync(wasmFile), { level: 9 }).length;
+console.log(`build: pkg/roomdag_wasm_bg.wasm ${(size / 1024).toFixed(0)} KiB, ${(gz / 1024).toFixed(0)} KiB gzipped`);

@@ -1,0 +1,421 @@
+//! WebAssembly bindings (wasm-bindgen). Only conversion lives here: every
+//! algorithm is in the core. Structured results cross the boundary as JSON
+//! text (parsed once by the JS layer, `pkg/api.js`), which is both faster and
+//! simpler than building JS objects field by field.
+
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+
+use crate::conformance;
+use crate::export;
+use crate::http::keys::{parse_notary_response, parse_server_keys, server_keys_response, KeyRing, RequestKeys};
+use crate::http::xmatrix::{authenticate_request, request_signing_object, RequestAuthError, XMatrix};
+use crate::http::{self, Endpoint, HttpError, Target};
+use crate::ids::EventIdx;
+use crate::room::{Checkpoint, Outcome, Room, Verification};
+use crate::signing::ServerSigningKey;
+
+#[wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+fn js_error(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn to_json(v: &Value) -> String {
+    serde_json::to_string(v).expect("serde_json::Value always serializes")
+}
+
+fn outcome_json(o: &Outcome) -> Value {
+    match o {
+        Outcome::Accepted { event_id, redacted_on_receipt } => {
+            json!({"eventId": event_id.as_str(), "status": "accepted", "redactedOnReceipt": redacted_on_receipt})
+        }
+        Outcome::Rejected { event_id, reason, redacted_on_receipt } => {
+            json!({"eventId": event_id.as_str(), "status": "rejected", "reason": reason, "redactedOnReceipt": redacted_on_receipt})
+        }
+        Outcome::Dropped { event_id, stage, reason } => {
+            json!({"eventId": event_id.as_ref().map(|e| e.as_str()), "status": "dropped", "stage": stage, "reason": reason})
+        }
+        Outcome::Duplicate { event_id } => json!({"eventId": event_id.as_str(), "status": "duplicate"}),
+    }
+}
+
+/// Trusted server keys: pinned ones and verified fetched ones.
+#[wasm_bindgen(js_name = KeyRing)]
+#[derive(Default)]
+pub struct WasmKeyRing {
+    ring: KeyRing,
+}
+
+#[wasm_bindgen(js_class = KeyRing)]
+impl WasmKeyRing {
+    /// An empty key ring.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Pins `server`'s key `keyId` (unpadded base64).
+    pub fn pin(&mut self, server: &str, key_id: &str, public_key: &str) -> Result<(), JsError> {
+        if self.ring.pin_b64(server, key_id, public_key) {
+            Ok(())
+        } else {
+            Err(js_error(format!("invalid ed25519 public key for {server} {key_id}")))
+        }
+    }
+
+    /// Verifies and adds a `/_matrix/key/v2/server` response of `server`.
+    /// Returns the number of keys added.
+    #[wasm_bindgen(js_name = addServerKeys)]
+    pub fn add_server_keys(&mut self, response_json: &str, server: &str, now_ms: f64) -> Result<u32, JsError> {
+        let v: Value = serde_json::from_str(response_json).map_err(js_error)?;
+        let keys = parse_server_keys(&v, server, now_ms as i64).map_err(js_error)?;
+        let n = keys.len() as u32;
+        self.ring.add_fetched(keys);
+        Ok(n)
+    }
+
+    /// Verifies and adds a notary's `/_matrix/key/v2/query` response
+    /// (the notary's own key must already be in the ring).
+    #[wasm_bindgen(js_name = addNotaryKeys)]
+    pub fn add_notary_keys(&mut self, response_json: &str, notary: &str, now_ms: f64) -> Result<u32, JsError> {
+        let v: Value = serde_json::from_str(response_json).map_err(js_error)?;
+        let keys = parse_notary_response(&v, notary, &self.ring, now_ms as i64).map_err(js_error)?;
+        let n = keys.len() as u32;
+        self.ring.add_fetched(keys);
+        Ok(n)
+    }
+
+    /// Whether a key usable for request authentication at `nowMs` is known.
+    #[wasm_bindgen(js_name = hasRequestKey)]
+    pub fn has_request_key(&self, server: &str, key_id: &str, now_ms: f64) -> bool {
+        self.ring.request_key(server, key_id, now_ms as i64).is_some()
+    }
+
+    /// Number of keys held.
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> u32 {
+        self.ring.len() as u32
+    }
+}
+
+/// One room: its DAG, states and indexes.
+#[wasm_bindgen(js_name = Room)]
+pub struct WasmRoom {
+    room: Room,
+    checkpoint: Option<Checkpoint>,
+}
+
+#[wasm_bindgen(js_class = Room)]
+impl WasmRoom {
+    /// An empty room of `roomVersion` ("3" … "12").
+    #[wasm_bindgen(constructor)]
+    pub fn new(room_version: &str) -> Result<WasmRoom, JsError> {
+        Ok(Self { room: Room::new(room_version).map_err(js_error)?, checkpoint: None })
+    }
+
+    /// The room ID, once its create event is stored.
+    #[wasm_bindgen(getter, js_name = roomId)]
+    pub fn room_id(&self) -> Option<String> {
+        self.room.room_id().map(str::to_owned)
+    }
+
+    /// The room version.
+    #[wasm_bindgen(getter, js_name = roomVersion)]
+    pub fn room_version(&self) -> String {
+        self.room.rules().id.to_owned()
+    }
+
+    /// Number of stored events.
+    #[wasm_bindgen(getter, js_name = eventCount)]
+    pub fn event_count(&self) -> u32 {
+        self.room.events().len() as u32
+    }
+
+    /// Starts a batch: [`rollback`](Self::rollback) undoes everything stored after this.
+    pub fn begin(&mut self) {
+        self.checkpoint = Some(self.room.checkpoint());
+    }
+
+    /// Ends a batch whose records were written.
+    pub fn commit(&mut self) {
+        self.checkpoint = None;
+    }
+
+    /// Undoes the current batch (its records could not be written).
+    pub fn rollback(&mut self) -> Result<(), JsError> {
+        let cp = self.checkpoint.take().ok_or_else(|| js_error("rollback without begin"))?;
+        self.room.rollback(cp);
+        Ok(())
+    }
+
+    /// Receives PDUs (JSON text each), checking signatures with `keys`.
+    /// Returns a JSON array of outcomes.
+    pub fn ingest(&mut self, pdus: Vec<String>, keys: &WasmKeyRing) -> String {
+        let out: Vec<Value> =
+            pdus.iter().map(|p| outcome_json(&self.room.ingest(p, Verification::Keys(&keys.ring)))).collect();
+        to_json(&Value::Array(out))
+    }
+
+    /// Restores records read back from a store (signatures were verified
+    /// when they were first stored). Returns a JSON array of outcomes.
+    pub fn restore(&mut self, pdus: Vec<String>) -> String {
+        let out: Vec<Value> =
+            pdus.iter().map(|p| outcome_json(&self.room.ingest(p, Verification::AlreadyVerified))).collect();
+        to_json(&Value::Array(out))
+    }
+
+    /// The records of events stored from position `since` on, as a JSON
+    /// array of `{i, eventId, status, raw}` (what a store appends).
+    pub fn records(&self, since: u32) -> String {
+        let out: Vec<Value> = (since as usize..self.room.events().len())
+            .map(|i| {
+                let idx = EventIdx(i as u32);
+                json!({"i": i, "eventId": self.room.id(idx), "status": self.room.event(idx).status, "raw": self.room.raw(idx)})
+            })
+            .collect();
+        to_json(&Value::Array(out))
+    }
+
+    /// Answers a room-scoped federation query (`/state_ids`, `/state`,
+    /// `/backfill`, `/get_missing_events`, `/timestamp_to_event`, `/event`)
+    /// for an authenticated origin: JSON `{status, body}`.
+    #[wasm_bindgen(js_name = federationQuery)]
+    pub fn federation_query(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<String>,
+        origin: &str,
+        our_server_name: &str,
+        now_ms: f64,
+    ) -> String {
+        let result = (|| -> Result<Value, HttpError> {
+            let t = Target::parse(target)?;
+            let endpoint = http::route(method, &t)?;
+            let body = match body.as_deref() {
+                Some(b) if !b.is_empty() => Some(http::parse_body(b.as_bytes())?),
+                _ => None,
+            };
+            http::room_query(&self.room, &endpoint, &t, body.as_ref(), origin, our_server_name, now_ms as i64)
+        })();
+        to_json(&match result {
+            Ok(body) => json!({"status": 200, "body": body}),
+            Err(e) => json!({"status": e.status, "body": e.body()}),
+        })
+    }
+
+    /// Whether the room's server ACL lets `server` take part (true without an ACL).
+    #[wasm_bindgen(js_name = aclAllows)]
+    pub fn acl_allows(&self, server: &str) -> bool {
+        http::check_acl(&self.room, server).is_ok()
+    }
+
+    /// Whether the event is stored here.
+    #[wasm_bindgen(js_name = hasEvent)]
+    pub fn has_event(&self, event_id: &str) -> bool {
+        self.room.lookup(event_id).is_some()
+    }
+
+    /// The room graph (`roomdag-graph/1` JSON) for the visualizer.
+    #[wasm_bindgen(js_name = exportGraph)]
+    pub fn export_graph(&self) -> String {
+        to_json(&export::graph_json(&self.room))
+    }
+
+    /// The room graph as Graphviz DOT.
+    #[wasm_bindgen(js_name = exportDot)]
+    pub fn export_dot(&self, auth_edges: bool) -> String {
+        export::graph_dot(&self.room, auth_edges)
+    }
+
+    /// Details of one event (JSON): status, states before and after, auth
+    /// chain, redaction, and the servers that see it whole.
+    #[wasm_bindgen(js_name = eventDetails)]
+    pub fn event_details(&self, event_id: &str) -> Result<String, JsError> {
+        let idx = self.room.lookup(event_id).ok_or_else(|| js_error(format!("unknown event {event_id}")))?;
+        Ok(to_json(&export::event_details(&self.room, idx)))
+    }
+
+    /// The current state (JSON `{"type\u0000state_key": eventId}` plus its digest).
+    #[wasm_bindgen(js_name = currentState)]
+    pub fn current_state(&mut self) -> String {
+        let id = self.room.current_state();
+        to_json(&export::state_json(&self.room, id))
+    }
+}
+
+/// Identifies a request: JSON `{endpoint, roomId?, eventId?, txnId?,
+/// needsAuth}` or `{status, body}` for unknown paths and wrong methods.
+#[wasm_bindgen(js_name = routeRequest)]
+pub fn route_request(method: &str, target: &str) -> String {
+    let r = Target::parse(target).and_then(|t| http::route(method, &t));
+    to_json(&match r {
+        Ok(e) => {
+            let (name, extra) = match &e {
+                Endpoint::ServerKeys => ("server_keys", json!({})),
+                Endpoint::Version => ("version", json!({})),
+                Endpoint::Send { txn_id } => ("send", json!({"txnId": txn_id})),
+                Endpoint::Event { event_id } => ("event", json!({"eventId": event_id})),
+                Endpoint::State { room_id } => ("state", json!({"roomId": room_id})),
+                Endpoint::StateIds { room_id } => ("state_ids", json!({"roomId": room_id})),
+                Endpoint::Backfill { room_id } => ("backfill", json!({"roomId": room_id})),
+                Endpoint::GetMissingEvents { room_id } => ("get_missing_events", json!({"roomId": room_id})),
+                Endpoint::TimestampToEvent { room_id } => ("timestamp_to_event", json!({"roomId": room_id})),
+            };
+            let mut m = extra.as_object().cloned().unwrap_or_default();
+            m.insert("endpoint".into(), json!(name));
+            m.insert("needsAuth".into(), json!(e.needs_auth()));
+            Value::Object(m)
+        }
+        Err(e) => json!({"status": e.status, "body": e.body()}),
+    })
+}
+
+/// Authenticates a request (X-Matrix): JSON `{origin}`, `{needKey: {server,
+/// keyId}}` (fetch it, add it to the ring, ask again), or `{status, body}`.
+#[wasm_bindgen(js_name = authenticateRequest)]
+pub fn authenticate(
+    authorization: Vec<String>,
+    method: &str,
+    target: &str,
+    body: Option<String>,
+    our_server_name: &str,
+    keys: &WasmKeyRing,
+    now_ms: f64,
+) -> String {
+    let content = match body.as_deref().filter(|b| !b.is_empty()) {
+        None => None,
+        Some(b) => match http::parse_body(b.as_bytes()) {
+            Ok(v) => Some(v),
+            Err(e) => return to_json(&json!({"status": e.status, "body": e.body()})),
+        },
+    };
+    let headers: Vec<&str> = authorization.iter().map(String::as_str).collect();
+    let view = RequestKeys { ring: &keys.ring, now_ms: now_ms as i64 };
+    to_json(&match authenticate_request(
+        &headers,
+        method,
+        target,
+        content.as_ref(),
+        our_server_name,
+        &view,
+        now_ms as i64,
+    ) {
+        Ok(origin) => json!({"origin": origin}),
+        Err(RequestAuthError::UnknownKey { server, key_id }) => json!({"needKey": {"server": server, "keyId": key_id}}),
+        Err(e) => {
+            let status = e.status();
+            json!({"status": status, "body": {"errcode": "M_UNAUTHORIZED", "error": e.to_string()}})
+        }
+    })
+}
+
+/// Splits a `/send` body: JSON `{pdus: [text…], eduCount}` or `{status, body}`.
+#[wasm_bindgen(js_name = parseTransaction)]
+pub fn parse_transaction(body: &str) -> String {
+    to_json(&match http::parse_transaction(body) {
+        Ok(t) => json!({"pdus": t.pdus.iter().map(|p| p.get()).collect::<Vec<_>>(), "eduCount": t.edu_count}),
+        Err(e) => json!({"status": e.status, "body": e.body()}),
+    })
+}
+
+/// The room of a PDU: JSON `{roomId, createRoomVersion}` (either may be null), or null.
+#[wasm_bindgen(js_name = pduRoom)]
+pub fn pdu_room(raw: &str) -> String {
+    to_json(&match http::pdu_room(raw) {
+        Some(p) => json!({"roomId": p.room_id, "createRoomVersion": p.create_room_version}),
+        None => Value::Null,
+    })
+}
+
+/// The room ID a create event defines (v12: from its hash; before: its `room_id`).
+#[wasm_bindgen(js_name = createEventRoomId)]
+pub fn create_event_room_id(raw: &str, room_version: &str) -> Result<String, JsError> {
+    let rules = crate::room_version::RoomVersionRules::supported(room_version).map_err(js_error)?;
+    let pdu = crate::pdu::parse_pdu(raw, rules).map_err(js_error)?;
+    Ok(pdu.room_id)
+}
+
+/// The event ID of a PDU for a room version (its reference hash).
+#[wasm_bindgen(js_name = pduEventId)]
+pub fn pdu_event_id(raw: &str, room_version: &str) -> Result<String, JsError> {
+    let rules = crate::room_version::RoomVersionRules::supported(room_version).map_err(js_error)?;
+    let pdu = crate::pdu::parse_pdu(raw, rules).map_err(js_error)?;
+    Ok(pdu.event_id.as_str().to_owned())
+}
+
+/// Our `/_matrix/key/v2/server` answer (JSON), signed with the key from `seed`.
+#[wasm_bindgen(js_name = serverKeysResponse)]
+pub fn server_keys(
+    server_name: &str,
+    key_id: &str,
+    seed_b64: &str,
+    now_ms: f64,
+    validity_ms: f64,
+) -> Result<String, JsError> {
+    let key = ServerSigningKey::from_seed_b64(server_name, key_id, seed_b64)
+        .ok_or_else(|| js_error("invalid signing key seed"))?;
+    Ok(to_json(&server_keys_response(&key, now_ms as i64, validity_ms as i64)))
+}
+
+/// The public key (unpadded base64) of a signing key seed.
+#[wasm_bindgen(js_name = publicKeyOf)]
+pub fn public_key_of(seed_b64: &str) -> Result<String, JsError> {
+    let key = ServerSigningKey::from_seed_b64("x", "ed25519:x", seed_b64)
+        .ok_or_else(|| js_error("invalid signing key seed"))?;
+    Ok(key.public_key_b64())
+}
+
+/// Signs a request as `origin`: the `Authorization` header value.
+#[wasm_bindgen(js_name = signRequest)]
+#[allow(clippy::too_many_arguments)]
+pub fn sign_request(
+    origin: &str,
+    key_id: &str,
+    seed_b64: &str,
+    destination: &str,
+    method: &str,
+    target: &str,
+    body: Option<String>,
+) -> Result<String, JsError> {
+    let key = ServerSigningKey::from_seed_b64(origin, key_id, seed_b64)
+        .ok_or_else(|| js_error("invalid signing key seed"))?;
+    let content = match body.as_deref().filter(|b| !b.is_empty()) {
+        Some(b) => Some(serde_json::from_str::<Value>(b).map_err(js_error)?),
+        None => None,
+    };
+    let object = request_signing_object(method, target, origin, destination, content.as_ref());
+    let sig = key.sign_bytes(crate::canonical_json::object_to_canonical_string(&object).as_bytes());
+    Ok(XMatrix { origin: origin.into(), destination: Some(destination.into()), key: key_id.into(), sig }.to_header())
+}
+
+/// The native CLI's `replay`, on wasm: a fixture (JSON text) and its queries
+/// (JSON text) → `roomdag-answers/1` JSON text.
+#[wasm_bindgen(js_name = replayFixture)]
+pub fn replay_fixture(fixture: &[u8], queries: &[u8]) -> Result<String, JsError> {
+    let mut out = Vec::new();
+    conformance::replay_and_answer(fixture, queries, &mut out).map_err(js_error)?;
+    String::from_utf8(out).map_err(js_error)
+}
+
+/// The native CLI's `export`, on wasm: a fixture → graph JSON or DOT.
+#[wasm_bindgen(js_name = exportFixture)]
+pub fn export_fixture(fixture: &[u8], format: &str, auth_edges: bool) -> Result<String, JsError> {
+    let replay = conformance::replay(fixture).map_err(js_error)?;
+    match format {
+        "json" => Ok(to_json(&export::graph_json(&replay.room))),
+        "dot" => Ok(export::graph_dot(&replay.room, auth_edges)),
+        other => Err(js_error(format!("unknown format {other:?} (json or dot)"))),
+    }
+}
+
+/// Builds a room from a fixture (JSON text) for inspection (the visualizer).
+#[wasm_bindgen(js_name = roomFromFixture)]
+pub fn room_from_fixture(fixture: &[u8]) -> Result<WasmRoom, JsError> {
+    let replay = conformance::replay(fixture).map_err(js_error)?;
+    Ok(WasmRoom { room: replay.room, checkpoint: None })
+}
