@@ -340,10 +340,15 @@ export class FederationServer {
 
     const bodyText = method === "GET" ? "" : await request.text();
     const auth = await this.#authenticate(request, method, target, bodyText, now);
-    if (auth.status) return jsonResponse(auth.status, auth.body);
-    const origin = auth.origin;
-
-    if (route.endpoint === "send") return this.#send(origin, route.txnId, bodyText);
+    // An origin whose key cannot be obtained is not authenticated; it still
+    // gets the errors any caller would (404 unknown event, 403 not in the
+    // room), but never data: a request that would succeed answers 401.
+    if (auth.status && !auth.unknownKeyOf) return jsonResponse(auth.status, auth.body);
+    const origin = auth.origin ?? auth.unknownKeyOf;
+    if (route.endpoint === "send") {
+      if (auth.status) return jsonResponse(auth.status, auth.body);
+      return this.#send(origin, route.txnId, bodyText);
+    }
     let engine;
     if (route.endpoint === "event") {
       engine = await this.#opts.rooms.findEvent(route.eventId);
@@ -353,6 +358,7 @@ export class FederationServer {
       if (!engine) return jsonResponse(404, { errcode: "M_NOT_FOUND", error: `Unknown room ${route.roomId}` });
     }
     const r = engine.query(method, target, bodyText || undefined, origin, this.#opts.serverName, now);
+    if (auth.status && r.status === 200) return jsonResponse(auth.status, auth.body);
     return jsonResponse(r.status, r.body);
   }
 
@@ -364,7 +370,11 @@ export class FederationServer {
       const r = json(wasm.authenticateRequest(headers, method, target, bodyText || undefined, this.#opts.serverName, this.#ring, now));
       if (!r.needKey) return r;
       if (attempt === 0 && (await this.#fetchKeys(r.needKey.server))) continue;
-      return { status: 401, body: { errcode: "M_UNAUTHORIZED", error: `No usable key ${r.needKey.keyId} for ${r.needKey.server}` } };
+      return {
+        status: 401,
+        body: { errcode: "M_UNAUTHORIZED", error: `No usable key ${r.needKey.keyId} for ${r.needKey.server}` },
+        unknownKeyOf: r.needKey.server,
+      };
     }
     return { status: 401, body: { errcode: "M_UNAUTHORIZED", error: "key fetch failed" } };
   }
@@ -508,15 +518,31 @@ export function publicKeyOf(seed) {
   return call(() => wasm.publicKeyOf(seed));
 }
 
+/** Hashes and signs an event as `server`: `{eventId, pdu}` (tools and tests). */
+export function signPdu(pdu, { roomVersion, server, keyId, seed }) {
+  return json(call(() => wasm.signPdu(toText(pdu), roomVersion, server, keyId, seed)));
+}
+
+/** The redacted form of a PDU (the room version's redaction algorithm). */
+export function redactPdu(pdu, roomVersion) {
+  return json(call(() => wasm.redactPdu(toText(pdu), roomVersion)));
+}
+
 /** The event ID of a PDU in a room version. */
 export function eventIdOf(pdu, roomVersion) {
   return call(() => wasm.pduEventId(toText(pdu), roomVersion));
 }
 
+const bytesOf = (x) => (typeof x === "string" ? new TextEncoder().encode(x) : x);
+
 /** Replays a fixture and answers its queries (`roomdag-answers/1` object). */
 export function replayFixture(fixture, queries) {
-  const bytes = (x) => (typeof x === "string" ? new TextEncoder().encode(x) : x);
-  return json(call(() => wasm.replayFixture(bytes(fixture), bytes(queries))));
+  return json(replayFixtureText(fixture, queries));
+}
+
+/** Like `replayFixture`, returning the answers as JSON text (byte-identical to the native CLI's). */
+export function replayFixtureText(fixture, queries) {
+  return call(() => wasm.replayFixture(bytesOf(fixture), bytesOf(queries)));
 }
 
 /** A fixture's graph: `roomdag-graph/1` object (format "json") or DOT text. */

@@ -2,7 +2,7 @@
 // `npx roomdag …`: the native CLI's interface on the WebAssembly build.
 import { readFileSync, writeFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
-import { replayFixture, exportFixture } from "./node.js";
+import { replayFixtureText, exportFixture } from "./node.js";
 
 const USAGE = `roomdag (wasm) — a Matrix room-DAG engine
 
@@ -58,8 +58,7 @@ function run(argv) {
   const [fixture] = o.positional;
   if (cmd === "replay") {
     if (!o.queries) throw new UsageError("replay needs --queries QUERIES");
-    const answers = replayFixture(read(fixture), read(o.queries));
-    write(o.output, JSON.stringify(answers) + "\n");
+    write(o.output, replayFixtureText(read(fixture), read(o.queries)));
   } else if (cmd === "export") {
     if (o.format !== "json" && o.format !== "dot") throw new UsageError(`unknown format ${JSON.stringify(o.format)} (json or dot)`);
     const out = exportFixture(read(fixture), o.format, o.authEdges);

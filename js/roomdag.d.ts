@@ -293,6 +293,13 @@ export function serverKeysResponse(opts: { serverName: ServerName; keyId: string
 
 /** The public key of a signing key seed (unpadded base64). */
 export function publicKeyOf(seed: string): string;
+/** Hashes and signs an event as `server` (tools and tests). */
+export function signPdu(
+  pdu: Pdu,
+  opts: { roomVersion: string; server: ServerName; keyId: string; seed: string },
+): { eventId: EventId; pdu: Record<string, unknown> };
+/** The redacted form of a PDU (the room version's redaction algorithm). */
+export function redactPdu(pdu: Pdu, roomVersion: string): Record<string, unknown>;
 /** The event ID of a PDU in a room version. */
 export function eventIdOf(pdu: Pdu, roomVersion: string): EventId;
 
@@ -309,6 +316,8 @@ export interface Answers {
 
 /** Replays a fixture (`matrix-dag-oracle/1`) and answers its queries. */
 export function replayFixture(fixture: string | Uint8Array, queries: string | Uint8Array): Answers;
+/** Like `replayFixture`, as JSON text byte-identical to the native CLI's output. */
+export function replayFixtureText(fixture: string | Uint8Array, queries: string | Uint8Array): string;
 /** A fixture's graph as JSON or DOT. */
 export function exportFixture(fixture: string | Uint8Array, format?: "json"): Graph;
 export function exportFixture(fixture: string | Uint8Array, format: "dot", authEdges?: boolean): string;

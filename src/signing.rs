@@ -214,6 +214,21 @@ impl ServerSigningKey {
     }
 }
 
+/// Hashes and signs an event the way its origin server does (spec: "Signing
+/// Events"): sets `hashes.sha256` to the content hash, then signs the
+/// redacted form. Returns the event ID (room v3+).
+pub fn hash_and_sign_event(event: &mut Map<String, Value>, rules: &RoomVersionRules, key: &ServerSigningKey) -> String {
+    event.remove("signatures");
+    event.remove("hashes");
+    let hash = encode_base64(&content_hash(event));
+    event.insert("hashes".into(), serde_json::json!({ "sha256": hash }));
+    let redacted = crate::redaction::redact(event, rules);
+    let bytes = redacted_signing_bytes(&redacted);
+    let sig = key.sign_bytes(bytes.as_bytes());
+    event.insert("signatures".into(), serde_json::json!({ key.server_name.clone(): { key.key_id.clone(): sig } }));
+    event_id_for_reference_hash(&bytes, rules)
+}
+
 /// Verifies a JSON object's signature by `server` with `key` (spec "Checking
 /// for a Signature").
 pub fn verify_json(object: &Map<String, Value>, server: &str, key_id: &str, key: &VerifyingKey) -> bool {

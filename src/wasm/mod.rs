@@ -287,14 +287,22 @@ pub fn authenticate(
     keys: &WasmKeyRing,
     now_ms: f64,
 ) -> String {
+    let headers: Vec<&str> = authorization.iter().map(String::as_str).collect();
+    // Unauthenticated requests are refused before their body is looked at.
     let content = match body.as_deref().filter(|b| !b.is_empty()) {
         None => None,
+        Some(_)
+            if !headers.iter().any(|h| h.trim_start().get(..8).is_some_and(|s| s.eq_ignore_ascii_case("X-Matrix"))) =>
+        {
+            return to_json(
+                &json!({"status": 401, "body": {"errcode": "M_UNAUTHORIZED", "error": RequestAuthError::Missing.to_string()}}),
+            );
+        }
         Some(b) => match http::parse_body(b.as_bytes()) {
             Ok(v) => Some(v),
             Err(e) => return to_json(&json!({"status": e.status, "body": e.body()})),
         },
     };
-    let headers: Vec<&str> = authorization.iter().map(String::as_str).collect();
     let view = RequestKeys { ring: &keys.ring, now_ms: now_ms as i64 };
     to_json(&match authenticate_request(
         &headers,
@@ -391,6 +399,30 @@ pub fn sign_request(
     let object = request_signing_object(method, target, origin, destination, content.as_ref());
     let sig = key.sign_bytes(crate::canonical_json::object_to_canonical_string(&object).as_bytes());
     Ok(XMatrix { origin: origin.into(), destination: Some(destination.into()), key: key_id.into(), sig }.to_header())
+}
+
+/// The redacted form of a PDU in a room version (JSON text).
+#[wasm_bindgen(js_name = redactPdu)]
+pub fn redact_pdu(pdu: &str, room_version: &str) -> Result<String, JsError> {
+    let rules = crate::room_version::RoomVersionRules::supported(room_version).map_err(js_error)?;
+    let Value::Object(event) = serde_json::from_str::<Value>(pdu).map_err(js_error)? else {
+        return Err(js_error("a PDU must be a JSON object"));
+    };
+    Ok(to_json(&Value::Object(crate::redaction::redact(&event, rules))))
+}
+
+/// Hashes and signs an event as `server` (for tools and tests): JSON
+/// `{eventId, pdu}`.
+#[wasm_bindgen(js_name = signPdu)]
+pub fn sign_pdu(pdu: &str, room_version: &str, server: &str, key_id: &str, seed_b64: &str) -> Result<String, JsError> {
+    let rules = crate::room_version::RoomVersionRules::supported(room_version).map_err(js_error)?;
+    let key = ServerSigningKey::from_seed_b64(server, key_id, seed_b64)
+        .ok_or_else(|| js_error("invalid signing key seed"))?;
+    let Value::Object(mut event) = serde_json::from_str::<Value>(pdu).map_err(js_error)? else {
+        return Err(js_error("a PDU must be a JSON object"));
+    };
+    let event_id = crate::signing::hash_and_sign_event(&mut event, rules, &key);
+    Ok(to_json(&json!({"eventId": event_id, "pdu": Value::Object(event)})))
 }
 
 /// The native CLI's `replay`, on wasm: a fixture (JSON text) and its queries

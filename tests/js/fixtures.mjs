@@ -1,0 +1,56 @@
+// Loads the Synapse-judged fixtures of ../shared/fixtures (or $ROOMDAG_FIXTURES).
+import { readFileSync, existsSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const fixturesDir = process.env.ROOMDAG_FIXTURES ?? join(root, "..", "shared", "fixtures");
+
+export function readFixtureFile(name) {
+  for (const ext of [".json", ".json.gz"]) {
+    const p = join(fixturesDir, name + ext);
+    if (existsSync(p)) {
+      const bytes = readFileSync(p);
+      return ext.endsWith(".gz") ? gunzipSync(bytes) : bytes;
+    }
+  }
+  throw new Error(`fixture ${name} not found in ${fixturesDir}`);
+}
+
+export function loadFixture(name) {
+  return {
+    room: JSON.parse(readFixtureFile(name).toString("utf8")),
+    queries: JSON.parse(readFixtureFile(`${name}.queries`).toString("utf8")),
+    expected: JSON.parse(readFixtureFile(`${name}.expected`).toString("utf8")),
+  };
+}
+
+/** The fixture's servers' keys, as `trustedKeys`. */
+export function trustedKeysOf(room) {
+  return Object.fromEntries(Object.entries(room.servers).map(([s, v]) => [s, v.verify_keys]));
+}
+
+/** The compared fields of an answer, as oracle/compare.py normalises them. */
+export function norm(endpoint, a, want) {
+  if (!a || a.status !== 200) return [a?.status ?? null, a?.errcode ?? null];
+  const sorted = (x) => [...(x ?? [])].sort();
+  const pruned = (got, w) => (got === "either" ? Boolean(w) : got);
+  switch (endpoint) {
+    case "state_ids":
+    case "state":
+      return [200, sorted(a.pdu_ids), sorted(a.auth_chain_ids)];
+    case "backfill":
+    case "get_missing_events": {
+      const field = endpoint === "backfill" ? "pdus" : "events";
+      const wants = Object.fromEntries(((want ?? {})[field] ?? []).map((p) => [p.event_id, p.pruned]));
+      return [200, (a[field] ?? []).map((p) => [p.event_id, pruned(p.pruned, wants[p.event_id])])];
+    }
+    case "timestamp_to_event":
+      return [200, a.event_id, a.origin_server_ts];
+    case "event":
+      return [200, a.event_id, pruned(a.pruned, want?.pruned)];
+    default:
+      return [200, JSON.stringify(a)];
+  }
+}

@@ -1,0 +1,184 @@
+// The federation handler over real signed requests made from the fixtures'
+// server keys: every endpoint scored against Synapse's answers, and the
+// authentication, ACL, limit and error paths.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { FederationServer, RoomDirectory, MemoryStore, KeyRing, signPdu, serverKeysResponse } from "../../pkg/node.js";
+import { FederationClient } from "./federation-client.mjs";
+import { loadFixture, trustedKeysOf, norm } from "./fixtures.mjs";
+
+const SERVER = "roomdag.test";
+const OUR_KEY = { keyId: "ed25519:rd", seed: "dGhpcyBpcyB0aGUgcm9vbWRhZyB0ZXN0IHNlZWQhISE" };
+
+function makeServer(fixture, extra = {}) {
+  const rooms = new RoomDirectory({ createStore: () => new MemoryStore() });
+  const server = new FederationServer({ serverName: SERVER, signingKey: OUR_KEY, rooms, trustedKeys: trustedKeysOf(fixture), ...extra });
+  const client = new FederationClient({ send: (r) => server.handleFederationRequest(r), destination: SERVER, fixture });
+  return { server, rooms, client };
+}
+
+for (const name of ["v12-forky-1k", "v3-500", "v10-linear-200"]) {
+  test(`${name}: /send then every query matches Synapse`, async () => {
+    const { room, expected } = loadFixture(name);
+    const { client } = makeServer(room);
+    const results = await client.sendAll();
+    const wantStored = new Set(expected.events.filter((e) => e.status !== "dropped").map((e) => e.event_id));
+    for (const e of expected.events) {
+      const r = results[e.event_id];
+      if (e.status === "accepted") assert.deepEqual(r, {}, `${e.event_id} should be accepted`);
+      if (e.status === "rejected") assert.ok(r && typeof r.error === "string", `${e.event_id} should carry an error`);
+    }
+    assert.ok(wantStored.size > 0);
+    const mismatches = [];
+    for (const qq of expected.queries) {
+      const got = await client.answer(qq);
+      const a = JSON.stringify(norm(qq.endpoint, qq.expect));
+      const b = JSON.stringify(norm(qq.endpoint, got, qq.expect));
+      if (a !== b) mismatches.push(`${qq.id} ${qq.endpoint}: want ${a.slice(0, 200)} got ${b.slice(0, 200)}`);
+    }
+    assert.deepEqual(mismatches, [], `${mismatches.length} of ${expected.queries.length} queries differ`);
+  });
+}
+
+test("authentication: unsigned, wrongly signed, wrong destination, malformed, stranger", async () => {
+  const { room } = loadFixture("v10-linear-200");
+  const { client } = makeServer(room);
+  await client.sendAll();
+  const member = Object.keys(room.servers)[0];
+  const target = `/_matrix/federation/v1/state_ids/${encodeURIComponent(room.room_id)}?event_id=${encodeURIComponent(room.events[5].event_id)}`;
+  assert.equal((await client.request(member, "GET", target)).status, 200);
+  const unsigned = await client.request(member, "GET", target, undefined, { sign: false });
+  assert.equal(unsigned.status, 401);
+  assert.equal(unsigned.body.errcode, "M_UNAUTHORIZED");
+  const other = Object.keys(room.servers)[1];
+  const forged = await client.request(member, "GET", target, undefined, {
+    authorization: (await import("../../pkg/node.js")).signRequest({ origin: member, ...client.keyOf(other), destination: SERVER, method: "GET", target }),
+  });
+  assert.equal(forged.status, 401, "signed with another server's key");
+  const wrongDest = await client.request(member, "GET", target, undefined, { destination: "elsewhere.example" });
+  assert.equal(wrongDest.status, 401);
+  const malformed = await client.request(member, "GET", target, undefined, { authorization: 'X-Matrix origin="a.example",key=' });
+  assert.equal(malformed.status, 400);
+  assert.equal(malformed.body.errcode, "M_UNAUTHORIZED");
+  const duplicate = await client.request(member, "GET", target, undefined, {
+    authorization: `X-Matrix origin="${member}",origin="${member}",key="ed25519:1",sig="AAAA"`,
+  });
+  assert.equal(duplicate.status, 400);
+  const stranger = await client.request("stranger.example", "GET", target);
+  assert.equal(stranger.status, 403, "stranger.example's key cannot be fetched, and it is not in the room");
+  const posing = await client.request(member, "GET", target, undefined, {
+    authorization: (await import("../../pkg/node.js")).signRequest({ origin: member, keyId: "ed25519:unknown", seed: "A".repeat(43), destination: SERVER, method: "GET", target }),
+  });
+  assert.equal(posing.status, 401, "a member's name with an unknown key gets no data");
+  const bodyTampered = await client.request(member, "POST", `/_matrix/federation/v1/get_missing_events/${encodeURIComponent(room.room_id)}`,
+    { earliest_events: [], latest_events: [room.events[9].event_id], limit: 5 },
+    { authorization: (await import("../../pkg/node.js")).signRequest({ origin: member, ...client.keyOf(member), destination: SERVER, method: "POST",
+      target: `/_matrix/federation/v1/get_missing_events/${encodeURIComponent(room.room_id)}`, body: { earliest_events: [], latest_events: [], limit: 5 } }) });
+  assert.equal(bodyTampered.status, 401, "the signature covers the body");
+});
+
+test("errors: unknown room 404, unknown event 404, unknown path 404, wrong method 405, bad params 400, oversized txn 400", async () => {
+  const { room } = loadFixture("v10-linear-200");
+  const { client } = makeServer(room);
+  await client.sendAll();
+  const o = Object.keys(room.servers)[0];
+  const r404 = await client.request(o, "GET", `/_matrix/federation/v1/state_ids/${encodeURIComponent("!nope:x.example")}?event_id=%24x`);
+  assert.equal(r404.status, 404);
+  assert.equal(r404.body.errcode, "M_NOT_FOUND");
+  assert.equal((await client.request(o, "GET", "/_matrix/federation/v1/event/%24unknown")).status, 404);
+  const unknown = await client.request(o, "GET", "/_matrix/federation/v1/frobnicate");
+  assert.equal(unknown.status, 404);
+  assert.equal(unknown.body.errcode, "M_UNRECOGNIZED");
+  assert.equal((await client.request(o, "POST", `/_matrix/federation/v1/event/%24x`, {})).status, 405);
+  const noParam = await client.request(o, "GET", `/_matrix/federation/v1/state_ids/${encodeURIComponent(room.room_id)}`);
+  assert.equal(noParam.status, 400);
+  assert.equal(noParam.body.errcode, "M_MISSING_PARAM");
+  const badLimit = await client.request(o, "GET", `/_matrix/federation/v1/backfill/${encodeURIComponent(room.room_id)}?v=%24a&limit=0`);
+  assert.equal(badLimit.status, 400);
+  const badDir = await client.request(o, "GET", `/_matrix/federation/v1/timestamp_to_event/${encodeURIComponent(room.room_id)}?ts=1&dir=x`);
+  assert.equal(badDir.status, 400);
+  const pdus = Array.from({ length: 51 }, () => room.events[0].pdu);
+  const big = await client.request(o, "PUT", "/_matrix/federation/v1/send/big", { origin: o, origin_server_ts: 1, pdus });
+  assert.equal(big.status, 400);
+  const edus = Array.from({ length: 101 }, () => ({ edu_type: "m.typing", content: {} }));
+  assert.equal((await client.request(o, "PUT", "/_matrix/federation/v1/send/edus", { origin: o, origin_server_ts: 1, pdus: [], edus })).status, 400);
+  const notJson = await client.send(new Request("http://roomdag.test/_matrix/federation/v1/send/x", { method: "PUT", body: "{nope" }));
+  assert.equal(notJson.status, 401, "unauthenticated garbage is refused before it is parsed");
+});
+
+test("/send is idempotent per (origin, txnId) and never duplicates events", async () => {
+  const { room } = loadFixture("v10-linear-200");
+  const { client, rooms } = makeServer(room);
+  const o = room.events[0].origin;
+  const first = room.events.slice(0, 20).filter((e) => e.origin === o);
+  const body = { origin: o, origin_server_ts: 1, pdus: first.map((e) => e.pdu) };
+  const a = await client.request(o, "PUT", "/_matrix/federation/v1/send/same", body);
+  const b = await client.request(o, "PUT", "/_matrix/federation/v1/send/same", body);
+  assert.equal(a.status, 200);
+  assert.deepEqual(a.body, b.body);
+  const engine = await rooms.get(room.room_id);
+  const count = engine.eventCount;
+  const c = await client.request(o, "PUT", "/_matrix/federation/v1/send/other", body);
+  assert.equal(c.status, 200);
+  assert.equal(engine.eventCount, count, "re-sent PDUs are duplicates, not new events");
+});
+
+test("server ACL: a denied server gets 403 on queries and per-PDU errors on /send", async () => {
+  const { room } = loadFixture("v10-linear-200");
+  const { client, rooms } = makeServer(room);
+  await client.sendAll();
+  const engine = await rooms.get(room.room_id);
+  // An admin (the creator) bans one of the member servers with an ACL.
+  const creator = room.creators?.[0] ?? room.events[0].pdu.sender;
+  const origin = creator.split(":")[1];
+  const denied = Object.keys(room.servers).find((s) => s !== origin);
+  const state = engine.currentState().state;
+  const ext = engine.exportGraph().forward_extremities.map((i) => engine.exportGraph().events[i].event_id);
+  const acl = {
+    type: "m.room.server_acl", state_key: "", sender: creator, room_id: room.room_id,
+    content: { allow: ["*"], deny: [denied], allow_ip_literals: false },
+    origin_server_ts: Date.now(), depth: 100000, prev_events: ext,
+    auth_events: [state["m.room.create\u0000"], state["m.room.power_levels\u0000"], state[`m.room.member\u0000${creator}`]].filter(Boolean),
+  };
+  const s = room.servers[origin];
+  const signed = signPdu(acl, { roomVersion: room.room_version, server: origin, keyId: Object.keys(s.verify_keys)[0], seed: s.signing_key_seed });
+  const sent = await client.request(origin, "PUT", "/_matrix/federation/v1/send/acl", { origin, origin_server_ts: 1, pdus: [signed.pdu] });
+  assert.deepEqual(sent.body.pdus[signed.eventId], {}, JSON.stringify(sent.body));
+  const target = `/_matrix/federation/v1/state_ids/${encodeURIComponent(room.room_id)}?event_id=${encodeURIComponent(room.events[5].event_id)}`;
+  const r = await client.request(denied, "GET", target);
+  assert.equal(r.status, 403);
+  assert.equal(r.body.errcode, "M_FORBIDDEN");
+  assert.equal((await client.request(origin, "GET", target)).status, 200);
+  const pdu = room.events.find((e) => e.origin === denied).pdu;
+  const viaSend = await client.request(denied, "PUT", "/_matrix/federation/v1/send/denied", { origin: denied, origin_server_ts: 1, pdus: [pdu] });
+  assert.equal(viaSend.status, 200);
+  assert.match(Object.values(viaSend.body.pdus)[0].error, /banned/);
+});
+
+test("keys: our key endpoint is self-signed; unknown origins' keys are fetched, verified and cached", async () => {
+  const { room } = loadFixture("v10-linear-200");
+  const [first, ...others] = Object.keys(room.servers);
+  const trusted = trustedKeysOf(room);
+  delete trusted[first]; // this server's key must be fetched
+  let fetches = 0;
+  const fetch = async (url) => {
+    fetches++;
+    if (url === `https://${first}/_matrix/key/v2/server`) {
+      const s = room.servers[first];
+      return new Response(JSON.stringify(serverKeysResponse({ serverName: first, keyId: Object.keys(s.verify_keys)[0], seed: s.signing_key_seed })));
+    }
+    return new Response("", { status: 404 });
+  };
+  const { client } = makeServer(room, { trustedKeys: trusted, fetch });
+  const keys = await client.request(first, "GET", "/_matrix/key/v2/server", undefined, { sign: false });
+  assert.equal(keys.status, 200);
+  const ring = new KeyRing();
+  assert.equal(ring.addServerKeys(JSON.stringify(keys.body), SERVER, Date.now()), 1, "our key response verifies");
+  await client.sendAll();
+  const target = `/_matrix/federation/v1/state_ids/${encodeURIComponent(room.room_id)}?event_id=${encodeURIComponent(room.events[3].event_id)}`;
+  const [a, b] = await Promise.all([client.request(first, "GET", target), client.request(first, "GET", target)]);
+  assert.equal(a.status, 200);
+  assert.equal(b.status, 200);
+  assert.equal(fetches, 1, "concurrent fetches of one server's keys are coalesced and cached");
+  assert.ok(others.length > 0);
+});
