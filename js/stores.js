@@ -109,9 +109,20 @@ export class IndexedDbStore {
       tx.oncomplete = () => resolve();
       tx.onerror = () => reject(tx.error ?? new Error("IndexedDbStore: transaction error"));
       tx.onabort = () => reject(tx.error ?? new Error("IndexedDbStore: transaction aborted"));
-      const rs = tx.objectStore("records");
-      for (const r of records) rs.put(r, [this.#room, r.i]);
-      tx.objectStore("rooms").put(metaOf(meta), this.#room);
+      try {
+        const rs = tx.objectStore("records");
+        for (const r of records) rs.put(r, [this.#room, r.i]);
+        tx.objectStore("rooms").put(metaOf(meta), this.#room);
+      } catch (e) {
+        // A put that throws (a bad key, a value that cannot be cloned) must
+        // not leave the earlier puts of the batch to commit.
+        try {
+          tx.abort();
+        } catch {
+          /* already finished */
+        }
+        reject(e);
+      }
     });
   }
 }

@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 // `npm test`: every test tier, in order, failing fast.
-//   1. cargo test (unit tests, the fixture replay against Synapse's answers)
-//   2. the crate builds for wasm32-unknown-unknown
-//   3. the release CLI scored by the oracle's own compare.py on every fixture
-// Tiers that need the wasm package, a browser or workerd are added below as
-// they exist. Set ROOMDAG_TEST_ONLY=tier1,tier2 to run a subset.
+//   cargo-test       unit tests, ported vectors, the fixture replay vs Synapse
+//   wasm32-build     the crate builds for wasm32-unknown-unknown
+//   conformance-cli  the release CLI scored by the oracle's own compare.py
+//   package          npm run build: the .wasm and loaders into pkg/
+//   types            the published TypeScript types, strict
+//   node             the JS API in Node: stores, signed HTTP, CLI parity, packaging
+//   browser          headless Chromium: bundled build, real IndexedDB
+// Set ROOMDAG_TEST_ONLY=tier1,tier2 to run a subset.
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, mkdtempSync } from "node:fs";
 import { join, dirname } from "node:path";
@@ -44,6 +47,19 @@ const tiers = {
     }
   },
 };
+
+Object.assign(tiers, {
+  package: () => run("node", ["scripts/build.mjs"]),
+  types: () => run(join(root, "node_modules/.bin/tsc"), ["-p", "tests/types/tsconfig.json"]),
+  node: () => {
+    const files = readdirSync(join(root, "tests/js")).filter((f) => f.endsWith(".test.mjs")).map((f) => join("tests/js", f));
+    run("node", ["--test", "--test-concurrency=1", ...files]);
+  },
+  browser: () => {
+    const files = readdirSync(join(root, "tests/browser")).filter((f) => f.endsWith(".test.mjs")).map((f) => join("tests/browser", f));
+    run("node", ["--test", "--test-concurrency=1", ...files]);
+  },
+});
 
 for (const [name, fn] of Object.entries(tiers)) {
   if (only && !only.includes(name)) continue;

@@ -1,0 +1,53 @@
+// The package's CLI (wasm) answers exactly like the native CLI, byte for
+// byte, on every fixture; and it fails like it on bad input.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync, mkdtempSync, writeFileSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { root, fixturesDir } from "./fixtures.mjs";
+
+const native = join(root, "target", "release", "roomdag");
+const wasmCli = join(root, "pkg", "cli.mjs");
+const out = mkdtempSync(join(tmpdir(), "roomdag-cli-"));
+
+const rooms = readdirSync(fixturesDir)
+  .filter((f) => /\.json(\.gz)?$/.test(f) && !/\.(queries|expected)\./.test(f))
+  .map((f) => ({ f, name: f.replace(/\.json(\.gz)?$/, ""), ext: f.endsWith(".gz") ? ".json.gz" : ".json" }))
+  .filter(({ name, ext }) => existsSync(join(fixturesDir, `${name}.queries${ext}`)));
+
+function run(cmd, args) {
+  return spawnSync(cmd, args, { encoding: "buffer", maxBuffer: 1 << 30 });
+}
+
+test("the native CLI is built", () => assert.ok(existsSync(native), `${native} (run cargo build --release)`));
+
+for (const { f, name, ext } of rooms) {
+  test(`${name}: wasm and native answers are identical`, () => {
+    const q = join(fixturesDir, `${name}.queries${ext}`);
+    const a = join(out, `${name}.native.json`);
+    const b = join(out, `${name}.wasm.json`);
+    const r1 = run(native, ["replay", join(fixturesDir, f), "--queries", q, "-o", a]);
+    assert.equal(r1.status, 0, r1.stderr.toString());
+    const r2 = run(process.execPath, [wasmCli, "replay", join(fixturesDir, f), "--queries", q, "-o", b]);
+    assert.equal(r2.status, 0, r2.stderr.toString());
+    assert.ok(readFileSync(a).equals(readFileSync(b)), "answers differ");
+  });
+}
+
+test("bad input: one-line errors and the same exit codes", () => {
+  const bad = join(out, "bad.json");
+  writeFileSync(bad, '{"format": "nope"}');
+  for (const cli of [[native], [process.execPath, wasmCli]]) {
+    const [cmd, ...pre] = cli;
+    const usage = run(cmd, [...pre, "replay"]);
+    assert.equal(usage.status, 2, "usage error");
+    const r = run(cmd, [...pre, "replay", bad, "--queries", bad]);
+    assert.equal(r.status, 1, `bad file: ${r.stderr}`);
+    const lines = r.stderr.toString().trim().split("\n");
+    assert.equal(lines.length, 1, `one line: ${r.stderr}`);
+    const missing = run(cmd, [...pre, "replay", join(out, "missing.json"), "--queries", bad]);
+    assert.equal(missing.status, 1);
+  }
+});
