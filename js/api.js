@@ -253,9 +253,107 @@ export class RoomDirectory {
 
   /** The open room that stores `eventId`, if any. */
   async findEvent(eventId) {
-    for (const e of await this.openRooms()) if (e.hasEvent(eventId)) return e;
+    for (const e of await this.openRooms()) if (await e.hasEvent(eventId)) return e;
     return undefined;
   }
+}
+
+/**
+ * Fetches servers' signing keys into a `KeyRing`: from the server itself
+ * (`/_matrix/key/v2/server`), then from notaries (`/_matrix/key/v2/query`).
+ * Every response is verified before use; concurrent fetches of one server
+ * share one request; a server is not asked again within `retryAfterMs`.
+ */
+export class KeyFetcher {
+  #ring;
+  #opts;
+  #inflight = new Map();
+  #fetchedAt = new Map();
+
+  constructor({ keyRing, fetch = globalThis.fetch?.bind(globalThis), keyServerUrl = (s) => `https://${s}`, notaryServers = [], now = () => Date.now(), timeoutMs = 10_000, retryAfterMs = 60_000 }) {
+    this.#ring = keyRing;
+    this.#opts = { fetch, keyServerUrl, notaryServers, now, timeoutMs, retryAfterMs };
+  }
+
+  /** Makes sure `server`'s keys are known; resolves to whether any were added. */
+  fetchKeys(server) {
+    let p = this.#inflight.get(server);
+    if (!p) {
+      // Asked recently (a key a PDU names may simply not exist): not again yet.
+      const last = this.#fetchedAt.get(server);
+      if (last !== undefined && this.#opts.now() - last < this.#opts.retryAfterMs) return Promise.resolve(false);
+      this.#fetchedAt.set(server, this.#opts.now());
+      p = this.#fetch(server).finally(() => this.#inflight.delete(server));
+      this.#inflight.set(server, p);
+    }
+    return p;
+  }
+
+  /** Fetches the keys of every server that signed these PDUs with a key we lack. */
+  async ensureForPdus(pdus) {
+    const servers = new Set();
+    const now = this.#opts.now();
+    for (const pdu of pdus) {
+      let sigs;
+      try {
+        sigs = (typeof pdu === "string" ? JSON.parse(pdu) : pdu)?.signatures;
+      } catch {
+        continue;
+      }
+      if (!sigs || typeof sigs !== "object") continue;
+      for (const [server, keys] of Object.entries(sigs)) {
+        if (keys && typeof keys === "object" && !Object.keys(keys).some((k) => this.#ring.hasRequestKey(server, k, now))) servers.add(server);
+      }
+    }
+    await Promise.all([...servers].map((s) => this.fetchKeys(s)));
+  }
+
+  async #fetch(server) {
+    const { fetch, keyServerUrl, notaryServers, timeoutMs, now } = this.#opts;
+    if (!fetch) return false;
+    const get = async (url, init) => {
+      const ctl = new AbortController();
+      const timer = setTimeout(() => ctl.abort(), timeoutMs);
+      try {
+        const res = await fetch(url, { ...init, signal: ctl.signal });
+        return res.ok ? await res.text() : undefined;
+      } catch {
+        return undefined;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    const direct = await get(`${keyServerUrl(server)}/_matrix/key/v2/server`);
+    if (direct) {
+      try {
+        if (this.#ring.addServerKeys(direct, server, now()) > 0) return true;
+      } catch {
+        /* fall through to the notaries */
+      }
+    }
+    for (const notary of notaryServers) {
+      const text = await get(`${keyServerUrl(notary)}/_matrix/key/v2/query`, {
+        method: "POST",
+        body: JSON.stringify({ server_keys: { [server]: {} } }),
+        headers: { "content-type": "application/json" },
+      });
+      if (!text) continue;
+      try {
+        if (this.#ring.addNotaryKeys(text, notary, now()) > 0) return true;
+      } catch {
+        /* try the next notary */
+      }
+    }
+    return false;
+  }
+}
+
+/** Parses `TRUSTED_KEYS`-style JSON (server → key ID → base64) into a ring. */
+export function pinKeys(keyRing, trustedKeys) {
+  for (const [server, keys] of Object.entries(trustedKeys ?? {})) {
+    for (const [keyId, b64] of Object.entries(keys)) keyRing.pin(server, keyId, b64);
+  }
+  return keyRing;
 }
 
 const jsonResponse = (status, body) =>
@@ -270,7 +368,7 @@ const jsonResponse = (status, body) =>
 export class FederationServer {
   #opts;
   #ring;
-  #keyFetches = new Map();
+  #keys;
   #txns = new Map();
 
   /**
@@ -302,9 +400,14 @@ export class FederationServer {
     this.#ring = opts.keyRing ?? call(() => new wasm.KeyRing());
     call(() => wasm.publicKeyOf(opts.signingKey.seed)); // validates the seed now, not on the first request
     this.#ring.pin(opts.serverName, opts.signingKey.keyId, wasm.publicKeyOf(opts.signingKey.seed));
-    for (const [server, keys] of Object.entries(opts.trustedKeys ?? {})) {
-      for (const [keyId, b64] of Object.entries(keys)) this.#ring.pin(server, keyId, b64);
-    }
+    pinKeys(this.#ring, opts.trustedKeys);
+    const o = this.#opts;
+    this.#keys = new KeyFetcher({ keyRing: this.#ring, fetch: o.fetch, keyServerUrl: o.keyServerUrl, notaryServers: o.notaryServers, now: o.now, timeoutMs: o.keyFetchTimeoutMs });
+  }
+
+  /** The key fetcher (shared with anything else that verifies signatures). */
+  get keyFetcher() {
+    return this.#keys;
   }
 
   /** The key ring (pinned and fetched keys). */
@@ -357,7 +460,7 @@ export class FederationServer {
       engine = await this.#opts.rooms.get(route.roomId);
       if (!engine) return jsonResponse(404, { errcode: "M_NOT_FOUND", error: `Unknown room ${route.roomId}` });
     }
-    const r = engine.query(method, target, bodyText || undefined, origin, this.#opts.serverName, now);
+    const r = await engine.query(method, target, bodyText || undefined, origin, this.#opts.serverName, now);
     if (auth.status && r.status === 200) return jsonResponse(auth.status, auth.body);
     return jsonResponse(r.status, r.body);
   }
@@ -369,7 +472,7 @@ export class FederationServer {
     for (let attempt = 0; attempt < 2; attempt++) {
       const r = json(wasm.authenticateRequest(headers, method, target, bodyText || undefined, this.#opts.serverName, this.#ring, now));
       if (!r.needKey) return r;
-      if (attempt === 0 && (await this.#fetchKeys(r.needKey.server))) continue;
+      if (attempt === 0 && (await this.#keys.fetchKeys(r.needKey.server))) continue;
       return {
         status: 401,
         body: { errcode: "M_UNAUTHORIZED", error: `No usable key ${r.needKey.keyId} for ${r.needKey.server}` },
@@ -377,56 +480,6 @@ export class FederationServer {
       };
     }
     return { status: 401, body: { errcode: "M_UNAUTHORIZED", error: "key fetch failed" } };
-  }
-
-  /** Fetches `server`'s keys (directly, then from notaries), coalescing concurrent fetches. */
-  #fetchKeys(server) {
-    let p = this.#keyFetches.get(server);
-    if (!p) {
-      p = this.#doFetchKeys(server).finally(() => this.#keyFetches.delete(server));
-      this.#keyFetches.set(server, p);
-    }
-    return p;
-  }
-
-  async #doFetchKeys(server) {
-    const { fetch, keyServerUrl, notaryServers, keyFetchTimeoutMs } = this.#opts;
-    if (!fetch) return false;
-    const get = async (url, init) => {
-      const ctl = new AbortController();
-      const timer = setTimeout(() => ctl.abort(), keyFetchTimeoutMs);
-      try {
-        const res = await fetch(url, { ...init, signal: ctl.signal });
-        return res.ok ? await res.text() : undefined;
-      } catch {
-        return undefined;
-      } finally {
-        clearTimeout(timer);
-      }
-    };
-    const direct = await get(`${keyServerUrl(server)}/_matrix/key/v2/server`);
-    if (direct) {
-      try {
-        if (this.#ring.addServerKeys(direct, server, this.#opts.now()) > 0) return true;
-      } catch {
-        /* fall through to the notaries */
-      }
-    }
-    for (const notary of notaryServers) {
-      const body = JSON.stringify({ server_keys: { [server]: {} } });
-      const text = await get(`${keyServerUrl(notary)}/_matrix/key/v2/query`, {
-        method: "POST",
-        body,
-        headers: { "content-type": "application/json" },
-      });
-      if (!text) continue;
-      try {
-        if (this.#ring.addNotaryKeys(text, notary, this.#opts.now()) > 0) return true;
-      } catch {
-        /* try the next notary */
-      }
-    }
-    return false;
   }
 
   async #send(origin, txnId, bodyText) {
@@ -483,16 +536,18 @@ export class FederationServer {
         }
       }
       if (!engine) continue;
-      if (!engine.aclAllows(origin)) {
+      if (!(await engine.aclAllows(origin))) {
+        const version = await engine.roomVersion;
         for (const raw of g.pdus) {
           try {
-            results[wasm.pduEventId(raw, engine.roomVersion)] = { error: "Server is banned from room" };
+            results[wasm.pduEventId(raw, version)] = { error: "Server is banned from room" };
           } catch {
             /* unparseable: no entry */
           }
         }
         continue;
       }
+      await this.#keys.ensureForPdus(g.pdus);
       const outcomes = await engine.ingest(g.pdus, this.#ring);
       for (const o of outcomes) {
         if (!o.eventId) continue;

@@ -234,8 +234,42 @@ export class RoomEngine {
   currentState(): StateSnapshot;
 }
 
+/** What a `FederationServer` needs of a room: a `RoomEngine`, or a proxy to one (e.g. in a Durable Object). */
+export interface FederatedRoom {
+  readonly roomVersion: string | Promise<string>;
+  ingest(pdus: string[], keyRing: KeyRing): Promise<Outcome[]>;
+  query(method: string, target: string, body: string | undefined, origin: ServerName, serverName: ServerName, nowMs?: number): QueryResult<unknown> | Promise<QueryResult<unknown>>;
+  aclAllows(server: ServerName): boolean | Promise<boolean>;
+  hasEvent(eventId: EventId): boolean | Promise<boolean>;
+}
+
+/** Where a `FederationServer` finds rooms. */
+export interface RoomResolver {
+  get(roomId: RoomId): Promise<FederatedRoom | undefined>;
+  create(roomId: RoomId, roomVersion: string): Promise<FederatedRoom>;
+  findEvent(eventId: EventId): Promise<FederatedRoom | undefined>;
+}
+
+/** Fetches and verifies servers' signing keys into a key ring. */
+export class KeyFetcher {
+  constructor(opts: {
+    keyRing: KeyRing;
+    fetch?: typeof fetch;
+    keyServerUrl?: (server: ServerName) => string;
+    notaryServers?: ServerName[];
+    now?: () => number;
+    timeoutMs?: number;
+    retryAfterMs?: number;
+  });
+  fetchKeys(server: ServerName): Promise<boolean>;
+  ensureForPdus(pdus: Pdu[]): Promise<void>;
+}
+
+/** Pins `server → key ID → base64` keys into a ring; returns the ring. */
+export function pinKeys(keyRing: KeyRing, trustedKeys: Record<ServerName, Record<string, string>> | undefined): KeyRing;
+
 /** The rooms a server hosts. */
-export class RoomDirectory {
+export class RoomDirectory implements RoomResolver {
   constructor(opts: { createStore: (roomId: RoomId) => RoomStore });
   get(roomId: RoomId): Promise<RoomEngine | undefined>;
   create(roomId: RoomId, roomVersion: string): Promise<RoomEngine>;
@@ -247,7 +281,7 @@ export interface FederationServerOptions {
   serverName: ServerName;
   /** Our signing key: ID (`ed25519:…`) and 32-byte seed in unpadded base64. */
   signingKey: { keyId: string; seed: string };
-  rooms: RoomDirectory;
+  rooms: RoomResolver;
   /** Pinned origin keys: server → key ID → unpadded base64. */
   trustedKeys?: Record<ServerName, Record<string, string>>;
   /** Servers asked for keys when an origin cannot be reached. */
@@ -267,6 +301,7 @@ export interface FederationServerOptions {
 export class FederationServer {
   constructor(opts: FederationServerOptions);
   readonly keyRing: KeyRing;
+  readonly keyFetcher: KeyFetcher;
   readonly serverName: ServerName;
   handleFederationRequest(request: Request): Promise<Response>;
 }
