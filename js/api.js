@@ -507,26 +507,7 @@ export class FederationServer {
     const txn = json(wasm.parseTransaction(bodyText));
     if (txn.status) return txn;
     const results = {};
-    // Group PDUs by room, keeping their order within each room.
-    const groups = new Map();
-    for (const raw of txn.pdus) {
-      const hint = json(wasm.pduRoom(raw));
-      if (!hint) continue;
-      let roomId = hint.roomId;
-      if (!roomId && hint.createRoomVersion) {
-        try {
-          roomId = wasm.createEventRoomId(raw, hint.createRoomVersion);
-        } catch {
-          continue;
-        }
-      }
-      if (!roomId) continue;
-      if (!groups.has(roomId)) groups.set(roomId, { pdus: [], createVersion: undefined });
-      const g = groups.get(roomId);
-      g.pdus.push(raw);
-      g.createVersion ??= hint.createRoomVersion ?? undefined;
-    }
-    for (const [roomId, g] of groups) {
+    for (const [roomId, g] of groupPdusByRoom(txn.pdus)) {
       let engine = await this.#opts.rooms.get(roomId);
       if (!engine && g.createVersion && this.#opts.autoCreateRooms) {
         try {
@@ -556,6 +537,34 @@ export class FederationServer {
     }
     return { status: 200, body: { pdus: results } };
   }
+}
+
+/**
+ * Groups PDUs (JSON text) by room, keeping their order within each room.
+ * A create event's room is derived (v12: from its hash); PDUs with no
+ * recognisable room are left out. Returns `Map<roomId, {pdus, createVersion}>`.
+ */
+export function groupPdusByRoom(pdus) {
+  const groups = new Map();
+  for (const pdu of pdus) {
+    const raw = toText(pdu);
+    const hint = json(call(() => wasm.pduRoom(raw)));
+    if (!hint) continue;
+    let roomId = hint.roomId;
+    if (!roomId && hint.createRoomVersion) {
+      try {
+        roomId = wasm.createEventRoomId(raw, hint.createRoomVersion);
+      } catch {
+        continue;
+      }
+    }
+    if (!roomId) continue;
+    if (!groups.has(roomId)) groups.set(roomId, { pdus: [], createVersion: undefined });
+    const g = groups.get(roomId);
+    g.pdus.push(raw);
+    g.createVersion ??= hint.createRoomVersion ?? undefined;
+  }
+  return groups;
 }
 
 /** Signs a federation request as `origin`: the `Authorization` header value. */

@@ -306,6 +306,9 @@ export class FederationServer {
   handleFederationRequest(request: Request): Promise<Response>;
 }
 
+/** Groups PDUs by room (order kept within a room); a create event's room is derived. */
+export function groupPdusByRoom(pdus: Pdu[]): Map<RoomId, { pdus: string[]; createVersion: string | undefined }>;
+
 /** Signs a request as `origin`: the `Authorization` header value. */
 export function signRequest(opts: {
   origin: ServerName;

@@ -1,0 +1,121 @@
+// The Worker's configuration, from wrangler vars and secrets, checked once
+// per isolate. Every problem is reported at once, with the variable's name.
+
+export interface Env {
+  ROOMS: DurableObjectNamespace;
+  DIRECTORY: DurableObjectNamespace;
+  ASSETS?: { fetch(request: Request): Promise<Response> };
+  /** Our server name, e.g. `matrix.example.org`. */
+  SERVER_NAME?: string;
+  /** Our signing key: `ed25519:<version> <seed>` or Synapse's `ed25519 <version> <seed>` (seed: unpadded base64). */
+  SIGNING_KEY?: string;
+  /** Pinned origin keys, JSON: `{"server": {"ed25519:1": "<base64>"}}`. */
+  TRUSTED_KEYS?: string;
+  /** Notary servers for key lookups: comma-separated, or a JSON array. */
+  NOTARY_SERVERS?: string;
+  /** Bearer token of the admin API (at least 16 characters). */
+  ADMIN_TOKEN?: string;
+  /** `open`: the read-only inspector API (for the visualizer) needs no token. */
+  INSPECTOR?: string;
+  /** Base URL template for key fetches (tests): `http://127.0.0.1:9000/{server}`. */
+  KEY_SERVER_URL?: string;
+}
+
+export interface Config {
+  serverName: string;
+  signingKey: { keyId: string; seed: string };
+  trustedKeys: Record<string, Record<string, string>>;
+  notaryServers: string[];
+  adminToken: string;
+  inspectorOpen: boolean;
+  keyServerUrl: (server: string) => string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`roomdag: invalid configuration:\n  - ${problems.join("\n  - ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+const B64 = /^[A-Za-z0-9+/]{43}=?$/;
+const SERVER_NAME = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,255})(:\d{1,5})?$/;
+
+export function parseConfig(env: Env): Config {
+  const problems: string[] = [];
+  const serverName = (env.SERVER_NAME ?? "").trim();
+  if (!serverName) problems.push("SERVER_NAME is not set");
+  else if (!SERVER_NAME.test(serverName)) problems.push(`SERVER_NAME ${JSON.stringify(serverName)} is not a valid server name`);
+
+  let signingKey = { keyId: "", seed: "" };
+  const sk = (env.SIGNING_KEY ?? "").trim();
+  if (!sk) problems.push("SIGNING_KEY is not set (format: `ed25519:<version> <seed>`)");
+  else {
+    const parts = sk.split(/\s+/);
+    const [keyId, seed] = parts.length === 3 && parts[0] === "ed25519" ? [`ed25519:${parts[1]}`, parts[2]] : [parts[0], parts[1]];
+    if (!keyId?.startsWith("ed25519:") || keyId.length <= 8) problems.push("SIGNING_KEY must start with `ed25519:<version>`");
+    else if (!seed || !B64.test(seed)) problems.push("SIGNING_KEY's seed must be 32 bytes of unpadded base64");
+    else signingKey = { keyId, seed: seed.replace(/=$/, "") };
+  }
+
+  let trustedKeys: Record<string, Record<string, string>> = {};
+  if (env.TRUSTED_KEYS?.trim()) {
+    try {
+      const parsed: unknown = JSON.parse(env.TRUSTED_KEYS);
+      if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("not an object");
+      for (const [server, keys] of Object.entries(parsed as Record<string, unknown>)) {
+        if (!keys || typeof keys !== "object") throw new Error(`keys of ${server} are not an object`);
+        for (const [keyId, b64] of Object.entries(keys as Record<string, unknown>)) {
+          if (typeof b64 !== "string" || !B64.test(b64)) throw new Error(`${server} ${keyId} is not a base64 ed25519 key`);
+        }
+      }
+      trustedKeys = parsed as Record<string, Record<string, string>>;
+    } catch (e) {
+      problems.push(`TRUSTED_KEYS is not valid JSON of {server: {keyId: base64}}: ${(e as Error).message}`);
+    }
+  }
+
+  let notaryServers: string[] = [];
+  const notaries = (env.NOTARY_SERVERS ?? "").trim();
+  if (notaries) {
+    try {
+      notaryServers = notaries.startsWith("[") ? (JSON.parse(notaries) as string[]) : notaries.split(",").map((s) => s.trim()).filter(Boolean);
+      for (const n of notaryServers) if (typeof n !== "string" || !SERVER_NAME.test(n)) throw new Error(`${JSON.stringify(n)} is not a server name`);
+    } catch (e) {
+      problems.push(`NOTARY_SERVERS: ${(e as Error).message}`);
+    }
+  }
+
+  const adminToken = env.ADMIN_TOKEN ?? "";
+  if (adminToken.length < 16) problems.push("ADMIN_TOKEN must be set to at least 16 characters");
+
+  if (problems.length) throw new ConfigError(problems);
+  const template = env.KEY_SERVER_URL;
+  return {
+    serverName,
+    signingKey,
+    trustedKeys,
+    notaryServers,
+    adminToken,
+    inspectorOpen: env.INSPECTOR === "open",
+    keyServerUrl: template ? (server) => template.replace("{server}", server) : (server) => `https://${server}`,
+  };
+}
+
+let cached: { env: Env; config: Config | ConfigError } | undefined;
+
+/** The config for this isolate (parsed once; errors are remembered too). */
+export function configOf(env: Env): Config {
+  if (!cached || cached.env !== env) {
+    let config: Config | ConfigError;
+    try {
+      config = parseConfig(env);
+    } catch (e) {
+      config = e instanceof ConfigError ? e : new ConfigError([String(e)]);
+      console.error(config.message);
+    }
+    cached = { env, config };
+  }
+  if (cached.config instanceof ConfigError) throw cached.config;
+  return cached.config;
+}

@@ -1,0 +1,227 @@
+// The roomdag Worker: the Matrix federation history endpoints at the edge.
+//
+//   /_matrix/key/v2/server, /_matrix/federation/v1/*   → FederationServer
+//        (authentication and routing here; each room's DAG lives in its own
+//         Durable Object, the room's single writer)
+//   /_roomdag/admin/*    import rooms, list rooms (bearer ADMIN_TOKEN)
+//   /_roomdag/rooms/*    read-only inspector API for the visualizer
+//   everything else      the visualizer (static assets from www/)
+import { FederationServer, groupPdusByRoom, publicKeyOf } from "../../pkg/workerd.js";
+import type { Outcome } from "../../pkg/roomdag.js";
+import { configOf, ConfigError, type Config, type Env } from "./config.js";
+import type { RoomInfo, RoomObject, DirectoryObject } from "./room.js";
+
+export { RoomObject, DirectoryObject } from "./room.js";
+
+type RoomStub = DurableObjectStub<RoomObject>;
+
+function roomStub(env: Env, roomId: string): RoomStub {
+  return env.ROOMS.get(env.ROOMS.idFromName(roomId)) as unknown as RoomStub;
+}
+
+function directory(env: Env): DurableObjectStub<DirectoryObject> {
+  return env.DIRECTORY.get(env.DIRECTORY.idFromName("directory")) as unknown as DurableObjectStub<DirectoryObject>;
+}
+
+/** A room in its Durable Object, as the FederationServer sees it. */
+class RemoteRoom {
+  constructor(
+    private stub: RoomStub,
+    readonly roomVersion: string,
+  ) {}
+  ingest(pdus: string[]): Promise<Outcome[]> {
+    return this.stub.ingest(pdus) as Promise<Outcome[]>;
+  }
+  query(method: string, target: string, body: string | undefined, origin: string, serverName: string, nowMs: number) {
+    return this.stub.query(method, target, body, origin, serverName, nowMs);
+  }
+  aclAllows(server: string) {
+    return this.stub.aclAllows(server);
+  }
+  hasEvent(eventId: string) {
+    return this.stub.hasEvent(eventId);
+  }
+}
+
+/** Rooms on Durable Objects, found by room ID (and, for /event, by asking each room). */
+class DurableRooms {
+  constructor(private env: Env) {}
+  async get(roomId: string): Promise<RemoteRoom | undefined> {
+    const stub = roomStub(this.env, roomId);
+    const info = (await stub.info()) as RoomInfo;
+    return info.exists ? new RemoteRoom(stub, info.roomVersion as string) : undefined;
+  }
+  async create(roomId: string, roomVersion: string): Promise<RemoteRoom> {
+    const stub = roomStub(this.env, roomId);
+    const info = (await stub.create(roomVersion)) as RoomInfo;
+    await directory(this.env).add(roomId, roomVersion);
+    return new RemoteRoom(stub, info.roomVersion as string);
+  }
+  async findEvent(eventId: string): Promise<RemoteRoom | undefined> {
+    const rooms = await directory(this.env).list();
+    const hits = await Promise.all(rooms.map(async (r) => ((await roomStub(this.env, r.roomId).hasEvent(eventId)) ? r : undefined)));
+    const hit = hits.find(Boolean);
+    return hit ? new RemoteRoom(roomStub(this.env, hit.roomId), hit.roomVersion) : undefined;
+  }
+}
+
+let server: { env: Env; fs: FederationServer } | undefined;
+
+function federationServer(env: Env, config: Config): FederationServer {
+  if (!server || server.env !== env) {
+    server = {
+      env,
+      fs: new FederationServer({
+        serverName: config.serverName,
+        signingKey: config.signingKey,
+        trustedKeys: config.trustedKeys,
+        notaryServers: config.notaryServers,
+        keyServerUrl: config.keyServerUrl,
+        rooms: new DurableRooms(env) as never,
+      }),
+    };
+  }
+  return server.fs;
+}
+
+const json = (status: number, body: unknown) =>
+  new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", "access-control-allow-origin": "*" } });
+
+function authorised(request: Request, config: Config): boolean {
+  const h = request.headers.get("authorization") ?? "";
+  return h === `Bearer ${config.adminToken}`;
+}
+
+/** How many PDUs go to a room's Durable Object per call (one atomic storage write each). */
+const IMPORT_BATCH = 100;
+
+/**
+ * Imports PDUs, streaming progress as NDJSON lines. The body is a fixture
+ * (`matrix-dag-oracle/1`, whose server keys are pinned for the import) or
+ * NDJSON with one PDU per line.
+ */
+async function importRoom(request: Request, env: Env): Promise<Response> {
+  const type = request.headers.get("content-type") ?? "";
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = writable.getWriter();
+  const enc = new TextEncoder();
+  const emit = (o: unknown) => writer.write(enc.encode(JSON.stringify(o) + "\n"));
+  const counts = { imported: 0, accepted: 0, rejected: 0, dropped: 0, duplicate: 0 };
+  const rooms = new DurableRooms(env);
+
+  const ingestBatch = async (pdus: string[], trust?: Record<string, Record<string, string>>) => {
+    for (const [roomId, g] of groupPdusByRoom(pdus)) {
+      let room = await rooms.get(roomId);
+      if (!room && g.createVersion) room = await rooms.create(roomId, g.createVersion);
+      if (!room) {
+        counts.dropped += g.pdus.length;
+        continue;
+      }
+      const outcomes = (await roomStub(env, roomId).ingest(g.pdus, trust)) as Outcome[];
+      for (const o of outcomes) counts[o.status]++;
+    }
+    counts.imported += pdus.length;
+    await emit({ progress: { ...counts } });
+  };
+
+  const work = (async () => {
+    try {
+      if (type.includes("ndjson")) {
+        const reader = request.body!.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = "";
+        let batch: string[] = [];
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (value) buf += value;
+          const lines = buf.split("\n");
+          buf = done ? "" : (lines.pop() ?? "");
+          for (const line of lines) {
+            if (!line.trim()) continue;
+            batch.push(line);
+            if (batch.length >= IMPORT_BATCH) {
+              await ingestBatch(batch);
+              batch = [];
+            }
+          }
+          if (done) break;
+        }
+        if (batch.length) await ingestBatch(batch);
+      } else {
+        const fixture = (await request.json()) as {
+          format?: string;
+          servers?: Record<string, { verify_keys: Record<string, string> }>;
+          events?: { pdu: unknown }[];
+        };
+        if (fixture.format !== "matrix-dag-oracle/1" || !Array.isArray(fixture.events)) {
+          await emit({ error: "expected a matrix-dag-oracle/1 fixture, or NDJSON (content-type application/x-ndjson)" });
+          return;
+        }
+        const trust = Object.fromEntries(Object.entries(fixture.servers ?? {}).map(([s, v]) => [s, v.verify_keys]));
+        const pdus = fixture.events.map((e) => JSON.stringify(e.pdu));
+        for (let i = 0; i < pdus.length; i += IMPORT_BATCH) await ingestBatch(pdus.slice(i, i + IMPORT_BATCH), trust);
+      }
+      await emit({ done: { ...counts } });
+    } catch (e) {
+      await emit({ error: String((e as Error)?.message ?? e) });
+    } finally {
+      await writer.close();
+    }
+  })();
+  void work;
+  return new Response(readable, { headers: { "content-type": "application/x-ndjson" } });
+}
+
+async function listRooms(env: Env): Promise<Response> {
+  const rooms = await directory(env).list();
+  const infos = await Promise.all(rooms.map(async (r) => ({ ...r, ...((await roomStub(env, r.roomId).info()) as RoomInfo) })));
+  return json(200, { rooms: infos.map(({ roomId, roomVersion, eventCount }) => ({ roomId, roomVersion, eventCount })) });
+}
+
+async function roomdagApi(request: Request, env: Env, config: Config, url: URL): Promise<Response> {
+  const parts = url.pathname.split("/").slice(2).map(decodeURIComponent); // after "_roomdag"
+  if (parts[0] === "admin") {
+    if (!authorised(request, config)) return json(401, { errcode: "M_UNAUTHORIZED", error: "admin API: bearer ADMIN_TOKEN required" });
+    if (parts[1] === "import" && request.method === "POST") return importRoom(request, env);
+    if (parts[1] === "rooms" && request.method === "GET") return listRooms(env);
+    return json(404, { errcode: "M_UNRECOGNIZED", error: "unknown admin endpoint" });
+  }
+  if (!config.inspectorOpen && !authorised(request, config)) {
+    return json(401, { errcode: "M_UNAUTHORIZED", error: "inspector API: bearer ADMIN_TOKEN required (or INSPECTOR=open)" });
+  }
+  if (request.method !== "GET") return json(405, { errcode: "M_UNRECOGNIZED", error: "read-only API" });
+  if (parts[0] === "config") return json(200, { serverName: config.serverName, keyId: config.signingKey.keyId, publicKey: publicKeyOf(config.signingKey.seed) });
+  if (parts[0] === "rooms" && parts.length === 1) return listRooms(env);
+  if (parts[0] === "rooms" && parts.length >= 3) {
+    const stub = roomStub(env, parts[1]);
+    const info = (await stub.info()) as RoomInfo;
+    if (!info.exists) return json(404, { errcode: "M_NOT_FOUND", error: "unknown room" });
+    try {
+      if (parts[2] === "graph") return json(200, await stub.graph());
+      if (parts[2] === "state") return json(200, await stub.currentState());
+      if (parts[2] === "events" && parts[3]) return json(200, await stub.eventDetails(parts[3]));
+    } catch (e) {
+      return json(404, { errcode: "M_NOT_FOUND", error: String((e as Error)?.message ?? e) });
+    }
+  }
+  return json(404, { errcode: "M_UNRECOGNIZED", error: "unknown inspector endpoint" });
+}
+
+export default {
+  async fetch(request: Request, env: Env): Promise<Response> {
+    const url = new URL(request.url);
+    const api = url.pathname.startsWith("/_matrix/") || url.pathname.startsWith("/_roomdag/");
+    if (!api) {
+      if (env.ASSETS) return env.ASSETS.fetch(request);
+      return new Response("not found", { status: 404 });
+    }
+    let config: Config;
+    try {
+      config = configOf(env);
+    } catch (e) {
+      const problems = e instanceof ConfigError ? e.problems : [String(e)];
+      return json(503, { errcode: "M_UNKNOWN", error: "roomdag is misconfigured", problems });
+    }
+    if (url.pathname.startsWith("/_roomdag/")) return roomdagApi(request, env, config, url);
+    return federationServer(env, config).handleFederationRequest(request);
+  },
+} satisfies ExportedHandler<Env>;
