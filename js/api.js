@@ -182,6 +182,10 @@ export class RoomEngine {
   exportGraph() {
     return json(this.#room.exportGraph());
   }
+  /** The lane layout: `Uint32Array` of `[lane, row]` per event (arrival order). */
+  layout(rows = "depth") {
+    return this.#room.layout(rows);
+  }
   /** The graph as Graphviz DOT. */
   exportDot(authEdges = false) {
     return this.#room.exportDot(authEdges);
@@ -614,6 +618,11 @@ export function exportFixture(fixture, format = "json", authEdges = false) {
   const bytes = typeof fixture === "string" ? new TextEncoder().encode(fixture) : fixture;
   const out = call(() => wasm.exportFixture(bytes, format, authEdges));
   return format === "json" ? json(out) : out;
+}
+
+/** A synthetic demo room (a `matrix-dag-oracle/1` fixture object) of about `events` events. */
+export function demoRoom(events = 200) {
+  return json(call(() => wasm.demoRoom(events)));
 }
 
 /** A read-only room built from a fixture, for inspection. */

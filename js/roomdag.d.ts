@@ -230,6 +230,8 @@ export class RoomEngine {
   hasEvent(eventId: EventId): boolean;
   exportGraph(): Graph;
   exportDot(authEdges?: boolean): string;
+  /** The lane layout, O(n): `[lane, row]` per event in arrival order. Rows are depths or arrival positions. */
+  layout(rows?: "depth" | "arrival"): Uint32Array;
   eventDetails(eventId: EventId): EventDetails;
   currentState(): StateSnapshot;
 }
@@ -359,5 +361,15 @@ export function replayFixtureText(fixture: string | Uint8Array, queries: string 
 /** A fixture's graph as JSON or DOT. */
 export function exportFixture(fixture: string | Uint8Array, format?: "json"): Graph;
 export function exportFixture(fixture: string | Uint8Array, format: "dot", authEdges?: boolean): string;
+/** A `matrix-dag-oracle/1` room fixture. */
+export interface RoomFixture {
+  format: "matrix-dag-oracle/1";
+  room_version: string;
+  room_id: RoomId;
+  servers: Record<ServerName, { verify_keys: Record<string, string>; signing_key_seed?: string; users?: string[] }>;
+  events: { event_id: EventId; origin: ServerName; pdu: Record<string, unknown>; meta?: Record<string, unknown> }[];
+}
+/** A synthetic demo room (three servers, forks, a merge, a redaction, a rejection). */
+export function demoRoom(events?: number): RoomFixture;
 /** A room built from a fixture, for inspection. */
 export function roomFromFixture(fixture: string | Uint8Array): RoomEngine;

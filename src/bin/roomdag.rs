@@ -23,6 +23,10 @@ USAGE:
         Replay a fixture and write its graph: JSON for the visualizer
         (default) or Graphviz DOT.
 
+    roomdag demo-room [--events N] [-o OUT]
+        Write a small synthetic room (matrix-dag-oracle/1, room v12, three
+        servers with their keys): forks, a merge, a redaction, a rejection.
+
     roomdag help
         Show this text.
 
@@ -57,11 +61,12 @@ struct Opts {
     format: Option<String>,
     auth_edges: bool,
     parallel: bool,
+    events: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Opts, CliError> {
     let mut o =
-        Opts { positional: Vec::new(), queries: None, output: None, format: None, auth_edges: false, parallel: false };
+        Opts { positional: Vec::new(), queries: None, output: None, format: None, auth_edges: false, parallel: false, events: None };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().cloned().ok_or_else(|| CliError::Usage(format!("{name} needs a value")));
@@ -71,6 +76,7 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
             "--format" | "-f" => o.format = Some(value(a)?),
             "--auth-edges" => o.auth_edges = true,
             "--parallel" => o.parallel = true,
+            "--events" => o.events = Some(value(a)?),
             s if s.starts_with('-') && s.len() > 1 => return Err(CliError::Usage(format!("unknown option {s}"))),
             _ => o.positional.push(a.clone()),
         }
@@ -141,6 +147,16 @@ fn run(args: &[String]) -> Result<(), CliError> {
                 "dot" => export::graph_dot(&replay.room, o.auth_edges).into_bytes(),
                 other => return Err(CliError::Usage(format!("unknown format {other:?} (json or dot)"))),
             };
+            write_out(o.output.as_deref(), &bytes)
+        }
+        "demo-room" => {
+            let o = parse(rest)?;
+            let n = match o.events.as_deref() {
+                None => 200,
+                Some(n) => n.parse().map_err(|_| CliError::Usage(format!("--events takes a number, not {n:?}")))?,
+            };
+            let mut bytes = serde_json::to_vec(&roomdag::demo::demo_room(n)).map_err(|e| CliError::Failed(e.to_string()))?;
+            bytes.push(b'\n');
             write_out(o.output.as_deref(), &bytes)
         }
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),

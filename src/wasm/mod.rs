@@ -226,6 +226,17 @@ impl WasmRoom {
         to_json(&export::graph_json(&self.room))
     }
 
+    /// The lane layout (`rows`: "depth" or "arrival"): `[lane, row]` per
+    /// event, in arrival order, flattened.
+    pub fn layout(&self, rows: &str) -> Result<Vec<u32>, JsError> {
+        let rows = match rows {
+            "depth" => crate::layout::Rows::Depth,
+            "arrival" => crate::layout::Rows::Arrival,
+            other => return Err(js_error(format!("rows must be \"depth\" or \"arrival\", not {other:?}"))),
+        };
+        Ok(crate::layout::layout(&self.room, rows).into_iter().flat_map(|c| [c.lane, c.row]).collect())
+    }
+
     /// The room graph as Graphviz DOT.
     #[wasm_bindgen(js_name = exportDot)]
     pub fn export_dot(&self, auth_edges: bool) -> String {
@@ -443,6 +454,12 @@ pub fn export_fixture(fixture: &[u8], format: &str, auth_edges: bool) -> Result<
         "dot" => Ok(export::graph_dot(&replay.room, auth_edges)),
         other => Err(js_error(format!("unknown format {other:?} (json or dot)"))),
     }
+}
+
+/// A synthetic demo room (`matrix-dag-oracle/1` JSON text) of about `events` events.
+#[wasm_bindgen(js_name = demoRoom)]
+pub fn demo_room(events: u32) -> String {
+    to_json(&crate::demo::demo_room(events as usize))
 }
 
 /// Builds a room from a fixture (JSON text) for inspection (the visualizer).
