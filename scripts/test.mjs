@@ -6,7 +6,8 @@
 //   package          npm run build: the .wasm and loaders into pkg/
 //   types            the published TypeScript types, strict
 //   node             the JS API in Node: stores, signed HTTP, CLI parity, packaging
-//   browser          headless Chromium: bundled build, real IndexedDB
+//   browser          headless Chromium: bundled build, real IndexedDB, the visualizer
+//   worker           workerd (wrangler dev): the Worker end to end, DO storage
 // Set ROOMDAG_TEST_ONLY=tier1,tier2 to run a subset.
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, mkdtempSync } from "node:fs";
@@ -53,6 +54,10 @@ Object.assign(tiers, {
   types: () => run(join(root, "node_modules/.bin/tsc"), ["-p", "tests/types/tsconfig.json"]),
   node: () => {
     const files = readdirSync(join(root, "tests/js")).filter((f) => f.endsWith(".test.mjs")).map((f) => join("tests/js", f));
+    run("node", ["--test", "--test-concurrency=1", ...files]);
+  },
+  worker: () => {
+    const files = readdirSync(join(root, "tests/worker")).filter((f) => f.endsWith(".test.mjs")).map((f) => join("tests/worker", f));
     run("node", ["--test", "--test-concurrency=1", ...files]);
   },
   browser: () => {

@@ -1,0 +1,18 @@
+// The store conformance suite on real Durable Object storage, in workerd.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startWorker } from "./wrangler.mjs";
+import { loadFixture, root } from "../js/fixtures.mjs";
+
+test("Durable Object store: the shared store suite passes in workerd", { timeout: 300_000 }, async () => {
+  const w = await startWorker({ vars: {}, config: join(root, "worker", "test", "wrangler.jsonc"), readyPath: "/" });
+  try {
+    const res = await fetch(w.url, { method: "POST", body: JSON.stringify(loadFixture("v11-forky-2k").room) });
+    const results = await res.json();
+    assert.ok(results.length >= 5, JSON.stringify(results));
+    for (const r of results) assert.ok(r.ok, `${r.name}: ${r.error}`);
+  } finally {
+    await w.stop();
+  }
+});
