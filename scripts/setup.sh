@@ -16,7 +16,7 @@ if ! command -v wasm-bindgen >/dev/null || [ "$(wasm-bindgen --version | awk '{p
   cargo install wasm-bindgen-cli --version "=$WB_VERSION" --locked
 fi
 
-if [ -f package-lock.json ]; then
+if [ -f package-lock.json ] && { [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
   log "npm ci"
   npm ci --no-audit --no-fund
 fi
