@@ -608,9 +608,13 @@ export function replayFixture(fixture, queries) {
   return json(replayFixtureText(fixture, queries));
 }
 
-/** Like `replayFixture`, returning the answers as JSON text (byte-identical to the native CLI's). */
-export function replayFixtureText(fixture, queries) {
-  return call(() => wasm.replayFixture(bytesOf(fixture), bytesOf(queries)));
+/**
+ * Like `replayFixture`, returning the answers as JSON text (byte-identical to
+ * the native CLI's). `verify(publicKey, message, signature)`, when given,
+ * replaces the built-in ed25519 check (e.g. with the platform's crypto).
+ */
+export function replayFixtureText(fixture, queries, verify) {
+  return call(() => wasm.replayFixture(bytesOf(fixture), bytesOf(queries), verify));
 }
 
 /** A fixture's graph: `roomdag-graph/1` object (format "json") or DOT text. */

@@ -357,7 +357,11 @@ export interface Answers {
 /** Replays a fixture (`matrix-dag-oracle/1`) and answers its queries. */
 export function replayFixture(fixture: string | Uint8Array, queries: string | Uint8Array): Answers;
 /** Like `replayFixture`, as JSON text byte-identical to the native CLI's output. */
-export function replayFixtureText(fixture: string | Uint8Array, queries: string | Uint8Array): string;
+export function replayFixtureText(
+  fixture: string | Uint8Array,
+  queries: string | Uint8Array,
+  verify?: (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean,
+): string;
 /** A fixture's graph as JSON or DOT. */
 export function exportFixture(fixture: string | Uint8Array, format?: "json"): Graph;
 export function exportFixture(fixture: string | Uint8Array, format: "dot", authEdges?: boolean): string;

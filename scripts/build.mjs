@@ -33,7 +33,7 @@ run("wasm-bindgen", [
 ]);
 const wasmFile = join(pkg, "roomdag_wasm_bg.wasm");
 if (process.env.ROOMDAG_SKIP_WASM_OPT !== "1") {
-  run(bin("wasm-opt"), ["-Oz", "--enable-bulk-memory", "--enable-nontrapping-float-to-int", "--enable-sign-ext",
+  run(bin("wasm-opt"), [process.env.ROOMDAG_WASM_OPT ?? "-O3", "--enable-bulk-memory", "--enable-nontrapping-float-to-int", "--enable-sign-ext",
     "--enable-mutable-globals", "--enable-reference-types", "--enable-multivalue", wasmFile, "-o", wasmFile]);
 }
 for (const f of readdirSync(join(root, "js"))) copyFileSync(join(root, "js", f), join(pkg, f));

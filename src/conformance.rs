@@ -50,6 +50,12 @@ pub struct Replay {
 /// Replays a room fixture through the full receipt pipeline, on the calling
 /// thread.
 pub fn replay(reader: impl Read) -> Result<Replay, FixtureError> {
+    replay_with(reader, None)
+}
+
+/// Like [`replay`], checking signatures with a host function
+/// `verify(public_key, message, signature)` instead of `ed25519-dalek`.
+pub fn replay_with(reader: impl Read, verify: Option<&dyn Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool>) -> Result<Replay, FixtureError> {
     let mut sink = ReplaySink::default();
     let mut keys: Option<PinnedKeys> = None;
     let header = stream_room(reader, |header, _, ev| {
@@ -57,7 +63,13 @@ pub fn replay(reader: impl Read) -> Result<Replay, FixtureError> {
             keys = Some(header.pinned_keys()?);
         }
         let keys = keys.as_ref().expect("just set");
-        sink.ingest(header, ev.event_id, ev.pdu.get(), Verification::Keys(keys))
+        match verify {
+            Some(f) => {
+                let k = crate::signing::WithVerifier { keys, verify: f };
+                sink.ingest(header, ev.event_id, ev.pdu.get(), Verification::Keys(&k))
+            }
+            None => sink.ingest(header, ev.event_id, ev.pdu.get(), Verification::Keys(keys)),
+        }
     })?;
     sink.finish(header)
 }

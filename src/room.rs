@@ -36,7 +36,7 @@ use crate::ids::{domain_of, EventId, EventIdx, Name};
 use crate::pdu::{parse_pdu, ParsedPdu, PduFormatError};
 use crate::redaction::redact;
 use crate::room_version::{RoomVersionRules, UnsupportedRoomVersion};
-use crate::signing::{content_hash, decode_base64, verify_ed25519, KeyStore};
+use crate::signing::{content_hash, decode_base64, KeyStore};
 use crate::state_res::{Resolution, ResolveContext};
 use crate::state_set::{StateMap, StateSetId, StateSets};
 
@@ -1035,7 +1035,7 @@ fn check_signatures(
                 continue;
             }
             let sig = sig.as_str().unwrap_or_default();
-            if !verify_ed25519(&key.key, signing_bytes, sig) {
+            if !keys.verify_signature(&key.key, signing_bytes, sig) {
                 return Err(format!("invalid signature for {server} with {key_id}"));
             }
             verified = true;

@@ -75,6 +75,34 @@ pub trait KeyStore {
     /// The key `key_id` of `server`, if known, with the time (ms) until which
     /// it is valid (`None`: no expiry known, e.g. a pinned key).
     fn verify_key(&self, server: &str, key_id: &str) -> Option<PublicKey>;
+
+    /// Verifies an ed25519 signature (unpadded base64) over `message`. The
+    /// default uses `ed25519-dalek`; a host may supply a faster native
+    /// implementation (e.g. the platform's crypto under WebAssembly).
+    fn verify_signature(&self, key: &VerifyingKey, message: &[u8], signature_b64: &str) -> bool {
+        verify_ed25519(key, message, signature_b64)
+    }
+}
+
+/// A key store whose signature checks go through a host function
+/// `verify(public_key, message, signature) -> bool`.
+pub struct WithVerifier<'a, K: KeyStore + ?Sized> {
+    /// Where the keys come from.
+    pub keys: &'a K,
+    /// The signature check.
+    pub verify: &'a dyn Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool,
+}
+
+impl<K: KeyStore + ?Sized> KeyStore for WithVerifier<'_, K> {
+    fn verify_key(&self, server: &str, key_id: &str) -> Option<PublicKey> {
+        self.keys.verify_key(server, key_id)
+    }
+
+    fn verify_signature(&self, key: &VerifyingKey, message: &[u8], signature_b64: &str) -> bool {
+        let Some(bytes) = decode_base64(signature_b64) else { return false };
+        let Ok(sig) = <[u8; 64]>::try_from(bytes.as_slice()) else { return false };
+        (self.verify)(key.as_bytes(), message, &sig)
+    }
 }
 
 /// A server's public key.

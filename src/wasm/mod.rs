@@ -437,11 +437,27 @@ pub fn sign_pdu(pdu: &str, room_version: &str, server: &str, key_id: &str, seed_
 }
 
 /// The native CLI's `replay`, on wasm: a fixture (JSON text) and its queries
-/// (JSON text) → `roomdag-answers/1` JSON text.
+/// (JSON text) → `roomdag-answers/1` JSON text. `verify`, when given, is
+/// `(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) =>
+/// boolean` and replaces the built-in ed25519 check (e.g. Node's crypto).
 #[wasm_bindgen(js_name = replayFixture)]
-pub fn replay_fixture(fixture: &[u8], queries: &[u8]) -> Result<String, JsError> {
+pub fn replay_fixture(fixture: &[u8], queries: &[u8], verify: Option<js_sys::Function>) -> Result<String, JsError> {
+    let queries = crate::fixture::read_queries(queries).map_err(js_error)?;
+    let host = verify.map(|f| {
+        move |key: &[u8; 32], msg: &[u8], sig: &[u8; 64]| -> bool {
+            let r = f.call3(
+                &JsValue::NULL,
+                &js_sys::Uint8Array::from(&key[..]),
+                &js_sys::Uint8Array::from(msg),
+                &js_sys::Uint8Array::from(&sig[..]),
+            );
+            r.ok().and_then(|v| v.as_bool()).unwrap_or(false)
+        }
+    });
+    let host_ref: Option<&dyn Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool> = host.as_ref().map(|h| h as _);
+    let mut replay = conformance::replay_with(fixture, host_ref).map_err(js_error)?;
     let mut out = Vec::new();
-    conformance::replay_and_answer(fixture, queries, &mut out).map_err(js_error)?;
+    replay.write_answers(&queries.queries, &mut out).map_err(js_error)?;
     String::from_utf8(out).map_err(js_error)
 }
 
