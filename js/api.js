@@ -581,6 +581,11 @@ export function serverKeysResponse({ serverName, keyId, seed, now = Date.now(), 
   return json(call(() => wasm.serverKeysResponse(serverName, keyId, seed, now, validityMs)));
 }
 
+/** Signs a JSON object (spec "Signing JSON") as `server`; returns a signed copy. */
+export function signJson(object, { server, keyId, seed }) {
+  return json(call(() => wasm.signJson(JSON.stringify(object), server, keyId, seed)));
+}
+
 /** The public key (unpadded base64) of a signing key seed. */
 export function publicKeyOf(seed) {
   return call(() => wasm.publicKeyOf(seed));

@@ -331,6 +331,10 @@ export function serverKeysResponse(opts: { serverName: ServerName; keyId: string
   signatures: Record<ServerName, Record<string, string>>;
 };
 
+/** Signs a JSON object (spec "Signing JSON") as `server`; returns a signed copy. */
+export function signJson<T extends Record<string, unknown>>(object: T, key: { server: ServerName; keyId: string; seed: string }): T & {
+  signatures: Record<ServerName, Record<string, string>>;
+};
 /** The public key of a signing key seed (unpadded base64). */
 export function publicKeyOf(seed: string): string;
 /** Hashes and signs an event as `server` (tools and tests). */

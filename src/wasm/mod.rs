@@ -381,6 +381,18 @@ pub fn server_keys(
     Ok(to_json(&server_keys_response(&key, now_ms as i64, validity_ms as i64)))
 }
 
+/// Signs a JSON object (spec "Signing JSON") as `server`: returns it with the
+/// signature added.
+#[wasm_bindgen(js_name = signJson)]
+pub fn sign_json(object: &str, server: &str, key_id: &str, seed_b64: &str) -> Result<String, JsError> {
+    let key = ServerSigningKey::from_seed_b64(server, key_id, seed_b64).ok_or_else(|| js_error("invalid signing key seed"))?;
+    let Value::Object(mut m) = serde_json::from_str::<Value>(object).map_err(js_error)? else {
+        return Err(js_error("only JSON objects can be signed"));
+    };
+    key.sign_json(&mut m);
+    Ok(to_json(&Value::Object(m)))
+}
+
 /// The public key (unpadded base64) of a signing key seed.
 #[wasm_bindgen(js_name = publicKeyOf)]
 pub fn public_key_of(seed_b64: &str) -> Result<String, JsError> {

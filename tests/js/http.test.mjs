@@ -3,7 +3,7 @@
 // authentication, ACL, limit and error paths.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { FederationServer, RoomDirectory, MemoryStore, KeyRing, signPdu, serverKeysResponse } from "../../pkg/node.js";
+import { FederationServer, RoomDirectory, MemoryStore, KeyRing, signPdu, serverKeysResponse, signJson, publicKeyOf } from "../../pkg/node.js";
 import { FederationClient } from "./federation-client.mjs";
 import { loadFixture, trustedKeysOf, norm } from "./fixtures.mjs";
 
@@ -183,4 +183,44 @@ test("keys: our key endpoint is self-signed; unknown origins' keys are fetched, 
   assert.equal((await client.request(first, "GET", target)).status, 200);
   assert.ok(fetches <= 2, `keys are cached, and a server is not asked again at once (${fetches} fetches)`);
   assert.ok(others.length > 0);
+});
+
+test("keys: when the origin cannot be reached, a notary's countersigned answer is used", async () => {
+  const { room } = loadFixture("v10-linear-200");
+  // A server that did not create the room (so the room exists without it).
+  const first = Object.keys(room.servers).find((x) => x !== room.events[0].origin && room.events.some((e) => e.origin === x));
+  const trusted = trustedKeysOf(room);
+  delete trusted[first];
+  const notary = { server: "notary.example", keyId: "ed25519:n", seed: "bm90YXJ5IG5vdGFyeSBub3Rhcnkgbm90YXJ5IG5vdGE" };
+  trusted[notary.server] = { [notary.keyId]: publicKeyOf(notary.seed) };
+  const s = room.servers[first];
+  let notaryAsked = 0;
+  const fetch = async (url, init) => {
+    if (url === "https://notary.example/_matrix/key/v2/query" && init?.method === "POST") {
+      notaryAsked++;
+      const asked = Object.keys(JSON.parse(init.body).server_keys)[0];
+      const own = serverKeysResponse({ serverName: asked, keyId: Object.keys(s.verify_keys)[0], seed: s.signing_key_seed });
+      return new Response(JSON.stringify({ server_keys: [signJson(own, notary)] }));
+    }
+    return new Response("unreachable", { status: 502 });
+  };
+  const { client } = makeServer(room, { trustedKeys: trusted, fetch, notaryServers: [notary.server] });
+  await client.sendAll();
+  const target = `/_matrix/federation/v1/state_ids/${encodeURIComponent(room.room_id)}?event_id=${encodeURIComponent(room.events[3].event_id)}`;
+  assert.equal((await client.request(first, "GET", target)).status, 200);
+  assert.ok(notaryAsked >= 1, "the notary was asked");
+
+  // A notary answer without the notary's signature is not trusted.
+  const { client: c2 } = makeServer(room, {
+    trustedKeys: trusted,
+    notaryServers: [notary.server],
+    fetch: async (url) =>
+      url.endsWith("/_matrix/key/v2/query")
+        ? new Response(JSON.stringify({ server_keys: [serverKeysResponse({ serverName: first, keyId: Object.keys(s.verify_keys)[0], seed: s.signing_key_seed })] }))
+        : new Response("", { status: 502 }),
+  });
+  const results = await c2.sendAll();
+  const mine = room.events.filter((e) => e.origin === first);
+  assert.ok(mine.length > 0 && mine.every((e) => results[e.event_id]?._status === 401), "the uncountersigned key was not trusted: its transactions are refused");
+  assert.notEqual((await c2.request(first, "GET", target)).status, 200);
 });
