@@ -16,9 +16,12 @@ if ! command -v wasm-bindgen >/dev/null || [ "$(wasm-bindgen --version | awk '{p
   cargo install wasm-bindgen-cli --version "=$WB_VERSION" --locked
 fi
 
-if [ -f package-lock.json ] && { [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
-  log "npm ci"
-  npm ci --no-audit --no-fund
+# `npm install`, not `npm ci`: the registry mirror here serves only the
+# Linux builds of workerd, and `npm ci` refuses a lock file that lacks the
+# other platforms' optional packages.
+if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm install"
+  npm install --no-audit --no-fund
 fi
 
 if ! command -v chromium >/dev/null; then
