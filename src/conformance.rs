@@ -55,9 +55,35 @@ pub fn replay(reader: impl Read) -> Result<Replay, FixtureError> {
 
 /// Like [`replay`], checking signatures with a host function
 /// `verify(public_key, message, signature)` instead of `ed25519-dalek`.
-pub fn replay_with(reader: impl Read, verify: Option<&dyn Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool>) -> Result<Replay, FixtureError> {
+///
+/// Without a host function, signatures are checked in batches of
+/// [`SIGNATURE_BATCH`](crate::room::SIGNATURE_BATCH) events (one ed25519 batch
+/// verification each; the verdicts are the same as one by one).
+pub fn replay_with(
+    reader: impl Read,
+    verify: Option<&dyn Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool>,
+) -> Result<Replay, FixtureError> {
+    use crate::room::{prepare_batch, SIGNATURE_BATCH};
+    use serde_json::value::RawValue;
+
     let mut sink = ReplaySink::default();
     let mut keys: Option<PinnedKeys> = None;
+    let mut pending: Vec<(String, Box<RawValue>)> = Vec::with_capacity(SIGNATURE_BATCH);
+    let flush = |sink: &mut ReplaySink,
+                 header: &FixtureHeader,
+                 keys: &PinnedKeys,
+                 pending: &mut Vec<(String, Box<RawValue>)>| {
+        let rules =
+            crate::room_version::RoomVersionRules::supported(header.room_version.as_deref().unwrap_or_default())
+                .map_err(|e| FixtureError::Invalid(e.to_string()))?;
+        let raws: Vec<&str> = pending.iter().map(|(_, r)| r.get()).collect();
+        let prepared = prepare_batch(&raws, rules, keys);
+        for ((claimed, raw), p) in pending.drain(..).zip(prepared) {
+            sink.ingest_prepared(header, claimed, raw.get(), p)?;
+        }
+        Ok::<(), FixtureError>(())
+    };
+    let mut last_header: Option<FixtureHeader> = None;
     let header = stream_room(reader, |header, _, ev| {
         if keys.is_none() {
             keys = Some(header.pinned_keys()?);
@@ -68,9 +94,22 @@ pub fn replay_with(reader: impl Read, verify: Option<&dyn Fn(&[u8; 32], &[u8], &
                 let k = crate::signing::WithVerifier { keys, verify: f };
                 sink.ingest(header, ev.event_id, ev.pdu.get(), Verification::Keys(&k))
             }
-            None => sink.ingest(header, ev.event_id, ev.pdu.get(), Verification::Keys(keys)),
+            None => {
+                pending.push((ev.event_id, ev.pdu));
+                if pending.len() >= SIGNATURE_BATCH {
+                    flush(&mut sink, header, keys, &mut pending)?;
+                }
+                if last_header.is_none() {
+                    last_header = Some(header.clone());
+                }
+                Ok(())
+            }
         }
     })?;
+    if !pending.is_empty() {
+        let h = last_header.as_ref().unwrap_or(&header);
+        flush(&mut sink, h, keys.as_ref().expect("events were seen"), &mut pending)?;
+    }
     sink.finish(header)
 }
 
@@ -89,12 +128,31 @@ impl ReplaySink {
         raw: &str,
         v: Verification<'_>,
     ) -> Result<(), FixtureError> {
+        self.ingest_with(header, claimed, |room| room.ingest(raw, v))
+    }
+
+    fn ingest_prepared(
+        &mut self,
+        header: &FixtureHeader,
+        claimed: String,
+        raw: &str,
+        p: crate::room::PreparedPdu,
+    ) -> Result<(), FixtureError> {
+        self.ingest_with(header, claimed, |room| room.ingest_prepared(raw, p))
+    }
+
+    fn ingest_with(
+        &mut self,
+        header: &FixtureHeader,
+        claimed: String,
+        f: impl FnOnce(&mut Room) -> Outcome,
+    ) -> Result<(), FixtureError> {
         if self.room.is_none() {
             let version = header.room_version.as_deref().unwrap_or_default();
             self.room = Some(Room::new(version).map_err(|e| FixtureError::Invalid(e.to_string()))?);
         }
         let room = self.room.as_mut().expect("just set");
-        let line = match room.ingest(raw, v) {
+        let line = match f(room) {
             Outcome::Dropped { event_id, stage, reason } => {
                 self.dropped.push(DroppedLine {
                     event_id: event_id.map_or_else(|| claimed.into(), |e| e.as_str().into()),
@@ -137,7 +195,7 @@ pub fn replay_pipelined(reader: impl Read + Send) -> Result<Replay, FixtureError
     use std::sync::mpsc::sync_channel;
     use std::sync::Arc;
 
-    use crate::room::verify_pdu_signatures;
+    use crate::room::{verify_batch_signatures, SIGNATURE_BATCH};
     use crate::room_version::RoomVersionRules;
     use serde_json::value::RawValue;
 
@@ -157,20 +215,29 @@ pub fn replay_pipelined(reader: impl Read + Send) -> Result<Replay, FixtureError
                 Ok(())
             })
         });
-        // Stage 2: verify signatures.
+        // Stage 2: verify signatures, in batches.
         let verifying = scope.spawn(move || -> Result<(), FixtureError> {
             let mut keys: Option<(PinnedKeys, &'static RoomVersionRules)> = None;
-            for item in read_rx {
+            let mut batch: Vec<Item> = Vec::with_capacity(SIGNATURE_BATCH);
+            let mut incoming = read_rx.into_iter().peekable();
+            while let Some(item) = incoming.next() {
                 if keys.is_none() {
                     let version = item.0.room_version.as_deref().unwrap_or_default();
                     let rules =
                         RoomVersionRules::supported(version).map_err(|e| FixtureError::Invalid(e.to_string()))?;
                     keys = Some((item.0.pinned_keys()?, rules));
                 }
+                batch.push(item);
+                if batch.len() < SIGNATURE_BATCH && incoming.peek().is_some() {
+                    continue;
+                }
                 let (k, rules) = keys.as_ref().expect("just set");
-                let verdict = verify_pdu_signatures(item.2.get(), rules, k);
-                if verified_tx.send((item, verdict)).is_err() {
-                    break;
+                let raws: Vec<&str> = batch.iter().map(|i| i.2.get()).collect();
+                let verdicts = verify_batch_signatures(&raws, rules, k);
+                for (item, verdict) in batch.drain(..).zip(verdicts) {
+                    if verified_tx.send((item, verdict)).is_err() {
+                        return Ok(());
+                    }
                 }
             }
             Ok(())

@@ -38,7 +38,14 @@ impl Builder {
     }
 
     /// Builds, signs and ingests an event on top of `prev`; returns its index.
-    fn add(&mut self, sender: &str, ty: &str, state_key: Option<&str>, content: Value, prev: &[EventIdx]) -> Option<EventIdx> {
+    fn add(
+        &mut self,
+        sender: &str,
+        ty: &str,
+        state_key: Option<&str>,
+        content: Value,
+        prev: &[EventIdx],
+    ) -> Option<EventIdx> {
         let rules = self.room.rules();
         let server = sender.split_once(':').map(|(_, s)| s).expect("demo senders are user IDs");
         self.ts += 1_000 + (self.events.len() as i64 * 7919) % 20_000;
@@ -129,29 +136,46 @@ pub fn demo_room(events: usize) -> Value {
     let carol = "@carol:gamma.example";
     let dave = "@dave:beta.example";
     let create = b.add(alice, "m.room.create", Some(""), json!({"room_version": "12"}), &[]).expect("create");
-    let mut tip = b.add(alice, "m.room.member", Some(alice), json!({"membership": "join", "displayname": "Alice"}), &[create]).expect("join");
+    let mut tip = b
+        .add(alice, "m.room.member", Some(alice), json!({"membership": "join", "displayname": "Alice"}), &[create])
+        .expect("join");
     let pl = json!({"users": {bob: 50}, "users_default": 0, "events": {"m.room.power_levels": 100, "m.room.history_visibility": 100},
         "events_default": 0, "state_default": 50, "ban": 50, "kick": 50, "redact": 50, "invite": 0});
     tip = b.add(alice, "m.room.power_levels", Some(""), pl, &[tip]).expect("power levels");
     tip = b.add(alice, "m.room.join_rules", Some(""), json!({"join_rule": "public"}), &[tip]).expect("join rules");
-    tip = b.add(alice, "m.room.history_visibility", Some(""), json!({"history_visibility": "shared"}), &[tip]).expect("hv");
+    tip = b
+        .add(alice, "m.room.history_visibility", Some(""), json!({"history_visibility": "shared"}), &[tip])
+        .expect("hv");
     tip = b.add(alice, "m.room.name", Some(""), json!({"name": "roomdag demo"}), &[tip]).expect("name");
     for (u, name) in [(bob, "Bob"), (carol, "Carol"), (dave, "Dave")] {
-        tip = b.add(u, "m.room.member", Some(u), json!({"membership": "join", "displayname": name}), &[tip]).expect("join");
+        tip = b
+            .add(u, "m.room.member", Some(u), json!({"membership": "join", "displayname": name}), &[tip])
+            .expect("join");
     }
     let words = ["state", "resolution", "fork", "merge", "auth", "chain", "backfill", "edge", "wasm", "matrix"];
     let chat = |b: &mut Builder, tip: EventIdx, n: usize, who: &[&str]| -> EventIdx {
         let mut t = tip;
         for i in 0..n {
-            let body = format!("{} {} {}", words[(b.events.len() + i) % words.len()], words[(i * 3) % words.len()], b.events.len());
-            t = b.add(who[i % who.len()], "m.room.message", None, json!({"msgtype": "m.text", "body": body}), &[t]).unwrap_or(t);
+            let body = format!(
+                "{} {} {}",
+                words[(b.events.len() + i) % words.len()],
+                words[(i * 3) % words.len()],
+                b.events.len()
+            );
+            t = b
+                .add(who[i % who.len()], "m.room.message", None, json!({"msgtype": "m.text", "body": body}), &[t])
+                .unwrap_or(t);
         }
         t
     };
     let budget = events.max(40);
     tip = chat(&mut b, tip, (budget / 4).max(8), &[alice, bob, carol]);
-    let oops = b.add(carol, "m.room.message", None, json!({"msgtype": "m.text", "body": "oops, wrong room"}), &[tip]).expect("message");
-    tip = b.add(carol, "m.room.redaction", None, json!({"redacts": b.room.id(oops).to_owned(), "reason": "typo"}), &[oops]).expect("redaction");
+    let oops = b
+        .add(carol, "m.room.message", None, json!({"msgtype": "m.text", "body": "oops, wrong room"}), &[tip])
+        .expect("message");
+    tip = b
+        .add(carol, "m.room.redaction", None, json!({"redacts": b.room.id(oops).to_owned(), "reason": "typo"}), &[oops])
+        .expect("redaction");
     // A partition: alpha's side and beta/gamma's side change state concurrently.
     let fork = tip;
     let mut left = b.add(alice, "m.room.topic", Some(""), json!({"topic": "the alpha topic"}), &[fork]).expect("topic");
@@ -161,9 +185,25 @@ pub fn demo_room(events: usize) -> Value {
     left = b.add(alice, "m.room.power_levels", Some(""), pl2, &[left]).expect("demotion");
     left = chat(&mut b, left, (budget / 8).max(4), &[alice]);
     right = chat(&mut b, right, (budget / 8).max(4), &[bob, carol, dave]);
-    right = b.add(bob, "m.room.member", Some(dave), json!({"membership": "leave", "reason": "kicked during the split"}), &[right]).unwrap_or(right);
+    right = b
+        .add(
+            bob,
+            "m.room.member",
+            Some(dave),
+            json!({"membership": "leave", "reason": "kicked during the split"}),
+            &[right],
+        )
+        .unwrap_or(right);
     // The merge: state resolution decides which side's changes stand.
-    tip = b.add(carol, "m.room.message", None, json!({"msgtype": "m.text", "body": "the partition healed"}), &[left, right]).expect("merge");
+    tip = b
+        .add(
+            carol,
+            "m.room.message",
+            None,
+            json!({"msgtype": "m.text", "body": "the partition healed"}),
+            &[left, right],
+        )
+        .expect("merge");
     // After the merge Bob is no longer a moderator: his topic change fails auth.
     let _ = b.add(bob, "m.room.topic", Some(""), json!({"topic": "bob tries again"}), &[tip]);
     let remaining = budget.saturating_sub(b.events.len());

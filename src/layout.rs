@@ -73,7 +73,10 @@ pub fn layout(room: &Room, rows: Rows) -> Vec<Cell> {
         for p in prevs {
             remaining_children[p.ix()] -= 1;
             let pl = cells[p.ix()].lane;
-            if remaining_children[p.ix()] == 0 && Some(pl) != lane && lane_last_row.get(pl as usize).is_some_and(|r| *r == cells[p.ix()].row) {
+            if remaining_children[p.ix()] == 0
+                && Some(pl) != lane
+                && lane_last_row.get(pl as usize).is_some_and(|r| *r == cells[p.ix()].row)
+            {
                 lane_free[pl as usize] = true;
             }
         }

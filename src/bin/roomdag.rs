@@ -65,8 +65,15 @@ struct Opts {
 }
 
 fn parse(args: &[String]) -> Result<Opts, CliError> {
-    let mut o =
-        Opts { positional: Vec::new(), queries: None, output: None, format: None, auth_edges: false, parallel: false, events: None };
+    let mut o = Opts {
+        positional: Vec::new(),
+        queries: None,
+        output: None,
+        format: None,
+        auth_edges: false,
+        parallel: false,
+        events: None,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().cloned().ok_or_else(|| CliError::Usage(format!("{name} needs a value")));
@@ -155,7 +162,8 @@ fn run(args: &[String]) -> Result<(), CliError> {
                 None => 200,
                 Some(n) => n.parse().map_err(|_| CliError::Usage(format!("--events takes a number, not {n:?}")))?,
             };
-            let mut bytes = serde_json::to_vec(&roomdag::demo::demo_room(n)).map_err(|e| CliError::Failed(e.to_string()))?;
+            let mut bytes =
+                serde_json::to_vec(&roomdag::demo::demo_room(n)).map_err(|e| CliError::Failed(e.to_string()))?;
             bytes.push(b'\n');
             write_out(o.output.as_deref(), &bytes)
         }

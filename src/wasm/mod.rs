@@ -385,7 +385,8 @@ pub fn server_keys(
 /// signature added.
 #[wasm_bindgen(js_name = signJson)]
 pub fn sign_json(object: &str, server: &str, key_id: &str, seed_b64: &str) -> Result<String, JsError> {
-    let key = ServerSigningKey::from_seed_b64(server, key_id, seed_b64).ok_or_else(|| js_error("invalid signing key seed"))?;
+    let key = ServerSigningKey::from_seed_b64(server, key_id, seed_b64)
+        .ok_or_else(|| js_error("invalid signing key seed"))?;
     let Value::Object(mut m) = serde_json::from_str::<Value>(object).map_err(js_error)? else {
         return Err(js_error("only JSON objects can be signed"));
     };
