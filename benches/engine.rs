@@ -23,7 +23,12 @@ fn row(name: &str, mut v: Vec<Duration>) {
     let med = percentile(&mut v, 0.5);
     let p99 = percentile(&mut v, 0.99);
     let max = *v.last().expect("samples");
-    println!("| {name} | {n} | {:.1} µs | {:.1} µs | {:.1} µs |", med.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6, max.as_secs_f64() * 1e6);
+    println!(
+        "| {name} | {n} | {:.1} µs | {:.1} µs | {:.1} µs |",
+        med.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6,
+        max.as_secs_f64() * 1e6
+    );
 }
 
 fn main() {
@@ -40,7 +45,10 @@ fn main() {
         par = par.min(t.elapsed());
     }
     let room = &replay.room;
-    let origin = roomdag::visibility::servers_in_room(room, &room.current_state_map()).into_iter().next().expect("a server in the room");
+    let origin = roomdag::visibility::servers_in_room(room, &room.current_state_map())
+        .into_iter()
+        .next()
+        .expect("a server in the room");
     let accepted: Vec<EventIdx> = room.events().iter().filter(|e| e.is_accepted()).map(|e| e.idx).collect();
     println!("fixture: {} ({} events, {} accepted)\n", path.display(), room.events().len(), accepted.len());
     println!("| operation | time |\n|---|---|");

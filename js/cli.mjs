@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // `npx roomdag …`: the native CLI's interface on the WebAssembly build.
 import { readFileSync, writeFileSync } from "node:fs";
-import { createPublicKey, verify as cryptoVerify } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { replayFixtureText, exportFixture } from "./node.js";
 
@@ -37,21 +36,6 @@ function parse(args) {
   return o;
 }
 
-// Signatures are checked with Node's native ed25519 (OpenSSL) unless
-// ROOMDAG_WASM_CRYPTO=1 asks for the engine's own (ed25519-dalek in wasm).
-const SPKI_ED25519 = Buffer.from("302a300506032b6570032100", "hex");
-const keyCache = new Map();
-function nodeVerify(publicKey, message, signature) {
-  const k = Buffer.from(publicKey).toString("base64");
-  let key = keyCache.get(k);
-  if (!key) {
-    key = createPublicKey({ key: Buffer.concat([SPKI_ED25519, publicKey]), format: "der", type: "spki" });
-    keyCache.set(k, key);
-  }
-  return cryptoVerify(null, message, key, signature);
-}
-const verifier = process.env.ROOMDAG_WASM_CRYPTO === "1" ? undefined : nodeVerify;
-
 function read(path) {
   const bytes = readFileSync(path);
   return path.endsWith(".gz") ? gunzipSync(bytes) : bytes;
@@ -74,7 +58,7 @@ function run(argv) {
   const [fixture] = o.positional;
   if (cmd === "replay") {
     if (!o.queries) throw new UsageError("replay needs --queries QUERIES");
-    write(o.output, replayFixtureText(read(fixture), read(o.queries), verifier));
+    write(o.output, replayFixtureText(read(fixture), read(o.queries)));
   } else if (cmd === "export") {
     if (o.format !== "json" && o.format !== "dot") throw new UsageError(`unknown format ${JSON.stringify(o.format)} (json or dot)`);
     const out = exportFixture(read(fixture), o.format, o.authEdges);

@@ -15,8 +15,6 @@ use roomdag::signing::{content_hash, encode_base64};
 use roomdag::{Outcome, Room, RoomVersionRules, Verification};
 use serde_json::{json, Map, Value};
 
-pub use super::mutate::Rng;
-
 /// Whether the long variants were asked for (`ROOMDAG_HARDENING_LONG=1`).
 pub fn long() -> bool {
     std::env::var("ROOMDAG_HARDENING_LONG").is_ok_and(|v| !v.is_empty() && v != "0")
@@ -90,6 +88,8 @@ pub struct Snapshot {
     pub current_state: String,
     /// Per stored event, in arrival order: (id, status, state before, state after).
     pub per_event: Vec<(String, &'static str, String, String)>,
+    /// Applied redactions (target, redaction), sorted.
+    pub redactions: Vec<(String, String)>,
 }
 
 /// A snapshot of `room` (computes the current state through the
@@ -114,7 +114,10 @@ pub fn snapshot(room: &Room) -> Snapshot {
             )
         })
         .collect();
-    Snapshot { events: room.events().len(), extremities, current_state, per_event }
+    let mut redactions: Vec<(String, String)> =
+        room.applied_redactions().map(|(t, r)| (room.id(t).to_owned(), room.id(r).to_owned())).collect();
+    redactions.sort();
+    Snapshot { events: room.events().len(), extremities, current_state, per_event, redactions }
 }
 
 /// `accepted` or `rejected`.
@@ -160,6 +163,8 @@ pub struct Builder {
     pub ts: i64,
     /// Every accepted/rejected event, in order.
     pub stored: Vec<String>,
+    /// The PDUs of the stored events, in order.
+    pub raws: Vec<String>,
 }
 
 impl Builder {
@@ -179,20 +184,17 @@ impl Builder {
             depth: 0,
             ts: 1_700_000_000_000,
             stored: Vec::new(),
+            raws: Vec::new(),
         };
         let creator = b.creator.clone();
-        b.create = b.add_ok(b.pdu("m.room.create", Some(""), &creator, json!({"room_version": "11"}), &[], &[]));
+        let raw = b.pdu("m.room.create", Some(""), &creator, json!({"room_version": "11"}), &[], &[]);
+        b.create = b.add_ok(raw);
         let create = b.create.clone();
-        b.creator_join = b.add_ok(b.pdu(
-            "m.room.member",
-            Some(&creator),
-            &creator,
-            json!({"membership": "join"}),
-            &[&create],
-            &[&create],
-        ));
+        let raw =
+            b.pdu("m.room.member", Some(&creator), &creator, json!({"membership": "join"}), &[&create], &[&create]);
+        b.creator_join = b.add_ok(raw);
         let join = b.creator_join.clone();
-        b.power_levels = b.add_ok(b.pdu(
+        let raw = b.pdu(
             "m.room.power_levels",
             Some(""),
             &creator,
@@ -200,16 +202,18 @@ impl Builder {
                    "ban": 50, "kick": 50, "redact": 50, "invite": 0}),
             &[&join],
             &[&create, &join],
-        ));
+        );
+        b.power_levels = b.add_ok(raw);
         let pl = b.power_levels.clone();
-        b.join_rules = b.add_ok(b.pdu(
+        let raw = b.pdu(
             "m.room.join_rules",
             Some(""),
             &creator,
             json!({"join_rule": "public"}),
             &[&pl],
             &[&create, &join, &pl],
-        ));
+        );
+        b.join_rules = b.add_ok(raw);
         b
     }
 
@@ -259,6 +263,7 @@ impl Builder {
         let o = self.room.ingest(raw, Verification::Unsigned);
         if matches!(o, Outcome::Accepted { .. } | Outcome::Rejected { .. }) {
             self.stored.push(o.event_id().unwrap().as_str().to_owned());
+            self.raws.push(raw.to_owned());
         }
         o
     }
@@ -274,7 +279,14 @@ impl Builder {
     /// A message from `sender` (who must be joined via `member`) after `prev`.
     pub fn message(&mut self, sender: &str, member: &str, prev: &[&str], body: &str) -> String {
         let (create, pl) = (self.create.clone(), self.power_levels.clone());
-        self.pdu("m.room.message", None, sender, json!({"msgtype": "m.text", "body": body}), prev, &[&create, &pl, member])
+        self.pdu(
+            "m.room.message",
+            None,
+            sender,
+            json!({"msgtype": "m.text", "body": body}),
+            prev,
+            &[&create, &pl, member],
+        )
     }
 
     /// A join of `user` (public join rules) after `prev`.
@@ -289,4 +301,192 @@ impl Builder {
             (self.create.clone(), self.power_levels.clone(), self.creator_join.clone(), self.creator.clone());
         self.pdu(ty, Some(key), &creator, content, prev, &[&create, &pl, &join])
     }
+}
+
+impl Builder {
+    /// The auth events the spec selects for an event with these prev
+    /// events: create, power levels, the sender's membership, and for
+    /// memberships the target's membership and (join/invite/knock) the join
+    /// rules, all read from the state before the event.
+    pub fn auth_for(
+        &mut self,
+        prev: &[&str],
+        ty: &str,
+        state_key: Option<&str>,
+        sender: &str,
+        membership: Option<&str>,
+    ) -> Vec<String> {
+        let idx: Vec<roomdag::EventIdx> = prev.iter().filter_map(|p| self.room.lookup(p)).collect();
+        let st = self.room.resolve_after(&idx);
+        let mut keys: Vec<(&str, &str)> =
+            vec![("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", sender)];
+        if ty == "m.room.member" {
+            if let Some(target) = state_key {
+                keys.push(("m.room.member", target));
+                if matches!(membership, Some("join" | "invite" | "knock")) {
+                    keys.push(("m.room.join_rules", ""));
+                }
+            }
+        }
+        let state = self.room.state(st);
+        let mut out: Vec<String> = Vec::new();
+        for (t, k) in keys {
+            if let Some(e) = self.room.key_of(t, k).and_then(|key| state.get(key)) {
+                let id = self.room.id(e).to_owned();
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Builds, ingests and returns an event whose auth events are selected
+    /// from the state before it.
+    pub fn event(
+        &mut self,
+        ty: &str,
+        state_key: Option<&str>,
+        sender: &str,
+        content: Value,
+        prev: &[&str],
+    ) -> (String, Outcome) {
+        let membership = content.get("membership").and_then(Value::as_str).map(str::to_owned);
+        let auth = self.auth_for(prev, ty, state_key, sender, membership.as_deref());
+        let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
+        let raw = self.pdu(ty, state_key, sender, content, prev, &auth);
+        let o = self.add(&raw);
+        (raw, o)
+    }
+}
+
+/// A v11 room with long-lived forks: `n` events after the initial four,
+/// on up to six branches that fork and merge, with joins, leaves, bans,
+/// power-level changes, join-rule flips, topics and messages from users of
+/// five servers. Every event's auth events are selected from its state
+/// before, so most are accepted and the rest are rejected for real reasons
+/// (a banned sender, a lost power level on another branch…). Returns the
+/// builder (its room holds every event) and the PDUs in generation order,
+/// which is a topological order.
+pub fn forky_room(seed: u64, n: usize) -> (Builder, Vec<String>) {
+    use super::mutate::Source;
+    let mut rng = super::mutate::Rng::new(seed);
+    let mut b = Builder::new_v11();
+    let users: Vec<String> = (0..40).map(|i| format!("@u{i}:s{}.example", i % 5)).collect();
+    let creator = b.creator.clone();
+    let mut joined: Vec<String> = vec![creator.clone()];
+    let mut mods: Vec<String> = vec![creator.clone()];
+    let mut branches: Vec<String> = vec![b.join_rules.clone()];
+    let mut accepted: Vec<String> = Vec::new();
+    for step in 0..n {
+        let bi = rng.below(branches.len());
+        let tip = branches[bi].clone();
+        let action = rng.below(100);
+        let (raw, o) = if action < 8 && branches.len() < 6 && !accepted.is_empty() {
+            // Fork from a recent accepted event.
+            let from = accepted[accepted.len() - 1 - rng.below(accepted.len().min(30))].clone();
+            let sender = joined[rng.below(joined.len())].clone();
+            let r =
+                b.event("m.room.message", None, &sender, serde_json::json!({"body": format!("fork {step}")}), &[&from]);
+            branches.push(String::new());
+            let last = branches.len() - 1;
+            if let Outcome::Accepted { event_id, .. } = &r.1 {
+                branches[last] = event_id.as_str().to_owned();
+            } else {
+                branches.pop();
+            }
+            r
+        } else if action < 18 && branches.len() > 1 {
+            // Merge two or three branches.
+            let k = 2 + rng.below(2).min(branches.len() - 2);
+            let mut picked: Vec<usize> = (0..branches.len()).collect();
+            rng.shuffle(&mut picked);
+            picked.truncate(k);
+            picked.sort_unstable();
+            let prev: Vec<String> = picked.iter().map(|&i| branches[i].clone()).collect();
+            let prev_refs: Vec<&str> = prev.iter().map(String::as_str).collect();
+            let sender = joined[rng.below(joined.len())].clone();
+            let r = b.event(
+                "m.room.message",
+                None,
+                &sender,
+                serde_json::json!({"body": format!("merge {step}")}),
+                &prev_refs,
+            );
+            if let Outcome::Accepted { event_id, .. } = &r.1 {
+                for &i in picked.iter().rev() {
+                    branches.remove(i);
+                }
+                branches.push(event_id.as_str().to_owned());
+            }
+            r
+        } else {
+            let r = if action < 30 {
+                let u = users[rng.below(users.len())].clone();
+                let r = b.event("m.room.member", Some(&u), &u, serde_json::json!({"membership": "join"}), &[&tip]);
+                if matches!(r.1, Outcome::Accepted { .. }) && !joined.contains(&u) {
+                    joined.push(u);
+                }
+                r
+            } else if action < 36 {
+                // Leave, kick or ban, by the user or a moderator.
+                let u = joined[rng.below(joined.len())].clone();
+                let m = mods[rng.below(mods.len())].clone();
+                let (sender, membership) = match rng.below(3) {
+                    0 => (u.clone(), "leave"),
+                    1 => (m, "leave"),
+                    _ => (m, "ban"),
+                };
+                let r =
+                    b.event("m.room.member", Some(&u), &sender, serde_json::json!({"membership": membership}), &[&tip]);
+                if matches!(r.1, Outcome::Accepted { .. }) && joined.len() > 1 {
+                    joined.retain(|j| *j != u);
+                }
+                r
+            } else if action < 44 {
+                // Power levels: promote or demote someone.
+                let m = mods[rng.below(mods.len())].clone();
+                let u = joined[rng.below(joined.len())].clone();
+                let level = *super::mutate::pick(&mut rng, &[0, 50, 100]);
+                let mut users_map = serde_json::Map::new();
+                users_map.insert(creator.clone(), serde_json::json!(100));
+                for md in &mods {
+                    users_map.insert(md.clone(), serde_json::json!(100));
+                }
+                users_map.insert(u.clone(), serde_json::json!(level));
+                let content = serde_json::json!({"users": users_map, "users_default": 0, "state_default": 50,
+                    "events_default": 0, "ban": 50, "kick": 50, "redact": 50, "invite": 0});
+                let r = b.event("m.room.power_levels", Some(""), &m, content, &[&tip]);
+                if matches!(r.1, Outcome::Accepted { .. }) && level == 100 && !mods.contains(&u) {
+                    mods.push(u);
+                }
+                r
+            } else if action < 48 {
+                let m = mods[rng.below(mods.len())].clone();
+                let rule = if rng.one_in(3) { "invite" } else { "public" };
+                b.event("m.room.join_rules", Some(""), &m, serde_json::json!({"join_rule": rule}), &[&tip])
+            } else if action < 60 {
+                let u = joined[rng.below(joined.len())].clone();
+                b.event("m.room.topic", Some(""), &u, serde_json::json!({"topic": format!("t{step}")}), &[&tip])
+            } else if action < 64 && !accepted.is_empty() {
+                let u = joined[rng.below(joined.len())].clone();
+                let target = accepted[rng.below(accepted.len())].clone();
+                b.event("m.room.redaction", None, &u, serde_json::json!({"redacts": target}), &[&tip])
+            } else {
+                let u = joined[rng.below(joined.len())].clone();
+                b.event("m.room.message", None, &u, serde_json::json!({"body": format!("m{step}")}), &[&tip])
+            };
+            if let Outcome::Accepted { event_id, .. } = &r.1 {
+                branches[bi] = event_id.as_str().to_owned();
+            }
+            r
+        };
+        if let Outcome::Accepted { event_id, .. } = &o {
+            accepted.push(event_id.as_str().to_owned());
+        }
+        assert!(o.is_stored(), "generated events are stored: {o:?}");
+        let _ = raw;
+    }
+    let pdus = b.raws.clone();
+    (b, pdus)
 }
