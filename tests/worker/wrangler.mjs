@@ -35,7 +35,7 @@ export async function startWorker({ vars, persistTo, config = join(root, "worker
   const child = spawn(join(root, "node_modules", ".bin", "wrangler"),
     ["dev", "--config", config, "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspector),
       "--persist-to", persist, "--env-file", envFile, "--log-level", "warn", "--show-interactive-dev-session=false"],
-    { env: { ...process.env, WRANGLER_SEND_METRICS: "false", PATH: `${node22}:${process.env.PATH}` }, stdio: ["ignore", "pipe", "pipe"] });
+    { env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false", PATH: `${node22}:${process.env.PATH}` }, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout.on("data", (d) => (output += d));
   child.stderr.on("data", (d) => (output += d));
