@@ -468,7 +468,10 @@ pub struct Room {
     auth_index: AuthChainIndex,
     resolutions: HashMap<Vec<StateSetId>, (StateSetId, Arc<ResolutionInfo>)>,
     referenced: Vec<bool>,
+    /// Prev events marked referenced since the open checkpoint (only kept
+    /// while one is open, to undo them).
     referenced_log: Vec<EventIdx>,
+    checkpoint_open: bool,
     extremities: BTreeSet<EventIdx>,
     dropped: Vec<DroppedEvent>,
     dropped_total: u64,
@@ -542,6 +545,7 @@ impl Room {
             resolutions: HashMap::new(),
             referenced: Vec::new(),
             referenced_log: Vec::new(),
+            checkpoint_open: false,
             extremities: BTreeSet::new(),
             dropped: Vec::new(),
             dropped_total: 0,
@@ -965,7 +969,9 @@ impl Room {
             for p in self.events.prev_events(&event) {
                 if !self.referenced[p.ix()] {
                     self.referenced[p.ix()] = true;
-                    self.referenced_log.push(*p);
+                    if self.checkpoint_open {
+                        self.referenced_log.push(*p);
+                    }
                 }
                 self.extremities.remove(p);
             }
@@ -1019,8 +1025,10 @@ impl Room {
         self.redactions.applied.iter().map(|(t, r)| (*t, *r))
     }
 
-    /// Marks the current extent of the room, to [`rollback`](Self::rollback) to.
-    pub fn checkpoint(&self) -> Checkpoint {
+    /// Marks the current extent of the room, to [`rollback`](Self::rollback)
+    /// to; [`release`](Self::release) it once the batch is safely stored.
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        self.checkpoint_open = true;
         Checkpoint {
             events: self.events.mark(),
             states: self.states.len(),
@@ -1032,8 +1040,15 @@ impl Room {
         }
     }
 
+    /// Ends a checkpoint whose batch was stored (nothing to undo any more).
+    pub fn release(&mut self, _cp: Checkpoint) {
+        self.checkpoint_open = false;
+        self.referenced_log.clear();
+    }
+
     /// Undoes everything stored since `cp` (a batch whose write failed).
     pub fn rollback(&mut self, cp: Checkpoint) {
+        self.checkpoint_open = false;
         let kept = cp.events.len();
         for i in kept..self.events.len() {
             let e = &self.events[i];

@@ -158,6 +158,7 @@ impl<S: EventStore> RoomEngine<S> {
                 return Err(e);
             }
         }
+        self.room.release(cp);
         Ok(outcomes)
     }
 

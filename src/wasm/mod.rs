@@ -142,7 +142,9 @@ impl WasmRoom {
 
     /// Ends a batch whose records were written.
     pub fn commit(&mut self) {
-        self.checkpoint = None;
+        if let Some(cp) = self.checkpoint.take() {
+            self.room.release(cp);
+        }
     }
 
     /// Undoes the current batch (its records could not be written).
