@@ -213,7 +213,7 @@ pub type AuthKey = (String, String);
 /// The auth events selection algorithm (spec: server-server API, "Auth
 /// events selection"): the keys of the state whose events authorise `event`.
 pub fn auth_types_for_event(event: &StoredEvent, rules: &RoomVersionRules) -> Result<Vec<AuthKey>> {
-    if event.is("m.room.create", "") {
+    if event.is_create_type() {
         return Ok(Vec::new());
     }
     let key = |t: &str, k: &str| (t.to_owned(), k.to_owned());
@@ -329,8 +329,8 @@ pub fn check_state_independent_auth_rules(
     events: &Events,
     rules: &RoomVersionRules,
 ) -> Result<()> {
-    // 1. If type is m.room.create: check it and allow.
-    if event.is("m.room.create", "") {
+    // 1. If type is m.room.create (whatever its state key): check it and allow.
+    if event.is_create_type() {
         return check_create(event, envelope, rules);
     }
     // 2. Reject if the event has auth_events that:
@@ -373,7 +373,7 @@ pub fn check_state_dependent_auth_rules(
     state: &AuthState<'_>,
     rules: &RoomVersionRules,
 ) -> Result<Allowed> {
-    if event.is("m.room.create", "") {
+    if event.is_create_type() {
         return Ok(Allowed::default());
     }
     let Some(create) = state.create() else {
@@ -663,8 +663,12 @@ fn is_membership_change_allowed(event: &StoredEvent, state: &AuthState<'_>, rule
             }
         }
     }
+    // The target must be a user ID with a server name ("Invalid ID").
+    let Some(target_domain) = domain_of(target) else {
+        return Err(AuthRejection::Malformed(format!("Invalid ID {target:?}: no server name")));
+    };
     // Target on another server than the creator's, and m.federate false.
-    if domain_of(&create.sender) != domain_of(target) && !can_federate(state) {
+    if domain_of(&create.sender) != Some(target_domain) && !can_federate(state) {
         return Err(AuthRejection::Unfederatable);
     }
     let caller = state.membership_of(&event.sender);

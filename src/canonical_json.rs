@@ -24,6 +24,9 @@ pub enum CanonicalJsonError {
     /// A float, or an integer written with a fraction or exponent.
     #[error("JSON float values are not allowed")]
     Float,
+    /// A number too large for any float (`1e400`).
+    #[error("JSON number out of range")]
+    NotFinite,
 }
 
 /// A JSON number as written: an integer literal (`-?digits`, any size) or
@@ -41,6 +44,26 @@ fn integer_literal(n: &serde_json::Number) -> Option<String> {
 /// Whether a number is an integer within ±(2^53−1).
 fn in_safe_range(literal: &str) -> bool {
     literal.parse::<i64>().is_ok_and(|i| (-MAX_SAFE_INT..=MAX_SAFE_INT).contains(&i))
+}
+
+/// Checks that every number is finite (`1e400` parses as text but has no
+/// JSON value; the reference implementation cannot hash it). Applies to
+/// every room version.
+pub fn validate_finite(value: &Value) -> Result<(), CanonicalJsonError> {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Number(n) => {
+                if integer_literal(n).is_none() && !n.as_f64().is_some_and(f64::is_finite) {
+                    return Err(CanonicalJsonError::NotFinite);
+                }
+            }
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(o) => stack.extend(o.values()),
+            Value::Null | Value::Bool(_) | Value::String(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Checks the strict canonical JSON value rules of room versions 6+.
@@ -185,7 +208,13 @@ fn write_number(out: &mut String, n: &serde_json::Number) {
                 out.push_str(digits);
             }
         }
-        None => out.push_str(&python_float_repr(n.as_f64().unwrap_or(f64::NAN))),
+        None => match n.as_f64().filter(|f| f.is_finite()) {
+            Some(f) => out.push_str(&python_float_repr(f)),
+            // Beyond the f64 range (`1e400`): no canonical form exists, and
+            // PDUs carrying one are refused (`validate_finite`); keep the
+            // literal so the output is at least JSON.
+            None => out.push_str(&n.to_string()),
+        },
     }
 }
 

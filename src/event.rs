@@ -156,7 +156,8 @@ impl Facts {
         let state_key = event.get("state_key").and_then(Value::as_str);
         let empty_key = state_key == Some("");
         match ty {
-            "m.room.create" if empty_key => Facts::Create(Box::new(CreateFacts {
+            // Rule 1 applies to every event of this type, whatever its state key.
+            "m.room.create" => Facts::Create(Box::new(CreateFacts {
                 creator: content.get("creator").and_then(Value::as_str).map(str::to_owned),
                 creator_present: content.contains_key("creator"),
                 federate: matches!(content.get("m.federate"), None | Some(Value::Bool(true))),
@@ -303,6 +304,12 @@ impl StoredEvent {
     /// Whether this event is `(type, state_key)`.
     pub fn is(&self, ty: &str, state_key: &str) -> bool {
         &*self.event_type == ty && self.state_key.as_deref() == Some(state_key)
+    }
+
+    /// Whether the event's type is `m.room.create`. The auth rules' rule 1
+    /// goes by type alone; the room's create event is `is("m.room.create", "")`.
+    pub fn is_create_type(&self) -> bool {
+        &*self.event_type == "m.room.create"
     }
 
     /// The membership of an `m.room.member` event.
@@ -462,6 +469,10 @@ impl Events {
     }
 
     fn links_of(&self, e: &StoredEvent) -> &[EventIdx] {
+        if e.n_prev == 0 && e.n_auth == 0 {
+            // No links: `links_at` may point just past a full block.
+            return &[];
+        }
         let at = e.links_at as usize;
         let b = &self.links[at / LINK_BLOCK];
         let start = at % LINK_BLOCK;

@@ -9,16 +9,19 @@
 
 use serde_json::{Map, Value};
 
-use crate::canonical_json::{validate_strict, CanonicalJsonError, MAX_SAFE_INT};
+use crate::canonical_json::{validate_finite, validate_strict, CanonicalJsonError, MAX_SAFE_INT};
 use crate::ids::EventId;
 use crate::redaction::redact;
 use crate::room_version::RoomVersionRules;
 use crate::signing::{event_id_for_reference_hash, redacted_signing_bytes};
 
 /// The largest PDU we parse at all. The spec limit (65,536 bytes of
-/// canonical JSON) is checked later, on the canonical form; this cap only
-/// keeps an attacker from making us parse megabytes of whitespace.
-pub const MAX_RAW_PDU_BYTES: usize = 1 << 20;
+/// canonical JSON) is checked later, on the canonical form; a PDU is stored
+/// as received, so this cap bounds what whitespace or `\uXXXX` escapes can
+/// make it cost: at most 4× the spec limit. Servers send (near-)canonical
+/// JSON; 4× leaves room for pretty-printing and for `\uXXXX`-escaped
+/// non-ASCII text (about 2×).
+pub const MAX_RAW_PDU_BYTES: usize = 4 * 65_536;
 
 /// Why a PDU could not be parsed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -149,9 +152,13 @@ fn parse_pdu_object(json: &mut Map<String, Value>, rules: &RoomVersionRules) -> 
         },
         _ => return Err(PduFormatError::WrongType("depth", "an integer")),
     };
-    if rules.strict_canonical_json {
-        validate_strict(&Value::Object(json.clone()))?;
-    }
+    let whole = Value::Object(std::mem::take(json));
+    let checked =
+        validate_finite(&whole)
+            .and_then(|()| if rules.strict_canonical_json { validate_strict(&whole) } else { Ok(()) });
+    let Value::Object(back) = whole else { unreachable!("wrapped an object") };
+    *json = back;
+    checked?;
     let event_type = str_field(json, "type")?.to_owned();
     let state_key = match json.get("state_key") {
         None => None,

@@ -449,6 +449,7 @@ pub struct Checkpoint {
     states: usize,
     auth_nodes: usize,
     dropped: usize,
+    dropped_total: u64,
     room_id: Option<String>,
     extremities: BTreeSet<EventIdx>,
     referenced_log: usize,
@@ -606,7 +607,17 @@ impl Room {
 
     /// Recently dropped PDUs (at most [`MAX_DROPPED_LOG`]) and the total count.
     pub fn dropped(&self) -> (&[DroppedEvent], u64) {
-        (&self.dropped, self.dropped_total)
+        let keep = self.dropped.len().saturating_sub(MAX_DROPPED_LOG);
+        (&self.dropped[keep..], self.dropped_total)
+    }
+
+    /// Forgets the oldest dropped PDUs once the log holds twice what it
+    /// shows (amortised O(1) per drop). Never while a checkpoint is open, so
+    /// a rollback only truncates.
+    fn trim_dropped_log(&mut self) {
+        if !self.checkpoint_open && self.dropped.len() >= 2 * MAX_DROPPED_LOG {
+            self.dropped.drain(..self.dropped.len() - MAX_DROPPED_LOG);
+        }
     }
 
     /// The interned states.
@@ -757,14 +768,12 @@ impl Room {
     fn log_drop(&mut self, outcome: &Outcome) {
         if let Outcome::Dropped { event_id, stage, reason } = &outcome {
             self.dropped_total += 1;
-            if self.dropped.len() >= MAX_DROPPED_LOG {
-                self.dropped.remove(0);
-            }
             self.dropped.push(DroppedEvent {
                 event_id: event_id.as_ref().map(|e| e.to_string()),
                 stage: *stage,
                 reason: reason.clone(),
             });
+            self.trim_dropped_log();
         }
     }
 
@@ -835,7 +844,10 @@ impl Room {
             return Outcome::drop(Some(&id), DropStage::Missing, format!("unknown prev/auth events {missing:?}"));
         }
         // 6. The state before the event.
-        let state_before = if is_create { StateSetId::EMPTY } else { self.resolve_after(&prev_events) };
+        // Every event of type m.room.create starts from the empty state
+        // (as the create rules look at no state).
+        let state_before =
+            if pdu.event_type == "m.room.create" { StateSetId::EMPTY } else { self.resolve_after(&prev_events) };
         // Build the compact view.
         let sender = intern(&mut self.strings, &pdu.sender);
         let event_type = intern(&mut self.strings, &pdu.event_type);
@@ -933,7 +945,7 @@ impl Room {
         check_state_independent_auth_rules(event, envelope, &claimed, &self.events, self.rules)?;
         let mut allowed =
             check_state_dependent_auth_rules(event, &AuthState::from_events(claimed.iter().copied()), self.rules)?;
-        if event.is("m.room.create", "") {
+        if event.is_create_type() {
             return Ok(allowed);
         }
         let before = self.states.get(event.state_before);
@@ -1034,6 +1046,7 @@ impl Room {
             states: self.states.len(),
             auth_nodes: self.auth_index.len(),
             dropped: self.dropped.len(),
+            dropped_total: self.dropped_total,
             room_id: self.room_id.clone(),
             extremities: self.extremities.clone(),
             referenced_log: self.referenced_log.len(),
@@ -1044,6 +1057,7 @@ impl Room {
     pub fn release(&mut self, _cp: Checkpoint) {
         self.checkpoint_open = false;
         self.referenced_log.clear();
+        self.trim_dropped_log();
     }
 
     /// Undoes everything stored since `cp` (a batch whose write failed).
@@ -1066,7 +1080,9 @@ impl Room {
         self.auth_index.truncate(cp.auth_nodes);
         let limit = cp.states;
         self.resolutions.retain(|k, (v, _)| (v.0 as usize) < limit && k.iter().all(|s| (s.0 as usize) < limit));
-        self.dropped.truncate(cp.dropped.min(self.dropped.len()));
+        self.dropped.truncate(cp.dropped);
+        self.dropped_total = cp.dropped_total;
+        self.trim_dropped_log();
         self.room_id = cp.room_id;
         self.extremities = cp.extremities;
         self.redactions = Redactions::default();

@@ -355,9 +355,12 @@ pub fn room_query(
             Ok(json!({"events": served(room, &list)}))
         }
         Endpoint::TimestampToEvent { .. } => {
-            let ts: i64 = require_param(target, "ts")?
-                .parse()
-                .map_err(|_| HttpError::new(400, "M_INVALID_PARAM", "ts must be an integer"))?;
+            let ts_text = require_param(target, "ts")?;
+            let digits = ts_text.strip_prefix('-').unwrap_or(ts_text);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HttpError::new(400, "M_INVALID_PARAM", "ts must be an integer"));
+            }
+            let ts = crate::fixture::saturate(ts_text);
             let dir = match require_param(target, "dir")? {
                 "f" => Direction::Forward,
                 "b" => Direction::Backward,
