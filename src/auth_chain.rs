@@ -37,6 +37,19 @@ struct Chain {
     blocks: Box<[Option<Arc<Block>>]>,
 }
 
+impl Chain {
+    fn add_to(&self, set: &mut NodeSet) {
+        set.ensure(self.blocks.len() * WORDS);
+        for (bi, b) in self.blocks.iter().enumerate() {
+            if let Some(b) = b {
+                for (i, w) in b.iter().enumerate() {
+                    set.words[bi * WORDS + i] |= w;
+                }
+            }
+        }
+    }
+}
+
 /// A dense bitset over nodes (the working form of unions and differences).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeSet {
@@ -153,6 +166,15 @@ impl AuthChainIndex {
     /// (all already indexed). Returns its node.
     pub fn add(&mut self, event: EventIdx, parents: &[AuthNode]) -> AuthNode {
         let node = AuthNode(u32::try_from(self.events.len()).expect("fewer than 2^32 auth nodes"));
+        let chain = self.merge(parents);
+        self.events.push(event);
+        self.chains.push(chain);
+        node
+    }
+
+    /// The union of `parents` and their chains, block by block; a block
+    /// equal to one of the parents' blocks is shared, not copied.
+    fn merge(&self, parents: &[AuthNode]) -> Chain {
         let max_bit = parents.iter().map(|p| p.0 as usize).max();
         let n_blocks = parents
             .iter()
@@ -161,11 +183,15 @@ impl AuthChainIndex {
             .max()
             .unwrap_or(0);
         let mut blocks: Vec<Option<Arc<Block>>> = Vec::with_capacity(n_blocks);
+        let mut parent_blocks: Vec<&Arc<Block>> = Vec::with_capacity(parents.len());
         for bi in 0..n_blocks {
-            let parent_blocks: Vec<&Arc<Block>> = parents
-                .iter()
-                .filter_map(|p| self.chains[p.0 as usize].blocks.get(bi).and_then(Option::as_ref))
-                .collect();
+            parent_blocks.clear();
+            parent_blocks.extend(
+                parents.iter().filter_map(|p| self.chains[p.0 as usize].blocks.get(bi).and_then(Option::as_ref)),
+            );
+            // Old blocks are shared by most chains: OR each distinct one once.
+            parent_blocks.sort_unstable_by_key(|b| Arc::as_ptr(b));
+            parent_blocks.dedup_by(|a, b| Arc::ptr_eq(a, b));
             let direct: Vec<usize> =
                 parents.iter().map(|p| p.0 as usize).filter(|b| b / BLOCK_BITS == bi).map(|b| b % BLOCK_BITS).collect();
             if direct.is_empty() {
@@ -174,8 +200,8 @@ impl AuthChainIndex {
                         blocks.push(None);
                         continue;
                     }
-                    [first, rest @ ..] if rest.iter().all(|b| Arc::ptr_eq(b, first)) => {
-                        blocks.push(Some(Arc::clone(first)));
+                    [only] => {
+                        blocks.push(Some(Arc::clone(only)));
                         continue;
                     }
                     _ => {}
@@ -194,22 +220,12 @@ impl AuthChainIndex {
             let shared = parent_blocks.iter().find(|b| ****b == merged).map(|b| Arc::clone(b));
             blocks.push(Some(shared.unwrap_or_else(|| Arc::new(merged))));
         }
-        self.events.push(event);
-        self.chains.push(Chain { blocks: blocks.into() });
-        node
+        Chain { blocks: blocks.into() }
     }
 
     /// Adds the auth chain (strict ancestors) of `node` to `set`.
     pub fn add_chain_to(&self, node: AuthNode, set: &mut NodeSet) {
-        let chain = &self.chains[node.0 as usize];
-        set.ensure(chain.blocks.len() * WORDS);
-        for (bi, b) in chain.blocks.iter().enumerate() {
-            if let Some(b) = b {
-                for (i, w) in b.iter().enumerate() {
-                    set.words[bi * WORDS + i] |= w;
-                }
-            }
-        }
+        self.chains[node.0 as usize].add_to(set);
     }
 
     /// Whether `ancestor` is in the auth chain of `node`.

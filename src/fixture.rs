@@ -239,26 +239,29 @@ pub struct Query {
     /// The request body (get_missing_events).
     #[serde(default)]
     pub body: Option<Value>,
-    /// `ts` (timestamp_to_event): any JSON integer; values beyond 64 bits
-    /// saturate (they compare the same against every event's timestamp).
-    #[serde(default, deserialize_with = "saturating_i64")]
-    pub ts: Option<i64>,
+    /// `ts` (timestamp_to_event): any JSON integer (kept exactly up to
+    /// 128 bits, which compares like the integer itself against any event's
+    /// 64-bit timestamp).
+    #[serde(default, deserialize_with = "saturating_ts")]
+    pub ts: Option<i128>,
     /// `dir` (timestamp_to_event).
     #[serde(default)]
     pub dir: Option<String>,
 }
 
-fn saturating_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+fn saturating_ts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i128>, D::Error> {
     let v: Option<serde_json::Number> = Option::deserialize(d)?;
     Ok(v.map(|n| saturate(&n.to_string())))
 }
 
-/// An integer literal as an `i64`, saturating beyond its range.
-pub fn saturate(literal: &str) -> i64 {
+/// An integer literal as an `i128`, saturating beyond its range. Every
+/// event timestamp is an `i64`, so a saturated value still compares against
+/// each of them exactly as the literal would.
+pub fn saturate(literal: &str) -> i128 {
     match literal.parse::<i128>() {
-        Ok(i) => i.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64,
-        Err(_) if literal.starts_with('-') => i64::MIN,
-        Err(_) => i64::MAX,
+        Ok(i) => i,
+        Err(_) if literal.starts_with('-') => i128::MIN,
+        Err(_) => i128::MAX,
     }
 }
 

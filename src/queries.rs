@@ -200,9 +200,10 @@ pub fn get_missing_events(
 ///
 /// One pass over the room's events (no extra index to keep in memory: a
 /// 20,000-event room is scanned in tens of microseconds).
-pub fn timestamp_to_event(room: &Room, origin: &str, ts: i64, dir: Direction) -> Result<EventIdx, QueryError> {
+pub fn timestamp_to_event(room: &Room, origin: &str, ts: i128, dir: Direction) -> Result<EventIdx, QueryError> {
     require_in_room(room, origin)?;
-    let candidates = room.events().iter().filter(|e| e.is_accepted()).map(|e| (e.origin_server_ts, e.depth, e.idx));
+    let candidates =
+        room.events().iter().filter(|e| e.is_accepted()).map(|e| (i128::from(e.origin_server_ts), e.depth, e.idx));
     let found = match dir {
         Direction::Forward => candidates.filter(|k| k.0 >= ts).min(),
         Direction::Backward => candidates.filter(|k| k.0 <= ts).max(),

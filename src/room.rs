@@ -487,7 +487,7 @@ pub struct Room {
 #[derive(Debug, Default)]
 struct Redactions {
     applied: HashMap<EventIdx, EventIdx>,
-    pending: HashMap<Box<str>, Vec<EventIdx>>,
+    pending: HashMap<Name, Vec<EventIdx>>,
 }
 
 /// What a resolution at a merge point did (for inspection).
@@ -974,9 +974,10 @@ impl Room {
                     .events
                     .auth_events(&event)
                     .iter()
-                    .filter_map(|a| self.event(*a).auth_node.map(AuthNode))
+                    .filter_map(|a| self.event(*a).auth_node().map(AuthNode))
                     .collect();
-                event.auth_node = Some(self.auth_index.add(idx, &parents).0);
+                let node = self.auth_index.add(idx, &parents);
+                event.set_auth_node(node.0);
             }
             for p in self.events.prev_events(&event) {
                 if !self.referenced[p.ix()] {
@@ -1126,7 +1127,7 @@ impl Room {
         }
         let mut set = NodeSet::with_capacity(self.auth_index.len());
         for (_, e) in self.state(id).iter() {
-            if let Some(n) = self.event(e).auth_node {
+            if let Some(n) = self.event(e).auth_node() {
                 self.auth_index.add_chain_to(AuthNode(n), &mut set);
             }
         }

@@ -36,7 +36,7 @@ use crate::event::{Events, Facts, Membership, StateKeyIdx, StoredEvent};
 use crate::ids::EventIdx;
 use crate::power_levels::Level;
 use crate::room_version::{RoomVersionRules, StateResVersion};
-use crate::state_set::StateMap;
+use crate::state_set::{common_chunks, Chunk, StateMap};
 
 /// What state resolution reads: the room's events, its auth-chain index and
 /// its `(type, state_key)` interner.
@@ -68,19 +68,19 @@ impl ResolveContext<'_> {
     }
 
     fn node(&self, e: EventIdx) -> AuthNode {
-        AuthNode(self.ev(e).auth_node.expect("state events are accepted state events, which are indexed"))
+        AuthNode(self.ev(e).auth_node().expect("state events are accepted state events, which are indexed"))
     }
 
     /// Resolves `states` (two or more distinct states).
     pub fn resolve(&self, states: &[&StateMap]) -> Resolution {
-        // 1. Unconflicted state and conflicted set.
-        let (unconflicted, conflicted) = separate(states);
+        // 1. Unconflicted state and conflicted set. Chunks every state holds
+        //    are unconflicted as a whole; only the other chunks are compared.
+        let (common, own) = common_chunks(states);
+        let conflicted = conflicted_keys(&own);
+        // A key is unconflicted iff it is not conflicted and in the states.
+        let unconflicted = |k: StateKeyIdx| if conflicted.contains_key(&k) { None } else { states[0].get(k) };
         if conflicted.is_empty() {
-            return Resolution {
-                state: StateMap::from_entries(unconflicted.into_iter().collect()),
-                conflicted_keys: Vec::new(),
-                full_conflicted_set: 0,
-            };
+            return Resolution { state: states[0].clone(), conflicted_keys: Vec::new(), full_conflicted_set: 0 };
         }
         let conflicted_events: Vec<EventIdx> = {
             let mut v: Vec<EventIdx> = conflicted.values().flatten().copied().collect();
@@ -89,7 +89,7 @@ impl ResolveContext<'_> {
             v
         };
         // 2. Auth difference (+ conflicted subgraph in v2.1) → full conflicted set.
-        let mut full: NodeSet = self.auth_difference(states);
+        let mut full: NodeSet = self.auth_difference(&common, &own);
         if self.rules.state_res == StateResVersion::V2_1 {
             full.union_with(&self.conflicted_subgraph(&conflicted_events));
         }
@@ -112,8 +112,8 @@ impl ResolveContext<'_> {
                 }
             }
             for k in keys {
-                if let Some(e) = unconflicted.get(&k) {
-                    resolved.insert(k, *e);
+                if let Some(e) = unconflicted(k) {
+                    resolved.insert(k, e);
                 }
             }
         }
@@ -131,33 +131,50 @@ impl ResolveContext<'_> {
         let leftover = self.mainline_sort(&leftover, resolved_pl);
         self.iterative_auth_checks(&leftover, &mut resolved);
 
-        // 6. The unconflicted state wins over anything resolved.
-        for (k, e) in &unconflicted {
-            resolved.insert(*k, *e);
+        // 6. The unconflicted state wins over anything resolved: the result
+        //    is the first state (sharing its chunks) with every conflicted key
+        //    set to its resolved event or removed, plus resolved keys that no
+        //    state has.
+        let mut changes: Vec<(StateKeyIdx, Option<EventIdx>)> = Vec::new();
+        for k in conflicted.keys() {
+            let r = resolved.get(k).copied();
+            if r.is_some() || states[0].get(*k).is_some() {
+                changes.push((*k, r));
+            }
         }
-        let mut conflicted_keys: Vec<StateKeyIdx> = conflicted.keys().copied().collect();
-        conflicted_keys.sort();
+        for (k, e) in &resolved {
+            if !conflicted.contains_key(k) && states[0].get(*k).is_none() {
+                changes.push((*k, Some(*e)));
+            }
+        }
         Resolution {
-            state: StateMap::from_entries(resolved.into_iter().collect()),
-            conflicted_keys,
+            state: states[0].with_changes(&changes),
+            conflicted_keys: conflicted.keys().copied().collect(),
             full_conflicted_set: full_set.len(),
         }
     }
 
-    /// The full auth chain (events included) of a state.
-    fn full_chain(&self, state: &StateMap) -> NodeSet {
+    /// The full auth chain (events included) of the entries of some chunks.
+    fn chain_of_chunks(&self, chunks: &[Chunk<'_>]) -> NodeSet {
         let mut set = NodeSet::with_capacity(self.auth_index.len());
-        for (_, e) in state.iter() {
+        for (_, e) in chunks.iter().flat_map(|c| c.entries()) {
             let n = self.node(e);
-            set.insert(n);
-            self.auth_index.add_chain_to(n, &mut set);
+            // Already in: so is its chain (chains are closed downwards).
+            if !set.contains(n) {
+                set.insert(n);
+                self.auth_index.add_chain_to(n, &mut set);
+            }
         }
         set
     }
 
     /// Union minus intersection of the states' full auth chains.
-    fn auth_difference(&self, states: &[&StateMap]) -> NodeSet {
-        let chains: Vec<NodeSet> = states.iter().map(|s| self.full_chain(s)).collect();
+    ///
+    /// With `S` the chain of the chunks every state holds (`common`) and
+    /// `A_i` that of state *i*'s other chunks (`own[i]`), state *i*'s full
+    /// chain is `A_i ∪ S`, so the difference is `(∪A_i − ∩A_i) − S`.
+    fn auth_difference(&self, common: &[Chunk<'_>], own: &[Vec<Chunk<'_>>]) -> NodeSet {
+        let chains: Vec<NodeSet> = own.iter().map(|cs| self.chain_of_chunks(cs)).collect();
         let mut union = NodeSet::with_capacity(self.auth_index.len());
         let mut inter = chains[0].clone();
         for c in &chains {
@@ -165,6 +182,9 @@ impl ResolveContext<'_> {
             inter.intersect_with(c);
         }
         union.subtract(&inter);
+        if !union.is_empty() && !common.is_empty() {
+            union.subtract(&self.chain_of_chunks(common));
+        }
         union
     }
 
@@ -390,33 +410,28 @@ impl ResolveContext<'_> {
     }
 }
 
-/// Splits states into the unconflicted state and the conflicted set (key →
-/// the distinct events it has across the states; a key missing from some
-/// state is conflicted).
-pub fn separate(states: &[&StateMap]) -> (BTreeMap<StateKeyIdx, EventIdx>, BTreeMap<StateKeyIdx, Vec<EventIdx>>) {
-    let mut values: BTreeMap<StateKeyIdx, Vec<Option<EventIdx>>> = BTreeMap::new();
-    for (i, s) in states.iter().enumerate() {
-        for (k, e) in s.iter() {
-            let v = values.entry(k).or_insert_with(|| vec![None; states.len()]);
-            v[i] = Some(e);
-        }
+/// The conflicted set: key → the distinct events it has across the states
+/// (a key missing from some state is conflicted), given each state's chunks
+/// that not every state holds (see [`common_chunks`]).
+pub fn conflicted_keys(own: &[Vec<Chunk<'_>>]) -> BTreeMap<StateKeyIdx, Vec<EventIdx>> {
+    // One flat list of (key, state, event), sorted: each key's run says
+    // whether every state has it with the same event.
+    let mut all: Vec<(StateKeyIdx, usize, EventIdx)> = Vec::new();
+    for (i, chunks) in own.iter().enumerate() {
+        all.extend(chunks.iter().flat_map(|c| c.entries()).map(|(k, e)| (k, i, e)));
     }
-    let mut unconflicted = BTreeMap::new();
+    all.sort_unstable();
     let mut conflicted = BTreeMap::new();
-    for (k, v) in values {
-        match v[0] {
-            Some(first) if v.iter().all(|x| *x == Some(first)) => {
-                unconflicted.insert(k, first);
-            }
-            _ => {
-                let mut evs: Vec<EventIdx> = v.into_iter().flatten().collect();
-                evs.sort();
-                evs.dedup();
-                conflicted.insert(k, evs);
-            }
+    for run in all.chunk_by(|a, b| a.0 == b.0) {
+        let unconflicted = run.len() == own.len() && run.iter().all(|x| x.2 == run[0].2);
+        if !unconflicted {
+            let mut evs: Vec<EventIdx> = run.iter().map(|x| x.2).collect();
+            evs.sort_unstable();
+            evs.dedup();
+            conflicted.insert(run[0].0, evs);
         }
     }
-    (unconflicted, conflicted)
+    conflicted
 }
 
 /// Power events: power levels, join rules, the create event, and

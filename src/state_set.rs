@@ -1,11 +1,18 @@
 //! Room states as shared, content-addressed sets.
 //!
 //! A state is a map `(type, state_key) → event`, stored as a sorted list of
-//! packed `u64` entries (`key << 32 | event`), cut into chunks of at most
-//! [`MAX_CHUNK`] entries. Chunks are reference-counted: the state after a
-//! state event is the state before it with one chunk copied, so a room with
-//! `n` state events and states of size `s` costs `O(n · (s / CHUNK + CHUNK))`
-//! memory instead of `O(n · s)`.
+//! packed `u64` entries (`key << 32 | event`), cut into chunks of about √s
+//! entries. Chunks are reference-counted: the state after a state event is
+//! the state before it with one chunk copied, so a room with `n` state
+//! events and states of size `s` costs `O(n · √s)` memory instead of
+//! `O(n · s)`.
+//!
+//! Chunk boundaries are *content-defined*: a chunk ends after a key whose
+//! hash has at least `bits` trailing zero bits (chunks average `2^bits`
+//! entries; `bits` depends only on the size band of the map), so two states
+//! with the same entries in a key range cut that range the same way, however
+//! they were built. With [`StateSets`] interning chunks, equal runs are one
+//! chunk, and state resolution compares states chunk by chunk.
 //!
 //! [`StateSets`] interns states by content: every state is identified by a
 //! [`StateSetId`], and two events whose states are equal share the id (the
@@ -13,7 +20,7 @@
 //! Ids make "are these states the same?" a comparison of integers, and key
 //! the caches of digests and auth chains.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::event::StateKeyIdx;
@@ -43,6 +50,40 @@ pub fn chunk_target(len: usize) -> usize {
     r.clamp(MIN_CHUNK, MAX_CHUNK)
 }
 
+/// The boundary bits of a map of `len` entries: chunks average `2^bits`
+/// entries, the power of two nearest √(2·len) (a change copies one chunk of
+/// 8-byte entries and a spine of 16-byte pointers: that length minimises
+/// the sum), between [`MIN_CHUNK`] and [`MAX_CHUNK`]. Constant over size
+/// bands.
+pub fn chunk_bits(len: usize) -> u32 {
+    ((2 * len).max(1).ilog2().div_ceil(2)).clamp(MIN_CHUNK.ilog2(), MAX_CHUNK.ilog2())
+}
+
+/// A chunk longer than this many times its average is cut anyway (a run of
+/// keys without a boundary; probability about e^-8 per chunk).
+const MAX_RUN: usize = 8;
+
+/// Whether a chunk ends after `key` (content-defined boundary).
+#[inline]
+fn ends_chunk(key: StateKeyIdx, bits: u32) -> bool {
+    entry_hash(u64::from(key.0)).trailing_zeros() >= bits
+}
+
+/// Cuts the front of `pending` into chunks (each ending at a boundary or at
+/// the length cap), appending them to `out`; what follows the last cut stays
+/// in `pending`.
+fn cut_chunks(pending: &mut Vec<u64>, bits: u32, out: &mut Vec<Arc<[u64]>>) {
+    let cap = MAX_RUN << bits;
+    let mut start = 0;
+    for (i, x) in pending.iter().enumerate() {
+        if ends_chunk(unpack(*x).0, bits) || i + 1 - start >= cap {
+            out.push(Arc::from(&pending[start..=i]));
+            start = i + 1;
+        }
+    }
+    pending.drain(..start);
+}
+
 #[inline]
 fn pack(k: StateKeyIdx, e: EventIdx) -> u64 {
     (u64::from(k.0) << 32) | u64::from(e.0)
@@ -69,6 +110,8 @@ pub struct StateMap {
     chunks: Arc<[Arc<[u64]>]>,
     len: usize,
     hash: u64,
+    /// The boundary bits the chunks were cut with ([`chunk_bits`] of `len`).
+    bits: u32,
 }
 
 impl PartialEq for StateMap {
@@ -101,11 +144,16 @@ impl StateMap {
         Self::from_sorted_packed(packed)
     }
 
-    fn from_sorted_packed(packed: Vec<u64>) -> Self {
+    fn from_sorted_packed(mut packed: Vec<u64>) -> Self {
         let hash = packed.iter().fold(0u64, |h, x| h.wrapping_add(entry_hash(*x)));
         let len = packed.len();
-        let chunks: Vec<Arc<[u64]>> = packed.chunks(chunk_target(len)).map(Arc::from).collect();
-        Self { chunks: chunks.into(), len, hash }
+        let bits = chunk_bits(len);
+        let mut chunks: Vec<Arc<[u64]>> = Vec::new();
+        cut_chunks(&mut packed, bits, &mut chunks);
+        if !packed.is_empty() {
+            chunks.push(Arc::from(packed));
+        }
+        Self { chunks: chunks.into(), len, hash, bits }
     }
 
     /// Number of entries.
@@ -164,7 +212,6 @@ impl StateMap {
             let entries = changes.iter().filter_map(|(k, e)| e.map(|e| (*k, e))).collect();
             return Self::from_entries(entries);
         }
-        let mut chunks: Vec<Arc<[u64]>> = self.chunks.to_vec();
         let mut hash = self.hash;
         let mut len = self.len;
         // Group the changes by target chunk, then rewrite each touched chunk once.
@@ -172,7 +219,7 @@ impl StateMap {
         let mut rewritten: Vec<(usize, Vec<u64>)> = Vec::new();
         while i < changes.len() {
             let ci = self.chunk_for(changes[i].0);
-            let mut chunk: Vec<u64> = chunks[ci].to_vec();
+            let mut chunk: Vec<u64> = self.chunks[ci].to_vec();
             while i < changes.len() && self.chunk_for(changes[i].0) == ci {
                 let (k, e) = changes[i];
                 let probe = pack(k, EventIdx(0));
@@ -199,19 +246,45 @@ impl StateMap {
             }
             rewritten.push((ci, chunk));
         }
-        // Replace from the back so indices stay valid while splitting.
-        let target = chunk_target(len);
-        for (ci, chunk) in rewritten.into_iter().rev() {
-            let pieces: Vec<Arc<[u64]>> = if chunk.len() > 2 * target {
-                chunk.chunks(target).map(Arc::from).collect()
-            } else if chunk.is_empty() {
-                Vec::new()
-            } else {
-                vec![Arc::from(chunk)]
-            };
-            chunks.splice(ci..=ci, pieces);
+        let bits = chunk_bits(len);
+        if bits != self.bits {
+            // A new size band: cut the whole map again.
+            let mut packed = Vec::with_capacity(len);
+            let mut touched = rewritten.into_iter().peekable();
+            for (ci, c) in self.chunks.iter().enumerate() {
+                match touched.next_if(|(t, _)| *t == ci) {
+                    Some((_, new)) => packed.extend(new),
+                    None => packed.extend(c.iter().copied()),
+                }
+            }
+            return Self::from_sorted_packed(packed);
         }
-        Self { chunks: chunks.into(), len, hash }
+        // Re-cut each touched chunk; when its new end is not a boundary it
+        // runs on into the next chunk, which is re-cut with it.
+        let mut chunks: Vec<Arc<[u64]>> = Vec::with_capacity(self.chunks.len() + 2);
+        let mut pending: Vec<u64> = Vec::new();
+        let mut touched = rewritten.into_iter().peekable();
+        for (ci, c) in self.chunks.iter().enumerate() {
+            match touched.next_if(|(t, _)| *t == ci) {
+                Some((_, new)) => pending.extend(new),
+                None if pending.is_empty() => {
+                    chunks.push(Arc::clone(c));
+                    continue;
+                }
+                None => pending.extend(c.iter().copied()),
+            }
+            cut_chunks(&mut pending, bits, &mut chunks);
+        }
+        if !pending.is_empty() {
+            chunks.push(Arc::from(pending));
+        }
+        Self { chunks: chunks.into(), len, hash, bits }
+    }
+
+    /// The map's chunks in key order (each shared with the maps it was
+    /// copied from or into).
+    pub fn chunks(&self) -> impl ExactSizeIterator<Item = Chunk<'_>> + '_ {
+        self.chunks.iter().map(Chunk)
     }
 
     /// Number of chunks (for memory accounting).
@@ -225,11 +298,92 @@ impl StateMap {
     }
 }
 
+/// One chunk of a [`StateMap`]: a run of entries shared by every map that
+/// did not change it.
+#[derive(Clone, Copy, Debug)]
+pub struct Chunk<'a>(&'a Arc<[u64]>);
+
+impl Chunk<'_> {
+    /// Identifies the chunk while it is alive.
+    pub fn address(&self) -> usize {
+        Arc::as_ptr(self.0) as *const u64 as usize
+    }
+
+    /// The chunk's entries in key order.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = (StateKeyIdx, EventIdx)> + '_ {
+        self.0.iter().map(|x| unpack(*x))
+    }
+}
+
+/// Splits the chunks of `maps` into those every map holds (the same
+/// entries in each map, so unconflicted) and, per map, the others. A key of
+/// a common chunk is in no other chunk of any map. Costs O(maps × chunks).
+pub fn common_chunks<'a>(maps: &[&'a StateMap]) -> (Vec<Chunk<'a>>, Vec<Vec<Chunk<'a>>>) {
+    let sets: Vec<HashSet<usize>> = maps.iter().map(|m| m.chunks().map(|c| c.address()).collect()).collect();
+    let in_all = |c: &Chunk<'_>| sets.iter().all(|s| s.contains(&c.address()));
+    let common: Vec<Chunk<'a>> = maps.first().map(|m| m.chunks().filter(in_all).collect()).unwrap_or_default();
+    let rest = maps.iter().map(|m| m.chunks().filter(|c| !in_all(c)).collect()).collect();
+    (common, rest)
+}
+
 /// The room's interned states.
+///
+/// Chunks are interned too: a map's new chunks are replaced by an equal
+/// chunk already held when there is one, so equal runs of entries are one
+/// chunk however they were built (a resolution and an edit that produce
+/// the same entries share them), and state resolution can tell equal
+/// chunks apart from different ones by address.
 #[derive(Debug)]
 pub struct StateSets {
     maps: Vec<StateMap>,
-    by_hash: HashMap<u64, Vec<StateSetId>>,
+    /// The first map with each content hash.
+    by_hash: HashMap<u64, StateSetId>,
+    /// Maps whose hash an earlier, different map already had (about never:
+    /// the hash is 64 bits).
+    collided: Vec<StateSetId>,
+    chunks: ChunkTable,
+}
+
+/// Interned chunks: by address (known) and by content hash (to find
+/// equals; of two different chunks with one hash, the second is not
+/// interned, which only costs sharing).
+#[derive(Debug, Default)]
+struct ChunkTable {
+    known: HashSet<usize>,
+    by_content: HashMap<u64, Arc<[u64]>>,
+}
+
+impl ChunkTable {
+    /// The interned chunk equal to `c`, if it is not `c` itself.
+    fn intern(&mut self, c: &Arc<[u64]>) -> Option<Arc<[u64]>> {
+        let addr = Arc::as_ptr(c) as *const u64 as usize;
+        if self.known.contains(&addr) {
+            return None;
+        }
+        let h = c.iter().fold(0x51_7c_c1_b7_27_22_0a_95u64, |h, x| entry_hash(h ^ *x));
+        match self.by_content.entry(h) {
+            std::collections::hash_map::Entry::Occupied(o) if **o.get() == **c => Some(Arc::clone(o.get())),
+            std::collections::hash_map::Entry::Occupied(_) => None,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(Arc::clone(c));
+                self.known.insert(addr);
+                None
+            }
+        }
+    }
+
+    fn canonical(&mut self, map: StateMap) -> StateMap {
+        let mut replaced: Option<Vec<Arc<[u64]>>> = None;
+        for (i, c) in map.chunks.iter().enumerate() {
+            if let Some(same) = self.intern(c) {
+                replaced.get_or_insert_with(|| map.chunks.to_vec())[i] = same;
+            }
+        }
+        match replaced {
+            Some(chunks) => StateMap { chunks: chunks.into(), ..map },
+            None => map,
+        }
+    }
 }
 
 impl Default for StateSets {
@@ -241,7 +395,8 @@ impl Default for StateSets {
 impl StateSets {
     /// A registry holding only the empty state ([`StateSetId::EMPTY`]).
     pub fn new() -> Self {
-        let mut s = Self { maps: Vec::new(), by_hash: HashMap::new() };
+        let mut s =
+            Self { maps: Vec::new(), by_hash: HashMap::new(), collided: Vec::new(), chunks: ChunkTable::default() };
         let id = s.intern(StateMap::default());
         debug_assert_eq!(id, StateSetId::EMPTY);
         s
@@ -249,14 +404,22 @@ impl StateSets {
 
     /// Interns a map, returning the id of an equal map if one exists.
     pub fn intern(&mut self, map: StateMap) -> StateSetId {
-        let bucket = self.by_hash.entry(map.hash).or_default();
-        for id in bucket.iter() {
-            if self.maps[id.0 as usize] == map {
-                return *id;
+        let id = StateSetId(u32::try_from(self.maps.len()).expect("fewer than 2^32 states"));
+        match self.by_hash.entry(map.hash) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                let same = std::iter::once(first.get())
+                    .chain(self.collided.iter().filter(|c| self.maps[c.0 as usize].hash == map.hash))
+                    .find(|c| self.maps[c.0 as usize] == map);
+                if let Some(same) = same {
+                    return *same;
+                }
+                self.collided.push(id);
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(id);
             }
         }
-        let id = StateSetId(u32::try_from(self.maps.len()).expect("fewer than 2^32 states"));
-        bucket.push(id);
+        let map = self.chunks.canonical(map);
         self.maps.push(map);
         id
     }
@@ -281,15 +444,20 @@ impl StateSets {
         if len >= self.maps.len() {
             return;
         }
-        for (i, m) in self.maps.iter().enumerate().skip(len) {
-            if let Some(b) = self.by_hash.get_mut(&m.hash) {
-                b.retain(|id| id.0 as usize != i);
-                if b.is_empty() {
-                    self.by_hash.remove(&m.hash);
-                }
+        // (A collided map comes after the first with its hash, so it goes
+        // whenever that one does.)
+        let kept = |id: &StateSetId| (id.0 as usize) < len;
+        self.by_hash.retain(|_, id| kept(id));
+        self.collided.retain(kept);
+        self.maps.truncate(len);
+        // Forget the chunks only the dropped maps held.
+        let mut table = ChunkTable::default();
+        for m in &self.maps {
+            for c in m.chunks.iter() {
+                table.intern(c);
             }
         }
-        self.maps.truncate(len);
+        self.chunks = table;
     }
 
     /// Total entries and chunks held (for memory accounting).
@@ -333,6 +501,33 @@ mod tests {
         let back = next.with_changes(&[(k(11), None), (k(10), Some(e(5))), (k(398), Some(e(199)))]);
         assert_eq!(back, base);
         assert_eq!(back.content_hash(), base.content_hash());
+    }
+
+    #[test]
+    fn equal_entries_are_cut_the_same_way_whatever_the_history() {
+        // Built in one go, grown key by key in two orders, and grown then
+        // edited back: the same chunks (the same lengths, in order).
+        let n = 3000;
+        let direct = StateMap::from_entries((0..n).map(|i| (k(i), e(i))).collect());
+        let mut up = StateMap::default();
+        for i in 0..n {
+            up = up.with_changes(&[(k(i), Some(e(i)))]);
+        }
+        let mut down = StateMap::default();
+        for i in (0..n).rev() {
+            down = down.with_changes(&[(k(i), Some(e(i + 1)))]);
+        }
+        let down = down.with_changes(&(0..n).map(|i| (k(i), Some(e(i)))).collect::<Vec<_>>());
+        let edited = direct
+            .with_changes(&[(k(7), None), (k(100), Some(e(5)))])
+            .with_changes(&[(k(7), Some(e(7))), (k(100), Some(e(100)))]);
+        let layout = |m: &StateMap| m.chunks().map(|c| c.entries().len()).collect::<Vec<_>>();
+        for m in [&up, &down, &edited] {
+            assert_eq!(*m, direct);
+            assert_eq!(layout(m), layout(&direct));
+        }
+        let avg = n as usize / direct.chunk_count();
+        assert!((chunk_target(n as usize) / 4..=chunk_target(n as usize) * 2).contains(&avg), "average chunk {avg}");
     }
 
     #[test]

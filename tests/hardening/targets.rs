@@ -472,7 +472,7 @@ fn check_room(room: &mut Room, src: &mut dyn Source) {
         }
         for dir in [Direction::Forward, Direction::Backward] {
             let shift = src.below(64);
-            let _ = queries::timestamp_to_event(room, origin, (src.next_u64() as i64) >> shift, dir);
+            let _ = queries::timestamp_to_event(room, origin, i128::from((src.next_u64() as i64) >> shift), dir);
         }
     }
     let _ = roomdag::export::graph_json(room);
