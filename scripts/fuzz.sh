@@ -5,7 +5,7 @@
 #   bash scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # Defaults: 60 seconds, every target (canonical_json pdu_parse redaction
-# ingest). Works on stable Rust: libFuzzer builds without a sanitizer
+# ingest xmatrix router). Works on stable Rust: libFuzzer builds without a sanitizer
 # (`--sanitizer none`, the code under test is safe Rust); set
 # FUZZ_TOOLCHAIN=nightly FUZZ_SANITIZER=address to use ASan on nightly.
 # FUZZ_JOBS=N runs N targets at once (default: 1). Installs cargo-fuzz
@@ -21,7 +21,7 @@ SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(canonical_json pdu_parse redaction ingest)
+  TARGETS=(canonical_json pdu_parse redaction ingest xmatrix router)
 fi
 JOBS="${FUZZ_JOBS:-1}"
 SANITIZER="${FUZZ_SANITIZER:-none}"
@@ -69,6 +69,18 @@ for name in sorted(os.listdir(fixtures)):
         with open(os.path.join(out, hashlib.sha1(data).hexdigest()), "wb") as g:
             g.write(data)
 PY
+      ;;
+    xmatrix)
+      printf '%s' 'X-Matrix origin="a.example",destination="b.example",key="ed25519:1",sig="ZHVtbXk"' >"$dir/quoted"
+      printf '%s' 'X-Matrix origin=a.example,key=ed25519:a_b,sig=ZHVtbXk' >"$dir/unquoted"
+      printf 'x-matrix  ORIGIN = "[::1]:8448" ,\tKey="ed25519:1", sig="ZH\\"V"' >"$dir/spaces"
+      ;;
+    router)
+      printf '%s' 'GET /_matrix/federation/v1/state_ids/%21r%3Aa.example?event_id=%24e' >"$dir/state_ids"
+      printf '%s' 'GET /_matrix/federation/v1/backfill/!r:a.example?v=$e&v=$f&limit=10' >"$dir/backfill"
+      printf '%s' 'POST /_matrix/federation/v1/get_missing_events/!r:a.example' >"$dir/gme"
+      printf '%s' 'PUT /_matrix/federation/v1/send/txn1' >"$dir/send"
+      printf '%s' 'GET /_matrix/key/v2/server' >"$dir/keys"
       ;;
     ingest)
       # Choice streams: a few byte patterns (long prefixes, many mutations).

@@ -117,6 +117,94 @@ fn run_text_target(name: &str, iterations: usize, seed: u64, target: fn(&[u8])) 
     eprintln!("random_inputs::{name}: {iterations} inputs in {t:.2?}");
 }
 
+/// Header-like text: real headers (signed by the fixtures' servers'
+/// shapes), damaged byte-wise, with random parameters spliced in.
+fn header_input(rng: &mut Rng) -> Vec<u8> {
+    let base = *pick(
+        rng,
+        &[
+            r#"X-Matrix origin="a.example",destination="b.example",key="ed25519:1",sig="ZHVtbXk""#,
+            r#"X-Matrix origin=a.example,key="ed25519:a_b",sig=ZHVtbXk"#,
+            "X-Matrix   origin = \"a.example:8448\" ,\tkey=\"ed25519:1\", sig=\"ZHV\\\"tbXk\"",
+            r#"x-matrix ORIGIN="[::1]:8448",Key="ed25519:1",SIG="ZHVtbXk=""#,
+            "Bearer abc",
+            "X-Matrix",
+        ],
+    );
+    let mut s = base.to_string();
+    for _ in 0..rng.below(3) {
+        let extra =
+            *pick(rng, &[",origin=x.y", ",destination=\"\"", ",foo=\"\\\"", ",,", " ,key=k", ",sig=!!", "\"", "="]);
+        let at = rng.below(s.len() + 1);
+        if s.is_char_boundary(at) {
+            s.insert_str(at, extra);
+        }
+    }
+    if rng.one_in(3) {
+        mutate_bytes(rng, s.as_bytes())
+    } else {
+        s.into_bytes()
+    }
+}
+
+/// Request lines: real federation paths with random methods, room and
+/// event IDs (escaped or not), query strings and damage.
+fn request_input(rng: &mut Rng) -> Vec<u8> {
+    let method = *pick(rng, &["GET", "PUT", "POST", "DELETE", "get", ""]);
+    let id = *pick(rng, &["!r:a.example", "%21r%3Aa.example", "$e", "%24e%2Fx", "%ff%fe", "%", "%2", "a%00b", ""]);
+    let path = *pick(
+        rng,
+        &[
+            "/_matrix/federation/v1/state_ids/ID?event_id=ID",
+            "/_matrix/federation/v1/backfill/ID?v=ID&v=ID&limit=10",
+            "/_matrix/federation/v1/get_missing_events/ID",
+            "/_matrix/federation/v1/timestamp_to_event/ID?ts=1&dir=b",
+            "/_matrix/federation/v1/event/ID",
+            "/_matrix/federation/v1/send/ID",
+            "/_matrix/federation/v1/version",
+            "/_matrix/key/v2/server/ID",
+            "/_matrix/federation/v2/ID",
+            "/ID//ID/",
+            "ID",
+        ],
+    );
+    let line = format!("{method} {}", path.replace("ID", id));
+    if rng.one_in(3) {
+        mutate_bytes(rng, line.as_bytes())
+    } else {
+        line.into_bytes()
+    }
+}
+
+fn run_generated(name: &str, iterations: usize, seed: u64, gen: fn(&mut Rng) -> Vec<u8>, target: fn(&[u8])) {
+    let mut rng = Rng::new(seed);
+    let ((), t) = timed(|| {
+        for i in 0..iterations {
+            let input = gen(&mut rng);
+            if let Err(e) = std::panic::catch_unwind(|| target(&input)) {
+                let msg =
+                    e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+                panic!(
+                    "{name}: iteration {i} (seed {seed}) failed: {}\ninput: {}",
+                    msg.unwrap_or_default(),
+                    String::from_utf8_lossy(&input)
+                );
+            }
+        }
+    });
+    eprintln!("random_inputs::{name}: {iterations} inputs in {t:.2?}");
+}
+
+#[test]
+fn xmatrix_header_random_inputs() {
+    run_generated("xmatrix", size(20_000, 500_000), 11, header_input, targets::xmatrix);
+}
+
+#[test]
+fn request_router_random_inputs() {
+    run_generated("router", size(20_000, 500_000), 12, request_input, targets::router);
+}
+
 #[test]
 fn canonical_json_random_inputs() {
     run_text_target("canonical", size(20_000, 300_000), 1, targets::canonical);

@@ -517,3 +517,79 @@ pub fn ingest(src: &mut dyn Source, corpus: &Corpus, limits: IngestLimits) -> In
     }
     stats
 }
+
+// ---------------------------------------------------------------------------
+// X-Matrix Authorization header
+
+/// The `Authorization: X-Matrix …` parser on any text. A header that parses
+/// has a valid origin, an `ed25519:` key and base64 signature, and what
+/// servers send for it (`to_header`, every value quoted) parses back to
+/// the same fields; a header that does not parse gives the 401/400 error a
+/// request would get (never a panic).
+pub fn xmatrix(data: &[u8]) {
+    use roomdag::http::xmatrix::{XMatrix, XMatrixError};
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    match XMatrix::parse(text) {
+        Ok(x) => {
+            assert!(!x.origin.is_empty(), "empty origin from {text:?}");
+            assert!(x.key.starts_with("ed25519:") && x.key.len() > 8, "key {:?} from {text:?}", x.key);
+            let again = XMatrix::parse(&x.to_header())
+                .unwrap_or_else(|e| panic!("{text:?} → {:?} does not parse again: {e}", x.to_header()));
+            assert_eq!(again, x, "round trip of {text:?}");
+            // Parameter names are case-insensitive and the scheme too.
+            let shouted = x.to_header().replacen("X-Matrix", "x-MATRIX", 1).replacen("origin=", "ORIGIN=", 1);
+            assert_eq!(XMatrix::parse(&shouted).as_ref(), Ok(&x), "case-insensitive names: {shouted:?}");
+        }
+        Err(e) => {
+            // A scheme other than X-Matrix is "no credentials", not an error.
+            let scheme = text.trim_matches([' ', '\t']).split([' ', '\t']).next().unwrap_or("");
+            if matches!(e, XMatrixError::NotXMatrix) {
+                let params = text.trim_matches([' ', '\t']).split_once([' ', '\t']);
+                assert!(!scheme.eq_ignore_ascii_case("X-Matrix") || params.is_none(), "{text:?}: {e}");
+            }
+            assert!(!e.to_string().is_empty());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// federation request routing
+
+/// The request-target parser and the router on `METHOD SP TARGET` text.
+/// Every failure is a 4xx with an errcode; a routed request's room ID (for
+/// room endpoints) is the percent-decoded path segment; a target without
+/// escapes decodes to its own segments.
+pub fn router(data: &[u8]) {
+    use roomdag::http::{route, Endpoint, Target};
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let (method, raw) = text.split_once(' ').unwrap_or(("GET", text));
+    let target = match Target::parse(raw) {
+        Ok(t) => t,
+        Err(e) => {
+            assert_eq!(e.status, 400, "{raw:?}: {e:?}");
+            return;
+        }
+    };
+    let path = raw.split_once('?').map_or(raw, |(p, _)| p);
+    if !path.contains('%') {
+        let plain: Vec<&str> = path.split('/').skip(1).collect();
+        assert_eq!(target.segments, plain, "{raw:?}");
+    }
+    match route(method, &target) {
+        Ok(endpoint) => {
+            assert_eq!(target.segments.first().map(String::as_str), Some("_matrix"));
+            if let Some(room) = endpoint.room_id() {
+                assert_eq!(Some(room), target.segments.last().map(String::as_str), "{raw:?}");
+            }
+            if let Endpoint::Version | Endpoint::ServerKeys = endpoint {
+                assert!(!endpoint.needs_auth());
+            } else {
+                assert!(endpoint.needs_auth(), "{endpoint:?} must need X-Matrix auth");
+            }
+        }
+        Err(e) => {
+            assert!(matches!(e.status, 404 | 405), "{method} {raw:?}: {e:?}");
+            assert_eq!(e.body()["errcode"], "M_UNRECOGNIZED");
+        }
+    }
+}
