@@ -3,6 +3,8 @@
 //   cargo-test       unit tests, ported vectors, the fixture replay vs Synapse
 //   wasm32-build     the crate builds for wasm32-unknown-unknown
 //   conformance-cli  the release CLI scored by the oracle's own compare.py
+//   synapse-diff     differential fuzzing against Synapse itself (installs it
+//                    into .roomdag/oracle-venv unless ROOMDAG_ORACLE_PYTHON is set)
 //   package          npm run build: the .wasm and loaders into pkg/
 //   types            the published TypeScript types, strict
 //   node             the JS API in Node: stores, signed HTTP, CLI parity, packaging
@@ -10,7 +12,7 @@
 //   worker           workerd (wrangler dev): the Worker end to end, DO storage
 // Set ROOMDAG_TEST_ONLY=tier1,tier2 to run a subset.
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, mkdtempSync } from "node:fs";
+import { existsSync, readdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -47,7 +49,43 @@ const tiers = {
       run("python3", [join(shared, "oracle/compare.py"), expected, answers, "--show", "3"]);
     }
   },
+  "synapse-diff": () => {
+    const python = oraclePython();
+    const test = (filter, env) =>
+      run("cargo", ["test", "--release", "--test", "hardening", filter, "--", "--ignored", "--nocapture"], {
+        env: { ...process.env, ROOMDAG_ORACLE_PYTHON: python, ...env },
+      });
+    // Cheap mode: a few mutated + re-signed runs per fixture, a few fresh
+    // generated rooms (high fork and bad rates). The long mode is in
+    // tests/hardening/oracle_diff.rs.
+    for (const fixture of ["v11-forky-2k", "v12-forky-1k", "v3-500"]) {
+      test("oracle_diff::oracle_diff", { ROOMDAG_ORACLE_DIFF_FIXTURE: fixture, ROOMDAG_ORACLE_DIFF_RUNS: "3" });
+    }
+    test("oracle_diff::oracle_generated_rooms", { ROOMDAG_ORACLE_GEN_RUNS: "4" });
+  },
 };
+
+/** A Python that imports Synapse at the oracle's pinned version. */
+function oraclePython() {
+  if (process.env.ROOMDAG_ORACLE_PYTHON) return process.env.ROOMDAG_ORACLE_PYTHON;
+  const pin = /SYNAPSE_VERSION:-([0-9.]+)/.exec(readFileSync(join(shared, "oracle/setup.sh"), "utf8"))?.[1] ?? "1.163.2";
+  const works = (py) =>
+    existsSync(py) &&
+    spawnSync(py, ["-c", `import synapse, signedjson, canonicaljson, nacl; assert synapse.__version__.split()[0] == "${pin}"`]).status === 0;
+  const sharedVenv = join(shared, "oracle/.venv/bin/python");
+  if (works(sharedVenv)) return sharedVenv;
+  const venv = join(root, ".roomdag/oracle-venv");
+  const py = join(venv, "bin/python");
+  if (!works(py)) {
+    const base = ["python3.11", "python3.12", "python3"].find((p) => spawnSync(p, ["--version"]).status === 0);
+    if (!base) throw new Error("synapse-diff: no python3 to install Synapse with");
+    console.log(`synapse-diff: installing matrix-synapse ${pin} into ${venv}`);
+    run(base, ["-m", "venv", venv]);
+    run(py, ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", `matrix-synapse==${pin}`, "signedjson", "canonicaljson", "PyNaCl"]);
+    if (!works(py)) throw new Error(`synapse-diff: ${py} cannot import synapse ${pin}`);
+  }
+  return py;
+}
 
 Object.assign(tiers, {
   package: () => run("node", ["scripts/build.mjs"]),

@@ -4,8 +4,10 @@
 //! and state resolution) and by roomdag; every per-event status, state
 //! digest, the extremities, current state and query answers must agree.
 //!
-//! Needs the oracle's venv (`bash ../shared/oracle/setup.sh`), so it is
-//! `#[ignore]`d: run it with
+//! Needs Synapse (`$ROOMDAG_ORACLE_PYTHON`, or the oracle's venv from
+//! `bash ../shared/oracle/setup.sh`), so it is `#[ignore]`d in `cargo
+//! test`; `npm test`'s `synapse-diff` tier installs Synapse and runs a
+//! cheap mode of both tests. The long mode:
 //!
 //! ```sh
 //! ROOMDAG_ORACLE_DIFF_RUNS=20 cargo test --release --test hardening oracle_diff -- --ignored --nocapture
@@ -33,9 +35,25 @@ fn oracle_dir() -> PathBuf {
     fixtures_dir().join("../oracle")
 }
 
+/// The oracle's Python: `$ROOMDAG_ORACLE_PYTHON` (what `npm test` sets up),
+/// else the shared venv of `../shared/oracle/setup.sh`.
 fn oracle_python() -> Option<PathBuf> {
-    let p = oracle_dir().join(".venv/bin/python");
+    let p = match std::env::var_os("ROOMDAG_ORACLE_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => oracle_dir().join(".venv/bin/python"),
+    };
     p.exists().then_some(p)
+}
+
+/// These tests only run when asked for (`--ignored`): without Synapse they
+/// fail, rather than pass having compared nothing.
+fn require_oracle_python() -> PathBuf {
+    oracle_python().unwrap_or_else(|| {
+        panic!(
+            "no Synapse oracle: set ROOMDAG_ORACLE_PYTHON to a Python with matrix-synapse, or run {}",
+            oracle_dir().join("setup.sh").display()
+        )
+    })
 }
 
 /// Hashes and signs like the origin server (content hash, then a signature
@@ -229,12 +247,9 @@ fn load(path: &Path) -> Value {
 }
 
 #[test]
-#[ignore = "needs ../shared/oracle/.venv (Synapse); run with --ignored"]
+#[ignore = "needs Synapse (ROOMDAG_ORACLE_PYTHON or ../shared/oracle/.venv); npm test runs it"]
 fn oracle_diff() {
-    let Some(python) = oracle_python() else {
-        eprintln!("oracle_diff: no {}: run ../shared/oracle/setup.sh", oracle_dir().join(".venv").display());
-        return;
-    };
+    let python = require_oracle_python();
     let runs: u64 = std::env::var("ROOMDAG_ORACLE_DIFF_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let first: u64 = std::env::var("ROOMDAG_ORACLE_DIFF_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     let base_name = std::env::var("ROOMDAG_ORACLE_DIFF_FIXTURE").unwrap_or_else(|_| "v11-forky-2k".into());
@@ -339,12 +354,9 @@ fn oracle_diff() {
 /// ROOMDAG_ORACLE_GEN_RUNS=20 cargo test --release --test hardening oracle_generated_rooms -- --ignored --nocapture
 /// ```
 #[test]
-#[ignore = "needs ../shared/oracle/.venv (Synapse); run with --ignored"]
+#[ignore = "needs Synapse (ROOMDAG_ORACLE_PYTHON or ../shared/oracle/.venv); npm test runs it"]
 fn oracle_generated_rooms() {
-    let Some(python) = oracle_python() else {
-        eprintln!("oracle_generated_rooms: no oracle venv: run ../shared/oracle/setup.sh");
-        return;
-    };
+    let python = require_oracle_python();
     let runs: u64 = std::env::var("ROOMDAG_ORACLE_GEN_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
     let first: u64 = std::env::var("ROOMDAG_ORACLE_GEN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     let root = std::env::temp_dir().join("roomdag-oracle-gen");
