@@ -185,7 +185,7 @@ test("v11-forky-2k: load, click, state digest, keyboard, date jump, filter, back
     const keys = Object.fromEntries(Object.entries(small.servers).map(([s, v]) => [s, v.verify_keys]));
     writeFileSync(keyed, JSON.stringify({ trusted_keys: keys }) + "\n" + readFileSync(ndjson, "utf8"));
     await page.setInputFiles("#file-input", keyed);
-    await waitState(page, "verified");
+    await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("v10-linear-200-keys.ndjson:") && document.body.dataset.state === "verified");
     const small2 = api.roomFromFixture(readFixtureFile("v10-linear-200")).exportGraph();
     assert.match(await text(page, "[data-testid=event-count]"), new RegExp(`^${small2.events.length} `));
 

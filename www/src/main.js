@@ -126,9 +126,15 @@ function chooseRenderer(n) {
   graph.setWebgl(pick === "webgl" ? webgl.available : pick === "auto" ? webgl.hardware && n > 5000 : false);
 }
 
+/** A new load supersedes any running one; `data-state` says "loading" until it is drawn or verified. */
+function beginLoad() {
+  document.body.dataset.state = "loading";
+  return ++app.loadToken;
+}
+
 /** A file's bytes: a fixture, or loose PDUs. */
 async function loadBytes(bytes, title, source) {
-  const token = ++app.loadToken;
+  const token = beginLoad();
   setStatus(`Reading ${title}…`);
   const parsed = parseRoomFile(bytes);
   performance.mark("roomdag:parsed");
@@ -212,7 +218,7 @@ async function loadPdus(parsed, title, source, token) {
 async function trustPending() {
   const p = app.pendingPdus;
   if (!p) return;
-  const token = ++app.loadToken;
+  const token = beginLoad();
   showBanner();
   setStatus(`${p.title}: replaying ${p.pdus.length} PDUs with trusted signatures…`);
   try {
@@ -229,6 +235,7 @@ async function trustPending() {
 }
 
 async function loadFile(file) {
+  document.body.dataset.state = "loading";
   try {
     await loadBytes(await bytesOf(file), file.name, "file");
   } catch (e) {
@@ -248,7 +255,7 @@ async function loadUrl(url) {
 }
 
 async function openSaved(roomId) {
-  const token = ++app.loadToken;
+  const token = beginLoad();
   try {
     setStatus(`Opening ${roomId} from this browser's store…`);
     app.engine = null;
@@ -266,7 +273,7 @@ async function openSaved(roomId) {
 }
 
 async function openRemote(roomId) {
-  const token = ++app.loadToken;
+  const token = beginLoad();
   try {
     setStatus(`Fetching ${roomId} from the server…`);
     showBanner();
