@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `node scripts/bench.mjs [--worker] [--write]`: roomdag's benchmarks in one run.
 //   native replay of v11-20k (time, peak RSS), sequential and --parallel;
-//   the Synapse oracle (expect.py) on the same room, when oracle/.venv exists;
+//   the Synapse oracle (expect.py) on the same room, when Synapse is installed;
 //   the wasm CLI in Node on the same room; the .wasm size;
 //   cargo bench --bench engine (per-query latencies);
 //   /state_ids through handleFederationRequest in Node on the 20k room;
@@ -64,8 +64,11 @@ const par = timed(3, bin, ["replay", fx, "--queries", qs, "-o", "/dev/null", "--
 say(`| roomdag native CLI, --parallel | ${par.secs.toFixed(2)} s | ${par.mb.toFixed(1)} MiB | ${((par.mb * 2 ** 20) / rawBytes).toFixed(2)}× |`);
 const wasmRun = timed(3, process.execPath, [join(root, "pkg", "cli.mjs"), "replay", fx, "--queries", qs, "-o", "/dev/null"]);
 say(`| roomdag wasm CLI in Node (${(wasmRun.secs / nat.secs).toFixed(2)}× native) | ${wasmRun.secs.toFixed(2)} s | ${wasmRun.mb.toFixed(1)} MiB | — |`);
-const py = join(shared, "oracle", ".venv", "bin", "python");
-if (existsSync(py)) {
+// The oracle's Python: $ROOMDAG_ORACLE_PYTHON, oracle/setup.sh's venv, or the one `npm test` installs.
+const py = [process.env.ROOMDAG_ORACLE_PYTHON, join(shared, "oracle", ".venv", "bin", "python"), join(root, ".roomdag", "oracle-venv", "bin", "python")].find(
+  (p) => p && existsSync(p),
+);
+if (py) {
   const orc = timed(1, py, [join(shared, "oracle", "expect.py"), fx, "--queries", "400", "--seed", "17", "--gzip", "-o", os.tmpdir()], { cwd: join(shared, "oracle") });
   say(`| Synapse oracle (oracle/expect.py, Synapse's own code) | ${orc.secs.toFixed(2)} s | ${orc.mb.toFixed(1)} MiB | — |`);
 }

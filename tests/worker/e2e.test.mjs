@@ -99,6 +99,37 @@ test("a restarted Worker still has every stored event", { timeout: 300_000 }, as
   assert.equal(JSON.stringify(norm(q.endpoint, got, q.expect)), JSON.stringify(norm(q.endpoint, q.expect)));
 });
 
+test("GET /event finds an event of any room through the event index; unknown IDs are 404", { timeout: 120_000 }, async () => {
+  // A second room, made here and signed by one of the fixture's servers.
+  const origin = Object.keys(room.servers)[0];
+  const s = room.servers[origin];
+  const key = { roomVersion: "11", server: origin, keyId: Object.keys(s.verify_keys)[0], seed: s.signing_key_seed };
+  const user = `@indexer:${origin}`;
+  const roomId = `!event-index-test:${origin}`;
+  const base = { room_id: roomId, sender: user, origin_server_ts: 1_700_000_000_000 };
+  const create = signPdu({ ...base, type: "m.room.create", state_key: "", content: { room_version: "11" }, depth: 1, prev_events: [], auth_events: [] }, key);
+  const join = signPdu(
+    { ...base, type: "m.room.member", state_key: user, content: { membership: "join" }, depth: 2, prev_events: [create.eventId], auth_events: [create.eventId] },
+    key,
+  );
+  const sent = await client.request(origin, "PUT", "/_matrix/federation/v1/send/event-index", { origin, origin_server_ts: 1, pdus: [create.pdu, join.pdu] });
+  assert.equal(sent.status, 200);
+  assert.deepEqual(sent.body.pdus, { [create.eventId]: {}, [join.eventId]: {} });
+
+  const event = (id) => client.request(origin, "GET", `/_matrix/federation/v1/event/${encodeURIComponent(id)}`);
+  const r = await event(join.eventId);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.deepEqual(r.body.pdus[0].content, join.pdu.content);
+  // …and the fixture room's events still resolve to the fixture room.
+  const q = expected.queries.find((x) => x.endpoint === "event" && x.expect.status === 200);
+  assert.equal(JSON.stringify(norm(q.endpoint, await client.answer(q), q.expect)), JSON.stringify(norm(q.endpoint, q.expect)));
+  for (const id of ["$notAnEventAnywhere0000000000000000000000000", "$" + "A".repeat(43)]) {
+    const r = await event(id);
+    assert.equal(r.status, 404, JSON.stringify(r.body));
+    assert.equal(r.body.errcode, "M_NOT_FOUND");
+  }
+});
+
 test("admin API: bearer token required; NDJSON import streams progress", async () => {
   const denied = await fetch(`${worker.url}/_roomdag/admin/rooms`);
   assert.equal(denied.status, 401);

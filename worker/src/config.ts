@@ -4,6 +4,8 @@
 export interface Env {
   ROOMS: DurableObjectNamespace;
   DIRECTORY: DurableObjectNamespace;
+  /** Event ID → room ID, in `EVENT_INDEX_SHARDS` shards (for `GET /event`). */
+  EVENT_INDEX: DurableObjectNamespace;
   ASSETS?: { fetch(request: Request): Promise<Response> };
   /** Our server name, e.g. `matrix.example.org`. */
   SERVER_NAME?: string;

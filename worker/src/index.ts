@@ -9,9 +9,9 @@
 import { FederationServer, groupPdusByRoom, publicKeyOf } from "../../pkg/workerd.js";
 import type { Outcome } from "../../pkg/roomdag.js";
 import { configOf, ConfigError, type Config, type Env } from "./config.js";
-import type { RoomInfo, RoomObject, DirectoryObject } from "./room.js";
+import { eventIndexShard, type RoomInfo, type RoomObject, type DirectoryObject } from "./room.js";
 
-export { RoomObject, DirectoryObject } from "./room.js";
+export { RoomObject, DirectoryObject, EventIndexObject } from "./room.js";
 
 type RoomStub = DurableObjectStub<RoomObject>;
 
@@ -43,7 +43,14 @@ class RemoteRoom {
   }
 }
 
-/** Rooms on Durable Objects, found by room ID (and, for /event, by asking each room). */
+/**
+ * Environments in which every room is known to be in the event index: then
+ * an index miss is a 404 without asking the directory. (Once complete, the
+ * index stays complete: new rooms index every ingest.)
+ */
+const directoryComplete = new WeakSet<Env>();
+
+/** Rooms on Durable Objects, found by room ID (and, for /event, through the event index). */
 class DurableRooms {
   constructor(private env: Env) {}
   async get(roomId: string): Promise<RemoteRoom | undefined> {
@@ -57,9 +64,21 @@ class DurableRooms {
     await directory(this.env).add(roomId, roomVersion);
     return new RemoteRoom(stub, info.roomVersion as string);
   }
+  /**
+   * One call to the event's index shard. On a miss, only rooms not yet in
+   * the index (stored before it existed, and not started since) are asked;
+   * asking starts them, and a started room indexes itself.
+   */
   async findEvent(eventId: string): Promise<RemoteRoom | undefined> {
-    const rooms = await directory(this.env).list();
-    const hits = await Promise.all(rooms.map(async (r) => ((await roomStub(this.env, r.roomId).hasEvent(eventId)) ? r : undefined)));
+    const roomId = await eventIndexShard(this.env, eventId).find(eventId);
+    if (roomId) return this.get(roomId);
+    if (directoryComplete.has(this.env)) return undefined;
+    const pending = await directory(this.env).unindexed();
+    if (pending.length === 0) {
+      directoryComplete.add(this.env);
+      return undefined;
+    }
+    const hits = await Promise.all(pending.map(async (r) => ((await roomStub(this.env, r.roomId).hasEvent(eventId)) ? r : undefined)));
     const hit = hits.find(Boolean);
     return hit ? new RemoteRoom(roomStub(this.env, hit.roomId), hit.roomVersion) : undefined;
   }

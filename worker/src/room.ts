@@ -1,8 +1,10 @@
 // Durable Objects: one `RoomObject` per room (the room's single writer, on
-// SQLite-backed storage), and one `DirectoryObject` listing the rooms.
+// SQLite-backed storage), one `DirectoryObject` listing the rooms, and
+// `EVENT_INDEX_SHARDS` `EventIndexObject`s mapping event IDs to rooms (for
+// `GET /event/{eventId}`, which names no room).
 import { DurableObject } from "cloudflare:workers";
 import { DurableObjectStore, KeyFetcher, KeyRing, RoomEngine, pinKeys } from "../../pkg/workerd.js";
-import type { Outcome, QueryResult, Graph, EventDetails, StateSnapshot } from "../../pkg/roomdag.js";
+import type { Outcome, QueryResult, Graph, EventDetails, StateSnapshot, StoredRecord } from "../../pkg/roomdag.js";
 import { configOf, type Env } from "./config.js";
 
 export interface RoomInfo {
@@ -11,6 +13,37 @@ export interface RoomInfo {
   roomVersion: string | null;
   eventCount: number;
 }
+
+/** Shards of the event → room index: an ingest writes to at most this many objects. */
+export const EVENT_INDEX_SHARDS = 16;
+
+/** The index shard holding an event ID (FNV-1a of its UTF-16 code units). */
+export function eventIndexShard(env: Env, eventId: string): DurableObjectStub<EventIndexObject> {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < eventId.length; i++) h = Math.imul(h ^ eventId.charCodeAt(i), 0x01000193);
+  const shard = (h >>> 0) % EVENT_INDEX_SHARDS;
+  return env.EVENT_INDEX.get(env.EVENT_INDEX.idFromName(`events-${shard}`)) as unknown as DurableObjectStub<EventIndexObject>;
+}
+
+function directoryStub(env: Env): DurableObjectStub<DirectoryObject> {
+  return env.DIRECTORY.get(env.DIRECTORY.idFromName("directory")) as unknown as DurableObjectStub<DirectoryObject>;
+}
+
+/** Records `eventIds` as events of `roomId`, one call per shard touched, in parallel. */
+async function indexEvents(env: Env, roomId: string, eventIds: string[]): Promise<void> {
+  const byShard = new Map<string, { stub: DurableObjectStub<EventIndexObject>; ids: string[] }>();
+  for (const id of eventIds) {
+    const stub = eventIndexShard(env, id);
+    const key = stub.id.toString();
+    let g = byShard.get(key);
+    if (!g) byShard.set(key, (g = { stub, ids: [] }));
+    g.ids.push(id);
+  }
+  await Promise.all([...byShard.values()].map((g) => g.stub.add(roomId, g.ids)));
+}
+
+/** Storage key: set once every stored event of the room is in the event index. */
+const INDEXED = "roomdag:event-index:v1";
 
 /** One room: loads its records on start, then serves ingests and queries. */
 export class RoomObject extends DurableObject<Env> {
@@ -27,7 +60,15 @@ export class RoomObject extends DurableObject<Env> {
     this.#store = new DurableObjectStore(ctx.storage);
     ctx.blockConcurrencyWhile(async () => {
       const loaded = await this.#store.load();
-      if (loaded.roomVersion) this.#engine = await RoomEngine.open({ store: this.#store });
+      if (!loaded.roomVersion) return;
+      this.#engine = await RoomEngine.open({ store: this.#store });
+      // A room stored before the event index existed indexes itself once.
+      const roomId = this.#engine.roomId;
+      if (roomId && !(await ctx.storage.get<boolean>(INDEXED))) {
+        await indexEvents(env, roomId, loaded.records.map((r: StoredRecord) => r.eventId));
+        await ctx.storage.put(INDEXED, true);
+        await directoryStub(env).markIndexed(roomId);
+      }
     });
   }
 
@@ -37,7 +78,10 @@ export class RoomObject extends DurableObject<Env> {
   }
 
   async create(roomVersion: string): Promise<RoomInfo> {
-    this.#engine ??= await RoomEngine.open({ store: this.#store, roomVersion: roomVersion as "11" });
+    if (!this.#engine) {
+      this.#engine = await RoomEngine.open({ store: this.#store, roomVersion: roomVersion as "11" });
+      await this.ctx.storage.put(INDEXED, true); // no events yet; each ingest indexes its own
+    }
     return this.info();
   }
 
@@ -53,7 +97,12 @@ export class RoomObject extends DurableObject<Env> {
   async ingest(pdus: string[], trustKeys?: Record<string, Record<string, string>>): Promise<Outcome[]> {
     if (trustKeys) pinKeys(this.#ring, trustKeys);
     await this.#keys.ensureForPdus(pdus);
-    return this.#room().ingest(pdus, this.#ring);
+    const room = this.#room();
+    const outcomes: Outcome[] = await room.ingest(pdus, this.#ring);
+    // Duplicates too: a retry after a failed index write completes it.
+    const stored = outcomes.flatMap((o) => (o.status === "dropped" || !o.eventId ? [] : [o.eventId]));
+    if (stored.length && room.roomId) await indexEvents(this.env, room.roomId, stored);
+    return outcomes;
   }
 
   query(method: string, target: string, body: string | undefined, origin: string, serverName: string, nowMs: number): QueryResult<unknown> {
@@ -81,17 +130,60 @@ export class RoomObject extends DurableObject<Env> {
   }
 }
 
-/** The list of rooms this server hosts (room creation is rare: one object suffices). */
+/**
+ * The list of rooms this server hosts (room creation is rare: one object
+ * suffices), and which of them are not yet in the event index (rooms stored
+ * by a roomdag without one, until their object next starts).
+ */
 export class DirectoryObject extends DurableObject<Env> {
+  async #rooms(): Promise<Record<string, string>> {
+    return (await this.ctx.storage.get<Record<string, string>>("rooms")) ?? {};
+  }
+
+  async #indexed(): Promise<Record<string, boolean> | undefined> {
+    return this.ctx.storage.get<Record<string, boolean>>("indexed");
+  }
+
   async add(roomId: string, roomVersion: string): Promise<void> {
-    const rooms = ((await this.ctx.storage.get<Record<string, string>>("rooms")) ?? {}) as Record<string, string>;
+    const rooms = await this.#rooms();
+    const indexed = (await this.#indexed()) ?? Object.fromEntries(Object.keys(rooms).map((r) => [r, false]));
     if (rooms[roomId]) return;
     rooms[roomId] = roomVersion;
-    await this.ctx.storage.put("rooms", rooms);
+    indexed[roomId] = true; // created empty: every ingest indexes its events
+    await this.ctx.storage.put({ rooms, indexed });
+  }
+
+  async markIndexed(roomId: string): Promise<void> {
+    const indexed = (await this.#indexed()) ?? {};
+    indexed[roomId] = true;
+    await this.ctx.storage.put("indexed", indexed);
   }
 
   async list(): Promise<{ roomId: string; roomVersion: string }[]> {
-    const rooms = ((await this.ctx.storage.get<Record<string, string>>("rooms")) ?? {}) as Record<string, string>;
-    return Object.entries(rooms).map(([roomId, roomVersion]) => ({ roomId, roomVersion }));
+    return Object.entries(await this.#rooms()).map(([roomId, roomVersion]) => ({ roomId, roomVersion }));
+  }
+
+  /** Rooms whose events may be missing from the event index (normally none). */
+  async unindexed(): Promise<{ roomId: string; roomVersion: string }[]> {
+    const indexed = (await this.#indexed()) ?? {};
+    return (await this.list()).filter((r) => indexed[r.roomId] !== true);
+  }
+}
+
+/** One shard of the event ID → room ID index. */
+export class EventIndexObject extends DurableObject<Env> {
+  /** Records events of a room; an event ID already recorded keeps its first room. */
+  async add(roomId: string, eventIds: string[]): Promise<void> {
+    // Storage calls take at most 128 keys.
+    for (let i = 0; i < eventIds.length; i += 128) {
+      const ids = eventIds.slice(i, i + 128);
+      const known = await this.ctx.storage.get<string>(ids);
+      const fresh = ids.filter((id) => !known.has(id));
+      if (fresh.length) await this.ctx.storage.put(Object.fromEntries(fresh.map((id) => [id, roomId])));
+    }
+  }
+
+  async find(eventId: string): Promise<string | undefined> {
+    return this.ctx.storage.get<string>(eventId);
   }
 }
