@@ -386,6 +386,11 @@ export class FederationServer {
    * @param {(server: string) => string} [opts.keyServerUrl] base URL of a server (default `https://{server}`)
    * @param {boolean} [opts.autoCreateRooms] accept a create event for an unknown room (default true)
    * @param {() => number} [opts.now] clock, ms since the epoch
+   * @param {number} [opts.txnCacheSize] answered transactions remembered in memory (default 1000)
+   * @param {{get(origin: string, txnId: string): Promise<{status: number, body: unknown} | undefined>,
+   *          put(origin: string, txnId: string, response: {status: number, body: unknown}): Promise<void>}} [opts.transactions]
+   *        a durable log of answered transactions, so that a retried `PUT /send/{txnId}` gets the
+   *        first answer even from another process (a Worker isolate) or after a restart
    */
   constructor(opts) {
     if (!opts?.serverName) throw new RoomdagError("M_UNKNOWN", "serverName is required");
@@ -493,7 +498,14 @@ export class FederationServer {
       const { status, body } = await cached;
       return jsonResponse(status, body);
     }
-    const p = this.#processTxn(origin, bodyText);
+    const log = this.#opts.transactions;
+    const p = (async () => {
+      const logged = await log?.get(origin, txnId);
+      if (logged) return logged;
+      const result = await this.#processTxn(origin, bodyText);
+      if (result.status === 200) await log?.put(origin, txnId, result);
+      return result;
+    })();
     this.#txns.set(key, p);
     let result;
     try {

@@ -296,7 +296,26 @@ export interface FederationServerOptions {
   autoCreateRooms?: boolean;
   now?: () => number;
   keyFetchTimeoutMs?: number;
+  /** Answered transactions remembered in memory (default 1000). */
   txnCacheSize?: number;
+  /**
+   * A durable log of answered transactions: a retried `PUT /send/{txnId}`
+   * from the same origin gets the first answer even when it reaches another
+   * process (a Worker isolate) or a restarted one.
+   */
+  transactions?: TransactionLog;
+}
+
+/** A transaction's answer, as a `TransactionLog` keeps it. */
+export interface TransactionResponse {
+  status: number;
+  body: unknown;
+}
+
+/** Where a `FederationServer` keeps the answers of `/send` transactions. */
+export interface TransactionLog {
+  get(origin: ServerName, txnId: string): Promise<TransactionResponse | undefined>;
+  put(origin: ServerName, txnId: string, response: TransactionResponse): Promise<void>;
 }
 
 /** Answers the federation endpoints for the rooms of a directory. */

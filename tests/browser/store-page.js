@@ -1,6 +1,6 @@
 // Runs the store conformance suite against the browser's real IndexedDB.
 import * as api from "../../pkg/web.js";
-import { storeSuite } from "../js/store-suite.mjs";
+import { storeSuite, breakNextIndexedDbAppend } from "../js/store-suite.mjs";
 
 async function main() {
   await api.init(new URL("./roomdag_wasm_bg.wasm", location.href));
@@ -12,13 +12,7 @@ async function main() {
       make: () => new api.IndexedDbStore({ room: `!browser${n++}:test`, database: "roomdag-browser-test" }),
       // A new store object over the same database: what a page reload sees.
       reopen: (s) => s,
-      breakNext: (s) => {
-        const append = s.append.bind(s);
-        s.append = (records, meta) => {
-          s.append = append;
-          return append([...records, { ...records[0], i: Number.NaN }], meta);
-        };
-      },
+      breakNext: breakNextIndexedDbAppend,
     },
   };
   const results = [];

@@ -123,6 +123,39 @@ test("/send is idempotent per (origin, txnId) and never duplicates events", asyn
   assert.equal(engine.eventCount, count, "re-sent PDUs are duplicates, not new events");
 });
 
+test("/send with a transaction log: a retry reaching another server instance gets the first answer", async () => {
+  const { room, expected } = loadFixture("v10-linear-200");
+  const rooms = new RoomDirectory({ createStore: () => new MemoryStore() });
+  const saved = new Map();
+  const log = {
+    get: async (origin, txnId) => saved.get(`${origin} ${txnId}`),
+    put: async (origin, txnId, response) => void saved.set(`${origin} ${txnId}`, structuredClone(response)),
+  };
+  const instance = (transactions) => {
+    const server = new FederationServer({ serverName: SERVER, signingKey: OUR_KEY, rooms, trustedKeys: trustedKeysOf(room), transactions });
+    return new FederationClient({ send: (r) => server.handleFederationRequest(r), destination: SERVER, fixture: room });
+  };
+  const r = expected.events.findIndex((e) => e.status === "rejected");
+  assert.ok(r > 0, "the fixture has a rejected event");
+  const a = instance(log);
+  const o = room.events[r].origin;
+  for (let i = 0; i < r; i += 50) {
+    const pdus = room.events.slice(i, Math.min(i + 50, r)).map((e) => e.pdu);
+    assert.equal((await a.request(o, "PUT", `/_matrix/federation/v1/send/prefix-${i}`, { origin: o, origin_server_ts: 1, pdus })).status, 200);
+  }
+  const body = { origin: o, origin_server_ts: 1, pdus: [room.events[r].pdu] };
+  const first = await a.request(o, "PUT", "/_matrix/federation/v1/send/retry-me", body);
+  assert.equal(typeof first.body.pdus[room.events[r].event_id]?.error, "string", JSON.stringify(first.body));
+  // Another instance (another Worker isolate, or a restart) sharing the log: the same answer.
+  const again = await instance(log).request(o, "PUT", "/_matrix/federation/v1/send/retry-me", body);
+  assert.deepEqual(again.body, first.body);
+  // Without the log, the PDU is a duplicate by then and the answer changes.
+  const forgetful = await instance(undefined).request(o, "PUT", "/_matrix/federation/v1/send/retry-me", body);
+  assert.deepEqual(forgetful.body.pdus[room.events[r].event_id], {});
+  // Only successful answers are logged, under their origin.
+  assert.deepEqual([...saved.keys()].filter((k) => k.endsWith(" retry-me")), [`${o} retry-me`]);
+});
+
 test("server ACL: a denied server gets 403 on queries and per-PDU errors on /send", async () => {
   const { room } = loadFixture("v10-linear-200");
   const { client, rooms } = makeServer(room);

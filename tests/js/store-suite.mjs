@@ -8,6 +8,19 @@
 //   breakNext(store) makes the backend itself fail the next append midway
 //                   (to prove the write is atomic), or undefined to skip
 
+/**
+ * `breakNext` for IndexedDB stores: the next append carries one more record
+ * whose key (`i: NaN`) is not a valid IndexedDB key, so the transaction
+ * aborts after the first puts and the whole batch must vanish.
+ */
+export function breakNextIndexedDbAppend(store) {
+  const append = store.append.bind(store);
+  store.append = (records, meta) => {
+    store.append = append;
+    return append([...records, { ...records[0], i: Number.NaN }], meta);
+  };
+}
+
 export function storeSuite({ api, fixture, make, reopen, breakNext }) {
   const { RoomEngine, KeyRing } = api;
   const keys = new KeyRing();

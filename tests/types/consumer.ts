@@ -14,6 +14,8 @@ import {
   type StateIdsBody,
   type Graph,
   type RoomStore,
+  type TransactionLog,
+  type TransactionResponse,
 } from "roomdag";
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -34,10 +36,19 @@ async function demo(): Promise<void> {
   else expectType<Equal<typeof ids.body.errcode, string>>();
   const graph: Graph = engine.exportGraph();
   expectType<Equal<typeof graph.events[number]["prev"], number[]>>();
+  const answered = new Map<string, TransactionResponse>();
+  const log: TransactionLog = {
+    get: async (origin, txnId) => answered.get(`${origin} ${txnId}`),
+    put: async (origin, txnId, response) => {
+      expectType<Equal<typeof response.status, number>>();
+      answered.set(`${origin} ${txnId}`, response);
+    },
+  };
   const server = new FederationServer({
     serverName: "roomdag.example",
     signingKey: { keyId: "ed25519:1", seed: "x" },
     rooms: new RoomDirectory({ createStore: (roomId) => new IndexedDbStore({ room: roomId }) }),
+    transactions: log,
   });
   const res: Response = await server.handleFederationRequest(new Request("https://roomdag.example/_matrix/federation/v1/version"));
   void res;

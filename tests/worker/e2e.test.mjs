@@ -85,7 +85,25 @@ test("errors: unsigned/forged/wrong destination 401, oversized 400, unknown room
   assert.equal(r.body.errcode, "M_FORBIDDEN");
 });
 
-test("a restarted Worker still has every stored event", { timeout: 300_000 }, async () => {
+test("a restarted Worker still has every stored event, and answers a retried transaction as the first time", { timeout: 300_000 }, async () => {
+  // A PDU from a user who never joined: stored as rejected, answered with an error.
+  const graph = await (await fetch(`${worker.url}/_roomdag/rooms/${encodeURIComponent(room.room_id)}/graph`)).json();
+  const state = (await (await fetch(`${worker.url}/_roomdag/rooms/${encodeURIComponent(room.room_id)}/state`)).json()).state;
+  // The creator's server: not the one the ACL above denies.
+  const origin = (room.creators?.[0] ?? room.events[0].pdu.sender).split(":")[1];
+  const s = room.servers[origin];
+  const stranger = signPdu(
+    {
+      type: "m.room.message", sender: `@stranger:${origin}`, room_id: room.room_id, content: { msgtype: "m.text", body: "let me in" },
+      origin_server_ts: Date.now(), depth: 1_000_001, prev_events: graph.forward_extremities.map((i) => graph.events[i].event_id),
+      auth_events: [state["m.room.power_levels\u0000"]].concat(room.room_version === "12" ? [] : [state["m.room.create\u0000"]]),
+    },
+    { roomVersion: room.room_version, server: origin, keyId: Object.keys(s.verify_keys)[0], seed: s.signing_key_seed },
+  );
+  const txn = { origin, origin_server_ts: 1, pdus: [stranger.pdu] };
+  const first = await client.request(origin, "PUT", "/_matrix/federation/v1/send/retried-after-restart", txn);
+  assert.equal(typeof first.body.pdus?.[stranger.eventId]?.error, "string", JSON.stringify(first.body));
+
   const before = (await (await fetch(`${worker.url}/_roomdag/rooms`)).json()).rooms;
   const stored = expected.events.filter((e) => e.status !== "dropped").length;
   assert.ok(before.find((r) => r.roomId === room.room_id).eventCount >= stored);
@@ -97,6 +115,9 @@ test("a restarted Worker still has every stored event", { timeout: 300_000 }, as
   const q = expected.queries.find((x) => x.endpoint === "state_ids" && x.expect.status === 200);
   const got = await client.answer(q);
   assert.equal(JSON.stringify(norm(q.endpoint, got, q.expect)), JSON.stringify(norm(q.endpoint, q.expect)));
+  // The retry reaches a fresh isolate: the answer comes from the transaction log, not the duplicate PDU ({}).
+  const retry = await client.request(origin, "PUT", "/_matrix/federation/v1/send/retried-after-restart", txn);
+  assert.deepEqual(retry.body, first.body);
 });
 
 test("GET /event finds an event of any room through the event index; unknown IDs are 404", { timeout: 120_000 }, async () => {

@@ -6,6 +6,8 @@ export interface Env {
   DIRECTORY: DurableObjectNamespace;
   /** Event ID → room ID, in `EVENT_INDEX_SHARDS` shards (for `GET /event`). */
   EVENT_INDEX: DurableObjectNamespace;
+  /** Answered `/send` transactions, one object per origin server. */
+  TRANSACTIONS: DurableObjectNamespace;
   ASSETS?: { fetch(request: Request): Promise<Response> };
   /** Our server name, e.g. `matrix.example.org`. */
   SERVER_NAME?: string;

@@ -9,9 +9,9 @@
 import { FederationServer, groupPdusByRoom, publicKeyOf } from "../../pkg/workerd.js";
 import type { Outcome } from "../../pkg/roomdag.js";
 import { configOf, ConfigError, type Config, type Env } from "./config.js";
-import { eventIndexShard, type RoomInfo, type RoomObject, type DirectoryObject } from "./room.js";
+import { eventIndexShard, type RoomInfo, type RoomObject, type DirectoryObject, type TransactionObject, type TransactionResponse } from "./room.js";
 
-export { RoomObject, DirectoryObject, EventIndexObject } from "./room.js";
+export { RoomObject, DirectoryObject, EventIndexObject, TransactionObject } from "./room.js";
 
 type RoomStub = DurableObjectStub<RoomObject>;
 
@@ -84,6 +84,20 @@ class DurableRooms {
   }
 }
 
+/** Answered transactions, in one Durable Object per origin server. */
+class DurableTransactions {
+  constructor(private env: Env) {}
+  #stub(origin: string): DurableObjectStub<TransactionObject> {
+    return this.env.TRANSACTIONS.get(this.env.TRANSACTIONS.idFromName(origin)) as unknown as DurableObjectStub<TransactionObject>;
+  }
+  async get(origin: string, txnId: string): Promise<TransactionResponse | undefined> {
+    return (await this.#stub(origin).get(txnId)) as TransactionResponse | undefined;
+  }
+  async put(origin: string, txnId: string, response: TransactionResponse): Promise<void> {
+    await this.#stub(origin).put(txnId, response);
+  }
+}
+
 let server: { env: Env; fs: FederationServer } | undefined;
 
 function federationServer(env: Env, config: Config): FederationServer {
@@ -97,6 +111,7 @@ function federationServer(env: Env, config: Config): FederationServer {
         notaryServers: config.notaryServers,
         keyServerUrl: config.keyServerUrl,
         rooms: new DurableRooms(env) as never,
+        transactions: new DurableTransactions(env),
       }),
     };
   }

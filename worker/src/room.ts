@@ -1,7 +1,8 @@
 // Durable Objects: one `RoomObject` per room (the room's single writer, on
 // SQLite-backed storage), one `DirectoryObject` listing the rooms, and
 // `EVENT_INDEX_SHARDS` `EventIndexObject`s mapping event IDs to rooms (for
-// `GET /event/{eventId}`, which names no room).
+// `GET /event/{eventId}`, which names no room), and one `TransactionObject`
+// per origin server remembering its answered `/send` transactions.
 import { DurableObject } from "cloudflare:workers";
 import { DurableObjectStore, KeyFetcher, KeyRing, RoomEngine, pinKeys } from "../../pkg/workerd.js";
 import type { Outcome, QueryResult, Graph, EventDetails, StateSnapshot, StoredRecord } from "../../pkg/roomdag.js";
@@ -185,5 +186,36 @@ export class EventIndexObject extends DurableObject<Env> {
 
   async find(eventId: string): Promise<string | undefined> {
     return this.ctx.storage.get<string>(eventId);
+  }
+}
+
+/** A transaction's answer. */
+export interface TransactionResponse {
+  status: number;
+  body: unknown;
+}
+
+/**
+ * The answered `/send` transactions of one origin server: its last
+ * `TRANSACTIONS_KEPT` answers by transaction ID, so that a retry gets the
+ * first answer whichever isolate it reaches (Synapse keeps them in
+ * `received_transactions`, for a day).
+ */
+export class TransactionObject extends DurableObject<Env> {
+  static readonly KEPT = 1000;
+
+  async get(txnId: string): Promise<TransactionResponse | undefined> {
+    return this.ctx.storage.get<TransactionResponse>(`t:${txnId}`);
+  }
+
+  async put(txnId: string, response: TransactionResponse): Promise<void> {
+    if (await this.ctx.storage.get(`t:${txnId}`)) return; // the first answer stands
+    const n = ((await this.ctx.storage.get<number>("n")) ?? 0) + 1;
+    await this.ctx.storage.put({ [`t:${txnId}`]: response, [`s:${n}`]: txnId, n });
+    const old = n - TransactionObject.KEPT;
+    if (old > 0) {
+      const oldId = await this.ctx.storage.get<string>(`s:${old}`);
+      await this.ctx.storage.delete(oldId === undefined ? [`s:${old}`] : [`s:${old}`, `t:${oldId}`]);
+    }
   }
 }
