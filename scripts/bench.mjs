@@ -50,7 +50,8 @@ const rawBytes = (() => {
 })();
 
 sh("cargo", ["build", "--release", "--bin", "roomdag"]);
-if (!existsSync(join(root, "pkg", "roomdag_wasm_bg.wasm"))) sh(process.execPath, ["scripts/build.mjs"]);
+// Always rebuild the package: a stale pkg/ would measure old code.
+sh(process.execPath, ["scripts/build.mjs"]);
 
 say(`Run on ${new Date().toISOString().slice(0, 10)}: ${os.cpus().length} × ${os.cpus()[0].model}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}.`);
 say(`Room: v11-20k (20,000 PDUs, ${(rawBytes / 2 ** 20).toFixed(1)} MiB of raw PDU JSON; 2× = ${((2 * rawBytes) / 2 ** 20).toFixed(1)} MiB).`);
