@@ -39,7 +39,32 @@ enum CliError {
     Failed(String),
 }
 
+/// glibc's malloc serves requests under its mmap threshold (128 KiB, rising
+/// as large blocks are freed) from the heap. A replay's big short-lived
+/// buffers (the tables of each batch signature verification, the parsed
+/// PDUs of a batch) then leave holes that the room's small long-lived
+/// allocations land in, and the pages stay resident: about 0.6 MiB more peak
+/// resident set on `v11-20k`, and a spread of ±0.7 MiB between runs. With a
+/// fixed 32 KiB threshold those buffers get their own mappings and go back
+/// to the system when freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+    extern "C" {
+        fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    // SAFETY: `mallopt` only sets a glibc malloc parameter; it is called
+    // first thing in `main`, before any other thread exists.
+    unsafe {
+        mallopt(M_MMAP_THRESHOLD, 32 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
