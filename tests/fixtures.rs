@@ -6,6 +6,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+#[path = "support/answers.rs"]
+mod answers;
+
+use answers::{load, norm};
 use roomdag::conformance;
 use roomdag::fixture;
 use serde_json::Value;
@@ -38,34 +42,6 @@ fn fixtures() -> Vec<(String, PathBuf, PathBuf, PathBuf)> {
     out.sort();
     assert!(!out.is_empty(), "no fixtures found in {}", dir.display());
     out
-}
-
-fn load(path: &Path) -> Value {
-    serde_json::from_reader(fixture::open(path).expect("open")).expect("json")
-}
-
-/// The compared fields of an answer (as `compare.py`'s `norm_answer`).
-fn norm(endpoint: &str, a: &Value) -> Value {
-    let status = a.get("status").cloned().unwrap_or(Value::Null);
-    if status != 200 {
-        return serde_json::json!([status, a.get("errcode")]);
-    }
-    let sorted = |v: Option<&Value>| {
-        let mut ids: Vec<String> = v
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        ids.sort();
-        ids
-    };
-    match endpoint {
-        "state_ids" | "state" => serde_json::json!([200, sorted(a.get("pdu_ids")), sorted(a.get("auth_chain_ids"))]),
-        "backfill" => serde_json::json!([200, a.get("pdus")]),
-        "get_missing_events" => serde_json::json!([200, a.get("events")]),
-        "timestamp_to_event" => serde_json::json!([200, a.get("event_id"), a.get("origin_server_ts")]),
-        "event" => serde_json::json!([200, a.get("event_id"), a.get("pruned")]),
-        _ => a.clone(),
-    }
 }
 
 fn check_fixture(name: &str, room: &Path, queries: &Path, expected: &Path) {

@@ -30,5 +30,8 @@ mod adversarial;
 #[path = "hardening/regressions.rs"]
 mod regressions;
 
+#[path = "support/answers.rs"]
+mod answers;
+
 #[path = "hardening/oracle_diff.rs"]
 mod oracle_diff;

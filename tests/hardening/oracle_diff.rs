@@ -17,7 +17,7 @@
 //! `$TMPDIR/roomdag-oracle-diff/run-SEED/` (with `expected` and `answers`).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use roomdag::conformance;
@@ -29,6 +29,7 @@ use roomdag::RoomVersionRules;
 use serde_json::{json, Map, Value};
 
 use super::common::{fixtures_dir, load_fixture, timed};
+use crate::answers::{load, norm};
 use super::mutate::{mutate_pdu, Known, Rng, Source};
 
 fn oracle_dir() -> PathBuf {
@@ -145,28 +146,26 @@ fn fuzzed_events(seed: u64, header: &FixtureHeader, rules: &'static RoomVersionR
     out
 }
 
-/// The compared fields of an answer (as `compare.py`'s `norm_answer`).
-fn norm(endpoint: &str, a: &Value) -> Value {
-    let status = a.get("status").cloned().unwrap_or(Value::Null);
-    if status != 200 {
-        return json!([status, a.get("errcode")]);
+/// "all equal", or how many mismatches.
+fn summary(diff: &[String]) -> String {
+    if diff.is_empty() {
+        "all equal".to_string()
+    } else {
+        format!("{} mismatches", diff.len())
     }
-    let sorted = |v: Option<&Value>| {
-        let mut ids: Vec<String> = v
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        ids.sort();
-        ids
-    };
-    match endpoint {
-        "state_ids" | "state" => json!([200, sorted(a.get("pdu_ids")), sorted(a.get("auth_chain_ids"))]),
-        "backfill" => json!([200, a.get("pdus")]),
-        "get_missing_events" => json!([200, a.get("events")]),
-        "timestamp_to_event" => json!([200, a.get("event_id"), a.get("origin_server_ts")]),
-        "event" => json!([200, a.get("event_id"), a.get("pruned")]),
-        _ => a.clone(),
+}
+
+/// A run's working directory is removed when roomdag and Synapse agree, and
+/// kept (with the first mismatches printed and a failure recorded) when not.
+fn keep_if_different(run: &str, dir: &std::path::Path, diff: &[String], failures: &mut Vec<String>) {
+    if diff.is_empty() {
+        std::fs::remove_dir_all(dir).ok();
+        return;
     }
+    for d in diff.iter().take(8) {
+        eprintln!("    {d}");
+    }
+    failures.push(format!("{run}: {} mismatches, kept in {}", diff.len(), dir.display()));
 }
 
 /// Compares roomdag's answers with the oracle's; returns the mismatches.
@@ -242,9 +241,6 @@ for i, item in enumerate(fx["events"]):
 print(json.dumps(bad))
 "#;
 
-fn load(path: &Path) -> Value {
-    serde_json::from_reader(open(path).unwrap()).unwrap()
-}
 
 #[test]
 #[ignore = "needs Synapse (ROOMDAG_ORACLE_PYTHON or ../shared/oracle/.venv); npm test runs it"]
@@ -331,16 +327,9 @@ fn oracle_diff() {
             "oracle_diff run {seed}: {} events ({} fuzzed), oracle {t_oracle:.1?}, roomdag {t_ours:.1?}: {}",
             events.len(),
             events.iter().filter(|e| e["meta"]["intent"].as_str().unwrap().starts_with("fuzz")).count(),
-            if diff.is_empty() { "all equal".to_string() } else { format!("{} mismatches", diff.len()) }
+            summary(&diff)
         );
-        if diff.is_empty() {
-            std::fs::remove_dir_all(&dir).ok();
-        } else {
-            for d in diff.iter().take(8) {
-                eprintln!("    {d}");
-            }
-            failures.push(format!("run {seed}: {} mismatches, kept in {}", diff.len(), dir.display()));
-        }
+        keep_if_different(&format!("run {seed}"), &dir, &diff, &mut failures);
     }
     eprintln!("oracle_diff: {runs} runs, {total_events} events, {total_fuzzed} fuzzed; left out (Synapse raised): {oracle_crashes:?}");
     assert!(failures.is_empty(), "roomdag and Synapse disagree:\n{}", failures.join("\n"));
@@ -420,16 +409,9 @@ fn oracle_generated_rooms() {
         let diff = compare(&expected, &answers, &events_list);
         eprintln!(
             "oracle_generated_rooms {seed}: v{version}, {events} events, {servers} servers, fork rate {fork_rate}: generated in {t_gen:.1?}, roomdag {t_ours:.1?}: {}",
-            if diff.is_empty() { "all equal".to_string() } else { format!("{} mismatches", diff.len()) }
+            summary(&diff)
         );
-        if diff.is_empty() {
-            std::fs::remove_dir_all(&dir).ok();
-        } else {
-            for d in diff.iter().take(8) {
-                eprintln!("    {d}");
-            }
-            failures.push(format!("gen {seed}: {} mismatches, kept in {}", diff.len(), dir.display()));
-        }
+        keep_if_different(&format!("gen {seed}"), &dir, &diff, &mut failures);
     }
     eprintln!("oracle_generated_rooms: {runs} rooms, {total} events");
     assert!(failures.is_empty(), "roomdag and Synapse disagree:\n{}", failures.join("\n"));

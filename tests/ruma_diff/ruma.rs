@@ -240,14 +240,7 @@ impl RumaRoom {
                 Arc::new(q)
             })
             .collect();
-        RumaRoom {
-            auth_rules: self.auth_rules.clone(),
-            res_rules: self.res_rules,
-            pdus,
-            by_id: self.by_id.clone(),
-            chain: self.chain.clone(),
-            default_join_rule: Some(default),
-        }
+        self.with_pdus(pdus, Some(default))
     }
 
     /// The same room, except that power-levels events are checked by ruma
@@ -280,13 +273,18 @@ impl RumaRoom {
                 }
             })
             .collect();
+        self.with_pdus(pdus, self.default_join_rule.clone())
+    }
+
+    /// The same room with its PDUs rewritten (same IDs, same auth chains).
+    fn with_pdus(&self, pdus: Vec<Arc<RPdu>>, default_join_rule: Option<Arc<RPdu>>) -> RumaRoom {
         RumaRoom {
             auth_rules: self.auth_rules.clone(),
             res_rules: self.res_rules,
             pdus,
             by_id: self.by_id.clone(),
             chain: self.chain.clone(),
-            default_join_rule: self.default_join_rule.clone(),
+            default_join_rule,
         }
     }
 
