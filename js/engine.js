@@ -1,0 +1,220 @@
+// Rooms on stores: RoomEngine (one room, single writer, atomic batches) and
+// RoomDirectory (the rooms a server hosts).
+import { wasm, call, json, toText, RoomdagError } from "./common.js";
+
+/**
+ * One room backed by a store. Ingests are serialised (single writer) and
+ * atomic: a batch whose records cannot be written is undone in memory too.
+ */
+export class RoomEngine {
+  #room;
+  #store;
+  #queue = Promise.resolve();
+
+  constructor(room, store) {
+    this.#room = room;
+    this.#store = store;
+  }
+
+  /**
+   * Opens a room from its store, replaying the stored records (signatures are
+   * not verified again). A new, empty room needs `roomVersion`.
+   */
+  static async open({ store, roomVersion }) {
+    const loaded = await store.load();
+    const version = loaded.roomVersion ?? roomVersion;
+    if (!version) throw new RoomdagError("M_NOT_FOUND", "room not found in the store and no roomVersion given");
+    const room = call(() => new wasm.Room(version));
+    if (loaded.records.length > 0) {
+      const outcomes = json(room.restore(loaded.records.map((r) => r.raw)));
+      outcomes.forEach((o, i) => {
+        const want = loaded.records[i].status;
+        if (o.status !== want) {
+          throw new RoomdagError("M_UNKNOWN", `stored record ${loaded.records[i].eventId} replayed as ${o.status}, not ${want}`);
+        }
+      });
+    }
+    return new RoomEngine(room, store);
+  }
+
+  /** The room ID (once the create event is stored). */
+  get roomId() {
+    return this.#room.roomId ?? null;
+  }
+  /** The room version. */
+  get roomVersion() {
+    return this.#room.roomVersion;
+  }
+  /** Number of stored events. */
+  get eventCount() {
+    return this.#room.eventCount;
+  }
+  /** The store. */
+  get store() {
+    return this.#store;
+  }
+
+  #serialise(task) {
+    const run = this.#queue.then(task, task);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Receives PDUs (objects or JSON text) in order; returns one outcome per
+   * PDU. The stored ones are written to the store as one atomic batch.
+   */
+  ingest(pdus, keyRing) {
+    return this.#serialise(async () => {
+      const before = this.#room.eventCount;
+      this.#room.begin();
+      let outcomes;
+      try {
+        outcomes = json(this.#room.ingest(pdus.map(toText), keyRing));
+      } catch (e) {
+        this.#room.rollback();
+        throw e;
+      }
+      const records = json(this.#room.records(before));
+      if (records.length > 0) {
+        try {
+          await this.#store.append(records, { roomVersion: this.roomVersion, roomId: this.roomId });
+        } catch (e) {
+          this.#room.rollback();
+          throw new RoomdagError("M_UNKNOWN", `store write failed; the batch was undone: ${e?.message ?? e}`, e);
+        }
+      }
+      this.#room.commit();
+      return outcomes;
+    });
+  }
+
+  /** Answers a room federation query for an authenticated origin: `{status, body}`. */
+  query(method, target, body, origin, serverName, nowMs = Date.now()) {
+    const text = body === undefined || body === null ? undefined : toText(body);
+    return json(this.#room.federationQuery(method, target, text, origin, serverName, nowMs));
+  }
+
+  /** `/state_ids` of an event, as `origin` would get it. */
+  stateIds(origin, eventId) {
+    return this.#q("GET", `state_ids/${enc(this.roomId)}?event_id=${enc(eventId)}`, undefined, origin);
+  }
+  /** `/state` of an event (full PDUs). */
+  state(origin, eventId) {
+    return this.#q("GET", `state/${enc(this.roomId)}?event_id=${enc(eventId)}`, undefined, origin);
+  }
+  /** `/backfill` from `v` (event IDs), at most `limit` events. */
+  backfill(origin, v, limit) {
+    const qs = v.map((e) => `v=${enc(e)}`).join("&");
+    return this.#q("GET", `backfill/${enc(this.roomId)}?${qs}&limit=${limit}`, undefined, origin);
+  }
+  /** `/get_missing_events`. */
+  getMissingEvents(origin, { earliestEvents, latestEvents, limit, minDepth }) {
+    const body = { earliest_events: earliestEvents, latest_events: latestEvents };
+    if (limit !== undefined) body.limit = limit;
+    if (minDepth !== undefined) body.min_depth = minDepth;
+    return this.#q("POST", `get_missing_events/${enc(this.roomId)}`, body, origin);
+  }
+  /** `/timestamp_to_event`. */
+  timestampToEvent(origin, ts, dir) {
+    return this.#q("GET", `timestamp_to_event/${enc(this.roomId)}?ts=${ts}&dir=${dir}`, undefined, origin);
+  }
+  /** `/event`. */
+  event(origin, eventId) {
+    return this.#q("GET", `event/${enc(eventId)}`, undefined, origin);
+  }
+  #q(method, path, body, origin) {
+    return this.query(method, `/_matrix/federation/v1/${path}`, body, origin, "local");
+  }
+
+  /** Whether the room's server ACL admits `server`. */
+  aclAllows(server) {
+    return this.#room.aclAllows(server);
+  }
+  /** Whether an event is stored here. */
+  hasEvent(eventId) {
+    return this.#room.hasEvent(eventId);
+  }
+  /** The graph (`roomdag-graph/1`). */
+  exportGraph() {
+    return json(this.#room.exportGraph());
+  }
+  /** The lane layout: `Uint32Array` of `[lane, row]` per event (arrival order). */
+  layout(rows = "depth") {
+    return this.#room.layout(rows);
+  }
+  /** The graph as Graphviz DOT. */
+  exportDot(authEdges = false) {
+    return this.#room.exportDot(authEdges);
+  }
+  /** Everything known about one event (status, states, auth chain, visibility). */
+  eventDetails(eventId) {
+    return json(this.#room.eventDetails(eventId));
+  }
+  /** The current state and its digest. */
+  currentState() {
+    return json(this.#room.currentState());
+  }
+}
+
+function enc(s) {
+  return encodeURIComponent(s);
+}
+
+/**
+ * The rooms a server hosts, each on its own store. `createStore(roomId)`
+ * returns the store for a room (existing data is loaded on first use).
+ */
+export class RoomDirectory {
+  #rooms = new Map();
+  #createStore;
+
+  constructor({ createStore }) {
+    this.#createStore = createStore;
+  }
+
+  /** The room, if it exists (in memory or in its store). */
+  async get(roomId) {
+    let p = this.#rooms.get(roomId);
+    if (!p) {
+      const store = this.#createStore(roomId);
+      p = store.load().then(async (loaded) => {
+        if (!loaded.roomVersion && loaded.records.length === 0) return undefined;
+        return RoomEngine.open({ store });
+      });
+      this.#rooms.set(roomId, p);
+      const engine = await p.catch((e) => {
+        this.#rooms.delete(roomId);
+        throw e;
+      });
+      if (!engine) this.#rooms.delete(roomId);
+      return engine;
+    }
+    return p;
+  }
+
+  /** Creates an empty room (or returns the existing one). */
+  async create(roomId, roomVersion) {
+    const existing = await this.get(roomId);
+    if (existing) return existing;
+    const p = RoomEngine.open({ store: this.#createStore(roomId), roomVersion });
+    this.#rooms.set(roomId, p);
+    return p;
+  }
+
+  /** Rooms open in memory. */
+  async openRooms() {
+    const out = [];
+    for (const p of this.#rooms.values()) {
+      const e = await p.catch(() => undefined);
+      if (e) out.push(e);
+    }
+    return out;
+  }
+
+  /** The open room that stores `eventId`, if any. */
+  async findEvent(eventId) {
+    for (const e of await this.openRooms()) if (await e.hasEvent(eventId)) return e;
+    return undefined;
+  }
+}

@@ -1,0 +1,227 @@
+// The federation server: Request → Response for the federation endpoints.
+import { wasm, call, json, toText, RoomdagError } from "./common.js";
+import { KeyFetcher, pinKeys } from "./keys.js";
+
+const jsonResponse = (status, body) =>
+  new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+
+/**
+ * A federation server for the rooms of a `RoomDirectory`:
+ * `handleFederationRequest(request)` answers `/send`, `/event`, `/state`,
+ * `/state_ids`, `/backfill`, `/get_missing_events`, `/timestamp_to_event`,
+ * `/version` and `/_matrix/key/v2/server`.
+ */
+export class FederationServer {
+  #opts;
+  #ring;
+  #keys;
+  #txns = new Map();
+
+  /**
+   * @param {object} opts
+   * @param {string} opts.serverName our server name
+   * @param {{keyId: string, seed: string}} opts.signingKey our ed25519 key (seed: unpadded base64)
+   * @param {RoomDirectory} opts.rooms the rooms
+   * @param {Record<string, Record<string, string>>} [opts.trustedKeys] pinned keys: server → key ID → base64
+   * @param {string[]} [opts.notaryServers] servers asked for keys when an origin cannot be reached
+   * @param {typeof fetch} [opts.fetch] used to fetch keys
+   * @param {(server: string) => string} [opts.keyServerUrl] base URL of a server (default `https://{server}`)
+   * @param {boolean} [opts.autoCreateRooms] accept a create event for an unknown room (default true)
+   * @param {() => number} [opts.now] clock, ms since the epoch
+   * @param {number} [opts.txnCacheSize] answered transactions remembered in memory (default 1000)
+   * @param {{get(origin: string, txnId: string): Promise<{status: number, body: unknown} | undefined>,
+   *          put(origin: string, txnId: string, response: {status: number, body: unknown}): Promise<void>}} [opts.transactions]
+   *        a durable log of answered transactions, so that a retried `PUT /send/{txnId}` gets the
+   *        first answer even from another process (a Worker isolate) or after a restart
+   */
+  constructor(opts) {
+    if (!opts?.serverName) throw new RoomdagError("M_UNKNOWN", "serverName is required");
+    if (!opts.signingKey?.keyId || !opts.signingKey?.seed) throw new RoomdagError("M_UNKNOWN", "signingKey {keyId, seed} is required");
+    if (!opts.rooms) throw new RoomdagError("M_UNKNOWN", "rooms (a RoomDirectory) is required");
+    this.#opts = {
+      notaryServers: [],
+      fetch: globalThis.fetch?.bind(globalThis),
+      keyServerUrl: (server) => `https://${server}`,
+      autoCreateRooms: true,
+      now: () => Date.now(),
+      keyFetchTimeoutMs: 10_000,
+      txnCacheSize: 1000,
+      ...opts,
+    };
+    this.#ring = opts.keyRing ?? call(() => new wasm.KeyRing());
+    call(() => wasm.publicKeyOf(opts.signingKey.seed)); // validates the seed now, not on the first request
+    this.#ring.pin(opts.serverName, opts.signingKey.keyId, wasm.publicKeyOf(opts.signingKey.seed));
+    pinKeys(this.#ring, opts.trustedKeys);
+    const o = this.#opts;
+    this.#keys = new KeyFetcher({ keyRing: this.#ring, fetch: o.fetch, keyServerUrl: o.keyServerUrl, notaryServers: o.notaryServers, now: o.now, timeoutMs: o.keyFetchTimeoutMs });
+  }
+
+  /** The key fetcher (shared with anything else that verifies signatures). */
+  get keyFetcher() {
+    return this.#keys;
+  }
+
+  /** The key ring (pinned and fetched keys). */
+  get keyRing() {
+    return this.#ring;
+  }
+  /** Our server name. */
+  get serverName() {
+    return this.#opts.serverName;
+  }
+
+  /** Answers one federation request. Never throws: failures become error responses. */
+  async handleFederationRequest(request) {
+    try {
+      return await this.#handle(request);
+    } catch (e) {
+      return jsonResponse(500, { errcode: "M_UNKNOWN", error: String(e?.message ?? e) });
+    }
+  }
+
+  async #handle(request) {
+    const url = new URL(request.url);
+    const target = url.pathname + url.search;
+    const method = request.method.toUpperCase();
+    const route = json(wasm.routeRequest(method, target));
+    if (route.status) return jsonResponse(route.status, route.body);
+    const now = this.#opts.now();
+    if (route.endpoint === "server_keys") {
+      const { serverName, signingKey } = this.#opts;
+      return jsonResponse(200, json(wasm.serverKeysResponse(serverName, signingKey.keyId, signingKey.seed, now, 24 * 3600 * 1000)));
+    }
+    if (route.endpoint === "version") return jsonResponse(200, { server: { name: "roomdag", version: "0.1.0" } });
+
+    const bodyText = method === "GET" ? "" : await request.text();
+    const auth = await this.#authenticate(request, method, target, bodyText, now);
+    // An origin whose key cannot be obtained is not authenticated; it still
+    // gets the errors any caller would (404 unknown event, 403 not in the
+    // room), but never data: a request that would succeed answers 401.
+    if (auth.status && !auth.unknownKeyOf) return jsonResponse(auth.status, auth.body);
+    const origin = auth.origin ?? auth.unknownKeyOf;
+    if (route.endpoint === "send") {
+      if (auth.status) return jsonResponse(auth.status, auth.body);
+      return this.#send(origin, route.txnId, bodyText);
+    }
+    let engine;
+    if (route.endpoint === "event") {
+      engine = await this.#opts.rooms.findEvent(route.eventId);
+      if (!engine) return jsonResponse(404, { errcode: "M_NOT_FOUND", error: `Could not find event ${route.eventId}` });
+    } else {
+      engine = await this.#opts.rooms.get(route.roomId);
+      if (!engine) return jsonResponse(404, { errcode: "M_NOT_FOUND", error: `Unknown room ${route.roomId}` });
+    }
+    const r = await engine.query(method, target, bodyText || undefined, origin, this.#opts.serverName, now);
+    if (auth.status && r.status === 200) return jsonResponse(auth.status, auth.body);
+    return jsonResponse(r.status, r.body);
+  }
+
+  async #authenticate(request, method, target, bodyText, now) {
+    const raw = request.headers.get("authorization");
+    // Fetch joins repeated headers with ", ": split them back at each scheme.
+    const headers = raw ? raw.split(/,\s*(?=X-Matrix\s)/i) : [];
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const r = json(wasm.authenticateRequest(headers, method, target, bodyText || undefined, this.#opts.serverName, this.#ring, now));
+      if (!r.needKey) return r;
+      if (attempt === 0 && (await this.#keys.fetchKeys(r.needKey.server))) continue;
+      return {
+        status: 401,
+        body: { errcode: "M_UNAUTHORIZED", error: `No usable key ${r.needKey.keyId} for ${r.needKey.server}` },
+        unknownKeyOf: r.needKey.server,
+      };
+    }
+    return { status: 401, body: { errcode: "M_UNAUTHORIZED", error: "key fetch failed" } };
+  }
+
+  async #send(origin, txnId, bodyText) {
+    const key = `${origin}\u0000${txnId}`;
+    const cached = this.#txns.get(key);
+    if (cached) {
+      const { status, body } = await cached;
+      return jsonResponse(status, body);
+    }
+    const log = this.#opts.transactions;
+    const p = (async () => {
+      const logged = await log?.get(origin, txnId);
+      if (logged) return logged;
+      const result = await this.#processTxn(origin, bodyText);
+      if (result.status === 200) await log?.put(origin, txnId, result);
+      return result;
+    })();
+    this.#txns.set(key, p);
+    let result;
+    try {
+      result = await p;
+    } catch (e) {
+      this.#txns.delete(key);
+      throw e;
+    }
+    if (result.status !== 200) this.#txns.delete(key);
+    while (this.#txns.size > this.#opts.txnCacheSize) this.#txns.delete(this.#txns.keys().next().value);
+    return jsonResponse(result.status, result.body);
+  }
+
+  async #processTxn(origin, bodyText) {
+    const txn = json(wasm.parseTransaction(bodyText));
+    if (txn.status) return txn;
+    const results = {};
+    for (const [roomId, g] of groupPdusByRoom(txn.pdus)) {
+      let engine = await this.#opts.rooms.get(roomId);
+      if (!engine && g.createVersion && this.#opts.autoCreateRooms) {
+        try {
+          engine = await this.#opts.rooms.create(roomId, g.createVersion);
+        } catch {
+          continue; // an unsupported room version: no entries, like an unknown room
+        }
+      }
+      if (!engine) continue;
+      if (!(await engine.aclAllows(origin))) {
+        const version = await engine.roomVersion;
+        for (const raw of g.pdus) {
+          try {
+            results[wasm.pduEventId(raw, version)] = { error: "Server is banned from room" };
+          } catch {
+            /* unparseable: no entry */
+          }
+        }
+        continue;
+      }
+      await this.#keys.ensureForPdus(g.pdus);
+      const outcomes = await engine.ingest(g.pdus, this.#ring);
+      for (const o of outcomes) {
+        if (!o.eventId) continue;
+        results[o.eventId] = o.status === "accepted" || o.status === "duplicate" ? {} : { error: o.reason };
+      }
+    }
+    return { status: 200, body: { pdus: results } };
+  }
+}
+
+/**
+ * Groups PDUs (JSON text) by room, keeping their order within each room.
+ * A create event's room is derived (v12: from its hash); PDUs with no
+ * recognisable room are left out. Returns `Map<roomId, {pdus, createVersion}>`.
+ */
+export function groupPdusByRoom(pdus) {
+  const groups = new Map();
+  for (const pdu of pdus) {
+    const raw = toText(pdu);
+    const hint = json(call(() => wasm.pduRoom(raw)));
+    if (!hint) continue;
+    let roomId = hint.roomId;
+    if (!roomId && hint.createRoomVersion) {
+      try {
+        roomId = wasm.createEventRoomId(raw, hint.createRoomVersion);
+      } catch {
+        continue;
+      }
+    }
+    if (!roomId) continue;
+    if (!groups.has(roomId)) groups.set(roomId, { pdus: [], createVersion: undefined });
+    const g = groups.get(roomId);
+    g.pdus.push(raw);
+    g.createVersion ??= hint.createRoomVersion ?? undefined;
+  }
+  return groups;
+}
+
