@@ -3,6 +3,55 @@
 import { wasm, call, json, toText, RoomdagError } from "./common.js";
 
 /**
+ * Rejected events a room stores from one origin per window: past either
+ * bound, the origin's further PDUs for the room are refused (not stored,
+ * answered with an error) until the window ends. Rejected events are stored
+ * (the spec keeps them), so without a bound one server could grow a room
+ * without limit. `origins`: how many origins a room tracks at once.
+ */
+export const REJECTED_PER_ORIGIN = { events: 100, bytes: 1024 * 1024, windowMs: 10 * 60 * 1000, origins: 1000 };
+
+/** Counts rejected events per origin in fixed windows (see `REJECTED_PER_ORIGIN`). */
+export class RejectionLimiter {
+  #limits;
+  #byOrigin = new Map();
+
+  constructor(limits = REJECTED_PER_ORIGIN) {
+    this.#limits = limits;
+  }
+
+  /** Why PDUs from `origin` are refused now, or `null`. */
+  refusal(origin, now) {
+    const e = this.#byOrigin.get(origin);
+    if (!e || now - e.start >= this.#limits.windowMs) return null;
+    const { events, bytes, windowMs } = this.#limits;
+    if (e.events < events && e.bytes < bytes) return null;
+    const wait = Math.ceil((e.start + windowMs - now) / 1000);
+    return `Too many rejected events from ${origin} in this room (at most ${events} events or ${bytes} bytes per ${windowMs / 60_000} minutes); PDUs refused for ${wait} s`;
+  }
+
+  /** Counts one rejected event of `bytes` from `origin`. */
+  count(origin, bytes, now) {
+    let e = this.#byOrigin.get(origin);
+    if (!e || now - e.start >= this.#limits.windowMs) {
+      this.#byOrigin.delete(origin);
+      e = { start: now, events: 0, bytes: 0 };
+      this.#byOrigin.set(origin, e);
+    }
+    e.events += 1;
+    e.bytes += bytes;
+    if (this.#byOrigin.size > this.#limits.origins) {
+      for (const [o, x] of this.#byOrigin) if (now - x.start >= this.#limits.windowMs) this.#byOrigin.delete(o);
+      // Still too many: the oldest windows go first.
+      for (const o of this.#byOrigin.keys()) {
+        if (this.#byOrigin.size <= this.#limits.origins) break;
+        this.#byOrigin.delete(o);
+      }
+    }
+  }
+}
+
+/**
  * One room backed by a store. Ingests are serialised (single writer) and
  * atomic: a batch whose records cannot be written is undone in memory too.
  */
@@ -10,6 +59,7 @@ export class RoomEngine {
   #room;
   #store;
   #queue = Promise.resolve();
+  #rejections = new RejectionLimiter();
 
   constructor(room, store) {
     this.#room = room;
@@ -63,14 +113,18 @@ export class RoomEngine {
   /**
    * Receives PDUs (objects or JSON text) in order; returns one outcome per
    * PDU. The stored ones are written to the store as one atomic batch.
+   * With `origin` (the server that sent them), that origin's rejected
+   * events are bounded (`REJECTED_PER_ORIGIN`): past the bound its PDUs are
+   * refused — outcome `dropped`, stage `limit` — and nothing is stored.
    */
-  ingest(pdus, keyRing) {
+  ingest(pdus, keyRing, { origin, now = Date.now() } = {}) {
     return this.#serialise(async () => {
       const before = this.#room.eventCount;
       this.#room.begin();
       let outcomes;
       try {
-        outcomes = json(this.#room.ingest(pdus.map(toText), keyRing));
+        const texts = pdus.map(toText);
+        outcomes = origin === undefined ? json(this.#room.ingest(texts, keyRing)) : this.#ingestFrom(origin, texts, keyRing, now);
       } catch (e) {
         this.#room.rollback();
         throw e;
@@ -87,6 +141,35 @@ export class RoomEngine {
       this.#room.commit();
       return outcomes;
     });
+  }
+
+  #ingestFrom(origin, texts, keyRing, now) {
+    const out = [];
+    for (const raw of texts) {
+      const refusal = this.#rejections.refusal(origin, now);
+      if (refusal) {
+        let eventId = null;
+        try {
+          eventId = wasm.pduEventId(raw, this.roomVersion);
+        } catch {
+          /* unparseable: no ID */
+        }
+        out.push({ eventId, status: "dropped", stage: "limit", reason: refusal });
+        continue;
+      }
+      const [o] = json(this.#room.ingest([raw], keyRing));
+      if (o.status === "rejected") this.#rejections.count(origin, utf8Length(raw), now);
+      out.push(o);
+    }
+    return out;
+  }
+
+  /**
+   * Whether `origin` may read the room's state (joined, then the ACL):
+   * `null`, or the error answer `{status, body}`.
+   */
+  stateAccess(origin) {
+    return json(this.#room.stateAccess(origin));
   }
 
   /** Answers a room federation query for an authenticated origin: `{status, body}`. */
@@ -197,8 +280,12 @@ export class RoomDirectory {
   async create(roomId, roomVersion) {
     const existing = await this.get(roomId);
     if (existing) return existing;
+    // Another create (or a load) may have started while `get` ran.
+    const racing = this.#rooms.get(roomId);
+    if (racing) return racing;
     const p = RoomEngine.open({ store: this.#createStore(roomId), roomVersion });
     this.#rooms.set(roomId, p);
+    p.catch(() => this.#rooms.get(roomId) === p && this.#rooms.delete(roomId));
     return p;
   }
 
@@ -217,4 +304,9 @@ export class RoomDirectory {
     for (const e of await this.openRooms()) if (await e.hasEvent(eventId)) return e;
     return undefined;
   }
+}
+
+const encoder = new TextEncoder();
+function utf8Length(s) {
+  return encoder.encode(s).byteLength;
 }

@@ -1,9 +1,39 @@
 // The federation server: Request → Response for the federation endpoints.
+//
+// Order of work for every request (docs/security.md): route (no I/O) →
+// declared body size → X-Matrix headers and the origin's key (fetched if
+// needed) → the body, read with a cap → the signature → only then rooms,
+// indexes and PDUs. A request that fails a step gets its error and nothing
+// after that step runs.
 import { wasm, call, json, toText, RoomdagError } from "./common.js";
 import { KeyFetcher, pinKeys } from "./keys.js";
 
 const jsonResponse = (status, body) =>
-  new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+  new Response(typeof body === "string" ? body : JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+
+let limits;
+/** The core's serving limits (`maxBodyBytes`, `maxTxnPdus`, `maxTxnIdBytes`, `maxReasonBytes`…). */
+export function servingLimits() {
+  limits ??= json(call(() => wasm.servingLimits()));
+  return limits;
+}
+
+/** How long and how much `/state` and `/state_ids` answers are kept (Synapse's `ResponseCache`s for them: 30 s). */
+export const STATE_CACHE = { ttlMs: 30_000, maxEntries: 64, maxBytes: 16 * 1024 * 1024 };
+
+const TOO_MANY_TRANSACTIONS = { status: 429, body: { errcode: "M_LIMIT_EXCEEDED", error: "Too many concurrent transactions" } };
+const INTERNAL_ERROR = { errcode: "M_UNKNOWN", error: "Internal server error" };
+
+/**
+ * `acceptRoomsFrom` as a predicate: `"*"` (any origin), or server names as
+ * an array or a comma-separated string. Default: none.
+ */
+export function roomsAcceptedFrom(spec) {
+  const names = Array.isArray(spec) ? spec : String(spec ?? "").split(",");
+  const set = new Set(names.map((s) => String(s).trim().toLowerCase()).filter(Boolean));
+  if (set.has("*")) return () => true;
+  return (origin) => set.has(origin.toLowerCase());
+}
 
 /**
  * A federation server for the rooms of a `RoomDirectory`:
@@ -15,7 +45,12 @@ export class FederationServer {
   #opts;
   #ring;
   #keys;
+  #acceptsRoomsFrom;
+  /** origin NUL txnId → the answer (in flight, or recent). */
   #txns = new Map();
+  /** origin → the transaction ID being processed for it (one at a time, like Synapse). */
+  #activeTxn = new Map();
+  #stateCache = new AnswerCache(STATE_CACHE);
 
   /**
    * @param {object} opts
@@ -26,13 +61,20 @@ export class FederationServer {
    * @param {string[]} [opts.notaryServers] servers asked for keys when an origin cannot be reached
    * @param {typeof fetch} [opts.fetch] used to fetch keys
    * @param {(server: string) => string} [opts.keyServerUrl] base URL of a server (default `https://{server}`)
-   * @param {boolean} [opts.autoCreateRooms] accept a create event for an unknown room (default true)
+   * @param {string | string[]} [opts.acceptRoomsFrom] origins whose `/send` may start a room we do not
+   *        hold with a valid create event: server names (array or comma-separated), or `"*"` for any.
+   *        Default: none — PDUs for rooms we do not hold are ignored.
    * @param {() => number} [opts.now] clock, ms since the epoch
    * @param {number} [opts.txnCacheSize] answered transactions remembered in memory (default 1000)
+   * @param {(error: unknown, context: {request?: Request}) => void} [opts.onError] where internal
+   *        errors go (default `console.error`); a 500 answer never carries them
    * @param {{get(origin: string, txnId: string): Promise<{status: number, body: unknown} | undefined>,
-   *          put(origin: string, txnId: string, response: {status: number, body: unknown}): Promise<void>}} [opts.transactions]
+   *          put(origin: string, txnId: string, response: {status: number, body: unknown}): Promise<void>,
+   *          begin?(origin: string, txnId: string): Promise<{response?: {status: number, body: unknown}, busy?: boolean}>,
+   *          end?(origin: string, txnId: string): Promise<void>}} [opts.transactions]
    *        a durable log of answered transactions, so that a retried `PUT /send/{txnId}` gets the
-   *        first answer even from another process (a Worker isolate) or after a restart
+   *        first answer even from another process (a Worker isolate) or after a restart; with
+   *        `begin`/`end` it also lets one transaction per origin run at a time across processes
    */
   constructor(opts) {
     if (!opts?.serverName) throw new RoomdagError("M_UNKNOWN", "serverName is required");
@@ -42,12 +84,13 @@ export class FederationServer {
       notaryServers: [],
       fetch: globalThis.fetch?.bind(globalThis),
       keyServerUrl: (server) => `https://${server}`,
-      autoCreateRooms: true,
       now: () => Date.now(),
       keyFetchTimeoutMs: 10_000,
       txnCacheSize: 1000,
+      onError: (error) => console.error("roomdag: internal error:", error),
       ...opts,
     };
+    this.#acceptsRoomsFrom = roomsAcceptedFrom(opts.acceptRoomsFrom);
     this.#ring = opts.keyRing ?? call(() => new wasm.KeyRing());
     call(() => wasm.publicKeyOf(opts.signingKey.seed)); // validates the seed now, not on the first request
     this.#ring.pin(opts.serverName, opts.signingKey.keyId, wasm.publicKeyOf(opts.signingKey.seed));
@@ -75,7 +118,12 @@ export class FederationServer {
     try {
       return await this.#handle(request);
     } catch (e) {
-      return jsonResponse(500, { errcode: "M_UNKNOWN", error: String(e?.message ?? e) });
+      try {
+        this.#opts.onError(e, { request });
+      } catch {
+        /* a failing logger must not turn a 500 into a throw */
+      }
+      return jsonResponse(500, INTERNAL_ERROR);
     }
   }
 
@@ -92,45 +140,85 @@ export class FederationServer {
     }
     if (route.endpoint === "version") return jsonResponse(200, { server: { name: "roomdag", version: "0.1.0" } });
 
-    const bodyText = method === "GET" ? "" : await request.text();
-    const auth = await this.#authenticate(request, method, target, bodyText, now);
-    // An origin whose key cannot be obtained is not authenticated; it still
-    // gets the errors any caller would (404 unknown event, 403 not in the
-    // room), but never data: a request that would succeed answers 401.
-    if (auth.status && !auth.unknownKeyOf) return jsonResponse(auth.status, auth.body);
-    const origin = auth.origin ?? auth.unknownKeyOf;
-    if (route.endpoint === "send") {
-      if (auth.status) return jsonResponse(auth.status, auth.body);
-      return this.#send(origin, route.txnId, bodyText);
-    }
-    let engine;
-    if (route.endpoint === "event") {
-      engine = await this.#opts.rooms.findEvent(route.eventId);
-      if (!engine) return jsonResponse(404, { errcode: "M_NOT_FOUND", error: `Could not find event ${route.eventId}` });
-    } else {
-      engine = await this.#opts.rooms.get(route.roomId);
-      if (!engine) return jsonResponse(404, { errcode: "M_NOT_FOUND", error: `Unknown room ${route.roomId}` });
-    }
-    const r = await engine.query(method, target, bodyText || undefined, origin, this.#opts.serverName, now);
-    if (auth.status && r.status === 200) return jsonResponse(auth.status, auth.body);
-    return jsonResponse(r.status, r.body);
-  }
-
-  async #authenticate(request, method, target, bodyText, now) {
+    // 1. A declared body over the limit is refused unread (Synapse: 413 at the HTTP layer).
+    const max = servingLimits().maxBodyBytes;
+    const declared = request.headers.get("content-length");
+    if (method !== "GET" && declared !== null && Number(declared) > max) return tooLarge(max);
+    // 2. Headers and key: a request that cannot authenticate costs no body read.
     const raw = request.headers.get("authorization");
     // Fetch joins repeated headers with ", ": split them back at each scheme.
     const headers = raw ? raw.split(/,\s*(?=X-Matrix\s)/i) : [];
+    const pre = await this.#checkHeaders(headers, now);
+    if (!pre.origin) return jsonResponse(pre.status, pre.body);
+    // 3. The body, at most `max` bytes, then 4. the signature over it.
+    let bodyText = "";
+    if (method !== "GET") {
+      const read = await readBody(request, max);
+      if (read.status) return jsonResponse(read.status, read.body);
+      bodyText = read.text;
+    }
+    const auth = json(wasm.authenticateRequest(headers, method, target, bodyText || undefined, this.#opts.serverName, this.#ring, now));
+    if (!auth.origin) {
+      if (auth.needKey) return jsonResponse(401, { errcode: "M_UNAUTHORIZED", error: `No usable key ${auth.needKey.keyId} for ${auth.needKey.server}` });
+      return jsonResponse(auth.status, auth.body);
+    }
+    const origin = auth.origin;
+
+    // Authenticated: now rooms, indexes and PDUs.
+    if (route.endpoint === "send") return this.#send(origin, route.txnId, bodyText);
+    const body = bodyText || undefined;
+    if (route.endpoint === "event") {
+      const engine = await this.#opts.rooms.findEvent(route.eventId);
+      if (!engine) return jsonResponse(404, { errcode: "M_NOT_FOUND", error: `Could not find event ${route.eventId}` });
+      const r = await engine.query(method, target, body, origin, this.#opts.serverName, now);
+      return jsonResponse(r.status, r.body);
+    }
+    const engine = await this.#opts.rooms.get(route.roomId);
+    if (!engine) {
+      const r = json(wasm.unknownRoomQuery(method, target, body, origin, this.#opts.serverName, now));
+      return jsonResponse(r.status, r.body);
+    }
+    if ((route.endpoint === "state" || route.endpoint === "state_ids") && engine.stateAccess) {
+      const eventId = url.searchParams.get("event_id");
+      if (eventId !== null) return this.#stateQuery(engine, route, eventId, method, target, origin, now);
+    }
+    const r = await engine.query(method, target, body, origin, this.#opts.serverName, now);
+    return jsonResponse(r.status, r.body);
+  }
+
+  /** The header checks, fetching the origin's keys once if we lack them. */
+  async #checkHeaders(headers, now) {
     for (let attempt = 0; attempt < 2; attempt++) {
-      const r = json(wasm.authenticateRequest(headers, method, target, bodyText || undefined, this.#opts.serverName, this.#ring, now));
+      const r = json(wasm.authenticateHeaders(headers, this.#opts.serverName, this.#ring, now));
       if (!r.needKey) return r;
       if (attempt === 0 && (await this.#keys.fetchKeys(r.needKey.server))) continue;
-      return {
-        status: 401,
-        body: { errcode: "M_UNAUTHORIZED", error: `No usable key ${r.needKey.keyId} for ${r.needKey.server}` },
-        unknownKeyOf: r.needKey.server,
-      };
+      return { status: 401, body: { errcode: "M_UNAUTHORIZED", error: `No usable key ${r.needKey.keyId} for ${r.needKey.server}` } };
     }
     return { status: 401, body: { errcode: "M_UNAUTHORIZED", error: "key fetch failed" } };
+  }
+
+  /**
+   * `/state` and `/state_ids`: identical requests (room, event) share one
+   * computation while it runs, and its 200 answer for `STATE_CACHE.ttlMs`
+   * (Synapse `_state_resp_cache` / `_state_ids_resp_cache`, 30 s). Every
+   * caller's own access (joined, ACL) is checked before a shared answer.
+   */
+  async #stateQuery(engine, route, eventId, method, target, origin, now) {
+    const key = `${route.endpoint}\u0000${route.roomId}\u0000${eventId}`;
+    const shared = this.#stateCache.get(key, now);
+    if (shared) {
+      const denied = await engine.stateAccess(origin);
+      if (denied) return jsonResponse(denied.status, denied.body);
+      const r = await shared;
+      if (r.status === 200) return jsonResponse(200, r.text);
+    }
+    const p = Promise.resolve(engine.query(method, target, undefined, origin, this.#opts.serverName, now)).then((r) => ({
+      status: r.status,
+      text: JSON.stringify(r.body),
+    }));
+    if (!shared) this.#stateCache.start(key, p, now);
+    const r = await p;
+    return jsonResponse(r.status, r.text);
   }
 
   async #send(origin, txnId, bodyText) {
@@ -140,14 +228,15 @@ export class FederationServer {
       const { status, body } = await cached;
       return jsonResponse(status, body);
     }
-    const log = this.#opts.transactions;
-    const p = (async () => {
-      const logged = await log?.get(origin, txnId);
-      if (logged) return logged;
-      const result = await this.#processTxn(origin, bodyText);
-      if (result.status === 200) await log?.put(origin, txnId, result);
-      return result;
-    })();
+    // One transaction per origin at a time (Synapse `on_incoming_transaction`:
+    // another one in flight → 429, not remembered, so the sender retries).
+    // Checked and set with no await in between.
+    const active = this.#activeTxn.get(origin);
+    if (active !== undefined && active !== txnId) return jsonResponse(TOO_MANY_TRANSACTIONS.status, TOO_MANY_TRANSACTIONS.body);
+    this.#activeTxn.set(origin, txnId);
+    const p = this.#runTxn(origin, txnId, bodyText).finally(() => {
+      if (this.#activeTxn.get(origin) === txnId) this.#activeTxn.delete(origin);
+    });
     this.#txns.set(key, p);
     let result;
     try {
@@ -161,23 +250,48 @@ export class FederationServer {
     return jsonResponse(result.status, result.body);
   }
 
+  /** One transaction: its logged answer, or a refusal while another of the origin's runs elsewhere, or its processing. */
+  async #runTxn(origin, txnId, bodyText) {
+    const log = this.#opts.transactions;
+    let lease;
+    if (log?.begin) lease = await log.begin(origin, txnId);
+    else lease = { response: await log?.get(origin, txnId) };
+    if (lease?.response) return lease.response;
+    if (lease?.busy) return TOO_MANY_TRANSACTIONS;
+    let result;
+    try {
+      result = await this.#processTxn(origin, bodyText);
+    } catch (e) {
+      await log?.end?.(origin, txnId).catch(() => {});
+      throw e;
+    }
+    try {
+      if (result.status === 200) await log?.put(origin, txnId, result);
+      else await log?.end?.(origin, txnId);
+    } catch (e) {
+      // The PDUs are processed; a retry re-sends them and they are duplicates.
+      this.#opts.onError(e, {});
+    }
+    return result;
+  }
+
   async #processTxn(origin, bodyText) {
     const txn = json(wasm.parseTransaction(bodyText));
     if (txn.status) return txn;
     const results = {};
-    for (const [roomId, g] of groupPdusByRoom(txn.pdus)) {
-      let engine = await this.#opts.rooms.get(roomId);
-      if (!engine && g.createVersion && this.#opts.autoCreateRooms) {
-        try {
-          engine = await this.#opts.rooms.create(roomId, g.createVersion);
-        } catch {
-          continue; // an unsupported room version: no entries, like an unknown room
-        }
+    const now = this.#opts.now();
+    for (const g of json(wasm.groupPdus(txn.pdus))) {
+      let pdus = g.pdus.map((i) => txn.pdus[i]);
+      let engine = await this.#opts.rooms.get(g.roomId);
+      if (!engine) {
+        engine = await this.#startRoom(origin, g, txn.pdus, results);
+        if (!engine) continue;
+        // The create event first: it is what the rest of the room needs.
+        pdus = [txn.pdus[g.create.index], ...g.pdus.filter((i) => i !== g.create.index).map((i) => txn.pdus[i])];
       }
-      if (!engine) continue;
       if (!(await engine.aclAllows(origin))) {
         const version = await engine.roomVersion;
-        for (const raw of g.pdus) {
+        for (const raw of pdus) {
           try {
             results[wasm.pduEventId(raw, version)] = { error: "Server is banned from room" };
           } catch {
@@ -186,8 +300,8 @@ export class FederationServer {
         }
         continue;
       }
-      await this.#keys.ensureForPdus(g.pdus);
-      const outcomes = await engine.ingest(g.pdus, this.#ring);
+      await this.#keys.ensureForPdus(pdus);
+      const outcomes = await engine.ingest(pdus, this.#ring, { origin, now });
       for (const o of outcomes) {
         if (!o.eventId) continue;
         results[o.eventId] = o.status === "accepted" || o.status === "duplicate" ? {} : { error: o.reason };
@@ -195,33 +309,147 @@ export class FederationServer {
     }
     return { status: 200, body: { pdus: results } };
   }
+
+  /**
+   * PDUs for a room we do not hold. Like Synapse (`_handle_pdus_in_txn`:
+   * unknown room → skipped) they are ignored and get no answer entry — their
+   * event IDs cannot even be computed without the room's version — except a
+   * create event: it says why it did not start a room. Only an origin in
+   * `acceptRoomsFrom` starts a room, and only with a create event that
+   * passes every check (parse, signatures, hash, auth) before anything is
+   * created or stored.
+   */
+  async #startRoom(origin, g, all, results) {
+    if (!g.create) return undefined;
+    const raw = all[g.create.index];
+    const version = g.create.roomVersion;
+    let eventId;
+    try {
+      eventId = wasm.pduEventId(raw, version);
+    } catch {
+      return undefined; // an unsupported room version, or no PDU at all: no entry
+    }
+    if (!this.#acceptsRoomsFrom(origin)) {
+      results[eventId] = { error: `This server does not accept new rooms from ${origin}` };
+      return undefined;
+    }
+    await this.#keys.ensureForPdus([raw]);
+    const checked = json(wasm.checkCreateEvent(raw, version, this.#ring));
+    if (checked.error || checked.roomId !== g.roomId) {
+      results[eventId] = { error: `Create event refused: ${checked.error ?? `it is for ${checked.roomId}`}` };
+      return undefined;
+    }
+    return this.#opts.rooms.create(g.roomId, version);
+  }
+}
+
+/** 413 `M_TOO_LARGE`. */
+function tooLarge(max) {
+  return jsonResponse(413, { errcode: "M_TOO_LARGE", error: `Request body larger than ${max} bytes` });
 }
 
 /**
- * Groups PDUs (JSON text) by room, keeping their order within each room.
- * A create event's room is derived (v12: from its hash); PDUs with no
- * recognisable room are left out. Returns `Map<roomId, {pdus, createVersion}>`.
+ * Reads a request body as UTF-8 text, at most `max` bytes: `{text}`, or
+ * `{status, body}` (413 past the cap — the rest is not read; 400 for text
+ * that is not UTF-8).
+ */
+async function readBody(request, max) {
+  if (!request.body) return { text: "" };
+  const reader = request.body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      reader.cancel().catch(() => {});
+      const r = tooLarge(max);
+      return { status: r.status, body: await r.json() };
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  try {
+    return { text: new TextDecoder("utf-8", { fatal: true }).decode(bytes) };
+  } catch {
+    return { status: 400, body: { errcode: "M_NOT_JSON", error: "Content not JSON: not UTF-8" } };
+  }
+}
+
+/**
+ * Answers shared by identical requests: an entry is a promise of
+ * `{status, text}`; a 200 answer stays for `ttlMs`, others are forgotten
+ * once settled. At most `maxEntries` entries and `maxBytes` of answer text
+ * (the oldest go first; an answer bigger than `maxBytes` is not kept).
+ */
+class AnswerCache {
+  #opts;
+  #entries = new Map();
+  #bytes = 0;
+
+  constructor(opts) {
+    this.#opts = opts;
+  }
+
+  get(key, now) {
+    const e = this.#entries.get(key);
+    if (!e) return undefined;
+    if (e.expires !== undefined && e.expires <= now) {
+      this.#drop(key);
+      return undefined;
+    }
+    return e.promise;
+  }
+
+  start(key, promise, now) {
+    const entry = { promise, expires: undefined, bytes: 0 };
+    this.#entries.set(key, entry);
+    promise.then(
+      (r) => {
+        if (this.#entries.get(key) !== entry) return;
+        if (r.status !== 200 || r.text.length > this.#opts.maxBytes) return this.#drop(key);
+        entry.expires = now + this.#opts.ttlMs;
+        entry.bytes = r.text.length;
+        this.#bytes += entry.bytes;
+        this.#trim();
+      },
+      () => this.#entries.get(key) === entry && this.#drop(key),
+    );
+    this.#trim();
+  }
+
+  #drop(key) {
+    const e = this.#entries.get(key);
+    if (!e) return;
+    this.#bytes -= e.bytes;
+    this.#entries.delete(key);
+  }
+
+  #trim() {
+    for (const key of this.#entries.keys()) {
+      if (this.#entries.size <= this.#opts.maxEntries && this.#bytes <= this.#opts.maxBytes) break;
+      this.#drop(key);
+    }
+  }
+}
+
+/**
+ * Groups PDUs (objects or JSON text) by room, keeping their order within
+ * each room. A create event's room is derived (v12: from its hash); PDUs
+ * with no recognisable room are left out. Returns
+ * `Map<roomId, {pdus, createVersion}>`.
  */
 export function groupPdusByRoom(pdus) {
+  const raws = pdus.map(toText);
   const groups = new Map();
-  for (const pdu of pdus) {
-    const raw = toText(pdu);
-    const hint = json(call(() => wasm.pduRoom(raw)));
-    if (!hint) continue;
-    let roomId = hint.roomId;
-    if (!roomId && hint.createRoomVersion) {
-      try {
-        roomId = wasm.createEventRoomId(raw, hint.createRoomVersion);
-      } catch {
-        continue;
-      }
-    }
-    if (!roomId) continue;
-    if (!groups.has(roomId)) groups.set(roomId, { pdus: [], createVersion: undefined });
-    const g = groups.get(roomId);
-    g.pdus.push(raw);
-    g.createVersion ??= hint.createRoomVersion ?? undefined;
+  for (const g of json(call(() => wasm.groupPdus(raws)))) {
+    groups.set(g.roomId, { pdus: g.pdus.map((i) => raws[i]), createVersion: g.create?.roomVersion ?? undefined });
   }
   return groups;
 }
-

@@ -53,6 +53,29 @@ pub const MAX_ID_LEN: usize = 255;
 pub const STATE_AUTH_CHAIN_CACHE: usize = 16;
 /// How many dropped PDUs the room remembers (for inspection only).
 pub const MAX_DROPPED_LOG: usize = 10_000;
+/// Most bytes (reasons and event IDs) the dropped-PDU log shows; it holds at
+/// most twice this between trims, whatever the PDUs carried.
+pub const MAX_DROPPED_LOG_BYTES: usize = 1 << 20;
+/// Longest reason kept for a dropped or rejected PDU, in bytes: reasons quote
+/// parts of the PDU (event IDs, key IDs, values), so they are cut here and
+/// end with `…`. This bounds the dropped log, the stored rejections and
+/// every `/send` answer.
+pub const MAX_REASON_BYTES: usize = 256;
+
+/// `reason`, cut to at most [`MAX_REASON_BYTES`] bytes on a character
+/// boundary (ending with `…` when cut).
+pub fn bounded_reason(reason: impl Into<String>) -> String {
+    let mut reason = reason.into();
+    if reason.len() > MAX_REASON_BYTES {
+        let mut cut = MAX_REASON_BYTES - '…'.len_utf8();
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    reason
+}
 
 /// Which receipt check dropped a PDU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -130,7 +153,7 @@ impl Outcome {
     }
 
     fn drop(event_id: Option<&EventId>, stage: DropStage, reason: impl Into<String>) -> Self {
-        Outcome::Dropped { event_id: event_id.cloned(), stage, reason: reason.into() }
+        Outcome::Dropped { event_id: event_id.cloned(), stage, reason: bounded_reason(reason) }
     }
 }
 
@@ -141,8 +164,15 @@ pub struct DroppedEvent {
     pub event_id: Option<String>,
     /// Which check failed.
     pub stage: DropStage,
-    /// Why.
+    /// Why (at most [`MAX_REASON_BYTES`]).
     pub reason: String,
+}
+
+impl DroppedEvent {
+    /// The bytes this entry counts against [`MAX_DROPPED_LOG_BYTES`].
+    fn weight(&self) -> usize {
+        self.reason.len() + self.event_id.as_ref().map_or(0, String::len)
+    }
 }
 
 /// A stored PDU as a persistent store keeps it: the original bytes and the
@@ -449,6 +479,7 @@ pub struct Checkpoint {
     states: usize,
     auth_nodes: usize,
     dropped: usize,
+    dropped_bytes: usize,
     dropped_total: u64,
     room_id: Option<String>,
     extremities: BTreeSet<EventIdx>,
@@ -475,6 +506,8 @@ pub struct Room {
     checkpoint_open: bool,
     extremities: BTreeSet<EventIdx>,
     dropped: Vec<DroppedEvent>,
+    /// Sum of the entries' [`DroppedEvent::weight`].
+    dropped_bytes: usize,
     dropped_total: u64,
     redactions: Redactions,
     caches: RefCell<Caches>,
@@ -549,6 +582,7 @@ impl Room {
             checkpoint_open: false,
             extremities: BTreeSet::new(),
             dropped: Vec::new(),
+            dropped_bytes: 0,
             dropped_total: 0,
             redactions: Redactions::default(),
             caches: RefCell::new(Caches::default()),
@@ -605,19 +639,34 @@ impl Room {
         self.by_id.get(event_id, &self.events)
     }
 
-    /// Recently dropped PDUs (at most [`MAX_DROPPED_LOG`]) and the total count.
+    /// Recently dropped PDUs (at most [`MAX_DROPPED_LOG`] entries and
+    /// [`MAX_DROPPED_LOG_BYTES`]) and the total count.
     pub fn dropped(&self) -> (&[DroppedEvent], u64) {
-        let keep = self.dropped.len().saturating_sub(MAX_DROPPED_LOG);
+        let mut keep = self.dropped.len();
+        let mut bytes = 0;
+        while keep > 0 && self.dropped.len() - keep < MAX_DROPPED_LOG {
+            bytes += self.dropped[keep - 1].weight();
+            if bytes > MAX_DROPPED_LOG_BYTES {
+                break;
+            }
+            keep -= 1;
+        }
         (&self.dropped[keep..], self.dropped_total)
     }
 
     /// Forgets the oldest dropped PDUs once the log holds twice what it
-    /// shows (amortised O(1) per drop). Never while a checkpoint is open, so
-    /// a rollback only truncates.
+    /// shows, in entries or in bytes (amortised O(1) per drop). Never while a
+    /// checkpoint is open, so a rollback only truncates.
     fn trim_dropped_log(&mut self) {
-        if !self.checkpoint_open && self.dropped.len() >= 2 * MAX_DROPPED_LOG {
-            self.dropped.drain(..self.dropped.len() - MAX_DROPPED_LOG);
+        if self.checkpoint_open
+            || (self.dropped.len() < 2 * MAX_DROPPED_LOG && self.dropped_bytes < 2 * MAX_DROPPED_LOG_BYTES)
+        {
+            return;
         }
+        let shown = self.dropped().0.len();
+        let cut = self.dropped.len() - shown;
+        self.dropped_bytes -= self.dropped[..cut].iter().map(DroppedEvent::weight).sum::<usize>();
+        self.dropped.drain(..cut);
     }
 
     /// The interned states.
@@ -768,11 +817,13 @@ impl Room {
     fn log_drop(&mut self, outcome: &Outcome) {
         if let Outcome::Dropped { event_id, stage, reason } = &outcome {
             self.dropped_total += 1;
-            self.dropped.push(DroppedEvent {
+            let entry = DroppedEvent {
                 event_id: event_id.as_ref().map(|e| e.to_string()),
                 stage: *stage,
-                reason: reason.clone(),
-            });
+                reason: bounded_reason(reason.as_str()),
+            };
+            self.dropped_bytes += entry.weight();
+            self.dropped.push(entry);
             self.trim_dropped_log();
         }
     }
@@ -792,6 +843,21 @@ impl Room {
         if is_create {
             if self.room_id.is_some() {
                 return Outcome::drop(Some(&id), DropStage::Parse, "second create event");
+            }
+            // The room's version is fixed by what it already stores: once it
+            // holds events, a create event claiming another version is never
+            // stored (it would be read by this version's rules). A first
+            // create event goes through the auth rules, which reject an
+            // unknown version as the reference server does.
+            let claimed = pdu.json.get("content").and_then(|c| c.get("room_version"));
+            let claimed = claimed.map_or(Some("1"), Value::as_str);
+            if !self.events.is_empty() && claimed != Some(rules.id) {
+                let claimed = claimed.map_or_else(|| "a non-string".to_owned(), |c| format!("{c:?}"));
+                return Outcome::drop(
+                    Some(&id),
+                    DropStage::Parse,
+                    format!("create event for room version {claimed} in a room of version {:?}", rules.id),
+                );
             }
         } else if self.room_id.as_deref() != Some(pdu.room_id.as_str()) {
             return Outcome::drop(Some(&id), DropStage::Parse, "unknown room");
@@ -898,7 +964,7 @@ impl Room {
             Ok(allowed) => event.recheck_redaction = allowed.recheck_redaction,
             Err(reason) => {
                 event.status = EventStatus::Rejected;
-                rejection = Some(reason.to_string());
+                rejection = Some(bounded_reason(reason.to_string()));
             }
         }
         let outcome = match &rejection {
@@ -1047,6 +1113,7 @@ impl Room {
             states: self.states.len(),
             auth_nodes: self.auth_index.len(),
             dropped: self.dropped.len(),
+            dropped_bytes: self.dropped_bytes,
             dropped_total: self.dropped_total,
             room_id: self.room_id.clone(),
             extremities: self.extremities.clone(),
@@ -1082,6 +1149,7 @@ impl Room {
         let limit = cp.states;
         self.resolutions.retain(|k, (v, _)| (v.0 as usize) < limit && k.iter().all(|s| (s.0 as usize) < limit));
         self.dropped.truncate(cp.dropped);
+        self.dropped_bytes = cp.dropped_bytes;
         self.dropped_total = cp.dropped_total;
         self.trim_dropped_log();
         self.room_id = cp.room_id;

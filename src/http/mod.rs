@@ -29,6 +29,10 @@ pub const MAX_TXN_EDUS: usize = 100;
 /// Largest request body accepted, in bytes (the reference server's
 /// `MAX_REQUEST_SIZE`: 200 × 65,536).
 pub const MAX_BODY_BYTES: usize = 200 * 65_536;
+/// Longest `/send` transaction ID, in bytes (UTF-8, percent-decoded). A host
+/// keys its log of answered transactions by it (a Durable Object storage key
+/// holds at most 2 KiB), so a longer one is refused before anything runs.
+pub const MAX_TXN_ID_BYTES: usize = 2_048;
 
 /// An error answer: status, `errcode`, message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -191,7 +195,16 @@ pub fn route(method: &str, target: &Target) -> Result<Endpoint, HttpError> {
     let (want, endpoint) = match s.as_slice() {
         ["_matrix", "key", "v2", "server"] | ["_matrix", "key", "v2", "server", _] => ("GET", Endpoint::ServerKeys),
         ["_matrix", "federation", "v1", "version"] => ("GET", Endpoint::Version),
-        ["_matrix", "federation", "v1", "send", txn] => ("PUT", Endpoint::Send { txn_id: (*txn).into() }),
+        ["_matrix", "federation", "v1", "send", txn] => {
+            if txn.len() > MAX_TXN_ID_BYTES {
+                return Err(HttpError::new(
+                    400,
+                    "M_INVALID_PARAM",
+                    format!("Transaction ID longer than {MAX_TXN_ID_BYTES} bytes"),
+                ));
+            }
+            ("PUT", Endpoint::Send { txn_id: (*txn).into() })
+        }
         ["_matrix", "federation", "v1", "event", e] => ("GET", Endpoint::Event { event_id: (*e).into() }),
         ["_matrix", "federation", "v1", "state", r] => ("GET", Endpoint::State { room_id: (*r).into() }),
         ["_matrix", "federation", "v1", "state_ids", r] => ("GET", Endpoint::StateIds { room_id: (*r).into() }),
@@ -219,11 +232,18 @@ pub fn parse_body(body: &[u8]) -> Result<Value, HttpError> {
     serde_json::from_slice(body).map_err(|e| HttpError::new(400, "M_NOT_JSON", format!("Content not JSON: {e}")))
 }
 
-/// The room's server ACL in its current state, if any.
+/// The room's server ACL in its current state, if any, read as the
+/// reference server reads it: from the event as served, so a redacted ACL
+/// event has empty content. (Synapse `get_server_acl_for_room` →
+/// `get_current_state_event`, which returns the pruned event once a
+/// redaction applies, → `server_acl_evaluator_from_event`: `allow` defaults
+/// to `[]`, `deny` to `[]`, `allow_ip_literals` to true, so a redacted ACL
+/// admits no server at all.)
 pub fn current_acl(room: &Room) -> Option<ServerAcl> {
     let key = room.key_of("m.room.server_acl", "")?;
     let ev = room.current_state_map().get(key)?;
     match &room.event(ev).facts {
+        Facts::ServerAcl(_) if room.redacted_by(ev).is_some() => Some(ServerAcl::from_content(&Map::new())),
         Facts::ServerAcl(content) => Some(ServerAcl::from_content(content)),
         _ => None,
     }
@@ -235,6 +255,44 @@ pub fn check_acl(room: &Room, origin: &str) -> Result<(), HttpError> {
         Some(acl) if !acl.allows(origin) => Err(HttpError::new(403, "M_FORBIDDEN", "Server is banned from room")),
         _ => Ok(()),
     }
+}
+
+/// 403 unless `origin` may read the room's state (`/state`, `/state_ids`):
+/// it has a joined member, then the ACL admits it (Synapse
+/// `on_state_ids_request`: `assert_host_in_room`, then
+/// `check_server_matches_acl`). A host that caches state answers runs this
+/// for every caller before serving a cached answer.
+pub fn check_state_access(room: &Room, origin: &str) -> Result<(), HttpError> {
+    queries::require_in_room(room, origin)?;
+    check_acl(room, origin)
+}
+
+/// Answers a room query for a room this server does not hold, for an
+/// authenticated origin, as the reference server does: the same parameter
+/// checks as [`room_query`], then the room's checks against a room with no
+/// events — nobody is joined and there is no ACL, so `/state`,
+/// `/state_ids`, `/backfill`, `/get_missing_events` and
+/// `/timestamp_to_event` answer 403 `M_FORBIDDEN` "Host not in room."
+/// (Synapse `federation_server.py`: `on_state_ids_request` /
+/// `on_room_state_request` / `on_timestamp_to_event_request` call
+/// `assert_host_in_room` first; `on_backfill_request` and
+/// `on_get_missing_events` check the ACL — none — then
+/// `handlers/federation.py` `assert_host_in_room`; for an unknown room
+/// `is_host_in_room` is false → `AuthError(403, "Host not in room.")`).
+/// `/event` is not room-scoped: an unknown event is 404 (`on_pdu_request`).
+pub fn unknown_room_query(
+    endpoint: &Endpoint,
+    target: &Target,
+    body: Option<&Value>,
+    origin: &str,
+    our_server_name: &str,
+    now_ms: i64,
+) -> Result<Value, HttpError> {
+    if let Endpoint::Event { event_id } = endpoint {
+        return Err(QueryError::NotFound(format!("Could not find event {event_id}")).into());
+    }
+    let empty = Room::new("10").expect("room version 10 is supported");
+    room_query(&empty, endpoint, target, body, origin, our_server_name, now_ms)
 }
 
 /// A stored PDU in its outgoing federation form: as received, without
@@ -447,6 +505,73 @@ pub fn pdu_room(raw: &str) -> Option<PduRoom> {
             p.content.as_ref().and_then(|c| c.get("room_version")).and_then(Value::as_str).unwrap_or("1").to_owned()
         }),
     })
+}
+
+/// The PDUs of a transaction for one room, in transaction order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PduGroup {
+    /// The room.
+    pub room_id: String,
+    /// Positions of its PDUs in the transaction.
+    pub pdus: Vec<usize>,
+    /// The first create event among them: its position and the room version
+    /// its content names.
+    pub create: Option<(usize, String)>,
+}
+
+/// Groups a transaction's PDUs by room, keeping their order within each
+/// room (groups in order of first appearance). A create event without a
+/// `room_id` (room v12) belongs to the room its hash names; PDUs with no
+/// recognisable room are left out (they get no answer entry).
+pub fn group_pdus(pdus: &[&str]) -> Vec<PduGroup> {
+    let mut groups: Vec<PduGroup> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, raw) in pdus.iter().enumerate() {
+        let Some(hint) = pdu_room(raw) else { continue };
+        let room_id = match (&hint.room_id, &hint.create_room_version) {
+            (Some(r), _) => r.clone(),
+            (None, Some(version)) => {
+                let Ok(rules) = crate::room_version::RoomVersionRules::supported(version) else { continue };
+                match crate::pdu::parse_pdu(raw, rules) {
+                    Ok(p) => p.room_id,
+                    Err(_) => continue,
+                }
+            }
+            (None, None) => continue,
+        };
+        let g = *index.entry(room_id.clone()).or_insert_with(|| {
+            groups.push(PduGroup { room_id, pdus: Vec::new(), create: None });
+            groups.len() - 1
+        });
+        let group = &mut groups[g];
+        group.pdus.push(i);
+        if group.create.is_none() {
+            group.create = hint.create_room_version.map(|v| (i, v));
+        }
+    }
+    groups
+}
+
+/// Checks a create event that would start a new room, fully, before
+/// anything is created: it must parse for the room version its content
+/// names, carry valid signatures of the servers the version requires and a
+/// matching content hash, and pass the auth rules. Returns the room ID and
+/// the event ID, or why not (a bounded reason).
+pub fn check_create_event(
+    raw: &str,
+    room_version: &str,
+    keys: &dyn crate::signing::KeyStore,
+) -> Result<(String, String), String> {
+    let mut room = Room::new(room_version).map_err(|e| crate::room::bounded_reason(e.to_string()))?;
+    match room.ingest(raw, crate::room::Verification::Keys(keys)) {
+        crate::room::Outcome::Accepted { event_id, redacted_on_receipt: false } => {
+            let room_id = room.room_id().map(str::to_owned).ok_or("not a create event")?;
+            Ok((room_id, event_id.as_str().to_owned()))
+        }
+        crate::room::Outcome::Accepted { .. } => Err("content hash mismatch".into()),
+        crate::room::Outcome::Rejected { reason, .. } | crate::room::Outcome::Dropped { reason, .. } => Err(reason),
+        crate::room::Outcome::Duplicate { .. } => Err("duplicate".into()),
+    }
 }
 
 /// The `/_matrix/federation/v1/version` answer.

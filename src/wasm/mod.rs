@@ -9,7 +9,9 @@ use wasm_bindgen::prelude::*;
 use crate::conformance;
 use crate::export;
 use crate::http::keys::{parse_notary_response, parse_server_keys, server_keys_response, KeyRing, RequestKeys};
-use crate::http::xmatrix::{authenticate_request, request_signing_object, RequestAuthError, XMatrix};
+use crate::http::xmatrix::{
+    authenticate_request, check_request_headers, request_signing_object, RequestAuthError, XMatrix,
+};
 use crate::http::{self, Endpoint, HttpError, Target};
 use crate::ids::EventIdx;
 use crate::room::{Checkpoint, Outcome, Room, Verification};
@@ -210,6 +212,16 @@ impl WasmRoom {
         })
     }
 
+    /// Whether `origin` may read the room's state (joined, then admitted by
+    /// the ACL): JSON `null`, or the `{status, body}` error answer.
+    #[wasm_bindgen(js_name = stateAccess)]
+    pub fn state_access(&self, origin: &str) -> String {
+        to_json(&match http::check_state_access(&self.room, origin) {
+            Ok(()) => Value::Null,
+            Err(e) => json!({"status": e.status, "body": e.body()}),
+        })
+    }
+
     /// Whether the room's server ACL lets `server` take part (true without an ACL).
     #[wasm_bindgen(js_name = aclAllows)]
     pub fn acl_allows(&self, server: &str) -> bool {
@@ -286,6 +298,84 @@ pub fn route_request(method: &str, target: &str) -> String {
         }
         Err(e) => json!({"status": e.status, "body": e.body()}),
     })
+}
+
+/// The first authentication checks, before the body is read (see
+/// `check_request_headers`): JSON `{origin}` (a key of the claimed origin is
+/// held), `{needKey: {server, keyId}}`, or the `{status, body}` refusal.
+#[wasm_bindgen(js_name = authenticateHeaders)]
+pub fn authenticate_headers(authorization: Vec<String>, our_server_name: &str, keys: &WasmKeyRing, now_ms: f64) -> String {
+    let headers: Vec<&str> = authorization.iter().map(String::as_str).collect();
+    let view = RequestKeys { ring: &keys.ring, now_ms: now_ms as i64 };
+    to_json(&match check_request_headers(&headers, our_server_name, &view) {
+        Ok(origin) => json!({"origin": origin}),
+        Err(RequestAuthError::UnknownKey { server, key_id }) => json!({"needKey": {"server": server, "keyId": key_id}}),
+        Err(e) => json!({"status": e.status(), "body": {"errcode": "M_UNAUTHORIZED", "error": e.to_string()}}),
+    })
+}
+
+/// Answers a room query for a room this server does not hold (as the
+/// reference server does: see `unknown_room_query`): JSON `{status, body}`.
+#[wasm_bindgen(js_name = unknownRoomQuery)]
+pub fn unknown_room_query(
+    method: &str,
+    target: &str,
+    body: Option<String>,
+    origin: &str,
+    our_server_name: &str,
+    now_ms: f64,
+) -> String {
+    let result = (|| -> Result<Value, HttpError> {
+        let t = Target::parse(target)?;
+        let endpoint = http::route(method, &t)?;
+        let body = match body.as_deref() {
+            Some(b) if !b.is_empty() => Some(http::parse_body(b.as_bytes())?),
+            _ => None,
+        };
+        http::unknown_room_query(&endpoint, &t, body.as_ref(), origin, our_server_name, now_ms as i64)
+    })();
+    to_json(&match result {
+        Ok(body) => json!({"status": 200, "body": body}),
+        Err(e) => json!({"status": e.status, "body": e.body()}),
+    })
+}
+
+/// Groups a transaction's PDUs by room: JSON `[{roomId, pdus: [index…],
+/// create: {index, roomVersion} | null}]` (see `group_pdus`).
+#[wasm_bindgen(js_name = groupPdus)]
+pub fn group_pdus(pdus: Vec<String>) -> String {
+    let raws: Vec<&str> = pdus.iter().map(String::as_str).collect();
+    let groups: Vec<Value> = http::group_pdus(&raws)
+        .into_iter()
+        .map(|g| {
+            let create = g.create.map(|(i, v)| json!({"index": i, "roomVersion": v}));
+            json!({"roomId": g.room_id, "pdus": g.pdus, "create": create})
+        })
+        .collect();
+    to_json(&Value::Array(groups))
+}
+
+/// Checks a create event that would start a room (parse, signatures with
+/// `keys`, content hash, auth rules): JSON `{roomId, eventId}` or `{error}`.
+#[wasm_bindgen(js_name = checkCreateEvent)]
+pub fn check_create_event(raw: &str, room_version: &str, keys: &WasmKeyRing) -> String {
+    to_json(&match http::check_create_event(raw, room_version, &keys.ring) {
+        Ok((room_id, event_id)) => json!({"roomId": room_id, "eventId": event_id}),
+        Err(error) => json!({"error": error}),
+    })
+}
+
+/// The serving limits (bytes and counts) the JS layer enforces before
+/// calling into the core: JSON.
+#[wasm_bindgen(js_name = servingLimits)]
+pub fn serving_limits() -> String {
+    to_json(&json!({
+        "maxBodyBytes": http::MAX_BODY_BYTES,
+        "maxTxnPdus": http::MAX_TXN_PDUS,
+        "maxTxnEdus": http::MAX_TXN_EDUS,
+        "maxTxnIdBytes": http::MAX_TXN_ID_BYTES,
+        "maxReasonBytes": crate::room::MAX_REASON_BYTES,
+    }))
 }
 
 /// Authenticates a request (X-Matrix): JSON `{origin}`, `{needKey: {server,

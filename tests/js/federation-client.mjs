@@ -4,6 +4,7 @@
 // back into `roomdag-answers/1` entries (event IDs computed from the
 // returned PDUs; `pruned` judged against the original and its redacted form).
 import { signRequest, eventIdOf, redactPdu } from "../../pkg/node.js";
+import { OUTSIDERS } from "./fixtures.mjs";
 
 const TXN_PDUS = 50;
 const q = encodeURIComponent;
@@ -25,6 +26,7 @@ export class FederationClient {
 
   keyOf(origin) {
     const s = this.fx.servers[origin];
+    if (!s && OUTSIDERS[origin]) return { keyId: OUTSIDERS[origin].keyId, seed: OUTSIDERS[origin].seed };
     if (!s) return { keyId: "ed25519:1", seed: "A".repeat(43) }; // a key nobody publishes
     return { keyId: Object.keys(s.verify_keys)[0], seed: s.signing_key_seed };
   }

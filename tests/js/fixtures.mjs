@@ -26,9 +26,23 @@ export function loadFixture(name) {
   };
 }
 
-/** The fixture's servers' keys, as `trustedKeys`. */
+/**
+ * Servers that ask the fixtures' queries without being in the room
+ * (`stranger.example`): authenticated, with keys only the tests know.
+ */
+export const OUTSIDERS = {
+  "stranger.example": {
+    keyId: "ed25519:s",
+    seed: "cm9vbWRhZy10ZXN0OiBzdHJhbmdlci5leGFtcGxlISE",
+    publicKey: "Dc+bU7FMqwzPT/NQnO4/sYvvtnlkpxLWgNUtOoyo8yM",
+  },
+};
+
+/** The fixture's servers' keys, and the outsiders', as `trustedKeys`. */
 export function trustedKeysOf(room) {
-  return Object.fromEntries(Object.entries(room.servers).map(([s, v]) => [s, v.verify_keys]));
+  const keys = Object.fromEntries(Object.entries(room.servers).map(([s, v]) => [s, v.verify_keys]));
+  for (const [s, o] of Object.entries(OUTSIDERS)) keys[s] ??= { [o.keyId]: o.publicKey };
+  return keys;
 }
 
 /** The compared fields of an answer, as oracle/compare.py normalises them. */

@@ -12,7 +12,7 @@ const OUR_KEY = { keyId: "ed25519:rd", seed: "dGhpcyBpcyB0aGUgcm9vbWRhZyB0ZXN0IH
 
 function makeServer(fixture, extra = {}) {
   const rooms = new RoomDirectory({ createStore: () => new MemoryStore() });
-  const server = new FederationServer({ serverName: SERVER, signingKey: OUR_KEY, rooms, trustedKeys: trustedKeysOf(fixture), ...extra });
+  const server = new FederationServer({ serverName: SERVER, signingKey: OUR_KEY, rooms, trustedKeys: trustedKeysOf(fixture), acceptRoomsFrom: "*", ...extra });
   const client = new FederationClient({ send: (r) => server.handleFederationRequest(r), destination: SERVER, fixture });
   return { server, rooms, client };
 }
@@ -64,8 +64,10 @@ test("authentication: unsigned, wrongly signed, wrong destination, malformed, st
     authorization: `X-Matrix origin="${member}",origin="${member}",key="ed25519:1",sig="AAAA"`,
   });
   assert.equal(duplicate.status, 400);
+  const unknown = await client.request("unknown-origin.example", "GET", target);
+  assert.equal(unknown.status, 401, "unknown-origin.example's key cannot be fetched: not authenticated");
   const stranger = await client.request("stranger.example", "GET", target);
-  assert.equal(stranger.status, 403, "stranger.example's key cannot be fetched, and it is not in the room");
+  assert.equal(stranger.status, 403, "stranger.example is authenticated but not in the room");
   const posing = await client.request(member, "GET", target, undefined, {
     authorization: (await import("../../pkg/node.js")).signRequest({ origin: member, keyId: "ed25519:unknown", seed: "A".repeat(43), destination: SERVER, method: "GET", target }),
   });
@@ -77,14 +79,14 @@ test("authentication: unsigned, wrongly signed, wrong destination, malformed, st
   assert.equal(bodyTampered.status, 401, "the signature covers the body");
 });
 
-test("errors: unknown room 404, unknown event 404, unknown path 404, wrong method 405, bad params 400, oversized txn 400", async () => {
+test("errors: unknown room 403 (as Synapse), unknown event 404, unknown path 404, wrong method 405, bad params 400, oversized txn 400", async () => {
   const { room } = loadFixture("v10-linear-200");
   const { client } = makeServer(room);
   await client.sendAll();
   const o = Object.keys(room.servers)[0];
-  const r404 = await client.request(o, "GET", `/_matrix/federation/v1/state_ids/${encodeURIComponent("!nope:x.example")}?event_id=%24x`);
-  assert.equal(r404.status, 404);
-  assert.equal(r404.body.errcode, "M_NOT_FOUND");
+  const unknownRoom = await client.request(o, "GET", `/_matrix/federation/v1/state_ids/${encodeURIComponent("!nope:x.example")}?event_id=%24x`);
+  assert.equal(unknownRoom.status, 403);
+  assert.equal(unknownRoom.body.errcode, "M_FORBIDDEN");
   assert.equal((await client.request(o, "GET", "/_matrix/federation/v1/event/%24unknown")).status, 404);
   const unknown = await client.request(o, "GET", "/_matrix/federation/v1/frobnicate");
   assert.equal(unknown.status, 404);
@@ -132,7 +134,7 @@ test("/send with a transaction log: a retry reaching another server instance get
     put: async (origin, txnId, response) => void saved.set(`${origin} ${txnId}`, structuredClone(response)),
   };
   const instance = (transactions) => {
-    const server = new FederationServer({ serverName: SERVER, signingKey: OUR_KEY, rooms, trustedKeys: trustedKeysOf(room), transactions });
+    const server = new FederationServer({ serverName: SERVER, signingKey: OUR_KEY, rooms, trustedKeys: trustedKeysOf(room), transactions, acceptRoomsFrom: "*" });
     return new FederationClient({ send: (r) => server.handleFederationRequest(r), destination: SERVER, fixture: room });
   };
   const r = expected.events.findIndex((e) => e.status === "rejected");
@@ -209,8 +211,8 @@ test("keys: our key endpoint is self-signed; unknown origins' keys are fetched, 
   assert.equal(ring.addServerKeys(JSON.stringify(keys.body), SERVER, Date.now()), 1, "our key response verifies");
   const target = `/_matrix/federation/v1/state_ids/${encodeURIComponent(room.room_id)}?event_id=${encodeURIComponent(room.events[3].event_id)}`;
   const [a, b] = await Promise.all([client.request(first, "GET", target), client.request(first, "GET", target)]);
-  assert.equal(a.status, 404, "authenticated (the room does not exist yet)");
-  assert.equal(b.status, 404);
+  assert.equal(a.status, 403, "authenticated (the room does not exist yet: Host not in room)");
+  assert.equal(b.status, 403);
   assert.equal(fetches, 1, "concurrent fetches of one server's keys are coalesced");
   await client.sendAll();
   assert.equal((await client.request(first, "GET", target)).status, 200);
