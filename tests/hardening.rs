@@ -35,3 +35,6 @@ mod answers;
 
 #[path = "hardening/oracle_diff.rs"]
 mod oracle_diff;
+
+#[path = "hardening/security.rs"]
+mod security;

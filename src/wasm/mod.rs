@@ -304,7 +304,12 @@ pub fn route_request(method: &str, target: &str) -> String {
 /// `check_request_headers`): JSON `{origin}` (a key of the claimed origin is
 /// held), `{needKey: {server, keyId}}`, or the `{status, body}` refusal.
 #[wasm_bindgen(js_name = authenticateHeaders)]
-pub fn authenticate_headers(authorization: Vec<String>, our_server_name: &str, keys: &WasmKeyRing, now_ms: f64) -> String {
+pub fn authenticate_headers(
+    authorization: Vec<String>,
+    our_server_name: &str,
+    keys: &WasmKeyRing,
+    now_ms: f64,
+) -> String {
     let headers: Vec<&str> = authorization.iter().map(String::as_str).collect();
     let view = RequestKeys { ring: &keys.ring, now_ms: now_ms as i64 };
     to_json(&match check_request_headers(&headers, our_server_name, &view) {

@@ -587,6 +587,13 @@ pub fn router(data: &[u8]) {
                 assert!(endpoint.needs_auth(), "{endpoint:?} must need X-Matrix auth");
             }
         }
+        Err(e) if e.status == 400 => {
+            // Only a `/send` transaction ID over the limit is refused as a parameter.
+            let s = &target.segments;
+            let is_send = s.len() == 5 && s[..4] == ["_matrix", "federation", "v1", "send"];
+            assert!(is_send && s[4].len() > roomdag::http::MAX_TXN_ID_BYTES, "{method} {raw:?}: {e:?}");
+            assert_eq!(e.body()["errcode"], "M_INVALID_PARAM");
+        }
         Err(e) => {
             assert!(matches!(e.status, 404 | 405), "{method} {raw:?}: {e:?}");
             assert_eq!(e.body()["errcode"], "M_UNRECOGNIZED");
