@@ -7,9 +7,9 @@ import { wasm, call, json, toText } from "./common.js";
 export { KeyRing } from "./roomdag_wasm.js";
 export { MemoryStore, IndexedDbStore, DurableObjectStore } from "./stores.js";
 export { NotInitializedError, RoomdagError, markReady } from "./common.js";
-export { RoomEngine, RoomDirectory } from "./engine.js";
+export { RoomEngine, RoomDirectory, REJECTED_PER_ORIGIN } from "./engine.js";
 export { KeyFetcher, pinKeys } from "./keys.js";
-export { FederationServer, groupPdusByRoom } from "./server.js";
+export { FederationServer, groupPdusByRoom, STATE_CACHE, servingLimits } from "./server.js";
 
 /** Signs a federation request as `origin`: the `Authorization` header value. */
 export function signRequest({ origin, keyId, seed, destination, method, target, body }) {

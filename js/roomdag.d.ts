@@ -29,7 +29,7 @@ export class RoomdagError extends Error {
 export type Outcome =
   | { eventId: EventId; status: "accepted"; redactedOnReceipt: boolean }
   | { eventId: EventId; status: "rejected"; reason: string; redactedOnReceipt: boolean }
-  | { eventId: EventId | null; status: "dropped"; stage: "parse" | "signature" | "hash" | "missing"; reason: string }
+  | { eventId: EventId | null; status: "dropped"; stage: "parse" | "signature" | "hash" | "missing" | "limit"; reason: string }
   | { eventId: EventId; status: "duplicate" };
 
 /** A stored PDU, as a store keeps it. */
@@ -213,8 +213,14 @@ export class RoomEngine {
   readonly roomVersion: RoomVersion;
   readonly eventCount: number;
   readonly store: RoomStore;
-  /** Receives PDUs in order; the stored ones are written as one atomic batch. */
-  ingest(pdus: Pdu[], keyRing: KeyRing): Promise<Outcome[]>;
+  /**
+   * Receives PDUs in order; the stored ones are written as one atomic batch.
+   * With `origin`, that origin's rejected events are bounded (`REJECTED_PER_ORIGIN`):
+   * past the bound its PDUs are dropped with stage `limit` and nothing is stored.
+   */
+  ingest(pdus: Pdu[], keyRing: KeyRing, opts?: { origin?: ServerName; now?: number }): Promise<Outcome[]>;
+  /** Whether `origin` may read the room's state (joined, then the ACL): `null`, or the error answer. */
+  stateAccess(origin: ServerName): { status: number; body: MatrixError } | null;
   /** Answers a room federation request for an authenticated origin. */
   query(method: string, target: string, body: Pdu | undefined, origin: ServerName, serverName: ServerName, nowMs?: number): QueryResult<unknown>;
   stateIds(origin: ServerName, eventId: EventId): QueryResult<StateIdsBody>;
@@ -239,7 +245,9 @@ export class RoomEngine {
 /** What a `FederationServer` needs of a room: a `RoomEngine`, or a proxy to one (e.g. in a Durable Object). */
 export interface FederatedRoom {
   readonly roomVersion: string | Promise<string>;
-  ingest(pdus: string[], keyRing: KeyRing): Promise<Outcome[]>;
+  ingest(pdus: string[], keyRing: KeyRing, opts?: { origin?: ServerName; now?: number }): Promise<Outcome[]>;
+  /** Without it, `/state` and `/state_ids` answers are not shared between requests. */
+  stateAccess?(origin: ServerName): { status: number; body: MatrixError } | null | Promise<{ status: number; body: MatrixError } | null>;
   query(method: string, target: string, body: string | undefined, origin: ServerName, serverName: ServerName, nowMs?: number): QueryResult<unknown> | Promise<QueryResult<unknown>>;
   aclAllows(server: ServerName): boolean | Promise<boolean>;
   hasEvent(eventId: EventId): boolean | Promise<boolean>;
@@ -292,8 +300,14 @@ export interface FederationServerOptions {
   fetch?: typeof fetch;
   /** Base URL of a server (default `https://{server}`). */
   keyServerUrl?: (server: ServerName) => string;
-  /** Accept a create event for an unknown room (default true). */
-  autoCreateRooms?: boolean;
+  /**
+   * Origins whose `/send` may start a room this server does not hold, with a
+   * create event that passes every check: server names (array or
+   * comma-separated), or `"*"` for any. Default: none (such PDUs are ignored).
+   */
+  acceptRoomsFrom?: string | ServerName[];
+  /** Where internal errors go (default `console.error`); a 500 answer never carries them. */
+  onError?: (error: unknown, context: { request?: Request }) => void;
   now?: () => number;
   keyFetchTimeoutMs?: number;
   /** Answered transactions remembered in memory (default 1000). */
@@ -315,7 +329,15 @@ export interface TransactionResponse {
 /** Where a `FederationServer` keeps the answers of `/send` transactions. */
 export interface TransactionLog {
   get(origin: ServerName, txnId: string): Promise<TransactionResponse | undefined>;
+  /** Records a 200 answer (and ends the transaction's lease, with `begin`). */
   put(origin: ServerName, txnId: string, response: TransactionResponse): Promise<void>;
+  /**
+   * Starts a transaction: its logged answer, `busy` while another transaction
+   * of the origin runs (in any process: the server answers 429), or `{}`.
+   */
+  begin?(origin: ServerName, txnId: string): Promise<{ response?: TransactionResponse; busy?: boolean }>;
+  /** Ends a transaction that got no 200 answer. */
+  end?(origin: ServerName, txnId: string): Promise<void>;
 }
 
 /** Answers the federation endpoints for the rooms of a directory. */
@@ -326,6 +348,13 @@ export class FederationServer {
   readonly serverName: ServerName;
   handleFederationRequest(request: Request): Promise<Response>;
 }
+
+/** Rejected events a room stores from one origin per window (past either bound: refused). */
+export const REJECTED_PER_ORIGIN: { events: number; bytes: number; windowMs: number; origins: number };
+/** How long and how much `/state` and `/state_ids` answers are shared. */
+export const STATE_CACHE: { ttlMs: number; maxEntries: number; maxBytes: number };
+/** The serving limits the JS layer enforces before calling into the core. */
+export function servingLimits(): { maxBodyBytes: number; maxTxnPdus: number; maxTxnEdus: number; maxTxnIdBytes: number; maxReasonBytes: number };
 
 /** Groups PDUs by room (order kept within a room); a create event's room is derived. */
 export function groupPdusByRoom(pdus: Pdu[]): Map<RoomId, { pdus: string[]; createVersion: string | undefined }>;
