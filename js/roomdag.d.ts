@@ -357,7 +357,7 @@ export const STATE_CACHE: { ttlMs: number; maxEntries: number; maxBytes: number 
 export function servingLimits(): { maxBodyBytes: number; maxTxnPdus: number; maxTxnEdus: number; maxTxnIdBytes: number; maxReasonBytes: number };
 
 /** Groups PDUs by room (order kept within a room); a create event's room is derived. */
-export function groupPdusByRoom(pdus: Pdu[]): Map<RoomId, { pdus: string[]; createVersion: string | undefined }>;
+export function groupPdusByRoom(pdus: Pdu[]): Map<RoomId, { pdus: string[]; createVersion: string | undefined; create: string | undefined }>;
 
 /** Signs a request as `origin`: the `Authorization` header value. */
 export function signRequest(opts: {

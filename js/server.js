@@ -443,13 +443,14 @@ class AnswerCache {
  * Groups PDUs (objects or JSON text) by room, keeping their order within
  * each room. A create event's room is derived (v12: from its hash); PDUs
  * with no recognisable room are left out. Returns
- * `Map<roomId, {pdus, createVersion}>`.
+ * `Map<roomId, {pdus, createVersion, create}>` (`create`: the room's first
+ * create event, as text).
  */
 export function groupPdusByRoom(pdus) {
   const raws = pdus.map(toText);
   const groups = new Map();
   for (const g of json(call(() => wasm.groupPdus(raws)))) {
-    groups.set(g.roomId, { pdus: g.pdus.map((i) => raws[i]), createVersion: g.create?.roomVersion ?? undefined });
+    groups.set(g.roomId, { pdus: g.pdus.map((i) => raws[i]), createVersion: g.create?.roomVersion ?? undefined, create: g.create ? raws[g.create.index] : undefined });
   }
   return groups;
 }

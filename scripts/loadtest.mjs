@@ -30,6 +30,7 @@ const vars = {
   ADMIN_TOKEN: "load-admin-token-0123456789",
   TRUSTED_KEYS: JSON.stringify(trusted),
   KEY_SERVER_URL: "http://127.0.0.1:9/{server}",
+  ACCEPT_ROOMS_FROM: "*",
 };
 const w = await startWorker({ vars });
 try {

@@ -19,8 +19,19 @@ export interface Env {
   NOTARY_SERVERS?: string;
   /** Bearer token of the admin API (at least 16 characters). */
   ADMIN_TOKEN?: string;
-  /** `open`: the read-only inspector API (for the visualizer) needs no token. */
+  /**
+   * Who may use the read-only inspector API (`/_roomdag/rooms…`, `/_roomdag/config`):
+   * unset or `closed` (default): bearer ADMIN_TOKEN only; `loopback`: also
+   * requests addressed to a loopback host (127.0.0.1, localhost, [::1] — for
+   * `npm start`); `open`: anyone (public: every stored PDU, also redacted ones).
+   */
   INSPECTOR?: string;
+  /**
+   * Origins whose `/send` may start a room this server does not hold (with a
+   * valid, correctly signed create event): comma-separated server names, or
+   * `*` for any. Unset (default): none — PDUs for unknown rooms are ignored.
+   */
+  ACCEPT_ROOMS_FROM?: string;
   /** Base URL template for key fetches (tests): `http://127.0.0.1:9000/{server}`. */
   KEY_SERVER_URL?: string;
 }
@@ -31,7 +42,8 @@ export interface Config {
   trustedKeys: Record<string, Record<string, string>>;
   notaryServers: string[];
   adminToken: string;
-  inspectorOpen: boolean;
+  inspector: "closed" | "loopback" | "open";
+  acceptRoomsFrom: string[];
   keyServerUrl: (server: string) => string;
 }
 
@@ -93,6 +105,16 @@ export function parseConfig(env: Env): Config {
   const adminToken = env.ADMIN_TOKEN ?? "";
   if (adminToken.length < 16) problems.push("ADMIN_TOKEN must be set to at least 16 characters");
 
+  const inspector = (env.INSPECTOR ?? "").trim() || "closed";
+  if (inspector !== "closed" && inspector !== "loopback" && inspector !== "open") {
+    problems.push(`INSPECTOR must be closed (default), loopback or open, not ${JSON.stringify(inspector)}`);
+  }
+
+  const acceptRoomsFrom = (env.ACCEPT_ROOMS_FROM ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  for (const s of acceptRoomsFrom) {
+    if (s !== "*" && !SERVER_NAME.test(s)) problems.push(`ACCEPT_ROOMS_FROM: ${JSON.stringify(s)} is not a server name (or *)`);
+  }
+
   if (problems.length) throw new ConfigError(problems);
   const template = env.KEY_SERVER_URL;
   return {
@@ -101,7 +123,8 @@ export function parseConfig(env: Env): Config {
     trustedKeys,
     notaryServers,
     adminToken,
-    inspectorOpen: env.INSPECTOR === "open",
+    inspector: inspector as Config["inspector"],
+    acceptRoomsFrom,
     keyServerUrl: template ? (server) => template.replace("{server}", server) : (server) => `https://${server}`,
   };
 }

@@ -4,8 +4,12 @@
 //        (authentication and routing here; each room's DAG lives in its own
 //         Durable Object, the room's single writer)
 //   /_roomdag/admin/*    import rooms, list rooms (bearer ADMIN_TOKEN)
-//   /_roomdag/rooms/*    read-only inspector API for the visualizer
+//   /_roomdag/rooms/*    read-only inspector API for the visualizer (bearer
+//                        ADMIN_TOKEN unless INSPECTOR is loopback or open)
 //   everything else      the visualizer (static assets from www/)
+//
+// No CORS headers anywhere: the inspector is read same-origin (the visualizer
+// is served from here) or with a token.
 import { FederationServer, groupPdusByRoom, publicKeyOf } from "../../pkg/workerd.js";
 import type { Outcome } from "../../pkg/roomdag.js";
 import { configOf, ConfigError, type Config, type Env } from "./config.js";
@@ -29,8 +33,11 @@ class RemoteRoom {
     private stub: RoomStub,
     readonly roomVersion: string,
   ) {}
-  ingest(pdus: string[]): Promise<Outcome[]> {
-    return this.stub.ingest(pdus) as Promise<Outcome[]>;
+  ingest(pdus: string[], _keyRing?: unknown, opts: { origin?: string } = {}): Promise<Outcome[]> {
+    return this.stub.ingest(pdus, opts.origin === undefined ? {} : { origin: opts.origin }) as Promise<Outcome[]>;
+  }
+  stateAccess(origin: string) {
+    return this.stub.stateAccess(origin);
   }
   query(method: string, target: string, body: string | undefined, origin: string, serverName: string, nowMs: number) {
     return this.stub.query(method, target, body, origin, serverName, nowMs);
@@ -50,19 +57,45 @@ class RemoteRoom {
  */
 const directoryComplete = new WeakSet<Env>();
 
-/** Rooms on Durable Objects, found by room ID (and, for /event, through the event index). */
+/** Rooms known to this isolate: room ID → version (a hosted room is never removed). */
+const knownRooms = new WeakMap<Env, Map<string, string>>();
+const KNOWN_ROOMS_MAX = 10_000;
+
+/**
+ * Rooms on Durable Objects, found by room ID through the directory (so a
+ * room ID nobody hosts starts no Durable Object), and, for /event, through
+ * the event index.
+ */
 class DurableRooms {
   constructor(private env: Env) {}
-  async get(roomId: string): Promise<RemoteRoom | undefined> {
-    const stub = roomStub(this.env, roomId);
-    const info = (await stub.info()) as RoomInfo;
-    return info.exists ? new RemoteRoom(stub, info.roomVersion as string) : undefined;
+  #known(): Map<string, string> {
+    let m = knownRooms.get(this.env);
+    if (!m) knownRooms.set(this.env, (m = new Map()));
+    return m;
   }
-  async create(roomId: string, roomVersion: string): Promise<RemoteRoom> {
+  #remember(roomId: string, roomVersion: string) {
+    const m = this.#known();
+    m.set(roomId, roomVersion);
+    if (m.size > KNOWN_ROOMS_MAX) m.delete(m.keys().next().value as string);
+  }
+  async get(roomId: string): Promise<RemoteRoom | undefined> {
+    let version = this.#known().get(roomId);
+    if (version === undefined) {
+      version = await directory(this.env).get(roomId);
+      if (version === undefined) return undefined;
+      this.#remember(roomId, version);
+    }
+    return new RemoteRoom(roomStub(this.env, roomId), version);
+  }
+  /** Makes the room; with `createPdu`, only if that create event is accepted (undefined otherwise). */
+  async create(roomId: string, roomVersion: string, createPdu?: string, trustKeys?: Record<string, Record<string, string>>): Promise<RemoteRoom | undefined> {
     const stub = roomStub(this.env, roomId);
-    const info = (await stub.create(roomVersion)) as RoomInfo;
-    await directory(this.env).add(roomId, roomVersion);
-    return new RemoteRoom(stub, info.roomVersion as string);
+    const info = (await stub.create(roomVersion, createPdu, trustKeys)) as RoomInfo & { refused?: string };
+    if (!info.exists) return undefined;
+    const version = info.roomVersion as string;
+    await directory(this.env).add(roomId, version);
+    this.#remember(roomId, version);
+    return new RemoteRoom(stub, version);
   }
   /**
    * One call to the event's index shard. On a miss, only rooms not yet in
@@ -96,6 +129,12 @@ class DurableTransactions {
   async put(origin: string, txnId: string, response: TransactionResponse): Promise<void> {
     await this.#stub(origin).put(txnId, response);
   }
+  async begin(origin: string, txnId: string): Promise<{ response?: TransactionResponse; busy?: boolean }> {
+    return (await this.#stub(origin).begin(txnId)) as { response?: TransactionResponse; busy?: boolean };
+  }
+  async end(origin: string, txnId: string): Promise<void> {
+    await this.#stub(origin).end(txnId);
+  }
 }
 
 let server: { env: Env; fs: FederationServer } | undefined;
@@ -112,18 +151,54 @@ function federationServer(env: Env, config: Config): FederationServer {
         keyServerUrl: config.keyServerUrl,
         rooms: new DurableRooms(env) as never,
         transactions: new DurableTransactions(env),
+        acceptRoomsFrom: config.acceptRoomsFrom,
+        onError: (e: unknown) => console.error("roomdag: internal error:", e),
       }),
     };
   }
   return server.fs;
 }
 
-const json = (status: number, body: unknown) =>
-  new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", "access-control-allow-origin": "*" } });
+const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+  new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 
-function authorised(request: Request, config: Config): boolean {
+const INTERNAL_ERROR = { errcode: "M_UNKNOWN", error: "Internal server error" };
+
+async function sha256(text: string): Promise<ArrayBuffer> {
+  return crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+}
+
+/**
+ * The bearer token check, in constant time: both sides are hashed to 32
+ * bytes and compared with `crypto.subtle.timingSafeEqual`, so neither the
+ * token's length nor its first differing byte shows in the timing.
+ * Returns `null` when the token is right, else the 401 answer:
+ * `M_MISSING_TOKEN` (no bearer token) or `M_UNAUTHORIZED` (a wrong one).
+ */
+async function tokenRefusal(request: Request, config: Config, what: string): Promise<Response | null> {
   const h = request.headers.get("authorization") ?? "";
-  return h === `Bearer ${config.adminToken}`;
+  const m = /^Bearer +(.+)$/i.exec(h.trim());
+  const challenge = { "www-authenticate": 'Bearer realm="roomdag"' };
+  if (!m) return json(401, { errcode: "M_MISSING_TOKEN", error: `${what}: bearer ADMIN_TOKEN required` }, challenge);
+  const [given, expected] = await Promise.all([sha256(m[1]), sha256(config.adminToken)]);
+  if (crypto.subtle.timingSafeEqual(given, expected)) return null;
+  return json(401, { errcode: "M_UNAUTHORIZED", error: `${what}: wrong bearer token` }, challenge);
+}
+
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
+
+/**
+ * Whether the inspector API answers this request without a token:
+ * `INSPECTOR=open`, or `INSPECTOR=loopback` and the request is addressed to
+ * a loopback host (its URL's hostname, from the Host header). The Host check
+ * is what keeps a DNS-rebinding page or a deployed Worker closed; on a
+ * machine where the dev server listens on a public interface anyone can
+ * send `Host: localhost`, so `npm start` sets `loopback` only when it binds
+ * to loopback.
+ */
+function inspectorOpenFor(url: URL, config: Config): boolean {
+  if (config.inspector === "open") return true;
+  return config.inspector === "loopback" && LOOPBACK_HOSTS.has(url.hostname);
 }
 
 /** How many PDUs go to a room's Durable Object per call (one atomic storage write each). */
@@ -146,12 +221,18 @@ async function importRoom(request: Request, env: Env): Promise<Response> {
   const ingestBatch = async (pdus: string[], trust?: Record<string, Record<string, string>>) => {
     for (const [roomId, g] of groupPdusByRoom(pdus)) {
       let room = await rooms.get(roomId);
-      if (!room && g.createVersion) room = await rooms.create(roomId, g.createVersion);
+      let list = g.pdus;
+      if (!room && g.createVersion) {
+        // Only an accepted create event makes the room; it goes first.
+        const create = g.create as string;
+        room = await rooms.create(roomId, g.createVersion, create, trust);
+        list = [create, ...g.pdus.filter((p) => p !== create)];
+      }
       if (!room) {
         counts.dropped += g.pdus.length;
         continue;
       }
-      const outcomes = (await roomStub(env, roomId).ingest(g.pdus, trust)) as Outcome[];
+      const outcomes = (await roomStub(env, roomId).ingest(list, { trustKeys: trust })) as Outcome[];
       for (const o of outcomes) counts[o.status]++;
     }
     counts.imported += pdus.length;
@@ -196,7 +277,8 @@ async function importRoom(request: Request, env: Env): Promise<Response> {
       }
       await emit({ done: { ...counts } });
     } catch (e) {
-      await emit({ error: String((e as Error)?.message ?? e) });
+      console.error("roomdag: import failed:", e);
+      await emit({ error: "import failed (see the Worker's log)" });
     } finally {
       await writer.close();
     }
@@ -205,36 +287,57 @@ async function importRoom(request: Request, env: Env): Promise<Response> {
   return new Response(readable, { headers: { "content-type": "application/x-ndjson" } });
 }
 
-async function listRooms(env: Env): Promise<Response> {
-  const rooms = await directory(env).list();
-  const infos = await Promise.all(rooms.map(async (r) => ({ ...r, ...((await roomStub(env, r.roomId).info()) as RoomInfo) })));
-  return json(200, { rooms: infos.map(({ roomId, roomVersion, eventCount }) => ({ roomId, roomVersion, eventCount })) });
+/**
+ * A page of the hosted rooms: `?from=<roomId>&limit=<n>` (default 100, at
+ * most 1000); `next_batch` is the `from` of the next page, when there is one.
+ */
+async function listRooms(env: Env, url: URL): Promise<Response> {
+  const from = url.searchParams.get("from") ?? undefined;
+  const page = await directory(env).list(from, Number(url.searchParams.get("limit") ?? 100));
+  const infos = await Promise.all(page.rooms.map(async (r) => ({ ...r, ...((await roomStub(env, r.roomId).info()) as RoomInfo) })));
+  const rooms = infos.map(({ roomId, roomVersion, eventCount }) => ({ roomId, roomVersion, eventCount }));
+  return json(200, page.next === undefined ? { rooms } : { rooms, next_batch: page.next });
 }
 
+/** The path's segments after `/_roomdag/`, percent-decoded; `null` for a malformed escape. */
+function segments(url: URL): string[] | null {
+  try {
+    return url.pathname.split("/").slice(2).map(decodeURIComponent);
+  } catch {
+    return null;
+  }
+}
+
+const BAD_PATH = { errcode: "M_INVALID_PARAM", error: "malformed percent-encoding in the path" };
+
 async function roomdagApi(request: Request, env: Env, config: Config, url: URL): Promise<Response> {
-  const parts = url.pathname.split("/").slice(2).map(decodeURIComponent); // after "_roomdag"
-  if (parts[0] === "admin") {
-    if (!authorised(request, config)) return json(401, { errcode: "M_UNAUTHORIZED", error: "admin API: bearer ADMIN_TOKEN required" });
+  // Credentials first: nothing is decoded, looked up or loaded for a refused request.
+  if (url.pathname.startsWith("/_roomdag/admin/") || url.pathname === "/_roomdag/admin") {
+    const refused = await tokenRefusal(request, config, "admin API");
+    if (refused) return refused;
+    const parts = segments(url);
+    if (!parts) return json(400, BAD_PATH);
     if (parts[1] === "import" && request.method === "POST") return importRoom(request, env);
-    if (parts[1] === "rooms" && request.method === "GET") return listRooms(env);
+    if (parts[1] === "rooms" && request.method === "GET") return listRooms(env, url);
     return json(404, { errcode: "M_UNRECOGNIZED", error: "unknown admin endpoint" });
   }
-  if (!config.inspectorOpen && !authorised(request, config)) {
-    return json(401, { errcode: "M_UNAUTHORIZED", error: "inspector API: bearer ADMIN_TOKEN required (or INSPECTOR=open)" });
+  if (!inspectorOpenFor(url, config)) {
+    const refused = await tokenRefusal(request, config, "inspector API");
+    if (refused) return refused;
   }
+  const parts = segments(url);
+  if (!parts) return json(400, BAD_PATH);
   if (request.method !== "GET") return json(405, { errcode: "M_UNRECOGNIZED", error: "read-only API" });
   if (parts[0] === "config") return json(200, { serverName: config.serverName, keyId: config.signingKey.keyId, publicKey: publicKeyOf(config.signingKey.seed) });
-  if (parts[0] === "rooms" && parts.length === 1) return listRooms(env);
+  if (parts[0] === "rooms" && parts.length === 1) return listRooms(env, url);
   if (parts[0] === "rooms" && parts.length >= 3) {
+    if ((await directory(env).get(parts[1])) === undefined) return json(404, { errcode: "M_NOT_FOUND", error: "unknown room" });
     const stub = roomStub(env, parts[1]);
-    const info = (await stub.info()) as RoomInfo;
-    if (!info.exists) return json(404, { errcode: "M_NOT_FOUND", error: "unknown room" });
-    try {
-      if (parts[2] === "graph") return json(200, await stub.graph());
-      if (parts[2] === "state") return json(200, await stub.currentState());
-      if (parts[2] === "events" && parts[3]) return json(200, await stub.eventDetails(parts[3]));
-    } catch (e) {
-      return json(404, { errcode: "M_NOT_FOUND", error: String((e as Error)?.message ?? e) });
+    if (parts[2] === "graph") return json(200, await stub.graph());
+    if (parts[2] === "state") return json(200, await stub.currentState());
+    if (parts[2] === "events" && parts[3]) {
+      if (!(await stub.hasEvent(parts[3]))) return json(404, { errcode: "M_NOT_FOUND", error: "unknown event" });
+      return json(200, await stub.eventDetails(parts[3]));
     }
   }
   return json(404, { errcode: "M_UNRECOGNIZED", error: "unknown inspector endpoint" });
@@ -255,7 +358,14 @@ export default {
       const problems = e instanceof ConfigError ? e.problems : [String(e)];
       return json(503, { errcode: "M_UNKNOWN", error: "roomdag is misconfigured", problems });
     }
-    if (url.pathname.startsWith("/_roomdag/")) return roomdagApi(request, env, config, url);
+    if (url.pathname.startsWith("/_roomdag/")) {
+      try {
+        return await roomdagApi(request, env, config, url);
+      } catch (e) {
+        console.error("roomdag: internal error:", e);
+        return json(500, INTERNAL_ERROR);
+      }
+    }
     return federationServer(env, config).handleFederationRequest(request);
   },
 } satisfies ExportedHandler<Env>;

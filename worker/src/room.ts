@@ -4,7 +4,7 @@
 // `GET /event/{eventId}`, which names no room), and one `TransactionObject`
 // per origin server remembering its answered `/send` transactions.
 import { DurableObject } from "cloudflare:workers";
-import { DurableObjectStore, KeyFetcher, KeyRing, RoomEngine, pinKeys } from "../../pkg/workerd.js";
+import { DurableObjectStore, KeyFetcher, KeyRing, MemoryStore, RoomEngine, pinKeys } from "../../pkg/workerd.js";
 import type { Outcome, QueryResult, Graph, EventDetails, StateSnapshot, StoredRecord } from "../../pkg/roomdag.js";
 import { configOf, type Env } from "./config.js";
 
@@ -78,8 +78,21 @@ export class RoomObject extends DurableObject<Env> {
     return { exists: !!e, roomId: e?.roomId ?? null, roomVersion: e?.roomVersion ?? null, eventCount: e?.eventCount ?? 0 };
   }
 
-  async create(roomVersion: string): Promise<RoomInfo> {
+  /**
+   * Makes the room (or returns the existing one). With `createPdu`, only if
+   * that create event is accepted (checked on a scratch room first, with
+   * `trustKeys` pinned): nothing is stored for one that is not. Without it,
+   * the caller has checked the create event (`FederationServer` does).
+   */
+  async create(roomVersion: string, createPdu?: string, trustKeys?: Record<string, Record<string, string>>): Promise<RoomInfo & { refused?: string }> {
     if (!this.#engine) {
+      if (createPdu !== undefined) {
+        if (trustKeys) pinKeys(this.#ring, trustKeys);
+        await this.#keys.ensureForPdus([createPdu]);
+        const scratch = await RoomEngine.open({ store: new MemoryStore(), roomVersion: roomVersion as "11" });
+        const [o] = await scratch.ingest([createPdu], this.#ring);
+        if (o.status !== "accepted" || o.redactedOnReceipt) return { ...this.info(), refused: o.status === "accepted" ? "content hash mismatch" : (o as { reason?: string }).reason ?? o.status };
+      }
       this.#engine = await RoomEngine.open({ store: this.#store, roomVersion: roomVersion as "11" });
       await this.ctx.storage.put(INDEXED, true); // no events yet; each ingest indexes its own
     }
@@ -94,12 +107,14 @@ export class RoomObject extends DurableObject<Env> {
   /**
    * Receives PDUs (JSON text) in order. `trustKeys` pins extra keys first
    * (an admin import of a fixture); otherwise missing keys are fetched.
+   * `origin`: the server that sent them over `/send` (its rejected events
+   * are bounded per window).
    */
-  async ingest(pdus: string[], trustKeys?: Record<string, Record<string, string>>): Promise<Outcome[]> {
-    if (trustKeys) pinKeys(this.#ring, trustKeys);
+  async ingest(pdus: string[], opts: { trustKeys?: Record<string, Record<string, string>>; origin?: string } = {}): Promise<Outcome[]> {
+    if (opts.trustKeys) pinKeys(this.#ring, opts.trustKeys);
     await this.#keys.ensureForPdus(pdus);
     const room = this.#room();
-    const outcomes: Outcome[] = await room.ingest(pdus, this.#ring);
+    const outcomes: Outcome[] = await room.ingest(pdus, this.#ring, opts.origin === undefined ? {} : { origin: opts.origin, now: Date.now() });
     // Duplicates too: a retry after a failed index write completes it.
     const stored = outcomes.flatMap((o) => (o.status === "dropped" || !o.eventId ? [] : [o.eventId]));
     if (stored.length && room.roomId) await indexEvents(this.env, room.roomId, stored);
@@ -112,6 +127,10 @@ export class RoomObject extends DurableObject<Env> {
 
   aclAllows(server: string): boolean {
     return this.#room().aclAllows(server);
+  }
+
+  stateAccess(origin: string): { status: number; body: unknown } | null {
+    return this.#room().stateAccess(origin);
   }
 
   hasEvent(eventId: string): boolean {
@@ -131,43 +150,78 @@ export class RoomObject extends DurableObject<Env> {
   }
 }
 
+/** Storage keys of the directory: one per room, so no value grows with the number of rooms. */
+const ROOM_KEY = "room:";
+const UNINDEXED_KEY = "unindexed:";
+/** Rooms listed per page at most. */
+export const DIRECTORY_PAGE_MAX = 1000;
+
 /**
- * The list of rooms this server hosts (room creation is rare: one object
- * suffices), and which of them are not yet in the event index (rooms stored
- * by a roomdag without one, until their object next starts).
+ * The rooms this server hosts: one storage value per room (`room:<id>` →
+ * room version), listed in pages; `unindexed:<id>` marks rooms stored by a
+ * roomdag without the event index, until their object next starts. A
+ * directory stored the old way (one `rooms` value and one `indexed` value)
+ * is moved to this layout when the object starts.
  */
 export class DirectoryObject extends DurableObject<Env> {
-  async #rooms(): Promise<Record<string, string>> {
-    return (await this.ctx.storage.get<Record<string, string>>("rooms")) ?? {};
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    ctx.blockConcurrencyWhile(() => this.#migrate());
   }
 
-  async #indexed(): Promise<Record<string, boolean> | undefined> {
-    return this.ctx.storage.get<Record<string, boolean>>("indexed");
+  async #migrate(): Promise<void> {
+    const legacy = await this.ctx.storage.get<Record<string, string>>("rooms");
+    if (!legacy) return;
+    const indexed = (await this.ctx.storage.get<Record<string, boolean>>("indexed")) ?? {};
+    const entries: Record<string, unknown> = {};
+    for (const [roomId, version] of Object.entries(legacy)) {
+      entries[ROOM_KEY + roomId] = version;
+      if (indexed[roomId] !== true) entries[UNINDEXED_KEY + roomId] = true;
+    }
+    const keys = Object.keys(entries);
+    // Storage calls take at most 128 keys; the old values go last, so an
+    // interrupted move is redone on the next start.
+    for (let i = 0; i < keys.length; i += 128) {
+      await this.ctx.storage.put(Object.fromEntries(keys.slice(i, i + 128).map((k) => [k, entries[k]])));
+    }
+    await this.ctx.storage.delete(["rooms", "indexed"]);
   }
 
   async add(roomId: string, roomVersion: string): Promise<void> {
-    const rooms = await this.#rooms();
-    const indexed = (await this.#indexed()) ?? Object.fromEntries(Object.keys(rooms).map((r) => [r, false]));
-    if (rooms[roomId]) return;
-    rooms[roomId] = roomVersion;
-    indexed[roomId] = true; // created empty: every ingest indexes its events
-    await this.ctx.storage.put({ rooms, indexed });
+    if ((await this.ctx.storage.get(ROOM_KEY + roomId)) !== undefined) return;
+    await this.ctx.storage.put(ROOM_KEY + roomId, roomVersion); // created empty: every ingest indexes its events
+  }
+
+  /** The room's version, if the room is hosted here. */
+  async get(roomId: string): Promise<string | undefined> {
+    return this.ctx.storage.get<string>(ROOM_KEY + roomId);
   }
 
   async markIndexed(roomId: string): Promise<void> {
-    const indexed = (await this.#indexed()) ?? {};
-    indexed[roomId] = true;
-    await this.ctx.storage.put("indexed", indexed);
+    await this.ctx.storage.delete(UNINDEXED_KEY + roomId);
   }
 
-  async list(): Promise<{ roomId: string; roomVersion: string }[]> {
-    return Object.entries(await this.#rooms()).map(([roomId, roomVersion]) => ({ roomId, roomVersion }));
+  /** A page of rooms in room ID order, after `from` (exclusive); `next` when more follow. */
+  async list(from?: string, limit = 100): Promise<{ rooms: { roomId: string; roomVersion: string }[]; next?: string }> {
+    const n = Math.max(1, Math.min(DIRECTORY_PAGE_MAX, Math.floor(limit) || 100));
+    const page = await this.ctx.storage.list<string>({ prefix: ROOM_KEY, limit: n + 1, ...(from === undefined ? {} : { startAfter: ROOM_KEY + from }) });
+    const rooms = [...page].slice(0, n).map(([k, roomVersion]) => ({ roomId: k.slice(ROOM_KEY.length), roomVersion }));
+    return page.size > n ? { rooms, next: rooms[rooms.length - 1].roomId } : { rooms };
   }
 
   /** Rooms whose events may be missing from the event index (normally none). */
   async unindexed(): Promise<{ roomId: string; roomVersion: string }[]> {
-    const indexed = (await this.#indexed()) ?? {};
-    return (await this.list()).filter((r) => indexed[r.roomId] !== true);
+    const marks = await this.ctx.storage.list({ prefix: UNINDEXED_KEY, limit: DIRECTORY_PAGE_MAX });
+    const ids = [...marks.keys()].map((k) => k.slice(UNINDEXED_KEY.length));
+    const out: { roomId: string; roomVersion: string }[] = [];
+    for (let i = 0; i < ids.length; i += 128) {
+      const versions = await this.ctx.storage.get<string>(ids.slice(i, i + 128).map((id) => ROOM_KEY + id));
+      for (const id of ids.slice(i, i + 128)) {
+        const v = versions.get(ROOM_KEY + id);
+        if (v !== undefined) out.push({ roomId: id, roomVersion: v });
+      }
+    }
+    return out;
   }
 }
 
@@ -195,27 +249,66 @@ export interface TransactionResponse {
   body: unknown;
 }
 
+/** How long a started transaction holds its origin's lease (an isolate that dies mid-transaction frees it then). */
+export const TRANSACTION_LEASE_MS = 60_000;
+
+async function answerKey(txnId: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(txnId)));
+  return "h:" + [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /**
- * The answered `/send` transactions of one origin server: its last
- * `TRANSACTIONS_KEPT` answers by transaction ID, so that a retry gets the
- * first answer whichever isolate it reaches (Synapse keeps them in
- * `received_transactions`, for a day).
+ * The `/send` transactions of one origin server: its last `KEPT` answers
+ * by transaction ID, so that a retry gets the first answer whichever
+ * isolate it reaches (Synapse keeps them in `received_transactions`, for a
+ * day), and the lease that lets one of its transactions run at a time
+ * across isolates (Synapse `_active_transactions`: another one meanwhile →
+ * 429). Answers are keyed by a SHA-256 of the transaction ID (a storage key
+ * holds 2 KiB); answers stored under `t:<txnId>` by earlier versions are
+ * still found.
  */
 export class TransactionObject extends DurableObject<Env> {
   static readonly KEPT = 1000;
 
   async get(txnId: string): Promise<TransactionResponse | undefined> {
+    const answer = await this.ctx.storage.get<TransactionResponse>(await answerKey(txnId));
+    if (answer || new TextEncoder().encode(txnId).length > 2046) return answer;
     return this.ctx.storage.get<TransactionResponse>(`t:${txnId}`);
   }
 
+  /** Its answer; `busy` while another transaction (or this one, elsewhere) holds the lease; else the lease is taken. */
+  async begin(txnId: string): Promise<{ response?: TransactionResponse; busy?: boolean }> {
+    const response = await this.get(txnId);
+    if (response) return { response };
+    const now = Date.now();
+    const lease = await this.ctx.storage.get<{ txnId: string; until: number }>("lease");
+    if (lease && lease.until > now) return { busy: true };
+    await this.ctx.storage.put("lease", { txnId, until: now + TRANSACTION_LEASE_MS });
+    return {};
+  }
+
+  /** Frees the lease of a transaction that got no 200 answer. */
+  async end(txnId: string): Promise<void> {
+    const lease = await this.ctx.storage.get<{ txnId: string }>("lease");
+    if (lease?.txnId === txnId) await this.ctx.storage.delete("lease");
+  }
+
   async put(txnId: string, response: TransactionResponse): Promise<void> {
-    if (await this.ctx.storage.get(`t:${txnId}`)) return; // the first answer stands
+    await this.end(txnId);
+    if (await this.get(txnId)) return; // the first answer stands
+    const key = await answerKey(txnId);
     const n = ((await this.ctx.storage.get<number>("n")) ?? 0) + 1;
-    await this.ctx.storage.put({ [`t:${txnId}`]: response, [`s:${n}`]: txnId, n });
+    await this.ctx.storage.put({ [key]: response, [`q:${n}`]: key, n });
     const old = n - TransactionObject.KEPT;
     if (old > 0) {
-      const oldId = await this.ctx.storage.get<string>(`s:${old}`);
-      await this.ctx.storage.delete(oldId === undefined ? [`s:${old}`] : [`s:${old}`, `t:${oldId}`]);
+      // `q:<n>` names the answer's key; `s:<n>` (earlier versions) its transaction ID.
+      const seq = await this.ctx.storage.get<string>([`q:${old}`, `s:${old}`]);
+      const drop = [`q:${old}`, `s:${old}`];
+      const newer = seq.get(`q:${old}`);
+      const older = seq.get(`s:${old}`);
+      if (newer !== undefined) drop.push(newer);
+      if (older !== undefined) drop.push(`t:${older}`);
+      await this.ctx.storage.delete(drop);
     }
   }
 }
