@@ -5,7 +5,7 @@
 #   bash scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # Defaults: 60 seconds, every target (canonical_json pdu_parse redaction
-# ingest xmatrix router). Works on stable Rust: libFuzzer builds without a sanitizer
+# ingest xmatrix router send). Works on stable Rust: libFuzzer builds without a sanitizer
 # (`--sanitizer none`, the code under test is safe Rust); set
 # FUZZ_TOOLCHAIN=nightly FUZZ_SANITIZER=address to use ASan on nightly.
 # FUZZ_JOBS=N runs N targets at once (default: 1). Installs cargo-fuzz
@@ -21,7 +21,7 @@ SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(canonical_json pdu_parse redaction ingest xmatrix router)
+  TARGETS=(canonical_json pdu_parse redaction ingest xmatrix router send)
 fi
 JOBS="${FUZZ_JOBS:-1}"
 SANITIZER="${FUZZ_SANITIZER:-none}"
@@ -82,6 +82,23 @@ PY
       printf '%s' 'PUT /_matrix/federation/v1/send/txn1' >"$dir/send"
       printf '%s' 'GET /_matrix/key/v2/server' >"$dir/keys"
       ;;
+    send)
+      # Transaction bodies: runs of v11-forky-2k's PDUs after the held prefix
+      # (30), the other fixtures' first PDUs (create events: new rooms).
+      python3 - "$FIXTURES" "$dir" <<'PY'
+import hashlib, json, os, sys
+fixtures, out = sys.argv[1], sys.argv[2]
+def pdus(name):
+    with open(os.path.join(fixtures, name + ".json")) as f:
+        return [e["pdu"] for e in json.load(f)["events"]]
+held = pdus("v11-forky-2k")
+bodies = [held[30:30 + n] for n in (1, 5, 20, 50)] + [held[0:3], pdus("v12-forky-1k")[:20], pdus("v3-500")[:20], []]
+for b in bodies:
+    data = json.dumps({"origin": "a.example", "origin_server_ts": 1, "pdus": b}, separators=(",", ":")).encode()
+    with open(os.path.join(out, hashlib.sha1(data).hexdigest()), "wb") as g:
+        g.write(data)
+PY
+      ;;
     ingest)
       # Choice streams: a few byte patterns (long prefixes, many mutations).
       for i in 0 1 2 3 4 5 6 7; do
@@ -105,6 +122,7 @@ run_one() {
   mkdir -p "$FUZZ/artifacts/$t"
   local max_len=65536
   [ "$t" = ingest ] && max_len=4096
+  [ "$t" = send ] && max_len=262144
   local dict=()
   [ "$t" != ingest ] && dict=(-dict="$FUZZ/dict/json.dict")
   ROOMDAG_FIXTURES="$FIXTURES" cargo_fuzz run -O --sanitizer "$SANITIZER" "$t" "$FUZZ/corpus/$t" -- \

@@ -285,3 +285,90 @@ fn ingest_random_batches_generated_forky_room() {
     let limits = IngestLimits { max_prefix: if long() { 2_000 } else { 600 }, max_steps: 150, replay_checks_one_in: 1 };
     run_ingest_corpus("generated-forky", &corpus, size(60, 1_000) as u64, limits);
 }
+
+/// The `/send` target's rooms: v11-forky-2k's first 30 PDUs as the held
+/// room; the keys of v11-forky-2k (default), v12-forky-1k and v3-500.
+fn send_corpus() -> &'static targets::SendCorpus {
+    static C: OnceLock<targets::SendCorpus> = OnceLock::new();
+    C.get_or_init(|| {
+        let held = fixture("v11-forky-2k");
+        let keys = ["v11-forky-2k", "v12-forky-1k", "v3-500"]
+            .iter()
+            .map(|n| {
+                let f = fixture(n);
+                (f.header.room_id.clone().unwrap_or_default(), f.header.pinned_keys().unwrap())
+            })
+            .collect();
+        targets::SendCorpus {
+            held_version: held.version().to_owned(),
+            held: held.pdus[..30].to_vec(),
+            held_room_id: held.header.room_id.clone().unwrap(),
+            keys,
+        }
+    })
+}
+
+/// A `/send` body: up to 55 PDUs — real ones of three fixtures (create
+/// events included), damaged ones, random JSON — in a transaction object
+/// that is itself sometimes damaged.
+fn send_input(rng: &mut Rng) -> Vec<u8> {
+    let pdus = all_pdus();
+    let creates: Vec<&str> =
+        ["v11-forky-2k", "v12-forky-1k", "v3-500"].iter().map(|n| fixture(n).pdus[0].as_str()).collect();
+    let n = *pick(rng, &[0usize, 1, 2, 5, 20, 50, 51, 55]);
+    let mut items: Vec<String> = Vec::with_capacity(n);
+    // The held room's next events in order (from 30: its stored prefix),
+    // so that they reach the auth rules (event 33 is rejected by Synapse).
+    let held = &fixture("v11-forky-2k").pdus;
+    let mut next = 30 + rng.below(3);
+    for _ in 0..n {
+        let item = match rng.below(8) {
+            0 => pick(rng, &creates).to_string(),
+            1 | 2 => {
+                let t = text_input(rng, &pdus);
+                match serde_json::from_slice::<Value>(&t) {
+                    Ok(_) => String::from_utf8(t).unwrap(),
+                    Err(_) => pick(rng, &pdus).to_string(),
+                }
+            }
+            3 => serde_json::to_string(&random_value(rng, 3)).unwrap(),
+            4 => held[30 + rng.below(48)].clone(),
+            _ => {
+                next += 1;
+                held[next - 1].clone()
+            }
+        };
+        items.push(item);
+    }
+    let edus = if rng.one_in(4) { format!(",\"edus\":[{}]", vec!["{\"edu_type\":\"m.typing\"}"; rng.below(102)].join(",")) } else { String::new() };
+    let body = format!("{{\"origin\":\"a.example\",\"origin_server_ts\":1,\"pdus\":[{}]{edus}}}", items.join(","));
+    match rng.below(12) {
+        0 => mutate_bytes(rng, body.as_bytes()),
+        1 => serde_json::to_vec(&random_value(rng, 4)).unwrap(),
+        2 => body.replacen("\"pdus\"", "\"pdu\"", 1).into_bytes(),
+        _ => body.into_bytes(),
+    }
+}
+
+#[test]
+fn send_body_random_inputs() {
+    let n = size(400, 20_000);
+    let mut rng = Rng::new(13);
+    let mut total = targets::SendStats::default();
+    let ((), t) = timed(|| {
+        for i in 0..n {
+            let input = send_input(&mut rng);
+            match std::panic::catch_unwind(|| targets::send(&input, send_corpus())) {
+                Ok(s) => total.add(&s),
+                Err(e) => {
+                    let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+                    let dump = std::env::temp_dir().join(format!("roomdag-send-{i}.json"));
+                    std::fs::write(&dump, &input).ok();
+                    panic!("send: input {i} failed: {}\ninput written to {}", msg.unwrap_or_default(), dump.display());
+                }
+            }
+        }
+    });
+    eprintln!("random_inputs::send: {n} bodies in {t:.2?}: {total:?}");
+    assert!(total.accepted > 0 && total.rejected + total.dropped > 0 && total.rooms_started > 0 && total.refused > 0, "{total:?}");
+}

@@ -600,3 +600,177 @@ pub fn router(data: &[u8]) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// `/send` bodies → outcomes (the Rust side of `FederationServer`'s path)
+
+/// The rooms a `/send` target knows: a held room (a fixture's first PDUs,
+/// restored as a store would) and the keys of each fixture's servers (key
+/// IDs repeat across fixtures, so each room is checked with its own).
+pub struct SendCorpus {
+    /// The held room's version and stored PDUs.
+    pub held_version: String,
+    pub held: Vec<String>,
+    pub held_room_id: String,
+    /// Room ID → the keys of its fixture's servers (the first entry is the default).
+    pub keys: Vec<(String, roomdag::PinnedKeys)>,
+}
+
+impl SendCorpus {
+    fn keys_for(&self, room_id: &str) -> &roomdag::PinnedKeys {
+        self.keys.iter().find(|(r, _)| r == room_id).map_or(&self.keys[0].1, |(_, k)| k)
+    }
+}
+
+/// What one `/send` body did, for the harness's report.
+#[derive(Clone, Debug, Default)]
+pub struct SendStats {
+    pub refused: usize,
+    pub groups: usize,
+    pub rooms_started: usize,
+    pub creates_refused: usize,
+    pub accepted: usize,
+    pub rejected: usize,
+    pub dropped: usize,
+    pub duplicate: usize,
+}
+
+impl SendStats {
+    pub fn add(&mut self, o: &SendStats) {
+        self.refused += o.refused;
+        self.groups += o.groups;
+        self.rooms_started += o.rooms_started;
+        self.creates_refused += o.creates_refused;
+        self.accepted += o.accepted;
+        self.rejected += o.rejected;
+        self.dropped += o.dropped;
+        self.duplicate += o.duplicate;
+    }
+}
+
+/// A `/send` body (the bytes), processed the way `FederationServer` does:
+/// `parse_transaction`, `group_pdus`, then per room either the held room, or
+/// — for a create event — `check_create_event` before a room is made, then
+/// ingest with signature checks. Oracles: a refused body is a 4xx with an
+/// errcode; grouping keeps every PDU at most once, in order, rooms distinct,
+/// each group's create event really is its first one; a create event that
+/// passes the check is accepted by the new room, whose ID is the checked
+/// one; every reason is at most `MAX_REASON_BYTES`; exactly the accepted and
+/// rejected PDUs are stored; the dropped log stays within its bound; a
+/// room's version never changes, and once it holds events it stores no
+/// create event for another version.
+pub fn send(data: &[u8], corpus: &SendCorpus) -> SendStats {
+    use roomdag::http::{group_pdus, parse_transaction, pdu_room, MAX_TXN_PDUS};
+    use roomdag::room::{MAX_DROPPED_LOG_BYTES, MAX_REASON_BYTES};
+    let mut stats = SendStats::default();
+    let Ok(body) = std::str::from_utf8(data) else { return stats };
+    let txn = match parse_transaction(body) {
+        Ok(t) => t,
+        Err(e) => {
+            assert!(matches!(e.status, 400 | 413), "{e:?}");
+            assert!(e.errcode.starts_with("M_"), "{e:?}");
+            stats.refused += 1;
+            return stats;
+        }
+    };
+    assert!(txn.pdus.len() <= MAX_TXN_PDUS);
+    let raws: Vec<&str> = txn.pdus.iter().map(|p| p.get()).collect();
+    let groups = group_pdus(&raws);
+    let mut seen = HashSet::new();
+    let mut rooms = HashSet::new();
+    for g in &groups {
+        assert!(rooms.insert(g.room_id.clone()), "room {} grouped twice", g.room_id);
+        assert!(!g.pdus.is_empty() && g.pdus.windows(2).all(|w| w[0] < w[1]), "order kept: {:?}", g.pdus);
+        for i in &g.pdus {
+            assert!(seen.insert(*i), "PDU {i} in two groups");
+        }
+        if let Some((i, v)) = &g.create {
+            assert!(g.pdus.contains(i));
+            assert_eq!(pdu_room(raws[*i]).and_then(|p| p.create_room_version).as_deref(), Some(v.as_str()));
+            assert!(
+                g.pdus.iter().take_while(|j| *j != i).all(|j| pdu_room(raws[*j]).unwrap().create_room_version.is_none()),
+                "the first create event"
+            );
+        }
+    }
+    for (i, raw) in raws.iter().enumerate() {
+        if !seen.contains(&i) {
+            let hint = pdu_room(raw);
+            assert!(hint.as_ref().is_none_or(|h| h.room_id.is_none()), "PDU {i} has a room_id but no group: {raw}");
+        }
+    }
+    stats.groups = groups.len();
+    for g in &groups {
+        let keys = corpus.keys_for(&g.room_id);
+        let (mut room, order, fresh) = if g.room_id == corpus.held_room_id {
+            let mut room = Room::new(&corpus.held_version).unwrap();
+            for p in &corpus.held {
+                room.ingest(p, Verification::AlreadyVerified);
+            }
+            (room, g.pdus.clone(), None)
+        } else if let Some((ci, version)) = &g.create {
+            match roomdag::http::check_create_event(raws[*ci], version, keys) {
+                Err(reason) => {
+                    assert!(reason.len() <= MAX_REASON_BYTES, "{} bytes", reason.len());
+                    stats.creates_refused += 1;
+                    continue;
+                }
+                Ok((room_id, event_id)) => {
+                    assert_eq!(room_id, g.room_id, "a checked create event is for its group's room");
+                    let mut order = vec![*ci];
+                    order.extend(g.pdus.iter().filter(|i| *i != ci));
+                    stats.rooms_started += 1;
+                    (Room::new(version).unwrap(), order, Some(event_id))
+                }
+            }
+        } else {
+            continue; // a room we do not hold: ignored
+        };
+        let version = room.rules().id;
+        for (n, i) in order.iter().enumerate() {
+            let before = room.events().len();
+            let o = room.ingest(raws[*i], Verification::Keys(keys));
+            match &o {
+                Outcome::Accepted { .. } => {
+                    stats.accepted += 1;
+                    assert_eq!(room.events().len(), before + 1);
+                }
+                Outcome::Rejected { reason, .. } => {
+                    stats.rejected += 1;
+                    assert_eq!(room.events().len(), before + 1);
+                    assert!(reason.len() <= MAX_REASON_BYTES, "{} bytes", reason.len());
+                }
+                Outcome::Dropped { reason, .. } => {
+                    stats.dropped += 1;
+                    assert_eq!(room.events().len(), before);
+                    assert!(reason.len() <= MAX_REASON_BYTES, "{} bytes", reason.len());
+                }
+                Outcome::Duplicate { .. } => {
+                    stats.duplicate += 1;
+                    assert_eq!(room.events().len(), before);
+                }
+            }
+            if n == 0 {
+                if let Some(id) = &fresh {
+                    assert!(
+                        matches!(&o, Outcome::Accepted { event_id, redacted_on_receipt: false } if event_id.as_str() == id),
+                        "the checked create event is accepted by the new room: {o:?}"
+                    );
+                    assert_eq!(room.room_id(), Some(g.room_id.as_str()));
+                }
+            }
+        }
+        assert_eq!(room.rules().id, version, "the room version never changes");
+        let (log, _) = room.dropped();
+        let bytes: usize = log.iter().map(|d| d.reason.len() + d.event_id.as_ref().map_or(0, String::len)).sum();
+        assert!(bytes <= MAX_DROPPED_LOG_BYTES);
+        for e in room.events().iter() {
+            if &*e.event_type == "m.room.create" && e.state_key.as_deref() == Some("") && e.idx.ix() > 0 {
+                let raw: Value = serde_json::from_str(room.raw(e.idx)).unwrap();
+                let claimed = raw.get("content").and_then(|c| c.get("room_version"));
+                assert_eq!(claimed.map_or(Some("1"), Value::as_str), Some(version), "a later create for another version was stored");
+            }
+        }
+    }
+    stats
+}
