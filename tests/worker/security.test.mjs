@@ -322,6 +322,37 @@ test("unknown rooms: 403 Host not in room (as Synapse) without starting a room o
   assert.equal(s.counts["room.info"], undefined);
 });
 
+test("rejected events per origin are bounded in the room's Durable Object: past 100, the origin's PDUs are refused and nothing is stored", { timeout: 120_000 }, async () => {
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const r = q(room.room_id);
+  const graph = await (await fetch(`${worker.url}/_roomdag/rooms/${r}/graph`, { headers: auth })).json();
+  const state = (await (await fetch(`${worker.url}/_roomdag/rooms/${r}/state`, { headers: auth })).json()).state;
+  const prev = graph.forward_extremities.map((i) => graph.events[i].event_id);
+  const b = servers[1];
+  const key = { server: b, ...client.keyOf(b) };
+  let n = 0;
+  const intruder = () =>
+    signPdu(
+      { type: "m.room.message", sender: `@intruder:${b}`, room_id: room.room_id, content: { body: `no ${n++}` }, depth: 10_000 + n, origin_server_ts: Date.now(), prev_events: prev, auth_events: [state["m.room.create\u0000"], state["m.room.power_levels\u0000"]] },
+      { roomVersion: room.room_version, ...key },
+    );
+  for (let t = 0; t < 2; t++) {
+    const batch = Array.from({ length: 50 }, intruder);
+    const res = await client.request(b, "PUT", `${FED}/send/rejected-${t}`, { origin: b, origin_server_ts: 1, pdus: batch.map((x) => x.pdu) });
+    // (The fixture's own rejected events from b count too: the bound may be reached in the second batch.)
+    if (t === 0) for (const x of batch) assert.doesNotMatch(res.body.pdus[x.eventId].error, /Too many/);
+  }
+  const count = (await (await fetch(`${worker.url}/_roomdag/rooms`, { headers: auth })).json()).rooms.find((x) => x.roomId === room.room_id).eventCount;
+  await reset();
+  const over = intruder();
+  const res = await client.request(b, "PUT", `${FED}/send/rejected-over`, { origin: b, origin_server_ts: 1, pdus: [over.pdu] });
+  assert.equal(res.status, 200);
+  assert.match(res.body.pdus[over.eventId].error, /Too many rejected events from/);
+  assert.equal((await spy()).counts["room.storage.write"], undefined, "nothing written");
+  const after = (await (await fetch(`${worker.url}/_roomdag/rooms`, { headers: auth })).json()).rooms.find((x) => x.roomId === room.room_id).eventCount;
+  assert.equal(after, count);
+});
+
 // Last: restarts the Worker.
 test("the room directory: one storage value per room, listed in pages; a directory in the old one-value layout is moved on start", { timeout: 300_000 }, async () => {
   const auth = { authorization: `Bearer ${TOKEN}` };
