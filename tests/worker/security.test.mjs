@@ -101,7 +101,7 @@ test("inspector: a malformed % escape is 400, never 500; refused requests are no
   }
 });
 
-test("INSPECTOR=loopback: open to requests addressed to 127.0.0.1, localhost or [::1] only", { timeout: 180_000 }, async () => {
+test("INSPECTOR=loopback: open to requests addressed to 127.0.0.1, localhost or [::1] only; an unknown value is a configuration error", { timeout: 300_000 }, async () => {
   const w = await startWorker({ vars: { ...vars, INSPECTOR: "loopback" }, config });
   try {
     const port = new URL(w.url).port;
@@ -125,9 +125,18 @@ test("INSPECTOR=loopback: open to requests addressed to 127.0.0.1, localhost or 
       assert.equal(r.status, 401, `Host: ${host} (a DNS-rebinding page, or a deployed Worker)`);
       assert.equal(JSON.parse(r.body).errcode, "M_MISSING_TOKEN");
     }
-    // An unknown INSPECTOR value is a configuration error, not an open door.
   } finally {
     await w.stop();
+  }
+  // An unknown INSPECTOR value is a configuration error, not an open door.
+  const bad = await startWorker({ vars: { ...vars, INSPECTOR: "yes" }, config, readyPath: "/_spy" });
+  try {
+    const res = await fetch(`${bad.url}/_roomdag/rooms`);
+    assert.equal(res.status, 503);
+    const body = await res.json();
+    assert.ok(body.problems.some((p) => p.startsWith("INSPECTOR must be")), JSON.stringify(body));
+  } finally {
+    await bad.stop();
   }
 });
 
