@@ -49,6 +49,9 @@ mod generate;
 #[path = "ruma_diff/ruma.rs"]
 mod ruma;
 
+#[path = "support/shared.rs"]
+mod shared;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -195,7 +198,7 @@ fn oracle_python() -> Option<PathBuf> {
     std::env::var_os("ROOMDAG_ORACLE_PYTHON")
         .map(PathBuf::from)
         .into_iter()
-        .chain([root.join("../shared/oracle/.venv/bin/python"), root.join(".roomdag/oracle-venv/bin/python")])
+        .chain([shared::shared_dir("oracle").join(".venv/bin/python"), root.join(".roomdag/oracle-venv/bin/python")])
         .find(|p| p.exists())
 }
 
@@ -216,6 +219,7 @@ fn synapse_agrees(version: &str, room: &Room, pdus: &[String], d: &Disagreement)
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ruma_diff/synapse_judge.py");
     let out = std::process::Command::new(python)
+        .env("ROOMDAG_ORACLE_DIR", shared::shared_dir("oracle"))
         .arg(script)
         .arg(version)
         .arg(&path)
