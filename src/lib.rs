@@ -10,7 +10,7 @@
 //! * [`room_version`]: the rule flags of each room version.
 //! * [`canonical_json`], [`redaction`], [`signing`]: the byte-level rules
 //!   (canonical JSON, the redaction algorithm, hashes, event IDs, ed25519).
-//! * [`pdu`]: format checks of a received PDU.
+//! * [`pdu`]: format checks of a received PDU; [`signatures`]: its signatures.
 //! * [`auth_rules`], [`power_levels`]: the authorization rules.
 //! * [`state_set`], [`auth_chain`]: shared state maps and the auth-chain index.
 //! * [`state_res`]: state resolution v2 and v2.1.
@@ -41,6 +41,7 @@ pub mod queries;
 pub mod redaction;
 pub mod room;
 pub mod room_version;
+pub mod signatures;
 pub mod signing;
 pub mod state_res;
 pub mod state_set;
