@@ -10,31 +10,27 @@ export class RoomEngine {
   #room;
   #store;
   #queue = Promise.resolve();
+  /** Records in the store's log (the next record's position). */
+  #logLength;
 
-  constructor(room, store) {
+  constructor(room, store, logLength = 0) {
     this.#room = room;
     this.#store = store;
+    this.#logLength = logLength;
   }
 
   /**
-   * Opens a room from its store, replaying the stored records (signatures are
-   * not verified again). A new, empty room needs `roomVersion`.
+   * Opens a room from its store, replaying its log of records (signatures
+   * are not verified again; see the core's `placement` module for how
+   * outliers, history and rebuild markers replay). A new, empty room needs
+   * `roomVersion`.
    */
   static async open({ store, roomVersion }) {
     const loaded = await store.load();
     const version = loaded.roomVersion ?? roomVersion;
     if (!version) throw new RoomdagError("M_NOT_FOUND", "room not found in the store and no roomVersion given");
-    const room = call(() => new wasm.Room(version));
-    if (loaded.records.length > 0) {
-      const outcomes = json(room.restore(loaded.records.map((r) => r.raw)));
-      outcomes.forEach((o, i) => {
-        const want = loaded.records[i].status;
-        if (o.status !== want) {
-          throw new RoomdagError("M_UNKNOWN", `stored record ${loaded.records[i].eventId} replayed as ${o.status}, not ${want}`);
-        }
-      });
-    }
-    return new RoomEngine(room, store);
+    const room = call(() => (loaded.records.length > 0 ? restoreRoom(version, loaded.records) : new wasm.Room(version)));
+    return new RoomEngine(room, store, logLength(loaded.records));
   }
 
   /** The room ID (once the create event is stored). */
@@ -65,17 +61,39 @@ export class RoomEngine {
    * PDU. The stored ones are written to the store as one atomic batch.
    */
   ingest(pdus, keyRing) {
+    return this.#batch((room) => json(room.ingest(pdus.map(toText), keyRing)));
+  }
+
+  /**
+   * Receives PDUs placed as each says, as one atomic batch: `{pdu, placement}`
+   * with placement `"timeline"` (live: its prev events must be placed),
+   * `"history"` (backfilled or fetched missing events: kept pending until a
+   * rebuild when its prev events are not placed), `"outlier"` (state or
+   * auth chain), or `{pdu, state: [eventId…]}` (a timeline event whose state
+   * before comes from a verified remote answer). Returns one outcome each.
+   */
+  ingestPlaced(items, keyRing) {
+    return this.#batch((room) =>
+      items.map((it) => {
+        const pdu = toText(it.pdu);
+        if (it.state) return json(room.ingestWithState(pdu, it.state, keyRing));
+        return json(room.ingestAs([pdu], it.placement ?? "timeline", keyRing))[0];
+      }),
+    );
+  }
+
+  /** Runs `work(room)` as one batch: its records are appended atomically, or it is undone. */
+  #batch(work) {
     return this.#serialise(async () => {
-      const before = this.#room.eventCount;
       this.#room.begin();
       let outcomes;
       try {
-        outcomes = json(this.#room.ingest(pdus.map(toText), keyRing));
+        outcomes = work(this.#room);
       } catch (e) {
         this.#room.rollback();
         throw e;
       }
-      const records = json(this.#room.records(before));
+      const records = json(this.#room.takeRecords(this.#logLength));
       if (records.length > 0) {
         try {
           await this.#store.append(records, { roomVersion: this.roomVersion, roomId: this.roomId });
@@ -83,10 +101,48 @@ export class RoomEngine {
           this.#room.rollback();
           throw new RoomdagError("M_UNKNOWN", `store write failed; the batch was undone: ${e?.message ?? e}`, e);
         }
+        this.#logLength += records.length;
       }
       this.#room.commit();
       return outcomes;
     });
+  }
+
+  /**
+   * Places every stored event afresh: history events whose prev events are
+   * now known join the DAG, and states are computed from prev events where
+   * they are known. The room is restored from its log plus a rebuild marker,
+   * then the marker is appended; on any failure the room stays as it was.
+   */
+  rebuild() {
+    return this.#serialise(async () => {
+      const loaded = await this.#store.load();
+      const marker = { i: logLength(loaded.records), rebuild: true };
+      const next = call(() => restoreRoom(this.roomVersion, [...loaded.records, marker]));
+      try {
+        await this.#store.append([marker], { roomVersion: this.roomVersion, roomId: next.roomId ?? this.roomId });
+      } catch (e) {
+        next.free?.();
+        throw new RoomdagError("M_UNKNOWN", `store write failed; the rebuild was not applied: ${e?.message ?? e}`, e);
+      }
+      const old = this.#room;
+      this.#room = next;
+      this.#logLength = marker.i + 1;
+      old.free?.();
+    });
+  }
+
+  /** The backward extremities `[[eventId, depth], …]`, newest gaps first: what to ask `/backfill` for. */
+  backwardExtremities() {
+    return json(this.#room.backwardExtremities());
+  }
+  /** History events waiting for a rebuild to place them. */
+  get pendingCount() {
+    return this.#room.pendingCount;
+  }
+  /** Whether a stored event is an outlier (`undefined` if it is not stored). */
+  isOutlier(eventId) {
+    return this.#room.isOutlier(eventId);
   }
 
   /** Answers a room federation query for an authenticated origin: `{status, body}`. */
@@ -159,6 +215,20 @@ export class RoomEngine {
 
 function enc(s) {
   return encodeURIComponent(s);
+}
+
+/** A wasm Room rebuilt from a store's log. */
+function restoreRoom(version, records) {
+  try {
+    return wasm.Room.restore(version, records);
+  } catch (e) {
+    throw new RoomdagError("M_UNKNOWN", `the stored room could not be restored: ${e?.message ?? e}`, e);
+  }
+}
+
+/** The next position in a log (records carry their position `i`). */
+function logLength(records) {
+  return records.length === 0 ? 0 : Math.max(records.length, (records.at(-1).i ?? records.length - 1) + 1);
 }
 
 /**

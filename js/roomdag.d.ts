@@ -34,13 +34,30 @@ export type Outcome =
 
 /** A stored PDU, as a store keeps it. */
 export interface StoredRecord {
-  /** Arrival position in the room. */
+  /** Position in the store's log. */
   i: number;
   eventId: EventId;
   status: "accepted" | "rejected";
   /** The PDU exactly as received. */
   raw: string;
+  /** How the event entered the room: in the timeline (the default) or as an outlier (state or auth chain only). */
+  kind?: "timeline" | "outlier";
+  /** The state before the event (event IDs), when it came from a verified remote answer. */
+  state?: EventId[];
 }
+
+/** A rebuild marker in a store's log: every event before it is placed afresh when the log is replayed. */
+export interface RebuildRecord {
+  /** Position in the store's log. */
+  i: number;
+  rebuild: true;
+}
+
+/** One entry of a room's log. */
+export type LogRecord = StoredRecord | RebuildRecord;
+
+/** How a PDU is placed: live, from history (kept pending until its prev events are placed), or as an outlier. */
+export type Placement = "timeline" | "history" | "outlier";
 
 /** What a store remembers about its room. */
 export interface RoomMeta {
@@ -51,25 +68,25 @@ export interface RoomMeta {
 /** A room's persistence: an append-only record log. */
 export interface RoomStore {
   /** Every record, in arrival order, and the room's meta. */
-  load(): Promise<RoomMeta & { records: StoredRecord[] }>;
+  load(): Promise<RoomMeta & { records: LogRecord[] }>;
   /** Writes the records and meta atomically, or rejects and writes nothing. */
-  append(records: StoredRecord[], meta: RoomMeta): Promise<void>;
+  append(records: LogRecord[], meta: RoomMeta): Promise<void>;
 }
 
 /** Records in memory. */
 export class MemoryStore implements RoomStore {
   /** Make the next append fail (tests). */
   failNextAppend: boolean;
-  load(): Promise<RoomMeta & { records: StoredRecord[] }>;
-  append(records: StoredRecord[], meta: RoomMeta): Promise<void>;
+  load(): Promise<RoomMeta & { records: LogRecord[] }>;
+  append(records: LogRecord[], meta: RoomMeta): Promise<void>;
 }
 
 /** Records in IndexedDB. */
 export class IndexedDbStore implements RoomStore {
   constructor(opts: { room: string; database?: string; indexedDB?: IDBFactory; IDBKeyRange?: typeof IDBKeyRange });
   static closeAll(): Promise<void>;
-  load(): Promise<RoomMeta & { records: StoredRecord[] }>;
-  append(records: StoredRecord[], meta: RoomMeta): Promise<void>;
+  load(): Promise<RoomMeta & { records: LogRecord[] }>;
+  append(records: LogRecord[], meta: RoomMeta): Promise<void>;
 }
 
 /** The subset of Cloudflare's `DurableObjectStorage` the store uses. */
@@ -83,8 +100,8 @@ export interface DurableObjectStorageLike {
 /** Records in a Durable Object's storage. */
 export class DurableObjectStore implements RoomStore {
   constructor(storage: DurableObjectStorageLike);
-  load(): Promise<RoomMeta & { records: StoredRecord[] }>;
-  append(records: StoredRecord[], meta: RoomMeta): Promise<void>;
+  load(): Promise<RoomMeta & { records: LogRecord[] }>;
+  append(records: LogRecord[], meta: RoomMeta): Promise<void>;
 }
 
 /** Trusted server keys: pinned and verified fetched ones. */
@@ -215,6 +232,19 @@ export class RoomEngine {
   readonly store: RoomStore;
   /** Receives PDUs in order; the stored ones are written as one atomic batch. */
   ingest(pdus: Pdu[], keyRing: KeyRing): Promise<Outcome[]>;
+  /**
+   * Receives PDUs placed as each says, as one atomic batch: `{pdu, placement}`, or `{pdu, state}` for a
+   * timeline event whose state before comes from a verified remote answer (used where its prev events are not placed).
+   */
+  ingestPlaced(items: ({ pdu: Pdu; placement?: Placement } | { pdu: Pdu; state: EventId[] })[], keyRing: KeyRing): Promise<Outcome[]>;
+  /** Places every stored event afresh (history events whose prev events are now known join the DAG); appends a rebuild marker. */
+  rebuild(): Promise<void>;
+  /** The backward extremities `[eventId, depth]`, newest gaps first: what to ask `/backfill` for. */
+  backwardExtremities(): [EventId, number][];
+  /** History events waiting for a rebuild to place them. */
+  readonly pendingCount: number;
+  /** Whether a stored event is an outlier (`undefined` when it is not stored). */
+  isOutlier(eventId: EventId): boolean | undefined;
   /** Answers a room federation request for an authenticated origin. */
   query(method: string, target: string, body: Pdu | undefined, origin: ServerName, serverName: ServerName, nowMs?: number): QueryResult<unknown>;
   stateIds(origin: ServerName, eventId: EventId): QueryResult<StateIdsBody>;

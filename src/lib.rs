@@ -36,6 +36,7 @@ pub mod http;
 pub mod ids;
 pub mod layout;
 pub mod pdu;
+pub mod placement;
 pub mod power_levels;
 pub mod queries;
 pub mod redaction;

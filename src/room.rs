@@ -36,6 +36,7 @@ use crate::ids::{domain_of, EventId, EventIdx, Name};
 use crate::pdu::{parse_pdu, ParsedPdu, PduFormatError};
 use crate::redaction::redact;
 use crate::room_version::{RoomVersionRules, UnsupportedRoomVersion};
+pub use crate::placement::{EventRecord, LogRecord, Placement, RecordKind};
 use crate::signatures::Signers;
 pub use crate::signatures::{prepare_batch, verify_batch_signatures, verify_pdu_signatures, PreparedPdu, SIGNATURE_BATCH};
 use crate::signing::{content_hash, decode_base64, KeyStore};
@@ -103,6 +104,14 @@ pub enum Outcome {
         /// Its event ID.
         event_id: EventId,
     },
+    /// A history event some of whose auth events are not stored yet: its
+    /// signatures and hashes are checked and it is logged, but it is only
+    /// checked against the auth rules, and stored, when a rebuild places it
+    /// after them (see [`crate::placement`]).
+    Deferred {
+        /// Its event ID.
+        event_id: EventId,
+    },
 }
 
 impl Outcome {
@@ -111,24 +120,26 @@ impl Outcome {
         match self {
             Outcome::Accepted { event_id, .. }
             | Outcome::Rejected { event_id, .. }
-            | Outcome::Duplicate { event_id } => Some(event_id),
+            | Outcome::Duplicate { event_id }
+            | Outcome::Deferred { event_id } => Some(event_id),
             Outcome::Dropped { event_id, .. } => event_id.as_ref(),
         }
     }
 
-    /// `accepted`, `rejected`, `dropped` or `duplicate`.
+    /// `accepted`, `rejected`, `dropped`, `duplicate` or `deferred`.
     pub fn status(&self) -> &'static str {
         match self {
             Outcome::Accepted { .. } => "accepted",
             Outcome::Rejected { .. } => "rejected",
             Outcome::Dropped { .. } => "dropped",
             Outcome::Duplicate { .. } => "duplicate",
+            Outcome::Deferred { .. } => "deferred",
         }
     }
 
     /// Whether the PDU is (now or already) stored.
     pub fn is_stored(&self) -> bool {
-        !matches!(self, Outcome::Dropped { .. })
+        matches!(self, Outcome::Accepted { .. } | Outcome::Rejected { .. } | Outcome::Duplicate { .. })
     }
 
     fn drop(event_id: Option<&EventId>, stage: DropStage, reason: impl Into<String>) -> Self {
@@ -145,35 +156,6 @@ pub struct DroppedEvent {
     pub stage: DropStage,
     /// Why.
     pub reason: String,
-}
-
-/// A stored PDU as a persistent store keeps it: the original bytes and the
-/// receipt verdict. Replaying records in order rebuilds the room without
-/// verifying signatures again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventRecord {
-    /// The event ID followed by the PDU (shared with the room).
-    text: Arc<str>,
-    id_len: usize,
-    /// The receipt verdict.
-    pub status: EventStatus,
-}
-
-impl EventRecord {
-    /// A record from its parts (e.g. read back from a store).
-    pub fn new(event_id: &str, raw: &str, status: EventStatus) -> Self {
-        Self { text: Arc::from(format!("{event_id}{raw}")), id_len: event_id.len(), status }
-    }
-
-    /// The event ID.
-    pub fn event_id(&self) -> &str {
-        &self.text[..self.id_len]
-    }
-
-    /// The PDU exactly as received.
-    pub fn raw(&self) -> &str {
-        &self.text[self.id_len..]
-    }
 }
 
 /// Event ID → index, keyed by a 64-bit hash of the ID so that the ID text is
@@ -244,6 +226,19 @@ fn prepared_was_dropped_elsewhere(outcome: &Outcome) -> bool {
     matches!(outcome, Outcome::Dropped { event_id: None, stage: DropStage::Parse, .. })
 }
 
+/// How an event is stored (from its [`Placement`] and what is placed).
+#[derive(Debug, PartialEq, Eq)]
+enum Mode {
+    /// In the DAG, its state from its prev events.
+    Placed,
+    /// In the DAG, its state from a remote answer (some prev events are not placed).
+    WithState(StateMap),
+    /// A history event whose prev events are not placed: an outlier until a rebuild.
+    Pending,
+    /// Known only as state or auth chain.
+    Outlier,
+}
+
 /// The lengths of the room's append-only parts at a point in time, to undo a
 /// failed batch.
 #[derive(Clone, Debug)]
@@ -256,6 +251,9 @@ pub struct Checkpoint {
     room_id: Option<String>,
     extremities: BTreeSet<EventIdx>,
     referenced_log: usize,
+    pending_log: usize,
+    deferred_log: usize,
+    new_records: usize,
 }
 
 /// A room's event DAG, states and indexes.
@@ -280,7 +278,30 @@ pub struct Room {
     dropped: Vec<DroppedEvent>,
     dropped_total: u64,
     redactions: Redactions,
+    /// Timeline events whose prev events are not all placed yet (history
+    /// being backfilled): stored as outliers until a rebuild places them.
+    pending: BTreeSet<EventIdx>,
+    /// Events made pending since the open checkpoint (to undo them).
+    pending_log: Vec<EventIdx>,
+    /// Prev events of pending events and of events placed with a remote
+    /// state that are not placed: the backward extremities are among them.
+    unplaced_prevs: HashMap<EventIdx, Box<[Box<str>]>>,
+    /// History events logged before their auth events: event ID → their
+    /// prev and auth event IDs (see [`Outcome::Deferred`]).
+    deferred: HashMap<Box<str>, Deferred>,
+    /// Events deferred since the open checkpoint (to undo them).
+    deferred_log: Vec<Box<str>>,
+    /// Records of what was stored since the last [`Room::take_records`].
+    new_records: Vec<EventRecord>,
     caches: RefCell<Caches>,
+}
+
+/// A deferred history event's links.
+#[derive(Debug)]
+struct Deferred {
+    prev_events: Box<[Box<str>]>,
+    auth_events: Box<[Box<str>]>,
+    depth: i64,
 }
 
 /// Which redaction applies to which event (read-time redaction, v3+
@@ -354,6 +375,12 @@ impl Room {
             dropped: Vec::new(),
             dropped_total: 0,
             redactions: Redactions::default(),
+            pending: BTreeSet::new(),
+            pending_log: Vec::new(),
+            unplaced_prevs: HashMap::new(),
+            deferred: HashMap::new(),
+            deferred_log: Vec::new(),
+            new_records: Vec::new(),
             caches: RefCell::new(Caches::default()),
         })
     }
@@ -543,10 +570,16 @@ impl Room {
         }
     }
 
-    /// Receives one PDU (see the module docs for the checks).
+    /// Receives one live PDU (see the module docs for the checks): every
+    /// prev and auth event must be stored and placed.
     pub fn ingest(&mut self, raw: &str, verification: Verification<'_>) -> Outcome {
+        self.ingest_as(raw, Placement::Timeline, verification)
+    }
+
+    /// Receives one PDU placed as `placement` says (see [`crate::placement`]).
+    pub fn ingest_as(&mut self, raw: &str, placement: Placement<'_>, verification: Verification<'_>) -> Outcome {
         let outcome = match parse_pdu(raw, self.rules) {
-            Ok(pdu) => self.ingest_parsed(raw, pdu, verification),
+            Ok(pdu) => self.ingest_parsed(raw, pdu, placement, verification),
             Err(e) => Outcome::drop(None, DropStage::Parse, e.to_string()),
         };
         self.log_drop(&outcome);
@@ -558,7 +591,7 @@ impl Room {
     /// without parsing it again.
     pub fn ingest_prepared(&mut self, raw: &str, prepared: PreparedPdu) -> Outcome {
         let outcome = match prepared.parsed {
-            Some(pdu) => self.ingest_parsed(raw, pdu, Verification::Precomputed(prepared.verdict)),
+            Some(pdu) => self.ingest_parsed(raw, pdu, Placement::Timeline, Verification::Precomputed(prepared.verdict)),
             None => self.ingest(raw, Verification::Precomputed(prepared.verdict)),
         };
         if prepared_was_dropped_elsewhere(&outcome) {
@@ -581,11 +614,21 @@ impl Room {
     }
 
     /// The receipt checks after the format check (1).
-    fn ingest_parsed(&mut self, raw: &str, pdu: ParsedPdu, verification: Verification<'_>) -> Outcome {
+    fn ingest_parsed(
+        &mut self,
+        raw: &str,
+        pdu: ParsedPdu,
+        placement: Placement<'_>,
+        verification: Verification<'_>,
+    ) -> Outcome {
         let rules = self.rules;
         let id = pdu.event_id.clone();
         // 2. Duplicates, counts, room.
-        if self.lookup(id.as_str()).is_some() {
+        if let Some(existing) = self.lookup(id.as_str()) {
+            self.outlier_seen_in_timeline(existing, &pdu, placement);
+            return Outcome::Duplicate { event_id: id };
+        }
+        if self.deferred.contains_key(id.as_str()) {
             return Outcome::Duplicate { event_id: id };
         }
         if pdu.prev_events.len() > MAX_PREV_EVENTS || pdu.auth_events.len() > MAX_AUTH_EVENTS {
@@ -629,28 +672,56 @@ impl Room {
                 json.insert("unsigned".into(), u);
             }
         }
-        // 5. Every prev and auth event must be stored.
-        let mut missing: Vec<&str> = Vec::new();
-        let mut prev_events = Vec::with_capacity(pdu.prev_events.len());
+        // 5. Every auth event must be stored; prev events as the placement says.
         let mut auth_events = Vec::with_capacity(pdu.auth_events.len());
-        for (ids, out) in [(&pdu.prev_events, &mut prev_events), (&pdu.auth_events, &mut auth_events)] {
-            for e in ids.iter() {
-                match self.lookup(e) {
-                    Some(idx) => out.push(idx),
-                    None => missing.push(e.as_str()),
-                }
+        let mut missing: Vec<&str> = Vec::new();
+        for e in pdu.auth_events.iter() {
+            match self.lookup(e) {
+                Some(idx) => auth_events.push(idx),
+                None => missing.push(e.as_str()),
             }
         }
+        let mut prev_events = Vec::with_capacity(pdu.prev_events.len());
+        let mut unplaced: Vec<&str> = Vec::new();
+        for e in pdu.prev_events.iter() {
+            match self.lookup(e) {
+                Some(idx) if !self.event(idx).outlier => prev_events.push(idx),
+                _ => unplaced.push(e.as_str()),
+            }
+        }
+        if placement == Placement::History && !missing.is_empty() {
+            return self.defer(raw, &id, &pdu.prev_events, &pdu.auth_events, pdu.depth);
+        }
+        let mode = match placement {
+            Placement::Outlier => Mode::Outlier,
+            Placement::Timeline => {
+                missing.extend(&unplaced);
+                Mode::Placed
+            }
+            _ if unplaced.is_empty() => Mode::Placed,
+            Placement::History => Mode::Pending,
+            Placement::WithState(state) => match self.remote_state(state) {
+                Ok(map) => Mode::WithState(map),
+                Err((stage, reason)) => return Outcome::drop(Some(&id), stage, reason),
+            },
+        };
         if !missing.is_empty() {
             missing.sort_unstable();
             missing.dedup();
             return Outcome::drop(Some(&id), DropStage::Missing, format!("unknown prev/auth events {missing:?}"));
         }
-        // 6. The state before the event.
-        // Every event of type m.room.create starts from the empty state
-        // (as the create rules look at no state).
-        let state_before =
-            if pdu.event_type == "m.room.create" { StateSetId::EMPTY } else { self.resolve_after(&prev_events) };
+        // 6. The state before the event: none for outliers; the remote
+        // state where prev events are missing. Every event of type
+        // m.room.create starts from the empty state (the create rules look
+        // at no state).
+        let state_before = match &mode {
+            Mode::Outlier | Mode::Pending => StateSetId::EMPTY,
+            Mode::WithState(map) => self.states.intern(map.clone()),
+            Mode::Placed if pdu.event_type == "m.room.create" => StateSetId::EMPTY,
+            Mode::Placed => self.resolve_after(&prev_events),
+        };
+        let first_prev = pdu.prev_events.first().and_then(|p| self.lookup(p));
+        let outlier = matches!(mode, Mode::Outlier | Mode::Pending);
         // Build the compact view.
         let sender = intern(&mut self.strings, &pdu.sender);
         let event_type = intern(&mut self.strings, &pdu.event_type);
@@ -675,6 +746,9 @@ impl Room {
             id: id.as_str(),
             raw,
             prev_events: &prev_events,
+            pdu_prev_count: pdu.prev_events.len(),
+            first_prev,
+            outlier,
             auth_events: &auth_events,
             sender,
             event_type,
@@ -694,7 +768,7 @@ impl Room {
             Err(LimitError::Reject(r)) => Err(r),
             Ok(()) => self.check_signed_by(&json, &signers, require_signed).and_then(|()| {
                 let envelope = CreateEnvelope { room_id: pdu.has_room_id.then_some(pdu.room_id.as_str()) };
-                self.check_auth(&event, &envelope)
+                self.check_auth(&event, &envelope, !outlier)
             }),
         };
         match verdict {
@@ -714,8 +788,93 @@ impl Room {
         if is_create && event.is_accepted() {
             self.room_id = Some(pdu.room_id);
         }
+        let state = match &mode {
+            Mode::WithState(map) => Some(map.iter().map(|(_, e)| self.id(e).to_owned()).collect()),
+            _ => None,
+        };
+        let record = EventRecord::with_kind(self.events.id(&event), raw, Some(event.status), placement.kind(), state);
+        if matches!(mode, Mode::Pending | Mode::WithState(_)) {
+            self.unplaced_prevs.insert(idx, unplaced.iter().map(|p| Box::from(*p)).collect());
+        }
         self.commit(event);
+        if mode == Mode::Pending {
+            self.make_pending(idx);
+        }
+        self.new_records.push(record);
         outcome
+    }
+
+    /// A timeline PDU for an event stored as an outlier: the event is kept
+    /// pending (with a timeline record) until a rebuild places it.
+    fn outlier_seen_in_timeline(&mut self, existing: EventIdx, pdu: &ParsedPdu, placement: Placement<'_>) {
+        if placement == Placement::Outlier || !self.event(existing).outlier || self.pending.contains(&existing) {
+            return;
+        }
+        let state = match placement {
+            Placement::WithState(s) => Some(s.to_vec()),
+            _ => None,
+        };
+        let e = self.event(existing);
+        let record =
+            EventRecord::with_kind(self.id(existing), self.raw(existing), Some(e.status), RecordKind::Timeline, state);
+        let unplaced: Box<[Box<str>]> = pdu
+            .prev_events
+            .iter()
+            .filter(|p| self.lookup(p).is_none_or(|i| self.event(i).outlier))
+            .map(|p| Box::from(p.as_str()))
+            .collect();
+        self.unplaced_prevs.insert(existing, unplaced);
+        self.make_pending(existing);
+        self.new_records.push(record);
+    }
+
+    /// Logs a history event whose auth events are not all stored yet.
+    fn defer(&mut self, raw: &str, id: &EventId, prev_events: &[String], auth_events: &[String], depth: i64) -> Outcome {
+        let ids = |l: &[String]| l.iter().map(|e| Box::from(e.as_str())).collect::<Box<[Box<str>]>>();
+        let key: Box<str> = Box::from(id.as_str());
+        self.deferred
+            .insert(key.clone(), Deferred { prev_events: ids(prev_events), auth_events: ids(auth_events), depth });
+        if self.checkpoint_open {
+            self.deferred_log.push(key);
+        }
+        self.new_records.push(EventRecord::deferred(id.as_str(), raw));
+        Outcome::Deferred { event_id: id.clone() }
+    }
+
+    fn make_pending(&mut self, idx: EventIdx) {
+        self.pending.insert(idx);
+        if self.checkpoint_open {
+            self.pending_log.push(idx);
+        }
+    }
+
+    /// The state map of a remote answer: stored state events by ID
+    /// (rejected ones cannot be state and are left out).
+    fn remote_state(&self, ids: &[String]) -> Result<StateMap, (DropStage, String)> {
+        let mut entries = Vec::with_capacity(ids.len());
+        let mut missing: Vec<&str> = Vec::new();
+        for id in ids {
+            let Some(e) = self.lookup(id) else {
+                missing.push(id);
+                continue;
+            };
+            let ev = self.event(e);
+            match ev.key {
+                Some(k) if ev.is_accepted() => entries.push((k, e)),
+                Some(_) => {}
+                None => return Err((DropStage::Parse, format!("state event {id} is not a state event"))),
+            }
+        }
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            return Err((DropStage::Missing, format!("unknown state events {missing:?}")));
+        }
+        let n = entries.len();
+        let map = StateMap::from_entries(entries);
+        if map.len() != n {
+            return Err((DropStage::Parse, "the state lists one (type, state_key) twice".into()));
+        }
+        Ok(map)
     }
 
     /// The signatures an event must carry (checked again after the hash check,
@@ -743,12 +902,18 @@ impl Room {
 
     /// The auth rules against the event's auth events, then against the
     /// state before it when that state would pick different auth events.
-    fn check_auth(&self, event: &StoredEvent, envelope: &CreateEnvelope<'_>) -> Result<Allowed, AuthRejection> {
+    /// Outliers are checked against their auth events only.
+    fn check_auth(
+        &self,
+        event: &StoredEvent,
+        envelope: &CreateEnvelope<'_>,
+        against_state: bool,
+    ) -> Result<Allowed, AuthRejection> {
         let claimed: Vec<&StoredEvent> = self.events.auth_events(event).iter().map(|a| self.event(*a)).collect();
         check_state_independent_auth_rules(event, envelope, &claimed, &self.events, self.rules)?;
         let mut allowed =
             check_state_dependent_auth_rules(event, &AuthState::from_events(claimed.iter().copied()), self.rules)?;
-        if event.is_create_type() {
+        if event.is_create_type() || !against_state {
             return Ok(allowed);
         }
         let before = self.states.get(event.state_before);
@@ -771,8 +936,10 @@ impl Room {
         let idx = event.idx;
         if event.is_accepted() {
             if let Some(k) = event.key {
-                let after = self.states.get(event.state_before).with_changes(&[(k, Some(idx))]);
-                event.state_after = self.states.intern(after);
+                if !event.outlier {
+                    let after = self.states.get(event.state_before).with_changes(&[(k, Some(idx))]);
+                    event.state_after = self.states.intern(after);
+                }
                 let parents: Vec<AuthNode> = self
                     .events
                     .auth_events(&event)
@@ -782,6 +949,8 @@ impl Room {
                 let node = self.auth_index.add(idx, &parents);
                 event.set_auth_node(node.0);
             }
+        }
+        if event.is_accepted() && !event.outlier {
             for p in self.events.prev_events(&event) {
                 if !self.referenced[p.ix()] {
                     self.referenced[p.ix()] = true;
@@ -854,6 +1023,9 @@ impl Room {
             room_id: self.room_id.clone(),
             extremities: self.extremities.clone(),
             referenced_log: self.referenced_log.len(),
+            pending_log: self.pending_log.len(),
+            deferred_log: self.deferred_log.len(),
+            new_records: self.new_records.len(),
         }
     }
 
@@ -861,6 +1033,8 @@ impl Room {
     pub fn release(&mut self, _cp: Checkpoint) {
         self.checkpoint_open = false;
         self.referenced_log.clear();
+        self.pending_log.clear();
+        self.deferred_log.clear();
         self.trim_dropped_log();
     }
 
@@ -880,6 +1054,18 @@ impl Room {
                 self.referenced[p.ix()] = false;
             }
         }
+        for p in self.pending_log.drain(cp.pending_log..) {
+            self.pending.remove(&p);
+            if p.ix() < kept {
+                self.unplaced_prevs.remove(&p);
+            }
+        }
+        self.pending.retain(|e| e.ix() < kept);
+        self.unplaced_prevs.retain(|e, _| e.ix() < kept);
+        for d in self.deferred_log.drain(cp.deferred_log..) {
+            self.deferred.remove(&d);
+        }
+        self.new_records.truncate(cp.new_records);
         self.states.truncate(cp.states);
         self.auth_index.truncate(cp.auth_nodes);
         let limit = cp.states;
@@ -901,10 +1087,66 @@ impl Room {
         *self.caches.borrow_mut() = Caches::default();
     }
 
-    /// The stored record of an event (what a persistent store writes).
-    pub fn record(&self, idx: EventIdx) -> EventRecord {
-        let e = self.event(idx);
-        EventRecord::new(self.events.id(e), self.events.raw(e), e.status)
+    /// The records of what was stored since the last call (what a
+    /// persistent store appends, in order), and forgets them.
+    pub fn take_records(&mut self) -> Vec<EventRecord> {
+        std::mem::take(&mut self.new_records)
+    }
+
+    /// Whether an event is an outlier (known only as state or auth chain,
+    /// or a history event waiting for its prev events).
+    pub fn is_outlier(&self, idx: EventIdx) -> bool {
+        self.event(idx).outlier
+    }
+
+    /// History events stored as outliers until a rebuild places them.
+    pub fn pending(&self) -> impl Iterator<Item = EventIdx> + '_ {
+        self.pending.iter().copied()
+    }
+
+    /// History events logged before their auth events (see [`Outcome::Deferred`]).
+    pub fn deferred_count(&self) -> usize {
+        self.deferred.len()
+    }
+
+    /// Auth events of deferred events that are neither stored nor deferred
+    /// themselves: what to fetch when history stops bringing them.
+    pub fn missing_auth_events(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .deferred
+            .values()
+            .flat_map(|d| d.auth_events.iter())
+            .filter(|a| self.lookup(a).is_none() && !self.deferred.contains_key(&***a))
+            .map(|a| a.to_string())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The backward extremities: prev events of timeline events (placed or
+    /// pending) that are not in the timeline, by event ID — what
+    /// `/backfill` is asked for. Sorted by the greatest depth of an event
+    /// that lists them (newest gaps first), then by ID.
+    pub fn backward_extremities(&self) -> Vec<(String, i64)> {
+        let mut found: HashMap<&str, i64> = HashMap::new();
+        let in_timeline = |p: &str| {
+            self.deferred.contains_key(p) || self.lookup(p).is_some_and(|i| !self.event(i).outlier || self.pending.contains(&i))
+        };
+        let lists = self
+            .unplaced_prevs
+            .iter()
+            .map(|(e, prevs)| (self.event(*e).depth, prevs))
+            .chain(self.deferred.values().map(|d| (d.depth, &d.prev_events)));
+        for (depth, prevs) in lists {
+            for p in prevs.iter().filter(|p| !in_timeline(p)) {
+                let d = found.entry(p).or_insert(depth);
+                *d = (*d).max(depth);
+            }
+        }
+        let mut out: Vec<(String, i64)> = found.into_iter().map(|(id, d)| (id.to_owned(), d)).collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
     }
 
     /// The SHA-256 state digest of contract.md: the sorted lines

@@ -11,7 +11,8 @@ use crate::export;
 use crate::http::keys::{parse_notary_response, parse_server_keys, server_keys_response, KeyRing, RequestKeys};
 use crate::http::xmatrix::{authenticate_request, request_signing_object, RequestAuthError, XMatrix};
 use crate::http::{self, Endpoint, HttpError, Target};
-use crate::ids::EventIdx;
+use crate::event::EventStatus;
+use crate::placement::{restore, EventRecord, LogRecord, Placement, RecordKind};
 use crate::room::{Checkpoint, Outcome, Room, Verification};
 use crate::signing::ServerSigningKey;
 
@@ -40,6 +41,7 @@ fn outcome_json(o: &Outcome) -> Value {
             json!({"eventId": event_id.as_ref().map(|e| e.as_str()), "status": "dropped", "stage": stage, "reason": reason})
         }
         Outcome::Duplicate { event_id } => json!({"eventId": event_id.as_str(), "status": "duplicate"}),
+        Outcome::Deferred { event_id } => json!({"eventId": event_id.as_str(), "status": "deferred"}),
     }
 }
 
@@ -162,24 +164,82 @@ impl WasmRoom {
         to_json(&Value::Array(out))
     }
 
-    /// Restores records read back from a store (signatures were verified
-    /// when they were first stored). Returns a JSON array of outcomes.
-    pub fn restore(&mut self, pdus: Vec<String>) -> String {
-        let out: Vec<Value> =
-            pdus.iter().map(|p| outcome_json(&self.room.ingest(p, Verification::AlreadyVerified))).collect();
-        to_json(&Value::Array(out))
+    /// Rebuilds a room from its store's log: an array of records
+    /// `{eventId, status, raw, kind?, state?}` and rebuild markers
+    /// `{rebuild: true}`, in order (see the core's `placement` module).
+    /// Signatures were verified when the records were first stored.
+    pub fn restore(room_version: &str, records: JsValue) -> Result<WasmRoom, JsError> {
+        let stored: Vec<StoredRecordJs> = serde_wasm_bindgen::from_value(records).map_err(js_error)?;
+        let log: Vec<LogRecord> = stored.into_iter().map(StoredRecordJs::into_log).collect::<Result<_, _>>()?;
+        Ok(Self { room: restore(room_version, &log).map_err(js_error)?, checkpoint: None })
     }
 
-    /// The records of events stored from position `since` on, as a JSON
-    /// array of `{i, eventId, status, raw}` (what a store appends).
-    pub fn records(&self, since: u32) -> String {
-        let out: Vec<Value> = (since as usize..self.room.events().len())
-            .map(|i| {
-                let idx = EventIdx(i as u32);
-                json!({"i": i, "eventId": self.room.id(idx), "status": self.room.event(idx).status, "raw": self.room.raw(idx)})
+    /// Receives PDUs placed as `placement` says: `timeline` (live: every
+    /// prev event must be placed), `history` (backfilled: kept pending until
+    /// a rebuild when its prev events are not placed) or `outlier` (state or
+    /// auth chain). Returns a JSON array of outcomes.
+    #[wasm_bindgen(js_name = ingestAs)]
+    pub fn ingest_as(&mut self, pdus: Vec<String>, placement: &str, keys: &WasmKeyRing) -> Result<String, JsError> {
+        let placement = match placement {
+            "timeline" => Placement::Timeline,
+            "history" => Placement::History,
+            "outlier" => Placement::Outlier,
+            other => return Err(js_error(format!("placement must be timeline, history or outlier, not {other:?}"))),
+        };
+        let out: Vec<Value> = pdus
+            .iter()
+            .map(|p| outcome_json(&self.room.ingest_as(p, placement, Verification::Keys(&keys.ring))))
+            .collect();
+        Ok(to_json(&Value::Array(out)))
+    }
+
+    /// Receives a timeline PDU whose state before comes from a verified
+    /// remote answer (`stateIds`: stored state events), used where its prev
+    /// events are not placed. Returns the outcome as JSON.
+    #[wasm_bindgen(js_name = ingestWithState)]
+    pub fn ingest_with_state(&mut self, pdu: &str, state_ids: Vec<String>, keys: &WasmKeyRing) -> String {
+        to_json(&outcome_json(&self.room.ingest_as(pdu, Placement::WithState(&state_ids), Verification::Keys(&keys.ring))))
+    }
+
+    /// The records of what was stored since the last call, numbered from
+    /// `first` (their positions in the store's log), as a JSON array of
+    /// `{i, eventId, status, raw, kind, state?}` (what a store appends).
+    #[wasm_bindgen(js_name = takeRecords)]
+    pub fn take_records(&mut self, first: u32) -> String {
+        let out: Vec<Value> = self
+            .room
+            .take_records()
+            .iter()
+            .enumerate()
+            .map(|(n, r)| {
+                let status = r.status.map_or(json!("deferred"), |s| json!(s));
+                let mut v = json!({"i": first as usize + n, "eventId": r.event_id(), "status": status, "raw": r.raw(), "kind": r.kind});
+                if let Some(state) = &r.state {
+                    v["state"] = json!(state);
+                }
+                v
             })
             .collect();
         to_json(&Value::Array(out))
+    }
+
+    /// The backward extremities (`[[eventId, depth], …]`, newest gaps first):
+    /// what `/backfill` is asked for.
+    #[wasm_bindgen(js_name = backwardExtremities)]
+    pub fn backward_extremities(&self) -> String {
+        to_json(&json!(self.room.backward_extremities()))
+    }
+
+    /// History events waiting for a rebuild to place them.
+    #[wasm_bindgen(getter, js_name = pendingCount)]
+    pub fn pending_count(&self) -> u32 {
+        self.room.pending().count() as u32
+    }
+
+    /// Whether a stored event is an outlier (`undefined` if not stored).
+    #[wasm_bindgen(js_name = isOutlier)]
+    pub fn is_outlier(&self, event_id: &str) -> Option<bool> {
+        self.room.lookup(event_id).map(|e| self.room.is_outlier(e))
     }
 
     /// Answers a room-scoped federation query (`/state_ids`, `/state`,
@@ -258,6 +318,48 @@ impl WasmRoom {
     pub fn current_state(&mut self) -> String {
         let id = self.room.current_state();
         to_json(&export::state_json(&self.room, id))
+    }
+}
+
+/// A record as the JS stores keep it.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredRecordJs {
+    #[serde(default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    raw: Option<String>,
+    #[serde(default)]
+    kind: Option<RecordKind>,
+    #[serde(default)]
+    state: Option<Vec<String>>,
+    #[serde(default)]
+    rebuild: bool,
+}
+
+impl StoredRecordJs {
+    fn into_log(self) -> Result<LogRecord, JsError> {
+        if self.rebuild {
+            return Ok(LogRecord::Rebuild);
+        }
+        let (Some(event_id), Some(raw)) = (self.event_id, self.raw) else {
+            return Err(js_error("a stored record has no eventId or raw"));
+        };
+        let status = match self.status.as_deref() {
+            None | Some("accepted") => Some(EventStatus::Accepted),
+            Some("rejected") => Some(EventStatus::Rejected),
+            Some("deferred") => None,
+            Some(other) => return Err(js_error(format!("a stored record has status {other:?}"))),
+        };
+        Ok(LogRecord::Event(EventRecord::with_kind(
+            &event_id,
+            &raw,
+            status,
+            self.kind.unwrap_or(RecordKind::Timeline),
+            self.state,
+        )))
     }
 }
 

@@ -5,7 +5,7 @@
 // per origin server remembering its answered `/send` transactions.
 import { DurableObject } from "cloudflare:workers";
 import { DurableObjectStore, KeyFetcher, KeyRing, RoomEngine, pinKeys } from "../../pkg/workerd.js";
-import type { Outcome, QueryResult, Graph, EventDetails, StateSnapshot, StoredRecord } from "../../pkg/roomdag.js";
+import type { Outcome, QueryResult, Graph, EventDetails, StateSnapshot, LogRecord } from "../../pkg/roomdag.js";
 import { configOf, type Env } from "./config.js";
 
 export interface RoomInfo {
@@ -66,7 +66,7 @@ export class RoomObject extends DurableObject<Env> {
       // A room stored before the event index existed indexes itself once.
       const roomId = this.#engine.roomId;
       if (roomId && !(await ctx.storage.get<boolean>(INDEXED))) {
-        await indexEvents(env, roomId, loaded.records.map((r: StoredRecord) => r.eventId));
+        await indexEvents(env, roomId, loaded.records.flatMap((r: LogRecord) => ("eventId" in r ? [r.eventId] : [])));
         await ctx.storage.put(INDEXED, true);
         await directoryStub(env).markIndexed(roomId);
       }
