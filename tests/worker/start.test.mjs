@@ -6,7 +6,8 @@
 //      its values used, the environment winning over it, TRUSTED_KEYS merged,
 //      and the Worker's outbound fetch trusting NODE_EXTRA_CA_CERTS;
 //   2. HTTP, as on a clone with no ../shared: an old generated .dev.vars moved
-//      aside once, the demo room imported, kept across a restart.
+//      aside once, the demo room imported, the first screen (`/`, no room named)
+//      drawing it in Chromium, the room kept across a restart.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
@@ -18,6 +19,7 @@ import { tmpdir } from "node:os";
 import { root } from "../js/fixtures.mjs";
 import { freePort } from "./wrangler.mjs";
 import { workerVarNames } from "../../scripts/config.mjs";
+import { launch } from "../browser/chromium.mjs";
 
 const api = await import(join(root, "pkg", "node.js"));
 const dir = mkdtempSync(join(tmpdir(), "roomdag-start-"));
@@ -253,6 +255,33 @@ test("npm start on a clone without ../shared: an old generated .dev.vars moved a
     assert.equal(listing.json().defaultRoom, demo.room_id);
     const open = await request(`${base}/_roomdag/rooms`);
     t.diagnostic(`inspector from loopback without a token: HTTP ${open.status}${open.status === 401 ? " (this Worker does not know INSPECTOR=loopback yet)" : ""}`);
+
+    // The first screen in a browser: the address as printed, no room named; a graph of the demo room
+    // (through the token form when the inspector asks for one).
+    const chromium = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+    if (!existsSync(chromium)) t.diagnostic(`skipped the browser check: no Chromium at ${chromium}`);
+    else {
+      const browser = await launch();
+      try {
+        const page = await browser.newPage();
+        const errors = [];
+        page.on("pageerror", (e) => errors.push(String(e)));
+        await page.goto(`${base}/`);
+        await page.waitForFunction(() => ["verified", "token", "error"].includes(document.body.dataset.state), null, { timeout: 60_000 });
+        if ((await page.evaluate(() => document.body.dataset.state)) === "token") {
+          await page.fill("#token-input", token);
+          await page.press("#token-input", "Enter");
+        }
+        await page.waitForFunction(() => ["verified", "error"].includes(document.body.dataset.state), null, { timeout: 60_000 });
+        assert.equal(await page.evaluate(() => document.body.dataset.state), "verified", await page.locator("#status").textContent());
+        const eventCount = admin.json().rooms.find((r) => r.roomId === demo.room_id).eventCount;
+        assert.match(await page.locator("[data-testid=event-count]").textContent(), new RegExp(`^${eventCount} `));
+        assert.equal(new URL(page.url()).hash, `#room=${encodeURIComponent(demo.room_id)}`);
+        assert.deepEqual(errors, []);
+      } finally {
+        await browser.close();
+      }
+    }
   } finally {
     await rd.stop();
   }
