@@ -56,7 +56,9 @@ if (tlsFiles) {
   tlsFiles.cert = resolve(tlsFiles.cert);
   tlsFiles.key = resolve(tlsFiles.key);
 }
-const base = `${tlsFiles ? "https" : "http"}://${HOST.includes(":") ? `[${HOST}]` : HOST}:${PORT}`;
+// Listening on every address: this machine reaches it on loopback.
+const reachable = HOST === "0.0.0.0" ? "127.0.0.1" : HOST === "::" ? "::1" : HOST;
+const base = `${tlsFiles ? "https" : "http"}://${reachable.includes(":") ? `[${reachable}]` : reachable}:${PORT}`;
 
 function newest(dir) {
   let t = 0;
@@ -110,6 +112,7 @@ if (!existsSync(generatedPath)) {
     adminToken: randomBytes(24).toString("hex"),
   }, null, 2) + "\n", { mode: 0o600 });
 }
+chmodSync(generatedPath, 0o600);
 const generated = JSON.parse(readFileSync(generatedPath, "utf8"));
 
 // worker/.dev.vars is the user's. Older `npm start`s wrote it on every start:
