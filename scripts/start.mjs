@@ -325,7 +325,9 @@ console.log(`
   Visualizer:  ${base}/   (opens the demo room: ${base}/#room=${encodeURIComponent(demo.room_id)})
   Rooms:       ${base}/_roomdag/rooms
   Admin token: ${token}   (import more: POST ${base}/_roomdag/admin/import)
-  Settings:    ${shown(userVarsPath)} (yours; see README "Configuration")
+  Settings:    ${shown(userVarsPath)} (yours; see README "Configuration")${effective.sources.KEY_SERVER_URL?.[0].from === "default" ? `
+  Key lookups: go to ${vars.KEY_SERVER_URL} (the demo's servers do not exist);
+               to federate with real servers, start with KEY_SERVER_URL= (empty)` : ""}
 
   A signed federation request, as ${server}:
 
