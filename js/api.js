@@ -3,6 +3,7 @@
 // `Request`/`Response` federation handler. No Matrix algorithm lives here:
 // routing, authentication, every check and every answer come from the core.
 import { wasm, call, json, toText } from "./common.js";
+import { RoomEngine } from "./engine.js";
 
 export { KeyRing } from "./roomdag_wasm.js";
 export { MemoryStore, IndexedDbStore, DurableObjectStore } from "./stores.js";

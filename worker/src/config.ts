@@ -23,6 +23,8 @@ export interface Env {
   INSPECTOR?: string;
   /** Base URL template for key fetches (tests): `http://127.0.0.1:9000/{server}`. */
   KEY_SERVER_URL?: string;
+  /** The room the visualizer opens at `/` when the address names none (npm start: the demo room). */
+  DEFAULT_ROOM?: string;
 }
 
 export interface Config {

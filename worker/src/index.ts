@@ -208,7 +208,8 @@ async function importRoom(request: Request, env: Env): Promise<Response> {
 async function listRooms(env: Env): Promise<Response> {
   const rooms = await directory(env).list();
   const infos = await Promise.all(rooms.map(async (r) => ({ ...r, ...((await roomStub(env, r.roomId).info()) as RoomInfo) })));
-  return json(200, { rooms: infos.map(({ roomId, roomVersion, eventCount }) => ({ roomId, roomVersion, eventCount })) });
+  const defaultRoom = env.DEFAULT_ROOM?.trim() || undefined;
+  return json(200, { rooms: infos.map(({ roomId, roomVersion, eventCount }) => ({ roomId, roomVersion, eventCount })), defaultRoom });
 }
 
 async function roomdagApi(request: Request, env: Env, config: Config, url: URL): Promise<Response> {
