@@ -11,6 +11,7 @@ export { NotInitializedError, RoomdagError, markReady } from "./common.js";
 export { RoomEngine, RoomDirectory } from "./engine.js";
 export { KeyFetcher, pinKeys } from "./keys.js";
 export { FederationServer, groupPdusByRoom } from "./server.js";
+export { RoomMirror, MirrorError, MIRROR_LIMITS } from "./mirror.js";
 
 /** Signs a federation request as `origin`: the `Authorization` header value. */
 export function signRequest({ origin, keyId, seed, destination, method, target, body }) {

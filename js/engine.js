@@ -144,6 +144,30 @@ export class RoomEngine {
   isOutlier(eventId) {
     return this.#room.isOutlier(eventId);
   }
+  /** History events logged before their auth events (placed by a rebuild once those are stored). */
+  get deferredCount() {
+    return this.#room.deferredCount;
+  }
+  /** Auth events that deferred history events wait for and no one has sent. */
+  missingAuthEvents() {
+    return this.#room.missingAuthEvents();
+  }
+  /** A PDU's prev events that are not placed in the timeline here. */
+  unplacedPrevEvents(pdu) {
+    return this.#room.unplacedPrevEvents(toText(pdu));
+  }
+  /** The forward extremities (event IDs). */
+  forwardExtremities() {
+    return this.#room.forwardExtremities();
+  }
+  /** The least depth of the timeline. */
+  get minDepth() {
+    return this.#room.minDepth;
+  }
+  /** The servers with a joined member, by when they joined, without `except`. */
+  serversInRoomOrdered(except) {
+    return this.#room.serversInRoomOrdered(except ?? "");
+  }
 
   /** Answers a room federation query for an authenticated origin: `{status, body}`. */
   query(method, target, body, origin, serverName, nowMs = Date.now()) {

@@ -30,7 +30,9 @@ export type Outcome =
   | { eventId: EventId; status: "accepted"; redactedOnReceipt: boolean }
   | { eventId: EventId; status: "rejected"; reason: string; redactedOnReceipt: boolean }
   | { eventId: EventId | null; status: "dropped"; stage: "parse" | "signature" | "hash" | "missing"; reason: string }
-  | { eventId: EventId; status: "duplicate" };
+  | { eventId: EventId; status: "duplicate" }
+  /** A history event logged before its auth events: placed by a rebuild once they are stored. */
+  | { eventId: EventId; status: "deferred" };
 
 /** A stored PDU, as a store keeps it. */
 export interface StoredRecord {
@@ -245,6 +247,18 @@ export class RoomEngine {
   readonly pendingCount: number;
   /** Whether a stored event is an outlier (`undefined` when it is not stored). */
   isOutlier(eventId: EventId): boolean | undefined;
+  /** History events logged before their auth events. */
+  readonly deferredCount: number;
+  /** Auth events that deferred history events wait for and no one has sent. */
+  missingAuthEvents(): EventId[];
+  /** A PDU's prev events that are not placed in the timeline here. */
+  unplacedPrevEvents(pdu: Pdu): EventId[];
+  /** The forward extremities. */
+  forwardExtremities(): EventId[];
+  /** The least depth of the timeline (`min_depth` of `/get_missing_events`). */
+  readonly minDepth: number;
+  /** The servers with a joined member, by when they joined, without `except` (ourselves). */
+  serversInRoomOrdered(except?: ServerName): ServerName[];
   /** Answers a room federation request for an authenticated origin. */
   query(method: string, target: string, body: Pdu | undefined, origin: ServerName, serverName: ServerName, nowMs?: number): QueryResult<unknown>;
   stateIds(origin: ServerName, eventId: EventId): QueryResult<StateIdsBody>;
@@ -349,6 +363,66 @@ export interface TransactionLog {
 }
 
 /** Answers the federation endpoints for the rooms of a directory. */
+/** Bounds of gap filling and backfilling (see `RoomMirror`). */
+export const MIRROR_LIMITS: Readonly<{
+  gapRounds: number;
+  gapEvents: number;
+  eventFetches: number;
+  gapMs: number;
+  backfillRequests: number;
+  rebuildEvery: number;
+}>;
+
+/** Errors of federation participation (`name` is "MirrorError"). */
+export class MirrorError extends RoomdagError {}
+
+/** What a `RoomMirror` needs to send federation requests (e.g. a `FederationClient`). */
+export interface OutboundClient {
+  request(destination: ServerName, req: { method: string; target: string; body?: unknown }): Promise<{ status: number; json: any }>;
+}
+
+/** Progress of a join or backfill (`phase` says which step). */
+export type MirrorProgress = { phase: string; [k: string]: unknown };
+
+/** The result of a backfill run. */
+export interface BackfillResult {
+  complete: boolean;
+  fetched: number;
+  requests: number;
+  rebuilds: number;
+  skipped: number;
+  unreachable: EventId[];
+  remainingGaps: number;
+  events: number;
+}
+
+/**
+ * A server taking part in rooms over federation: joins (make_join → send_join, every event checked),
+ * backfills history to the create event, fills gaps before pushed PDUs, leaves, and accepts invites.
+ */
+export class RoomMirror {
+  constructor(opts: {
+    serverName: ServerName;
+    signingKey: { keyId: string; seed: string };
+    rooms: RoomDirectory;
+    client: OutboundClient;
+    keyRing: KeyRing;
+    keys?: { ensureForPdus(pdus: string[], roomVersion?: string): Promise<unknown> };
+    joinLocalpart?: string;
+    log?: (line: Record<string, unknown>) => void;
+    limits?: Partial<typeof MIRROR_LIMITS>;
+  });
+  /** The user rooms are joined as (`@roomdag:serverName` by default). */
+  readonly userId: string;
+  resolveAlias(alias: string): Promise<{ roomId: RoomId; servers: ServerName[] }>;
+  join(room: RoomId | string, via?: ServerName[], opts?: { onProgress?: (p: MirrorProgress) => void; backfill?: boolean }): Promise<{ roomId: RoomId; roomVersion: string; eventId: EventId; via: ServerName; stateEvents: number; authEvents: number; dropped: number; backfill?: BackfillResult }>;
+  backfill(roomId: RoomId, opts?: { onProgress?: (p: MirrorProgress) => void; prefer?: ServerName[]; maxRequests?: number }): Promise<BackfillResult>;
+  /** Stores PDUs pushed by `origin`, filling gaps first; one outcome per PDU, and how many holes remain for backfill. */
+  receive(engine: RoomEngine, pdus: string[], origin: ServerName): Promise<{ outcomes: Outcome[]; holes: number }>;
+  leave(roomId: RoomId, opts?: { via?: ServerName[] }): Promise<{ roomId: RoomId; eventId: EventId; via: ServerName; outcome: Outcome }>;
+  acceptInvite(req: { body: string; v2: boolean; roomId: RoomId; eventId: EventId; origin: ServerName }): { status: number; body: unknown; accepted?: { roomId: RoomId; roomVersion: string; inviterServer: ServerName } };
+}
+
 export class FederationServer {
   constructor(opts: FederationServerOptions);
   readonly keyRing: KeyRing;

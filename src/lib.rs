@@ -16,6 +16,10 @@
 //! * [`state_res`]: state resolution v2 and v2.1.
 //! * [`room`]: the receipt pipeline and the room's indexes.
 //! * [`queries`], [`visibility`]: the endpoints' semantics.
+//! * [`placement`]: outliers, history and remote states (rooms joined late).
+//! * [`membership`], [`history`]: joining, leaving and invites, and fetching
+//!   history, as the requesting server (sans IO: request building and
+//!   answer checks).
 //! * [`store`]: persistence as an append-only record log.
 //! * [`fixture`], [`export`]: the conformance fixtures and graph export.
 //!
@@ -32,9 +36,11 @@ pub mod demo;
 pub mod event;
 pub mod export;
 pub mod fixture;
+pub mod history;
 pub mod http;
 pub mod ids;
 pub mod layout;
+pub mod membership;
 pub mod pdu;
 pub mod placement;
 pub mod power_levels;

@@ -247,6 +247,7 @@ where
 fn placement_order<'a>(records: &[&'a EventRecord]) -> Vec<Node<'a>> {
     let mut index: HashMap<&str, usize> = HashMap::with_capacity(records.len());
     let mut nodes: Vec<Node<'a>> = Vec::with_capacity(records.len());
+    // One node per event: the first record gives the arrival order.
     for rec in records {
         match index.get(rec.event_id()) {
             Some(&i) => {
@@ -264,22 +265,48 @@ fn placement_order<'a>(records: &[&'a EventRecord]) -> Vec<Node<'a>> {
             }
         }
     }
-    // Edges: auth event → event; prev event → event between timeline events.
+    let links: Vec<(&str, &str, bool)> =
+        nodes.iter().map(|n| (n.record.event_id(), n.record.raw(), n.kind == RecordKind::Timeline)).collect();
+    let order = topological_order(&links);
+    let mut slots: Vec<Option<Node<'a>>> = nodes.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+/// PDUs (event ID, JSON text) ordered so that every one follows its auth
+/// events among them, ties broken by input order: how a `send_join` state
+/// and auth chain are stored as outliers. Returns indices into `pdus`.
+pub fn order_by_auth(pdus: &[(&str, &str)]) -> Vec<usize> {
+    let nodes: Vec<(&str, &str, bool)> = pdus.iter().map(|(id, raw)| (*id, *raw, false)).collect();
+    topological_order(&nodes)
+}
+
+/// PDUs ordered so that every one follows its prev and auth events among
+/// them, ties broken by input order: the dependency order in which one
+/// transaction's PDUs are processed. Returns indices into `pdus`.
+pub fn order_by_prev_and_auth(pdus: &[(&str, &str)]) -> Vec<usize> {
+    let nodes: Vec<(&str, &str, bool)> = pdus.iter().map(|(id, raw)| (*id, *raw, true)).collect();
+    topological_order(&nodes)
+}
+
+/// Kahn's algorithm over `(event ID, JSON text, in the timeline)` nodes:
+/// edges from auth events, and between timeline events from prev events;
+/// the create event first (it has no prev or auth events, and in rooms
+/// whose IDs are its hash, v12, it is every event's implied auth event);
+/// otherwise the earliest input first. O(n log n). A cycle cannot happen
+/// with hashed event IDs; if one did, its events follow in input order.
+fn topological_order(nodes: &[(&str, &str, bool)]) -> Vec<usize> {
+    let index: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.0, i)).collect();
     let mut successors: Vec<Vec<u32>> = vec![Vec::new(); nodes.len()];
     let mut indegree: Vec<u32> = vec![0; nodes.len()];
     let mut creates: Vec<usize> = Vec::new();
-    for (i, n) in nodes.iter().enumerate() {
-        let Ok(links) = serde_json::from_str::<Links<'_>>(n.record.raw()) else { continue };
+    for (i, &(_, raw, timeline)) in nodes.iter().enumerate() {
+        let Ok(links) = serde_json::from_str::<Links<'_>>(raw) else { continue };
         if links.event_type == Some("m.room.create") && links.state_key == Some("") {
             creates.push(i);
         }
         let mut parents: Vec<usize> = ids(&links.auth_events).filter_map(|a| index.get(a).copied()).collect();
-        if n.kind == RecordKind::Timeline {
-            parents.extend(
-                ids(&links.prev_events)
-                    .filter_map(|p| index.get(p).copied())
-                    .filter(|&p| nodes[p].kind == RecordKind::Timeline),
-            );
+        if timeline {
+            parents.extend(ids(&links.prev_events).filter_map(|p| index.get(p).copied()).filter(|&p| nodes[p].2));
         }
         parents.sort_unstable();
         parents.dedup();
@@ -288,8 +315,6 @@ fn placement_order<'a>(records: &[&'a EventRecord]) -> Vec<Node<'a>> {
             indegree[i] += 1;
         }
     }
-    // The create event goes first: it has no prev or auth events, and in
-    // rooms whose IDs are its hash (v12) it is every event's implied auth event.
     let rank = |i: usize| (usize::from(!creates.contains(&i)), i);
     let mut ready: BinaryHeap<Reverse<(usize, usize)>> =
         (0..nodes.len()).filter(|&i| indegree[i] == 0).map(|i| Reverse(rank(i))).collect();
@@ -305,9 +330,6 @@ fn placement_order<'a>(records: &[&'a EventRecord]) -> Vec<Node<'a>> {
             }
         }
     }
-    // A cycle cannot happen with hashed event IDs; if one does, its events
-    // follow in arrival order (the receipt checks drop what they must).
     order.extend((0..nodes.len()).filter(|&i| !done[i]));
-    let mut slots: Vec<Option<Node<'a>>> = nodes.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
+    order
 }

@@ -34,11 +34,13 @@ use crate::canonical_json::object_to_canonical_string;
 use crate::event::{EventStatus, Events, EventsMark, Facts, NewEvent, StateKeyIdx, StoredEvent};
 use crate::ids::{domain_of, EventId, EventIdx, Name};
 use crate::pdu::{parse_pdu, ParsedPdu, PduFormatError};
+pub use crate::placement::{EventRecord, LogRecord, Placement, RecordKind};
 use crate::redaction::redact;
 use crate::room_version::{RoomVersionRules, UnsupportedRoomVersion};
-pub use crate::placement::{EventRecord, LogRecord, Placement, RecordKind};
 use crate::signatures::Signers;
-pub use crate::signatures::{prepare_batch, verify_batch_signatures, verify_pdu_signatures, PreparedPdu, SIGNATURE_BATCH};
+pub use crate::signatures::{
+    prepare_batch, verify_batch_signatures, verify_pdu_signatures, PreparedPdu, SIGNATURE_BATCH,
+};
 use crate::signing::{content_hash, decode_base64, KeyStore};
 use crate::state_res::{Resolution, ResolveContext};
 use crate::state_set::{StateMap, StateSetId, StateSets};
@@ -218,7 +220,6 @@ pub enum Verification<'k> {
     /// events from the network.
     Unsigned,
 }
-
 
 /// Whether [`Room::ingest_prepared`] already logged a drop (it re-enters
 /// [`Room::ingest`] for unparseable PDUs, which logs it).
@@ -807,7 +808,9 @@ impl Room {
     /// A timeline PDU for an event stored as an outlier: the event is kept
     /// pending (with a timeline record) until a rebuild places it.
     fn outlier_seen_in_timeline(&mut self, existing: EventIdx, pdu: &ParsedPdu, placement: Placement<'_>) {
-        if placement == Placement::Outlier || !self.event(existing).outlier || self.pending.contains(&existing) {
+        let already_pending = self.pending.contains(&existing);
+        let new_state = matches!(placement, Placement::WithState(_));
+        if placement == Placement::Outlier || !self.event(existing).outlier || (already_pending && !new_state) {
             return;
         }
         let state = match placement {
@@ -823,13 +826,22 @@ impl Room {
             .filter(|p| self.lookup(p).is_none_or(|i| self.event(i).outlier))
             .map(|p| Box::from(p.as_str()))
             .collect();
-        self.unplaced_prevs.insert(existing, unplaced);
-        self.make_pending(existing);
+        if !already_pending {
+            self.unplaced_prevs.insert(existing, unplaced);
+            self.make_pending(existing);
+        }
         self.new_records.push(record);
     }
 
     /// Logs a history event whose auth events are not all stored yet.
-    fn defer(&mut self, raw: &str, id: &EventId, prev_events: &[String], auth_events: &[String], depth: i64) -> Outcome {
+    fn defer(
+        &mut self,
+        raw: &str,
+        id: &EventId,
+        prev_events: &[String],
+        auth_events: &[String],
+        depth: i64,
+    ) -> Outcome {
         let ids = |l: &[String]| l.iter().map(|e| Box::from(e.as_str())).collect::<Box<[Box<str>]>>();
         let key: Box<str> = Box::from(id.as_str());
         self.deferred
@@ -1104,6 +1116,32 @@ impl Room {
         self.pending.iter().copied()
     }
 
+    /// The least depth of the room's timeline events (`min_depth` of
+    /// `/get_missing_events`), 0 when there are none.
+    pub fn min_depth(&self) -> i64 {
+        self.events.iter().filter(|e| !e.outlier).map(|e| e.depth).min().unwrap_or(0)
+    }
+
+    /// The state after each of `states` (lists of stored state event IDs,
+    /// e.g. remote `/state_ids` answers), resolved with the room version's
+    /// state resolution: the state before an event whose prev events are
+    /// these, as event IDs. Rejected events are left out of each state.
+    pub fn resolve_remote_states(&mut self, states: &[Vec<String>]) -> Result<Vec<String>, String> {
+        let mut ids: Vec<StateSetId> = Vec::with_capacity(states.len());
+        for s in states {
+            let map = self.remote_state(s).map_err(|(_, reason)| reason)?;
+            ids.push(self.states.intern(map));
+        }
+        ids.sort();
+        ids.dedup();
+        let resolved = match ids.as_slice() {
+            [] => StateMap::default(),
+            [one] => self.state(*one).clone(),
+            many => self.resolve_ids(many).state,
+        };
+        Ok(resolved.iter().map(|(_, e)| self.id(e).to_owned()).collect())
+    }
+
     /// History events logged before their auth events (see [`Outcome::Deferred`]).
     pub fn deferred_count(&self) -> usize {
         self.deferred.len()
@@ -1131,7 +1169,8 @@ impl Room {
     pub fn backward_extremities(&self) -> Vec<(String, i64)> {
         let mut found: HashMap<&str, i64> = HashMap::new();
         let in_timeline = |p: &str| {
-            self.deferred.contains_key(p) || self.lookup(p).is_some_and(|i| !self.event(i).outlier || self.pending.contains(&i))
+            self.deferred.contains_key(p)
+                || self.lookup(p).is_some_and(|i| !self.event(i).outlier || self.pending.contains(&i))
         };
         let lists = self
             .unplaced_prevs

@@ -154,8 +154,10 @@ impl<S: EventStore> RoomEngine<S> {
         keys: &dyn KeyStore,
     ) -> Result<Vec<Outcome>, StoreError> {
         let cp = self.room.checkpoint();
-        let outcomes: Vec<Outcome> =
-            pdus.into_iter().map(|(raw, placement)| self.room.ingest_as(raw, placement, Verification::Keys(keys))).collect();
+        let outcomes: Vec<Outcome> = pdus
+            .into_iter()
+            .map(|(raw, placement)| self.room.ingest_as(raw, placement, Verification::Keys(keys)))
+            .collect();
         let records: Vec<LogRecord> = self.room.take_records().into_iter().map(LogRecord::Event).collect();
         if !records.is_empty() {
             if let Err(e) = self.store.append(&records) {

@@ -12,11 +12,10 @@ mod answers;
 mod shared;
 
 use answers::{load, norm};
-use shared::fixtures_dir;
 use roomdag::conformance;
 use roomdag::fixture;
 use serde_json::Value;
-
+use shared::fixtures_dir;
 
 /// Every room fixture that has expected answers: (name, room, queries, expected).
 fn fixtures() -> Vec<(String, PathBuf, PathBuf, PathBuf)> {

@@ -50,7 +50,10 @@ fn tie_order_only(room: &roomdag::Room, ep: &str, want: &Value, have: &Value) ->
         "backfill" | "get_missing_events" => {
             let field = if ep == "backfill" { "pdus" } else { "events" };
             let ids = |v: &Value| -> Vec<String> {
-                v[field].as_array().map(|a| a.iter().map(|p| p["event_id"].as_str().unwrap_or("").to_owned()).collect()).unwrap_or_default()
+                v[field]
+                    .as_array()
+                    .map(|a| a.iter().map(|p| p["event_id"].as_str().unwrap_or("").to_owned()).collect())
+                    .unwrap_or_default()
             };
             let (w, h) = (ids(want), ids(have));
             let depth = |id: &str| room.lookup(id).map(|e| room.event(e).depth);
@@ -89,11 +92,8 @@ fn run(case: &Case) {
             _ => None,
         })
         .collect();
-    let candidates: Vec<EventIdx> = stored
-        .iter()
-        .copied()
-        .filter(|e| room.event(*e).is_accepted() && room.prev_events(*e).len() == 1)
-        .collect();
+    let candidates: Vec<EventIdx> =
+        stored.iter().copied().filter(|e| room.event(*e).is_accepted() && room.prev_events(*e).len() == 1).collect();
     let j = candidates[(candidates.len() as f64 * case.at) as usize];
     let j_pos = stored.iter().position(|e| *e == j).unwrap();
 
@@ -132,19 +132,31 @@ fn run(case: &Case) {
         assert_eq!(got, want, "{}: state at J", case.name);
         let served = queries::backfill(partial, origin, &[room.id(j).to_owned()], 100).unwrap();
         assert!(
-            served.iter().all(|s| !partial.is_outlier(s.event) && room.event(room.lookup(partial.id(s.event)).unwrap()).depth >= room.event(j).depth || stored[j_pos..].iter().any(|e| room.id(*e) == partial.id(s.event))),
+            served.iter().all(|s| !partial.is_outlier(s.event)
+                && room.event(room.lookup(partial.id(s.event)).unwrap()).depth >= room.event(j).depth
+                || stored[j_pos..].iter().any(|e| room.id(*e) == partial.id(s.event))),
             "{}: backfill stops at the backward extremities",
             case.name
         );
         assert!(!partial.backward_extremities().is_empty(), "{}: J's prev events are missing", case.name);
         // Outliers have no state, and are not in the timeline.
-        let outlier = outliers.iter().map(|e| room.id(*e)).find(|id| partial.lookup(id).is_some_and(|e| partial.is_outlier(e)));
+        let outlier =
+            outliers.iter().map(|e| room.id(*e)).find(|id| partial.lookup(id).is_some_and(|e| partial.is_outlier(e)));
         if let Some(id) = outlier {
-            assert_eq!(queries::state_ids(partial, origin, id).unwrap_err().status(), 404, "{}: no state at an outlier", case.name);
+            assert_eq!(
+                queries::state_ids(partial, origin, id).unwrap_err().status(),
+                404,
+                "{}: no state at an outlier",
+                case.name
+            );
             assert!(queries::event(partial, origin, id).is_ok(), "{}: /event serves an outlier", case.name);
         }
         let first = queries::timestamp_to_event(partial, origin, 0, queries::Direction::Forward).unwrap();
-        assert!(!partial.is_outlier(first) && partial.event(first).depth >= room.event(j).depth, "{}: timestamp_to_event answers from the timeline", case.name);
+        assert!(
+            !partial.is_outlier(first) && partial.event(first).depth >= room.event(j).depth,
+            "{}: timestamp_to_event answers from the timeline",
+            case.name
+        );
     }
 
     // History, newest first, in batches of 100.
@@ -214,7 +226,12 @@ fn compare(name: &str, room: &roomdag::Room, expected: &Value, q_path: &std::pat
         let e = EventIdx(i as u32);
         if !room.is_outlier(e) {
             let o = scratch.ingest(room.raw(e), roomdag::Verification::AlreadyVerified);
-            assert_eq!(o.status(), serde_json::to_value(room.event(e).status).unwrap(), "{name}: replay of {}", room.id(e));
+            assert_eq!(
+                o.status(),
+                serde_json::to_value(room.event(e).status).unwrap(),
+                "{name}: replay of {}",
+                room.id(e)
+            );
         }
     }
     let qs = read_queries(fixture::open(q_path).unwrap()).unwrap();
@@ -233,14 +250,24 @@ fn compare(name: &str, room: &roomdag::Room, expected: &Value, q_path: &std::pat
             if tie_order_only(room, ep, &want["expect"], &have) {
                 order_decides += 1;
             } else {
-                mismatches.push(format!("{} ({ep}): expected {} got {}", q.id, norm(ep, &want["expect"]), norm(ep, &have)));
+                mismatches.push(format!(
+                    "{} ({ep}): expected {} got {}",
+                    q.id,
+                    norm(ep, &want["expect"]),
+                    norm(ep, &have)
+                ));
             }
         }
     }
     if strict_order {
         assert_eq!(order_decides, 0, "{name}: arrival order is the fixture's, so no tie differs");
     }
-    assert!(mismatches.is_empty(), "{name}: {} differ:\n{}", mismatches.len(), mismatches[..mismatches.len().min(20)].join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{name}: {} differ:\n{}",
+        mismatches.len(),
+        mismatches[..mismatches.len().min(20)].join("\n")
+    );
 }
 
 #[test]

@@ -212,8 +212,11 @@ fn synapse_agrees(version: &str, room: &Room, pdus: &[String], d: &Disagreement)
         Subject::Current(k) => (*k, Vec::new()),
         Subject::Arbitrary(es) => (es.iter().max().map_or(0, |m| m + 1), es.clone()),
     };
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("ruma_diff-judge-{}-{:?}.jsonl", std::process::id(), std::thread::current().id()));
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "ruma_diff-judge-{}-{:?}.jsonl",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     if std::fs::write(&path, pdus[..upto].join("\n") + "\n").is_err() {
         return false;
     }
@@ -233,7 +236,8 @@ fn synapse_agrees(version: &str, room: &Room, pdus: &[String], d: &Disagreement)
     };
     match &d.subject {
         Subject::Status(i) => {
-            let ours = if room.event(EventIdx(*i as u32)).status == EventStatus::Rejected { "rejected" } else { "accepted" };
+            let ours =
+                if room.event(EventIdx(*i as u32)).status == EventStatus::Rejected { "rejected" } else { "accepted" };
             verdict["statuses"][*i].as_str() == Some(ours)
         }
         _ => {
@@ -484,10 +488,9 @@ fn subject_text(s: &Subject) -> String {
     match s {
         Subject::Merge(i) => format!("the state before e{i} (resolving its prev events' states after)"),
         Subject::Current(k) => format!("the current state after the first {k} events"),
-        Subject::Arbitrary(es) => format!(
-            "resolving the states after {}",
-            es.iter().map(|e| format!("e{e}")).collect::<Vec<_>>().join(", ")
-        ),
+        Subject::Arbitrary(es) => {
+            format!("resolving the states after {}", es.iter().map(|e| format!("e{e}")).collect::<Vec<_>>().join(", "))
+        }
         Subject::Status(i) => format!("the status of e{i}"),
     }
 }
@@ -539,11 +542,8 @@ fn report(
     let _ = writeln!(out, "  on {}:", subject_text(&d.subject));
     out.push_str(&d.detail);
     for (name, m) in &d.inputs {
-        let mut entries: Vec<String> = ruma
-            .named(m)
-            .into_iter()
-            .map(|((t, s), e)| format!("({t}, {s:?})={}", label(ruma, &e)))
-            .collect();
+        let mut entries: Vec<String> =
+            ruma.named(m).into_iter().map(|((t, s), e)| format!("({t}, {s:?})={}", label(ruma, &e))).collect();
         entries.sort();
         let _ = writeln!(out, "  input {name}: {}", entries.join(" "));
     }

@@ -7,14 +7,16 @@ use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
 use crate::conformance;
+use crate::event::EventStatus;
 use crate::export;
 use crate::http::keys::{parse_notary_response, parse_server_keys, server_keys_response, KeyRing, RequestKeys};
 use crate::http::xmatrix::{authenticate_request, request_signing_object, RequestAuthError, XMatrix};
 use crate::http::{self, Endpoint, HttpError, Target};
-use crate::event::EventStatus;
 use crate::placement::{restore, EventRecord, LogRecord, Placement, RecordKind};
 use crate::room::{Checkpoint, Outcome, Room, Verification};
 use crate::signing::ServerSigningKey;
+
+mod federation;
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -198,7 +200,11 @@ impl WasmRoom {
     /// events are not placed. Returns the outcome as JSON.
     #[wasm_bindgen(js_name = ingestWithState)]
     pub fn ingest_with_state(&mut self, pdu: &str, state_ids: Vec<String>, keys: &WasmKeyRing) -> String {
-        to_json(&outcome_json(&self.room.ingest_as(pdu, Placement::WithState(&state_ids), Verification::Keys(&keys.ring))))
+        to_json(&outcome_json(&self.room.ingest_as(
+            pdu,
+            Placement::WithState(&state_ids),
+            Verification::Keys(&keys.ring),
+        )))
     }
 
     /// The records of what was stored since the last call, numbered from
@@ -234,6 +240,58 @@ impl WasmRoom {
     #[wasm_bindgen(getter, js_name = pendingCount)]
     pub fn pending_count(&self) -> u32 {
         self.room.pending().count() as u32
+    }
+
+    /// The servers with a joined member, in the order to ask them for
+    /// history (by when they joined), without `except` (ourselves).
+    #[wasm_bindgen(js_name = serversInRoomOrdered)]
+    pub fn servers_in_room_ordered(&self, except: &str) -> Vec<String> {
+        let current = self.room.current_state_map();
+        crate::visibility::servers_in_room_ordered(&self.room, &current, except)
+    }
+
+    /// The forward extremities (event IDs).
+    #[wasm_bindgen(js_name = forwardExtremities)]
+    pub fn forward_extremities(&self) -> Vec<String> {
+        self.room.forward_extremities().map(|e| self.room.id(e).to_owned()).collect()
+    }
+
+    /// The least depth of the timeline (`min_depth` of `/get_missing_events`).
+    #[wasm_bindgen(getter, js_name = minDepth)]
+    pub fn min_depth(&self) -> f64 {
+        self.room.min_depth() as f64
+    }
+
+    /// The prev events of a PDU (JSON text) that are not placed in the
+    /// timeline here: what gap filling must fetch before it can be placed.
+    #[wasm_bindgen(js_name = unplacedPrevEvents)]
+    pub fn unplaced_prev_events(&self, pdu: &str) -> Result<Vec<String>, JsError> {
+        let parsed = crate::pdu::parse_pdu(pdu, self.room.rules()).map_err(js_error)?;
+        Ok(parsed
+            .prev_events
+            .into_iter()
+            .filter(|p| self.room.lookup(p).is_none_or(|e| self.room.is_outlier(e)))
+            .collect())
+    }
+
+    /// The state resolved from several remote states (a JSON array of
+    /// arrays of stored state event IDs): event IDs.
+    #[wasm_bindgen(js_name = resolveRemoteStates)]
+    pub fn resolve_remote_states(&mut self, states: &str) -> Result<Vec<String>, JsError> {
+        let states: Vec<Vec<String>> = serde_json::from_str(states).map_err(js_error)?;
+        self.room.resolve_remote_states(&states).map_err(js_error)
+    }
+
+    /// Auth events of deferred history events that are neither stored nor deferred.
+    #[wasm_bindgen(js_name = missingAuthEvents)]
+    pub fn missing_auth_events(&self) -> Vec<String> {
+        self.room.missing_auth_events()
+    }
+
+    /// History events logged before their auth events.
+    #[wasm_bindgen(getter, js_name = deferredCount)]
+    pub fn deferred_count(&self) -> u32 {
+        self.room.deferred_count() as u32
     }
 
     /// Whether a stored event is an outlier (`undefined` if not stored).

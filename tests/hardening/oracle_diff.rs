@@ -29,8 +29,8 @@ use roomdag::RoomVersionRules;
 use serde_json::{json, Map, Value};
 
 use super::common::{load_fixture, shared_dir, timed};
-use crate::answers::{load, norm};
 use super::mutate::{mutate_pdu, Known, Rng, Source};
+use crate::answers::{load, norm};
 
 fn oracle_dir() -> PathBuf {
     shared_dir("oracle")
@@ -240,7 +240,6 @@ for i, item in enumerate(fx["events"]):
         bad.append([i, f"{type(e).__name__}: {e}"[:200]])
 print(json.dumps(bad))
 "#;
-
 
 #[test]
 #[ignore = "needs Synapse (ROOMDAG_ORACLE_PYTHON or ../shared/oracle/.venv); npm test runs it"]
