@@ -1,0 +1,20 @@
+//! The outbound federation client, sans IO: everything a transport needs to
+//! talk to another homeserver, with no I/O and no clock (times and random
+//! numbers are parameters). The JS transport (`js/client.js`) drives it.
+//!
+//! * [`server_name`]: the server name grammar, and which addresses are private.
+//! * [`discovery`]: "Resolving server names" as a state machine, with its caches.
+//! * [`well_known`]: `/.well-known/matrix/server` bodies and cache periods.
+//! * [`request`]: checked, X-Matrix-signed outgoing requests.
+//! * [`backoff`]: per-destination backoff (Synapse's `retryutils`).
+//!
+//! Key responses are checked in [`crate::http::keys`].
+
+pub mod backoff;
+pub mod discovery;
+pub mod request;
+pub mod server_name;
+pub mod well_known;
+
+pub use discovery::{Discovery, Resolution, ResolvedServer, SrvAnswer, SrvRecord, Step, WellKnownFetch};
+pub use server_name::{is_private_address, ServerName, ServerNameError};
