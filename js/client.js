@@ -236,7 +236,7 @@ export class FederationClient {
     let status = 0;
     try {
       const target_ = await this.#resolveTarget(destination, ctl.signal);
-      const url = new URL(prepared.target, target_.base);
+      const url = new URL(target_.base.replace(/\/+$/, "") + prepared.target);
       await this.#checkAddress(url, target_.override);
       const headers = { "user-agent": this.#o.userAgent, accept: "application/json" };
       if (prepared.authorization) headers.authorization = prepared.authorization;
