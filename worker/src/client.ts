@@ -1,0 +1,16 @@
+// The Worker's outbound federation client, from its configuration: server
+// discovery (SRV through DNS-over-HTTPS when DOH_URL is set), the
+// KEY_SERVER_URL override for tests, and ALLOW_PRIVATE_ADDRESSES.
+import { FederationClient, dohSrvResolver } from "../../pkg/workerd.js";
+import type { Config } from "./config.js";
+
+/** A federation client for this configuration. */
+export function federationClientOf(config: Config): FederationClient {
+  return new FederationClient({
+    serverName: config.serverName,
+    signingKey: config.signingKey,
+    baseUrl: config.keyServerUrl,
+    allowPrivateAddresses: config.allowPrivateAddresses,
+    resolveSrv: config.dohUrl ? dohSrvResolver({ url: config.dohUrl }) : undefined,
+  });
+}
