@@ -481,11 +481,23 @@ export function dohSrvResolver({ url, fetch = globalThis.fetch?.bind(globalThis)
   };
 }
 
-/** A host resolver over DNS-over-HTTPS (A and AAAA), for `FederationClient`'s `resolveHost`. */
-export function dohHostResolver({ url, fetch = globalThis.fetch?.bind(globalThis), timeoutMs = 5_000 }) {
+/**
+ * A host resolver over DNS-over-HTTPS (A and AAAA), for `FederationClient`'s
+ * `resolveHost`. Answers are cached for their TTL (at most 1 h, 1,000 names).
+ */
+export function dohHostResolver({ url, fetch = globalThis.fetch?.bind(globalThis), timeoutMs = 5_000, now = () => Date.now() }) {
+  const cache = new Map();
   return async (host) => {
+    const hit = cache.get(host);
+    if (hit && hit.until > now()) return hit.addresses;
     const [a, aaaa] = await Promise.all([dohQuery(fetch, url, host, "A", timeoutMs), dohQuery(fetch, url, host, "AAAA", timeoutMs)]);
-    return [...(a ?? []), ...(aaaa ?? [])].filter((x) => x.type === 1 || x.type === 28).map((x) => String(x.data));
+    const answers = [...(a ?? []), ...(aaaa ?? [])].filter((x) => x.type === 1 || x.type === 28);
+    const addresses = answers.map((x) => String(x.data));
+    const ttl = Math.min(3600, ...answers.map((x) => Number(x.TTL) || 0));
+    cache.delete(host);
+    if (ttl > 0) cache.set(host, { addresses, until: now() + ttl * 1000 });
+    if (cache.size > 1000) cache.delete(cache.keys().next().value);
+    return addresses;
   };
 }
 

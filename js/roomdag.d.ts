@@ -560,8 +560,8 @@ export function isValidServerName(name: unknown): boolean;
 export function serverNameError(name: unknown): string | undefined;
 /** An SRV resolver over DNS-over-HTTPS (JSON API), for `resolveSrv`. */
 export function dohSrvResolver(opts: { url: string; fetch?: typeof fetch; timeoutMs?: number }): (name: string) => Promise<{ records: SrvRecord[]; ttl: number }>;
-/** A host resolver over DNS-over-HTTPS (A and AAAA), for `resolveHost`. */
-export function dohHostResolver(opts: { url: string; fetch?: typeof fetch; timeoutMs?: number }): (host: string) => Promise<string[]>;
+/** A host resolver over DNS-over-HTTPS (A and AAAA), for `resolveHost`; answers cached for their TTL (≤ 1 h). */
+export function dohHostResolver(opts: { url: string; fetch?: typeof fetch; timeoutMs?: number; now?: () => number }): (host: string) => Promise<string[]>;
 /** 30 000 ms. */
 export const DEFAULT_TIMEOUT_MS: number;
 /** 32 MiB. */

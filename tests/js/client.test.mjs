@@ -14,6 +14,7 @@ import {
   publicKeyOf,
   isValidServerName,
   dohSrvResolver,
+  dohHostResolver,
 } from "../../pkg/node.js";
 
 const OURS = { serverName: "ours.example", signingKey: { keyId: "ed25519:o", seed: "b3VycyBvdXJzIG91cnMgb3VycyBvdXJzIG91cnMgb3U" } };
@@ -205,6 +206,25 @@ test("DNS-over-HTTPS SRV resolver parses the JSON API", async () => {
   assert.deepEqual(await resolve("_matrix-fed._tcp.doh.example"), { records: [{ priority: 10, weight: 5, port: 8448, target: "matrix.doh.example." }], ttl: 120 });
   assert.deepEqual(await resolve("_matrix._tcp.nx.example"), { records: [], ttl: 300 });
   assert.equal(s.calls[0].init.headers.accept, "application/dns-json");
+});
+
+test("DNS-over-HTTPS host resolver: A and AAAA, cached for their TTL", async () => {
+  let t = 0;
+  const s = spy((url) => {
+    const type = new URL(url).searchParams.get("type");
+    return json({ Status: 0, Answer: type === "A" ? [{ type: 1, TTL: 60, data: "10.0.0.7" }] : [{ type: 28, TTL: 60, data: "2606:4700::1" }] });
+  });
+  const resolve = dohHostResolver({ url: "https://dns.example/dns-query", fetch: s.fetch, now: () => t });
+  assert.deepEqual(await resolve("h.example"), ["10.0.0.7", "2606:4700::1"]);
+  await resolve("h.example");
+  assert.equal(s.calls.length, 2, "cached");
+  t += 61_000;
+  await resolve("h.example");
+  assert.equal(s.calls.length, 4, "expired after its TTL");
+  // As the client's resolveHost: the name resolving to 10.0.0.7 is refused.
+  const requests = spy(() => ok());
+  await rejects(makeClient(requests.fetch, { resolveHost: resolve }).get("h.example:8448", VERSION), "private_address");
+  assert.equal(requests.calls.length, 0);
 });
 
 test("invalid server names are refused before anything is fetched", async () => {
