@@ -30,17 +30,12 @@
 //! SRV steps run only when the host can look records up (`srv_available`);
 //! otherwise they find nothing.
 
-use std::collections::HashMap;
-
+use super::cache::WellKnownEntry;
+pub use super::cache::{Discovery, MAX_CACHED_SERVERS, MAX_SRV_CACHE_MS};
 use super::server_name::{Host, ServerName, ServerNameError, DEFAULT_FEDERATION_PORT};
+use super::srv::{choose_srv, srv_name};
+pub use super::srv::{SrvAnswer, SrvRecord};
 use super::well_known::{self, WellKnownError, GRACE_PERIOD_FACTOR, MAX_REDIRECTS, REMEMBER_HAD_VALID_MS};
-
-/// Most server names whose `.well-known` answer is cached (the least
-/// recently stored are forgotten first).
-pub const MAX_CACHED_SERVERS: usize = 10_000;
-/// Longest an SRV answer is cached, whatever its TTL (and how long "no
-/// records" is remembered).
-pub const MAX_SRV_CACHE_MS: i64 = 24 * 3600 * 1000;
 
 /// Where to send a server's federation requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,63 +112,6 @@ pub enum WellKnownFetch {
     },
 }
 
-/// One SRV record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SrvRecord {
-    /// Priority (lower first).
-    pub priority: u16,
-    /// Weight within a priority.
-    pub weight: u16,
-    /// Port.
-    pub port: u16,
-    /// Target host (a trailing dot is ignored).
-    pub target: String,
-}
-
-/// An SRV lookup's result.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SrvAnswer {
-    /// Records (possibly none: NXDOMAIN or no SRV records), with the
-    /// smallest TTL in seconds.
-    Records {
-        /// The records.
-        records: Vec<SrvRecord>,
-        /// Their TTL, in seconds.
-        ttl_secs: u32,
-    },
-    /// The lookup failed (not "no records": the resolver could not answer).
-    Error {
-        /// Why.
-        reason: String,
-    },
-}
-
-#[derive(Clone, Debug)]
-struct WellKnownEntry {
-    /// The delegated server, or `None` for "no valid well-known".
-    delegated: Option<ServerName>,
-    /// Why there is none (for logs).
-    error: Option<String>,
-    stored_at: i64,
-    expires_at: i64,
-}
-
-#[derive(Clone, Debug)]
-struct SrvEntry {
-    records: Vec<SrvRecord>,
-    expires_at: i64,
-}
-
-/// The discovery caches: `.well-known` answers (and failures) per server
-/// name, whether a server had a valid answer recently, and SRV answers.
-/// Bounded: at most [`MAX_CACHED_SERVERS`] entries each.
-#[derive(Clone, Debug, Default)]
-pub struct Discovery {
-    well_known: HashMap<String, WellKnownEntry>,
-    had_valid_until: HashMap<String, i64>,
-    srv: HashMap<String, SrvEntry>,
-}
-
 /// Where a resolution is.
 #[derive(Clone, Debug)]
 enum State {
@@ -206,11 +144,6 @@ pub struct Resolution {
 }
 
 impl Discovery {
-    /// Empty caches.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Starts resolving `server_name` (refused if it is not a valid server
     /// name). `srv_available`: whether the host can look up SRV records.
     pub fn resolve(
@@ -229,57 +162,6 @@ impl Discovery {
         };
         r.start(self, now_ms);
         Ok(r)
-    }
-
-    /// Number of server names with a cached `.well-known` answer.
-    pub fn cached_servers(&self) -> usize {
-        self.well_known.len()
-    }
-
-    /// Forgets every cached answer.
-    pub fn clear(&mut self) {
-        *self = Self::default();
-    }
-
-    fn store_well_known(&mut self, host: &str, entry: WellKnownEntry) {
-        if entry.expires_at <= entry.stored_at {
-            return;
-        }
-        if self.well_known.len() >= MAX_CACHED_SERVERS && !self.well_known.contains_key(host) {
-            evict(&mut self.well_known, entry.stored_at, |e| (e.expires_at, e.stored_at));
-        }
-        self.well_known.insert(host.to_owned(), entry);
-    }
-
-    fn mark_had_valid(&mut self, host: &str, until: i64, now_ms: i64) {
-        if self.had_valid_until.len() >= MAX_CACHED_SERVERS && !self.had_valid_until.contains_key(host) {
-            evict(&mut self.had_valid_until, now_ms, |u| (*u, *u));
-        }
-        self.had_valid_until.insert(host.to_owned(), until);
-    }
-
-    fn store_srv(&mut self, name: &str, records: Vec<SrvRecord>, ttl_secs: u32, now_ms: i64) {
-        let ttl = (i64::from(ttl_secs) * 1000).min(MAX_SRV_CACHE_MS);
-        if ttl <= 0 {
-            return;
-        }
-        if self.srv.len() >= MAX_CACHED_SERVERS && !self.srv.contains_key(name) {
-            evict(&mut self.srv, now_ms, |e| (e.expires_at, e.expires_at));
-        }
-        self.srv.insert(name.to_owned(), SrvEntry { records, expires_at: now_ms + ttl });
-    }
-}
-
-/// Makes room in a full cache: drops expired entries, else the one that
-/// expires first.
-fn evict<V>(map: &mut HashMap<String, V>, now_ms: i64, key: impl Fn(&V) -> (i64, i64)) {
-    let before = map.len();
-    map.retain(|_, v| key(v).0 > now_ms);
-    if map.len() < before {
-        return;
-    }
-    if let Some(k) = map.iter().min_by_key(|(_, v)| key(v)).map(|(k, _)| k.clone()) {
-        map.remove(&k);
     }
 }
 
@@ -529,14 +411,6 @@ impl Resolution {
     }
 }
 
-fn srv_name(host: &str, deprecated: bool) -> String {
-    if deprecated {
-        format!("_matrix._tcp.{host}")
-    } else {
-        format!("_matrix-fed._tcp.{host}")
-    }
-}
-
 /// An IP literal as a certificate names it (no brackets).
 fn ip_text(h: &Host) -> String {
     h.ip().map(|ip| ip.to_string()).unwrap_or_default()
@@ -562,28 +436,6 @@ fn resolved(
         delegated,
         well_known_error: None,
     })
-}
-
-/// RFC 2782 selection: the lowest priority; among its records, one picked
-/// with probability proportional to its weight (zero-weight records only
-/// when all are zero). `random` in [0, 1).
-fn choose_srv<'a>(records: &[&'a SrvRecord], random: f64) -> Option<&'a SrvRecord> {
-    let best = records.iter().map(|r| r.priority).min()?;
-    let tier: Vec<&SrvRecord> = records.iter().copied().filter(|r| r.priority == best).collect();
-    let total: u32 = tier.iter().map(|r| u32::from(r.weight)).sum();
-    let r = if random.is_finite() { random.clamp(0.0, 0.999_999) } else { 0.0 };
-    if total == 0 {
-        return tier.get((r * tier.len() as f64) as usize).copied();
-    }
-    let mut target = (r * f64::from(total)) as u32;
-    for rec in &tier {
-        let w = u32::from(rec.weight);
-        if target < w {
-            return Some(rec);
-        }
-        target -= w;
-    }
-    tier.last().copied()
 }
 
 #[cfg(test)]
@@ -752,18 +604,6 @@ mod tests {
         let bad = SrvRecord { priority: 0, weight: 0, port: 443, target: "evil/x".into() };
         r.on_srv(&mut d, SrvAnswer::Records { records: vec![bad], ttl_secs: 60 }, NOW, 0.5);
         assert_eq!(r.step(), Step::LookupSrv { name: "_matrix._tcp.example.org".into() });
-    }
-
-    #[test]
-    fn weighted_choice() {
-        let a = SrvRecord { priority: 1, weight: 1, port: 1, target: "a.example".into() };
-        let b = SrvRecord { priority: 1, weight: 3, port: 2, target: "b.example".into() };
-        let recs = [&a, &b];
-        assert_eq!(choose_srv(&recs, 0.0).unwrap().target, "a.example");
-        assert_eq!(choose_srv(&recs, 0.24).unwrap().target, "a.example");
-        assert_eq!(choose_srv(&recs, 0.25).unwrap().target, "b.example");
-        assert_eq!(choose_srv(&recs, 0.99).unwrap().target, "b.example");
-        assert!(choose_srv(&[], 0.5).is_none());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! numbers are parameters). The JS transport (`js/client.js`) drives it.
 //!
 //! * [`server_name`]: the server name grammar, and which addresses are private.
-//! * [`discovery`]: "Resolving server names" as a state machine, with its caches.
+//! * [`discovery`]: "Resolving server names" as a state machine; its caches
+//!   in [`cache`], SRV record choice in [`srv`].
 //! * [`well_known`]: `/.well-known/matrix/server` bodies and cache periods.
 //! * [`request`]: checked, X-Matrix-signed outgoing requests.
 //! * [`backoff`]: per-destination backoff (Synapse's `retryutils`).
@@ -11,9 +12,11 @@
 //! Key responses are checked in [`crate::http::keys`].
 
 pub mod backoff;
+pub mod cache;
 pub mod discovery;
 pub mod request;
 pub mod server_name;
+pub mod srv;
 pub mod well_known;
 
 pub use discovery::{Discovery, Resolution, ResolvedServer, SrvAnswer, SrvRecord, Step, WellKnownFetch};
