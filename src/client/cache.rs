@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use super::server_name::ServerName;
 use super::srv::SrvRecord;
 
-/// Most server names whose `.well-known` answer is cached (the least
-/// recently stored are forgotten first).
+/// Most server names whose `.well-known` answer is cached (past it, expired
+/// answers are forgotten, else the one that expires soonest).
 pub const MAX_CACHED_SERVERS: usize = 10_000;
 /// Longest an SRV answer is cached, whatever its TTL (and how long "no
 /// records" is remembered).
