@@ -201,20 +201,21 @@ export class FederationClient {
    * Sends a request and returns `{status, headers, json}` for a 2xx answer.
    * @param {string} destination the server name
    * @param {object} req `{method = "GET", target, body?, timeoutMs?, maxBytes?, signed = true,
-   *   ignoreBackoff = false, backoffOn404 = false}`
+   *   ignoreBackoff = false, backoffOn404 = false, quiet = false}` (`quiet`: the caller logs the failure)
    */
   async request(destination, req) {
-    const { method = "GET", target, body, signed = true, ignoreBackoff = false, backoffOn404 = false } = req ?? {};
+    const { method = "GET", target, body, signed = true, ignoreBackoff = false, backoffOn404 = false, quiet = false } = req ?? {};
     const timeoutMs = req?.timeoutMs ?? this.#o.timeoutMs;
     const maxBytes = req?.maxBytes ?? this.#o.maxResponseBytes;
     const fail = (code, message, extra) => {
       const err = new FederationRequestError(code, message, { destination, ...extra });
-      this.#o.log({ level: code === "backing_off" ? "info" : "warn", code, destination, method, target, status: extra?.status,
+      if (!quiet) this.#o.log({ level: code === "backing_off" ? "info" : "warn", code, destination, method, target, status: extra?.status,
         message: `roomdag: federation ${method} ${String(destination).slice(0, 300)} ${String(target).slice(0, 200)} failed (${code}): ${message}` });
       return err;
     };
     if (typeof destination !== "string") throw fail("invalid_server_name", "destination must be a string");
     if (typeof target !== "string") throw fail("invalid_request", "target must be a string");
+    if (typeof method !== "string") throw fail("invalid_request", "method must be a string");
     let bodyText;
     if (body !== undefined) bodyText = typeof body === "string" ? body : JSON.stringify(body);
     // 1. The request, checked and signed by the core (an invalid destination stops here).

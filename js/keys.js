@@ -160,6 +160,7 @@ export class KeyFetcher {
           body: { server_keys: { [server]: {} } },
           timeoutMs,
           maxBytes: 1024 * 1024,
+          quiet: true, // the summary below names each source's failure
         });
         const added = this.#ring.addNotaryKeys(JSON.stringify(answer.json), notary.serverName, notary.keysJson, [server], now());
         if (added > 0) return { ok: true, added };
@@ -177,6 +178,7 @@ export class KeyFetcher {
         // As Synapse: a key fetch is made even to a destination in backoff,
         // and its failure does not lengthen the backoff.
         ignoreBackoff: true,
+        quiet: true,
       });
       const added = this.#ring.addServerKeys(JSON.stringify(answer.json), server, now());
       if (added > 0) return { ok: true, added };

@@ -521,6 +521,8 @@ export interface FederationRequest {
   ignoreBackoff?: boolean;
   /** Count a 404 as the destination being down (Synapse does for transactions). */
   backoffOn404?: boolean;
+  /** Do not log this request's failure (the caller reports it). */
+  quiet?: boolean;
 }
 
 /** A 2xx answer. */
