@@ -138,7 +138,7 @@ export class KeyFetcher {
       const all = new Array(raws.length);
       outcomes.forEach((o, j) => {
         const n = needs[keep[j]];
-        const why = o?.status === "dropped" ? (n.missing ?? []).filter((s) => failures.has(s)).map((s) => `keys of ${s} could not be fetched: ${failures.get(s)}`) : [];
+        const why = o?.status === "dropped" && o.stage === "signature" ? (n.missing ?? []).filter((s) => failures.has(s)).map((s) => `keys of ${s} could not be fetched: ${failures.get(s)}`) : [];
         all[keep[j]] = why.length ? { ...o, reason: `${o.reason} (${why.join("; ")})` } : o;
       });
       for (const r of refused) all[r.index] = { eventId: r.eventId ?? null, status: "dropped", stage: "signature", reason: r.reason };
