@@ -639,6 +639,8 @@ export class FederationServer {
   constructor(opts: FederationServerOptions);
   readonly keyRing: KeyRing;
   readonly keyFetcher: KeyFetcher;
+  /** The outbound federation client keys are fetched with (reuse it: one discovery cache, one backoff state). */
+  readonly federationClient: FederationClient;
   readonly serverName: ServerName;
   handleFederationRequest(request: Request): Promise<Response>;
 }

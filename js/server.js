@@ -16,6 +16,7 @@ export class FederationServer {
   #opts;
   #ring;
   #keys;
+  #client;
   #txns = new Map();
 
   /**
@@ -61,12 +62,17 @@ export class FederationServer {
     this.#ring.pin(opts.serverName, opts.signingKey.keyId, wasm.publicKeyOf(opts.signingKey.seed));
     pinKeys(this.#ring, opts.trustedKeys);
     const o = this.#opts;
-    const client =
+    const client = (this.#client =
       o.federationClient ??
       new FederationClient({ serverName: o.serverName, signingKey: o.signingKey, fetch: o.fetch, baseUrl: o.keyServerUrl, allowPrivateAddresses: o.allowPrivateAddresses,
-        resolveSrv: o.resolveSrv, resolveHost: o.resolveHost, now: o.now, log: o.log });
+        resolveSrv: o.resolveSrv, resolveHost: o.resolveHost, now: o.now, log: o.log }));
     this.#keys = new KeyFetcher({ keyRing: this.#ring, client, notaryServers: notariesFrom(o.notaryServers, o.trustedKeys), now: o.now,
       timeoutMs: o.keyFetchTimeoutMs, maxServersPerBatch: o.maxKeyServersPerTransaction, log: o.log });
+  }
+
+  /** The outbound federation client (key fetches; shared discovery cache and backoff). */
+  get federationClient() {
+    return this.#client;
   }
 
   /** The key fetcher (shared with anything else that verifies signatures). */
