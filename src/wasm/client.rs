@@ -10,8 +10,8 @@ use crate::client::discovery::{Discovery, Resolution, SrvAnswer, SrvRecord, Step
 use crate::client::request::{prepare_request, RequestError};
 use crate::client::server_name::{is_localhost_name, is_private_address, ServerName};
 use crate::client::well_known;
-use crate::signatures::{required_signers, signers_missing_keys};
 use crate::room_version::RoomVersionRules;
+use crate::signatures::{required_signers, signers_missing_keys};
 use crate::signing::ServerSigningKey;
 
 /// Why `name` is not a valid server name, or `undefined` if it is one.
