@@ -1,5 +1,6 @@
 // roomdag's JavaScript API: a thin layer over the WebAssembly core that adds
-// what JS needs — asynchronous stores, key fetching over `fetch`, and the
+// what JS needs — asynchronous stores, the federation client and key
+// fetching over `fetch`, and the
 // `Request`/`Response` federation handler. No Matrix algorithm lives here:
 // routing, authentication, every check and every answer come from the core.
 import { wasm, call, json, toText } from "./common.js";
@@ -9,7 +10,17 @@ export { KeyRing } from "./roomdag_wasm.js";
 export { MemoryStore, IndexedDbStore, DurableObjectStore } from "./stores.js";
 export { NotInitializedError, RoomdagError, markReady } from "./common.js";
 export { RoomEngine, RoomDirectory } from "./engine.js";
-export { KeyFetcher, pinKeys } from "./keys.js";
+export { KeyFetcher, pinKeys, notariesFrom, requiredSigners } from "./keys.js";
+export {
+  FederationClient,
+  FederationRequestError,
+  isValidServerName,
+  serverNameError,
+  dohSrvResolver,
+  dohHostResolver,
+  DEFAULT_TIMEOUT_MS,
+  DEFAULT_MAX_RESPONSE_BYTES,
+} from "./client.js";
 export { FederationServer, groupPdusByRoom } from "./server.js";
 export { RoomMirror, MirrorError, MIRROR_LIMITS } from "./mirror.js";
 

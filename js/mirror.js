@@ -32,6 +32,21 @@ export class MirrorError extends RoomdagError {
 
 const errText = (e) => String(e?.message ?? e);
 
+/**
+ * Fetches the keys `pdus` need (the servers whose signatures their room
+ * version requires). A key fetcher caps the servers fetched per call;
+ * history from many servers is fetched over several calls, at most 20.
+ */
+async function ensureKeys(keys, pdus, version) {
+  let todo = pdus;
+  for (let round = 0; round < 20 && todo.length > 0; round++) {
+    const r = await keys.ensureForPdus(todo, version);
+    const refused = r?.refused ?? [];
+    if (refused.length === 0 || refused.length === todo.length) return;
+    todo = refused.map((x) => todo[x.index]);
+  }
+}
+
 /** How many events `work` added to the room (stored, pending or deferred). */
 async function progressOf(engine, work) {
   const count = () => engine.eventCount + engine.pendingCount + engine.deferredCount;
@@ -138,7 +153,7 @@ export class RoomMirror {
     const checked = json(call(() => wasm.checkSendJoinResponse(JSON.stringify(answer), built.roomVersion, built.eventId, JSON.stringify(built.pdu))));
     onProgress({ phase: "send_join", server, state: checked.stateIds.length, events: checked.outliers.length });
     const engine = await this.#room(roomId, built.roomVersion);
-    await this.#o.keys.ensureForPdus([...checked.outliers, checked.event], built.roomVersion);
+    await ensureKeys(this.#o.keys, [...checked.outliers, checked.event], built.roomVersion);
     let outcomes = await engine.ingestPlaced(checked.outliers.map((pdu) => ({ pdu, placement: "outlier" })), this.#o.keyRing);
     // An auth chain with holes: fetch what is missing (bounded), once.
     const missing = outcomes.filter((o) => o.status === "dropped" && o.stage === "missing");
@@ -183,7 +198,7 @@ export class RoomMirror {
     if (pdus.length === 0) return [];
     const order = call(() => wasm.orderByAuth(pdus.map((p) => p.eventId), pdus.map((p) => p.raw)));
     const raws = [...order].map((i) => pdus[i].raw);
-    await this.#o.keys.ensureForPdus(raws, await engine.roomVersion);
+    await ensureKeys(this.#o.keys, raws, await engine.roomVersion);
     return engine.ingestPlaced(raws.map((pdu) => ({ pdu, placement: "outlier" })), this.#o.keyRing);
   }
 
@@ -239,7 +254,7 @@ export class RoomMirror {
           stats.skipped += f.skipped;
           const fresh = f.pdus.filter((p) => !engine.hasEvent(p.eventId) || engine.isOutlier(p.eventId));
           if (fresh.length === 0) continue;
-          await this.#o.keys.ensureForPdus(fresh.map((p) => p.raw), version);
+          await ensureKeys(this.#o.keys, fresh.map((p) => p.raw), version);
           got = await progressOf(engine, () => engine.ingestPlaced(fresh.map((p) => ({ pdu: p.raw, placement: "history" })), this.#o.keyRing));
           stats.fetched += got;
           sinceRebuild += fresh.length;
@@ -256,7 +271,7 @@ export class RoomMirror {
           const p = stats.unreachable.length < this.#limits.eventFetches ? await this.#fetchEvent(engine, servers(), id) : undefined;
           let n = 0;
           if (p) {
-            await this.#o.keys.ensureForPdus([p.raw], version);
+            await ensureKeys(this.#o.keys, [p.raw], version);
             n = await progressOf(engine, () => engine.ingestPlaced([{ pdu: p.raw, placement: "history" }], this.#o.keyRing));
             stats.fetched += n;
             sinceRebuild += n;
@@ -368,7 +383,7 @@ export class RoomMirror {
     const chain = [...collected.values()].sort((a, b) => a.depth - b.depth);
     const roots = chain.filter((p) => missingOf(p.raw).length > 0);
     if (chain.length === 0) roots.push({ eventId: pduId, raw: pdu });
-    await this.#o.keys.ensureForPdus(chain.map((p) => p.raw).concat([pdu]), version);
+    await ensureKeys(this.#o.keys, chain.map((p) => p.raw).concat([pdu]), version);
     let anchored = 0;
     for (const root of roots) {
       const state = await this.#remoteState(engine, origin, root.eventId, deadline);

@@ -1,6 +1,7 @@
 // The federation server: Request → Response for the federation endpoints.
 import { wasm, call, json, toText, RoomdagError } from "./common.js";
-import { KeyFetcher, pinKeys } from "./keys.js";
+import { KeyFetcher, pinKeys, notariesFrom } from "./keys.js";
+import { FederationClient } from "./client.js";
 
 const jsonResponse = (status, body) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
@@ -15,6 +16,7 @@ export class FederationServer {
   #opts;
   #ring;
   #keys;
+  #client;
   #txns = new Map();
 
   /**
@@ -23,9 +25,17 @@ export class FederationServer {
    * @param {{keyId: string, seed: string}} opts.signingKey our ed25519 key (seed: unpadded base64)
    * @param {RoomDirectory} opts.rooms the rooms
    * @param {Record<string, Record<string, string>>} [opts.trustedKeys] pinned keys: server → key ID → base64
-   * @param {string[]} [opts.notaryServers] servers asked for keys when an origin cannot be reached
+   * @param {(string | {serverName: string, verifyKeys: Record<string, string>})[]} [opts.notaryServers]
+   *        notaries asked for keys (before the server itself, as Synapse); a name alone takes its
+   *        keys from `trustedKeys`; their answers are verified with those keys only
+   * @param {FederationClient} [opts.federationClient] the client keys are fetched with (default: one
+   *        built from `fetch`, `keyServerUrl`, `allowPrivateAddresses`, `resolveSrv`, `resolveHost`)
    * @param {typeof fetch} [opts.fetch] used to fetch keys
-   * @param {(server: string) => string} [opts.keyServerUrl] base URL of a server (default `https://{server}`)
+   * @param {string | ((server: string) => string)} [opts.keyServerUrl] base URL used instead of server
+   *        discovery (a `{server}` template or a function; tests)
+   * @param {boolean} [opts.allowPrivateAddresses] allow key fetches from loopback/private addresses
+   * @param {number} [opts.maxKeyServersPerTransaction] servers whose keys one `/send` may make us fetch (10)
+   * @param {(entry: object) => void} [opts.log] federation and key-fetch failures
    * @param {boolean} [opts.autoCreateRooms] accept a create event for an unknown room (default true)
    * @param {() => number} [opts.now] clock, ms since the epoch
    * @param {number} [opts.txnCacheSize] answered transactions remembered in memory (default 1000)
@@ -41,7 +51,6 @@ export class FederationServer {
     this.#opts = {
       notaryServers: [],
       fetch: globalThis.fetch?.bind(globalThis),
-      keyServerUrl: (server) => `https://${server}`,
       autoCreateRooms: true,
       now: () => Date.now(),
       keyFetchTimeoutMs: 10_000,
@@ -53,7 +62,17 @@ export class FederationServer {
     this.#ring.pin(opts.serverName, opts.signingKey.keyId, wasm.publicKeyOf(opts.signingKey.seed));
     pinKeys(this.#ring, opts.trustedKeys);
     const o = this.#opts;
-    this.#keys = new KeyFetcher({ keyRing: this.#ring, fetch: o.fetch, keyServerUrl: o.keyServerUrl, notaryServers: o.notaryServers, now: o.now, timeoutMs: o.keyFetchTimeoutMs });
+    const client = (this.#client =
+      o.federationClient ??
+      new FederationClient({ serverName: o.serverName, signingKey: o.signingKey, fetch: o.fetch, baseUrl: o.keyServerUrl, allowPrivateAddresses: o.allowPrivateAddresses,
+        resolveSrv: o.resolveSrv, resolveHost: o.resolveHost, now: o.now, log: o.log }));
+    this.#keys = new KeyFetcher({ keyRing: this.#ring, client, notaryServers: notariesFrom(o.notaryServers, o.trustedKeys), now: o.now,
+      timeoutMs: o.keyFetchTimeoutMs, maxServersPerBatch: o.maxKeyServersPerTransaction, log: o.log });
+  }
+
+  /** The outbound federation client (key fetches; shared discovery cache and backoff). */
+  get federationClient() {
+    return this.#client;
   }
 
   /** The key fetcher (shared with anything else that verifies signatures). */
@@ -123,10 +142,11 @@ export class FederationServer {
     for (let attempt = 0; attempt < 2; attempt++) {
       const r = json(wasm.authenticateRequest(headers, method, target, bodyText || undefined, this.#opts.serverName, this.#ring, now));
       if (!r.needKey) return r;
-      if (attempt === 0 && (await this.#keys.fetchKeys(r.needKey.server))) continue;
+      const fetched = attempt === 0 ? await this.#keys.fetchKeys(r.needKey.server) : { ok: false, reason: "the fetched keys do not include it" };
+      if (fetched.ok) continue;
       return {
         status: 401,
-        body: { errcode: "M_UNAUTHORIZED", error: `No usable key ${r.needKey.keyId} for ${r.needKey.server}` },
+        body: { errcode: "M_UNAUTHORIZED", error: `No usable key ${r.needKey.keyId} for ${r.needKey.server}: ${fetched.reason}` },
         unknownKeyOf: r.needKey.server,
       };
     }
@@ -186,8 +206,8 @@ export class FederationServer {
         }
         continue;
       }
-      await this.#keys.ensureForPdus(g.pdus);
-      const outcomes = await engine.ingest(g.pdus, this.#ring);
+      const checked = await this.#keys.ensureForPdus(g.pdus, await engine.roomVersion);
+      const outcomes = checked.explain(checked.pdus.length ? await engine.ingest(checked.pdus, this.#ring) : []);
       for (const o of outcomes) {
         if (!o.eventId) continue;
         results[o.eventId] = o.status === "accepted" || o.status === "duplicate" ? {} : { error: o.reason };

@@ -31,6 +31,7 @@
 pub mod auth_chain;
 pub mod auth_rules;
 pub mod canonical_json;
+pub mod client;
 pub mod conformance;
 pub mod demo;
 pub mod event;

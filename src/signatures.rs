@@ -95,6 +95,41 @@ impl Signers {
     }
 }
 
+/// The servers whose signatures a PDU needs (spec: "Validating hashes and
+/// signatures on received events"): the sender's server (except for a
+/// third-party invite), and for a restricted join (v8+) the server of
+/// `join_authorised_via_users_server`. These, and only these, are the
+/// servers whose keys a receiver fetches for the PDU.
+pub fn required_signers(pdu: &ParsedPdu, rules: &RoomVersionRules) -> Result<Vec<String>, &'static str> {
+    Signers::of(pdu, rules).map(|s| s.servers().into_iter().map(str::to_owned).collect())
+}
+
+/// The [`required_signers`] of a PDU whose keys `keys` lacks: a signer
+/// that signed with no key `keys` knows (or, where the room version
+/// enforces key validity, none valid at the PDU's `origin_server_ts`). A
+/// signer that did not sign at all is not listed: no key would help.
+pub fn signers_missing_keys(
+    pdu: &ParsedPdu,
+    rules: &RoomVersionRules,
+    keys: &dyn KeyStore,
+) -> Result<Vec<String>, &'static str> {
+    let signers = Signers::of(pdu, rules)?;
+    let sigs = pdu.json.get("signatures").and_then(Value::as_object);
+    Ok(signers
+        .servers()
+        .into_iter()
+        .filter(|server| {
+            let Some(of_server) = sigs.and_then(|s| s.get(*server)).and_then(Value::as_object) else { return false };
+            !of_server.keys().any(|key_id| {
+                keys.verify_key(server, key_id).is_some_and(|k| {
+                    !rules.enforce_key_validity || k.valid_until_ts.is_none_or(|v| v >= pdu.origin_server_ts)
+                })
+            })
+        })
+        .map(str::to_owned)
+        .collect())
+}
+
 /// A PDU parsed and signature-checked ahead of [`Room::ingest_prepared`].
 #[derive(Debug)]
 pub struct PreparedPdu {

@@ -9,13 +9,17 @@ use wasm_bindgen::prelude::*;
 use crate::conformance;
 use crate::event::EventStatus;
 use crate::export;
-use crate::http::keys::{parse_notary_response, parse_server_keys, server_keys_response, KeyRing, RequestKeys};
+use crate::http::keys::{
+    notary_keys_from_b64, parse_notary_response, parse_server_keys, server_keys_response, ExportedKey, KeyRing,
+    RequestKeys,
+};
 use crate::http::xmatrix::{authenticate_request, request_signing_object, RequestAuthError, XMatrix};
 use crate::http::{self, Endpoint, HttpError, Target};
 use crate::placement::{restore, EventRecord, LogRecord, Placement, RecordKind};
 use crate::room::{Checkpoint, Outcome, Room, Verification};
 use crate::signing::ServerSigningKey;
 
+mod client;
 mod federation;
 
 #[wasm_bindgen(start)]
@@ -23,11 +27,11 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-fn js_error(e: impl std::fmt::Display) -> JsError {
+pub(crate) fn js_error(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
-fn to_json(v: &Value) -> String {
+pub(crate) fn to_json(v: &Value) -> String {
     serde_json::to_string(v).expect("serde_json::Value always serializes")
 }
 
@@ -82,15 +86,45 @@ impl WasmKeyRing {
         Ok(n)
     }
 
-    /// Verifies and adds a notary's `/_matrix/key/v2/query` response
-    /// (the notary's own key must already be in the ring).
+    /// Verifies and adds a notary's `/_matrix/key/v2/query` response. Only
+    /// `notaryKeys` (JSON `{keyId: base64}`: the keys configured for this
+    /// notary) verify the notary's signature; only entries for the servers
+    /// `asked` about are used. Returns the number of keys added.
     #[wasm_bindgen(js_name = addNotaryKeys)]
-    pub fn add_notary_keys(&mut self, response_json: &str, notary: &str, now_ms: f64) -> Result<u32, JsError> {
+    pub fn add_notary_keys(
+        &mut self,
+        response_json: &str,
+        notary: &str,
+        notary_keys_json: &str,
+        asked: Vec<String>,
+        now_ms: f64,
+    ) -> Result<u32, JsError> {
         let v: Value = serde_json::from_str(response_json).map_err(js_error)?;
-        let keys = parse_notary_response(&v, notary, &self.ring, now_ms as i64).map_err(js_error)?;
+        let configured: std::collections::HashMap<String, String> =
+            serde_json::from_str(notary_keys_json).map_err(|e| js_error(format!("notary keys of {notary}: {e}")))?;
+        let notary_keys = notary_keys_from_b64(configured.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .ok_or_else(|| js_error(format!("notary keys of {notary}: not ed25519 keys")))?;
+        let asked: Vec<&str> = asked.iter().map(String::as_str).collect();
+        let keys = parse_notary_response(&v, notary, &notary_keys, &asked, now_ms as i64).map_err(js_error)?;
         let n = keys.len() as u32;
         self.ring.add_fetched(keys);
         Ok(n)
+    }
+
+    /// The keys of `servers` (JSON `[{server, keyId, key, validUntilTs, old}]`),
+    /// to hand to another ring with [`importKeys`](Self::import_keys).
+    #[wasm_bindgen(js_name = exportKeys)]
+    pub fn export_keys(&self, servers: Vec<String>) -> String {
+        let servers: Vec<&str> = servers.iter().map(String::as_str).collect();
+        serde_json::to_string(&self.ring.export_keys(&servers)).expect("keys serialize")
+    }
+
+    /// Adds keys [`exportKeys`](Self::export_keys) gave (already verified by
+    /// the ring they came from). Returns how many were added.
+    #[wasm_bindgen(js_name = importKeys)]
+    pub fn import_keys(&mut self, keys_json: &str) -> Result<u32, JsError> {
+        let keys: Vec<ExportedKey> = serde_json::from_str(keys_json).map_err(js_error)?;
+        self.ring.import_keys(&keys).map(|n| n as u32).ok_or_else(|| js_error("importKeys: invalid key"))
     }
 
     /// Whether a key usable for request authentication at `nowMs` is known.

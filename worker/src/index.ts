@@ -6,8 +6,9 @@
 //   /_roomdag/admin/*    import rooms, list rooms (bearer ADMIN_TOKEN)
 //   /_roomdag/rooms/*    read-only inspector API for the visualizer
 //   everything else      the visualizer (static assets from www/)
-import { FederationServer, groupPdusByRoom, publicKeyOf } from "../../pkg/workerd.js";
+import { FederationServer, groupPdusByRoom, publicKeyOf, requiredSigners, type KeyRing } from "../../pkg/workerd.js";
 import type { Outcome } from "../../pkg/roomdag.js";
+import { federationClientOf } from "./client.js";
 import { configOf, ConfigError, type Config, type Env } from "./config.js";
 import { eventIndexShard, type RoomInfo, type RoomObject, type DirectoryObject, type TransactionObject, type TransactionResponse } from "./room.js";
 
@@ -29,8 +30,20 @@ class RemoteRoom {
     private stub: RoomStub,
     readonly roomVersion: string,
   ) {}
-  ingest(pdus: string[]): Promise<Outcome[]> {
-    return this.stub.ingest(pdus) as Promise<Outcome[]>;
+  /**
+   * The FederationServer fetched the keys these PDUs need into its ring:
+   * they go along (already verified), so the room's object fetches nothing.
+   */
+  ingest(pdus: string[], keyRing: KeyRing): Promise<Outcome[]> {
+    const servers = new Set<string>();
+    for (const pdu of pdus) {
+      try {
+        for (const s of requiredSigners(pdu, this.roomVersion)) servers.add(s);
+      } catch {
+        /* unparseable: the room drops it */
+      }
+    }
+    return this.stub.ingest(pdus, { verifiedKeys: keyRing.exportKeys([...servers]) }) as Promise<Outcome[]>;
   }
   query(method: string, target: string, body: string | undefined, origin: string, serverName: string, nowMs: number) {
     return this.stub.query(method, target, body, origin, serverName, nowMs);
@@ -109,7 +122,7 @@ function federationServer(env: Env, config: Config): FederationServer {
         signingKey: config.signingKey,
         trustedKeys: config.trustedKeys,
         notaryServers: config.notaryServers,
-        keyServerUrl: config.keyServerUrl,
+        federationClient: federationClientOf(config),
         rooms: new DurableRooms(env) as never,
         transactions: new DurableTransactions(env),
       }),
@@ -151,7 +164,7 @@ async function importRoom(request: Request, env: Env): Promise<Response> {
         counts.dropped += g.pdus.length;
         continue;
       }
-      const outcomes = (await roomStub(env, roomId).ingest(g.pdus, trust)) as Outcome[];
+      const outcomes = (await roomStub(env, roomId).ingest(g.pdus, trust ? { trustKeys: trust } : {})) as Outcome[];
       for (const o of outcomes) counts[o.status]++;
     }
     counts.imported += pdus.length;

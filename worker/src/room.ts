@@ -4,8 +4,9 @@
 // `GET /event/{eventId}`, which names no room), and one `TransactionObject`
 // per origin server remembering its answered `/send` transactions.
 import { DurableObject } from "cloudflare:workers";
-import { DurableObjectStore, KeyFetcher, KeyRing, RoomEngine, pinKeys } from "../../pkg/workerd.js";
+import { DurableObjectStore, KeyFetcher, KeyRing, RoomEngine, notariesFrom, pinKeys } from "../../pkg/workerd.js";
 import type { Outcome, QueryResult, Graph, EventDetails, StateSnapshot, LogRecord } from "../../pkg/roomdag.js";
+import { federationClientOf } from "./client.js";
 import { configOf, type Env } from "./config.js";
 
 export interface RoomInfo {
@@ -50,14 +51,21 @@ const INDEXED = "roomdag:event-index:v1";
 export class RoomObject extends DurableObject<Env> {
   #engine: RoomEngine | undefined;
   #store: DurableObjectStore;
+  /** Keys trusted for federation traffic: TRUSTED_KEYS, and keys fetched or verified for it. */
   #ring: KeyRing;
   #keys: KeyFetcher;
+  #trustedKeys: Record<string, Record<string, string>>;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const config = configOf(env);
+    this.#trustedKeys = config.trustedKeys;
     this.#ring = pinKeys(new KeyRing(), config.trustedKeys);
-    this.#keys = new KeyFetcher({ keyRing: this.#ring, notaryServers: config.notaryServers, keyServerUrl: config.keyServerUrl });
+    this.#keys = new KeyFetcher({
+      keyRing: this.#ring,
+      client: federationClientOf(config),
+      notaryServers: notariesFrom(config.notaryServers, config.trustedKeys),
+    });
     this.#store = new DurableObjectStore(ctx.storage);
     ctx.blockConcurrencyWhile(async () => {
       const loaded = await this.#store.load();
@@ -92,14 +100,34 @@ export class RoomObject extends DurableObject<Env> {
   }
 
   /**
-   * Receives PDUs (JSON text) in order. `trustKeys` pins extra keys first
-   * (an admin import of a fixture); otherwise missing keys are fetched.
+   * Receives PDUs (JSON text) in order, with the keys to check them:
+   * - `verifiedKeys` (a `/send`): keys the FederationServer fetched and
+   *   verified (`KeyRing.exportKeys`); nothing is fetched here;
+   * - `trustKeys` (an admin import of a fixture): the fixture's keys, pinned
+   *   in a ring of their own for this call only — they never become trusted
+   *   for federation traffic;
+   * - neither (an NDJSON import): missing keys are fetched, as for `/send`.
    */
-  async ingest(pdus: string[], trustKeys?: Record<string, Record<string, string>>): Promise<Outcome[]> {
-    if (trustKeys) pinKeys(this.#ring, trustKeys);
-    await this.#keys.ensureForPdus(pdus);
+  async ingest(
+    pdus: string[],
+    opts: { verifiedKeys?: string; trustKeys?: Record<string, Record<string, string>> } = {},
+  ): Promise<Outcome[]> {
     const room = this.#room();
-    const outcomes: Outcome[] = await room.ingest(pdus, this.#ring);
+    let outcomes: Outcome[];
+    if (opts.trustKeys) {
+      const importRing = pinKeys(pinKeys(new KeyRing(), this.#trustedKeys), opts.trustKeys);
+      try {
+        outcomes = await room.ingest(pdus, importRing);
+      } finally {
+        importRing.free();
+      }
+    } else if (opts.verifiedKeys !== undefined) {
+      this.#ring.importKeys(opts.verifiedKeys);
+      outcomes = await room.ingest(pdus, this.#ring);
+    } else {
+      const checked = await this.#keys.ensureForPdus(pdus, room.roomVersion);
+      outcomes = checked.explain(checked.pdus.length ? await room.ingest(checked.pdus, this.#ring) : []);
+    }
     // Duplicates too: a retry after a failed index write completes it.
     const stored = outcomes.flatMap((o) => (o.status === "dropped" || !o.eventId ? [] : [o.eventId]));
     if (stored.length && room.roomId) await indexEvents(this.env, room.roomId, stored);
