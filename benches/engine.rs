@@ -1,5 +1,5 @@
 //! `cargo bench --bench engine`: the engine's hot paths on a fixture room
-//! (default `../shared/fixtures/v11-20k.json.gz`, or `$ROOMDAG_BENCH_FIXTURE`).
+//! (default `v11-20k.json.gz` of the shared fixtures, or `$ROOMDAG_BENCH_FIXTURE`).
 //!
 //! Prints a Markdown table: replay time, then per-query latencies over every
 //! accepted event (`/state_ids` cold and warm, `/backfill` of 100,
@@ -7,6 +7,9 @@
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+#[path = "../tests/support/shared.rs"]
+mod shared;
 
 use roomdag::conformance;
 use roomdag::fixture;
@@ -34,7 +37,7 @@ fn row(name: &str, mut v: Vec<Duration>) {
 fn main() {
     let path = std::env::var_os("ROOMDAG_BENCH_FIXTURE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/v11-20k.json.gz"));
+        .unwrap_or_else(|| shared::fixtures_dir().join("v11-20k.json.gz"));
     let t = Instant::now();
     let replay = conformance::replay(fixture::open(&path).expect("fixture")).expect("replay");
     let replay_time = t.elapsed();

@@ -1,15 +1,28 @@
 // roomdag's JavaScript API: a thin layer over the WebAssembly core that adds
-// what JS needs — asynchronous stores, key fetching over `fetch`, and the
+// what JS needs — asynchronous stores, the federation client and key
+// fetching over `fetch`, and the
 // `Request`/`Response` federation handler. No Matrix algorithm lives here:
 // routing, authentication, every check and every answer come from the core.
 import { wasm, call, json, toText } from "./common.js";
+import { RoomEngine } from "./engine.js";
 
 export { KeyRing } from "./roomdag_wasm.js";
 export { MemoryStore, IndexedDbStore, DurableObjectStore } from "./stores.js";
 export { NotInitializedError, RoomdagError, markReady } from "./common.js";
 export { RoomEngine, RoomDirectory, REJECTED_PER_ORIGIN } from "./engine.js";
-export { KeyFetcher, pinKeys } from "./keys.js";
-export { FederationServer, groupPdusByRoom, STATE_CACHE, servingLimits } from "./server.js";
+export { KeyFetcher, pinKeys, notariesFrom, requiredSigners } from "./keys.js";
+export {
+  FederationClient,
+  FederationRequestError,
+  isValidServerName,
+  serverNameError,
+  dohSrvResolver,
+  dohHostResolver,
+  DEFAULT_TIMEOUT_MS,
+  DEFAULT_MAX_RESPONSE_BYTES,
+} from "./client.js";
+export { FederationServer, groupPdusByRoom, STATE_CACHE, MAX_PDU_ERROR_BYTES, servingLimits } from "./server.js";
+export { RoomMirror, MirrorError, MIRROR_LIMITS } from "./mirror.js";
 
 /** Signs a federation request as `origin`: the `Authorization` header value. */
 export function signRequest({ origin, keyId, seed, destination, method, target, body }) {

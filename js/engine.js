@@ -60,31 +60,27 @@ export class RoomEngine {
   #store;
   #queue = Promise.resolve();
   #rejections = new RejectionLimiter();
+  /** Records in the store's log (the next record's position). */
+  #logLength;
 
-  constructor(room, store) {
+  constructor(room, store, logLength = 0) {
     this.#room = room;
     this.#store = store;
+    this.#logLength = logLength;
   }
 
   /**
-   * Opens a room from its store, replaying the stored records (signatures are
-   * not verified again). A new, empty room needs `roomVersion`.
+   * Opens a room from its store, replaying its log of records (signatures
+   * are not verified again; see the core's `placement` module for how
+   * outliers, history and rebuild markers replay). A new, empty room needs
+   * `roomVersion`.
    */
   static async open({ store, roomVersion }) {
     const loaded = await store.load();
     const version = loaded.roomVersion ?? roomVersion;
     if (!version) throw new RoomdagError("M_NOT_FOUND", "room not found in the store and no roomVersion given");
-    const room = call(() => new wasm.Room(version));
-    if (loaded.records.length > 0) {
-      const outcomes = json(room.restore(loaded.records.map((r) => r.raw)));
-      outcomes.forEach((o, i) => {
-        const want = loaded.records[i].status;
-        if (o.status !== want) {
-          throw new RoomdagError("M_UNKNOWN", `stored record ${loaded.records[i].eventId} replayed as ${o.status}, not ${want}`);
-        }
-      });
-    }
-    return new RoomEngine(room, store);
+    const room = call(() => (loaded.records.length > 0 ? restoreRoom(version, loaded.records) : new wasm.Room(version)));
+    return new RoomEngine(room, store, logLength(loaded.records));
   }
 
   /** The room ID (once the create event is stored). */
@@ -118,18 +114,41 @@ export class RoomEngine {
    * refused — outcome `dropped`, stage `limit` — and nothing is stored.
    */
   ingest(pdus, keyRing, { origin, now = Date.now() } = {}) {
+    const texts = pdus.map(toText);
+    if (origin === undefined) return this.#batch((room) => json(room.ingest(texts, keyRing)));
+    return this.#batch((room) => this.#ingestFrom(room, origin, texts, keyRing, now));
+  }
+
+  /**
+   * Receives PDUs placed as each says, as one atomic batch: `{pdu, placement}`
+   * with placement `"timeline"` (live: its prev events must be placed),
+   * `"history"` (backfilled or fetched missing events: kept pending until a
+   * rebuild when its prev events are not placed), `"outlier"` (state or
+   * auth chain), or `{pdu, state: [eventId…]}` (a timeline event whose state
+   * before comes from a verified remote answer). Returns one outcome each.
+   */
+  ingestPlaced(items, keyRing) {
+    return this.#batch((room) =>
+      items.map((it) => {
+        const pdu = toText(it.pdu);
+        if (it.state) return json(room.ingestWithState(pdu, it.state, keyRing));
+        return json(room.ingestAs([pdu], it.placement ?? "timeline", keyRing))[0];
+      }),
+    );
+  }
+
+  /** Runs `work(room)` as one batch: its records are appended atomically, or it is undone. */
+  #batch(work) {
     return this.#serialise(async () => {
-      const before = this.#room.eventCount;
       this.#room.begin();
       let outcomes;
       try {
-        const texts = pdus.map(toText);
-        outcomes = origin === undefined ? json(this.#room.ingest(texts, keyRing)) : this.#ingestFrom(origin, texts, keyRing, now);
+        outcomes = work(this.#room);
       } catch (e) {
         this.#room.rollback();
         throw e;
       }
-      const records = json(this.#room.records(before));
+      const records = json(this.#room.takeRecords(this.#logLength));
       if (records.length > 0) {
         try {
           await this.#store.append(records, { roomVersion: this.roomVersion, roomId: this.roomId });
@@ -137,13 +156,14 @@ export class RoomEngine {
           this.#room.rollback();
           throw new RoomdagError("M_UNKNOWN", `store write failed; the batch was undone: ${e?.message ?? e}`, e);
         }
+        this.#logLength += records.length;
       }
       this.#room.commit();
       return outcomes;
     });
   }
 
-  #ingestFrom(origin, texts, keyRing, now) {
+  #ingestFrom(room, origin, texts, keyRing, now) {
     const out = [];
     for (const raw of texts) {
       const refusal = this.#rejections.refusal(origin, now);
@@ -157,7 +177,7 @@ export class RoomEngine {
         out.push({ eventId, status: "dropped", stage: "limit", reason: refusal });
         continue;
       }
-      const [o] = json(this.#room.ingest([raw], keyRing));
+      const [o] = json(room.ingest([raw], keyRing));
       if (o.status === "rejected") this.#rejections.count(origin, utf8Length(raw), now);
       out.push(o);
     }
@@ -170,6 +190,67 @@ export class RoomEngine {
    */
   stateAccess(origin) {
     return json(this.#room.stateAccess(origin));
+  }
+
+  /**
+   * Places every stored event afresh: history events whose prev events are
+   * now known join the DAG, and states are computed from prev events where
+   * they are known. The room is restored from its log plus a rebuild marker,
+   * then the marker is appended; on any failure the room stays as it was.
+   */
+  rebuild() {
+    return this.#serialise(async () => {
+      const loaded = await this.#store.load();
+      const marker = { i: logLength(loaded.records), rebuild: true };
+      const next = call(() => restoreRoom(this.roomVersion, [...loaded.records, marker]));
+      try {
+        await this.#store.append([marker], { roomVersion: this.roomVersion, roomId: next.roomId ?? this.roomId });
+      } catch (e) {
+        next.free?.();
+        throw new RoomdagError("M_UNKNOWN", `store write failed; the rebuild was not applied: ${e?.message ?? e}`, e);
+      }
+      const old = this.#room;
+      this.#room = next;
+      this.#logLength = marker.i + 1;
+      old.free?.();
+    });
+  }
+
+  /** The backward extremities `[[eventId, depth], …]`, newest gaps first: what to ask `/backfill` for. */
+  backwardExtremities() {
+    return json(this.#room.backwardExtremities());
+  }
+  /** History events waiting for a rebuild to place them. */
+  get pendingCount() {
+    return this.#room.pendingCount;
+  }
+  /** Whether a stored event is an outlier (`undefined` if it is not stored). */
+  isOutlier(eventId) {
+    return this.#room.isOutlier(eventId);
+  }
+  /** History events logged before their auth events (placed by a rebuild once those are stored). */
+  get deferredCount() {
+    return this.#room.deferredCount;
+  }
+  /** Auth events that deferred history events wait for and no one has sent. */
+  missingAuthEvents() {
+    return this.#room.missingAuthEvents();
+  }
+  /** A PDU's prev events that are not placed in the timeline here. */
+  unplacedPrevEvents(pdu) {
+    return this.#room.unplacedPrevEvents(toText(pdu));
+  }
+  /** The forward extremities (event IDs). */
+  forwardExtremities() {
+    return this.#room.forwardExtremities();
+  }
+  /** The least depth of the timeline. */
+  get minDepth() {
+    return this.#room.minDepth;
+  }
+  /** The servers with a joined member, by when they joined, without `except`. */
+  serversInRoomOrdered(except) {
+    return this.#room.serversInRoomOrdered(except ?? "");
   }
 
   /** Answers a room federation query for an authenticated origin: `{status, body}`. */
@@ -242,6 +323,20 @@ export class RoomEngine {
 
 function enc(s) {
   return encodeURIComponent(s);
+}
+
+/** A wasm Room rebuilt from a store's log. */
+function restoreRoom(version, records) {
+  try {
+    return wasm.Room.restore(version, records);
+  } catch (e) {
+    throw new RoomdagError("M_UNKNOWN", `the stored room could not be restored: ${e?.message ?? e}`, e);
+  }
+}
+
+/** The next position in a log (records carry their position `i`). */
+function logLength(records) {
+  return records.length === 0 ? 0 : Math.max(records.length, (records.at(-1).i ?? records.length - 1) + 1);
 }
 
 /**

@@ -30,17 +30,36 @@ export type Outcome =
   | { eventId: EventId; status: "accepted"; redactedOnReceipt: boolean }
   | { eventId: EventId; status: "rejected"; reason: string; redactedOnReceipt: boolean }
   | { eventId: EventId | null; status: "dropped"; stage: "parse" | "signature" | "hash" | "missing" | "limit"; reason: string }
-  | { eventId: EventId; status: "duplicate" };
+  | { eventId: EventId; status: "duplicate" }
+  /** A history event logged before its auth events: placed by a rebuild once they are stored. */
+  | { eventId: EventId; status: "deferred" };
 
 /** A stored PDU, as a store keeps it. */
 export interface StoredRecord {
-  /** Arrival position in the room. */
+  /** Position in the store's log. */
   i: number;
   eventId: EventId;
   status: "accepted" | "rejected";
   /** The PDU exactly as received. */
   raw: string;
+  /** How the event entered the room: in the timeline (the default) or as an outlier (state or auth chain only). */
+  kind?: "timeline" | "outlier";
+  /** The state before the event (event IDs), when it came from a verified remote answer. */
+  state?: EventId[];
 }
+
+/** A rebuild marker in a store's log: every event before it is placed afresh when the log is replayed. */
+export interface RebuildRecord {
+  /** Position in the store's log. */
+  i: number;
+  rebuild: true;
+}
+
+/** One entry of a room's log. */
+export type LogRecord = StoredRecord | RebuildRecord;
+
+/** How a PDU is placed: live, from history (kept pending until its prev events are placed), or as an outlier. */
+export type Placement = "timeline" | "history" | "outlier";
 
 /** What a store remembers about its room. */
 export interface RoomMeta {
@@ -51,25 +70,25 @@ export interface RoomMeta {
 /** A room's persistence: an append-only record log. */
 export interface RoomStore {
   /** Every record, in arrival order, and the room's meta. */
-  load(): Promise<RoomMeta & { records: StoredRecord[] }>;
+  load(): Promise<RoomMeta & { records: LogRecord[] }>;
   /** Writes the records and meta atomically, or rejects and writes nothing. */
-  append(records: StoredRecord[], meta: RoomMeta): Promise<void>;
+  append(records: LogRecord[], meta: RoomMeta): Promise<void>;
 }
 
 /** Records in memory. */
 export class MemoryStore implements RoomStore {
   /** Make the next append fail (tests). */
   failNextAppend: boolean;
-  load(): Promise<RoomMeta & { records: StoredRecord[] }>;
-  append(records: StoredRecord[], meta: RoomMeta): Promise<void>;
+  load(): Promise<RoomMeta & { records: LogRecord[] }>;
+  append(records: LogRecord[], meta: RoomMeta): Promise<void>;
 }
 
 /** Records in IndexedDB. */
 export class IndexedDbStore implements RoomStore {
   constructor(opts: { room: string; database?: string; indexedDB?: IDBFactory; IDBKeyRange?: typeof IDBKeyRange });
   static closeAll(): Promise<void>;
-  load(): Promise<RoomMeta & { records: StoredRecord[] }>;
-  append(records: StoredRecord[], meta: RoomMeta): Promise<void>;
+  load(): Promise<RoomMeta & { records: LogRecord[] }>;
+  append(records: LogRecord[], meta: RoomMeta): Promise<void>;
 }
 
 /** The subset of Cloudflare's `DurableObjectStorage` the store uses. */
@@ -83,8 +102,8 @@ export interface DurableObjectStorageLike {
 /** Records in a Durable Object's storage. */
 export class DurableObjectStore implements RoomStore {
   constructor(storage: DurableObjectStorageLike);
-  load(): Promise<RoomMeta & { records: StoredRecord[] }>;
-  append(records: StoredRecord[], meta: RoomMeta): Promise<void>;
+  load(): Promise<RoomMeta & { records: LogRecord[] }>;
+  append(records: LogRecord[], meta: RoomMeta): Promise<void>;
 }
 
 /** Trusted server keys: pinned and verified fetched ones. */
@@ -94,8 +113,17 @@ export class KeyRing {
   pin(server: ServerName, keyId: string, publicKey: string): void;
   /** Verifies and adds a `/_matrix/key/v2/server` response; returns the number of keys added. */
   addServerKeys(responseJson: string, server: ServerName, nowMs: number): number;
-  /** Verifies and adds a notary's `/_matrix/key/v2/query` response. */
-  addNotaryKeys(responseJson: string, notary: ServerName, nowMs: number): number;
+  /**
+   * Verifies and adds a notary's `/_matrix/key/v2/query` response: the
+   * notary's signature is checked only with `notaryKeysJson` (JSON `{keyId:
+   * base64}`, the keys configured for that notary), and only entries for
+   * the servers `asked` about are used. Returns the number of keys added.
+   */
+  addNotaryKeys(responseJson: string, notary: ServerName, notaryKeysJson: string, asked: ServerName[], nowMs: number): number;
+  /** The keys of `servers` as JSON (`ExportedKey[]`), for `importKeys` on another ring. */
+  exportKeys(servers: ServerName[]): string;
+  /** Adds keys another ring exported (already verified there); returns how many. */
+  importKeys(keysJson: string): number;
   /** Whether a key usable for request authentication now is known. */
   hasRequestKey(server: ServerName, keyId: string, nowMs: number): boolean;
   readonly size: number;
@@ -221,6 +249,31 @@ export class RoomEngine {
   ingest(pdus: Pdu[], keyRing: KeyRing, opts?: { origin?: ServerName; now?: number }): Promise<Outcome[]>;
   /** Whether `origin` may read the room's state (joined, then the ACL): `null`, or the error answer. */
   stateAccess(origin: ServerName): { status: number; body: MatrixError } | null;
+  /**
+   * Receives PDUs placed as each says, as one atomic batch: `{pdu, placement}`, or `{pdu, state}` for a
+   * timeline event whose state before comes from a verified remote answer (used where its prev events are not placed).
+   */
+  ingestPlaced(items: ({ pdu: Pdu; placement?: Placement } | { pdu: Pdu; state: EventId[] })[], keyRing: KeyRing): Promise<Outcome[]>;
+  /** Places every stored event afresh (history events whose prev events are now known join the DAG); appends a rebuild marker. */
+  rebuild(): Promise<void>;
+  /** The backward extremities `[eventId, depth]`, newest gaps first: what to ask `/backfill` for. */
+  backwardExtremities(): [EventId, number][];
+  /** History events waiting for a rebuild to place them. */
+  readonly pendingCount: number;
+  /** Whether a stored event is an outlier (`undefined` when it is not stored). */
+  isOutlier(eventId: EventId): boolean | undefined;
+  /** History events logged before their auth events. */
+  readonly deferredCount: number;
+  /** Auth events that deferred history events wait for and no one has sent. */
+  missingAuthEvents(): EventId[];
+  /** A PDU's prev events that are not placed in the timeline here. */
+  unplacedPrevEvents(pdu: Pdu): EventId[];
+  /** The forward extremities. */
+  forwardExtremities(): EventId[];
+  /** The least depth of the timeline (`min_depth` of `/get_missing_events`). */
+  readonly minDepth: number;
+  /** The servers with a joined member, by when they joined, without `except` (ourselves). */
+  serversInRoomOrdered(except?: ServerName): ServerName[];
   /** Answers a room federation request for an authenticated origin. */
   query(method: string, target: string, body: Pdu | undefined, origin: ServerName, serverName: ServerName, nowMs?: number): QueryResult<unknown>;
   stateIds(origin: ServerName, eventId: EventId): QueryResult<StateIdsBody>;
@@ -260,20 +313,283 @@ export interface RoomResolver {
   findEvent(eventId: EventId): Promise<FederatedRoom | undefined>;
 }
 
-/** Fetches and verifies servers' signing keys into a key ring. */
+/** A key as `KeyRing.exportKeys` gives it. */
+export interface ExportedKey {
+  server: ServerName;
+  keyId: string;
+  /** Unpadded base64. */
+  key: string;
+  /** `null` for a pinned key. */
+  validUntilTs: number | null;
+  /** An `old_verify_keys` entry (event signatures only). */
+  old: boolean;
+}
+
+/** A notary (trusted key server) and the keys that verify its answers. */
+export interface NotaryServer {
+  serverName: ServerName;
+  /** Key ID → unpadded base64. Only these verify the notary's answers. */
+  verifyKeys: Record<string, string>;
+}
+
+/** The result of one `KeyFetcher.fetchKeys`. */
+export interface KeyFetchResult {
+  /** Keys were added. */
+  ok: boolean;
+  added: number;
+  /** Why not (an invalid name, fetched too recently, each source's failure). */
+  reason?: string;
+}
+
+/** What `KeyFetcher.ensureForPdus` decided for a batch of PDUs. */
+export interface KeyCheck {
+  /** The PDUs to ingest (JSON text), in order. */
+  pdus: string[];
+  /** PDUs not to ingest: they need keys of a server past the per-batch cap. */
+  refused: { index: number; eventId?: EventId; reason: string }[];
+  /** Servers whose keys are still missing, and why. */
+  failures: Map<ServerName, string>;
+  /**
+   * Given the outcomes of ingesting `pdus` (one each), one outcome per PDU
+   * passed to `ensureForPdus`, in order: refused PDUs as dropped (stage
+   * `signature`), and key-fetch failures added to dropped PDUs' reasons.
+   */
+  explain(outcomes: Outcome[]): Outcome[];
+}
+
+/**
+ * Fetches and verifies servers' signing keys into a key ring through a
+ * `FederationClient`: notaries first (verified only with their configured
+ * keys), then the server itself; only valid server names; at most once per
+ * server per `retryAfterMs`.
+ */
 export class KeyFetcher {
   constructor(opts: {
     keyRing: KeyRing;
-    fetch?: typeof fetch;
-    keyServerUrl?: (server: ServerName) => string;
-    notaryServers?: ServerName[];
+    /** The client requests go through (without one, nothing is fetched). */
+    client?: FederationClient;
+    notaryServers?: NotaryServer[];
     now?: () => number;
+    /** Per key request (default 10 000 ms, as Synapse). */
     timeoutMs?: number;
+    /** A server is fetched at most once per this window (default 60 000 ms). */
     retryAfterMs?: number;
+    /** Servers one `ensureForPdus` call may fetch (default 10). */
+    maxServersPerBatch?: number;
+    log?: (entry: FederationLogEntry) => void;
   });
-  fetchKeys(server: ServerName): Promise<boolean>;
-  ensureForPdus(pdus: Pdu[]): Promise<void>;
+  readonly keyRing: KeyRing;
+  fetchKeys(server: ServerName): Promise<KeyFetchResult>;
+  /**
+   * Fetches the keys a batch of one room's PDUs needs: only the servers
+   * whose signatures the room version requires (`requiredSigners`), only
+   * those the ring lacks, only valid names, at most `maxServersPerBatch`.
+   */
+  ensureForPdus(pdus: Pdu[], roomVersion: string): Promise<KeyCheck>;
 }
+
+/**
+ * Notaries for a `KeyFetcher`: a name alone takes its keys from
+ * `trustedKeys` (throws if it has none there).
+ */
+export function notariesFrom(
+  notaryServers: (ServerName | NotaryServer)[] | undefined,
+  trustedKeys: Record<ServerName, Record<string, string>> | undefined,
+): NotaryServer[];
+
+/**
+ * The servers whose signatures a PDU needs in a room version: the sender's
+ * server (except for a third-party invite), and for a restricted join (v8+)
+ * the server of `join_authorised_via_users_server`.
+ */
+export function requiredSigners(pdu: Pdu, roomVersion: string): ServerName[];
+
+/** Codes of `FederationRequestError`. */
+export type FederationErrorCode =
+  | "invalid_server_name"
+  | "invalid_request"
+  | "private_address"
+  | "backing_off"
+  | "timeout"
+  | "too_large"
+  | "network"
+  | "tls"
+  | "http"
+  | "bad_json";
+
+/** Why a `FederationClient` request failed. */
+export class FederationRequestError extends Error {
+  readonly name: "FederationRequestError";
+  readonly code: FederationErrorCode;
+  /** The destination asked. */
+  readonly destination: string | undefined;
+  /** The HTTP status (`http`, `bad_json`, `too_large` after headers). */
+  readonly status?: number;
+  /** The answer's body (`http`): parsed JSON, or up to 1000 characters of text. */
+  readonly body?: unknown;
+  /** When the destination may be contacted again (`backing_off`), ms since the epoch. */
+  readonly retryAt?: number;
+}
+
+/** A log entry of the federation client and key fetcher. */
+export interface FederationLogEntry {
+  level: "info" | "warn";
+  /** A `FederationErrorCode`, `backoff`, or `key_fetch`. */
+  code: string;
+  destination?: ServerName;
+  server?: ServerName;
+  method?: string;
+  target?: string;
+  status?: number;
+  /** One line, naming the server and the reason. */
+  message: string;
+}
+
+/** An SRV record. */
+export interface SrvRecord {
+  priority: number;
+  weight: number;
+  port: number;
+  /** A host name (a trailing dot is ignored). */
+  target: string;
+}
+
+/** Where a server's federation requests go (discovery's answer). */
+export interface ResolvedServer {
+  /** The server name asked about. */
+  serverName: ServerName;
+  /** The host connected to (an IP literal, `[IPv6]`, or a DNS name). */
+  connectHost?: string;
+  port?: number;
+  /** `https://{connectHost}:{port}` (or the `baseUrl` override). */
+  urlBase: string;
+  /** The `Host` header the spec asks for. */
+  hostHeader?: string;
+  /** The name the TLS certificate must be valid for. */
+  tlsServerName?: string;
+  /**
+   * The spec step: `ip_literal`, `explicit_port`, `well_known_ip_literal`,
+   * `well_known_explicit_port`, `well_known_srv`, `well_known_deprecated_srv`,
+   * `well_known_default_port`, `srv`, `deprecated_srv`, `default_port`, or
+   * `override` (`baseUrl`).
+   */
+  via: string;
+  /** The delegated server name, when `.well-known` delegated. */
+  delegated?: string | null;
+  /** Why `.well-known` gave no delegation, when it failed. */
+  wellKnownError?: string | null;
+}
+
+export interface FederationClientOptions {
+  /** Our server name: the `origin` of our requests. */
+  serverName: ServerName;
+  /** Our signing key: ID (`ed25519:…`) and 32-byte seed in unpadded base64. */
+  signingKey: { keyId: string; seed: string };
+  /**
+   * The fetch to use (default `globalThis.fetch`). Called as
+   * `fetch(url, init, { server: ResolvedServer })`: the third argument lets a
+   * transport that can connect to `connectHost` with `tlsServerName` as SNI
+   * and `hostHeader` as `Host` do so; the platform fetch ignores it.
+   */
+  fetch?: (url: string, init: RequestInit, target: { server: ResolvedServer }) => Promise<Response>;
+  /** Allow loopback, private, link-local and unspecified addresses (default false; tests, `ALLOW_PRIVATE_ADDRESSES=true`). */
+  allowPrivateAddresses?: boolean;
+  /** Timeout of a whole request, discovery included (default 30 000 ms). */
+  timeoutMs?: number;
+  /** Largest response body (default 32 MiB); reading stops past it. */
+  maxResponseBytes?: number;
+  /**
+   * SRV lookups (`_matrix-fed._tcp.…`, `_matrix._tcp.…`): `{records, ttl}`
+   * (no records: an empty list); throw for a lookup failure. Without it,
+   * discovery skips the SRV steps. See `dohSrvResolver`.
+   */
+  resolveSrv?: (name: string) => Promise<{ records: SrvRecord[]; ttl?: number }>;
+  /**
+   * Resolves a host name to addresses, so that names resolving to private
+   * addresses are refused too (e.g. Node's `dns.promises.lookup` with `{all: true}`
+   * mapped to addresses). Without it only IP literals and `localhost` are checked.
+   */
+  resolveHost?: (host: string) => Promise<string[]>;
+  /**
+   * A base URL used instead of discovery (tests, `KEY_SERVER_URL`): a
+   * template with `{server}` or a function. Not subject to the address policy.
+   */
+  baseUrl?: string | ((serverName: ServerName) => string);
+  /** Clock, ms since the epoch. */
+  now?: () => number;
+  /** Random numbers in [0, 1) (backoff and cache jitter, SRV weights). */
+  random?: () => number;
+  /** Where failures are logged (default: `console.warn` for `warn` entries). */
+  log?: (entry: FederationLogEntry) => void;
+  /** `User-Agent` (default `roomdag`). */
+  userAgent?: string;
+}
+
+/** A federation request. */
+export interface FederationRequest {
+  /** Default `GET`. */
+  method?: "GET" | "PUT" | "POST" | "DELETE";
+  /** Path and query, starting `/_matrix/`, as sent and signed. */
+  target: string;
+  /** A JSON object (or its text). */
+  body?: unknown;
+  /** This request's timeout (ms), discovery included. */
+  timeoutMs?: number;
+  /** This request's response-size cap (bytes). */
+  maxBytes?: number;
+  /** Sign with X-Matrix (default true). */
+  signed?: boolean;
+  /** Make the request even while the destination backs off; a failure then does not lengthen the backoff. */
+  ignoreBackoff?: boolean;
+  /** Count a 404 as the destination being down (Synapse does for transactions). */
+  backoffOn404?: boolean;
+  /** Do not log this request's failure (the caller reports it). */
+  quiet?: boolean;
+}
+
+/** A 2xx answer. */
+export interface FederationResponse<T = unknown> {
+  status: number;
+  headers: Headers;
+  json: T;
+}
+
+/**
+ * The outbound federation client: server discovery (IP literal, explicit
+ * port, cached `/.well-known/matrix/server`, SRV with `resolveSrv`, 8448),
+ * X-Matrix-signed requests, timeouts, response-size caps, per-destination
+ * backoff (Synapse's: 10 min, ×2 per failure, up to 7 days; success resets;
+ * a live server's 4xx does not back off), and no request to private
+ * addresses unless `allowPrivateAddresses`. Throws `FederationRequestError`.
+ */
+export class FederationClient {
+  constructor(opts: FederationClientOptions);
+  readonly serverName: ServerName;
+  readonly allowPrivateAddresses: boolean;
+  request<T = unknown>(destination: ServerName, req: FederationRequest): Promise<FederationResponse<T>>;
+  get<T = unknown>(destination: ServerName, target: string, opts?: Omit<FederationRequest, "method" | "target" | "body">): Promise<T>;
+  post<T = unknown>(destination: ServerName, target: string, body: unknown, opts?: Omit<FederationRequest, "method" | "target" | "body">): Promise<T>;
+  put<T = unknown>(destination: ServerName, target: string, body: unknown, opts?: Omit<FederationRequest, "method" | "target" | "body">): Promise<T>;
+  /** Where requests to `destination` go (discovery, cached). */
+  resolve(destination: ServerName, opts?: { timeoutMs?: number }): Promise<ResolvedServer>;
+  /** The destination's backoff, if it is backing off now. */
+  backoffOf(destination: ServerName): { retryAt: number; retryInterval: number; failureTs: number | null } | undefined;
+  /** Forgets a destination's backoff. */
+  resetBackoff(destination: ServerName): void;
+}
+
+/** Whether `name` is a valid server name (one the client would contact). */
+export function isValidServerName(name: unknown): boolean;
+/** Why `name` is not a valid server name, or `undefined`. */
+export function serverNameError(name: unknown): string | undefined;
+/** An SRV resolver over DNS-over-HTTPS (JSON API), for `resolveSrv`. */
+export function dohSrvResolver(opts: { url: string; fetch?: typeof fetch; timeoutMs?: number }): (name: string) => Promise<{ records: SrvRecord[]; ttl: number }>;
+/** A host resolver over DNS-over-HTTPS (A and AAAA), for `resolveHost`; answers cached for their TTL (≤ 1 h). */
+export function dohHostResolver(opts: { url: string; fetch?: typeof fetch; timeoutMs?: number; now?: () => number }): (host: string) => Promise<string[]>;
+/** 30 000 ms. */
+export const DEFAULT_TIMEOUT_MS: number;
+/** 32 MiB. */
+export const DEFAULT_MAX_RESPONSE_BYTES: number;
 
 /** Pins `server → key ID → base64` keys into a ring; returns the ring. */
 export function pinKeys(keyRing: KeyRing, trustedKeys: Record<ServerName, Record<string, string>> | undefined): KeyRing;
@@ -294,12 +610,26 @@ export interface FederationServerOptions {
   rooms: RoomResolver;
   /** Pinned origin keys: server → key ID → unpadded base64. */
   trustedKeys?: Record<ServerName, Record<string, string>>;
-  /** Servers asked for keys when an origin cannot be reached. */
-  notaryServers?: ServerName[];
+  /**
+   * Notaries asked for keys (before the server itself, as Synapse): a name
+   * alone takes its keys from `trustedKeys`; answers are verified with those
+   * keys only.
+   */
+  notaryServers?: (ServerName | NotaryServer)[];
   keyRing?: KeyRing;
+  /** The client keys are fetched with (default: one built from the options below). */
+  federationClient?: FederationClient;
   fetch?: typeof fetch;
-  /** Base URL of a server (default `https://{server}`). */
-  keyServerUrl?: (server: ServerName) => string;
+  /** A base URL used instead of discovery: a `{server}` template or a function (tests). */
+  keyServerUrl?: string | ((server: ServerName) => string);
+  /** Allow key fetches from loopback/private addresses (default false). */
+  allowPrivateAddresses?: boolean;
+  resolveSrv?: FederationClientOptions["resolveSrv"];
+  resolveHost?: FederationClientOptions["resolveHost"];
+  /** Servers whose keys one `/send` may make us fetch (default 10); PDUs needing more are refused. */
+  maxKeyServersPerTransaction?: number;
+  /** Federation and key-fetch failures (default: `console.warn`). */
+  log?: (entry: FederationLogEntry) => void;
   /**
    * Origins whose `/send` may start a room this server does not hold, with a
    * create event that passes every check: server names (array or
@@ -341,16 +671,80 @@ export interface TransactionLog {
 }
 
 /** Answers the federation endpoints for the rooms of a directory. */
+/** Bounds of gap filling and backfilling (see `RoomMirror`). */
+export const MIRROR_LIMITS: Readonly<{
+  gapRounds: number;
+  gapEvents: number;
+  eventFetches: number;
+  gapMs: number;
+  backfillRequests: number;
+  rebuildEvery: number;
+}>;
+
+/** Errors of federation participation (`name` is "MirrorError"). */
+export class MirrorError extends RoomdagError {}
+
+/** What a `RoomMirror` needs to send federation requests (e.g. a `FederationClient`). */
+export interface OutboundClient {
+  request(destination: ServerName, req: { method: string; target: string; body?: unknown }): Promise<{ status: number; json: any }>;
+}
+
+/** Progress of a join or backfill (`phase` says which step). */
+export type MirrorProgress = { phase: string; [k: string]: unknown };
+
+/** The result of a backfill run. */
+export interface BackfillResult {
+  complete: boolean;
+  fetched: number;
+  requests: number;
+  rebuilds: number;
+  skipped: number;
+  unreachable: EventId[];
+  remainingGaps: number;
+  events: number;
+}
+
+/**
+ * A server taking part in rooms over federation: joins (make_join → send_join, every event checked),
+ * backfills history to the create event, fills gaps before pushed PDUs, leaves, and accepts invites.
+ */
+export class RoomMirror {
+  constructor(opts: {
+    serverName: ServerName;
+    signingKey: { keyId: string; seed: string };
+    rooms: RoomDirectory;
+    client: OutboundClient;
+    keyRing: KeyRing;
+    keys?: { ensureForPdus(pdus: string[], roomVersion?: string): Promise<unknown> };
+    joinLocalpart?: string;
+    log?: (line: Record<string, unknown>) => void;
+    limits?: Partial<typeof MIRROR_LIMITS>;
+  });
+  /** The user rooms are joined as (`@roomdag:serverName` by default). */
+  readonly userId: string;
+  resolveAlias(alias: string): Promise<{ roomId: RoomId; servers: ServerName[] }>;
+  join(room: RoomId | string, via?: ServerName[], opts?: { onProgress?: (p: MirrorProgress) => void; backfill?: boolean }): Promise<{ roomId: RoomId; roomVersion: string; eventId: EventId; via: ServerName; stateEvents: number; authEvents: number; dropped: number; backfill?: BackfillResult }>;
+  backfill(roomId: RoomId, opts?: { onProgress?: (p: MirrorProgress) => void; prefer?: ServerName[]; maxRequests?: number }): Promise<BackfillResult>;
+  /** Stores PDUs pushed by `origin`, filling gaps first; one outcome per PDU, and how many holes remain for backfill. */
+  receive(engine: RoomEngine, pdus: string[], origin: ServerName): Promise<{ outcomes: Outcome[]; holes: number }>;
+  leave(roomId: RoomId, opts?: { via?: ServerName[] }): Promise<{ roomId: RoomId; eventId: EventId; via: ServerName; outcome: Outcome }>;
+  acceptInvite(req: { body: string; v2: boolean; roomId: RoomId; eventId: EventId; origin: ServerName }): { status: number; body: unknown; accepted?: { roomId: RoomId; roomVersion: string; inviterServer: ServerName } };
+}
+
 export class FederationServer {
   constructor(opts: FederationServerOptions);
   readonly keyRing: KeyRing;
   readonly keyFetcher: KeyFetcher;
+  /** The outbound federation client keys are fetched with (reuse it: one discovery cache, one backoff state). */
+  readonly federationClient: FederationClient;
   readonly serverName: ServerName;
   handleFederationRequest(request: Request): Promise<Response>;
 }
 
 /** Rejected events a room stores from one origin per window (past either bound: refused). */
 export const REJECTED_PER_ORIGIN: { events: number; bytes: number; windowMs: number; origins: number };
+/** Longest per-PDU `error` in a `/send` answer, in bytes. */
+export const MAX_PDU_ERROR_BYTES: number;
 /** How long and how much `/state` and `/state_ids` answers are shared. */
 export const STATE_CACHE: { ttlMs: number; maxEntries: number; maxBytes: number };
 /** The serving limits the JS layer enforces before calling into the core. */

@@ -6,7 +6,8 @@
 // indexes and PDUs. A request that fails a step gets its error and nothing
 // after that step runs.
 import { wasm, call, json, toText, RoomdagError } from "./common.js";
-import { KeyFetcher, pinKeys } from "./keys.js";
+import { KeyFetcher, pinKeys, notariesFrom } from "./keys.js";
+import { FederationClient } from "./client.js";
 
 const jsonResponse = (status, body) =>
   new Response(typeof body === "string" ? body : JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
@@ -20,6 +21,29 @@ export function servingLimits() {
 
 /** How long and how much `/state` and `/state_ids` answers are kept (Synapse's `ResponseCache`s for them: 30 s). */
 export const STATE_CACHE = { ttlMs: 30_000, maxEntries: 64, maxBytes: 16 * 1024 * 1024 };
+
+/**
+ * Longest per-PDU `error` in a `/send` answer, in bytes: core reasons are
+ * at most 256 bytes, key-fetch explanations are appended to them; the cap
+ * keeps a 50-PDU answer far below what a transaction log value holds.
+ */
+export const MAX_PDU_ERROR_BYTES = 1024;
+
+const encoder = new TextEncoder();
+/** `text` cut to at most `max` UTF-8 bytes on a character boundary, ending with `…` when cut. */
+function bounded(text, max = MAX_PDU_ERROR_BYTES) {
+  const s = String(text);
+  if (encoder.encode(s).byteLength <= max) return s;
+  let out = "";
+  let bytes = 0;
+  for (const ch of s) {
+    const n = encoder.encode(ch).byteLength;
+    if (bytes + n > max - 3) break;
+    out += ch;
+    bytes += n;
+  }
+  return `${out}…`;
+}
 
 const TOO_MANY_TRANSACTIONS = { status: 429, body: { errcode: "M_LIMIT_EXCEEDED", error: "Too many concurrent transactions" } };
 const INTERNAL_ERROR = { errcode: "M_UNKNOWN", error: "Internal server error" };
@@ -46,6 +70,7 @@ export class FederationServer {
   #ring;
   #keys;
   #acceptsRoomsFrom;
+  #client;
   /** origin NUL txnId → the answer (in flight, or recent). */
   #txns = new Map();
   /** origin → the transaction ID being processed for it (one at a time, like Synapse). */
@@ -58,9 +83,17 @@ export class FederationServer {
    * @param {{keyId: string, seed: string}} opts.signingKey our ed25519 key (seed: unpadded base64)
    * @param {RoomDirectory} opts.rooms the rooms
    * @param {Record<string, Record<string, string>>} [opts.trustedKeys] pinned keys: server → key ID → base64
-   * @param {string[]} [opts.notaryServers] servers asked for keys when an origin cannot be reached
+   * @param {(string | {serverName: string, verifyKeys: Record<string, string>})[]} [opts.notaryServers]
+   *        notaries asked for keys (before the server itself, as Synapse); a name alone takes its
+   *        keys from `trustedKeys`; their answers are verified with those keys only
+   * @param {FederationClient} [opts.federationClient] the client keys are fetched with (default: one
+   *        built from `fetch`, `keyServerUrl`, `allowPrivateAddresses`, `resolveSrv`, `resolveHost`)
    * @param {typeof fetch} [opts.fetch] used to fetch keys
-   * @param {(server: string) => string} [opts.keyServerUrl] base URL of a server (default `https://{server}`)
+   * @param {string | ((server: string) => string)} [opts.keyServerUrl] base URL used instead of server
+   *        discovery (a `{server}` template or a function; tests)
+   * @param {boolean} [opts.allowPrivateAddresses] allow key fetches from loopback/private addresses
+   * @param {number} [opts.maxKeyServersPerTransaction] servers whose keys one `/send` may make us fetch (10)
+   * @param {(entry: object) => void} [opts.log] federation and key-fetch failures
    * @param {string | string[]} [opts.acceptRoomsFrom] origins whose `/send` may start a room we do not
    *        hold with a valid create event: server names (array or comma-separated), or `"*"` for any.
    *        Default: none — PDUs for rooms we do not hold are ignored.
@@ -83,7 +116,6 @@ export class FederationServer {
     this.#opts = {
       notaryServers: [],
       fetch: globalThis.fetch?.bind(globalThis),
-      keyServerUrl: (server) => `https://${server}`,
       now: () => Date.now(),
       keyFetchTimeoutMs: 10_000,
       txnCacheSize: 1000,
@@ -96,7 +128,17 @@ export class FederationServer {
     this.#ring.pin(opts.serverName, opts.signingKey.keyId, wasm.publicKeyOf(opts.signingKey.seed));
     pinKeys(this.#ring, opts.trustedKeys);
     const o = this.#opts;
-    this.#keys = new KeyFetcher({ keyRing: this.#ring, fetch: o.fetch, keyServerUrl: o.keyServerUrl, notaryServers: o.notaryServers, now: o.now, timeoutMs: o.keyFetchTimeoutMs });
+    const client = (this.#client =
+      o.federationClient ??
+      new FederationClient({ serverName: o.serverName, signingKey: o.signingKey, fetch: o.fetch, baseUrl: o.keyServerUrl, allowPrivateAddresses: o.allowPrivateAddresses,
+        resolveSrv: o.resolveSrv, resolveHost: o.resolveHost, now: o.now, log: o.log }));
+    this.#keys = new KeyFetcher({ keyRing: this.#ring, client, notaryServers: notariesFrom(o.notaryServers, o.trustedKeys), now: o.now,
+      timeoutMs: o.keyFetchTimeoutMs, maxServersPerBatch: o.maxKeyServersPerTransaction, log: o.log });
+  }
+
+  /** The outbound federation client (key fetches; shared discovery cache and backoff). */
+  get federationClient() {
+    return this.#client;
   }
 
   /** The key fetcher (shared with anything else that verifies signatures). */
@@ -191,8 +233,9 @@ export class FederationServer {
     for (let attempt = 0; attempt < 2; attempt++) {
       const r = json(wasm.authenticateHeaders(headers, this.#opts.serverName, this.#ring, now));
       if (!r.needKey) return r;
-      if (attempt === 0 && (await this.#keys.fetchKeys(r.needKey.server))) continue;
-      return { status: 401, body: { errcode: "M_UNAUTHORIZED", error: `No usable key ${r.needKey.keyId} for ${r.needKey.server}` } };
+      const fetched = attempt === 0 ? await this.#keys.fetchKeys(r.needKey.server) : { ok: false, reason: "the fetched keys do not include it" };
+      if (fetched.ok) continue;
+      return { status: 401, body: { errcode: "M_UNAUTHORIZED", error: `No usable key ${r.needKey.keyId} for ${r.needKey.server}: ${fetched.reason}` } };
     }
     return { status: 401, body: { errcode: "M_UNAUTHORIZED", error: "key fetch failed" } };
   }
@@ -300,11 +343,11 @@ export class FederationServer {
         }
         continue;
       }
-      await this.#keys.ensureForPdus(pdus);
-      const outcomes = await engine.ingest(pdus, this.#ring, { origin, now });
+      const checked = await this.#keys.ensureForPdus(pdus, await engine.roomVersion);
+      const outcomes = checked.explain(checked.pdus.length ? await engine.ingest(checked.pdus, this.#ring, { origin, now }) : []);
       for (const o of outcomes) {
         if (!o.eventId) continue;
-        results[o.eventId] = o.status === "accepted" || o.status === "duplicate" ? {} : { error: o.reason };
+        results[o.eventId] = o.status === "accepted" || o.status === "duplicate" ? {} : { error: bounded(o.reason) };
       }
     }
     return { status: 200, body: { pdus: results } };
@@ -330,13 +373,15 @@ export class FederationServer {
       return undefined; // an unsupported room version, or no PDU at all: no entry
     }
     if (!this.#acceptsRoomsFrom(origin)) {
-      results[eventId] = { error: `This server does not accept new rooms from ${origin}` };
+      results[eventId] = { error: bounded(`This server does not accept new rooms from ${origin}`) };
       return undefined;
     }
-    await this.#keys.ensureForPdus([raw]);
-    const checked = json(wasm.checkCreateEvent(raw, version, this.#ring));
+    const keys = await this.#keys.ensureForPdus([raw], version);
+    const checked = keys.pdus.length ? json(wasm.checkCreateEvent(raw, version, this.#ring)) : { error: keys.refused[0]?.reason ?? "not checked" };
     if (checked.error || checked.roomId !== g.roomId) {
-      results[eventId] = { error: `Create event refused: ${checked.error ?? `it is for ${checked.roomId}`}` };
+      const why = [...keys.failures].map(([s, r]) => `keys of ${s} could not be fetched: ${r}`);
+      const reason = checked.error ?? `it is for ${checked.roomId}`;
+      results[eventId] = { error: bounded(`Create event refused: ${reason}${why.length ? ` (${why.join("; ")})` : ""}`) };
       return undefined;
     }
     return this.#opts.rooms.create(g.roomId, version);

@@ -15,7 +15,8 @@ import { fileURLToPath } from "node:url";
 import os from "node:os";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const shared = process.env.ROOMDAG_SHARED ?? join(root, "..", "shared");
+// Shared test material: $ROOMDAG_SHARED, ../shared, or our copy (tests/shared/README.md).
+const shared = process.env.ROOMDAG_SHARED ?? [join(root, "..", "shared"), join(root, "tests", "shared")].find((d) => existsSync(join(d, "fixtures")));
 const fx = join(shared, "fixtures", "v11-20k.json.gz");
 const qs = join(shared, "fixtures", "v11-20k.queries.json.gz");
 const args = new Set(process.argv.slice(2));

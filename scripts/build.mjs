@@ -5,7 +5,7 @@
 //   3. wasm-opt -Oz (binaryen)
 //   4. copy the JS layer and types from js/, and make the CommonJS Node entry
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, readFileSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,7 +25,9 @@ function run(cmd, args) {
 run("cargo", ["build", "--lib", "--target", "wasm32-unknown-unknown", "--release"]);
 rmSync(pkg, { recursive: true, force: true });
 mkdirSync(pkg, { recursive: true });
-run("wasm-bindgen", [
+// setup.sh installs wasm-bindgen into $CARGO_INSTALL_ROOT when that is set.
+const wasmBindgen = [process.env.CARGO_INSTALL_ROOT && join(process.env.CARGO_INSTALL_ROOT, "bin", "wasm-bindgen")].find((p) => p && existsSync(p)) ?? "wasm-bindgen";
+run(wasmBindgen, [
   "--target", "web",
   "--out-dir", pkg,
   "--out-name", "roomdag_wasm",

@@ -29,7 +29,9 @@ TOOLCHAIN="${FUZZ_TOOLCHAIN:-}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUZZ="$ROOT/fuzz"
-FIXTURES="${ROOMDAG_FIXTURES:-$ROOT/../shared/fixtures}"
+# Shared fixtures: ../shared when present, else the project's copy (tests/shared/README.md).
+if [ -d "$ROOT/../shared/fixtures" ]; then DEFAULT_FIXTURES="$ROOT/../shared/fixtures"; else DEFAULT_FIXTURES="$ROOT/tests/shared/fixtures"; fi
+FIXTURES="${ROOMDAG_FIXTURES:-$DEFAULT_FIXTURES}"
 LOGS="$FUZZ/logs"
 mkdir -p "$LOGS"
 

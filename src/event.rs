@@ -219,8 +219,14 @@ pub struct StoredEvent {
     text: TextRef,
     links_at: u32,
     id_len: u8,
+    /// Linked prev events (those stored in the room's DAG when it arrived).
     n_prev: u8,
     n_auth: u8,
+    /// `prev_events` in the PDU (some may not be stored: see [`Self::outlier`]).
+    pdu_prev_count: u8,
+    /// Known only as state or auth chain (or waiting for its prev events to
+    /// be placed): not in the DAG, no state, never a forward extremity.
+    pub outlier: bool,
     /// Accepted or rejected.
     pub status: EventStatus,
     /// The content hash failed: stored and served in redacted form.
@@ -228,7 +234,7 @@ pub struct StoredEvent {
     /// A redaction whose sender lacked the `redact` level in some auth check
     /// (v3+ "handling redactions": it applies only to same-server targets).
     pub recheck_redaction: bool,
-    /// The first prev event (the creator's first join is recognised by it).
+    /// The first prev event, when stored (the creator's first join is recognised by it).
     pub first_prev: Option<EventIdx>,
     /// `sender` (interned).
     pub sender: Name,
@@ -267,8 +273,14 @@ pub struct NewEvent<'a> {
     pub id: &'a str,
     /// The PDU as received.
     pub raw: &'a str,
-    /// Resolved `prev_events`.
+    /// `prev_events` linked in the DAG (stored and placed).
     pub prev_events: &'a [EventIdx],
+    /// Number of `prev_events` in the PDU.
+    pub pdu_prev_count: usize,
+    /// The PDU's first prev event, if stored (placed or not).
+    pub first_prev: Option<EventIdx>,
+    /// Stored as an outlier.
+    pub outlier: bool,
     /// Resolved auth events.
     pub auth_events: &'a [EventIdx],
     /// Interned sender.
@@ -297,9 +309,9 @@ impl StoredEvent {
         self.state_key.is_some()
     }
 
-    /// Number of prev events.
+    /// Number of prev events in the PDU (linked or not).
     pub fn prev_count(&self) -> usize {
-        self.n_prev as usize
+        self.pdu_prev_count as usize
     }
 
     /// Whether this event is `(type, state_key)`.
@@ -427,6 +439,7 @@ impl Events {
     pub fn prepare(&mut self, n: NewEvent<'_>) -> StoredEvent {
         let id_len = u8::try_from(n.id.len()).expect("event IDs are at most 255 bytes");
         let n_prev = u8::try_from(n.prev_events.len()).expect("at most 20 prev events");
+        let pdu_prev_count = u8::try_from(n.pdu_prev_count).expect("at most 20 prev events");
         let n_auth = u8::try_from(n.auth_events.len()).expect("at most 10 auth events");
         let text = self.push_text(n.id, n.raw);
         let links_at = self.push_links(n.prev_events, n.auth_events);
@@ -437,10 +450,12 @@ impl Events {
             id_len,
             n_prev,
             n_auth,
+            pdu_prev_count,
+            outlier: n.outlier,
             status: EventStatus::Accepted,
             redacted_on_receipt: n.redacted_on_receipt,
             recheck_redaction: false,
-            first_prev: n.prev_events.first().copied(),
+            first_prev: n.first_prev,
             sender: n.sender,
             event_type: n.event_type,
             state_key: n.state_key,

@@ -10,12 +10,16 @@
 //! * [`room_version`]: the rule flags of each room version.
 //! * [`canonical_json`], [`redaction`], [`signing`]: the byte-level rules
 //!   (canonical JSON, the redaction algorithm, hashes, event IDs, ed25519).
-//! * [`pdu`]: format checks of a received PDU.
+//! * [`pdu`]: format checks of a received PDU; [`signatures`]: its signatures.
 //! * [`auth_rules`], [`power_levels`]: the authorization rules.
 //! * [`state_set`], [`auth_chain`]: shared state maps and the auth-chain index.
 //! * [`state_res`]: state resolution v2 and v2.1.
 //! * [`room`]: the receipt pipeline and the room's indexes.
 //! * [`queries`], [`visibility`]: the endpoints' semantics.
+//! * [`placement`]: outliers, history and remote states (rooms joined late).
+//! * [`membership`], [`history`]: joining, leaving and invites, and fetching
+//!   history, as the requesting server (sans IO: request building and
+//!   answer checks).
 //! * [`store`]: persistence as an append-only record log.
 //! * [`fixture`], [`export`]: the conformance fixtures and graph export.
 //!
@@ -27,20 +31,25 @@
 pub mod auth_chain;
 pub mod auth_rules;
 pub mod canonical_json;
+pub mod client;
 pub mod conformance;
 pub mod demo;
 pub mod event;
 pub mod export;
 pub mod fixture;
+pub mod history;
 pub mod http;
 pub mod ids;
 pub mod layout;
+pub mod membership;
 pub mod pdu;
+pub mod placement;
 pub mod power_levels;
 pub mod queries;
 pub mod redaction;
 pub mod room;
 pub mod room_version;
+pub mod signatures;
 pub mod signing;
 pub mod state_res;
 pub mod state_set;

@@ -89,12 +89,14 @@ pub fn require_in_room(room: &Room, origin: &str) -> Result<(), QueryError> {
     }
 }
 
+/// An accepted event in the timeline (outliers have no state: the reference
+/// server answers 404 "State not known at event" for them).
 fn accepted(room: &Room, event_id: &str) -> Option<EventIdx> {
-    room.lookup(event_id).filter(|e| room.event(*e).is_accepted())
+    room.lookup(event_id).filter(|e| room.event(*e).is_accepted() && !room.is_outlier(*e))
 }
 
-/// `GET /state_ids/{roomId}?event_id=`: the state before an accepted event
-/// and its auth chain.
+/// `GET /state_ids/{roomId}?event_id=`: the state before an accepted
+/// timeline event and its auth chain.
 pub fn state_ids(room: &Room, origin: &str, event_id: &str) -> Result<StateIds, QueryError> {
     require_in_room(room, origin)?;
     let e = accepted(room, event_id).ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
@@ -194,7 +196,7 @@ pub fn get_missing_events(
         .collect())
 }
 
-/// `GET /timestamp_to_event/{roomId}?ts=&dir=`: among accepted events
+/// `GET /timestamp_to_event/{roomId}?ts=&dir=`: among accepted timeline events
 /// ordered by `(origin_server_ts, depth, arrival)`, the first at or after
 /// `ts` (`f`) or the last at or before it (`b`).
 ///
@@ -202,8 +204,11 @@ pub fn get_missing_events(
 /// 20,000-event room is scanned in tens of microseconds).
 pub fn timestamp_to_event(room: &Room, origin: &str, ts: i128, dir: Direction) -> Result<EventIdx, QueryError> {
     require_in_room(room, origin)?;
-    let candidates =
-        room.events().iter().filter(|e| e.is_accepted()).map(|e| (i128::from(e.origin_server_ts), e.depth, e.idx));
+    let candidates = room
+        .events()
+        .iter()
+        .filter(|e| e.is_accepted() && !e.outlier)
+        .map(|e| (i128::from(e.origin_server_ts), e.depth, e.idx));
     let found = match dir {
         Direction::Forward => candidates.filter(|k| k.0 >= ts).min(),
         Direction::Backward => candidates.filter(|k| k.0 <= ts).max(),

@@ -34,8 +34,13 @@ use crate::canonical_json::object_to_canonical_string;
 use crate::event::{EventStatus, Events, EventsMark, Facts, NewEvent, StateKeyIdx, StoredEvent};
 use crate::ids::{domain_of, EventId, EventIdx, Name};
 use crate::pdu::{parse_pdu, ParsedPdu, PduFormatError};
+pub use crate::placement::{EventRecord, LogRecord, Placement, RecordKind};
 use crate::redaction::redact;
 use crate::room_version::{RoomVersionRules, UnsupportedRoomVersion};
+use crate::signatures::Signers;
+pub use crate::signatures::{
+    prepare_batch, verify_batch_signatures, verify_pdu_signatures, PreparedPdu, SIGNATURE_BATCH,
+};
 use crate::signing::{content_hash, decode_base64, KeyStore};
 use crate::state_res::{Resolution, ResolveContext};
 use crate::state_set::{StateMap, StateSetId, StateSets};
@@ -124,6 +129,14 @@ pub enum Outcome {
         /// Its event ID.
         event_id: EventId,
     },
+    /// A history event some of whose auth events are not stored yet: its
+    /// signatures and hashes are checked and it is logged, but it is only
+    /// checked against the auth rules, and stored, when a rebuild places it
+    /// after them (see [`crate::placement`]).
+    Deferred {
+        /// Its event ID.
+        event_id: EventId,
+    },
 }
 
 impl Outcome {
@@ -132,24 +145,26 @@ impl Outcome {
         match self {
             Outcome::Accepted { event_id, .. }
             | Outcome::Rejected { event_id, .. }
-            | Outcome::Duplicate { event_id } => Some(event_id),
+            | Outcome::Duplicate { event_id }
+            | Outcome::Deferred { event_id } => Some(event_id),
             Outcome::Dropped { event_id, .. } => event_id.as_ref(),
         }
     }
 
-    /// `accepted`, `rejected`, `dropped` or `duplicate`.
+    /// `accepted`, `rejected`, `dropped`, `duplicate` or `deferred`.
     pub fn status(&self) -> &'static str {
         match self {
             Outcome::Accepted { .. } => "accepted",
             Outcome::Rejected { .. } => "rejected",
             Outcome::Dropped { .. } => "dropped",
             Outcome::Duplicate { .. } => "duplicate",
+            Outcome::Deferred { .. } => "deferred",
         }
     }
 
     /// Whether the PDU is (now or already) stored.
     pub fn is_stored(&self) -> bool {
-        !matches!(self, Outcome::Dropped { .. })
+        matches!(self, Outcome::Accepted { .. } | Outcome::Rejected { .. } | Outcome::Duplicate { .. })
     }
 
     fn drop(event_id: Option<&EventId>, stage: DropStage, reason: impl Into<String>) -> Self {
@@ -172,35 +187,6 @@ impl DroppedEvent {
     /// The bytes this entry counts against [`MAX_DROPPED_LOG_BYTES`].
     fn weight(&self) -> usize {
         self.reason.len() + self.event_id.as_ref().map_or(0, String::len)
-    }
-}
-
-/// A stored PDU as a persistent store keeps it: the original bytes and the
-/// receipt verdict. Replaying records in order rebuilds the room without
-/// verifying signatures again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventRecord {
-    /// The event ID followed by the PDU (shared with the room).
-    text: Arc<str>,
-    id_len: usize,
-    /// The receipt verdict.
-    pub status: EventStatus,
-}
-
-impl EventRecord {
-    /// A record from its parts (e.g. read back from a store).
-    pub fn new(event_id: &str, raw: &str, status: EventStatus) -> Self {
-        Self { text: Arc::from(format!("{event_id}{raw}")), id_len: event_id.len(), status }
-    }
-
-    /// The event ID.
-    pub fn event_id(&self) -> &str {
-        &self.text[..self.id_len]
-    }
-
-    /// The PDU exactly as received.
-    pub fn raw(&self) -> &str {
-        &self.text[self.id_len..]
     }
 }
 
@@ -265,210 +251,23 @@ pub enum Verification<'k> {
     Unsigned,
 }
 
-/// The servers whose signatures a PDU needs.
-struct Signers {
-    sender_domain: String,
-    is_3pid_invite: bool,
-    authoriser_domain: Option<String>,
-}
-
-impl Signers {
-    /// The sender's server (except for third-party invites), and for
-    /// restricted joins (v8+) the server of `join_authorised_via_users_server`.
-    fn of(pdu: &ParsedPdu, rules: &RoomVersionRules) -> Result<Self, &'static str> {
-        let sender_domain = domain_of(&pdu.sender).ok_or("sender is not a user ID")?.to_owned();
-        let content = pdu.json.get("content").and_then(Value::as_object);
-        let membership = content.and_then(|c| c.get("membership")).and_then(Value::as_str);
-        let is_member = pdu.event_type == "m.room.member";
-        let is_3pid_invite =
-            is_member && membership == Some("invite") && content.is_some_and(|c| c.contains_key("third_party_invite"));
-        let authoriser_domain = (rules.restricted_join_rule && is_member && membership == Some("join"))
-            .then(|| content.and_then(|c| c.get("join_authorised_via_users_server")))
-            .flatten()
-            .map(|v| {
-                let s = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
-                s.split_once(':').map_or(s.clone(), |(_, d)| d.to_owned())
-            });
-        Ok(Self { sender_domain, is_3pid_invite, authoriser_domain })
-    }
-
-    fn servers(&self) -> Vec<&str> {
-        let mut servers: Vec<&str> = Vec::new();
-        if !self.is_3pid_invite {
-            servers.push(&self.sender_domain);
-        }
-        if let Some(d) = &self.authoriser_domain {
-            servers.push(d);
-        }
-        servers
-    }
-
-    fn verify(&self, pdu: &ParsedPdu, rules: &RoomVersionRules, keys: &dyn KeyStore) -> Result<(), String> {
-        check_signatures(&pdu.json, &self.servers(), pdu.signing_bytes.as_bytes(), pdu.origin_server_ts, rules, keys)
-    }
-
-    /// The signatures to check (key, signature) — or why the PDU fails
-    /// without checking any (a missing server, no known key, a malformed
-    /// signature). Mirrors [`check_signatures`].
-    fn jobs(
-        &self,
-        pdu: &ParsedPdu,
-        rules: &RoomVersionRules,
-        keys: &dyn KeyStore,
-    ) -> Result<Vec<(ed25519_dalek::VerifyingKey, ed25519_dalek::Signature)>, String> {
-        let mut jobs = Vec::new();
-        for server in self.servers() {
-            let Some(sigs) = pdu.json.get("signatures").and_then(|s| s.get(server)).and_then(Value::as_object) else {
-                return Err(format!("not signed by {server}"));
-            };
-            let mut known = false;
-            for (key_id, sig) in sigs {
-                let Some(key) = keys.verify_key(server, key_id) else { continue };
-                if rules.enforce_key_validity && key.valid_until_ts.is_some_and(|v| v < pdu.origin_server_ts) {
-                    continue;
-                }
-                let bytes = sig.as_str().and_then(decode_base64).and_then(|b| <[u8; 64]>::try_from(b.as_slice()).ok());
-                let Some(bytes) = bytes else {
-                    return Err(format!("invalid signature for {server} with {key_id}"));
-                };
-                jobs.push((key.key, ed25519_dalek::Signature::from_bytes(&bytes)));
-                known = true;
-            }
-            if !known {
-                let ids: Vec<&String> = sigs.keys().collect();
-                return Err(format!("no known key for {server} among {ids:?}"));
-            }
-        }
-        Ok(jobs)
-    }
-}
-
-/// A PDU parsed and signature-checked ahead of [`Room::ingest_prepared`].
-#[derive(Debug)]
-pub struct PreparedPdu {
-    parsed: Option<ParsedPdu>,
-    verdict: Result<(), String>,
-}
-
-impl PreparedPdu {
-    /// The signature verdict.
-    pub fn verdict(&self) -> &Result<(), String> {
-        &self.verdict
-    }
-}
-
 /// Whether [`Room::ingest_prepared`] already logged a drop (it re-enters
 /// [`Room::ingest`] for unparseable PDUs, which logs it).
 fn prepared_was_dropped_elsewhere(outcome: &Outcome) -> bool {
     matches!(outcome, Outcome::Dropped { event_id: None, stage: DropStage::Parse, .. })
 }
 
-/// Parses PDUs and checks their signatures in one batch (see
-/// [`verify_batch_signatures`]), for [`Room::ingest_prepared`].
-pub fn prepare_batch(raws: &[&str], rules: &RoomVersionRules, keys: &dyn KeyStore) -> Vec<PreparedPdu> {
-    let (parsed, verdicts) = batch_verify(raws, rules, keys);
-    parsed.into_iter().zip(verdicts).map(|(parsed, verdict)| PreparedPdu { parsed, verdict }).collect()
-}
-
-/// How many signatures are checked together by [`verify_batch_signatures`].
-pub const SIGNATURE_BATCH: usize = 32;
-
-/// Checks the signatures of many PDUs at once, for [`Verification::Precomputed`]:
-/// one ed25519 batch verification (about twice as fast per signature), then,
-/// only if the batch fails, halves of it until the bad signatures are found. The
-/// verdicts equal [`verify_pdu_signatures`]'s: batch verification is
-/// followed by the checks `verify_strict` adds (no weak keys, no small-order
-/// `R`).
-pub fn verify_batch_signatures(
-    raws: &[&str],
-    rules: &RoomVersionRules,
-    keys: &dyn KeyStore,
-) -> Vec<Result<(), String>> {
-    batch_verify(raws, rules, keys).1
-}
-
-#[allow(clippy::type_complexity)]
-fn batch_verify(
-    raws: &[&str],
-    rules: &RoomVersionRules,
-    keys: &dyn KeyStore,
-) -> (Vec<Option<ParsedPdu>>, Vec<Result<(), String>>) {
-    use ed25519_dalek::{Signature, VerifyingKey};
-    struct Job {
-        pdu: usize,
-        key: VerifyingKey,
-        sig: Signature,
-    }
-    let mut verdicts: Vec<Result<(), String>> = vec![Ok(()); raws.len()];
-    let mut parsed: Vec<Option<ParsedPdu>> = Vec::with_capacity(raws.len());
-    let mut jobs: Vec<Job> = Vec::new();
-    for (i, raw) in raws.iter().enumerate() {
-        let pdu = match parse_pdu(raw, rules) {
-            Ok(p) => p,
-            Err(_) => {
-                parsed.push(None);
-                continue;
-            }
-        };
-        match Signers::of(&pdu, rules).map_err(str::to_owned).and_then(|s| s.jobs(&pdu, rules, keys)) {
-            Ok(found) => jobs.extend(found.into_iter().map(|(key, sig)| Job { pdu: i, key, sig })),
-            Err(reason) => verdicts[i] = Err(reason),
-        }
-        parsed.push(Some(pdu));
-    }
-    let messages: Vec<&[u8]> = jobs
-        .iter()
-        .map(|j| parsed[j.pdu].as_ref().expect("jobs come from parsed PDUs").signing_bytes.as_bytes())
-        .collect();
-    // Batch-verify; a failing range is halved until the bad signatures are
-    // found one by one (an explicit stack, at most 2·log2(n) ranges deep).
-    let mut bad_pdus: Vec<usize> = Vec::new();
-    let mut ranges: Vec<(usize, usize)> = if jobs.is_empty() { Vec::new() } else { vec![(0, jobs.len())] };
-    while let Some((a, b)) = ranges.pop() {
-        let ok = if b - a == 1 {
-            jobs[a].key.verify_strict(messages[a], &jobs[a].sig).is_ok()
-        } else {
-            let sigs: Vec<Signature> = jobs[a..b].iter().map(|j| j.sig).collect();
-            let vkeys: Vec<VerifyingKey> = jobs[a..b].iter().map(|j| j.key).collect();
-            ed25519_dalek::verify_batch(&messages[a..b], &sigs, &vkeys).is_ok()
-                && jobs[a..b].iter().all(|j| !j.key.is_weak() && r_has_large_order(&j.sig))
-        };
-        if !ok {
-            if b - a == 1 {
-                bad_pdus.push(jobs[a].pdu);
-            } else {
-                let mid = a + (b - a) / 2;
-                ranges.push((a, mid));
-                ranges.push((mid, b));
-            }
-        }
-    }
-    for i in bad_pdus {
-        if verdicts[i].is_ok() {
-            if let Some(pdu) = &parsed[i] {
-                // The precise reason, as a one-by-one check gives it.
-                verdicts[i] = Signers::of(pdu, rules).map_err(str::to_owned).and_then(|s| s.verify(pdu, rules, keys));
-            }
-        }
-    }
-    (parsed, verdicts)
-}
-
-/// `R` of a signature is a valid point of large order (what `verify_strict` requires).
-fn r_has_large_order(sig: &ed25519_dalek::Signature) -> bool {
-    let r = curve25519_dalek::edwards::CompressedEdwardsY(*sig.r_bytes());
-    r.decompress().is_some_and(|p| !p.is_small_order())
-}
-
-/// Checks a PDU's signatures on its own (no room needed), for verifying
-/// ahead of [`Room::ingest`] with [`Verification::Precomputed`]. A PDU that
-/// does not parse passes here: ingesting it drops it at the format check.
-pub fn verify_pdu_signatures(raw: &str, rules: &RoomVersionRules, keys: &dyn KeyStore) -> Result<(), String> {
-    let Ok(pdu) = parse_pdu(raw, rules) else { return Ok(()) };
-    match Signers::of(&pdu, rules) {
-        Ok(signers) => signers.verify(&pdu, rules, keys),
-        Err(_) => Ok(()),
-    }
+/// How an event is stored (from its [`Placement`] and what is placed).
+#[derive(Debug, PartialEq, Eq)]
+enum Mode {
+    /// In the DAG, its state from its prev events.
+    Placed,
+    /// In the DAG, its state from a remote answer (some prev events are not placed).
+    WithState(StateMap),
+    /// A history event whose prev events are not placed: an outlier until a rebuild.
+    Pending,
+    /// Known only as state or auth chain.
+    Outlier,
 }
 
 /// The lengths of the room's append-only parts at a point in time, to undo a
@@ -484,6 +283,9 @@ pub struct Checkpoint {
     room_id: Option<String>,
     extremities: BTreeSet<EventIdx>,
     referenced_log: usize,
+    pending_log: usize,
+    deferred_log: usize,
+    new_records: usize,
 }
 
 /// A room's event DAG, states and indexes.
@@ -510,7 +312,30 @@ pub struct Room {
     dropped_bytes: usize,
     dropped_total: u64,
     redactions: Redactions,
+    /// Timeline events whose prev events are not all placed yet (history
+    /// being backfilled): stored as outliers until a rebuild places them.
+    pending: BTreeSet<EventIdx>,
+    /// Events made pending since the open checkpoint (to undo them).
+    pending_log: Vec<EventIdx>,
+    /// Prev events of pending events and of events placed with a remote
+    /// state that are not placed: the backward extremities are among them.
+    unplaced_prevs: HashMap<EventIdx, Box<[Box<str>]>>,
+    /// History events logged before their auth events: event ID → their
+    /// prev and auth event IDs (see [`Outcome::Deferred`]).
+    deferred: HashMap<Box<str>, Deferred>,
+    /// Events deferred since the open checkpoint (to undo them).
+    deferred_log: Vec<Box<str>>,
+    /// Records of what was stored since the last [`Room::take_records`].
+    new_records: Vec<EventRecord>,
     caches: RefCell<Caches>,
+}
+
+/// A deferred history event's links.
+#[derive(Debug)]
+struct Deferred {
+    prev_events: Box<[Box<str>]>,
+    auth_events: Box<[Box<str>]>,
+    depth: i64,
 }
 
 /// Which redaction applies to which event (read-time redaction, v3+
@@ -585,6 +410,12 @@ impl Room {
             dropped_bytes: 0,
             dropped_total: 0,
             redactions: Redactions::default(),
+            pending: BTreeSet::new(),
+            pending_log: Vec::new(),
+            unplaced_prevs: HashMap::new(),
+            deferred: HashMap::new(),
+            deferred_log: Vec::new(),
+            new_records: Vec::new(),
             caches: RefCell::new(Caches::default()),
         })
     }
@@ -789,10 +620,16 @@ impl Room {
         }
     }
 
-    /// Receives one PDU (see the module docs for the checks).
+    /// Receives one live PDU (see the module docs for the checks): every
+    /// prev and auth event must be stored and placed.
     pub fn ingest(&mut self, raw: &str, verification: Verification<'_>) -> Outcome {
+        self.ingest_as(raw, Placement::Timeline, verification)
+    }
+
+    /// Receives one PDU placed as `placement` says (see [`crate::placement`]).
+    pub fn ingest_as(&mut self, raw: &str, placement: Placement<'_>, verification: Verification<'_>) -> Outcome {
         let outcome = match parse_pdu(raw, self.rules) {
-            Ok(pdu) => self.ingest_parsed(raw, pdu, verification),
+            Ok(pdu) => self.ingest_parsed(raw, pdu, placement, verification),
             Err(e) => Outcome::drop(None, DropStage::Parse, e.to_string()),
         };
         self.log_drop(&outcome);
@@ -804,7 +641,7 @@ impl Room {
     /// without parsing it again.
     pub fn ingest_prepared(&mut self, raw: &str, prepared: PreparedPdu) -> Outcome {
         let outcome = match prepared.parsed {
-            Some(pdu) => self.ingest_parsed(raw, pdu, Verification::Precomputed(prepared.verdict)),
+            Some(pdu) => self.ingest_parsed(raw, pdu, Placement::Timeline, Verification::Precomputed(prepared.verdict)),
             None => self.ingest(raw, Verification::Precomputed(prepared.verdict)),
         };
         if prepared_was_dropped_elsewhere(&outcome) {
@@ -829,11 +666,21 @@ impl Room {
     }
 
     /// The receipt checks after the format check (1).
-    fn ingest_parsed(&mut self, raw: &str, pdu: ParsedPdu, verification: Verification<'_>) -> Outcome {
+    fn ingest_parsed(
+        &mut self,
+        raw: &str,
+        pdu: ParsedPdu,
+        placement: Placement<'_>,
+        verification: Verification<'_>,
+    ) -> Outcome {
         let rules = self.rules;
         let id = pdu.event_id.clone();
         // 2. Duplicates, counts, room.
-        if self.lookup(id.as_str()).is_some() {
+        if let Some(existing) = self.lookup(id.as_str()) {
+            self.outlier_seen_in_timeline(existing, &pdu, placement);
+            return Outcome::Duplicate { event_id: id };
+        }
+        if self.deferred.contains_key(id.as_str()) {
             return Outcome::Duplicate { event_id: id };
         }
         if pdu.prev_events.len() > MAX_PREV_EVENTS || pdu.auth_events.len() > MAX_AUTH_EVENTS {
@@ -892,28 +739,56 @@ impl Room {
                 json.insert("unsigned".into(), u);
             }
         }
-        // 5. Every prev and auth event must be stored.
-        let mut missing: Vec<&str> = Vec::new();
-        let mut prev_events = Vec::with_capacity(pdu.prev_events.len());
+        // 5. Every auth event must be stored; prev events as the placement says.
         let mut auth_events = Vec::with_capacity(pdu.auth_events.len());
-        for (ids, out) in [(&pdu.prev_events, &mut prev_events), (&pdu.auth_events, &mut auth_events)] {
-            for e in ids.iter() {
-                match self.lookup(e) {
-                    Some(idx) => out.push(idx),
-                    None => missing.push(e.as_str()),
-                }
+        let mut missing: Vec<&str> = Vec::new();
+        for e in pdu.auth_events.iter() {
+            match self.lookup(e) {
+                Some(idx) => auth_events.push(idx),
+                None => missing.push(e.as_str()),
             }
         }
+        let mut prev_events = Vec::with_capacity(pdu.prev_events.len());
+        let mut unplaced: Vec<&str> = Vec::new();
+        for e in pdu.prev_events.iter() {
+            match self.lookup(e) {
+                Some(idx) if !self.event(idx).outlier => prev_events.push(idx),
+                _ => unplaced.push(e.as_str()),
+            }
+        }
+        if placement == Placement::History && !missing.is_empty() {
+            return self.defer(raw, &id, &pdu.prev_events, &pdu.auth_events, pdu.depth);
+        }
+        let mode = match placement {
+            Placement::Outlier => Mode::Outlier,
+            Placement::Timeline => {
+                missing.extend(&unplaced);
+                Mode::Placed
+            }
+            _ if unplaced.is_empty() => Mode::Placed,
+            Placement::History => Mode::Pending,
+            Placement::WithState(state) => match self.remote_state(state) {
+                Ok(map) => Mode::WithState(map),
+                Err((stage, reason)) => return Outcome::drop(Some(&id), stage, reason),
+            },
+        };
         if !missing.is_empty() {
             missing.sort_unstable();
             missing.dedup();
             return Outcome::drop(Some(&id), DropStage::Missing, format!("unknown prev/auth events {missing:?}"));
         }
-        // 6. The state before the event.
-        // Every event of type m.room.create starts from the empty state
-        // (as the create rules look at no state).
-        let state_before =
-            if pdu.event_type == "m.room.create" { StateSetId::EMPTY } else { self.resolve_after(&prev_events) };
+        // 6. The state before the event: none for outliers; the remote
+        // state where prev events are missing. Every event of type
+        // m.room.create starts from the empty state (the create rules look
+        // at no state).
+        let state_before = match &mode {
+            Mode::Outlier | Mode::Pending => StateSetId::EMPTY,
+            Mode::WithState(map) => self.states.intern(map.clone()),
+            Mode::Placed if pdu.event_type == "m.room.create" => StateSetId::EMPTY,
+            Mode::Placed => self.resolve_after(&prev_events),
+        };
+        let first_prev = pdu.prev_events.first().and_then(|p| self.lookup(p));
+        let outlier = matches!(mode, Mode::Outlier | Mode::Pending);
         // Build the compact view.
         let sender = intern(&mut self.strings, &pdu.sender);
         let event_type = intern(&mut self.strings, &pdu.event_type);
@@ -938,6 +813,9 @@ impl Room {
             id: id.as_str(),
             raw,
             prev_events: &prev_events,
+            pdu_prev_count: pdu.prev_events.len(),
+            first_prev,
+            outlier,
             auth_events: &auth_events,
             sender,
             event_type,
@@ -957,7 +835,7 @@ impl Room {
             Err(LimitError::Reject(r)) => Err(r),
             Ok(()) => self.check_signed_by(&json, &signers, require_signed).and_then(|()| {
                 let envelope = CreateEnvelope { room_id: pdu.has_room_id.then_some(pdu.room_id.as_str()) };
-                self.check_auth(&event, &envelope)
+                self.check_auth(&event, &envelope, !outlier)
             }),
         };
         match verdict {
@@ -977,8 +855,104 @@ impl Room {
         if is_create && event.is_accepted() {
             self.room_id = Some(pdu.room_id);
         }
+        let state = match &mode {
+            Mode::WithState(map) => Some(map.iter().map(|(_, e)| self.id(e).to_owned()).collect()),
+            _ => None,
+        };
+        let record = EventRecord::with_kind(self.events.id(&event), raw, Some(event.status), placement.kind(), state);
+        if matches!(mode, Mode::Pending | Mode::WithState(_)) {
+            self.unplaced_prevs.insert(idx, unplaced.iter().map(|p| Box::from(*p)).collect());
+        }
         self.commit(event);
+        if mode == Mode::Pending {
+            self.make_pending(idx);
+        }
+        self.new_records.push(record);
         outcome
+    }
+
+    /// A timeline PDU for an event stored as an outlier: the event is kept
+    /// pending (with a timeline record) until a rebuild places it.
+    fn outlier_seen_in_timeline(&mut self, existing: EventIdx, pdu: &ParsedPdu, placement: Placement<'_>) {
+        let already_pending = self.pending.contains(&existing);
+        let new_state = matches!(placement, Placement::WithState(_));
+        if placement == Placement::Outlier || !self.event(existing).outlier || (already_pending && !new_state) {
+            return;
+        }
+        let state = match placement {
+            Placement::WithState(s) => Some(s.to_vec()),
+            _ => None,
+        };
+        let e = self.event(existing);
+        let record =
+            EventRecord::with_kind(self.id(existing), self.raw(existing), Some(e.status), RecordKind::Timeline, state);
+        let unplaced: Box<[Box<str>]> = pdu
+            .prev_events
+            .iter()
+            .filter(|p| self.lookup(p).is_none_or(|i| self.event(i).outlier))
+            .map(|p| Box::from(p.as_str()))
+            .collect();
+        if !already_pending {
+            self.unplaced_prevs.insert(existing, unplaced);
+            self.make_pending(existing);
+        }
+        self.new_records.push(record);
+    }
+
+    /// Logs a history event whose auth events are not all stored yet.
+    fn defer(
+        &mut self,
+        raw: &str,
+        id: &EventId,
+        prev_events: &[String],
+        auth_events: &[String],
+        depth: i64,
+    ) -> Outcome {
+        let ids = |l: &[String]| l.iter().map(|e| Box::from(e.as_str())).collect::<Box<[Box<str>]>>();
+        let key: Box<str> = Box::from(id.as_str());
+        self.deferred
+            .insert(key.clone(), Deferred { prev_events: ids(prev_events), auth_events: ids(auth_events), depth });
+        if self.checkpoint_open {
+            self.deferred_log.push(key);
+        }
+        self.new_records.push(EventRecord::deferred(id.as_str(), raw));
+        Outcome::Deferred { event_id: id.clone() }
+    }
+
+    fn make_pending(&mut self, idx: EventIdx) {
+        self.pending.insert(idx);
+        if self.checkpoint_open {
+            self.pending_log.push(idx);
+        }
+    }
+
+    /// The state map of a remote answer: stored state events by ID
+    /// (rejected ones cannot be state and are left out).
+    fn remote_state(&self, ids: &[String]) -> Result<StateMap, (DropStage, String)> {
+        let mut entries = Vec::with_capacity(ids.len());
+        let mut missing: Vec<&str> = Vec::new();
+        for id in ids {
+            let Some(e) = self.lookup(id) else {
+                missing.push(id);
+                continue;
+            };
+            let ev = self.event(e);
+            match ev.key {
+                Some(k) if ev.is_accepted() => entries.push((k, e)),
+                Some(_) => {}
+                None => return Err((DropStage::Parse, format!("state event {id} is not a state event"))),
+            }
+        }
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            return Err((DropStage::Missing, format!("unknown state events {missing:?}")));
+        }
+        let n = entries.len();
+        let map = StateMap::from_entries(entries);
+        if map.len() != n {
+            return Err((DropStage::Parse, "the state lists one (type, state_key) twice".into()));
+        }
+        Ok(map)
     }
 
     /// The signatures an event must carry (checked again after the hash check,
@@ -1006,12 +980,18 @@ impl Room {
 
     /// The auth rules against the event's auth events, then against the
     /// state before it when that state would pick different auth events.
-    fn check_auth(&self, event: &StoredEvent, envelope: &CreateEnvelope<'_>) -> Result<Allowed, AuthRejection> {
+    /// Outliers are checked against their auth events only.
+    fn check_auth(
+        &self,
+        event: &StoredEvent,
+        envelope: &CreateEnvelope<'_>,
+        against_state: bool,
+    ) -> Result<Allowed, AuthRejection> {
         let claimed: Vec<&StoredEvent> = self.events.auth_events(event).iter().map(|a| self.event(*a)).collect();
         check_state_independent_auth_rules(event, envelope, &claimed, &self.events, self.rules)?;
         let mut allowed =
             check_state_dependent_auth_rules(event, &AuthState::from_events(claimed.iter().copied()), self.rules)?;
-        if event.is_create_type() {
+        if event.is_create_type() || !against_state {
             return Ok(allowed);
         }
         let before = self.states.get(event.state_before);
@@ -1034,8 +1014,10 @@ impl Room {
         let idx = event.idx;
         if event.is_accepted() {
             if let Some(k) = event.key {
-                let after = self.states.get(event.state_before).with_changes(&[(k, Some(idx))]);
-                event.state_after = self.states.intern(after);
+                if !event.outlier {
+                    let after = self.states.get(event.state_before).with_changes(&[(k, Some(idx))]);
+                    event.state_after = self.states.intern(after);
+                }
                 let parents: Vec<AuthNode> = self
                     .events
                     .auth_events(&event)
@@ -1045,6 +1027,8 @@ impl Room {
                 let node = self.auth_index.add(idx, &parents);
                 event.set_auth_node(node.0);
             }
+        }
+        if event.is_accepted() && !event.outlier {
             for p in self.events.prev_events(&event) {
                 if !self.referenced[p.ix()] {
                     self.referenced[p.ix()] = true;
@@ -1118,6 +1102,9 @@ impl Room {
             room_id: self.room_id.clone(),
             extremities: self.extremities.clone(),
             referenced_log: self.referenced_log.len(),
+            pending_log: self.pending_log.len(),
+            deferred_log: self.deferred_log.len(),
+            new_records: self.new_records.len(),
         }
     }
 
@@ -1125,6 +1112,8 @@ impl Room {
     pub fn release(&mut self, _cp: Checkpoint) {
         self.checkpoint_open = false;
         self.referenced_log.clear();
+        self.pending_log.clear();
+        self.deferred_log.clear();
         self.trim_dropped_log();
     }
 
@@ -1144,6 +1133,18 @@ impl Room {
                 self.referenced[p.ix()] = false;
             }
         }
+        for p in self.pending_log.drain(cp.pending_log..) {
+            self.pending.remove(&p);
+            if p.ix() < kept {
+                self.unplaced_prevs.remove(&p);
+            }
+        }
+        self.pending.retain(|e| e.ix() < kept);
+        self.unplaced_prevs.retain(|e, _| e.ix() < kept);
+        for d in self.deferred_log.drain(cp.deferred_log..) {
+            self.deferred.remove(&d);
+        }
+        self.new_records.truncate(cp.new_records);
         self.states.truncate(cp.states);
         self.auth_index.truncate(cp.auth_nodes);
         let limit = cp.states;
@@ -1166,10 +1167,93 @@ impl Room {
         *self.caches.borrow_mut() = Caches::default();
     }
 
-    /// The stored record of an event (what a persistent store writes).
-    pub fn record(&self, idx: EventIdx) -> EventRecord {
-        let e = self.event(idx);
-        EventRecord::new(self.events.id(e), self.events.raw(e), e.status)
+    /// The records of what was stored since the last call (what a
+    /// persistent store appends, in order), and forgets them.
+    pub fn take_records(&mut self) -> Vec<EventRecord> {
+        std::mem::take(&mut self.new_records)
+    }
+
+    /// Whether an event is an outlier (known only as state or auth chain,
+    /// or a history event waiting for its prev events).
+    pub fn is_outlier(&self, idx: EventIdx) -> bool {
+        self.event(idx).outlier
+    }
+
+    /// History events stored as outliers until a rebuild places them.
+    pub fn pending(&self) -> impl Iterator<Item = EventIdx> + '_ {
+        self.pending.iter().copied()
+    }
+
+    /// The least depth of the room's timeline events (`min_depth` of
+    /// `/get_missing_events`), 0 when there are none.
+    pub fn min_depth(&self) -> i64 {
+        self.events.iter().filter(|e| !e.outlier).map(|e| e.depth).min().unwrap_or(0)
+    }
+
+    /// The state after each of `states` (lists of stored state event IDs,
+    /// e.g. remote `/state_ids` answers), resolved with the room version's
+    /// state resolution: the state before an event whose prev events are
+    /// these, as event IDs. Rejected events are left out of each state.
+    pub fn resolve_remote_states(&mut self, states: &[Vec<String>]) -> Result<Vec<String>, String> {
+        let mut ids: Vec<StateSetId> = Vec::with_capacity(states.len());
+        for s in states {
+            let map = self.remote_state(s).map_err(|(_, reason)| reason)?;
+            ids.push(self.states.intern(map));
+        }
+        ids.sort();
+        ids.dedup();
+        let resolved = match ids.as_slice() {
+            [] => StateMap::default(),
+            [one] => self.state(*one).clone(),
+            many => self.resolve_ids(many).state,
+        };
+        Ok(resolved.iter().map(|(_, e)| self.id(e).to_owned()).collect())
+    }
+
+    /// History events logged before their auth events (see [`Outcome::Deferred`]).
+    pub fn deferred_count(&self) -> usize {
+        self.deferred.len()
+    }
+
+    /// Auth events of deferred events that are neither stored nor deferred
+    /// themselves: what to fetch when history stops bringing them.
+    pub fn missing_auth_events(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .deferred
+            .values()
+            .flat_map(|d| d.auth_events.iter())
+            .filter(|a| self.lookup(a).is_none() && !self.deferred.contains_key(&***a))
+            .map(|a| a.to_string())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The backward extremities: prev events of timeline events (placed or
+    /// pending) that are not in the timeline, by event ID — what
+    /// `/backfill` is asked for. Sorted by the greatest depth of an event
+    /// that lists them (newest gaps first), then by ID.
+    pub fn backward_extremities(&self) -> Vec<(String, i64)> {
+        let mut found: HashMap<&str, i64> = HashMap::new();
+        let in_timeline = |p: &str| {
+            self.deferred.contains_key(p)
+                || self.lookup(p).is_some_and(|i| !self.event(i).outlier || self.pending.contains(&i))
+        };
+        let lists = self
+            .unplaced_prevs
+            .iter()
+            .map(|(e, prevs)| (self.event(*e).depth, prevs))
+            .chain(self.deferred.values().map(|d| (d.depth, &d.prev_events)));
+        for (depth, prevs) in lists {
+            for p in prevs.iter().filter(|p| !in_timeline(p)) {
+                let d = found.entry(p).or_insert(depth);
+                *d = (*d).max(depth);
+            }
+        }
+        let mut out: Vec<(String, i64)> = found.into_iter().map(|(id, d)| (id.to_owned(), d)).collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
     }
 
     /// The SHA-256 state digest of contract.md: the sorted lines
@@ -1280,42 +1364,6 @@ pub fn digest_of<'a>(entries: impl Iterator<Item = (&'a str, &'a str, &'a str)>)
         h.update(l);
     }
     h.finalize().into()
-}
-
-/// Checks that every server in `servers` signed the event with at least one
-/// known key and that every known key's signature verifies.
-fn check_signatures(
-    json: &Map<String, Value>,
-    servers: &[&str],
-    signing_bytes: &[u8],
-    origin_server_ts: i64,
-    rules: &RoomVersionRules,
-    keys: &dyn KeyStore,
-) -> Result<(), String> {
-    for server in servers {
-        let Some(sigs) = json.get("signatures").and_then(|s| s.get(*server)).and_then(Value::as_object) else {
-            return Err(format!("not signed by {server}"));
-        };
-        let mut verified = false;
-        for (key_id, sig) in sigs {
-            let Some(key) = keys.verify_key(server, key_id) else {
-                continue;
-            };
-            if rules.enforce_key_validity && key.valid_until_ts.is_some_and(|v| v < origin_server_ts) {
-                continue;
-            }
-            let sig = sig.as_str().unwrap_or_default();
-            if !keys.verify_signature(&key.key, signing_bytes, sig) {
-                return Err(format!("invalid signature for {server} with {key_id}"));
-            }
-            verified = true;
-        }
-        if !verified {
-            let ids: Vec<&String> = sigs.keys().collect();
-            return Err(format!("no known key for {server} among {ids:?}"));
-        }
-    }
-    Ok(())
 }
 
 impl From<PduFormatError> for Outcome {

@@ -1,4 +1,5 @@
-//! Persistence: a room is an append-only log of [`EventRecord`]s.
+//! Persistence: a room is an append-only log of [`LogRecord`]s (event
+//! records and rebuild markers, see [`crate::placement`]).
 //!
 //! The engine keeps its indexes (states, auth chains, extremities) in memory
 //! and derives them from the records; a store only has to keep the records,
@@ -12,8 +13,8 @@
 //! records are appended, and if the append fails the room is rolled back to
 //! where it was, so memory and storage never disagree.
 
-use crate::event::EventStatus;
-use crate::room::{EventRecord, Outcome, Room, Verification};
+use crate::placement::{restore, LogRecord, Placement, RestoreError};
+use crate::room::{Outcome, Room, Verification};
 use crate::room_version::UnsupportedRoomVersion;
 use crate::signing::KeyStore;
 
@@ -38,18 +39,27 @@ pub enum StoreError {
     RoomVersion(#[from] UnsupportedRoomVersion),
 }
 
+impl From<RestoreError> for StoreError {
+    fn from(e: RestoreError) -> Self {
+        match e {
+            RestoreError::Inconsistent { event_id, want, got } => StoreError::Inconsistent { event_id, want, got },
+            RestoreError::RoomVersion(v) => StoreError::RoomVersion(v),
+        }
+    }
+}
+
 /// An append-only record log.
 pub trait EventStore {
     /// Appends `records` atomically: either all are stored or none.
-    fn append(&mut self, records: &[EventRecord]) -> Result<(), StoreError>;
+    fn append(&mut self, records: &[LogRecord]) -> Result<(), StoreError>;
     /// Every record, in the order appended.
-    fn load(&self) -> Result<Vec<EventRecord>, StoreError>;
+    fn load(&self) -> Result<Vec<LogRecord>, StoreError>;
 }
 
 /// The default store: records in memory (sharing their bytes with the room).
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    records: Vec<EventRecord>,
+    records: Vec<LogRecord>,
     /// Fail the next append (for tests of the rollback path).
     pub fail_next_append: bool,
 }
@@ -72,7 +82,7 @@ impl MemoryStore {
 }
 
 impl EventStore for MemoryStore {
-    fn append(&mut self, records: &[EventRecord]) -> Result<(), StoreError> {
+    fn append(&mut self, records: &[LogRecord]) -> Result<(), StoreError> {
         if std::mem::take(&mut self.fail_next_append) {
             return Err(StoreError::Io("injected failure".into()));
         }
@@ -80,7 +90,7 @@ impl EventStore for MemoryStore {
         Ok(())
     }
 
-    fn load(&self) -> Result<Vec<EventRecord>, StoreError> {
+    fn load(&self) -> Result<Vec<LogRecord>, StoreError> {
         Ok(self.records.clone())
     }
 }
@@ -98,24 +108,11 @@ impl<S: EventStore> RoomEngine<S> {
         Ok(Self { room: Room::new(room_version)?, store })
     }
 
-    /// Reopens a room from its store: replays every record without checking
-    /// signatures again, and checks each replays to its stored verdict.
+    /// Reopens a room from its store (see [`restore`]): no signature is
+    /// checked again, and records replayed in order must give their stored
+    /// verdicts.
     pub fn open(room_version: &str, store: S) -> Result<Self, StoreError> {
-        let mut room = Room::new(room_version)?;
-        for rec in store.load()? {
-            let outcome = room.ingest(rec.raw(), Verification::AlreadyVerified);
-            let want = match rec.status {
-                EventStatus::Accepted => "accepted",
-                EventStatus::Rejected => "rejected",
-            };
-            if outcome.status() != want {
-                return Err(StoreError::Inconsistent {
-                    event_id: rec.event_id().to_string(),
-                    want: want.into(),
-                    got: outcome.status().into(),
-                });
-            }
-        }
+        let room = restore(room_version, &store.load()?)?;
         Ok(Self { room, store })
     }
 
@@ -139,19 +136,29 @@ impl<S: EventStore> RoomEngine<S> {
         &mut self.store
     }
 
-    /// Ingests PDUs in order and persists the newly stored ones as one batch.
-    /// If the write fails, the room is rolled back and nothing is stored.
+    /// Ingests live PDUs in order and persists the newly stored ones as one
+    /// batch. If the write fails, the room is rolled back and nothing is stored.
     pub fn ingest_batch<'a>(
         &mut self,
         pdus: impl IntoIterator<Item = &'a str>,
         keys: &dyn KeyStore,
     ) -> Result<Vec<Outcome>, StoreError> {
+        self.ingest_placed(pdus.into_iter().map(|p| (p, Placement::Timeline)), keys)
+    }
+
+    /// Ingests PDUs, each placed as given, and persists them as one batch
+    /// (rolled back if the write fails).
+    pub fn ingest_placed<'a, 'p>(
+        &mut self,
+        pdus: impl IntoIterator<Item = (&'a str, Placement<'p>)>,
+        keys: &dyn KeyStore,
+    ) -> Result<Vec<Outcome>, StoreError> {
         let cp = self.room.checkpoint();
-        let first_new = self.room.events().len();
-        let outcomes: Vec<Outcome> =
-            pdus.into_iter().map(|raw| self.room.ingest(raw, Verification::Keys(keys))).collect();
-        let records: Vec<EventRecord> =
-            (first_new..self.room.events().len()).map(|i| self.room.record(crate::ids::EventIdx(i as u32))).collect();
+        let outcomes: Vec<Outcome> = pdus
+            .into_iter()
+            .map(|(raw, placement)| self.room.ingest_as(raw, placement, Verification::Keys(keys)))
+            .collect();
+        let records: Vec<LogRecord> = self.room.take_records().into_iter().map(LogRecord::Event).collect();
         if !records.is_empty() {
             if let Err(e) = self.store.append(&records) {
                 self.room.rollback(cp);
@@ -160,6 +167,18 @@ impl<S: EventStore> RoomEngine<S> {
         }
         self.room.release(cp);
         Ok(outcomes)
+    }
+
+    /// Places every stored event afresh (see [`crate::placement`]): the room
+    /// is restored from its log with a rebuild marker, and the marker is
+    /// appended. If anything fails, the room is left as it was.
+    pub fn rebuild(&mut self) -> Result<(), StoreError> {
+        let mut log = self.store.load()?;
+        log.push(LogRecord::Rebuild);
+        let room = restore(self.room.rules().id, &log)?;
+        self.store.append(&[LogRecord::Rebuild])?;
+        self.room = room;
+        Ok(())
     }
 
     /// Splits the engine into its parts.

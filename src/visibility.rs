@@ -73,6 +73,29 @@ pub fn servers_in_room(room: &Room, state: &StateMap) -> Vec<String> {
     out
 }
 
+/// The servers with a joined member in `state`, in the order the reference
+/// server asks them for history: by when they joined (the least depth of
+/// their joined members' membership events), then by name
+/// (`get_current_hosts_in_room_ordered`). `except` is left out (ourselves).
+pub fn servers_in_room_ordered(room: &Room, state: &StateMap, except: &str) -> Vec<String> {
+    let mut first: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for (k, e) in state.iter() {
+        let (t, user) = room.key_name(k);
+        if t != "m.room.member" || room.event(e).membership() != Some(&Membership::Join) {
+            continue;
+        }
+        let Some(server) = domain_of(user) else { continue };
+        if server == except {
+            continue;
+        }
+        let d = first.entry(server).or_insert(i64::MAX);
+        *d = (*d).min(room.event(e).depth);
+    }
+    let mut out: Vec<(i64, &str)> = first.into_iter().map(|(s, d)| (d, s)).collect();
+    out.sort();
+    out.into_iter().map(|(_, s)| s.to_owned()).collect()
+}
+
 /// Whether `server` may see an event, judged on the state after it: shared
 /// and world-readable history is visible to anyone; `invited` needs a member
 /// of the server invited or joined; `joined` needs one joined.

@@ -1,5 +1,5 @@
-//! Replays every Synapse-judged fixture in `../shared/fixtures` (or
-//! `$ROOMDAG_FIXTURES`) and requires a 100 % match on every area that
+//! Replays every Synapse-judged fixture (`../shared/fixtures`, else the
+//! project's copy in `tests/shared/fixtures`; or `$ROOMDAG_FIXTURES`) and requires a 100 % match on every area that
 //! `oracle/compare.py` scores: per-event status, state before and after,
 //! forward extremities, current state, and every query's answer.
 
@@ -8,17 +8,14 @@ use std::path::{Path, PathBuf};
 
 #[path = "support/answers.rs"]
 mod answers;
+#[path = "support/shared.rs"]
+mod shared;
 
 use answers::{load, norm};
 use roomdag::conformance;
 use roomdag::fixture;
 use serde_json::Value;
-
-fn fixtures_dir() -> PathBuf {
-    std::env::var_os("ROOMDAG_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
-}
+use shared::fixtures_dir;
 
 /// Every room fixture that has expected answers: (name, room, queries, expected).
 fn fixtures() -> Vec<(String, PathBuf, PathBuf, PathBuf)> {

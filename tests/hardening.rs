@@ -33,6 +33,9 @@ mod regressions;
 #[path = "support/answers.rs"]
 mod answers;
 
+#[path = "support/shared.rs"]
+mod shared;
+
 #[path = "hardening/oracle_diff.rs"]
 mod oracle_diff;
 

@@ -49,6 +49,9 @@ mod generate;
 #[path = "ruma_diff/ruma.rs"]
 mod ruma;
 
+#[path = "support/shared.rs"]
+mod shared;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -195,7 +198,7 @@ fn oracle_python() -> Option<PathBuf> {
     std::env::var_os("ROOMDAG_ORACLE_PYTHON")
         .map(PathBuf::from)
         .into_iter()
-        .chain([root.join("../shared/oracle/.venv/bin/python"), root.join(".roomdag/oracle-venv/bin/python")])
+        .chain([shared::shared_dir("oracle").join(".venv/bin/python"), root.join(".roomdag/oracle-venv/bin/python")])
         .find(|p| p.exists())
 }
 
@@ -209,13 +212,17 @@ fn synapse_agrees(version: &str, room: &Room, pdus: &[String], d: &Disagreement)
         Subject::Current(k) => (*k, Vec::new()),
         Subject::Arbitrary(es) => (es.iter().max().map_or(0, |m| m + 1), es.clone()),
     };
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("ruma_diff-judge-{}-{:?}.jsonl", std::process::id(), std::thread::current().id()));
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "ruma_diff-judge-{}-{:?}.jsonl",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     if std::fs::write(&path, pdus[..upto].join("\n") + "\n").is_err() {
         return false;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ruma_diff/synapse_judge.py");
     let out = std::process::Command::new(python)
+        .env("ROOMDAG_ORACLE_DIR", shared::shared_dir("oracle"))
         .arg(script)
         .arg(version)
         .arg(&path)
@@ -229,7 +236,8 @@ fn synapse_agrees(version: &str, room: &Room, pdus: &[String], d: &Disagreement)
     };
     match &d.subject {
         Subject::Status(i) => {
-            let ours = if room.event(EventIdx(*i as u32)).status == EventStatus::Rejected { "rejected" } else { "accepted" };
+            let ours =
+                if room.event(EventIdx(*i as u32)).status == EventStatus::Rejected { "rejected" } else { "accepted" };
             verdict["statuses"][*i].as_str() == Some(ours)
         }
         _ => {
@@ -480,10 +488,9 @@ fn subject_text(s: &Subject) -> String {
     match s {
         Subject::Merge(i) => format!("the state before e{i} (resolving its prev events' states after)"),
         Subject::Current(k) => format!("the current state after the first {k} events"),
-        Subject::Arbitrary(es) => format!(
-            "resolving the states after {}",
-            es.iter().map(|e| format!("e{e}")).collect::<Vec<_>>().join(", ")
-        ),
+        Subject::Arbitrary(es) => {
+            format!("resolving the states after {}", es.iter().map(|e| format!("e{e}")).collect::<Vec<_>>().join(", "))
+        }
         Subject::Status(i) => format!("the status of e{i}"),
     }
 }
@@ -535,11 +542,8 @@ fn report(
     let _ = writeln!(out, "  on {}:", subject_text(&d.subject));
     out.push_str(&d.detail);
     for (name, m) in &d.inputs {
-        let mut entries: Vec<String> = ruma
-            .named(m)
-            .into_iter()
-            .map(|((t, s), e)| format!("({t}, {s:?})={}", label(ruma, &e)))
-            .collect();
+        let mut entries: Vec<String> =
+            ruma.named(m).into_iter().map(|((t, s), e)| format!("({t}, {s:?})={}", label(ruma, &e))).collect();
         entries.sort();
         let _ = writeln!(out, "  input {name}: {}", entries.join(" "));
     }

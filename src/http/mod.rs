@@ -571,6 +571,7 @@ pub fn check_create_event(
         crate::room::Outcome::Accepted { .. } => Err("content hash mismatch".into()),
         crate::room::Outcome::Rejected { reason, .. } | crate::room::Outcome::Dropped { reason, .. } => Err(reason),
         crate::room::Outcome::Duplicate { .. } => Err("duplicate".into()),
+        crate::room::Outcome::Deferred { .. } => Err("its auth events are not stored".into()),
     }
 }
 

@@ -7,26 +7,33 @@ use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
 use crate::conformance;
+use crate::event::EventStatus;
 use crate::export;
-use crate::http::keys::{parse_notary_response, parse_server_keys, server_keys_response, KeyRing, RequestKeys};
+use crate::http::keys::{
+    notary_keys_from_b64, parse_notary_response, parse_server_keys, server_keys_response, ExportedKey, KeyRing,
+    RequestKeys,
+};
 use crate::http::xmatrix::{
     authenticate_request, check_request_headers, request_signing_object, RequestAuthError, XMatrix,
 };
 use crate::http::{self, Endpoint, HttpError, Target};
-use crate::ids::EventIdx;
+use crate::placement::{restore, EventRecord, LogRecord, Placement, RecordKind};
 use crate::room::{Checkpoint, Outcome, Room, Verification};
 use crate::signing::ServerSigningKey;
+
+mod client;
+mod federation;
 
 #[wasm_bindgen(start)]
 fn start() {
     console_error_panic_hook::set_once();
 }
 
-fn js_error(e: impl std::fmt::Display) -> JsError {
+pub(crate) fn js_error(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
-fn to_json(v: &Value) -> String {
+pub(crate) fn to_json(v: &Value) -> String {
     serde_json::to_string(v).expect("serde_json::Value always serializes")
 }
 
@@ -42,6 +49,7 @@ fn outcome_json(o: &Outcome) -> Value {
             json!({"eventId": event_id.as_ref().map(|e| e.as_str()), "status": "dropped", "stage": stage, "reason": reason})
         }
         Outcome::Duplicate { event_id } => json!({"eventId": event_id.as_str(), "status": "duplicate"}),
+        Outcome::Deferred { event_id } => json!({"eventId": event_id.as_str(), "status": "deferred"}),
     }
 }
 
@@ -80,15 +88,45 @@ impl WasmKeyRing {
         Ok(n)
     }
 
-    /// Verifies and adds a notary's `/_matrix/key/v2/query` response
-    /// (the notary's own key must already be in the ring).
+    /// Verifies and adds a notary's `/_matrix/key/v2/query` response. Only
+    /// `notaryKeys` (JSON `{keyId: base64}`: the keys configured for this
+    /// notary) verify the notary's signature; only entries for the servers
+    /// `asked` about are used. Returns the number of keys added.
     #[wasm_bindgen(js_name = addNotaryKeys)]
-    pub fn add_notary_keys(&mut self, response_json: &str, notary: &str, now_ms: f64) -> Result<u32, JsError> {
+    pub fn add_notary_keys(
+        &mut self,
+        response_json: &str,
+        notary: &str,
+        notary_keys_json: &str,
+        asked: Vec<String>,
+        now_ms: f64,
+    ) -> Result<u32, JsError> {
         let v: Value = serde_json::from_str(response_json).map_err(js_error)?;
-        let keys = parse_notary_response(&v, notary, &self.ring, now_ms as i64).map_err(js_error)?;
+        let configured: std::collections::HashMap<String, String> =
+            serde_json::from_str(notary_keys_json).map_err(|e| js_error(format!("notary keys of {notary}: {e}")))?;
+        let notary_keys = notary_keys_from_b64(configured.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .ok_or_else(|| js_error(format!("notary keys of {notary}: not ed25519 keys")))?;
+        let asked: Vec<&str> = asked.iter().map(String::as_str).collect();
+        let keys = parse_notary_response(&v, notary, &notary_keys, &asked, now_ms as i64).map_err(js_error)?;
         let n = keys.len() as u32;
         self.ring.add_fetched(keys);
         Ok(n)
+    }
+
+    /// The keys of `servers` (JSON `[{server, keyId, key, validUntilTs, old}]`),
+    /// to hand to another ring with [`importKeys`](Self::import_keys).
+    #[wasm_bindgen(js_name = exportKeys)]
+    pub fn export_keys(&self, servers: Vec<String>) -> String {
+        let servers: Vec<&str> = servers.iter().map(String::as_str).collect();
+        serde_json::to_string(&self.ring.export_keys(&servers)).expect("keys serialize")
+    }
+
+    /// Adds keys [`exportKeys`](Self::export_keys) gave (already verified by
+    /// the ring they came from). Returns how many were added.
+    #[wasm_bindgen(js_name = importKeys)]
+    pub fn import_keys(&mut self, keys_json: &str) -> Result<u32, JsError> {
+        let keys: Vec<ExportedKey> = serde_json::from_str(keys_json).map_err(js_error)?;
+        self.ring.import_keys(&keys).map(|n| n as u32).ok_or_else(|| js_error("importKeys: invalid key"))
     }
 
     /// Whether a key usable for request authentication at `nowMs` is known.
@@ -164,24 +202,138 @@ impl WasmRoom {
         to_json(&Value::Array(out))
     }
 
-    /// Restores records read back from a store (signatures were verified
-    /// when they were first stored). Returns a JSON array of outcomes.
-    pub fn restore(&mut self, pdus: Vec<String>) -> String {
-        let out: Vec<Value> =
-            pdus.iter().map(|p| outcome_json(&self.room.ingest(p, Verification::AlreadyVerified))).collect();
-        to_json(&Value::Array(out))
+    /// Rebuilds a room from its store's log: an array of records
+    /// `{eventId, status, raw, kind?, state?}` and rebuild markers
+    /// `{rebuild: true}`, in order (see the core's `placement` module).
+    /// Signatures were verified when the records were first stored.
+    pub fn restore(room_version: &str, records: JsValue) -> Result<WasmRoom, JsError> {
+        let stored: Vec<StoredRecordJs> = serde_wasm_bindgen::from_value(records).map_err(js_error)?;
+        let log: Vec<LogRecord> = stored.into_iter().map(StoredRecordJs::into_log).collect::<Result<_, _>>()?;
+        Ok(Self { room: restore(room_version, &log).map_err(js_error)?, checkpoint: None })
     }
 
-    /// The records of events stored from position `since` on, as a JSON
-    /// array of `{i, eventId, status, raw}` (what a store appends).
-    pub fn records(&self, since: u32) -> String {
-        let out: Vec<Value> = (since as usize..self.room.events().len())
-            .map(|i| {
-                let idx = EventIdx(i as u32);
-                json!({"i": i, "eventId": self.room.id(idx), "status": self.room.event(idx).status, "raw": self.room.raw(idx)})
+    /// Receives PDUs placed as `placement` says: `timeline` (live: every
+    /// prev event must be placed), `history` (backfilled: kept pending until
+    /// a rebuild when its prev events are not placed) or `outlier` (state or
+    /// auth chain). Returns a JSON array of outcomes.
+    #[wasm_bindgen(js_name = ingestAs)]
+    pub fn ingest_as(&mut self, pdus: Vec<String>, placement: &str, keys: &WasmKeyRing) -> Result<String, JsError> {
+        let placement = match placement {
+            "timeline" => Placement::Timeline,
+            "history" => Placement::History,
+            "outlier" => Placement::Outlier,
+            other => return Err(js_error(format!("placement must be timeline, history or outlier, not {other:?}"))),
+        };
+        let out: Vec<Value> = pdus
+            .iter()
+            .map(|p| outcome_json(&self.room.ingest_as(p, placement, Verification::Keys(&keys.ring))))
+            .collect();
+        Ok(to_json(&Value::Array(out)))
+    }
+
+    /// Receives a timeline PDU whose state before comes from a verified
+    /// remote answer (`stateIds`: stored state events), used where its prev
+    /// events are not placed. Returns the outcome as JSON.
+    #[wasm_bindgen(js_name = ingestWithState)]
+    pub fn ingest_with_state(&mut self, pdu: &str, state_ids: Vec<String>, keys: &WasmKeyRing) -> String {
+        to_json(&outcome_json(&self.room.ingest_as(
+            pdu,
+            Placement::WithState(&state_ids),
+            Verification::Keys(&keys.ring),
+        )))
+    }
+
+    /// The records of what was stored since the last call, numbered from
+    /// `first` (their positions in the store's log), as a JSON array of
+    /// `{i, eventId, status, raw, kind, state?}` (what a store appends).
+    #[wasm_bindgen(js_name = takeRecords)]
+    pub fn take_records(&mut self, first: u32) -> String {
+        let out: Vec<Value> = self
+            .room
+            .take_records()
+            .iter()
+            .enumerate()
+            .map(|(n, r)| {
+                let status = r.status.map_or(json!("deferred"), |s| json!(s));
+                let mut v = json!({"i": first as usize + n, "eventId": r.event_id(), "status": status, "raw": r.raw(), "kind": r.kind});
+                if let Some(state) = &r.state {
+                    v["state"] = json!(state);
+                }
+                v
             })
             .collect();
         to_json(&Value::Array(out))
+    }
+
+    /// The backward extremities (`[[eventId, depth], …]`, newest gaps first):
+    /// what `/backfill` is asked for.
+    #[wasm_bindgen(js_name = backwardExtremities)]
+    pub fn backward_extremities(&self) -> String {
+        to_json(&json!(self.room.backward_extremities()))
+    }
+
+    /// History events waiting for a rebuild to place them.
+    #[wasm_bindgen(getter, js_name = pendingCount)]
+    pub fn pending_count(&self) -> u32 {
+        self.room.pending().count() as u32
+    }
+
+    /// The servers with a joined member, in the order to ask them for
+    /// history (by when they joined), without `except` (ourselves).
+    #[wasm_bindgen(js_name = serversInRoomOrdered)]
+    pub fn servers_in_room_ordered(&self, except: &str) -> Vec<String> {
+        let current = self.room.current_state_map();
+        crate::visibility::servers_in_room_ordered(&self.room, &current, except)
+    }
+
+    /// The forward extremities (event IDs).
+    #[wasm_bindgen(js_name = forwardExtremities)]
+    pub fn forward_extremities(&self) -> Vec<String> {
+        self.room.forward_extremities().map(|e| self.room.id(e).to_owned()).collect()
+    }
+
+    /// The least depth of the timeline (`min_depth` of `/get_missing_events`).
+    #[wasm_bindgen(getter, js_name = minDepth)]
+    pub fn min_depth(&self) -> f64 {
+        self.room.min_depth() as f64
+    }
+
+    /// The prev events of a PDU (JSON text) that are not placed in the
+    /// timeline here: what gap filling must fetch before it can be placed.
+    #[wasm_bindgen(js_name = unplacedPrevEvents)]
+    pub fn unplaced_prev_events(&self, pdu: &str) -> Result<Vec<String>, JsError> {
+        let parsed = crate::pdu::parse_pdu(pdu, self.room.rules()).map_err(js_error)?;
+        Ok(parsed
+            .prev_events
+            .into_iter()
+            .filter(|p| self.room.lookup(p).is_none_or(|e| self.room.is_outlier(e)))
+            .collect())
+    }
+
+    /// The state resolved from several remote states (a JSON array of
+    /// arrays of stored state event IDs): event IDs.
+    #[wasm_bindgen(js_name = resolveRemoteStates)]
+    pub fn resolve_remote_states(&mut self, states: &str) -> Result<Vec<String>, JsError> {
+        let states: Vec<Vec<String>> = serde_json::from_str(states).map_err(js_error)?;
+        self.room.resolve_remote_states(&states).map_err(js_error)
+    }
+
+    /// Auth events of deferred history events that are neither stored nor deferred.
+    #[wasm_bindgen(js_name = missingAuthEvents)]
+    pub fn missing_auth_events(&self) -> Vec<String> {
+        self.room.missing_auth_events()
+    }
+
+    /// History events logged before their auth events.
+    #[wasm_bindgen(getter, js_name = deferredCount)]
+    pub fn deferred_count(&self) -> u32 {
+        self.room.deferred_count() as u32
+    }
+
+    /// Whether a stored event is an outlier (`undefined` if not stored).
+    #[wasm_bindgen(js_name = isOutlier)]
+    pub fn is_outlier(&self, event_id: &str) -> Option<bool> {
+        self.room.lookup(event_id).map(|e| self.room.is_outlier(e))
     }
 
     /// Answers a room-scoped federation query (`/state_ids`, `/state`,
@@ -270,6 +422,48 @@ impl WasmRoom {
     pub fn current_state(&mut self) -> String {
         let id = self.room.current_state();
         to_json(&export::state_json(&self.room, id))
+    }
+}
+
+/// A record as the JS stores keep it.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredRecordJs {
+    #[serde(default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    raw: Option<String>,
+    #[serde(default)]
+    kind: Option<RecordKind>,
+    #[serde(default)]
+    state: Option<Vec<String>>,
+    #[serde(default)]
+    rebuild: bool,
+}
+
+impl StoredRecordJs {
+    fn into_log(self) -> Result<LogRecord, JsError> {
+        if self.rebuild {
+            return Ok(LogRecord::Rebuild);
+        }
+        let (Some(event_id), Some(raw)) = (self.event_id, self.raw) else {
+            return Err(js_error("a stored record has no eventId or raw"));
+        };
+        let status = match self.status.as_deref() {
+            None | Some("accepted") => Some(EventStatus::Accepted),
+            Some("rejected") => Some(EventStatus::Rejected),
+            Some("deferred") => None,
+            Some(other) => return Err(js_error(format!("a stored record has status {other:?}"))),
+        };
+        Ok(LogRecord::Event(EventRecord::with_kind(
+            &event_id,
+            &raw,
+            status,
+            self.kind.unwrap_or(RecordKind::Timeline),
+            self.state,
+        )))
     }
 }
 

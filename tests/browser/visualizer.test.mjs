@@ -262,10 +262,14 @@ test("v11-20k: time to first render, and panning across the drawn window", async
 
 /**
  * A stand-in for a running roomdag Worker: the static build plus the
- * read-only inspector API (`/_roomdag/rooms…`), answered by the engine the way
- * worker/src/index.ts answers it.
+ * read-only inspector API (`/_roomdag/rooms…`), answered by the engines the way
+ * worker/src/index.ts answers it: `defaultRoom` as DEFAULT_ROOM gives it, and
+ * 401 without `Authorization: Bearer <token>` when a token is set (a closed
+ * inspector). `seen` records the Authorization header of every API request.
  */
-function inspectorServer(engine) {
+function inspectorServer(engines, { defaultRoom, token } = {}) {
+  engines = [engines].flat();
+  const seen = [];
   const dist = join(root, "www", "dist");
   const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css" };
   const srv = createServer((req, res) => {
@@ -275,9 +279,16 @@ function inspectorServer(engine) {
       res.end(JSON.stringify(body));
     };
     if (url.pathname.startsWith("/_roomdag/")) {
+      seen.push(req.headers.authorization ?? null);
+      if (token && req.headers.authorization !== `Bearer ${token}`) {
+        return json(401, { errcode: "M_UNAUTHORIZED", error: "inspector API: bearer ADMIN_TOKEN required (or INSPECTOR=open)" });
+      }
       const parts = url.pathname.split("/").slice(2).map(decodeURIComponent);
-      if (parts[0] === "rooms" && parts.length === 1) return json(200, { rooms: [{ roomId: engine.roomId, roomVersion: engine.roomVersion, eventCount: engine.eventCount }] });
-      if (parts[0] !== "rooms" || parts[1] !== engine.roomId) return json(404, { errcode: "M_NOT_FOUND", error: "unknown room" });
+      if (parts[0] === "rooms" && parts.length === 1) {
+        return json(200, { rooms: engines.map((e) => ({ roomId: e.roomId, roomVersion: e.roomVersion, eventCount: e.eventCount })), defaultRoom });
+      }
+      const engine = engines.find((e) => e.roomId === parts[1]);
+      if (parts[0] !== "rooms" || !engine) return json(404, { errcode: "M_NOT_FOUND", error: "unknown room" });
       try {
         if (parts[2] === "graph") return json(200, engine.exportGraph());
         if (parts[2] === "state") return json(200, engine.currentState());
@@ -292,7 +303,7 @@ function inspectorServer(engine) {
     res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
     res.end(readFileSync(file));
   });
-  return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve({ url: `http://127.0.0.1:${srv.address().port}`, close: () => srv.close() })));
+  return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve({ url: `http://127.0.0.1:${srv.address().port}`, seen, close: () => srv.close() })));
 }
 
 test("a room from a roomdag server's inspector API (#room=…), then saved to the browser", async () => {
@@ -328,6 +339,87 @@ test("a room from a roomdag server's inspector API (#room=…), then saved to th
     await page.click("text=/backfill from here");
     await page.waitForSelector(".answer-list li");
     assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+    remote.close();
+  }
+});
+
+test("the first screen: no room in the address opens the server's default room, else its only room, else a list to pick from", async () => {
+  const api = await import(join(root, "pkg", "node.js"));
+  const forky = api.roomFromFixture(readFixtureFile("v12-forky-1k"));
+  const linear = api.roomFromFixture(readFixtureFile("v10-linear-200"));
+  const count = (e) => new RegExp(`^${e.exportGraph().events.length} `);
+  const context = await browser.newContext({ viewport: { width: 1300, height: 800 } });
+  const { page, errors } = await openPage(context);
+  const servers = [];
+  try {
+    // DEFAULT_ROOM names the second of two rooms.
+    const withDefault = await inspectorServer([linear, forky], { defaultRoom: forky.roomId });
+    servers.push(withDefault);
+    await page.goto(`${withDefault.url}/`);
+    await waitState(page, "verified");
+    assert.equal(await page.evaluate(() => document.querySelector("#graph canvas") !== null), true, "a graph is drawn");
+    assert.match(await text(page, "[data-testid=event-count]"), count(forky));
+    assert.equal(new URL(page.url()).hash, `#room=${encodeURIComponent(forky.roomId)}`, "the address now names the room");
+
+    // No default, one room: that room.
+    const single = await inspectorServer(linear);
+    servers.push(single);
+    await page.goto(`${single.url}/`);
+    await waitState(page, "verified");
+    assert.match(await text(page, "[data-testid=event-count]"), count(linear));
+
+    // No default, two rooms: a list to pick from; picking one draws it.
+    const two = await inspectorServer([linear, forky]);
+    servers.push(two);
+    await page.goto(`${two.url}/`);
+    await page.waitForSelector("#banner button");
+    assert.match(await text(page, "#status"), /2 rooms on this server: pick one/);
+    assert.equal(await stateOf(page), "empty");
+    await page.click(`#banner button[title="${forky.roomId}"]`);
+    await waitState(page, "verified");
+    assert.match(await text(page, "[data-testid=event-count]"), count(forky));
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+    for (const s of servers) s.close();
+  }
+});
+
+test("a closed inspector API: the page asks for the token, keeps it for the tab, then draws the room", async () => {
+  const api = await import(join(root, "pkg", "node.js"));
+  const engine = api.roomFromFixture(readFixtureFile("v10-linear-200"));
+  const token = "inspector-token-0123456789";
+  const remote = await inspectorServer(engine, { defaultRoom: engine.roomId, token });
+  const context = await browser.newContext({ viewport: { width: 1300, height: 800 } });
+  const { page, errors } = await openPage(context);
+  try {
+    await page.goto(`${remote.url}/`);
+    await page.waitForSelector("#token-input");
+    assert.equal(await stateOf(page), "token");
+    assert.match(await text(page, "#status"), /needs a token/);
+    // A wrong token: refused, asked again.
+    await page.fill("#token-input", "wrong-token-000000000");
+    await page.press("#token-input", "Enter");
+    await page.waitForFunction(() => /refused/.test(document.querySelector("#status").textContent) && document.querySelector("#token-input"));
+    // The right one: the graph.
+    await page.fill("#token-input", token);
+    await page.click("#token-form button[type=submit]");
+    await waitState(page, "verified");
+    assert.match(await text(page, "[data-testid=event-count]"), new RegExp(`^${engine.exportGraph().events.length} `));
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("roomdag-www:inspector-token")), token);
+    assert.ok(remote.seen.includes(`Bearer ${token}`), "the token is sent as Authorization: Bearer");
+    // Event details go through the same token.
+    await page.focus("#graph");
+    await page.keyboard.press("Home");
+    await page.waitForSelector("[data-testid=state-after]");
+    // A reload in the same tab asks no more.
+    await page.reload();
+    await waitState(page, "verified");
+    assert.equal(await page.locator("#token-input").count(), 0);
+    // Errors the page logged: only the browser's own lines for the refused requests.
+    assert.deepEqual(errors.filter((e) => !/status of 401/.test(e)), []);
   } finally {
     await context.close();
     remote.close();

@@ -6,7 +6,6 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use roomdag::fixture::{open, stream_room, FixtureHeader};
@@ -29,12 +28,7 @@ pub fn size(small: usize, big: usize) -> usize {
     }
 }
 
-/// The shared fixtures (`../shared/fixtures`, or `$ROOMDAG_FIXTURES`).
-pub fn fixtures_dir() -> PathBuf {
-    std::env::var_os("ROOMDAG_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
-}
+pub use crate::shared::{fixtures_dir, shared_dir};
 
 /// A room fixture, fully read: its header and every PDU as raw text.
 pub struct Fixture {
@@ -52,11 +46,8 @@ impl Fixture {
 
 /// Loads `NAME.json` (or `NAME.json.gz`) from the fixtures directory.
 pub fn load_fixture(name: &str) -> Fixture {
-    let dir = fixtures_dir();
-    let path = [dir.join(format!("{name}.json")), dir.join(format!("{name}.json.gz"))]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("fixture {name} not found in {}", dir.display()));
+    let path = crate::shared::fixture_file(name)
+        .unwrap_or_else(|| panic!("fixture {name} not found in {}", fixtures_dir().display()));
     let mut pdus = Vec::new();
     let header = stream_room(open(&path).expect("open fixture"), |_, _, ev| {
         pdus.push(ev.pdu.get().to_owned());

@@ -28,12 +28,12 @@ use roomdag::signing::{content_hash, encode_base64, redacted_signing_bytes, Serv
 use roomdag::RoomVersionRules;
 use serde_json::{json, Map, Value};
 
-use super::common::{fixtures_dir, load_fixture, timed};
-use crate::answers::{load, norm};
+use super::common::{load_fixture, shared_dir, timed};
 use super::mutate::{mutate_pdu, Known, Rng, Source};
+use crate::answers::{load, norm};
 
 fn oracle_dir() -> PathBuf {
-    fixtures_dir().join("../oracle")
+    shared_dir("oracle")
 }
 
 /// The oracle's Python: `$ROOMDAG_ORACLE_PYTHON` (what `npm test` sets up),
@@ -241,7 +241,6 @@ for i, item in enumerate(fx["events"]):
 print(json.dumps(bad))
 "#;
 
-
 #[test]
 #[ignore = "needs Synapse (ROOMDAG_ORACLE_PYTHON or ../shared/oracle/.venv); npm test runs it"]
 fn oracle_diff() {
@@ -250,7 +249,7 @@ fn oracle_diff() {
     let first: u64 = std::env::var("ROOMDAG_ORACLE_DIFF_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     let base_name = std::env::var("ROOMDAG_ORACLE_DIFF_FIXTURE").unwrap_or_else(|_| "v11-forky-2k".into());
     let f = load_fixture(&base_name);
-    let raw_fixture: Value = load(&fixtures_dir().join(format!("{base_name}.json")));
+    let raw_fixture: Value = load(&crate::shared::fixture_file(&base_name).expect("the base fixture"));
     let root = std::env::temp_dir().join("roomdag-oracle-diff");
     let mut failures: Vec<String> = Vec::new();
     let mut oracle_crashes: std::collections::BTreeMap<String, usize> = Default::default();

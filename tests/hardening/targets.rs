@@ -362,6 +362,7 @@ fn feed(corpus: &Corpus, inputs: &[String]) -> (Room, Vec<(String, Option<String
                 assert!(room.lookup(event_id.as_str()).is_some(), "a duplicate is of a stored event");
                 stats.duplicate += 1;
             }
+            Outcome::Deferred { .. } => panic!("a live PDU is never deferred"),
             Outcome::Dropped { event_id, .. } => {
                 assert_eq!(room.events().len(), before, "a dropped PDU stores nothing");
                 if let Some(id) = event_id {
@@ -749,6 +750,7 @@ pub fn send(data: &[u8], corpus: &SendCorpus) -> SendStats {
                     stats.duplicate += 1;
                     assert_eq!(room.events().len(), before);
                 }
+                Outcome::Deferred { .. } => panic!("a timeline PDU is never deferred: {o:?}"),
             }
             if n == 0 {
                 if let Some(id) = &fresh {

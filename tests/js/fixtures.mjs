@@ -1,18 +1,26 @@
-// Loads the Synapse-judged fixtures of ../shared/fixtures (or $ROOMDAG_FIXTURES).
+// Loads the Synapse-judged fixtures: $ROOMDAG_FIXTURES, else ../shared/fixtures
+// when it exists, else the project's own copy in tests/shared/fixtures.
 import { readFileSync, existsSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-export const fixturesDir = process.env.ROOMDAG_FIXTURES ?? join(root, "..", "shared", "fixtures");
 
+/** One kind of shared test material (`fixtures`, `oracle`): see tests/shared/README.md. */
+export function sharedDir(kind) {
+  if (process.env.ROOMDAG_SHARED) return join(process.env.ROOMDAG_SHARED, kind);
+  const steering = join(root, "..", "shared", kind);
+  return existsSync(steering) ? steering : join(root, "tests", "shared", kind);
+}
+export const fixturesDir = process.env.ROOMDAG_FIXTURES ?? sharedDir("fixtures");
+
+/** A named fixture file's bytes: from `fixturesDir`, else from the project's copy. */
 export function readFixtureFile(name) {
-  for (const ext of [".json", ".json.gz"]) {
-    const p = join(fixturesDir, name + ext);
+  for (const p of [fixturesDir, join(root, "tests", "shared", "fixtures")].flatMap((d) => [".json", ".json.gz"].map((ext) => join(d, name + ext)))) {
     if (existsSync(p)) {
       const bytes = readFileSync(p);
-      return ext.endsWith(".gz") ? gunzipSync(bytes) : bytes;
+      return p.endsWith(".gz") ? gunzipSync(bytes) : bytes;
     }
   }
   throw new Error(`fixture ${name} not found in ${fixturesDir}`);

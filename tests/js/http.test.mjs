@@ -197,8 +197,9 @@ test("keys: our key endpoint is self-signed; unknown origins' keys are fetched, 
   delete trusted[first]; // this server's key must be fetched
   let fetches = 0;
   const fetch = async (url) => {
+    if (url === `https://${first}/.well-known/matrix/server`) return new Response("", { status: 404 }); // no delegation: port 8448
     fetches++;
-    if (url === `https://${first}/_matrix/key/v2/server`) {
+    if (url === `https://${first}:8448/_matrix/key/v2/server`) {
       const s = room.servers[first];
       return new Response(JSON.stringify(serverKeysResponse({ serverName: first, keyId: Object.keys(s.verify_keys)[0], seed: s.signing_key_seed })));
     }
@@ -231,7 +232,7 @@ test("keys: when the origin cannot be reached, a notary's countersigned answer i
   const s = room.servers[first];
   let notaryAsked = 0;
   const fetch = async (url, init) => {
-    if (url === "https://notary.example/_matrix/key/v2/query" && init?.method === "POST") {
+    if (url === "https://notary.example:8448/_matrix/key/v2/query" && init?.method === "POST") {
       notaryAsked++;
       const asked = Object.keys(JSON.parse(init.body).server_keys)[0];
       const own = serverKeysResponse({ serverName: asked, keyId: Object.keys(s.verify_keys)[0], seed: s.signing_key_seed });

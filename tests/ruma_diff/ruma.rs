@@ -109,7 +109,10 @@ impl Bits {
         self.0.iter().zip(&o.0).any(|(a, b)| a & b != 0)
     }
     fn ones(&self) -> impl Iterator<Item = usize> + '_ {
-        self.0.iter().enumerate().flat_map(|(w, bits)| (0..64).filter(move |b| bits & (1 << b) != 0).map(move |b| w * 64 + b))
+        self.0
+            .iter()
+            .enumerate()
+            .flat_map(|(w, bits)| (0..64).filter(move |b| bits & (1 << b) != 0).map(move |b| w * 64 + b))
     }
 }
 
@@ -265,7 +268,12 @@ impl RumaRoom {
                 let current = match fixed {
                     Some(f) if f.event_id != p.event_id => Some(f),
                     Some(_) => None,
-                    None => p.auth_events.iter().filter_map(|a| self.by_id.get(a)).map(|i| &self.pdus[*i]).find(|a| is_pl(a)),
+                    None => p
+                        .auth_events
+                        .iter()
+                        .filter_map(|a| self.by_id.get(a))
+                        .map(|i| &self.pdus[*i])
+                        .find(|a| is_pl(a)),
                 };
                 match current {
                     Some(current) => Arc::new(synapse_absent_levels(p, current)),

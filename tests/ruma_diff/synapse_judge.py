@@ -21,8 +21,10 @@ import json
 import os
 import sys
 
-ORACLE = os.environ.get("ROOMDAG_ORACLE_DIR") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "oracle"
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_STEERING = os.path.join(_HERE, "..", "..", "..", "shared", "oracle")
+ORACLE = os.environ.get("ROOMDAG_ORACLE_DIR") or (
+    _STEERING if os.path.isdir(_STEERING) else os.path.join(_HERE, "..", "shared", "oracle")
 )
 sys.path.insert(0, ORACLE)
 

@@ -9,6 +9,14 @@ import {
   KeyRing,
   signRequest,
   replayFixture,
+  FederationClient,
+  FederationRequestError,
+  KeyFetcher,
+  requiredSigners,
+  dohSrvResolver,
+  type FederationErrorCode,
+  type ResolvedServer,
+  type KeyCheck,
   type Outcome,
   type QueryResult,
   type StateIdsBody,
@@ -56,5 +64,28 @@ async function demo(): Promise<void> {
   void auth;
   const answers = replayFixture("{}", "{}");
   expectType<Equal<typeof answers.format, "roomdag-answers/1">>();
+
+  const client = new FederationClient({
+    serverName: "roomdag.example",
+    signingKey: { keyId: "ed25519:1", seed: "x" },
+    resolveSrv: dohSrvResolver({ url: "https://dns.example/dns-query" }),
+    log: (e) => void e.message,
+  });
+  try {
+    const v = await client.get<{ server: { name: string } }>("matrix.org", "/_matrix/federation/v1/version");
+    expectType<Equal<typeof v.server.name, string>>();
+    const r = await client.request("matrix.org", { method: "POST", target: "/_matrix/key/v2/query", body: { server_keys: {} }, timeoutMs: 5_000 });
+    expectType<Equal<typeof r.status, number>>();
+  } catch (e) {
+    if (e instanceof FederationRequestError) expectType<Equal<typeof e.code, FederationErrorCode>>();
+  }
+  const where: ResolvedServer = await client.resolve("matrix.org");
+  void where.urlBase;
+  const fetcher = new KeyFetcher({ keyRing: new KeyRing(), client, notaryServers: [{ serverName: "n.example", verifyKeys: { "ed25519:1": "k" } }] });
+  const checked: KeyCheck = await fetcher.ensureForPdus([{ type: "m.room.message" }], "11");
+  const all: Outcome[] = checked.explain(await engine.ingest(checked.pdus, keys));
+  void all;
+  const signers: string[] = requiredSigners({ type: "m.room.message" }, "11");
+  void signers;
 }
 void demo;

@@ -103,6 +103,7 @@ pub fn describe(o: &Outcome) -> String {
             format!("dropped at {stage:?} ({}): {reason}", event_id.as_ref().map_or("no id", |e| e.as_str()))
         }
         Outcome::Duplicate { event_id } => format!("duplicate ({event_id})"),
+        Outcome::Deferred { event_id } => format!("deferred ({event_id})"),
     }
 }
 

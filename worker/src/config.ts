@@ -15,7 +15,10 @@ export interface Env {
   SIGNING_KEY?: string;
   /** Pinned origin keys, JSON: `{"server": {"ed25519:1": "<base64>"}}`. */
   TRUSTED_KEYS?: string;
-  /** Notary servers for key lookups: comma-separated, or a JSON array. */
+  /**
+   * Notary servers for key lookups: comma-separated, or a JSON array. Each
+   * needs its keys in `TRUSTED_KEYS`: only those verify its answers.
+   */
   NOTARY_SERVERS?: string;
   /** Bearer token of the admin API (at least 16 characters). */
   ADMIN_TOKEN?: string;
@@ -32,8 +35,14 @@ export interface Env {
    * `*` for any. Unset (default): none — PDUs for unknown rooms are ignored.
    */
   ACCEPT_ROOMS_FROM?: string;
-  /** Base URL template for key fetches (tests): `http://127.0.0.1:9000/{server}`. */
+  /** Base URL template used instead of server discovery (tests): `http://127.0.0.1:9000/{server}`. */
   KEY_SERVER_URL?: string;
+  /** The room the visualizer opens at `/` when the address names none (npm start: the demo room). */
+  DEFAULT_ROOM?: string;
+  /** `true`: outbound requests may go to loopback/private addresses (tests, local development). */
+  ALLOW_PRIVATE_ADDRESSES?: string;
+  /** A DNS-over-HTTPS JSON endpoint (e.g. `https://cloudflare-dns.com/dns-query`) for SRV lookups in discovery. */
+  DOH_URL?: string;
 }
 
 export interface Config {
@@ -44,7 +53,10 @@ export interface Config {
   adminToken: string;
   inspector: "closed" | "loopback" | "open";
   acceptRoomsFrom: string[];
-  keyServerUrl: (server: string) => string;
+  /** Set only by `KEY_SERVER_URL`: the base URL of a server, instead of discovery. */
+  keyServerUrl: ((server: string) => string) | undefined;
+  allowPrivateAddresses: boolean;
+  dohUrl: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -97,10 +109,16 @@ export function parseConfig(env: Env): Config {
     try {
       notaryServers = notaries.startsWith("[") ? (JSON.parse(notaries) as string[]) : notaries.split(",").map((s) => s.trim()).filter(Boolean);
       for (const n of notaryServers) if (typeof n !== "string" || !SERVER_NAME.test(n)) throw new Error(`${JSON.stringify(n)} is not a server name`);
+      for (const n of notaryServers) if (!trustedKeys[n]) throw new Error(`notary ${n} has no keys in TRUSTED_KEYS (only they verify its answers)`);
     } catch (e) {
       problems.push(`NOTARY_SERVERS: ${(e as Error).message}`);
     }
   }
+
+  const allowPrivate = (env.ALLOW_PRIVATE_ADDRESSES ?? "").trim().toLowerCase();
+  if (allowPrivate && allowPrivate !== "true" && allowPrivate !== "false") problems.push("ALLOW_PRIVATE_ADDRESSES must be true or false");
+  const dohUrl = (env.DOH_URL ?? "").trim() || undefined;
+  if (dohUrl && !/^https:\/\/[^/]+/.test(dohUrl)) problems.push("DOH_URL must be an https:// URL");
 
   const adminToken = env.ADMIN_TOKEN ?? "";
   if (adminToken.length < 16) problems.push("ADMIN_TOKEN must be set to at least 16 characters");
@@ -125,7 +143,9 @@ export function parseConfig(env: Env): Config {
     adminToken,
     inspector: inspector as Config["inspector"],
     acceptRoomsFrom,
-    keyServerUrl: template ? (server) => template.replace("{server}", server) : (server) => `https://${server}`,
+    keyServerUrl: template ? (server) => template.replaceAll("{server}", server) : undefined,
+    allowPrivateAddresses: allowPrivate === "true",
+    dohUrl,
   };
 }
 

@@ -10,8 +10,9 @@
 //
 // No CORS headers anywhere: the inspector is read same-origin (the visualizer
 // is served from here) or with a token.
-import { FederationServer, groupPdusByRoom, publicKeyOf } from "../../pkg/workerd.js";
+import { FederationServer, groupPdusByRoom, publicKeyOf, requiredSigners, type KeyRing } from "../../pkg/workerd.js";
 import type { Outcome } from "../../pkg/roomdag.js";
+import { federationClientOf } from "./client.js";
 import { configOf, ConfigError, type Config, type Env } from "./config.js";
 import { eventIndexShard, type RoomInfo, type RoomObject, type DirectoryObject, type TransactionObject, type TransactionResponse } from "./room.js";
 
@@ -33,8 +34,22 @@ class RemoteRoom {
     private stub: RoomStub,
     readonly roomVersion: string,
   ) {}
-  ingest(pdus: string[], _keyRing?: unknown, opts: { origin?: string } = {}): Promise<Outcome[]> {
-    return this.stub.ingest(pdus, opts.origin === undefined ? {} : { origin: opts.origin }) as Promise<Outcome[]>;
+  /**
+   * The FederationServer fetched the keys these PDUs need into its ring:
+   * they go along (already verified), so the room's object fetches nothing.
+   * `origin`: the server that sent them (its rejected events are bounded).
+   */
+  ingest(pdus: string[], keyRing: KeyRing, opts: { origin?: string } = {}): Promise<Outcome[]> {
+    const servers = new Set<string>();
+    for (const pdu of pdus) {
+      try {
+        for (const s of requiredSigners(pdu, this.roomVersion)) servers.add(s);
+      } catch {
+        /* unparseable: the room drops it */
+      }
+    }
+    const verifiedKeys = keyRing.exportKeys([...servers]);
+    return this.stub.ingest(pdus, opts.origin === undefined ? { verifiedKeys } : { verifiedKeys, origin: opts.origin }) as Promise<Outcome[]>;
   }
   stateAccess(origin: string) {
     return this.stub.stateAccess(origin);
@@ -148,7 +163,7 @@ function federationServer(env: Env, config: Config): FederationServer {
         signingKey: config.signingKey,
         trustedKeys: config.trustedKeys,
         notaryServers: config.notaryServers,
-        keyServerUrl: config.keyServerUrl,
+        federationClient: federationClientOf(config),
         rooms: new DurableRooms(env) as never,
         transactions: new DurableTransactions(env),
         acceptRoomsFrom: config.acceptRoomsFrom,
@@ -232,7 +247,7 @@ async function importRoom(request: Request, env: Env): Promise<Response> {
         counts.dropped += g.pdus.length;
         continue;
       }
-      const outcomes = (await roomStub(env, roomId).ingest(list, { trustKeys: trust })) as Outcome[];
+      const outcomes = (await roomStub(env, roomId).ingest(list, trust ? { trustKeys: trust } : {})) as Outcome[];
       for (const o of outcomes) counts[o.status]++;
     }
     counts.imported += pdus.length;
@@ -296,7 +311,8 @@ async function listRooms(env: Env, url: URL): Promise<Response> {
   const page = await directory(env).list(from, Number(url.searchParams.get("limit") ?? 100));
   const infos = await Promise.all(page.rooms.map(async (r) => ({ ...r, ...((await roomStub(env, r.roomId).info()) as RoomInfo) })));
   const rooms = infos.map(({ roomId, roomVersion, eventCount }) => ({ roomId, roomVersion, eventCount }));
-  return json(200, page.next === undefined ? { rooms } : { rooms, next_batch: page.next });
+  const defaultRoom = env.DEFAULT_ROOM?.trim() || undefined;
+  return json(200, page.next === undefined ? { rooms, defaultRoom } : { rooms, next_batch: page.next, defaultRoom });
 }
 
 /** The path's segments after `/_roomdag/`, percent-decoded; `null` for a malformed escape. */

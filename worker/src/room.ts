@@ -4,8 +4,9 @@
 // `GET /event/{eventId}`, which names no room), and one `TransactionObject`
 // per origin server remembering its answered `/send` transactions.
 import { DurableObject } from "cloudflare:workers";
-import { DurableObjectStore, KeyFetcher, KeyRing, MemoryStore, RoomEngine, pinKeys } from "../../pkg/workerd.js";
-import type { Outcome, QueryResult, Graph, EventDetails, StateSnapshot, StoredRecord } from "../../pkg/roomdag.js";
+import { DurableObjectStore, KeyFetcher, KeyRing, MemoryStore, RoomEngine, notariesFrom, pinKeys } from "../../pkg/workerd.js";
+import type { Outcome, QueryResult, Graph, EventDetails, StateSnapshot, LogRecord } from "../../pkg/roomdag.js";
+import { federationClientOf } from "./client.js";
 import { configOf, type Env } from "./config.js";
 
 export interface RoomInfo {
@@ -50,14 +51,21 @@ const INDEXED = "roomdag:event-index:v1";
 export class RoomObject extends DurableObject<Env> {
   #engine: RoomEngine | undefined;
   #store: DurableObjectStore;
+  /** Keys trusted for federation traffic: TRUSTED_KEYS, and keys fetched or verified for it. */
   #ring: KeyRing;
   #keys: KeyFetcher;
+  #trustedKeys: Record<string, Record<string, string>>;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const config = configOf(env);
+    this.#trustedKeys = config.trustedKeys;
     this.#ring = pinKeys(new KeyRing(), config.trustedKeys);
-    this.#keys = new KeyFetcher({ keyRing: this.#ring, notaryServers: config.notaryServers, keyServerUrl: config.keyServerUrl });
+    this.#keys = new KeyFetcher({
+      keyRing: this.#ring,
+      client: federationClientOf(config),
+      notaryServers: notariesFrom(config.notaryServers, config.trustedKeys),
+    });
     this.#store = new DurableObjectStore(ctx.storage);
     ctx.blockConcurrencyWhile(async () => {
       const loaded = await this.#store.load();
@@ -66,7 +74,7 @@ export class RoomObject extends DurableObject<Env> {
       // A room stored before the event index existed indexes itself once.
       const roomId = this.#engine.roomId;
       if (roomId && !(await ctx.storage.get<boolean>(INDEXED))) {
-        await indexEvents(env, roomId, loaded.records.map((r: StoredRecord) => r.eventId));
+        await indexEvents(env, roomId, loaded.records.flatMap((r: LogRecord) => ("eventId" in r ? [r.eventId] : [])));
         await ctx.storage.put(INDEXED, true);
         await directoryStub(env).markIndexed(roomId);
       }
@@ -87,11 +95,18 @@ export class RoomObject extends DurableObject<Env> {
   async create(roomVersion: string, createPdu?: string, trustKeys?: Record<string, Record<string, string>>): Promise<RoomInfo & { refused?: string }> {
     if (!this.#engine) {
       if (createPdu !== undefined) {
-        if (trustKeys) pinKeys(this.#ring, trustKeys);
-        await this.#keys.ensureForPdus([createPdu]);
-        const scratch = await RoomEngine.open({ store: new MemoryStore(), roomVersion: roomVersion as "11" });
-        const [o] = await scratch.ingest([createPdu], this.#ring);
-        if (o.status !== "accepted" || o.redactedOnReceipt) return { ...this.info(), refused: o.status === "accepted" ? "content hash mismatch" : (o as { reason?: string }).reason ?? o.status };
+        // An admin import's keys go in a ring of their own, as in `ingest`.
+        const ring = trustKeys ? pinKeys(pinKeys(new KeyRing(), this.#trustedKeys), trustKeys) : this.#ring;
+        try {
+          if (!trustKeys) await this.#keys.ensureForPdus([createPdu], roomVersion);
+          const scratch = await RoomEngine.open({ store: new MemoryStore(), roomVersion: roomVersion as "11" });
+          const [o] = await scratch.ingest([createPdu], ring);
+          if (o.status !== "accepted" || o.redactedOnReceipt) {
+            return { ...this.info(), refused: o.status === "accepted" ? "content hash mismatch" : ((o as { reason?: string }).reason ?? o.status) };
+          }
+        } finally {
+          if (trustKeys) ring.free();
+        }
       }
       this.#engine = await RoomEngine.open({ store: this.#store, roomVersion: roomVersion as "11" });
       await this.ctx.storage.put(INDEXED, true); // no events yet; each ingest indexes its own
@@ -105,16 +120,36 @@ export class RoomObject extends DurableObject<Env> {
   }
 
   /**
-   * Receives PDUs (JSON text) in order. `trustKeys` pins extra keys first
-   * (an admin import of a fixture); otherwise missing keys are fetched.
+   * Receives PDUs (JSON text) in order, with the keys to check them:
+   * - `verifiedKeys` (a `/send`): keys the FederationServer fetched and
+   *   verified (`KeyRing.exportKeys`); nothing is fetched here;
+   * - `trustKeys` (an admin import of a fixture): the fixture's keys, pinned
+   *   in a ring of their own for this call only — they never become trusted
+   *   for federation traffic;
+   * - neither (an NDJSON import): missing keys are fetched, as for `/send`.
    * `origin`: the server that sent them over `/send` (its rejected events
    * are bounded per window).
    */
-  async ingest(pdus: string[], opts: { trustKeys?: Record<string, Record<string, string>>; origin?: string } = {}): Promise<Outcome[]> {
-    if (opts.trustKeys) pinKeys(this.#ring, opts.trustKeys);
-    await this.#keys.ensureForPdus(pdus);
+  async ingest(
+    pdus: string[],
+    opts: { verifiedKeys?: string; trustKeys?: Record<string, Record<string, string>>; origin?: string } = {},
+  ): Promise<Outcome[]> {
     const room = this.#room();
-    const outcomes: Outcome[] = await room.ingest(pdus, this.#ring, opts.origin === undefined ? {} : { origin: opts.origin, now: Date.now() });
+    let outcomes: Outcome[];
+    if (opts.trustKeys) {
+      const importRing = pinKeys(pinKeys(new KeyRing(), this.#trustedKeys), opts.trustKeys);
+      try {
+        outcomes = await room.ingest(pdus, importRing);
+      } finally {
+        importRing.free();
+      }
+    } else if (opts.verifiedKeys !== undefined) {
+      this.#ring.importKeys(opts.verifiedKeys);
+      outcomes = await room.ingest(pdus, this.#ring, opts.origin === undefined ? {} : { origin: opts.origin, now: Date.now() });
+    } else {
+      const checked = await this.#keys.ensureForPdus(pdus, room.roomVersion);
+      outcomes = checked.explain(checked.pdus.length ? await room.ingest(checked.pdus, this.#ring) : []);
+    }
     // Duplicates too: a retry after a failed index write completes it.
     const stored = outcomes.flatMap((o) => (o.status === "dropped" || !o.eventId ? [] : [o.eventId]));
     if (stored.length && room.roomId) await indexEvents(this.env, room.roomId, stored);

@@ -90,6 +90,37 @@ export class LocalEngine {
 
 const enc = encodeURIComponent;
 
+// The inspector API may be closed (the Worker answers 401 without its admin
+// token): the token the user typed is kept for this tab only.
+const TOKEN_KEY = "roomdag-www:inspector-token";
+
+export function inspectorToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+export function setInspectorToken(token) {
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+function inspectorHeaders() {
+  const token = inspectorToken();
+  return token ? { accept: "application/json", authorization: `Bearer ${token}` } : { accept: "application/json" };
+}
+
+/** The inspector API refused us: it needs (another) token. */
+export class UnauthorizedError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "UnauthorizedError";
+    this.unauthorized = true;
+  }
+}
+
 /** A room on a running roomdag Worker (same origin), through `/_roomdag/rooms/…`. */
 export class RemoteRoom {
   kind = "remote";
@@ -100,8 +131,13 @@ export class RemoteRoom {
     this.base = base;
   }
 
+  /**
+   * The server's rooms: `{rooms, defaultRoom?}`; `{rooms: [], unauthorized: true}`
+   * when the inspector API wants a token; `{rooms: [], unavailable}` when there is no API.
+   */
   static async list(base = "") {
-    const r = await fetch(`${base}/_roomdag/rooms`, { headers: { accept: "application/json" } });
+    const r = await fetch(`${base}/_roomdag/rooms`, { headers: inspectorHeaders() });
+    if (r.status === 401) return { rooms: [], unauthorized: true };
     if (!r.ok) return { rooms: [], unavailable: r.status };
     const text = await r.text();
     try {
@@ -112,8 +148,9 @@ export class RemoteRoom {
   }
 
   async #get(path) {
-    const r = await fetch(`${this.base}/_roomdag/rooms/${enc(this.roomId)}${path}`, { headers: { accept: "application/json" } });
+    const r = await fetch(`${this.base}/_roomdag/rooms/${enc(this.roomId)}${path}`, { headers: inspectorHeaders() });
     const body = await r.json().catch(() => null);
+    if (r.status === 401) throw new UnauthorizedError(body?.error ?? "the inspector API needs a token");
     if (!r.ok) throw new Error(body?.error ?? `HTTP ${r.status}`);
     return body;
   }

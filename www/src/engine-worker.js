@@ -92,7 +92,7 @@ const ops = {
         records = snapshot;
         break;
       } catch (e) {
-        const m = /stored record (\S+) replayed as (\w+), not/.exec(String(e?.message));
+        const m = /stored record (\S+) replayed as (\w+)/.exec(String(e?.message));
         if (!m || attempt > 2000) throw e;
         progress(id, attempt + 1, null, `replaying (${attempt + 1} corrections)`);
         const k = records.findIndex((r) => r.eventId === m[1]);

@@ -6,7 +6,7 @@
 // own layout, then replaces it in place.
 import { GraphView } from "./graph.js";
 import { RoomModel, graphFromPdus, serverOf } from "./model.js";
-import { LocalEngine, RemoteRoom } from "./engine-client.js";
+import { LocalEngine, RemoteRoom, inspectorToken, setInspectorToken } from "./engine-client.js";
 import { bytesOf, fetchBytes, parseRoomFile, fixtureOf, savedRooms, rememberSaved, deleteSaved } from "./sources.js";
 import { h, evLink, eventPanel, historyAnswer, roomPanel, currentStatePanel } from "./panels.js";
 import { toSvg, download, stemOf } from "./export.js";
@@ -289,7 +289,8 @@ async function openRemote(roomId) {
     setStatus(`${roomId}: ${g.events.length} events from the server's inspector API (read-only).`);
     if (location.hash !== `#room=${encodeURIComponent(roomId)}`) history.replaceState(null, "", `#room=${encodeURIComponent(roomId)}`);
   } catch (e) {
-    fail(e, `Could not open ${roomId} from the server`);
+    if (e?.unauthorized && token === app.loadToken) askToken(() => openRemote(roomId));
+    else fail(e, `Could not open ${roomId} from the server`);
   }
 }
 
@@ -545,18 +546,80 @@ async function saveToBrowser() {
   }
 }
 
+/** The server's room list (`{rooms, defaultRoom?, unauthorized?}`), shown under "On this server"; undefined without a server. */
 async function probeServer() {
   try {
-    const { rooms } = await RemoteRoom.list();
-    if (!rooms?.length) return;
-    $("server-rooms").hidden = false;
-    $("server-room-list").replaceChildren(
-      ...rooms.map((r) => h("li", {}, h("button", { type: "button", title: r.roomId, onclick: () => openRemote(r.roomId) }, `${r.roomId} · v${r.roomVersion} · ${r.eventCount} events`))),
-    );
-    return rooms;
+    const listing = await RemoteRoom.list();
+    const rooms = listing.rooms ?? [];
+    $("server-rooms").hidden = rooms.length === 0;
+    $("server-room-list").replaceChildren(...rooms.map((r) => h("li", {}, roomButton(r))));
+    return listing;
   } catch {
     return undefined;
   }
+}
+
+function roomButton(r) {
+  return h("button", { type: "button", title: r.roomId, onclick: () => openRemote(r.roomId) }, `${r.roomId} · v${r.roomVersion} · ${r.eventCount} events`);
+}
+
+/**
+ * The first screen: the room the address names, else the server's default
+ * room (npm start: the demo room), else its only room, else its rooms to pick
+ * from. A closed inspector API first asks for the token.
+ */
+async function openFromServer(wantRoom) {
+  const listing = await probeServer();
+  if (listing?.unauthorized) {
+    askToken(() => openFromServer(wantRoom));
+    return;
+  }
+  const rooms = listing?.rooms ?? [];
+  if (wantRoom) {
+    if (rooms.some((r) => r.roomId === wantRoom)) openRemote(wantRoom);
+    else setStatus(`Room ${wantRoom} is not on this server${listing ? "" : " (no roomdag server here)"}.`, { error: !listing });
+    return;
+  }
+  if (!rooms.length || app.loadToken > 0) return; // a static host (open a file), or the user already opened something
+  const pick = rooms.find((r) => r.roomId === listing.defaultRoom) ?? (rooms.length === 1 ? rooms[0] : undefined);
+  if (pick) {
+    openRemote(pick.roomId);
+    return;
+  }
+  setStatus(`${rooms.length} rooms on this server: pick one.`);
+  showBanner(h("strong", {}, "Rooms on this server: "), ...rooms.slice(0, 20).map(roomButton));
+}
+
+/** A small form for the inspector API's token (kept in sessionStorage, sent as `Authorization: Bearer`). */
+function askToken(retry) {
+  const refused = Boolean(inspectorToken());
+  document.body.dataset.state = "token";
+  setStatus(refused ? "The server refused that token." : "This server's inspector API needs a token.", { error: refused });
+  const input = h("input", { id: "token-input", type: "password", autocomplete: "off", spellcheck: "false", required: "", "aria-describedby": "token-help" });
+  const form = h(
+    "form",
+    {
+      id: "token-form",
+      class: "row",
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        const t = input.value.trim();
+        if (!t) return;
+        setInspectorToken(t);
+        showBanner();
+        setStatus("Trying the token…");
+        retry();
+      },
+    },
+    h("label", { for: "token-input" }, refused ? "Token refused; try again: " : "Token: "),
+    input,
+    h("button", { type: "submit" }, "Open"),
+  );
+  showBanner(
+    form,
+    h("p", { id: "token-help", class: "small" }, "The server's ADMIN_TOKEN (under ", h("code", {}, "npm start"), ": ", h("code", {}, "adminToken"), " in ", h("code", {}, ".roomdag/config.json"), "). It is kept in this tab only."),
+  );
+  input.focus();
 }
 
 // ——— exports ———
@@ -754,12 +817,10 @@ renderSaved();
 const params = new URLSearchParams(location.search);
 if (["auto", "canvas", "webgl"].includes(params.get("renderer"))) $("renderer-select").value = params.get("renderer");
 const wantRoom = hashParam("room");
-const serverRooms = probeServer();
-if (params.get("fixture")) loadUrl(params.get("fixture"));
-else if (params.get("saved")) openSaved(params.get("saved"));
-else if (wantRoom) {
-  serverRooms.then((rooms) => {
-    if (rooms?.some((r) => r.roomId === wantRoom)) openRemote(wantRoom);
-    else setStatus(`Room ${wantRoom} is not on this server${rooms ? "" : " (no roomdag server here)"}.`, { error: !rooms });
-  });
-}
+if (params.get("fixture")) {
+  probeServer();
+  loadUrl(params.get("fixture"));
+} else if (params.get("saved")) {
+  probeServer();
+  openSaved(params.get("saved"));
+} else openFromServer(wantRoom);
