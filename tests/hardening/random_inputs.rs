@@ -340,7 +340,11 @@ fn send_input(rng: &mut Rng) -> Vec<u8> {
         };
         items.push(item);
     }
-    let edus = if rng.one_in(4) { format!(",\"edus\":[{}]", vec!["{\"edu_type\":\"m.typing\"}"; rng.below(102)].join(",")) } else { String::new() };
+    let edus = if rng.one_in(4) {
+        format!(",\"edus\":[{}]", vec!["{\"edu_type\":\"m.typing\"}"; rng.below(102)].join(","))
+    } else {
+        String::new()
+    };
     let body = format!("{{\"origin\":\"a.example\",\"origin_server_ts\":1,\"pdus\":[{}]{edus}}}", items.join(","));
     match rng.below(12) {
         0 => mutate_bytes(rng, body.as_bytes()),
@@ -361,7 +365,8 @@ fn send_body_random_inputs() {
             match std::panic::catch_unwind(|| targets::send(&input, send_corpus())) {
                 Ok(s) => total.add(&s),
                 Err(e) => {
-                    let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+                    let msg =
+                        e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
                     let dump = std::env::temp_dir().join(format!("roomdag-send-{i}.json"));
                     std::fs::write(&dump, &input).ok();
                     panic!("send: input {i} failed: {}\ninput written to {}", msg.unwrap_or_default(), dump.display());
@@ -370,5 +375,8 @@ fn send_body_random_inputs() {
         }
     });
     eprintln!("random_inputs::send: {n} bodies in {t:.2?}: {total:?}");
-    assert!(total.accepted > 0 && total.rejected + total.dropped > 0 && total.rooms_started > 0 && total.refused > 0, "{total:?}");
+    assert!(
+        total.accepted > 0 && total.rejected + total.dropped > 0 && total.rooms_started > 0 && total.refused > 0,
+        "{total:?}"
+    );
 }

@@ -174,7 +174,8 @@ fn pdus_are_grouped_by_room_in_order() {
     let v12_msg = format!(r#"{{"type":"m.room.message","room_id":"{create12_room}"}}"#);
     let pdus = [m1, "[1]", m2, create12.as_str(), "nope", m3, v12_msg.as_str()];
     let groups = http::group_pdus(&pdus);
-    let got: Vec<(&str, &[usize], Option<(usize, &str)>)> = groups
+    type Group<'a> = (&'a str, &'a [usize], Option<(usize, &'a str)>);
+    let got: Vec<Group<'_>> = groups
         .iter()
         .map(|g| (g.room_id.as_str(), g.pdus.as_slice(), g.create.as_ref().map(|(i, v)| (*i, v.as_str()))))
         .collect();

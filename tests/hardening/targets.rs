@@ -689,7 +689,10 @@ pub fn send(data: &[u8], corpus: &SendCorpus) -> SendStats {
             assert!(g.pdus.contains(i));
             assert_eq!(pdu_room(raws[*i]).and_then(|p| p.create_room_version).as_deref(), Some(v.as_str()));
             assert!(
-                g.pdus.iter().take_while(|j| *j != i).all(|j| pdu_room(raws[*j]).unwrap().create_room_version.is_none()),
+                g.pdus
+                    .iter()
+                    .take_while(|j| *j != i)
+                    .all(|j| pdu_room(raws[*j]).unwrap().create_room_version.is_none()),
                 "the first create event"
             );
         }
@@ -770,7 +773,11 @@ pub fn send(data: &[u8], corpus: &SendCorpus) -> SendStats {
             if &*e.event_type == "m.room.create" && e.state_key.as_deref() == Some("") && e.idx.ix() > 0 {
                 let raw: Value = serde_json::from_str(room.raw(e.idx)).unwrap();
                 let claimed = raw.get("content").and_then(|c| c.get("room_version"));
-                assert_eq!(claimed.map_or(Some("1"), Value::as_str), Some(version), "a later create for another version was stored");
+                assert_eq!(
+                    claimed.map_or(Some("1"), Value::as_str),
+                    Some(version),
+                    "a later create for another version was stored"
+                );
             }
         }
     }
