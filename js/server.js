@@ -1,5 +1,6 @@
 // The federation server: Request → Response for the federation endpoints.
 import { wasm, call, json, toText, RoomdagError } from "./common.js";
+import { RoomMirror } from "./mirror.js";
 import { KeyFetcher, pinKeys, notariesFrom } from "./keys.js";
 import { FederationClient } from "./client.js";
 
@@ -13,6 +14,7 @@ const jsonResponse = (status, body) =>
  * `/version` and `/_matrix/key/v2/server`.
  */
 export class FederationServer {
+  #participant;
   #opts;
   #ring;
   #keys;
@@ -37,6 +39,14 @@ export class FederationServer {
    * @param {number} [opts.maxKeyServersPerTransaction] servers whose keys one `/send` may make us fetch (10)
    * @param {(entry: object) => void} [opts.log] federation and key-fetch failures
    * @param {boolean} [opts.autoCreateRooms] accept a create event for an unknown room (default true)
+   * @param {RoomMirror | boolean} [opts.participant] take part in rooms: fill gaps before pushed PDUs
+   *        (`/get_missing_events`), accept invites and join (a `RoomMirror`, or `true` for one built
+   *        from these options)
+   * @param {string[] | "*"} [opts.acceptInvitesFrom] servers whose invites for our join user are
+   *        accepted (default none: 403)
+   * @param {string} [opts.joinLocalpart] our join user's localpart (default "roomdag")
+   * @param {(accepted: {roomId: string, roomVersion: string, inviterServer: string}) => void} [opts.onInvite]
+   *        called once an invite is accepted (default: join the room in the background)
    * @param {() => number} [opts.now] clock, ms since the epoch
    * @param {number} [opts.txnCacheSize] answered transactions remembered in memory (default 1000)
    * @param {{get(origin: string, txnId: string): Promise<{status: number, body: unknown} | undefined>,
@@ -68,6 +78,15 @@ export class FederationServer {
         resolveSrv: o.resolveSrv, resolveHost: o.resolveHost, now: o.now, log: o.log }));
     this.#keys = new KeyFetcher({ keyRing: this.#ring, client, notaryServers: notariesFrom(o.notaryServers, o.trustedKeys), now: o.now,
       timeoutMs: o.keyFetchTimeoutMs, maxServersPerBatch: o.maxKeyServersPerTransaction, log: o.log });
+    this.#participant =
+      o.participant === true
+        ? new RoomMirror({ serverName: o.serverName, signingKey: o.signingKey, rooms: o.rooms, client, keys: this.#keys, keyRing: this.#ring, joinLocalpart: o.joinLocalpart, log: o.log })
+        : o.participant || undefined;
+  }
+
+  /** The room participant (joins, gap filling, invites), when configured. */
+  get participant() {
+    return this.#participant;
   }
 
   /** The outbound federation client (key fetches; shared discovery cache and backoff). */
@@ -121,6 +140,10 @@ export class FederationServer {
     if (route.endpoint === "send") {
       if (auth.status) return jsonResponse(auth.status, auth.body);
       return this.#send(origin, route.txnId, bodyText);
+    }
+    if (route.endpoint === "invite") {
+      if (auth.status) return jsonResponse(auth.status, auth.body);
+      return this.#invite(origin, route, bodyText);
     }
     let engine;
     if (route.endpoint === "event") {
@@ -181,6 +204,53 @@ export class FederationServer {
     return jsonResponse(result.status, result.body);
   }
 
+  /**
+   * Stores pushed PDUs: through the room itself when it fills its own gaps
+   * (a Durable Object), else through the participant (gap filling), else as
+   * they are (prev events must be held).
+   */
+  async #receive(engine, pdus, origin) {
+    if (typeof engine.receive === "function") return engine.receive(pdus, origin);
+    if (this.#participant && typeof engine.unplacedPrevEvents === "function") return (await this.#participant.receive(engine, pdus, origin)).outcomes;
+    return engine.ingest(pdus, this.#ring);
+  }
+
+  /**
+   * `PUT /invite` (v1, v2): only for our join user, only from servers in
+   * `acceptInvitesFrom` (403 otherwise, before anything else is done); the
+   * inviter's keys are fetched, the invite checked and countersigned, and
+   * the room joined in the background (`onInvite`).
+   */
+  async #invite(origin, route, bodyText) {
+    const from = this.#opts.acceptInvitesFrom ?? [];
+    const allowed = from === "*" || (Array.isArray(from) && (from.includes("*") || from.includes(origin)));
+    if (!this.#participant || !allowed) {
+      this.#opts.log?.({ level: "info", code: "invite_refused", server: origin, message: `invite to ${route.roomId} refused: ${origin} is not in ACCEPT_INVITES_FROM` });
+      return jsonResponse(403, { errcode: "M_FORBIDDEN", error: `this server does not accept invites from ${origin}` });
+    }
+    let body;
+    try {
+      body = JSON.parse(bodyText);
+    } catch {
+      return jsonResponse(400, { errcode: "M_NOT_JSON", error: "the body is not JSON" });
+    }
+    const event = route.v2 ? body?.event : body;
+    const version = route.v2 ? body?.room_version : "1";
+    if (event && typeof version === "string") {
+      try {
+        await this.#keys.ensureForPdus([JSON.stringify(event)], version);
+      } catch {
+        /* an unsupported version or a broken event: acceptInvite says which */
+      }
+    }
+    const r = this.#participant.acceptInvite({ body: bodyText, v2: route.v2, roomId: route.roomId, eventId: route.eventId, origin });
+    if (r.accepted) {
+      const onInvite = this.#opts.onInvite ?? ((a) => this.#participant.join(a.roomId, [a.inviterServer]).catch((e) => this.#opts.log?.({ level: "warn", code: "join_failed", server: a.inviterServer, message: `join of ${a.roomId} after an invite failed: ${e?.message ?? e}` })));
+      queueMicrotask(() => onInvite(r.accepted));
+    }
+    return jsonResponse(r.status, r.body);
+  }
+
   async #processTxn(origin, bodyText) {
     const txn = json(wasm.parseTransaction(bodyText));
     if (txn.status) return txn;
@@ -207,7 +277,7 @@ export class FederationServer {
         continue;
       }
       const checked = await this.#keys.ensureForPdus(g.pdus, await engine.roomVersion);
-      const outcomes = checked.explain(checked.pdus.length ? await engine.ingest(checked.pdus, this.#ring) : []);
+      const outcomes = checked.explain(checked.pdus.length ? await this.#receive(engine, checked.pdus, origin) : []);
       for (const o of outcomes) {
         if (!o.eventId) continue;
         results[o.eventId] = o.status === "accepted" || o.status === "duplicate" ? {} : { error: o.reason };

@@ -102,6 +102,16 @@ pub enum Endpoint {
         /// The room.
         room_id: String,
     },
+    /// `PUT /_matrix/federation/v{1,2}/invite/{roomId}/{eventId}`: an invite
+    /// for one of our users (ours: the join user).
+    Invite {
+        /// The room.
+        room_id: String,
+        /// The invite event.
+        event_id: String,
+        /// v2 (`{event, room_version, invite_room_state}`) or v1 (the event).
+        v2: bool,
+    },
 }
 
 impl Endpoint {
@@ -201,6 +211,9 @@ pub fn route(method: &str, target: &Target) -> Result<Endpoint, HttpError> {
         }
         ["_matrix", "federation", "v1", "timestamp_to_event", r] => {
             ("GET", Endpoint::TimestampToEvent { room_id: (*r).into() })
+        }
+        ["_matrix", "federation", v @ ("v1" | "v2"), "invite", r, e] => {
+            ("PUT", Endpoint::Invite { room_id: (*r).into(), event_id: (*e).into(), v2: *v == "v2" })
         }
         _ => return Err(HttpError::new(404, "M_UNRECOGNIZED", "Unrecognized request")),
     };

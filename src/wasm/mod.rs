@@ -472,6 +472,9 @@ pub fn route_request(method: &str, target: &str) -> String {
                 Endpoint::Backfill { room_id } => ("backfill", json!({"roomId": room_id})),
                 Endpoint::GetMissingEvents { room_id } => ("get_missing_events", json!({"roomId": room_id})),
                 Endpoint::TimestampToEvent { room_id } => ("timestamp_to_event", json!({"roomId": room_id})),
+                Endpoint::Invite { room_id, event_id, v2 } => {
+                    ("invite", json!({"roomId": room_id, "eventId": event_id, "v2": v2}))
+                }
             };
             let mut m = extra.as_object().cloned().unwrap_or_default();
             m.insert("endpoint".into(), json!(name));
