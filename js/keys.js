@@ -1,4 +1,6 @@
 // Signing keys of other servers: fetched over HTTP, verified by the core.
+import * as check from "./check.js";
+import { ensureReady } from "./common.js";
 /**
  * Fetches servers' signing keys into a `KeyRing`: from the server itself
  * (`/_matrix/key/v2/server`), then from notaries (`/_matrix/key/v2/query`).
@@ -11,7 +13,15 @@ export class KeyFetcher {
   #inflight = new Map();
   #fetchedAt = new Map();
 
-  constructor({ keyRing, fetch = globalThis.fetch?.bind(globalThis), keyServerUrl = (s) => `https://${s}`, notaryServers = [], now = () => Date.now(), timeoutMs = 10_000, retryAfterMs = 60_000 }) {
+  constructor(opts) {
+    ensureReady();
+    check.object("KeyFetcher", "options", opts, "an object {keyRing, fetch?, keyServerUrl?, notaryServers?, now?, timeoutMs?, retryAfterMs?}");
+    const { keyRing, fetch = globalThis.fetch?.bind(globalThis), keyServerUrl = (s) => `https://${s}`, notaryServers = [], now = () => Date.now(), timeoutMs = 10_000, retryAfterMs = 60_000 } = opts;
+    check.keyRing("KeyFetcher", "keyRing", keyRing);
+    for (const [n, f] of Object.entries({ fetch, keyServerUrl, now })) if (f !== undefined) check.func("KeyFetcher", n, f);
+    check.stringArray("KeyFetcher", "notaryServers", notaryServers);
+    check.number("KeyFetcher", "timeoutMs", timeoutMs);
+    check.number("KeyFetcher", "retryAfterMs", retryAfterMs);
     this.#ring = keyRing;
     this.#opts = { fetch, keyServerUrl, notaryServers, now, timeoutMs, retryAfterMs };
   }
@@ -91,8 +101,17 @@ export class KeyFetcher {
 
 /** Parses `TRUSTED_KEYS`-style JSON (server → key ID → base64) into a ring. */
 export function pinKeys(keyRing, trustedKeys) {
+  ensureReady();
+  check.keyRing("pinKeys", "keyRing", keyRing);
+  check.trustedKeys("pinKeys", "trustedKeys", trustedKeys);
   for (const [server, keys] of Object.entries(trustedKeys ?? {})) {
-    for (const [keyId, b64] of Object.entries(keys)) keyRing.pin(server, keyId, b64);
+    for (const [keyId, b64] of Object.entries(keys)) {
+      try {
+        keyRing.pin(server, keyId, b64);
+      } catch (e) {
+        throw check.invalid("pinKeys", `trustedKeys[${JSON.stringify(server)}][${JSON.stringify(keyId)}]`, `cannot be pinned: ${e.message}`);
+      }
+    }
   }
   return keyRing;
 }

@@ -1,6 +1,8 @@
 // The federation server: Request → Response for the federation endpoints.
-import { wasm, call, json, toText, RoomdagError } from "./common.js";
+import { wasm, call, ensureReady, json, toText } from "./common.js";
 import { KeyFetcher, pinKeys } from "./keys.js";
+import { KeyRing } from "./keyring.js";
+import * as check from "./check.js";
 
 const jsonResponse = (status, body) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
@@ -35,9 +37,7 @@ export class FederationServer {
    *        first answer even from another process (a Worker isolate) or after a restart
    */
   constructor(opts) {
-    if (!opts?.serverName) throw new RoomdagError("M_UNKNOWN", "serverName is required");
-    if (!opts.signingKey?.keyId || !opts.signingKey?.seed) throw new RoomdagError("M_UNKNOWN", "signingKey {keyId, seed} is required");
-    if (!opts.rooms) throw new RoomdagError("M_UNKNOWN", "rooms (a RoomDirectory) is required");
+    checkOptions(opts);
     this.#opts = {
       notaryServers: [],
       fetch: globalThis.fetch?.bind(globalThis),
@@ -48,10 +48,9 @@ export class FederationServer {
       txnCacheSize: 1000,
       ...opts,
     };
-    this.#ring = opts.keyRing ?? call(() => new wasm.KeyRing());
-    call(() => wasm.publicKeyOf(opts.signingKey.seed)); // validates the seed now, not on the first request
+    this.#ring = opts.keyRing ?? new KeyRing();
     this.#ring.pin(opts.serverName, opts.signingKey.keyId, wasm.publicKeyOf(opts.signingKey.seed));
-    pinKeys(this.#ring, opts.trustedKeys);
+    pinKeys(this.#ring, check.trustedKeys("FederationServer", "trustedKeys", opts.trustedKeys));
     const o = this.#opts;
     this.#keys = new KeyFetcher({ keyRing: this.#ring, fetch: o.fetch, keyServerUrl: o.keyServerUrl, notaryServers: o.notaryServers, now: o.now, timeoutMs: o.keyFetchTimeoutMs });
   }
@@ -197,16 +196,37 @@ export class FederationServer {
   }
 }
 
+/** The constructor's argument checks: a wrong option fails here, not on the first request. */
+function checkOptions(opts) {
+  ensureReady();
+  const where = "FederationServer";
+  check.object(where, "options", opts, "an object {serverName, signingKey, rooms, …}");
+  check.name(where, "serverName", opts.serverName);
+  check.object(where, "signingKey", opts.signingKey, "an object {keyId, seed}");
+  check.name(where, "signingKey.keyId", opts.signingKey.keyId);
+  check.seed(where, "signingKey.seed", opts.signingKey.seed);
+  check.methods(where, "rooms", opts.rooms, ["get", "create", "findEvent"], "a RoomDirectory");
+  if (opts.notaryServers !== undefined) check.stringArray(where, "notaryServers", opts.notaryServers);
+  if (opts.keyRing !== undefined) check.keyRing(where, "keyRing", opts.keyRing);
+  for (const f of ["fetch", "keyServerUrl", "now"]) if (opts[f] !== undefined) check.func(where, f, opts[f]);
+  if (opts.autoCreateRooms !== undefined) check.boolean(where, "autoCreateRooms", opts.autoCreateRooms);
+  if (opts.keyFetchTimeoutMs !== undefined) check.number(where, "keyFetchTimeoutMs", opts.keyFetchTimeoutMs);
+  if (opts.txnCacheSize !== undefined) check.integer(where, "txnCacheSize", opts.txnCacheSize, 0, Number.MAX_SAFE_INTEGER);
+  if (opts.transactions !== undefined) check.methods(where, "transactions", opts.transactions, ["get", "put"], "a transaction log");
+}
+
 /**
  * Groups PDUs (JSON text) by room, keeping their order within each room.
  * A create event's room is derived (v12: from its hash); PDUs with no
  * recognisable room are left out. Returns `Map<roomId, {pdus, createVersion}>`.
  */
 export function groupPdusByRoom(pdus) {
+  ensureReady();
+  check.pdus("groupPdusByRoom", "pdus", pdus);
   const groups = new Map();
   for (const pdu of pdus) {
     const raw = toText(pdu);
-    const hint = json(call(() => wasm.pduRoom(raw)));
+    const hint = json(call("groupPdusByRoom", "M_BAD_JSON", () => wasm.pduRoom(raw)));
     if (!hint) continue;
     let roomId = hint.roomId;
     if (!roomId && hint.createRoomVersion) {

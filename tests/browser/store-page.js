@@ -1,13 +1,13 @@
 // Runs the store conformance suite against the browser's real IndexedDB.
 import * as api from "../../pkg/web.js";
-import { storeSuite, breakNextIndexedDbAppend } from "../js/store-suite.mjs";
+import { storeSuite, breakNextAppend, breakNextIndexedDbAppend } from "../js/store-suite.mjs";
 
 async function main() {
   await api.init(new URL("./roomdag_wasm_bg.wasm", location.href));
   const fixture = await (await fetch("/fixture/v11-forky-2k.json")).json();
   let n = 0;
   const kinds = {
-    memory: { make: () => new api.MemoryStore(), reopen: (s) => s },
+    memory: { make: () => new api.MemoryStore(), reopen: (s) => s, breakNext: breakNextAppend },
     indexeddb: {
       make: () => new api.IndexedDbStore({ room: `!browser${n++}:test`, database: "roomdag-browser-test" }),
       // A new store object over the same database: what a page reload sees.

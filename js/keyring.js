@@ -1,0 +1,59 @@
+// The public KeyRing: the core's key ring (a wasm-bindgen class) with its
+// arguments checked and the not-initialised guard. A subclass, so an instance
+// is what the core's functions expect wherever they take a key ring.
+import { wasm, call, ensureReady, toText } from "./common.js";
+import * as check from "./check.js";
+
+/**
+ * Trusted server signing keys: pinned ones, and fetched ones that were
+ * verified (`addServerKeys`, `addNotaryKeys`). Free it with `free()` when a
+ * long-lived process drops it (the memory is in the wasm heap).
+ */
+export class KeyRing extends wasm.KeyRing {
+  constructor() {
+    ensureReady();
+    super();
+  }
+
+  /** Pins `server`'s public key `keyId` (unpadded base64). */
+  pin(server, keyId, publicKey) {
+    const where = "KeyRing.pin";
+    check.name(where, "server", server);
+    check.name(where, "keyId", keyId);
+    check.string(where, "publicKey", publicKey, typeof publicKey?.key === "string" ? 'Pass the key itself (its "key" field), not the {key} object of a key response' : undefined);
+    call(`${where}: publicKey`, "M_INVALID_PARAM", () => super.pin(server, keyId, publicKey));
+  }
+
+  /** Verifies a `/_matrix/key/v2/server` response of `server` and adds its keys; returns how many. */
+  addServerKeys(response, server, nowMs) {
+    const where = "KeyRing.addServerKeys";
+    const text = keyResponse(where, response);
+    check.name(where, "server", server);
+    check.number(where, "nowMs", nowMs);
+    return call(`${where}: response`, "M_UNAUTHORIZED", () => super.addServerKeys(text, server, nowMs));
+  }
+
+  /** Verifies a notary's `/_matrix/key/v2/query` response (the notary's key must be in the ring) and adds its keys. */
+  addNotaryKeys(response, notary, nowMs) {
+    const where = "KeyRing.addNotaryKeys";
+    const text = keyResponse(where, response);
+    check.name(where, "notary", notary);
+    check.number(where, "nowMs", nowMs);
+    return call(`${where}: response`, "M_UNAUTHORIZED", () => super.addNotaryKeys(text, notary, nowMs));
+  }
+
+  /** Whether a key of `server` usable to authenticate a request at `nowMs` is known. */
+  hasRequestKey(server, keyId, nowMs) {
+    const where = "KeyRing.hasRequestKey";
+    check.string(where, "server", server);
+    check.string(where, "keyId", keyId);
+    check.number(where, "nowMs", nowMs);
+    ensureReady();
+    return super.hasRequestKey(server, keyId, nowMs);
+  }
+}
+
+function keyResponse(where, response) {
+  if (typeof response !== "string") check.object(where, "response", response, "a key response (JSON text or the parsed object)");
+  return toText(response);
+}
