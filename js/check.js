@@ -159,7 +159,7 @@ export function seed(where, name, v) {
 /** A KeyRing (of this copy of roomdag). */
 export function keyRing(where, name, v) {
   if (!(v instanceof wasm.KeyRing)) {
-    const other = v?.constructor?.name === "KeyRing";
+    const other = v?.constructor?.[Symbol.for("roomdag.KeyRing")] === true;
     throw typeError(
       where,
       name,

@@ -10,6 +10,9 @@ import * as check from "./check.js";
  * long-lived process drops it (the memory is in the wasm heap).
  */
 export class KeyRing extends wasm.KeyRing {
+  /** A brand every copy of roomdag shares, to tell "a ring of another copy" from "not a ring". */
+  static [Symbol.for("roomdag.KeyRing")] = true;
+
   constructor() {
     ensureReady();
     super();

@@ -9,6 +9,11 @@ import {
   KeyRing,
   signRequest,
   replayFixture,
+  RoomdagError,
+  init,
+  demoRoom,
+  roomFromFixture,
+  type RoomdagErrorCode,
   type Outcome,
   type QueryResult,
   type StateIdsBody,
@@ -22,6 +27,20 @@ type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ?
 function expectType<T extends true>(): T | void {}
 
 async function demo(): Promise<void> {
+  await init();
+  try {
+    roomFromFixture(demoRoom(100));
+  } catch (e) {
+    if (e instanceof RoomdagError) {
+      const code: RoomdagErrorCode = e.code;
+      // @ts-expect-error: the code is a closed union
+      const wrong: typeof e.code = "M_NOT_A_CODE";
+      void code;
+      void wrong;
+    }
+  }
+  // @ts-expect-error: engines come from RoomEngine.open
+  new RoomEngine();
   const store: RoomStore = new MemoryStore();
   const engine = await RoomEngine.open({ store, roomVersion: "11" });
   const keys = new KeyRing();
