@@ -59,6 +59,10 @@ export class RoomEngine {
     }
     const version = loaded.roomVersion ?? roomVersion;
     if (!version) throw new RoomdagError("M_NOT_FOUND", `${where}: no room in the store and no roomVersion given to create one`);
+    loaded.records.forEach((r, i) => {
+      if (r?.rebuild === true) return;
+      if (typeof r?.raw !== "string") throw check.typeError(where, `store.load().records[${i}].raw`, "the PDU's JSON text", r?.raw);
+    });
     const room =
       loaded.records.length > 0
         ? restoreRoom(version, loaded.records)
