@@ -47,7 +47,7 @@ test("before init(): every engine call throws NotInitializedError", async () => 
 test("a failed init() rejects and can be retried; afterwards the calls work", async () => {
   await assert.rejects(web.init(new Uint8Array([0, 1, 2, 3])));
   assert.throws(() => new web.KeyRing(), web.NotInitializedError);
-  await web.init(wasm);
+  await web.init(Promise.resolve(wasm)); // a promise of the bytes
   await web.init(wasm); // idempotent
   assert.equal(new web.KeyRing().size, 0);
   const fixture = web.demoRoom(40);
