@@ -156,7 +156,19 @@ export function seed(where, name, v) {
   return v;
 }
 
-/** A KeyRing (of this copy of roomdag). */
+/** Marks a KeyRing whose memory was released. */
+export const FREED = Symbol.for("roomdag.KeyRing.freed");
+
+/** Refuses a KeyRing after `free()` (its wasm memory is gone). */
+export function live(where, ring) {
+  if (ring?.[FREED]) {
+    const e = new TypeError(`${where}: this KeyRing was freed (free() releases it for good); make a new one`);
+    e.code = "ERR_INVALID_STATE";
+    throw e;
+  }
+}
+
+/** A KeyRing (of this copy of roomdag), not freed. */
 export function keyRing(where, name, v) {
   if (!(v instanceof wasm.KeyRing)) {
     const other = v?.constructor?.[Symbol.for("roomdag.KeyRing")] === true;
@@ -168,6 +180,7 @@ export function keyRing(where, name, v) {
       other ? "It is a KeyRing of another copy of roomdag: ESM `import` and CommonJS `require` load two separate copies, use one" : undefined,
     );
   }
+  if (v[FREED]) throw typeError(where, name, "a KeyRing that is not freed", v, "free() released it for good; make a new one");
   return v;
 }
 

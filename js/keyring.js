@@ -18,9 +18,22 @@ export class KeyRing extends wasm.KeyRing {
     super();
   }
 
+  /** Number of keys held. */
+  get size() {
+    check.live("KeyRing.size", this);
+    return super.size;
+  }
+
+  /** Releases the ring's memory (in the wasm heap); the ring cannot be used afterwards. */
+  free() {
+    this[check.FREED] = true;
+    super.free();
+  }
+
   /** Pins `server`'s public key `keyId` (unpadded base64). */
   pin(server, keyId, publicKey) {
     const where = "KeyRing.pin";
+    check.live(where, this);
     check.name(where, "server", server);
     check.name(where, "keyId", keyId);
     check.string(where, "publicKey", publicKey, typeof publicKey?.key === "string" ? 'Pass the key itself (its "key" field), not the {key} object of a key response' : undefined);
@@ -30,6 +43,7 @@ export class KeyRing extends wasm.KeyRing {
   /** Verifies a `/_matrix/key/v2/server` response of `server` and adds its keys; returns how many. */
   addServerKeys(response, server, nowMs) {
     const where = "KeyRing.addServerKeys";
+    check.live(where, this);
     const text = keyResponse(where, response);
     check.name(where, "server", server);
     check.number(where, "nowMs", nowMs);
@@ -39,6 +53,7 @@ export class KeyRing extends wasm.KeyRing {
   /** Verifies a notary's `/_matrix/key/v2/query` response (the notary's key must be in the ring) and adds its keys. */
   addNotaryKeys(response, notary, nowMs) {
     const where = "KeyRing.addNotaryKeys";
+    check.live(where, this);
     const text = keyResponse(where, response);
     check.name(where, "notary", notary);
     check.number(where, "nowMs", nowMs);
@@ -48,6 +63,7 @@ export class KeyRing extends wasm.KeyRing {
   /** Whether a key of `server` usable to authenticate a request at `nowMs` is known. */
   hasRequestKey(server, keyId, nowMs) {
     const where = "KeyRing.hasRequestKey";
+    check.live(where, this);
     check.string(where, "server", server);
     check.string(where, "keyId", keyId);
     check.number(where, "nowMs", nowMs);

@@ -77,7 +77,7 @@ export type RoomdagErrorCode =
 /**
  * Errors the engine raises, with a stable `code`. Arguments of the wrong type
  * raise a `TypeError` instead (`code: "ERR_INVALID_ARG_TYPE"`), naming the
- * parameter. Compare `code`s, or `name === "RoomdagError"`, rather than
+ * parameter; so does a `KeyRing` used after `free()` (`"ERR_INVALID_STATE"`). Compare `code`s, or `name === "RoomdagError"`, rather than
  * `instanceof` when ESM and CommonJS copies of roomdag may meet.
  */
 export class RoomdagError extends Error {

@@ -84,6 +84,16 @@ const table = [
   ["KeyRing.addServerKeys: not a key response", () => new KeyRing().addServerKeys("{}", serverA, Date.now()), R, "M_UNAUTHORIZED", "response"],
   ["KeyRing.addServerKeys: a number", () => new KeyRing().addServerKeys(5, serverA, Date.now()), T, TYPE, "response"],
   ["KeyRing.hasRequestKey: a string clock", () => new KeyRing().hasRequestKey(serverA, "ed25519:1", "now"), T, TYPE, "nowMs"],
+  ["KeyRing.pin: after free()", () => {
+    const ring = new KeyRing();
+    ring.free();
+    ring.pin(serverA, "ed25519:1", publicKey);
+  }, T, "ERR_INVALID_STATE", "freed"],
+  ["ingest: a freed key ring", () => {
+    const ring = new KeyRing();
+    ring.free();
+    return engine.ingest(pdus, ring);
+  }, T, TYPE, "keyRing"],
   ["pinKeys: a fixture's servers map", () => api.pinKeys(new KeyRing(), fixture.servers), T, TYPE, "trustedKeys"],
   ["pinKeys: key objects", () => api.pinKeys(new KeyRing(), { [serverA]: { "ed25519:1": { key: publicKey } } }), T, TYPE, "trustedKeys"],
   ["pinKeys: a bad key", () => api.pinKeys(new KeyRing(), { [serverA]: { "ed25519:1": "abc" } }), R, "M_INVALID_PARAM", "trustedKeys"],
