@@ -39,9 +39,11 @@ export function ensureReady() {
  * Runs a wasm call. An error the core returns (a `JsError`, a plain `Error`)
  * becomes a `RoomdagError` with `code`, its message prefixed with `where`
  * (the API function and the parameter at fault). Errors the JS layer raised
- * itself pass through unchanged.
+ * itself pass through unchanged. (`call(fn)` alone, the older form, uses
+ * code "M_UNKNOWN".)
  */
 export function call(where, code, fn) {
+  if (typeof where === "function") return call("roomdag", "M_UNKNOWN", where);
   ensureReady();
   try {
     return fn();
