@@ -135,7 +135,7 @@ export class RoomMirror {
         if (backfill) joined.backfill = await this.backfill(roomId, { onProgress, prefer: [server] });
         return joined;
       } catch (e) {
-        if (e instanceof MirrorError && e.code === "M_FORBIDDEN_LOCAL") throw e;
+        if (e instanceof MirrorError && e.code === "M_UNSUPPORTED_ROOM_VERSION") throw e;
         failures.push(`${server}: ${errText(e)}`);
         this.#o.log({ event: "join_failed", roomId, server, reason: errText(e) });
         onProgress({ phase: "join_failed", server, reason: errText(e) });
@@ -163,7 +163,7 @@ export class RoomMirror {
     }
     const [join] = await engine.ingestPlaced([{ pdu: checked.event, state: checked.stateIds }], this.#o.keyRing);
     if (join.status !== "accepted" && join.status !== "duplicate") {
-      throw new MirrorError("M_FORBIDDEN", `our join ${built.eventId} was ${join.status}: ${join.reason ?? ""}`);
+      throw new MirrorError("M_UNAUTHORIZED", `our join ${built.eventId} was ${join.status}: ${join.reason ?? ""}`);
     }
     const dropped = outcomes.filter((o) => o.status === "dropped").length;
     return { roomId, roomVersion: built.roomVersion, eventId: built.eventId, via: server, stateEvents: checked.stateIds.length, authEvents: checked.outliers.length, dropped };
@@ -173,7 +173,7 @@ export class RoomMirror {
     const existing = await this.#o.rooms.get(roomId);
     if (existing) {
       const v = await existing.roomVersion;
-      if (v !== version) throw new MirrorError("M_FORBIDDEN_LOCAL", `room ${roomId} is stored as version ${v}, not ${version}`);
+      if (v !== version) throw new MirrorError("M_UNSUPPORTED_ROOM_VERSION", `room ${roomId} is stored as version ${v}, not ${version}`);
       return existing;
     }
     return this.#o.rooms.create(roomId, version);

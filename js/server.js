@@ -1,8 +1,10 @@
 // The federation server: Request → Response for the federation endpoints.
-import { wasm, call, json, toText, RoomdagError } from "./common.js";
+import { wasm, call, ensureReady, json, toText, RoomdagError } from "./common.js";
 import { RoomMirror } from "./mirror.js";
 import { KeyFetcher, pinKeys, notariesFrom } from "./keys.js";
 import { FederationClient } from "./client.js";
+import { KeyRing } from "./keyring.js";
+import * as check from "./check.js";
 
 const jsonResponse = (status, body) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
@@ -55,9 +57,7 @@ export class FederationServer {
    *        first answer even from another process (a Worker isolate) or after a restart
    */
   constructor(opts) {
-    if (!opts?.serverName) throw new RoomdagError("M_UNKNOWN", "serverName is required");
-    if (!opts.signingKey?.keyId || !opts.signingKey?.seed) throw new RoomdagError("M_UNKNOWN", "signingKey {keyId, seed} is required");
-    if (!opts.rooms) throw new RoomdagError("M_UNKNOWN", "rooms (a RoomDirectory) is required");
+    checkOptions(opts);
     this.#opts = {
       notaryServers: [],
       fetch: globalThis.fetch?.bind(globalThis),
@@ -67,10 +67,9 @@ export class FederationServer {
       txnCacheSize: 1000,
       ...opts,
     };
-    this.#ring = opts.keyRing ?? call(() => new wasm.KeyRing());
-    call(() => wasm.publicKeyOf(opts.signingKey.seed)); // validates the seed now, not on the first request
+    this.#ring = opts.keyRing ?? new KeyRing();
     this.#ring.pin(opts.serverName, opts.signingKey.keyId, wasm.publicKeyOf(opts.signingKey.seed));
-    pinKeys(this.#ring, opts.trustedKeys);
+    pinKeys(this.#ring, check.trustedKeys("FederationServer", "trustedKeys", opts.trustedKeys));
     const o = this.#opts;
     const client = (this.#client =
       o.federationClient ??
@@ -287,16 +286,42 @@ export class FederationServer {
   }
 }
 
+/** The constructor's argument checks: a wrong option fails here, not on the first request. */
+function checkOptions(opts) {
+  ensureReady();
+  const where = "FederationServer";
+  check.object(where, "options", opts, "an object {serverName, signingKey, rooms, …}");
+  check.name(where, "serverName", opts.serverName);
+  check.object(where, "signingKey", opts.signingKey, "an object {keyId, seed}");
+  check.name(where, "signingKey.keyId", opts.signingKey.keyId);
+  check.seed(where, "signingKey.seed", opts.signingKey.seed);
+  check.methods(where, "rooms", opts.rooms, ["get", "create", "findEvent"], "a RoomDirectory");
+  // Notaries: server names (their keys from trustedKeys) or {serverName, verifyKeys}; notariesFrom checks each.
+  if (opts.notaryServers !== undefined && !Array.isArray(opts.notaryServers)) check.stringArray(where, "notaryServers", opts.notaryServers);
+  if (opts.keyRing !== undefined) check.keyRing(where, "keyRing", opts.keyRing);
+  for (const f of ["fetch", "now", "onInvite"]) if (opts[f] !== undefined) check.func(where, f, opts[f]);
+  if (opts.keyServerUrl !== undefined && typeof opts.keyServerUrl !== "string") check.func(where, "keyServerUrl", opts.keyServerUrl);
+  if (opts.joinLocalpart !== undefined) check.string(where, "joinLocalpart", opts.joinLocalpart);
+  if (opts.acceptInvitesFrom !== undefined && opts.acceptInvitesFrom !== "*") check.stringArray(where, "acceptInvitesFrom", opts.acceptInvitesFrom);
+  if (opts.participant !== undefined && typeof opts.participant !== "boolean") check.methods(where, "participant", opts.participant, ["receive", "acceptInvite", "join"], "a RoomMirror or true");
+  if (opts.autoCreateRooms !== undefined) check.boolean(where, "autoCreateRooms", opts.autoCreateRooms);
+  if (opts.keyFetchTimeoutMs !== undefined) check.number(where, "keyFetchTimeoutMs", opts.keyFetchTimeoutMs);
+  if (opts.txnCacheSize !== undefined) check.integer(where, "txnCacheSize", opts.txnCacheSize, 0, Number.MAX_SAFE_INTEGER);
+  if (opts.transactions !== undefined) check.methods(where, "transactions", opts.transactions, ["get", "put"], "a transaction log");
+}
+
 /**
  * Groups PDUs (JSON text) by room, keeping their order within each room.
  * A create event's room is derived (v12: from its hash); PDUs with no
  * recognisable room are left out. Returns `Map<roomId, {pdus, createVersion}>`.
  */
 export function groupPdusByRoom(pdus) {
+  ensureReady();
+  check.pdus("groupPdusByRoom", "pdus", pdus);
   const groups = new Map();
   for (const pdu of pdus) {
     const raw = toText(pdu);
-    const hint = json(call(() => wasm.pduRoom(raw)));
+    const hint = json(call("groupPdusByRoom", "M_BAD_JSON", () => wasm.pduRoom(raw)));
     if (!hint) continue;
     let roomId = hint.roomId;
     if (!roomId && hint.createRoomVersion) {

@@ -6,8 +6,10 @@
 //   synapse-diff     differential fuzzing against Synapse itself (installs it
 //                    into .roomdag/oracle-venv unless ROOMDAG_ORACLE_PYTHON is set)
 //   package          npm run build: the .wasm and loaders into pkg/
-//   types            the published TypeScript types, strict
-//   node             the JS API in Node: stores, signed HTTP, CLI parity, packaging
+//   types            the published TypeScript types, strict, without and with the DOM library
+//   packaging        npm pack ./pkg installed into fresh projects: Node ESM/CJS,
+//                    TypeScript, esbuild, Vite, Chromium, a Worker; attw; the tarball's files
+//   node             the JS API in Node: stores, signed HTTP, CLI parity, arguments
 //   browser          headless Chromium: bundled build, real IndexedDB, the visualizer
 //   worker           workerd (wrangler dev): the Worker end to end, DO storage
 // Set ROOMDAG_TEST_ONLY=tier1,tier2 to run a subset.
@@ -114,7 +116,11 @@ function findOrInstallSynapse(tier) {
 
 Object.assign(tiers, {
   package: () => run("node", ["scripts/build.mjs"]),
-  types: () => run(join(root, "node_modules/.bin/tsc"), ["-p", "tests/types/tsconfig.json"]),
+  types: () => {
+    run(join(root, "node_modules/.bin/tsc"), ["-p", "tests/types/tsconfig.json"]);
+    run(join(root, "node_modules/.bin/tsc"), ["-p", "tests/types/tsconfig.dom.json"]);
+  },
+  packaging: () => run("node", ["--test", "--test-concurrency=1", "tests/packaging/package.test.mjs"]),
   node: () => {
     const files = readdirSync(join(root, "tests/js")).filter((f) => f.endsWith(".test.mjs")).map((f) => join("tests/js", f));
     run("node", ["--test", "--test-concurrency=1", ...files]);

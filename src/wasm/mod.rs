@@ -654,7 +654,11 @@ pub fn sign_pdu(pdu: &str, room_version: &str, server: &str, key_id: &str, seed_
 /// boolean` and replaces the built-in ed25519 check (e.g. Node's crypto).
 #[wasm_bindgen(js_name = replayFixture)]
 pub fn replay_fixture(fixture: &[u8], queries: &[u8], verify: Option<js_sys::Function>) -> Result<String, JsError> {
-    let queries = crate::fixture::read_queries(queries).map_err(js_error)?;
+    let queries = crate::fixture::read_queries(queries).map_err(|e| match e {
+        crate::fixture::FixtureError::Invalid(m) => js_error(format!("queries: {m}")),
+        crate::fixture::FixtureError::Json(j) => js_error(format!("queries: not a roomdag-queries/1 file: {j}")),
+        e => js_error(format!("queries: {e}")),
+    })?;
     let host = verify.map(|f| {
         move |key: &[u8; 32], msg: &[u8], sig: &[u8; 64]| -> bool {
             let r = f.call3(
@@ -684,10 +688,24 @@ pub fn export_fixture(fixture: &[u8], format: &str, auth_edges: bool) -> Result<
     }
 }
 
-/// A synthetic demo room (`matrix-dag-oracle/1` JSON text) of about `events` events.
+/// A synthetic demo room (`matrix-dag-oracle/1` JSON text) of about `events`
+/// events, at most [`MAX_EVENTS`](crate::demo::MAX_EVENTS).
 #[wasm_bindgen(js_name = demoRoom)]
-pub fn demo_room(events: u32) -> String {
-    to_json(&crate::demo::demo_room(events as usize))
+pub fn demo_room(events: u32) -> Result<String, JsError> {
+    if events as usize > crate::demo::MAX_EVENTS {
+        return Err(js_error(format!("events must be at most {}, not {events}", crate::demo::MAX_EVENTS)));
+    }
+    Ok(to_json(&crate::demo::demo_room(events as usize)))
+}
+
+/// The room versions this engine hosts, in order ("3" … "12").
+#[wasm_bindgen(js_name = roomVersions)]
+pub fn room_versions() -> Vec<String> {
+    crate::room_version::RoomVersionRules::ALL
+        .iter()
+        .filter(|r| crate::room_version::RoomVersionRules::supported(r.id).is_ok())
+        .map(|r| r.id.to_owned())
+        .collect()
 }
 
 /// Builds a room from a fixture (JSON text) for inspection (the visualizer).
