@@ -24,7 +24,7 @@ export {
   DEFAULT_MAX_RESPONSE_BYTES,
 } from "./client.js";
 export { FederationServer, groupPdusByRoom } from "./server.js";
-export { RoomMirror, MirrorError, MIRROR_LIMITS } from "./mirror.js";
+export { RoomMirror, MirrorError, MemoryParking, MIRROR_LIMITS } from "./mirror.js";
 
 /** The signing key fields every signing function takes. */
 function signingKey(where, opts, serverField) {

@@ -845,7 +845,24 @@ export const MIRROR_LIMITS: Readonly<{
   gapMs: number;
   backfillRequests: number;
   rebuildEvery: number;
+  parkedPerRoom: number;
 }>;
+
+/** A pushed PDU kept until its prev events can be placed. */
+export interface ParkedPdu {
+  pdu: string;
+  origin: ServerName;
+  /** When it was parked, ms since the epoch. */
+  at: number;
+}
+
+/** Where a `RoomMirror` keeps pushed PDUs whose prev events could not be fetched (in memory; a host may use its storage). */
+export class MemoryParking {
+  constructor(cap?: number);
+  put(roomId: RoomId, eventId: EventId, entry: ParkedPdu): Promise<void>;
+  list(roomId: RoomId): Promise<(ParkedPdu & { eventId: EventId })[]>;
+  delete(roomId: RoomId, eventId: EventId): Promise<void>;
+}
 
 /** Errors of federation participation (`name` is "MirrorError"). */
 export class MirrorError extends RoomdagError {}
@@ -861,6 +878,10 @@ export type MirrorProgress = { phase: string; [k: string]: unknown };
 /** The result of a backfill run. */
 export interface BackfillResult {
   complete: boolean;
+  /** No server has what is still missing. */
+  stalled: boolean;
+  /** Parked PDUs placed at the end of the run. */
+  parkedPlaced: number;
   fetched: number;
   requests: number;
   rebuilds: number;
@@ -885,15 +906,19 @@ export class RoomMirror {
     joinLocalpart?: string;
     log?: (line: Record<string, unknown>) => void;
     limits?: Partial<typeof MIRROR_LIMITS>;
+    /** Where pushed PDUs that cannot be placed yet are kept (default in memory). */
+    parked?: Pick<MemoryParking, "put" | "list" | "delete">;
   });
   /** The user rooms are joined as (`@roomdag:serverName` by default). */
   readonly userId: string;
   resolveAlias(alias: string): Promise<{ roomId: RoomId; servers: ServerName[] }>;
   join(room: RoomId | string, via?: ServerName[], opts?: { onProgress?: (p: MirrorProgress) => void; backfill?: boolean }): Promise<{ roomId: RoomId; roomVersion: string; eventId: EventId; via: ServerName; stateEvents: number; authEvents: number; dropped: number; backfill?: BackfillResult }>;
-  backfill(roomId: RoomId, opts?: { onProgress?: (p: MirrorProgress) => void; prefer?: ServerName[]; maxRequests?: number }): Promise<BackfillResult>;
+  backfill(roomId: RoomId, opts?: { onProgress?: (p: MirrorProgress) => void; prefer?: ServerName[]; maxRequests?: number; finalRebuild?: boolean }): Promise<BackfillResult>;
   /** Stores PDUs pushed by `origin`, filling gaps first; one outcome per PDU, and how many holes remain for backfill. */
   receive(engine: RoomEngine, pdus: string[], origin: ServerName): Promise<{ outcomes: Outcome[]; holes: number }>;
   leave(roomId: RoomId, opts?: { via?: ServerName[] }): Promise<{ roomId: RoomId; eventId: EventId; via: ServerName; outcome: Outcome }>;
+  /** Places parked PDUs whose prev events are now placed; returns how many were stored. */
+  retryParked(engine: RoomEngine): Promise<number>;
   acceptInvite(req: { body: string; v2: boolean; roomId: RoomId; eventId: EventId; origin: ServerName }): { status: number; body: unknown; accepted?: { roomId: RoomId; roomVersion: string; inviterServer: ServerName } };
 }
 

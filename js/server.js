@@ -209,7 +209,7 @@ export class FederationServer {
    * they are (prev events must be held).
    */
   async #receive(engine, pdus, origin) {
-    if (typeof engine.receive === "function") return engine.receive(pdus, origin);
+    if (typeof engine.receive === "function") return engine.receive(pdus, origin, this.#ring);
     if (this.#participant && typeof engine.unplacedPrevEvents === "function") return (await this.#participant.receive(engine, pdus, origin)).outcomes;
     return engine.ingest(pdus, this.#ring);
   }
@@ -244,8 +244,16 @@ export class FederationServer {
     }
     const r = this.#participant.acceptInvite({ body: bodyText, v2: route.v2, roomId: route.roomId, eventId: route.eventId, origin });
     if (r.accepted) {
-      const onInvite = this.#opts.onInvite ?? ((a) => this.#participant.join(a.roomId, [a.inviterServer]).catch((e) => this.#opts.log?.({ level: "warn", code: "join_failed", server: a.inviterServer, message: `join of ${a.roomId} after an invite failed: ${e?.message ?? e}` })));
-      queueMicrotask(() => onInvite(r.accepted));
+      // onInvite schedules the join (it is awaited: in a Worker, work after
+      // the answer may not run); by default the join runs in the background.
+      const onInvite =
+        this.#opts.onInvite ??
+        ((a) => {
+          this.#participant.join(a.roomId, [a.inviterServer]).catch((e) =>
+            this.#opts.log?.({ level: "warn", code: "join_failed", server: a.inviterServer, message: `join of ${a.roomId} after an invite failed: ${e?.message ?? e}` }),
+          );
+        });
+      await onInvite(r.accepted);
     }
     return jsonResponse(r.status, r.body);
   }

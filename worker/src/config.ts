@@ -32,6 +32,10 @@ export interface Env {
   ALLOW_PRIVATE_ADDRESSES?: string;
   /** A DNS-over-HTTPS JSON endpoint (e.g. `https://cloudflare-dns.com/dns-query`) for SRV lookups in discovery. */
   DOH_URL?: string;
+  /** Servers whose invites for our join user are accepted (then the room is joined): comma-separated, `*` for any; default none. */
+  ACCEPT_INVITES_FROM?: string;
+  /** Localpart of the user we join rooms as (default `roomdag`: `@roomdag:SERVER_NAME`). */
+  JOIN_LOCALPART?: string;
 }
 
 export interface Config {
@@ -45,6 +49,9 @@ export interface Config {
   keyServerUrl: ((server: string) => string) | undefined;
   allowPrivateAddresses: boolean;
   dohUrl: string | undefined;
+  /** Servers whose invites are accepted (`["*"]`: any). */
+  acceptInvitesFrom: string[];
+  joinLocalpart: string;
 }
 
 export class ConfigError extends Error {
@@ -108,6 +115,11 @@ export function parseConfig(env: Env): Config {
   const dohUrl = (env.DOH_URL ?? "").trim() || undefined;
   if (dohUrl && !/^https:\/\/[^/]+/.test(dohUrl)) problems.push("DOH_URL must be an https:// URL");
 
+  const acceptInvitesFrom = (env.ACCEPT_INVITES_FROM ?? "").split(",").map((x) => x.trim()).filter(Boolean);
+  for (const n of acceptInvitesFrom) if (n !== "*" && !SERVER_NAME.test(n)) problems.push(`ACCEPT_INVITES_FROM: ${JSON.stringify(n)} is not a server name`);
+  const joinLocalpart = (env.JOIN_LOCALPART ?? "").trim() || "roomdag";
+  if (!/^[a-z0-9._=\-/+]+$/.test(joinLocalpart)) problems.push(`JOIN_LOCALPART ${JSON.stringify(joinLocalpart)} is not a valid user ID localpart (a-z, 0-9, ._=-/+)`);
+
   const adminToken = env.ADMIN_TOKEN ?? "";
   if (adminToken.length < 16) problems.push("ADMIN_TOKEN must be set to at least 16 characters");
 
@@ -123,6 +135,8 @@ export function parseConfig(env: Env): Config {
     keyServerUrl: template ? (server) => template.replaceAll("{server}", server) : undefined,
     allowPrivateAddresses: allowPrivate === "true",
     dohUrl,
+    acceptInvitesFrom,
+    joinLocalpart,
   };
 }
 

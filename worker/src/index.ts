@@ -45,6 +45,21 @@ class RemoteRoom {
     }
     return this.stub.ingest(pdus, { verifiedKeys: keyRing.exportKeys([...servers]) }) as Promise<Outcome[]>;
   }
+  /** Pushed PDUs: the room's object fills gaps before them (it takes part in the room). */
+  receive(pdus: string[], origin: string, keyRing: KeyRing): Promise<Outcome[]> {
+    return this.stub.receive(pdus, origin, { verifiedKeys: keyRing.exportKeys(this.#signers(pdus)) }) as Promise<Outcome[]>;
+  }
+  #signers(pdus: string[]): string[] {
+    const servers = new Set<string>();
+    for (const pdu of pdus) {
+      try {
+        for (const s of requiredSigners(pdu, this.roomVersion)) servers.add(s);
+      } catch {
+        /* unparseable: the room drops it */
+      }
+    }
+    return [...servers];
+  }
   query(method: string, target: string, body: string | undefined, origin: string, serverName: string, nowMs: number) {
     return this.stub.query(method, target, body, origin, serverName, nowMs);
   }
@@ -125,6 +140,11 @@ function federationServer(env: Env, config: Config): FederationServer {
         federationClient: federationClientOf(config),
         rooms: new DurableRooms(env) as never,
         transactions: new DurableTransactions(env),
+        // Invites and aliases here; joins, gap filling and backfill in each room's object.
+        participant: true,
+        joinLocalpart: config.joinLocalpart,
+        acceptInvitesFrom: config.acceptInvitesFrom,
+        onInvite: (a: { roomId: string; inviterServer: string }) => roomStub(env, a.roomId).scheduleJoin(a.roomId, [a.inviterServer]),
       }),
     };
   }
@@ -218,6 +238,86 @@ async function importRoom(request: Request, env: Env): Promise<Response> {
   return new Response(readable, { headers: { "content-type": "application/x-ndjson" } });
 }
 
+/** An admin request's JSON body `{room, via?}`, checked. */
+async function roomRequest(request: Request): Promise<{ room: string; via: string[] } | Response> {
+  let body: { room?: unknown; via?: unknown };
+  try {
+    body = (await request.json()) as typeof body;
+  } catch {
+    return json(400, { errcode: "M_NOT_JSON", error: "the body must be JSON {room, via?}" });
+  }
+  const room = body?.room;
+  const via = body?.via ?? [];
+  if (typeof room !== "string" || !/^[!#][^:]+:.+$/.test(room)) return json(400, { errcode: "M_INVALID_PARAM", error: "room must be a room ID (!…:server) or alias (#…:server)" });
+  if (!Array.isArray(via) || !via.every((v) => typeof v === "string")) return json(400, { errcode: "M_INVALID_PARAM", error: "via must be a list of server names" });
+  return { room, via: via as string[] };
+}
+
+/**
+ * `POST /_roomdag/admin/join {room, via}`: joins the room (an alias is
+ * resolved first), then streams NDJSON progress while the room's object
+ * backfills its history (which goes on, an alarm at a time, if the client
+ * goes away), ending with `{done}` or `{error}`.
+ */
+async function joinRoom(request: Request, env: Env, config: Config): Promise<Response> {
+  const req = await roomRequest(request);
+  if (req instanceof Response) return req;
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = writable.getWriter();
+  const enc = new TextEncoder();
+  const emit = (o: unknown) => writer.write(enc.encode(JSON.stringify(o) + "\n"));
+  const work = (async () => {
+    try {
+      let roomId = req.room;
+      let via = req.via;
+      if (roomId.startsWith("#")) {
+        const r = await federationServer(env, config).participant!.resolveAlias(roomId);
+        roomId = r.roomId;
+        via = [...new Set([...via, ...r.servers])];
+        await emit({ phase: "alias", alias: req.room, roomId, servers: r.servers });
+      }
+      await emit({ phase: "joining", roomId, via });
+      const stub = roomStub(env, roomId);
+      const joined = await stub.join(roomId, via);
+      await emit({ phase: "joined", ...joined });
+      const deadline = Date.now() + 15 * 60_000;
+      let last = "";
+      for (;;) {
+        const status = (await stub.mirrorStatus()) as { backfill?: { complete: boolean; stalled: boolean; wanted: boolean } };
+        const line = JSON.stringify(status.backfill ?? {});
+        if (line !== last) await emit({ phase: "backfill", ...(status.backfill ?? {}) });
+        last = line;
+        if (!status.backfill?.wanted || Date.now() > deadline) {
+          await emit({ done: { roomId, ...(status.backfill ?? {}) } });
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    } catch (e) {
+      await emit({ error: String((e as Error)?.message ?? e) }).catch(() => {});
+    } finally {
+      await writer.close().catch(() => {});
+    }
+  })();
+  void work;
+  return new Response(readable, { headers: { "content-type": "application/x-ndjson" } });
+}
+
+/** `POST /_roomdag/admin/leave {room, via?}`: make_leave → send_leave; the history stays readable. */
+async function leaveRoom(request: Request, env: Env, config: Config): Promise<Response> {
+  const req = await roomRequest(request);
+  if (req instanceof Response) return req;
+  let roomId = req.room;
+  try {
+    if (roomId.startsWith("#")) roomId = (await federationServer(env, config).participant!.resolveAlias(roomId)).roomId;
+    const info = (await roomStub(env, roomId).info()) as RoomInfo;
+    if (!info.exists) return json(404, { errcode: "M_NOT_FOUND", error: `room ${roomId} is not held here` });
+    return json(200, (await roomStub(env, roomId).leave(req.via)) as object);
+  } catch (e) {
+    return json(502, { errcode: "M_UNKNOWN", error: String((e as Error)?.message ?? e) });
+  }
+}
+
 async function listRooms(env: Env): Promise<Response> {
   const rooms = await directory(env).list();
   const infos = await Promise.all(rooms.map(async (r) => ({ ...r, ...((await roomStub(env, r.roomId).info()) as RoomInfo) })));
@@ -230,6 +330,11 @@ async function roomdagApi(request: Request, env: Env, config: Config, url: URL):
   if (parts[0] === "admin") {
     if (!authorised(request, config)) return json(401, { errcode: "M_UNAUTHORIZED", error: "admin API: bearer ADMIN_TOKEN required" });
     if (parts[1] === "import" && request.method === "POST") return importRoom(request, env);
+    if (parts[1] === "join" && request.method === "POST") return joinRoom(request, env, config);
+    if (parts[1] === "leave" && request.method === "POST") return leaveRoom(request, env, config);
+    if (parts[1] === "status" && parts[2] && request.method === "GET") {
+      return json(200, (await roomStub(env, parts[2]).mirrorStatus()) as object);
+    }
     if (parts[1] === "rooms" && request.method === "GET") return listRooms(env);
     return json(404, { errcode: "M_UNRECOGNIZED", error: "unknown admin endpoint" });
   }
