@@ -13,7 +13,7 @@ const jsonResponse = (status, body) =>
  * A federation server for the rooms of a `RoomDirectory`:
  * `handleFederationRequest(request)` answers `/send`, `/event`, `/state`,
  * `/state_ids`, `/backfill`, `/get_missing_events`, `/timestamp_to_event`,
- * `/version` and `/_matrix/key/v2/server`.
+ * `/event_auth`, `/version` and `/_matrix/key/v2/server`.
  */
 export class FederationServer {
   #participant;
