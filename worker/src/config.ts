@@ -32,6 +32,12 @@ export interface Env {
   ALLOW_PRIVATE_ADDRESSES?: string;
   /** A DNS-over-HTTPS JSON endpoint (e.g. `https://cloudflare-dns.com/dns-query`) for SRV lookups in discovery. */
   DOH_URL?: string;
+  /**
+   * Served as `GET /.well-known/matrix/server` → `{"m.server": WELL_KNOWN_SERVER}`
+   * when set (404 otherwise): where other servers reach us, e.g.
+   * `roomdag.example.org:443` (Cloudflare serves 443; without a port they use 8448).
+   */
+  WELL_KNOWN_SERVER?: string;
 }
 
 export interface Config {
@@ -45,6 +51,8 @@ export interface Config {
   keyServerUrl: ((server: string) => string) | undefined;
   allowPrivateAddresses: boolean;
   dohUrl: string | undefined;
+  /** The `m.server` of `/.well-known/matrix/server`, if served. */
+  wellKnownServer?: string;
 }
 
 export class ConfigError extends Error {
@@ -111,6 +119,11 @@ export function parseConfig(env: Env): Config {
   const adminToken = env.ADMIN_TOKEN ?? "";
   if (adminToken.length < 16) problems.push("ADMIN_TOKEN must be set to at least 16 characters");
 
+  const wellKnownServer = (env.WELL_KNOWN_SERVER ?? "").trim() || undefined;
+  if (wellKnownServer && !SERVER_NAME.test(wellKnownServer)) {
+    problems.push(`WELL_KNOWN_SERVER ${JSON.stringify(wellKnownServer)} is not a server name (host, optionally :port, e.g. roomdag.example.org:443)`);
+  }
+
   if (problems.length) throw new ConfigError(problems);
   const template = env.KEY_SERVER_URL;
   return {
@@ -123,6 +136,7 @@ export function parseConfig(env: Env): Config {
     keyServerUrl: template ? (server) => template.replaceAll("{server}", server) : undefined,
     allowPrivateAddresses: allowPrivate === "true",
     dohUrl,
+    wellKnownServer,
   };
 }
 
