@@ -352,6 +352,18 @@ export class MatrixUser {
   leave(roomId) {
     return this.request("POST", this.#room(roomId, "leave"), {});
   }
+  /** Waits until this user's server has the event (e.g. sent from another server). */
+  async waitForEvent(roomId, eventId, timeoutMs = 30_000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await this.request("GET", this.#room(roomId, `event/${encodeURIComponent(eventId)}`));
+      } catch (e) {
+        if (e.status !== 404 || Date.now() > deadline) throw e;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
   joinedMembers(roomId) {
     return this.request("GET", this.#room(roomId, "joined_members")).then((r) => r.joined);
   }
