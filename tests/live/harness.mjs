@@ -27,10 +27,19 @@ export const root = join(here, "..", "..");
 
 export const LIVE_DIR =
   process.env.ROOMDAG_LIVE_DIR ?? join(existsSync("/dev/shm") && writable("/dev/shm") ? "/dev/shm" : tmpdir(), "roomdag-live-test");
-/** TLS ports (part of each server name). */
-export const PORTS = { roomdag: 8443, hs1: 8448, hs2: 8449 };
+/**
+ * TLS ports (part of each server name); `ROOMDAG_LIVE_PORTS=hs1=8446,hs2=8447`
+ * moves some (scripts/bench-live.mjs, beside a test run).
+ */
+export const PORTS = {
+  roomdag: 8443,
+  hs1: 8448,
+  hs2: 8449,
+  ...Object.fromEntries((process.env.ROOMDAG_LIVE_PORTS ?? "").split(",").filter(Boolean).map((kv) => kv.split("=")).map(([k, v]) => [k, Number(v)])),
+};
 export const HOSTS = ["hs1.test", "hs2.test", "roomdag.test"];
 export const ROOMDAG = `roomdag.test:${PORTS.roomdag}`;
+export const serverName = (name) => `${name}.test:${PORTS[name]}`;
 export const ADMIN_TOKEN = "live-admin-token-0123456789";
 /** Synapse stops by itself after this long, whatever happens to us. */
 const SYNAPSE_TTL = Number(process.env.ROOMDAG_LIVE_TTL ?? 3600);
