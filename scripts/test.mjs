@@ -163,6 +163,11 @@ async function liveTier() {
   const livePy = (args) => spawnSync("python3", [join(dir, "live.py"), "--dir", state, ...args], { cwd: root, env, encoding: "utf8" });
   const t0 = Date.now();
   let status = 1;
+  // Ctrl-C reaches the test processes too (they stop what they started); we
+  // stay alive until they have, then clean up below.
+  const interrupted = () => (status = 130);
+  process.on("SIGINT", interrupted);
+  process.on("SIGTERM", interrupted);
   try {
     const ca = spawnSync("bash", [join(dir, "ca.sh"), state, ...hosts], { encoding: "utf8" });
     if (ca.status !== 0) throw new Error(`ca.sh: ${ca.stderr}`);
@@ -180,8 +185,12 @@ async function liveTier() {
       });
     await Promise.all([start("hs1", 8448, await freePort()), start("hs2", 8449, await freePort())]);
     console.log(`live: hs1.test:8448 and hs2.test:8449 up in ${((Date.now() - t0) / 1000).toFixed(1)} s (state in ${state})`);
-    status = spawnSync("node", ["--test", "--test-concurrency=1", ...files], { cwd: root, stdio: "inherit", env }).status;
+    if (status === 130) throw new Error("live: interrupted");
+    const r = spawnSync("node", ["--test", "--test-concurrency=1", ...files], { cwd: root, stdio: "inherit", env });
+    if (status !== 130) status = r.status ?? 1;
   } finally {
+    process.off("SIGINT", interrupted);
+    process.off("SIGTERM", interrupted);
     livePy(["stop", "--all"]);
     const pgid = join(state, "roomdag", "wrangler.pgid");
     if (existsSync(pgid)) {
