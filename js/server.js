@@ -127,7 +127,7 @@ export class FederationServer {
       const { serverName, signingKey } = this.#opts;
       return jsonResponse(200, json(wasm.serverKeysResponse(serverName, signingKey.keyId, signingKey.seed, now, 24 * 3600 * 1000)));
     }
-    if (route.endpoint === "version") return jsonResponse(200, { server: { name: "roomdag", version: "0.1.0" } });
+    if (route.endpoint === "version") return jsonResponse(200, json(wasm.versionBody()));
 
     const bodyText = method === "GET" ? "" : await request.text();
     const auth = await this.#authenticate(request, method, target, bodyText, now);

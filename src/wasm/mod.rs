@@ -456,6 +456,13 @@ impl StoredRecordJs {
     }
 }
 
+/// The `GET /_matrix/federation/v1/version` answer (JSON): `{"server":
+/// {"name": "roomdag", "version": <the crate's version>}}`.
+#[wasm_bindgen(js_name = versionBody)]
+pub fn version_body() -> String {
+    to_json(&http::version_body())
+}
+
 /// Identifies a request: JSON `{endpoint, roomId?, eventId?, txnId?,
 /// needsAuth}` or `{status, body}` for unknown paths and wrong methods.
 #[wasm_bindgen(js_name = routeRequest)]
