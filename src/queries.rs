@@ -109,15 +109,20 @@ pub fn state_ids(room: &Room, origin: &str, event_id: &str) -> Result<StateIds, 
 }
 
 /// `GET /event_auth/{roomId}/{eventId}`: the full auth chain of an accepted
-/// event: its auth events, their auth events, and so on (room v12: with the
-/// create event), the event itself left out. In arrival order, which is a
-/// topological order (an auth event arrives before the events it authorises).
+/// event, outliers included (the reference server reads any stored event
+/// that is not rejected): its auth events, their auth events, and so on
+/// (room v12: with the create event), the event itself left out. In arrival
+/// order, which is a topological order (an auth event is stored before the
+/// events it authorises).
 ///
 /// Bounded by the room's accepted state events (one bitset union per auth
 /// event, read from the auth-chain index; no walk of the DAG).
 pub fn event_auth(room: &Room, origin: &str, event_id: &str) -> Result<Vec<EventIdx>, QueryError> {
     require_in_room(room, origin)?;
-    let e = accepted(room, event_id).ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
+    let e = room
+        .lookup(event_id)
+        .filter(|e| room.event(*e).is_accepted())
+        .ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
     let index = room.auth_index();
     let mut chain = NodeSet::with_capacity(index.len());
     for a in room.auth_events(e) {

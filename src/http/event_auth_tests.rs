@@ -197,3 +197,28 @@ fn server_acl_is_checked_after_membership_and_before_the_event() {
     assert_eq!(e.status, 403);
     assert!(f.ask("a.example", &f.ids["bob"]).is_ok());
 }
+
+#[test]
+fn outliers_have_their_auth_chain_served() {
+    // A server that joined mid-history: the auth events are outliers, the
+    // message is placed with a remote state.
+    let full = room();
+    let raw = |name: &str| full.room.raw(full.idx(name)).to_owned();
+    let mut f = Fixture::new();
+    for name in ["create", "alice", "pl", "join_rules", "bob"] {
+        let out = f.room.ingest_as(&raw(name), crate::placement::Placement::Outlier, Verification::Keys(&full.pinned));
+        assert!(f.room.lookup(&full.ids[name]).is_some(), "{name}: {out:?}");
+    }
+    let state: Vec<String> =
+        ["create", "alice", "pl", "join_rules", "bob"].iter().map(|n| full.ids[n].clone()).collect();
+    f.room.ingest_as(&raw("message"), crate::placement::Placement::WithState(&state), Verification::Keys(&full.pinned));
+    f.ids = full.ids.clone();
+    assert!(f.room.is_outlier(f.idx("bob")) && !f.room.is_outlier(f.idx("message")));
+    let names = |ns: &[&str]| ns.iter().map(|n| full.ids[n].clone()).collect::<Vec<_>>();
+    let a = f.ask("b.example", &full.ids["bob"]).unwrap();
+    assert_eq!(chain_ids(&a), names(&["create", "alice", "pl", "join_rules"]), "an outlier's chain");
+    let a = f.ask("b.example", &full.ids["message"]).unwrap();
+    assert_eq!(chain_ids(&a), names(&["create", "alice", "pl", "join_rules", "bob"]));
+    // /state_ids has no state for an outlier; /event_auth still answers.
+    assert!(matches!(queries::state_ids(&f.room, "b.example", &full.ids["bob"]), Err(QueryError::NotFound(_))));
+}
