@@ -194,6 +194,8 @@ export async function roomdag({ signingKey = roomdagKey(), vars = {}, persistTo 
       ADMIN_TOKEN,
       INSPECTOR: "open",
       NOTARY_SERVERS: "",
+      // hs1.test etc. are 127.0.0.1: outbound federation must be let reach loopback.
+      ALLOW_PRIVATE_ADDRESSES: "true",
       ...vars,
     },
     persistTo: persistTo ?? join(LIVE_DIR, "roomdag", `state-${Date.now()}`),

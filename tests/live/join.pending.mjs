@@ -16,9 +16,8 @@
 //     in the background;
 //   GET /_roomdag/rooms (eventCount), GET /_roomdag/rooms/{roomId}/graph
 //     (every stored event ID and its status);
-//   outbound federation to 127.0.0.1: name the Worker variable that allows
-//     it in ROOMDAG_LIVE_JOIN_VARS (JSON, merged into the Worker's vars), e.g.
-//     ROOMDAG_LIVE_JOIN_VARS='{"FEDERATION_ALLOW_PRIVATE":"1"}'.
+//   outbound federation to 127.0.0.1 (the harness sets ALLOW_PRIVATE_ADDRESSES);
+//   more Worker variables, if the join needs any: ROOMDAG_LIVE_JOIN_VARS (JSON).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
