@@ -275,6 +275,7 @@ export interface TimestampBody {
   event_id: EventId;
   origin_server_ts: number;
 }
+/** `/event_auth` body: the event's full auth chain. */
 export interface EventAuthBody {
   auth_chain: ServedPdu[];
 }
