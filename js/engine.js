@@ -279,6 +279,11 @@ export class RoomEngine {
     strings("RoomEngine.event", { origin, eventId });
     return this.#q("GET", `event/${enc(eventId)}`, undefined, origin);
   }
+  /** `/event_auth`: the event's full auth chain. */
+  eventAuth(origin, eventId) {
+    strings("RoomEngine.eventAuth", { origin, eventId });
+    return this.#q("GET", `event_auth/${enc(this.roomId)}/${enc(eventId)}`, undefined, origin);
+  }
   #q(method, path, body, origin) {
     return this.query(method, `/_matrix/federation/v1/${path}`, body, origin, "local");
   }

@@ -275,6 +275,10 @@ export interface TimestampBody {
   event_id: EventId;
   origin_server_ts: number;
 }
+/** `/event_auth` body: the event's full auth chain. */
+export interface EventAuthBody {
+  auth_chain: ServedPdu[];
+}
 
 /** One event of the graph export. */
 export interface GraphEvent {
@@ -422,6 +426,8 @@ export class RoomEngine {
   timestampToEvent(origin: ServerName, ts: number, dir: "f" | "b"): QueryResult<TimestampBody>;
   /** `/event`: one event. */
   event(origin: ServerName, eventId: EventId): QueryResult<TransactionBody>;
+  /** `/event_auth`: the event's full auth chain (the event itself left out). */
+  eventAuth(origin: ServerName, eventId: EventId): QueryResult<EventAuthBody>;
   /** Whether the room's server ACL admits `server` (true without an ACL). */
   aclAllows(server: ServerName): boolean;
   /** Whether the event is stored here. */

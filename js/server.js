@@ -13,7 +13,7 @@ const jsonResponse = (status, body) =>
  * A federation server for the rooms of a `RoomDirectory`:
  * `handleFederationRequest(request)` answers `/send`, `/event`, `/state`,
  * `/state_ids`, `/backfill`, `/get_missing_events`, `/timestamp_to_event`,
- * `/version` and `/_matrix/key/v2/server`.
+ * `/event_auth`, `/version` and `/_matrix/key/v2/server`.
  */
 export class FederationServer {
   #participant;
@@ -127,7 +127,7 @@ export class FederationServer {
       const { serverName, signingKey } = this.#opts;
       return jsonResponse(200, json(wasm.serverKeysResponse(serverName, signingKey.keyId, signingKey.seed, now, 24 * 3600 * 1000)));
     }
-    if (route.endpoint === "version") return jsonResponse(200, { server: { name: "roomdag", version: "0.1.0" } });
+    if (route.endpoint === "version") return jsonResponse(200, json(wasm.versionBody()));
 
     const bodyText = method === "GET" ? "" : await request.text();
     const auth = await this.#authenticate(request, method, target, bodyText, now);

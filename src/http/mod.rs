@@ -8,6 +8,8 @@
 //! Nothing here blocks or performs I/O.
 
 pub mod acl;
+#[cfg(test)]
+mod event_auth_tests;
 pub mod keys;
 pub mod xmatrix;
 
@@ -112,6 +114,13 @@ pub enum Endpoint {
         /// v2 (`{event, room_version, invite_room_state}`) or v1 (the event).
         v2: bool,
     },
+    /// `GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}`.
+    EventAuth {
+        /// The room.
+        room_id: String,
+        /// The event whose auth chain is asked for.
+        event_id: String,
+    },
 }
 
 impl Endpoint {
@@ -122,7 +131,8 @@ impl Endpoint {
             | Endpoint::StateIds { room_id }
             | Endpoint::Backfill { room_id }
             | Endpoint::GetMissingEvents { room_id }
-            | Endpoint::TimestampToEvent { room_id } => Some(room_id),
+            | Endpoint::TimestampToEvent { room_id }
+            | Endpoint::EventAuth { room_id, .. } => Some(room_id),
             _ => None,
         }
     }
@@ -214,6 +224,9 @@ pub fn route(method: &str, target: &Target) -> Result<Endpoint, HttpError> {
         }
         ["_matrix", "federation", v @ ("v1" | "v2"), "invite", r, e] => {
             ("PUT", Endpoint::Invite { room_id: (*r).into(), event_id: (*e).into(), v2: *v == "v2" })
+        }
+        ["_matrix", "federation", "v1", "event_auth", r, e] => {
+            ("GET", Endpoint::EventAuth { room_id: (*r).into(), event_id: (*e).into() })
         }
         _ => return Err(HttpError::new(404, "M_UNRECOGNIZED", "Unrecognized request")),
     };
@@ -335,6 +348,16 @@ pub fn room_query(
                     json!({"pdus": pdus(&mut s.pdu_ids.iter().copied()), "auth_chain": pdus(&mut s.auth_chain_ids.iter().copied())}),
                 )
             }
+        }
+        Endpoint::EventAuth { event_id, .. } => {
+            // The reference server: host in room (403), then its ACL (403),
+            // then the event (404 unless an accepted event of this room).
+            queries::require_in_room(room, origin)?;
+            check_acl(room, origin)?;
+            let chain = queries::event_auth(room, origin, event_id)?;
+            let pdus: Vec<Value> =
+                chain.into_iter().map(|e| outgoing_pdu(room, e, redacted_for_all(room, e))).collect();
+            Ok(json!({ "auth_chain": pdus }))
         }
         Endpoint::Backfill { .. } => {
             let v = target.params("v");

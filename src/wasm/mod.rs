@@ -335,7 +335,8 @@ impl WasmRoom {
     }
 
     /// Answers a room-scoped federation query (`/state_ids`, `/state`,
-    /// `/backfill`, `/get_missing_events`, `/timestamp_to_event`, `/event`)
+    /// `/backfill`, `/get_missing_events`, `/timestamp_to_event`, `/event`,
+    /// `/event_auth`)
     /// for an authenticated origin: JSON `{status, body}`.
     #[wasm_bindgen(js_name = federationQuery)]
     pub fn federation_query(
@@ -455,6 +456,13 @@ impl StoredRecordJs {
     }
 }
 
+/// The `GET /_matrix/federation/v1/version` answer (JSON): `{"server":
+/// {"name": "roomdag", "version": <the crate's version>}}`.
+#[wasm_bindgen(js_name = versionBody)]
+pub fn version_body() -> String {
+    to_json(&http::version_body())
+}
+
 /// Identifies a request: JSON `{endpoint, roomId?, eventId?, txnId?,
 /// needsAuth}` or `{status, body}` for unknown paths and wrong methods.
 #[wasm_bindgen(js_name = routeRequest)]
@@ -474,6 +482,9 @@ pub fn route_request(method: &str, target: &str) -> String {
                 Endpoint::TimestampToEvent { room_id } => ("timestamp_to_event", json!({"roomId": room_id})),
                 Endpoint::Invite { room_id, event_id, v2 } => {
                     ("invite", json!({"roomId": room_id, "eventId": event_id, "v2": v2}))
+                }
+                Endpoint::EventAuth { room_id, event_id } => {
+                    ("event_auth", json!({"roomId": room_id, "eventId": event_id}))
                 }
             };
             let mut m = extra.as_object().cloned().unwrap_or_default();

@@ -63,6 +63,7 @@ const table = [
   ["getMissingEvents: a string for latestEvents", () => engine.getMissingEvents(serverA, { earliestEvents: [], latestEvents: "$x" }), T, TYPE, "latestEvents"],
   ["timestampToEvent: a bad direction", () => engine.timestampToEvent(serverA, 0, "forwards"), T, TYPE, "dir"],
   ["event: an object event ID", () => engine.event(serverA, {}), T, TYPE, "eventId"],
+  ["eventAuth: a number origin", () => engine.eventAuth(5, "$x"), T, TYPE, "origin"],
   ["aclAllows: a number", () => engine.aclAllows(5), T, TYPE, "server"],
   ["hasEvent: undefined", () => engine.hasEvent(), T, TYPE, "eventId"],
   ["layout: an unknown row kind", () => engine.layout("time"), T, TYPE, "rows"],

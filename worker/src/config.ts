@@ -36,6 +36,12 @@ export interface Env {
   ACCEPT_INVITES_FROM?: string;
   /** Localpart of the user we join rooms as (default `roomdag`: `@roomdag:SERVER_NAME`). */
   JOIN_LOCALPART?: string;
+  /**
+   * Served as `GET /.well-known/matrix/server` → `{"m.server": WELL_KNOWN_SERVER}`
+   * when set (404 otherwise): where other servers reach us, e.g.
+   * `roomdag.example.org:443` (Cloudflare serves 443; without a port they use 8448).
+   */
+  WELL_KNOWN_SERVER?: string;
 }
 
 export interface Config {
@@ -52,6 +58,8 @@ export interface Config {
   /** Servers whose invites are accepted (`["*"]`: any). */
   acceptInvitesFrom: string[];
   joinLocalpart: string;
+  /** The `m.server` of `/.well-known/matrix/server`, if served. */
+  wellKnownServer?: string;
 }
 
 export class ConfigError extends Error {
@@ -123,6 +131,11 @@ export function parseConfig(env: Env): Config {
   const adminToken = env.ADMIN_TOKEN ?? "";
   if (adminToken.length < 16) problems.push("ADMIN_TOKEN must be set to at least 16 characters");
 
+  const wellKnownServer = (env.WELL_KNOWN_SERVER ?? "").trim() || undefined;
+  if (wellKnownServer && !SERVER_NAME.test(wellKnownServer)) {
+    problems.push(`WELL_KNOWN_SERVER ${JSON.stringify(wellKnownServer)} is not a server name (host, optionally :port, e.g. roomdag.example.org:443)`);
+  }
+
   if (problems.length) throw new ConfigError(problems);
   const template = env.KEY_SERVER_URL;
   return {
@@ -137,6 +150,7 @@ export function parseConfig(env: Env): Config {
     dohUrl,
     acceptInvitesFrom,
     joinLocalpart,
+    wellKnownServer,
   };
 }
 

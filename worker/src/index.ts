@@ -5,6 +5,7 @@
 //         Durable Object, the room's single writer)
 //   /_roomdag/admin/*    import rooms, list rooms (bearer ADMIN_TOKEN)
 //   /_roomdag/rooms/*    read-only inspector API for the visualizer
+//   /.well-known/matrix/server   {"m.server": WELL_KNOWN_SERVER} when set, else 404
 //   everything else      the visualizer (static assets from www/)
 import { FederationServer, groupPdusByRoom, publicKeyOf, requiredSigners, type KeyRing } from "../../pkg/workerd.js";
 import type { Outcome } from "../../pkg/roomdag.js";
@@ -359,10 +360,18 @@ async function roomdagApi(request: Request, env: Env, config: Config, url: URL):
   return json(404, { errcode: "M_UNRECOGNIZED", error: "unknown inspector endpoint" });
 }
 
+/** `GET /.well-known/matrix/server` (spec: server discovery): the delegated server name. */
+function serverWellKnown(request: Request, config: Config): Response {
+  if (request.method !== "GET" && request.method !== "HEAD") return json(405, { errcode: "M_UNRECOGNIZED", error: "GET only" });
+  if (!config.wellKnownServer) return json(404, { errcode: "M_NOT_FOUND", error: "WELL_KNOWN_SERVER is not set" });
+  return json(200, { "m.server": config.wellKnownServer });
+}
+
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     const url = new URL(request.url);
-    const api = url.pathname.startsWith("/_matrix/") || url.pathname.startsWith("/_roomdag/");
+    const wellKnown = url.pathname === "/.well-known/matrix/server";
+    const api = wellKnown || url.pathname.startsWith("/_matrix/") || url.pathname.startsWith("/_roomdag/");
     if (!api) {
       if (env.ASSETS) return env.ASSETS.fetch(request);
       return new Response("not found", { status: 404 });
@@ -374,6 +383,7 @@ export default {
       const problems = e instanceof ConfigError ? e.problems : [String(e)];
       return json(503, { errcode: "M_UNKNOWN", error: "roomdag is misconfigured", problems });
     }
+    if (wellKnown) return serverWellKnown(request, config);
     if (url.pathname.startsWith("/_roomdag/")) return roomdagApi(request, env, config, url);
     return federationServer(env, config).handleFederationRequest(request);
   },
