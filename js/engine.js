@@ -1,6 +1,15 @@
 // Rooms on stores: RoomEngine (one room, single writer, atomic batches) and
 // RoomDirectory (the rooms a server hosts).
-import { wasm, call, json, toText, RoomdagError } from "./common.js";
+import { wasm, call, ensureReady, json, toText, RoomdagError } from "./common.js";
+import * as check from "./check.js";
+
+/** Only `RoomEngine.open` and `roomFromFixture` construct engines. */
+const CONSTRUCT = Symbol("RoomEngine");
+
+/** An engine over a core room (internal: `roomFromFixture`). */
+export function engineOver(room, store) {
+  return new RoomEngine(CONSTRUCT, room, store);
+}
 
 /**
  * Rejected events a room stores from one origin per window: past either
@@ -63,7 +72,13 @@ export class RoomEngine {
   /** Records in the store's log (the next record's position). */
   #logLength;
 
-  constructor(room, store, logLength = 0) {
+  /** @internal use `RoomEngine.open` */
+  constructor(token, room, store, logLength = 0) {
+    if (token !== CONSTRUCT) {
+      const e = new TypeError("RoomEngine: not constructed with `new`; use `await RoomEngine.open({ store, roomVersion })`");
+      e.code = "ERR_ILLEGAL_CONSTRUCTOR";
+      throw e;
+    }
     this.#room = room;
     this.#store = store;
     this.#logLength = logLength;
@@ -73,14 +88,36 @@ export class RoomEngine {
    * Opens a room from its store, replaying its log of records (signatures
    * are not verified again; see the core's `placement` module for how
    * outliers, history and rebuild markers replay). A new, empty room needs
-   * `roomVersion`.
+   * `roomVersion`; for a stored room, a `roomVersion` other than the stored
+   * one is an error.
    */
-  static async open({ store, roomVersion }) {
+  static async open(opts) {
+    const where = "RoomEngine.open";
+    ensureReady();
+    check.object(where, "options", opts, "an object {store, roomVersion?}");
+    const { store, roomVersion } = opts;
+    check.methods(where, "store", store, ["load", "append"], "a room store");
+    if (roomVersion !== undefined) check.roomVersion(where, "roomVersion", roomVersion);
     const loaded = await store.load();
+    if (loaded === null || typeof loaded !== "object" || !Array.isArray(loaded.records)) {
+      throw check.typeError(where, "store.load()", "a promise of {roomVersion?, roomId?, records: [...]}", loaded);
+    }
+    if (loaded.roomVersion !== undefined && loaded.roomVersion !== null) check.string(where, "store.load().roomVersion", loaded.roomVersion);
+    if (loaded.roomVersion && roomVersion !== undefined && loaded.roomVersion !== roomVersion) {
+      const room = loaded.roomId ? ` ${loaded.roomId}` : "";
+      throw check.invalid(where, "roomVersion", `is ${JSON.stringify(roomVersion)}, but the store holds room${room} of version ${JSON.stringify(loaded.roomVersion)}; leave roomVersion out to open the stored room`);
+    }
     const version = loaded.roomVersion ?? roomVersion;
-    if (!version) throw new RoomdagError("M_NOT_FOUND", "room not found in the store and no roomVersion given");
-    const room = call(() => (loaded.records.length > 0 ? restoreRoom(version, loaded.records) : new wasm.Room(version)));
-    return new RoomEngine(room, store, logLength(loaded.records));
+    if (!version) throw new RoomdagError("M_NOT_FOUND", `${where}: no room in the store and no roomVersion given to create one`);
+    loaded.records.forEach((r, i) => {
+      if (r?.rebuild === true) return;
+      if (typeof r?.raw !== "string") throw check.typeError(where, `store.load().records[${i}].raw`, "the PDU's JSON text", r?.raw);
+    });
+    const room =
+      loaded.records.length > 0
+        ? restoreRoom(version, loaded.records)
+        : call(`${where}: the store's roomVersion`, "M_UNSUPPORTED_ROOM_VERSION", () => new wasm.Room(version));
+    return new RoomEngine(CONSTRUCT, room, store, logLength(loaded.records));
   }
 
   /** The room ID (once the create event is stored). */
@@ -114,6 +151,13 @@ export class RoomEngine {
    * refused — outcome `dropped`, stage `limit` — and nothing is stored.
    */
   ingest(pdus, keyRing, { origin, now = Date.now() } = {}) {
+    try {
+      check.pdus("RoomEngine.ingest", "pdus", pdus);
+      check.keyRing("RoomEngine.ingest", "keyRing", keyRing);
+      if (origin !== undefined) check.name("RoomEngine.ingest", "origin", origin);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const texts = pdus.map(toText);
     if (origin === undefined) return this.#batch((room) => json(room.ingest(texts, keyRing)));
     return this.#batch((room) => this.#ingestFrom(room, origin, texts, keyRing, now));
@@ -128,6 +172,12 @@ export class RoomEngine {
    * before comes from a verified remote answer). Returns one outcome each.
    */
   ingestPlaced(items, keyRing) {
+    try {
+      checkPlaced("RoomEngine.ingestPlaced", items);
+      check.keyRing("RoomEngine.ingestPlaced", "keyRing", keyRing);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.#batch((room) =>
       items.map((it) => {
         const pdu = toText(it.pdu);
@@ -184,6 +234,11 @@ export class RoomEngine {
     return out;
   }
 
+  /** Why PDUs from `origin` are refused now (past its bound of rejected events, `REJECTED_PER_ORIGIN`), or `null`. */
+  rejectionRefusal(origin, now = Date.now()) {
+    return this.#rejections.refusal(origin, now);
+  }
+
   /**
    * Whether `origin` may read the room's state (joined, then the ACL):
    * `null`, or the error answer `{status, body}`.
@@ -202,7 +257,7 @@ export class RoomEngine {
     return this.#serialise(async () => {
       const loaded = await this.#store.load();
       const marker = { i: logLength(loaded.records), rebuild: true };
-      const next = call(() => restoreRoom(this.roomVersion, [...loaded.records, marker]));
+      const next = call("RoomEngine.rebuild", "M_UNKNOWN", () => restoreRoom(this.roomVersion, [...loaded.records, marker]));
       try {
         await this.#store.append([marker], { roomVersion: this.roomVersion, roomId: next.roomId ?? this.roomId });
       } catch (e) {
@@ -226,6 +281,7 @@ export class RoomEngine {
   }
   /** Whether a stored event is an outlier (`undefined` if it is not stored). */
   isOutlier(eventId) {
+    check.string("RoomEngine.isOutlier", "eventId", eventId);
     return this.#room.isOutlier(eventId);
   }
   /** History events logged before their auth events (placed by a rebuild once those are stored). */
@@ -255,25 +311,46 @@ export class RoomEngine {
 
   /** Answers a room federation query for an authenticated origin: `{status, body}`. */
   query(method, target, body, origin, serverName, nowMs = Date.now()) {
+    const where = "RoomEngine.query";
+    check.string(where, "method", method);
+    check.string(where, "target", target);
+    if (body !== undefined && body !== null) check.pdu(where, "body", body);
+    check.string(where, "origin", origin);
+    check.string(where, "serverName", serverName);
+    check.number(where, "nowMs", nowMs);
     const text = body === undefined || body === null ? undefined : toText(body);
     return json(this.#room.federationQuery(method, target, text, origin, serverName, nowMs));
   }
 
   /** `/state_ids` of an event, as `origin` would get it. */
   stateIds(origin, eventId) {
+    strings("RoomEngine.stateIds", { origin, eventId });
     return this.#q("GET", `state_ids/${enc(this.roomId)}?event_id=${enc(eventId)}`, undefined, origin);
   }
   /** `/state` of an event (full PDUs). */
   state(origin, eventId) {
+    strings("RoomEngine.state", { origin, eventId });
     return this.#q("GET", `state/${enc(this.roomId)}?event_id=${enc(eventId)}`, undefined, origin);
   }
   /** `/backfill` from `v` (event IDs), at most `limit` events. */
   backfill(origin, v, limit) {
+    const where = "RoomEngine.backfill";
+    check.string(where, "origin", origin);
+    check.stringArray(where, "v", v, typeof v === "string" ? "For one event, pass [eventId]" : undefined);
+    check.number(where, "limit", limit);
     const qs = v.map((e) => `v=${enc(e)}`).join("&");
     return this.#q("GET", `backfill/${enc(this.roomId)}?${qs}&limit=${limit}`, undefined, origin);
   }
   /** `/get_missing_events`. */
-  getMissingEvents(origin, { earliestEvents, latestEvents, limit, minDepth }) {
+  getMissingEvents(origin, request) {
+    const where = "RoomEngine.getMissingEvents";
+    check.string(where, "origin", origin);
+    check.object(where, "request", request, "an object {earliestEvents, latestEvents, limit?, minDepth?}");
+    const { earliestEvents, latestEvents, limit, minDepth } = request;
+    check.stringArray(where, "earliestEvents", earliestEvents);
+    check.stringArray(where, "latestEvents", latestEvents);
+    if (limit !== undefined) check.number(where, "limit", limit);
+    if (minDepth !== undefined) check.number(where, "minDepth", minDepth);
     const body = { earliest_events: earliestEvents, latest_events: latestEvents };
     if (limit !== undefined) body.limit = limit;
     if (minDepth !== undefined) body.min_depth = minDepth;
@@ -281,11 +358,21 @@ export class RoomEngine {
   }
   /** `/timestamp_to_event`. */
   timestampToEvent(origin, ts, dir) {
+    const where = "RoomEngine.timestampToEvent";
+    check.string(where, "origin", origin);
+    check.number(where, "ts", ts);
+    if (dir !== "f" && dir !== "b") throw check.typeError(where, "dir", '"f" or "b"', dir);
     return this.#q("GET", `timestamp_to_event/${enc(this.roomId)}?ts=${ts}&dir=${dir}`, undefined, origin);
   }
   /** `/event`. */
   event(origin, eventId) {
+    strings("RoomEngine.event", { origin, eventId });
     return this.#q("GET", `event/${enc(eventId)}`, undefined, origin);
+  }
+  /** `/event_auth`: the event's full auth chain. */
+  eventAuth(origin, eventId) {
+    strings("RoomEngine.eventAuth", { origin, eventId });
+    return this.#q("GET", `event_auth/${enc(this.roomId)}/${enc(eventId)}`, undefined, origin);
   }
   #q(method, path, body, origin) {
     return this.query(method, `/_matrix/federation/v1/${path}`, body, origin, "local");
@@ -293,10 +380,12 @@ export class RoomEngine {
 
   /** Whether the room's server ACL admits `server`. */
   aclAllows(server) {
+    check.string("RoomEngine.aclAllows", "server", server);
     return this.#room.aclAllows(server);
   }
   /** Whether an event is stored here. */
   hasEvent(eventId) {
+    check.string("RoomEngine.hasEvent", "eventId", eventId);
     return this.#room.hasEvent(eventId);
   }
   /** The graph (`roomdag-graph/1`). */
@@ -305,15 +394,18 @@ export class RoomEngine {
   }
   /** The lane layout: `Uint32Array` of `[lane, row]` per event (arrival order). */
   layout(rows = "depth") {
+    if (rows !== "depth" && rows !== "arrival") throw check.typeError("RoomEngine.layout", "rows", '"depth" or "arrival"', rows);
     return this.#room.layout(rows);
   }
   /** The graph as Graphviz DOT. */
   exportDot(authEdges = false) {
+    check.boolean("RoomEngine.exportDot", "authEdges", authEdges);
     return this.#room.exportDot(authEdges);
   }
   /** Everything known about one event (status, states, auth chain, visibility). */
   eventDetails(eventId) {
-    return json(this.#room.eventDetails(eventId));
+    check.string("RoomEngine.eventDetails", "eventId", eventId);
+    return json(call("RoomEngine.eventDetails: eventId", "M_NOT_FOUND", () => this.#room.eventDetails(eventId)));
   }
   /** The current state and its digest. */
   currentState() {
@@ -323,6 +415,24 @@ export class RoomEngine {
 
 function enc(s) {
   return encodeURIComponent(s);
+}
+
+function strings(where, params) {
+  for (const [name, v] of Object.entries(params)) check.string(where, name, v);
+}
+
+const PLACEMENTS = ["timeline", "history", "outlier"];
+/** `ingestPlaced` items: `{pdu, placement?}` or `{pdu, state: [eventId…]}`. */
+function checkPlaced(where, items) {
+  if (!Array.isArray(items)) throw check.typeError(where, "items", "an array of {pdu, placement?} or {pdu, state}", items, check.isPlainObject(items) ? "For one item, pass [item]" : undefined);
+  items.forEach((it, i) => {
+    check.object(where, `items[${i}]`, it, "an object {pdu, placement?} or {pdu, state}");
+    check.pdu(where, `items[${i}].pdu`, it.pdu);
+    if (it.state !== undefined) check.stringArray(where, `items[${i}].state`, it.state);
+    else if (it.placement !== undefined && !PLACEMENTS.includes(it.placement)) {
+      throw check.typeError(where, `items[${i}].placement`, '"timeline", "history" or "outlier"', it.placement);
+    }
+  });
 }
 
 /** A wasm Room rebuilt from a store's log. */
@@ -347,12 +457,14 @@ export class RoomDirectory {
   #rooms = new Map();
   #createStore;
 
-  constructor({ createStore }) {
-    this.#createStore = createStore;
+  constructor(opts) {
+    check.object("RoomDirectory", "options", opts, "an object {createStore}");
+    this.#createStore = check.func("RoomDirectory", "createStore", opts.createStore);
   }
 
   /** The room, if it exists (in memory or in its store). */
   async get(roomId) {
+    check.string("RoomDirectory.get", "roomId", roomId);
     let p = this.#rooms.get(roomId);
     if (!p) {
       const store = this.#createStore(roomId);
@@ -373,8 +485,16 @@ export class RoomDirectory {
 
   /** Creates an empty room (or returns the existing one). */
   async create(roomId, roomVersion) {
+    const where = "RoomDirectory.create";
+    check.string(where, "roomId", roomId);
+    check.roomVersion(where, "roomVersion", roomVersion);
     const existing = await this.get(roomId);
-    if (existing) return existing;
+    if (existing) {
+      if (existing.roomVersion !== roomVersion) {
+        throw check.invalid(where, "roomVersion", `is ${JSON.stringify(roomVersion)}, but room ${roomId} exists with version ${JSON.stringify(existing.roomVersion)}`);
+      }
+      return existing;
+    }
     // Another create (or a load) may have started while `get` ran.
     const racing = this.#rooms.get(roomId);
     if (racing) return racing;
@@ -396,6 +516,7 @@ export class RoomDirectory {
 
   /** The open room that stores `eventId`, if any. */
   async findEvent(eventId) {
+    check.string("RoomDirectory.findEvent", "eventId", eventId);
     for (const e of await this.openRooms()) if (await e.hasEvent(eventId)) return e;
     return undefined;
   }

@@ -1,7 +1,8 @@
 // Signing keys of other servers: fetched with the federation client
 // (discovery, X-Matrix, caps, the private-address policy), verified by the
 // core before use.
-import { wasm, call, json, toText, RoomdagError } from "./common.js";
+import { wasm, call, json, toText, RoomdagError, ensureReady } from "./common.js";
+import * as check from "./check.js";
 import { isValidServerName, serverNameError } from "./client.js";
 
 /** Servers whose keys one batch of PDUs (a transaction) may make us fetch. */
@@ -36,8 +37,14 @@ export class KeyFetcher {
    * @param {number} [opts.maxServersPerBatch] servers fetched for one `ensureForPdus` call (default 10)
    * @param {(entry: object) => void} [opts.log] failures, as `{level, code: "key_fetch", server, message}`
    */
-  constructor({ keyRing, client, notaryServers = [], now = () => Date.now(), timeoutMs = 10_000, retryAfterMs = 60_000, maxServersPerBatch = DEFAULT_MAX_SERVERS_PER_BATCH, log }) {
-    if (!keyRing) throw new TypeError("KeyFetcher: keyRing is required");
+  constructor(opts) {
+    ensureReady();
+    check.object("KeyFetcher", "options", opts, "an object {keyRing, client?, notaryServers?, now?, timeoutMs?, retryAfterMs?, maxServersPerBatch?, log?}");
+    const { keyRing, client, notaryServers = [], now = () => Date.now(), timeoutMs = 10_000, retryAfterMs = 60_000, maxServersPerBatch = DEFAULT_MAX_SERVERS_PER_BATCH, log } = opts;
+    check.keyRing("KeyFetcher", "keyRing", keyRing);
+    if (!Array.isArray(notaryServers)) check.stringArray("KeyFetcher", "notaryServers", notaryServers);
+    check.number("KeyFetcher", "timeoutMs", timeoutMs);
+    check.number("KeyFetcher", "retryAfterMs", retryAfterMs);
     const notaries = notaryServers.map((n) => {
       if (!n || typeof n.serverName !== "string" || !n.verifyKeys || typeof n.verifyKeys !== "object" || Object.keys(n.verifyKeys).length === 0) {
         throw new RoomdagError("M_UNKNOWN", `KeyFetcher: each notary needs {serverName, verifyKeys: {keyId: base64}} (got ${JSON.stringify(n)?.slice(0, 100)})`);
@@ -192,8 +199,17 @@ export class KeyFetcher {
 
 /** Parses `TRUSTED_KEYS`-style JSON (server → key ID → base64) into a ring. */
 export function pinKeys(keyRing, trustedKeys) {
+  ensureReady();
+  check.keyRing("pinKeys", "keyRing", keyRing);
+  check.trustedKeys("pinKeys", "trustedKeys", trustedKeys);
   for (const [server, keys] of Object.entries(trustedKeys ?? {})) {
-    for (const [keyId, b64] of Object.entries(keys)) keyRing.pin(server, keyId, b64);
+    for (const [keyId, b64] of Object.entries(keys)) {
+      try {
+        keyRing.pin(server, keyId, b64);
+      } catch (e) {
+        throw check.invalid("pinKeys", `trustedKeys[${JSON.stringify(server)}][${JSON.stringify(keyId)}]`, `cannot be pinned: ${e.message}`);
+      }
+    }
   }
   return keyRing;
 }

@@ -20,7 +20,35 @@ export const MIRROR_LIMITS = Object.freeze({
   backfillRequests: 1_000,
   /** Rebuild (place history) after this many new history events. */
   rebuildEvery: 5_000,
+  /** Pushed PDUs kept per room while their prev events cannot be fetched (the oldest are forgotten). */
+  parkedPerRoom: 1_000,
 });
+
+/**
+ * Pushed PDUs whose prev events could not be fetched, kept for a later
+ * retry (in memory; a host may keep them in its storage instead: the same
+ * three calls).
+ */
+export class MemoryParking {
+  #rooms = new Map();
+  #cap;
+  constructor(cap = MIRROR_LIMITS.parkedPerRoom) {
+    this.#cap = cap;
+  }
+  async put(roomId, eventId, entry) {
+    let m = this.#rooms.get(roomId);
+    if (!m) this.#rooms.set(roomId, (m = new Map()));
+    m.delete(eventId);
+    m.set(eventId, entry);
+    while (m.size > this.#cap) m.delete(m.keys().next().value);
+  }
+  async list(roomId) {
+    return [...(this.#rooms.get(roomId) ?? new Map()).entries()].map(([eventId, e]) => ({ eventId, ...e }));
+  }
+  async delete(roomId, eventId) {
+    this.#rooms.get(roomId)?.delete(eventId);
+  }
+}
 
 /** Errors of federation participation, with a stable `code`. */
 export class MirrorError extends RoomdagError {
@@ -69,11 +97,13 @@ async function progressOf(engine, work) {
  * @param {string} [o.joinLocalpart] our user's localpart (default "roomdag")
  * @param {(line: object) => void} [o.log] progress and failure log
  * @param {Partial<typeof MIRROR_LIMITS>} [o.limits]
+ * @param {MemoryParking} [o.parked] where pushed PDUs that cannot be placed yet are kept (default in memory)
  */
 export class RoomMirror {
   #o;
   #limits;
   #userId;
+  #parked;
 
   constructor(o) {
     if (!o?.serverName || !o.signingKey || !o.rooms || !o.client || !o.keyRing) {
@@ -81,6 +111,7 @@ export class RoomMirror {
     }
     this.#o = { joinLocalpart: "roomdag", log: () => {}, keys: { ensureForPdus: async () => {} }, ...o };
     this.#limits = { ...MIRROR_LIMITS, ...(o.limits ?? {}) };
+    this.#parked = o.parked ?? new MemoryParking(this.#limits.parkedPerRoom);
     // Our own events (the join) are verified with our key like any other.
     call(() => this.#o.keyRing.pin(o.serverName, o.signingKey.keyId, wasm.publicKeyOf(o.signingKey.seed)));
     this.#userId = call(() => wasm.joinUserId(this.#o.joinLocalpart, this.#o.serverName));
@@ -135,7 +166,7 @@ export class RoomMirror {
         if (backfill) joined.backfill = await this.backfill(roomId, { onProgress, prefer: [server] });
         return joined;
       } catch (e) {
-        if (e instanceof MirrorError && e.code === "M_FORBIDDEN_LOCAL") throw e;
+        if (e instanceof MirrorError && e.code === "M_UNSUPPORTED_ROOM_VERSION") throw e;
         failures.push(`${server}: ${errText(e)}`);
         this.#o.log({ event: "join_failed", roomId, server, reason: errText(e) });
         onProgress({ phase: "join_failed", server, reason: errText(e) });
@@ -163,7 +194,7 @@ export class RoomMirror {
     }
     const [join] = await engine.ingestPlaced([{ pdu: checked.event, state: checked.stateIds }], this.#o.keyRing);
     if (join.status !== "accepted" && join.status !== "duplicate") {
-      throw new MirrorError("M_FORBIDDEN", `our join ${built.eventId} was ${join.status}: ${join.reason ?? ""}`);
+      throw new MirrorError("M_UNAUTHORIZED", `our join ${built.eventId} was ${join.status}: ${join.reason ?? ""}`);
     }
     const dropped = outcomes.filter((o) => o.status === "dropped").length;
     return { roomId, roomVersion: built.roomVersion, eventId: built.eventId, via: server, stateEvents: checked.stateIds.length, authEvents: checked.outliers.length, dropped };
@@ -173,7 +204,7 @@ export class RoomMirror {
     const existing = await this.#o.rooms.get(roomId);
     if (existing) {
       const v = await existing.roomVersion;
-      if (v !== version) throw new MirrorError("M_FORBIDDEN_LOCAL", `room ${roomId} is stored as version ${v}, not ${version}`);
+      if (v !== version) throw new MirrorError("M_UNSUPPORTED_ROOM_VERSION", `room ${roomId} is stored as version ${v}, not ${version}`);
       return existing;
     }
     return this.#o.rooms.create(roomId, version);
@@ -223,9 +254,12 @@ export class RoomMirror {
    * they joined; `prefer` first), history stored as it comes and placed by
    * rebuilds; extremities no server backfills (e.g. rejected events) are
    * fetched with `/event`. Resumable: what is missing is read from the
-   * room each time. Returns `{complete, fetched, requests, …}`.
+   * room each time. `finalRebuild: false` places history only when the run
+   * completes or stalls (callers that backfill in many short runs). Returns
+   * `{complete, stalled, fetched, requests, …}`: `stalled` when no server
+   * has what is still missing.
    */
-  async backfill(roomId, { onProgress = () => {}, prefer = [], maxRequests = this.#limits.backfillRequests } = {}) {
+  async backfill(roomId, { onProgress = () => {}, prefer = [], maxRequests = this.#limits.backfillRequests, finalRebuild = true } = {}) {
     const engine = await this.#o.rooms.get(roomId);
     if (!engine) throw new MirrorError("M_NOT_FOUND", `room ${roomId} is not held here`);
     const version = await engine.roomVersion;
@@ -289,9 +323,12 @@ export class RoomMirror {
       const p = await this.#fetchEvent(engine, servers(), id);
       if (p) await this.#storeOutliers(engine, [p]);
     }
-    await rebuild();
+    const stalled = stats.requests < maxRequests && engine.backwardExtremities().some(([id]) => stuck.has(id));
+    if (finalRebuild || stalled || engine.backwardExtremities().length === 0) await rebuild();
     const remaining = engine.backwardExtremities().length;
-    const result = { ...stats, complete: remaining === 0 && engine.pendingCount === 0, remainingGaps: remaining, events: engine.eventCount };
+    stats.parkedPlaced = await this.retryParked(engine);
+    const complete = remaining === 0 && engine.pendingCount === 0 && engine.deferredCount === 0;
+    const result = { ...stats, complete, stalled: !complete && stalled, remainingGaps: remaining, events: engine.eventCount };
     onProgress({ phase: "backfilled", ...result });
     return result;
   }
@@ -337,17 +374,45 @@ export class RoomMirror {
           this.#o.log({ event: "gap_fill_failed", roomId: engine.roomId, origin, eventId: ids[i], reason: errText(e) });
         }
         if (engine.unplacedPrevEvents(pdu).length > 0) {
-          // Kept for a later retry: stored as history, placed once its prev events are.
-          const [o] = await engine.ingestPlaced([{ pdu, placement: "history" }], this.#o.keyRing);
-          results.set(i, o.status === "dropped" ? o : { ...o, status: "dropped", stage: "missing", reason: `prev events ${unplaced.join(", ")} could not be fetched from ${origin}; the PDU is kept and placed once they arrive` });
+          // Not stored (the reference server does not persist it either: it
+          // answers "isn't divulging details about prev_events"), but parked
+          // for a later retry: once history brings its prev events, it is
+          // placed (`retryParked`).
+          await this.#parked.put(engine.roomId, ids[i], { pdu, origin, at: Date.now() });
+          results.set(i, { eventId: ids[i], status: "dropped", stage: "missing", reason: `prev events ${unplaced.join(", ")} could not be fetched from ${origin}; the PDU is kept and retried once they arrive` });
           holes++;
           continue;
         }
       }
-      const [o] = await engine.ingest([pdu], this.#o.keyRing);
+      // As the origin's PDU: its rejected events count against its bound (REJECTED_PER_ORIGIN).
+      const [o] = await engine.ingest([pdu], this.#o.keyRing, { origin });
       results.set(i, o);
     }
+    // PDUs parked earlier may connect now.
+    if (results.size > 0) await this.retryParked(engine);
     return { outcomes: pdus.map((_, i) => results.get(i)), holes };
+  }
+
+  /**
+   * Places parked PDUs whose prev events are now placed (after a backfill);
+   * returns how many were stored.
+   */
+  async retryParked(engine) {
+    let placed = 0;
+    const parked = (await this.#parked.list(engine.roomId)).sort((a, b) => a.at - b.at);
+    for (const p of parked) {
+      let unplaced;
+      try {
+        unplaced = engine.unplacedPrevEvents(p.pdu);
+      } catch {
+        unplaced = [];
+      }
+      if (unplaced.length > 0) continue;
+      const [o] = await engine.ingest([p.pdu], this.#o.keyRing);
+      if (o.status === "accepted" || o.status === "rejected") placed++;
+      await this.#parked.delete(engine.roomId, p.eventId);
+    }
+    return placed;
   }
 
   /** Fills the gap before one pushed PDU (see `receive`). */

@@ -1,4 +1,8 @@
-// Type declarations for the roomdag npm package (every entry point).
+// Type declarations for the roomdag npm package: one API for every entry
+// (Node ESM, browsers and bundlers, Cloudflare Workers); `node.d.cts` is the
+// same declarations for CommonJS `require`. They need no DOM library: the
+// few web types used (`Request`, `Response`, `fetch`, `URL`) are in
+// `@types/node` too, and the rest are declared structurally here.
 
 /** An event ID (`$…`). */
 export type EventId = string;
@@ -11,18 +15,78 @@ export type RoomVersion = "3" | "4" | "5" | "6" | "7" | "8" | "9" | "10" | "11" 
 /** A PDU: a JSON object, or its JSON text (kept byte for byte when given as text). */
 export type Pdu = string | Record<string, unknown>;
 
-/** Loads the WebAssembly module. Required once in browsers and bundlers; a no-op in Node and workerd. */
-export function init(input?: URL | string | Response | BufferSource | WebAssembly.Module): Promise<void>;
+/**
+ * A compiled `WebAssembly.Module`. It is the global `WebAssembly.Module` where
+ * the program's libraries declare one (DOM, WebWorker, Cloudflare's workers
+ * types), any object otherwise (Node's types do not declare `WebAssembly`).
+ */
+export type WasmModule = typeof globalThis extends { WebAssembly: { Module: { prototype: infer M } } } ? M : object;
 
-/** Thrown when the API is used before `init()`. */
+/**
+ * Where `init()` finds the WebAssembly binary: its URL (or a URL string), a
+ * `fetch` `Response` for it, its bytes, or the compiled module — or a
+ * promise of any of these.
+ */
+export type InitInput = URL | string | Response | ArrayBuffer | ArrayBufferView | WasmModule;
+
+/**
+ * Loads the WebAssembly module. The browser/bundler entry needs it once,
+ * before anything else (idempotent; a failed load can be retried); without
+ * `input` it fetches `roomdag_wasm_bg.wasm` next to the module. In Node and
+ * workerd the module is ready on import and `init()` does nothing.
+ */
+export function init(input?: InitInput | Promise<InitInput>): Promise<void>;
+
+/**
+ * Thrown by every function that runs the engine (and by `new KeyRing()`)
+ * when the WebAssembly module is not initialised yet: `await init()` first.
+ */
 export class NotInitializedError extends Error {
+  /** Always "NotInitializedError". */
   readonly name: "NotInitializedError";
+  /** Always "ERR_NOT_INITIALIZED". */
+  readonly code: "ERR_NOT_INITIALIZED";
 }
 
-/** Errors raised by engines and servers, with a Matrix-style code. */
+/**
+ * What a `RoomdagError` is about:
+ * - `M_INVALID_PARAM`: an argument of the right type with a bad value (a seed
+ *   that is not 32 bytes of base64, a key that is not an ed25519 key, a
+ *   `roomVersion` that contradicts the room's stored version, a number out
+ *   of range). The message names the parameter.
+ * - `M_UNSUPPORTED_ROOM_VERSION`: a room version roomdag does not host (it
+ *   hosts "3" to "12").
+ * - `M_BAD_JSON`: JSON input (a PDU, a fixture, queries, a body) that does
+ *   not parse or has the wrong shape.
+ * - `M_NOT_FOUND`: `RoomEngine.open` on an empty store without a
+ *   `roomVersion`; `eventDetails` of an event the room does not have.
+ * - `M_UNAUTHORIZED`: a key response (`KeyRing.addServerKeys`,
+ *   `addNotaryKeys`) that is malformed, not correctly signed, expired or for
+ *   another server.
+ * - `M_UNKNOWN`: a store failed (`ingest`: the write failed and the batch was
+ *   undone; `open`: a stored record no longer replays as it was stored).
+ */
+export type RoomdagErrorCode =
+  | "M_INVALID_PARAM"
+  | "M_UNSUPPORTED_ROOM_VERSION"
+  | "M_BAD_JSON"
+  | "M_NOT_FOUND"
+  | "M_UNAUTHORIZED"
+  | "M_UNKNOWN";
+
+/**
+ * Errors the engine raises, with a stable `code`. Arguments of the wrong type
+ * raise a `TypeError` instead (`code: "ERR_INVALID_ARG_TYPE"`), naming the
+ * parameter; so does a `KeyRing` used after `free()` (`"ERR_INVALID_STATE"`). Compare `code`s, or `name === "RoomdagError"`, rather than
+ * `instanceof` when ESM and CommonJS copies of roomdag may meet.
+ */
 export class RoomdagError extends Error {
+  /** Always "RoomdagError". */
   readonly name: "RoomdagError";
-  readonly code: string;
+  /** What went wrong (see `RoomdagErrorCode`). */
+  readonly code: RoomdagErrorCode;
+  /** The underlying error (a store's, the core's), when there is one. */
+  readonly cause?: unknown;
 }
 
 /** What happened to one PDU. */
@@ -67,7 +131,10 @@ export interface RoomMeta {
   roomId?: RoomId | null;
 }
 
-/** A room's persistence: an append-only record log. */
+/**
+ * A room's persistence: an append-only record log. Implement these two calls
+ * to keep rooms anywhere; `append` must be atomic (all or nothing).
+ */
 export interface RoomStore {
   /** Every record, in arrival order, and the room's meta. */
   load(): Promise<RoomMeta & { records: LogRecord[] }>;
@@ -75,19 +142,42 @@ export interface RoomStore {
   append(records: LogRecord[], meta: RoomMeta): Promise<void>;
 }
 
-/** Records in memory. */
+/** Records in memory (the default; lost when the process ends). */
 export class MemoryStore implements RoomStore {
-  /** Make the next append fail (tests). */
-  failNextAppend: boolean;
+  /** An empty store. */
+  constructor();
+  /** Every record, in arrival order, and the room's meta. */
   load(): Promise<RoomMeta & { records: LogRecord[] }>;
+  /** Appends records and sets the meta. */
   append(records: LogRecord[], meta: RoomMeta): Promise<void>;
 }
 
-/** Records in IndexedDB. */
+/** The part of `IDBFactory` the store uses (the global `indexedDB` and fake-indexeddb's fit). */
+export interface IDBFactoryLike {
+  open(name: string, version?: number): unknown;
+}
+/** The part of the `IDBKeyRange` class the store uses. */
+export interface IDBKeyRangeLike {
+  bound(lower: unknown, upper: unknown, lowerOpen?: boolean, upperOpen?: boolean): unknown;
+}
+
+/**
+ * Records in IndexedDB (browsers; `fake-indexeddb` in Node). One database
+ * holds many rooms; an append is one transaction.
+ */
 export class IndexedDbStore implements RoomStore {
-  constructor(opts: { room: string; database?: string; indexedDB?: IDBFactory; IDBKeyRange?: typeof IDBKeyRange });
+  /**
+   * @param opts.room the room's key (its ID)
+   * @param opts.database database name (default "roomdag")
+   * @param opts.indexedDB the factory (default the global `indexedDB`)
+   * @param opts.IDBKeyRange its key-range class (default the global one)
+   */
+  constructor(opts: { room: string; database?: string; indexedDB?: IDBFactoryLike; IDBKeyRange?: IDBKeyRangeLike });
+  /** Closes the shared database connections (a later store reopens them). */
   static closeAll(): Promise<void>;
+  /** Every record of the room, in arrival order, and its meta. */
   load(): Promise<RoomMeta & { records: LogRecord[] }>;
+  /** Writes the records and the meta in one transaction. */
   append(records: LogRecord[], meta: RoomMeta): Promise<void>;
 }
 
@@ -99,34 +189,47 @@ export interface DurableObjectStorageLike {
   transaction<T>(closure: (txn: { put(entries: Record<string, unknown>): Promise<void> }) => Promise<T>): Promise<T>;
 }
 
-/** Records in a Durable Object's storage. */
+/**
+ * Records in a Durable Object's storage (`ctx.storage`): the room's Durable
+ * Object is its single writer; large appends run in a storage transaction.
+ */
 export class DurableObjectStore implements RoomStore {
+  /** @param storage `ctx.storage` of the room's Durable Object */
   constructor(storage: DurableObjectStorageLike);
+  /** Every record, in arrival order, and the room's meta. */
   load(): Promise<RoomMeta & { records: LogRecord[] }>;
+  /** Writes the records and the meta atomically. */
   append(records: LogRecord[], meta: RoomMeta): Promise<void>;
 }
 
-/** Trusted server keys: pinned and verified fetched ones. */
+/**
+ * Trusted server signing keys: pinned ones, and fetched ones that were
+ * verified. Its memory is in the WebAssembly heap: `free()` a ring a
+ * long-lived process drops.
+ */
 export class KeyRing {
+  /** An empty ring (throws `NotInitializedError` before `init()` on the browser entry). */
   constructor();
-  /** Pins `server`'s key (unpadded base64). */
+  /** Pins `server`'s public key `keyId` (the key itself, unpadded base64). */
   pin(server: ServerName, keyId: string, publicKey: string): void;
-  /** Verifies and adds a `/_matrix/key/v2/server` response; returns the number of keys added. */
-  addServerKeys(responseJson: string, server: ServerName, nowMs: number): number;
+  /** Verifies a `/_matrix/key/v2/server` response of `server` (JSON text or object) and adds its keys; returns how many. */
+  addServerKeys(response: string | Record<string, unknown>, server: ServerName, nowMs: number): number;
   /**
    * Verifies and adds a notary's `/_matrix/key/v2/query` response: the
    * notary's signature is checked only with `notaryKeysJson` (JSON `{keyId:
    * base64}`, the keys configured for that notary), and only entries for
    * the servers `asked` about are used. Returns the number of keys added.
    */
-  addNotaryKeys(responseJson: string, notary: ServerName, notaryKeysJson: string, asked: ServerName[], nowMs: number): number;
+  addNotaryKeys(response: string | Record<string, unknown>, notary: ServerName, notaryKeysJson: string, asked: ServerName[], nowMs: number): number;
   /** The keys of `servers` as JSON (`ExportedKey[]`), for `importKeys` on another ring. */
   exportKeys(servers: ServerName[]): string;
   /** Adds keys another ring exported (already verified there); returns how many. */
   importKeys(keysJson: string): number;
-  /** Whether a key usable for request authentication now is known. */
+  /** Whether a key of `server` usable to authenticate a request at `nowMs` is known. */
   hasRequestKey(server: ServerName, keyId: string, nowMs: number): boolean;
+  /** Number of keys held. */
   readonly size: number;
+  /** Releases the ring's memory; the ring cannot be used afterwards. */
   free(): void;
 }
 
@@ -136,31 +239,45 @@ export interface MatrixError {
   error: string;
 }
 
-/** A query answer: the HTTP status and the JSON body the endpoint returns. */
+/**
+ * A query answer: the HTTP status and the JSON body the federation endpoint
+ * returns, exactly as a `FederationServer` would send them. Queries never
+ * throw for a bad request: a malformed one is a 400, an unknown event a 404,
+ * a server not in the room a 403 — check `status` before reading `body`.
+ */
 export type QueryResult<T> = { status: 200; body: T } | { status: 400 | 403 | 404 | 405 | 413; body: MatrixError };
 
 /** A PDU as served (full or redacted). */
 export type ServedPdu = Record<string, unknown>;
 
+/** `/state_ids` body. */
 export interface StateIdsBody {
   pdu_ids: EventId[];
   auth_chain_ids: EventId[];
 }
+/** `/state` body. */
 export interface StateBody {
   pdus: ServedPdu[];
   auth_chain: ServedPdu[];
 }
+/** `/backfill` and `/event` body: a transaction. */
 export interface TransactionBody {
   origin: ServerName;
   origin_server_ts: number;
   pdus: ServedPdu[];
 }
+/** `/get_missing_events` body. */
 export interface MissingEventsBody {
   events: ServedPdu[];
 }
+/** `/timestamp_to_event` body. */
 export interface TimestampBody {
   event_id: EventId;
   origin_server_ts: number;
+}
+/** `/event_auth` body: the event's full auth chain. */
+export interface EventAuthBody {
+  auth_chain: ServedPdu[];
 }
 
 /** One event of the graph export. */
@@ -234,21 +351,41 @@ export interface EventDetails {
   } | null;
 }
 
-/** One room on a store. */
+/**
+ * One room on a store. Ingests are serialised (a single writer) and atomic:
+ * a batch whose records cannot be written is undone in memory too. Queries
+ * answer as the federation endpoints would, for `origin`: history the origin
+ * may not see is redacted or withheld, as Synapse does.
+ */
 export class RoomEngine {
+  /** Engines come from `RoomEngine.open` (or `roomFromFixture`). */
+  private constructor();
+  /**
+   * Opens a room from its store, replaying the stored records (signatures are
+   * not verified again). An empty store needs `roomVersion` (a new room);
+   * for a stored room, a `roomVersion` other than the stored one is an error.
+   */
   static open(opts: { store: RoomStore; roomVersion?: RoomVersion }): Promise<RoomEngine>;
+  /** The room ID (once the create event is stored). */
   readonly roomId: RoomId | null;
+  /** The room version. */
   readonly roomVersion: RoomVersion;
+  /** Number of stored (accepted or rejected) events. */
   readonly eventCount: number;
+  /** The store the room is kept in. */
   readonly store: RoomStore;
   /**
-   * Receives PDUs in order; the stored ones are written as one atomic batch.
-   * With `origin`, that origin's rejected events are bounded (`REJECTED_PER_ORIGIN`):
-   * past the bound its PDUs are dropped with stage `limit` and nothing is stored.
+   * Receives PDUs (objects or JSON text) in order, checking signatures with
+   * `keyRing`; one outcome per PDU. The stored ones are written to the store
+   * as one atomic batch. With `origin`, that origin's rejected events are
+   * bounded (`REJECTED_PER_ORIGIN`): past the bound its PDUs are dropped with
+   * stage `limit` and nothing is stored.
    */
   ingest(pdus: Pdu[], keyRing: KeyRing, opts?: { origin?: ServerName; now?: number }): Promise<Outcome[]>;
   /** Whether `origin` may read the room's state (joined, then the ACL): `null`, or the error answer. */
   stateAccess(origin: ServerName): { status: number; body: MatrixError } | null;
+  /** Why PDUs from `origin` are refused now (past its bound of rejected events), or `null`. */
+  rejectionRefusal(origin: ServerName, now?: number): string | null;
   /**
    * Receives PDUs placed as each says, as one atomic batch: `{pdu, placement}`, or `{pdu, state}` for a
    * timeline event whose state before comes from a verified remote answer (used where its prev events are not placed).
@@ -274,42 +411,70 @@ export class RoomEngine {
   readonly minDepth: number;
   /** The servers with a joined member, by when they joined, without `except` (ourselves). */
   serversInRoomOrdered(except?: ServerName): ServerName[];
-  /** Answers a room federation request for an authenticated origin. */
+  /**
+   * Answers a room federation request (`target`: the path and query, e.g.
+   * `/_matrix/federation/v1/state_ids/…?event_id=…`) for an authenticated
+   * `origin`, as server `serverName`.
+   */
   query(method: string, target: string, body: Pdu | undefined, origin: ServerName, serverName: ServerName, nowMs?: number): QueryResult<unknown>;
+  /** `/state_ids`: the state before `eventId` and its auth chain, as IDs. */
   stateIds(origin: ServerName, eventId: EventId): QueryResult<StateIdsBody>;
+  /** `/state`: the state before `eventId` and its auth chain, as PDUs. */
   state(origin: ServerName, eventId: EventId): QueryResult<StateBody>;
+  /** `/backfill`: up to `limit` events before (and including) the events `v`. */
   backfill(origin: ServerName, v: EventId[], limit: number): QueryResult<TransactionBody>;
+  /** `/get_missing_events`: events between `earliestEvents` and `latestEvents`. */
   getMissingEvents(
     origin: ServerName,
-    body: { earliestEvents: EventId[]; latestEvents: EventId[]; limit?: number; minDepth?: number },
+    request: { earliestEvents: EventId[]; latestEvents: EventId[]; limit?: number; minDepth?: number },
   ): QueryResult<MissingEventsBody>;
+  /** `/timestamp_to_event`: the event closest to `ts` in direction `dir` (forwards or backwards). */
   timestampToEvent(origin: ServerName, ts: number, dir: "f" | "b"): QueryResult<TimestampBody>;
+  /** `/event`: one event. */
   event(origin: ServerName, eventId: EventId): QueryResult<TransactionBody>;
+  /** `/event_auth`: the event's full auth chain (the event itself left out). */
+  eventAuth(origin: ServerName, eventId: EventId): QueryResult<EventAuthBody>;
+  /** Whether the room's server ACL admits `server` (true without an ACL). */
   aclAllows(server: ServerName): boolean;
+  /** Whether the event is stored here. */
   hasEvent(eventId: EventId): boolean;
+  /** The room graph (`roomdag-graph/1`). */
   exportGraph(): Graph;
+  /** The room graph as Graphviz DOT (with auth edges if `authEdges`). */
   exportDot(authEdges?: boolean): string;
   /** The lane layout, O(n): `[lane, row]` per event in arrival order. Rows are depths or arrival positions. */
   layout(rows?: "depth" | "arrival"): Uint32Array;
+  /** Everything known about one event (`M_NOT_FOUND` for an event the room does not have). */
   eventDetails(eventId: EventId): EventDetails;
+  /** The current state and its digest. */
   currentState(): StateSnapshot;
 }
 
 /** What a `FederationServer` needs of a room: a `RoomEngine`, or a proxy to one (e.g. in a Durable Object). */
 export interface FederatedRoom {
+  /** The room version. */
   readonly roomVersion: string | Promise<string>;
+  /** Receives PDUs (JSON text) in order; `origin`: the server that sent them. */
   ingest(pdus: string[], keyRing: KeyRing, opts?: { origin?: ServerName; now?: number }): Promise<Outcome[]>;
+  /** Why PDUs from `origin` are refused now (its bound of rejected events), or `null`. */
+  rejectionRefusal?(origin: ServerName, now?: number): string | null | Promise<string | null>;
   /** Without it, `/state` and `/state_ids` answers are not shared between requests. */
   stateAccess?(origin: ServerName): { status: number; body: MatrixError } | null | Promise<{ status: number; body: MatrixError } | null>;
+  /** Answers a room federation request for an authenticated origin. */
   query(method: string, target: string, body: string | undefined, origin: ServerName, serverName: ServerName, nowMs?: number): QueryResult<unknown> | Promise<QueryResult<unknown>>;
+  /** Whether the room's server ACL admits `server`. */
   aclAllows(server: ServerName): boolean | Promise<boolean>;
+  /** Whether the event is stored here. */
   hasEvent(eventId: EventId): boolean | Promise<boolean>;
 }
 
 /** Where a `FederationServer` finds rooms. */
 export interface RoomResolver {
+  /** The room, if it exists. */
   get(roomId: RoomId): Promise<FederatedRoom | undefined>;
+  /** Creates an empty room (a create event arrived for an unknown room). */
   create(roomId: RoomId, roomVersion: string): Promise<FederatedRoom>;
+  /** The room that stores `eventId`, if any. */
   findEvent(eventId: EventId): Promise<FederatedRoom | undefined>;
 }
 
@@ -364,6 +529,15 @@ export interface KeyCheck {
  * server per `retryAfterMs`.
  */
 export class KeyFetcher {
+  /**
+   * @param opts.keyRing the ring to add keys to
+   * @param opts.fetch the `fetch` to use (default the global one)
+   * @param opts.keyServerUrl base URL of a server (default `https://{server}`)
+   * @param opts.notaryServers servers asked when a server cannot be reached
+   * @param opts.now clock, ms since the epoch
+   * @param opts.timeoutMs per request (default 10 s)
+   * @param opts.retryAfterMs a server is not asked again sooner (default 60 s)
+   */
   constructor(opts: {
     keyRing: KeyRing;
     /** The client requests go through (without one, nothing is fetched). */
@@ -480,6 +654,7 @@ export interface ResolvedServer {
   wellKnownError?: string | null;
 }
 
+/** The options of a `FederationClient`. */
 export interface FederationClientOptions {
   /** Our server name: the `origin` of our requests. */
   serverName: ServerName;
@@ -591,31 +766,49 @@ export const DEFAULT_TIMEOUT_MS: number;
 /** 32 MiB. */
 export const DEFAULT_MAX_RESPONSE_BYTES: number;
 
-/** Pins `server → key ID → base64` keys into a ring; returns the ring. */
-export function pinKeys(keyRing: KeyRing, trustedKeys: Record<ServerName, Record<string, string>> | undefined): KeyRing;
 
-/** The rooms a server hosts. */
+/**
+ * Trusted keys: server → key ID → the public key (unpadded base64), e.g.
+ * `{"a.example": {"ed25519:1": "l8Hft5qXKn1vfHrg3p4+W8gELQVo8N13JkluMfmn2sQ"}}`.
+ * (A fixture's `servers` map is not one: take each server's `verify_keys`.)
+ */
+export type TrustedKeys = Record<ServerName, Record<string, string>>;
+
+/** Pins trusted keys into a ring; returns the ring. */
+export function pinKeys(keyRing: KeyRing, trustedKeys: TrustedKeys | undefined): KeyRing;
+
+/**
+ * The rooms a server hosts, each on its own store. `createStore(roomId)`
+ * returns the store for a room (existing data is loaded on first use).
+ */
 export class RoomDirectory implements RoomResolver {
+  /** @param opts.createStore the store of a room, by room ID */
   constructor(opts: { createStore: (roomId: RoomId) => RoomStore });
+  /** The room, if it exists (open in memory, or in its store). */
   get(roomId: RoomId): Promise<RoomEngine | undefined>;
-  create(roomId: RoomId, roomVersion: string): Promise<RoomEngine>;
+  /** Creates an empty room, or returns the existing one (of the same version: another is an error). */
+  create(roomId: RoomId, roomVersion: RoomVersion): Promise<RoomEngine>;
+  /** The rooms open in memory. */
   openRooms(): Promise<RoomEngine[]>;
+  /** The open room that stores `eventId`, if any. */
   findEvent(eventId: EventId): Promise<RoomEngine | undefined>;
 }
 
+/** The options of a `FederationServer`. */
 export interface FederationServerOptions {
   serverName: ServerName;
   /** Our signing key: ID (`ed25519:…`) and 32-byte seed in unpadded base64. */
   signingKey: { keyId: string; seed: string };
   rooms: RoomResolver;
   /** Pinned origin keys: server → key ID → unpadded base64. */
-  trustedKeys?: Record<ServerName, Record<string, string>>;
+  trustedKeys?: TrustedKeys;
   /**
    * Notaries asked for keys (before the server itself, as Synapse): a name
    * alone takes its keys from `trustedKeys`; answers are verified with those
    * keys only.
    */
   notaryServers?: (ServerName | NotaryServer)[];
+  /** The key ring to use (default a new one); our own key and `trustedKeys` are pinned into it. */
   keyRing?: KeyRing;
   /** The client keys are fetched with (default: one built from the options below). */
   federationClient?: FederationClient;
@@ -638,7 +831,9 @@ export interface FederationServerOptions {
   acceptRoomsFrom?: string | ServerName[];
   /** Where internal errors go (default `console.error`); a 500 answer never carries them. */
   onError?: (error: unknown, context: { request?: Request }) => void;
+  /** Clock, ms since the epoch. */
   now?: () => number;
+  /** Timeout of one key request (default 10 s). */
   keyFetchTimeoutMs?: number;
   /** Answered transactions remembered in memory (default 1000). */
   txnCacheSize?: number;
@@ -658,6 +853,7 @@ export interface TransactionResponse {
 
 /** Where a `FederationServer` keeps the answers of `/send` transactions. */
 export interface TransactionLog {
+  /** The answer given to `origin`'s transaction `txnId`, if any. */
   get(origin: ServerName, txnId: string): Promise<TransactionResponse | undefined>;
   /** Records a 200 answer (and ends the transaction's lease, with `begin`). */
   put(origin: ServerName, txnId: string, response: TransactionResponse): Promise<void>;
@@ -670,7 +866,6 @@ export interface TransactionLog {
   end?(origin: ServerName, txnId: string): Promise<void>;
 }
 
-/** Answers the federation endpoints for the rooms of a directory. */
 /** Bounds of gap filling and backfilling (see `RoomMirror`). */
 export const MIRROR_LIMITS: Readonly<{
   gapRounds: number;
@@ -679,7 +874,24 @@ export const MIRROR_LIMITS: Readonly<{
   gapMs: number;
   backfillRequests: number;
   rebuildEvery: number;
+  parkedPerRoom: number;
 }>;
+
+/** A pushed PDU kept until its prev events can be placed. */
+export interface ParkedPdu {
+  pdu: string;
+  origin: ServerName;
+  /** When it was parked, ms since the epoch. */
+  at: number;
+}
+
+/** Where a `RoomMirror` keeps pushed PDUs whose prev events could not be fetched (in memory; a host may use its storage). */
+export class MemoryParking {
+  constructor(cap?: number);
+  put(roomId: RoomId, eventId: EventId, entry: ParkedPdu): Promise<void>;
+  list(roomId: RoomId): Promise<(ParkedPdu & { eventId: EventId })[]>;
+  delete(roomId: RoomId, eventId: EventId): Promise<void>;
+}
 
 /** Errors of federation participation (`name` is "MirrorError"). */
 export class MirrorError extends RoomdagError {}
@@ -695,6 +907,10 @@ export type MirrorProgress = { phase: string; [k: string]: unknown };
 /** The result of a backfill run. */
 export interface BackfillResult {
   complete: boolean;
+  /** No server has what is still missing. */
+  stalled: boolean;
+  /** Parked PDUs placed at the end of the run. */
+  parkedPlaced: number;
   fetched: number;
   requests: number;
   rebuilds: number;
@@ -719,25 +935,40 @@ export class RoomMirror {
     joinLocalpart?: string;
     log?: (line: Record<string, unknown>) => void;
     limits?: Partial<typeof MIRROR_LIMITS>;
+    /** Where pushed PDUs that cannot be placed yet are kept (default in memory). */
+    parked?: Pick<MemoryParking, "put" | "list" | "delete">;
   });
   /** The user rooms are joined as (`@roomdag:serverName` by default). */
   readonly userId: string;
   resolveAlias(alias: string): Promise<{ roomId: RoomId; servers: ServerName[] }>;
   join(room: RoomId | string, via?: ServerName[], opts?: { onProgress?: (p: MirrorProgress) => void; backfill?: boolean }): Promise<{ roomId: RoomId; roomVersion: string; eventId: EventId; via: ServerName; stateEvents: number; authEvents: number; dropped: number; backfill?: BackfillResult }>;
-  backfill(roomId: RoomId, opts?: { onProgress?: (p: MirrorProgress) => void; prefer?: ServerName[]; maxRequests?: number }): Promise<BackfillResult>;
+  backfill(roomId: RoomId, opts?: { onProgress?: (p: MirrorProgress) => void; prefer?: ServerName[]; maxRequests?: number; finalRebuild?: boolean }): Promise<BackfillResult>;
   /** Stores PDUs pushed by `origin`, filling gaps first; one outcome per PDU, and how many holes remain for backfill. */
   receive(engine: RoomEngine, pdus: string[], origin: ServerName): Promise<{ outcomes: Outcome[]; holes: number }>;
   leave(roomId: RoomId, opts?: { via?: ServerName[] }): Promise<{ roomId: RoomId; eventId: EventId; via: ServerName; outcome: Outcome }>;
+  /** Places parked PDUs whose prev events are now placed; returns how many were stored. */
+  retryParked(engine: RoomEngine): Promise<number>;
   acceptInvite(req: { body: string; v2: boolean; roomId: RoomId; eventId: EventId; origin: ServerName }): { status: number; body: unknown; accepted?: { roomId: RoomId; roomVersion: string; inviterServer: ServerName } };
 }
 
+/**
+ * A federation server for the rooms of a `RoomDirectory` (or any
+ * `RoomResolver`): `handleFederationRequest(request)` answers `PUT /send`,
+ * `/event`, `/state`, `/state_ids`, `/backfill`, `/get_missing_events`,
+ * `/timestamp_to_event`, `/version` and `/_matrix/key/v2/server`.
+ */
 export class FederationServer {
+  /** Checks every option now: a wrong one throws here, not on the first request. */
   constructor(opts: FederationServerOptions);
+  /** The key ring (pinned and fetched keys). */
   readonly keyRing: KeyRing;
+  /** The key fetcher (shared with anything else that verifies signatures). */
   readonly keyFetcher: KeyFetcher;
   /** The outbound federation client keys are fetched with (reuse it: one discovery cache, one backoff state). */
   readonly federationClient: FederationClient;
+  /** Our server name. */
   readonly serverName: ServerName;
+  /** Answers one federation request (WHATWG `Request` → `Response`). Never throws: failures become error responses. */
   handleFederationRequest(request: Request): Promise<Response>;
 }
 
@@ -753,7 +984,11 @@ export function servingLimits(): { maxBodyBytes: number; maxTxnPdus: number; max
 /** Groups PDUs by room (order kept within a room); a create event's room is derived. */
 export function groupPdusByRoom(pdus: Pdu[]): Map<RoomId, { pdus: string[]; createVersion: string | undefined; create: string | undefined }>;
 
-/** Signs a request as `origin`: the `Authorization` header value. */
+/**
+ * Signs a federation request as `origin` (spec "Request Authentication"):
+ * the `Authorization` header value, `X-Matrix origin=…,destination=…,key=…,sig=…`.
+ * `target` is the path and query as sent; `body` the JSON body, if any.
+ */
 export function signRequest(opts: {
   origin: ServerName;
   keyId: string;
@@ -782,14 +1017,14 @@ export function publicKeyOf(seed: string): string;
 /** Hashes and signs an event as `server` (tools and tests). */
 export function signPdu(
   pdu: Pdu,
-  opts: { roomVersion: string; server: ServerName; keyId: string; seed: string },
+  opts: { roomVersion: RoomVersion; server: ServerName; keyId: string; seed: string },
 ): { eventId: EventId; pdu: Record<string, unknown> };
 /** The redacted form of a PDU (the room version's redaction algorithm). */
-export function redactPdu(pdu: Pdu, roomVersion: string): Record<string, unknown>;
-/** The event ID of a PDU in a room version. */
-export function eventIdOf(pdu: Pdu, roomVersion: string): EventId;
+export function redactPdu(pdu: Pdu, roomVersion: RoomVersion): Record<string, unknown>;
+/** The event ID of a PDU in a room version (its reference hash). */
+export function eventIdOf(pdu: Pdu, roomVersion: RoomVersion): EventId;
 
-/** `roomdag-answers/1` (see contract.md). */
+/** `roomdag-answers/1`: a fixture's replay and the answers to its queries. */
 export interface Answers {
   format: "roomdag-answers/1";
   room_id: RoomId | null;
@@ -800,17 +1035,24 @@ export interface Answers {
   answers: ({ id: string; status: number } & Record<string, unknown>)[];
 }
 
-/** Replays a fixture (`matrix-dag-oracle/1`) and answers its queries. */
-export function replayFixture(fixture: string | Uint8Array, queries: string | Uint8Array): Answers;
-/** Like `replayFixture`, as JSON text byte-identical to the native CLI's output. */
+/** JSON input: the text, its UTF-8 bytes, or the parsed object. */
+export type JsonInput<T> = string | Uint8Array | ArrayBuffer | T;
+
+/** Replays a fixture (`matrix-dag-oracle/1`) and answers its queries (`roomdag-queries/1`). */
+export function replayFixture(fixture: JsonInput<RoomFixture>, queries: JsonInput<Record<string, unknown>>): Answers;
+/**
+ * Like `replayFixture`, as JSON text byte-identical to the native CLI's
+ * output. `verify`, when given, replaces the built-in ed25519 check.
+ */
 export function replayFixtureText(
-  fixture: string | Uint8Array,
-  queries: string | Uint8Array,
+  fixture: JsonInput<RoomFixture>,
+  queries: JsonInput<Record<string, unknown>>,
   verify?: (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean,
 ): string;
-/** A fixture's graph as JSON or DOT. */
-export function exportFixture(fixture: string | Uint8Array, format?: "json"): Graph;
-export function exportFixture(fixture: string | Uint8Array, format: "dot", authEdges?: boolean): string;
+/** A fixture's graph: the `roomdag-graph/1` object. */
+export function exportFixture(fixture: JsonInput<RoomFixture>, format?: "json"): Graph;
+/** A fixture's graph as Graphviz DOT (with auth edges if `authEdges`). */
+export function exportFixture(fixture: JsonInput<RoomFixture>, format: "dot", authEdges?: boolean): string;
 /** A `matrix-dag-oracle/1` room fixture. */
 export interface RoomFixture {
   format: "matrix-dag-oracle/1";
@@ -819,7 +1061,11 @@ export interface RoomFixture {
   servers: Record<ServerName, { verify_keys: Record<string, string>; signing_key_seed?: string; users?: string[] }>;
   events: { event_id: EventId; origin: ServerName; pdu: Record<string, unknown>; meta?: Record<string, unknown> }[];
 }
-/** A synthetic demo room (three servers, forks, a merge, a redaction, a rejection). */
+/**
+ * A synthetic demo room (three servers, forks, a merge, a redaction, a
+ * rejection) of about `events` events (default 200; at least 40 are made; at
+ * most 10000 may be asked for).
+ */
 export function demoRoom(events?: number): RoomFixture;
-/** A room built from a fixture, for inspection. */
-export function roomFromFixture(fixture: string | Uint8Array): RoomEngine;
+/** A room built from a fixture (signatures checked with its servers' keys), for inspection; its store keeps nothing. */
+export function roomFromFixture(fixture: JsonInput<RoomFixture>): RoomEngine;

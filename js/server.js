@@ -5,9 +5,12 @@
 // needed) → the body, read with a cap → the signature → only then rooms,
 // indexes and PDUs. A request that fails a step gets its error and nothing
 // after that step runs.
-import { wasm, call, json, toText, RoomdagError } from "./common.js";
+import { wasm, call, ensureReady, json, toText, RoomdagError } from "./common.js";
+import { RoomMirror } from "./mirror.js";
 import { KeyFetcher, pinKeys, notariesFrom } from "./keys.js";
 import { FederationClient } from "./client.js";
+import { KeyRing } from "./keyring.js";
+import * as check from "./check.js";
 
 const jsonResponse = (status, body) =>
   new Response(typeof body === "string" ? body : JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
@@ -63,9 +66,10 @@ export function roomsAcceptedFrom(spec) {
  * A federation server for the rooms of a `RoomDirectory`:
  * `handleFederationRequest(request)` answers `/send`, `/event`, `/state`,
  * `/state_ids`, `/backfill`, `/get_missing_events`, `/timestamp_to_event`,
- * `/version` and `/_matrix/key/v2/server`.
+ * `/event_auth`, `/version` and `/_matrix/key/v2/server`.
  */
 export class FederationServer {
+  #participant;
   #opts;
   #ring;
   #keys;
@@ -97,6 +101,14 @@ export class FederationServer {
    * @param {string | string[]} [opts.acceptRoomsFrom] origins whose `/send` may start a room we do not
    *        hold with a valid create event: server names (array or comma-separated), or `"*"` for any.
    *        Default: none — PDUs for rooms we do not hold are ignored.
+   * @param {RoomMirror | boolean} [opts.participant] take part in rooms: fill gaps before pushed PDUs
+   *        (`/get_missing_events`), accept invites and join (a `RoomMirror`, or `true` for one built
+   *        from these options)
+   * @param {string[] | "*"} [opts.acceptInvitesFrom] servers whose invites for our join user are
+   *        accepted (default none: 403)
+   * @param {string} [opts.joinLocalpart] our join user's localpart (default "roomdag")
+   * @param {(accepted: {roomId: string, roomVersion: string, inviterServer: string}) => void} [opts.onInvite]
+   *        called once an invite is accepted (default: join the room in the background)
    * @param {() => number} [opts.now] clock, ms since the epoch
    * @param {number} [opts.txnCacheSize] answered transactions remembered in memory (default 1000)
    * @param {(error: unknown, context: {request?: Request}) => void} [opts.onError] where internal
@@ -110,9 +122,7 @@ export class FederationServer {
    *        `begin`/`end` it also lets one transaction per origin run at a time across processes
    */
   constructor(opts) {
-    if (!opts?.serverName) throw new RoomdagError("M_UNKNOWN", "serverName is required");
-    if (!opts.signingKey?.keyId || !opts.signingKey?.seed) throw new RoomdagError("M_UNKNOWN", "signingKey {keyId, seed} is required");
-    if (!opts.rooms) throw new RoomdagError("M_UNKNOWN", "rooms (a RoomDirectory) is required");
+    checkOptions(opts);
     this.#opts = {
       notaryServers: [],
       fetch: globalThis.fetch?.bind(globalThis),
@@ -123,10 +133,9 @@ export class FederationServer {
       ...opts,
     };
     this.#acceptsRoomsFrom = roomsAcceptedFrom(opts.acceptRoomsFrom);
-    this.#ring = opts.keyRing ?? call(() => new wasm.KeyRing());
-    call(() => wasm.publicKeyOf(opts.signingKey.seed)); // validates the seed now, not on the first request
+    this.#ring = opts.keyRing ?? new KeyRing();
     this.#ring.pin(opts.serverName, opts.signingKey.keyId, wasm.publicKeyOf(opts.signingKey.seed));
-    pinKeys(this.#ring, opts.trustedKeys);
+    pinKeys(this.#ring, check.trustedKeys("FederationServer", "trustedKeys", opts.trustedKeys));
     const o = this.#opts;
     const client = (this.#client =
       o.federationClient ??
@@ -134,6 +143,15 @@ export class FederationServer {
         resolveSrv: o.resolveSrv, resolveHost: o.resolveHost, now: o.now, log: o.log }));
     this.#keys = new KeyFetcher({ keyRing: this.#ring, client, notaryServers: notariesFrom(o.notaryServers, o.trustedKeys), now: o.now,
       timeoutMs: o.keyFetchTimeoutMs, maxServersPerBatch: o.maxKeyServersPerTransaction, log: o.log });
+    this.#participant =
+      o.participant === true
+        ? new RoomMirror({ serverName: o.serverName, signingKey: o.signingKey, rooms: o.rooms, client, keys: this.#keys, keyRing: this.#ring, joinLocalpart: o.joinLocalpart, log: o.log })
+        : o.participant || undefined;
+  }
+
+  /** The room participant (joins, gap filling, invites), when configured. */
+  get participant() {
+    return this.#participant;
   }
 
   /** The outbound federation client (key fetches; shared discovery cache and backoff). */
@@ -180,7 +198,7 @@ export class FederationServer {
       const { serverName, signingKey } = this.#opts;
       return jsonResponse(200, json(wasm.serverKeysResponse(serverName, signingKey.keyId, signingKey.seed, now, 24 * 3600 * 1000)));
     }
-    if (route.endpoint === "version") return jsonResponse(200, { server: { name: "roomdag", version: "0.1.0" } });
+    if (route.endpoint === "version") return jsonResponse(200, json(wasm.versionBody()));
 
     // 1. A declared body over the limit is refused unread (Synapse: 413 at the HTTP layer).
     const max = servingLimits().maxBodyBytes;
@@ -208,6 +226,7 @@ export class FederationServer {
 
     // Authenticated: now rooms, indexes and PDUs.
     if (route.endpoint === "send") return this.#send(origin, route.txnId, bodyText);
+    if (route.endpoint === "invite") return this.#invite(origin, route, bodyText);
     const body = bodyText || undefined;
     if (route.endpoint === "event") {
       const engine = await this.#opts.rooms.findEvent(route.eventId);
@@ -318,6 +337,61 @@ export class FederationServer {
     return result;
   }
 
+  /**
+   * Stores pushed PDUs: through the room itself when it fills its own gaps
+   * (a Durable Object), else through the participant (gap filling), else as
+   * they are (prev events must be held).
+   */
+  async #receive(engine, pdus, origin, now) {
+    if (typeof engine.receive === "function") return engine.receive(pdus, origin, this.#ring);
+    if (this.#participant && typeof engine.unplacedPrevEvents === "function") return (await this.#participant.receive(engine, pdus, origin)).outcomes;
+    return engine.ingest(pdus, this.#ring, { origin, now });
+  }
+
+  /**
+   * `PUT /invite` (v1, v2): only for our join user, only from servers in
+   * `acceptInvitesFrom` (403 otherwise, before anything else is done); the
+   * inviter's keys are fetched, the invite checked and countersigned, and
+   * the room joined in the background (`onInvite`).
+   */
+  async #invite(origin, route, bodyText) {
+    const from = this.#opts.acceptInvitesFrom ?? [];
+    const allowed = from === "*" || (Array.isArray(from) && (from.includes("*") || from.includes(origin)));
+    if (!this.#participant || !allowed) {
+      this.#opts.log?.({ level: "info", code: "invite_refused", server: origin, message: `invite to ${route.roomId} refused: ${origin} is not in ACCEPT_INVITES_FROM` });
+      return jsonResponse(403, { errcode: "M_FORBIDDEN", error: `this server does not accept invites from ${origin}` });
+    }
+    let body;
+    try {
+      body = JSON.parse(bodyText);
+    } catch {
+      return jsonResponse(400, { errcode: "M_NOT_JSON", error: "the body is not JSON" });
+    }
+    const event = route.v2 ? body?.event : body;
+    const version = route.v2 ? body?.room_version : "1";
+    if (event && typeof version === "string") {
+      try {
+        await this.#keys.ensureForPdus([JSON.stringify(event)], version);
+      } catch {
+        /* an unsupported version or a broken event: acceptInvite says which */
+      }
+    }
+    const r = this.#participant.acceptInvite({ body: bodyText, v2: route.v2, roomId: route.roomId, eventId: route.eventId, origin });
+    if (r.accepted) {
+      // onInvite schedules the join (it is awaited: in a Worker, work after
+      // the answer may not run); by default the join runs in the background.
+      const onInvite =
+        this.#opts.onInvite ??
+        ((a) => {
+          this.#participant.join(a.roomId, [a.inviterServer]).catch((e) =>
+            this.#opts.log?.({ level: "warn", code: "join_failed", server: a.inviterServer, message: `join of ${a.roomId} after an invite failed: ${e?.message ?? e}` }),
+          );
+        });
+      await onInvite(r.accepted);
+    }
+    return jsonResponse(r.status, r.body);
+  }
+
   async #processTxn(origin, bodyText) {
     const txn = json(wasm.parseTransaction(bodyText));
     if (txn.status) return txn;
@@ -343,8 +417,21 @@ export class FederationServer {
         }
         continue;
       }
+      // An origin past its bound of rejected events: refused before any work (gap filling included).
+      const refusal = await engine.rejectionRefusal?.(origin, now);
+      if (refusal) {
+        const version = await engine.roomVersion;
+        for (const raw of pdus) {
+          try {
+            results[wasm.pduEventId(raw, version)] = { error: bounded(refusal) };
+          } catch {
+            /* unparseable: no entry */
+          }
+        }
+        continue;
+      }
       const checked = await this.#keys.ensureForPdus(pdus, await engine.roomVersion);
-      const outcomes = checked.explain(checked.pdus.length ? await engine.ingest(checked.pdus, this.#ring, { origin, now }) : []);
+      const outcomes = checked.explain(checked.pdus.length ? await this.#receive(engine, checked.pdus, origin, now) : []);
       for (const o of outcomes) {
         if (!o.eventId) continue;
         results[o.eventId] = o.status === "accepted" || o.status === "duplicate" ? {} : { error: bounded(o.reason) };
@@ -391,6 +478,32 @@ export class FederationServer {
 /** 413 `M_TOO_LARGE`. */
 function tooLarge(max) {
   return jsonResponse(413, { errcode: "M_TOO_LARGE", error: `Request body larger than ${max} bytes` });
+}
+
+/** The constructor's argument checks: a wrong option fails here, not on the first request. */
+function checkOptions(opts) {
+  ensureReady();
+  const where = "FederationServer";
+  check.object(where, "options", opts, "an object {serverName, signingKey, rooms, …}");
+  check.name(where, "serverName", opts.serverName);
+  check.object(where, "signingKey", opts.signingKey, "an object {keyId, seed}");
+  check.name(where, "signingKey.keyId", opts.signingKey.keyId);
+  check.seed(where, "signingKey.seed", opts.signingKey.seed);
+  check.methods(where, "rooms", opts.rooms, ["get", "create", "findEvent"], "a RoomDirectory");
+  // Notaries: server names (their keys from trustedKeys) or {serverName, verifyKeys}; notariesFrom checks each.
+  if (opts.notaryServers !== undefined && !Array.isArray(opts.notaryServers)) check.stringArray(where, "notaryServers", opts.notaryServers);
+  if (opts.keyRing !== undefined) check.keyRing(where, "keyRing", opts.keyRing);
+  for (const f of ["fetch", "now", "onInvite"]) if (opts[f] !== undefined) check.func(where, f, opts[f]);
+  if (opts.keyServerUrl !== undefined && typeof opts.keyServerUrl !== "string") check.func(where, "keyServerUrl", opts.keyServerUrl);
+  if (opts.joinLocalpart !== undefined) check.string(where, "joinLocalpart", opts.joinLocalpart);
+  if (opts.acceptInvitesFrom !== undefined && opts.acceptInvitesFrom !== "*") check.stringArray(where, "acceptInvitesFrom", opts.acceptInvitesFrom);
+  if (opts.participant !== undefined && typeof opts.participant !== "boolean") check.methods(where, "participant", opts.participant, ["receive", "acceptInvite", "join"], "a RoomMirror or true");
+  if (opts.autoCreateRooms !== undefined) throw check.invalid(where, "autoCreateRooms", "was replaced by acceptRoomsFrom (origins whose /send may start a room; default none)");
+  if (opts.acceptRoomsFrom !== undefined && typeof opts.acceptRoomsFrom !== "string") check.stringArray(where, "acceptRoomsFrom", opts.acceptRoomsFrom);
+  if (opts.onError !== undefined) check.func(where, "onError", opts.onError);
+  if (opts.keyFetchTimeoutMs !== undefined) check.number(where, "keyFetchTimeoutMs", opts.keyFetchTimeoutMs);
+  if (opts.txnCacheSize !== undefined) check.integer(where, "txnCacheSize", opts.txnCacheSize, 0, Number.MAX_SAFE_INTEGER);
+  if (opts.transactions !== undefined) check.methods(where, "transactions", opts.transactions, ["get", "put"], "a transaction log");
 }
 
 /**
@@ -492,9 +605,11 @@ class AnswerCache {
  * create event, as text).
  */
 export function groupPdusByRoom(pdus) {
+  ensureReady();
+  check.pdus("groupPdusByRoom", "pdus", pdus);
   const raws = pdus.map(toText);
   const groups = new Map();
-  for (const g of json(call(() => wasm.groupPdus(raws)))) {
+  for (const g of json(call("groupPdusByRoom", "M_BAD_JSON", () => wasm.groupPdus(raws)))) {
     groups.set(g.roomId, { pdus: g.pdus.map((i) => raws[i]), createVersion: g.create?.roomVersion ?? undefined, create: g.create ? raws[g.create.index] : undefined });
   }
   return groups;

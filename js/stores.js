@@ -7,24 +7,22 @@
 //
 // The engine replays records on open, so a store never interprets them.
 
+import * as check from "./check.js";
+
 const metaOf = (meta) => ({ roomVersion: meta?.roomVersion, roomId: meta?.roomId ?? undefined });
 
 /** Records in memory (the default; lost when the process ends). */
 export class MemoryStore {
   #records = [];
   #meta = {};
-  /** Make the next `append` fail (to test the rollback path). */
-  failNextAppend = false;
 
+  /** Every record, in arrival order, and the room's meta. */
   async load() {
     return { ...this.#meta, records: this.#records.slice() };
   }
 
+  /** Appends records and sets the meta. */
   async append(records, meta) {
-    if (this.failNextAppend) {
-      this.failNextAppend = false;
-      throw new Error("MemoryStore: injected append failure");
-    }
     this.#records.push(...records.map((r) => ({ ...r })));
     this.#meta = metaOf(meta);
   }
@@ -57,8 +55,16 @@ export class IndexedDbStore {
    * @param {IDBFactory} [opts.indexedDB] the factory (default `globalThis.indexedDB`)
    * @param {typeof IDBKeyRange} [opts.IDBKeyRange] its key-range class (default the global one)
    */
-  constructor({ room, database = "roomdag", indexedDB = globalThis.indexedDB, IDBKeyRange = globalThis.IDBKeyRange }) {
-    if (!indexedDB || !IDBKeyRange) throw new Error("IndexedDbStore: no indexedDB in this runtime");
+  constructor(opts) {
+    check.object("IndexedDbStore", "options", opts, "an object {room, database?, indexedDB?, IDBKeyRange?}");
+    const { room, database = "roomdag", indexedDB = globalThis.indexedDB, IDBKeyRange = globalThis.IDBKeyRange } = opts;
+    check.name("IndexedDbStore", "room", room);
+    check.name("IndexedDbStore", "database", database);
+    if (!indexedDB || !IDBKeyRange) {
+      throw check.typeError("IndexedDbStore", "indexedDB", "an IDBFactory (this runtime has no global indexedDB: pass one, e.g. from fake-indexeddb)", indexedDB);
+    }
+    check.methods("IndexedDbStore", "indexedDB", indexedDB, ["open"], "an IDBFactory");
+    check.func("IndexedDbStore", "IDBKeyRange.bound", IDBKeyRange.bound);
     this.#room = room;
     this.#keyRange = IDBKeyRange;
     this.#db = IndexedDbStore.#open(indexedDB, database);
@@ -140,9 +146,9 @@ const DO_MAX_KEYS_PER_PUT = 128;
 export class DurableObjectStore {
   #storage;
 
-  /** @param {DurableObjectStorage} storage */
+  /** @param {DurableObjectStorage} storage `ctx.storage` of the room's Durable Object */
   constructor(storage) {
-    this.#storage = storage;
+    this.#storage = check.methods("DurableObjectStore", "storage", storage, ["get", "list", "put", "transaction"], "a Durable Object's storage (ctx.storage)");
   }
 
   async load() {

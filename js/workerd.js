@@ -3,7 +3,7 @@
 // instantiated synchronously.
 import wasmModule from "./roomdag_wasm_bg.wasm";
 import { initSync } from "./roomdag_wasm.js";
-import { markReady } from "./api.js";
+import { markReady } from "./common.js";
 
 initSync({ module: wasmModule });
 markReady();

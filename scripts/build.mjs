@@ -1,11 +1,14 @@
 #!/usr/bin/env node
-// `npm run build`: one .wasm and its loaders into pkg/.
+// `npm run build`: one .wasm and its loaders into pkg/, which is the npm
+// package as published (`npm pack ./pkg`; the repository root is private).
 //   1. cargo build --lib --target wasm32-unknown-unknown --release
 //   2. wasm-bindgen --target web (the one glue module every entry shares)
-//   3. wasm-opt -Oz (binaryen)
-//   4. copy the JS layer and types from js/, and make the CommonJS Node entry
+//   3. wasm-opt (binaryen)
+//   4. copy the JS layer, types, package.json and README from js/ and the
+//      LICENSE; make the CommonJS Node entry and its (CommonJS) declarations;
+//      mark the CLI executable
 import { spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -39,11 +42,15 @@ if (process.env.ROOMDAG_SKIP_WASM_OPT !== "1") {
     "--enable-mutable-globals", "--enable-reference-types", "--enable-multivalue", wasmFile, "-o", wasmFile]);
 }
 for (const f of readdirSync(join(root, "js"))) copyFileSync(join(root, "js", f), join(pkg, f));
-run(bin("esbuild"), [join(pkg, "node.js"), "--bundle", "--platform=node", "--format=cjs", "--log-level=warning",
+copyFileSync(join(root, "LICENSE"), join(pkg, "LICENSE"));
+chmodSync(join(pkg, "cli.mjs"), 0o755); // the `roomdag` bin (npx roomdag, node_modules/.bin)
+run(bin("esbuild"), [join(pkg, "node.js"), "--bundle", "--platform=node", "--format=cjs", "--keep-names", "--log-level=warning",
   "--define:import.meta.url=__roomdag_import_meta_url", "--inject:" + join(root, "scripts/cjs-shim.js"),
   `--outfile=${join(pkg, "node.cjs")}`]);
-writeFileSync(join(pkg, "node.d.cts"), 'export * from "./roomdag.js";\n');
-copyFileSync(join(pkg, "roomdag.d.ts"), join(pkg, "roomdag.d.cts"));
+// The declarations once more as a .d.cts: CommonJS types for `require`
+// (re-exporting the ESM .d.ts from a .d.cts would make TypeScript treat a
+// require of roomdag as a require of an ES module).
+copyFileSync(join(pkg, "roomdag.d.ts"), join(pkg, "node.d.cts"));
 const size = statSync(wasmFile).size;
 const gz = gzipSync(readFileSync(wasmFile), { level: 9 }).length;
 console.log(`build: pkg/roomdag_wasm_bg.wasm ${(size / 1024).toFixed(0)} KiB, ${(gz / 1024).toFixed(0)} KiB gzipped`);

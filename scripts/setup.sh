@@ -70,4 +70,12 @@ else
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get install -y -q chromium >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; }
 fi
+# --- openssl -----------------------------------------------------------------
+if command -v openssl >/dev/null; then
+  log "openssl already installed"
+else
+  log "openssl (Debian package, for the live tier's throwaway test CA: apt-get install openssl)"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q openssl >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q openssl >/dev/null; }
+fi
 log "done in $(( $(date +%s) - t0 )) s"

@@ -6,15 +6,23 @@
 //   synapse-diff     differential fuzzing against Synapse itself (installs it
 //                    into .roomdag/oracle-venv unless ROOMDAG_ORACLE_PYTHON is set)
 //   package          npm run build: the .wasm and loaders into pkg/
-//   types            the published TypeScript types, strict
-//   node             the JS API in Node: stores, signed HTTP, CLI parity, packaging
+//   types            the published TypeScript types, strict, without and with the DOM library
+//   packaging        npm pack ./pkg installed into fresh projects: Node ESM/CJS,
+//                    TypeScript, esbuild, Vite, Chromium, a Worker; attw; the tarball's files
+//   node             the JS API in Node: stores, signed HTTP, CLI parity, arguments
 //   browser          headless Chromium: bundled build, real IndexedDB, the visualizer
 //   worker           workerd (wrangler dev): the Worker end to end, DO storage
+//   live             real Synapse homeservers and the Worker (wrangler dev over
+//                    HTTPS as roomdag.test:8443) federating over TLS on loopback
+//                    (tests/live/; needs root for /etc/hosts, Python >= 3.11 and
+//                    PyPI once, else skipped with one line saying why, or failed
+//                    under ROOMDAG_REQUIRE_SYNAPSE=1)
 // Set ROOMDAG_TEST_ONLY=tier1,tier2 to run a subset.
-import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { spawnSync, spawn } from "node:child_process";
+import { existsSync, readdirSync, mkdtempSync, readFileSync, rmSync, accessSync, constants } from "node:fs";
 import { join, dirname } from "node:path";
 import { tmpdir } from "node:os";
+import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -98,8 +106,10 @@ function findOrInstallSynapse(tier) {
   const venv = join(root, ".roomdag/oracle-venv");
   const py = join(venv, "bin/python");
   if (!works(py)) {
-    const base = ["python3.11", "python3.12", "python3"].find((p) => spawnSync(p, ["--version"]).status === 0);
-    if (!base) throw new Error("no python3 to install Synapse with");
+    const base = ["python3.13", "python3.12", "python3.11", "python3"].find(
+      (p) => spawnSync(p, ["-c", "import sys, venv; assert sys.version_info >= (3, 11)"]).status === 0,
+    );
+    if (!base) throw new Error("no Python >= 3.11 (with venv) to install Synapse with");
     console.log(`${tier}: installing matrix-synapse ${pin} from PyPI into ${venv}`);
     const step = (cmd, args) => {
       const r = spawnSync(cmd, args, { cwd: root, stdio: "inherit" });
@@ -112,9 +122,109 @@ function findOrInstallSynapse(tier) {
   return py;
 }
 
+/**
+ * The live tier: real Synapse (tests/live/live.py) and the Worker over TLS.
+ * Checks what it needs and, lacking something, prints one line saying what
+ * was skipped and why (fails under ROOMDAG_REQUIRE_SYNAPSE=1). Starts hs1 and hs2 (tests start the Worker, and more
+ * servers as they need them), runs tests/live/*.test.mjs (the *.pending.mjs
+ * files too with ROOMDAG_LIVE_PENDING=run), and stops everything in the end,
+ * also on failure.
+ */
+async function liveTier() {
+  const dir = join(root, "tests/live");
+  const pending = readdirSync(dir).filter((f) => f.endsWith(".pending.mjs"));
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith(".test.mjs") || (process.env.ROOMDAG_LIVE_PENDING === "run" && f.endsWith(".pending.mjs")))
+    .map((f) => join("tests/live", f));
+  const skip = (why) => {
+    if (process.env.ROOMDAG_REQUIRE_SYNAPSE === "1") throw new Error(`live: ${why}`);
+    console.log(`\nSKIPPED live (${files.length} test files): ${why}`);
+  };
+  const hosts = ["hs1.test", "hs2.test", "roomdag.test"];
+  const mapped = new Set(
+    readFileSync("/etc/hosts", "utf8").split("\n").map((l) => l.replace(/#.*/, "").trim().split(/\s+/)).filter((w) => w[0] === "127.0.0.1").flatMap((w) => w.slice(1)),
+  );
+  const unmapped = hosts.filter((h) => !mapped.has(h));
+  let hostsWritable = true;
+  try {
+    accessSync("/etc/hosts", constants.W_OK);
+  } catch {
+    hostsWritable = false;
+  }
+  if (unmapped.length && !hostsWritable) return skip(`/etc/hosts lacks '127.0.0.1 ${unmapped.join(" ")}' and is not writable (not root)`);
+  if (spawnSync("openssl", ["version"]).status !== 0) return skip("openssl is not installed (needed for the test CA)");
+  if (!existsSync(join(root, "pkg/node.js"))) throw new Error("live: pkg/ is not built (npm run build, or the package tier)");
+  const python = oraclePython("live");
+  if (!python) return;
+
+  const state = process.env.ROOMDAG_LIVE_DIR ?? join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "roomdag-live-test");
+  rmSync(state, { recursive: true, force: true });
+  const env = { ...process.env, ROOMDAG_SYNAPSE_PYTHON: python, ROOMDAG_LIVE_DIR: state };
+  const livePy = (args) => spawnSync("python3", [join(dir, "live.py"), "--dir", state, ...args], { cwd: root, env, encoding: "utf8" });
+  const t0 = Date.now();
+  let status = 1;
+  // Ctrl-C reaches the test processes too (they stop what they started); we
+  // stay alive until they have, then clean up below.
+  const interrupted = () => (status = 130);
+  process.on("SIGINT", interrupted);
+  process.on("SIGTERM", interrupted);
+  try {
+    const ca = spawnSync("bash", [join(dir, "ca.sh"), state, ...hosts], { encoding: "utf8" });
+    if (ca.status !== 0) throw new Error(`ca.sh: ${ca.stderr}`);
+    if (unmapped.length) {
+      const r = livePy(["hosts", ...unmapped]);
+      if (r.status !== 0) throw new Error(`live.py hosts: ${r.stderr}`);
+    }
+    // hs1 and hs2 in parallel (a few seconds each); the tests reuse them.
+    const start = (name, port, httpPort) =>
+      new Promise((resolve, reject) => {
+        const p = spawn("python3", [join(dir, "live.py"), "--dir", state, "start", name, String(port), "--http-port", String(httpPort), "--ttl", "3600"], { env, stdio: ["ignore", "ignore", "pipe"] });
+        let err = "";
+        p.stderr.on("data", (d) => (err += d));
+        p.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`live.py start ${name}: ${err}`))));
+      });
+    await Promise.all([start("hs1", 8448, await freePort()), start("hs2", 8449, await freePort())]);
+    console.log(`live: hs1.test:8448 and hs2.test:8449 up in ${((Date.now() - t0) / 1000).toFixed(1)} s (state in ${state})`);
+    if (status === 130) throw new Error("live: interrupted");
+    const r = spawnSync("node", ["--test", "--test-concurrency=1", ...files], { cwd: root, stdio: "inherit", env });
+    if (status !== 130) status = r.status ?? 1;
+  } finally {
+    process.off("SIGINT", interrupted);
+    process.off("SIGTERM", interrupted);
+    livePy(["stop", "--all"]);
+    const pgid = join(state, "roomdag", "wrangler.pgid");
+    if (existsSync(pgid)) {
+      try {
+        process.kill(-Number(readFileSync(pgid, "utf8")), "SIGKILL");
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+  console.log(`live: ${((Date.now() - t0) / 1000).toFixed(0)} s${pending.length ? `; pending, not run: ${pending.join(", ")} (ROOMDAG_LIVE_PENDING=run runs them)` : ""}`);
+  if (status !== 0) {
+    console.error(`\n✗ live tests failed (logs in ${state}/hs*/homeserver.log)`);
+    process.exit(1);
+  }
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 Object.assign(tiers, {
   package: () => run("node", ["scripts/build.mjs"]),
-  types: () => run(join(root, "node_modules/.bin/tsc"), ["-p", "tests/types/tsconfig.json"]),
+  types: () => {
+    run(join(root, "node_modules/.bin/tsc"), ["-p", "tests/types/tsconfig.json"]);
+    run(join(root, "node_modules/.bin/tsc"), ["-p", "tests/types/tsconfig.dom.json"]);
+  },
+  packaging: () => run("node", ["--test", "--test-concurrency=1", "tests/packaging/package.test.mjs"]),
   node: () => {
     const files = readdirSync(join(root, "tests/js")).filter((f) => f.endsWith(".test.mjs")).map((f) => join("tests/js", f));
     run("node", ["--test", "--test-concurrency=1", ...files]);
@@ -127,11 +237,12 @@ Object.assign(tiers, {
     const files = readdirSync(join(root, "tests/browser")).filter((f) => f.endsWith(".test.mjs")).map((f) => join("tests/browser", f));
     run("node", ["--test", "--test-concurrency=1", ...files]);
   },
+  live: liveTier,
 });
 
 for (const [name, fn] of Object.entries(tiers)) {
   if (only && !only.includes(name)) continue;
   console.log(`\n=== ${name}`);
-  fn();
+  await fn();
 }
 console.log("\n✓ all test tiers passed");

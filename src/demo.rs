@@ -115,6 +115,10 @@ impl Builder {
     }
 }
 
+/// The most events a demo room is built with through the wasm API (about 8 s
+/// on a laptop core at that size; a demo room is for looking at).
+pub const MAX_EVENTS: usize = 10_000;
+
 /// Builds the demo room: about `events` events (at least 40) in room v12.
 pub fn demo_room(events: usize) -> Value {
     let rules = &RoomVersionRules::V12;

@@ -8,6 +8,8 @@
 //! Nothing here blocks or performs I/O.
 
 pub mod acl;
+#[cfg(test)]
+mod event_auth_tests;
 pub mod keys;
 pub mod xmatrix;
 
@@ -106,6 +108,23 @@ pub enum Endpoint {
         /// The room.
         room_id: String,
     },
+    /// `PUT /_matrix/federation/v{1,2}/invite/{roomId}/{eventId}`: an invite
+    /// for one of our users (ours: the join user).
+    Invite {
+        /// The room.
+        room_id: String,
+        /// The invite event.
+        event_id: String,
+        /// v2 (`{event, room_version, invite_room_state}`) or v1 (the event).
+        v2: bool,
+    },
+    /// `GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}`.
+    EventAuth {
+        /// The room.
+        room_id: String,
+        /// The event whose auth chain is asked for.
+        event_id: String,
+    },
 }
 
 impl Endpoint {
@@ -116,7 +135,8 @@ impl Endpoint {
             | Endpoint::StateIds { room_id }
             | Endpoint::Backfill { room_id }
             | Endpoint::GetMissingEvents { room_id }
-            | Endpoint::TimestampToEvent { room_id } => Some(room_id),
+            | Endpoint::TimestampToEvent { room_id }
+            | Endpoint::EventAuth { room_id, .. } => Some(room_id),
             _ => None,
         }
     }
@@ -215,6 +235,12 @@ pub fn route(method: &str, target: &Target) -> Result<Endpoint, HttpError> {
         ["_matrix", "federation", "v1", "timestamp_to_event", r] => {
             ("GET", Endpoint::TimestampToEvent { room_id: (*r).into() })
         }
+        ["_matrix", "federation", v @ ("v1" | "v2"), "invite", r, e] => {
+            ("PUT", Endpoint::Invite { room_id: (*r).into(), event_id: (*e).into(), v2: *v == "v2" })
+        }
+        ["_matrix", "federation", "v1", "event_auth", r, e] => {
+            ("GET", Endpoint::EventAuth { room_id: (*r).into(), event_id: (*e).into() })
+        }
         _ => return Err(HttpError::new(404, "M_UNRECOGNIZED", "Unrecognized request")),
     };
     if method != want {
@@ -271,11 +297,11 @@ pub fn check_state_access(room: &Room, origin: &str) -> Result<(), HttpError> {
 /// authenticated origin, as the reference server does: the same parameter
 /// checks as [`room_query`], then the room's checks against a room with no
 /// events — nobody is joined and there is no ACL, so `/state`,
-/// `/state_ids`, `/backfill`, `/get_missing_events` and
-/// `/timestamp_to_event` answer 403 `M_FORBIDDEN` "Host not in room."
+/// `/state_ids`, `/backfill`, `/get_missing_events`, `/timestamp_to_event`
+/// and `/event_auth` answer 403 `M_FORBIDDEN` "Host not in room."
 /// (Synapse `federation_server.py`: `on_state_ids_request` /
-/// `on_room_state_request` / `on_timestamp_to_event_request` call
-/// `assert_host_in_room` first; `on_backfill_request` and
+/// `on_room_state_request` / `on_timestamp_to_event_request` /
+/// `on_event_auth` call `assert_host_in_room` first; `on_backfill_request` and
 /// `on_get_missing_events` check the ACL — none — then
 /// `handlers/federation.py` `assert_host_in_room`; for an unknown room
 /// `is_host_in_room` is false → `AuthError(403, "Host not in room.")`).
@@ -380,6 +406,16 @@ pub fn room_query(
                     json!({"pdus": pdus(&mut s.pdu_ids.iter().copied()), "auth_chain": pdus(&mut s.auth_chain_ids.iter().copied())}),
                 )
             }
+        }
+        Endpoint::EventAuth { event_id, .. } => {
+            // The reference server: host in room (403), then its ACL (403),
+            // then the event (404 unless an accepted event of this room).
+            queries::require_in_room(room, origin)?;
+            check_acl(room, origin)?;
+            let chain = queries::event_auth(room, origin, event_id)?;
+            let pdus: Vec<Value> =
+                chain.into_iter().map(|e| outgoing_pdu(room, e, redacted_for_all(room, e))).collect();
+            Ok(json!({ "auth_chain": pdus }))
         }
         Endpoint::Backfill { .. } => {
             let v = target.params("v");

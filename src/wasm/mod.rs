@@ -337,7 +337,8 @@ impl WasmRoom {
     }
 
     /// Answers a room-scoped federation query (`/state_ids`, `/state`,
-    /// `/backfill`, `/get_missing_events`, `/timestamp_to_event`, `/event`)
+    /// `/backfill`, `/get_missing_events`, `/timestamp_to_event`, `/event`,
+    /// `/event_auth`)
     /// for an authenticated origin: JSON `{status, body}`.
     #[wasm_bindgen(js_name = federationQuery)]
     pub fn federation_query(
@@ -467,6 +468,13 @@ impl StoredRecordJs {
     }
 }
 
+/// The `GET /_matrix/federation/v1/version` answer (JSON): `{"server":
+/// {"name": "roomdag", "version": <the crate's version>}}`.
+#[wasm_bindgen(js_name = versionBody)]
+pub fn version_body() -> String {
+    to_json(&http::version_body())
+}
+
 /// Identifies a request: JSON `{endpoint, roomId?, eventId?, txnId?,
 /// needsAuth}` or `{status, body}` for unknown paths and wrong methods.
 #[wasm_bindgen(js_name = routeRequest)]
@@ -484,6 +492,12 @@ pub fn route_request(method: &str, target: &str) -> String {
                 Endpoint::Backfill { room_id } => ("backfill", json!({"roomId": room_id})),
                 Endpoint::GetMissingEvents { room_id } => ("get_missing_events", json!({"roomId": room_id})),
                 Endpoint::TimestampToEvent { room_id } => ("timestamp_to_event", json!({"roomId": room_id})),
+                Endpoint::Invite { room_id, event_id, v2 } => {
+                    ("invite", json!({"roomId": room_id, "eventId": event_id, "v2": v2}))
+                }
+                Endpoint::EventAuth { room_id, event_id } => {
+                    ("event_auth", json!({"roomId": room_id, "eventId": event_id}))
+                }
             };
             let mut m = extra.as_object().cloned().unwrap_or_default();
             m.insert("endpoint".into(), json!(name));
@@ -746,7 +760,11 @@ pub fn sign_pdu(pdu: &str, room_version: &str, server: &str, key_id: &str, seed_
 /// boolean` and replaces the built-in ed25519 check (e.g. Node's crypto).
 #[wasm_bindgen(js_name = replayFixture)]
 pub fn replay_fixture(fixture: &[u8], queries: &[u8], verify: Option<js_sys::Function>) -> Result<String, JsError> {
-    let queries = crate::fixture::read_queries(queries).map_err(js_error)?;
+    let queries = crate::fixture::read_queries(queries).map_err(|e| match e {
+        crate::fixture::FixtureError::Invalid(m) => js_error(format!("queries: {m}")),
+        crate::fixture::FixtureError::Json(j) => js_error(format!("queries: not a roomdag-queries/1 file: {j}")),
+        e => js_error(format!("queries: {e}")),
+    })?;
     let host = verify.map(|f| {
         move |key: &[u8; 32], msg: &[u8], sig: &[u8; 64]| -> bool {
             let r = f.call3(
@@ -776,10 +794,24 @@ pub fn export_fixture(fixture: &[u8], format: &str, auth_edges: bool) -> Result<
     }
 }
 
-/// A synthetic demo room (`matrix-dag-oracle/1` JSON text) of about `events` events.
+/// A synthetic demo room (`matrix-dag-oracle/1` JSON text) of about `events`
+/// events, at most [`MAX_EVENTS`](crate::demo::MAX_EVENTS).
 #[wasm_bindgen(js_name = demoRoom)]
-pub fn demo_room(events: u32) -> String {
-    to_json(&crate::demo::demo_room(events as usize))
+pub fn demo_room(events: u32) -> Result<String, JsError> {
+    if events as usize > crate::demo::MAX_EVENTS {
+        return Err(js_error(format!("events must be at most {}, not {events}", crate::demo::MAX_EVENTS)));
+    }
+    Ok(to_json(&crate::demo::demo_room(events as usize)))
+}
+
+/// The room versions this engine hosts, in order ("3" … "12").
+#[wasm_bindgen(js_name = roomVersions)]
+pub fn room_versions() -> Vec<String> {
+    crate::room_version::RoomVersionRules::ALL
+        .iter()
+        .filter(|r| crate::room_version::RoomVersionRules::supported(r.id).is_ok())
+        .map(|r| r.id.to_owned())
+        .collect()
 }
 
 /// Builds a room from a fixture (JSON text) for inspection (the visualizer).

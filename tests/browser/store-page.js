@@ -1,13 +1,21 @@
 // Runs the store conformance suite against the browser's real IndexedDB.
 import * as api from "../../pkg/web.js";
-import { storeSuite, breakNextIndexedDbAppend } from "../js/store-suite.mjs";
+import { storeSuite, breakNextAppend, breakNextIndexedDbAppend } from "../js/store-suite.mjs";
 
 async function main() {
+  const results = [];
+  // Before init(): the clear error, not a TypeError from the wasm glue.
+  try {
+    new api.KeyRing();
+    results.push({ name: "new KeyRing() before init()", ok: false, error: "did not throw" });
+  } catch (e) {
+    results.push({ name: "new KeyRing() before init()", ok: e instanceof api.NotInitializedError, error: String(e) });
+  }
   await api.init(new URL("./roomdag_wasm_bg.wasm", location.href));
   const fixture = await (await fetch("/fixture/v11-forky-2k.json")).json();
   let n = 0;
   const kinds = {
-    memory: { make: () => new api.MemoryStore(), reopen: (s) => s },
+    memory: { make: () => new api.MemoryStore(), reopen: (s) => s, breakNext: breakNextAppend },
     indexeddb: {
       make: () => new api.IndexedDbStore({ room: `!browser${n++}:test`, database: "roomdag-browser-test" }),
       // A new store object over the same database: what a page reload sees.
@@ -15,7 +23,6 @@ async function main() {
       breakNext: breakNextIndexedDbAppend,
     },
   };
-  const results = [];
   for (const [kind, k] of Object.entries(kinds)) {
     for (const [name, fn] of storeSuite({ api, fixture, ...k })) {
       try {

@@ -144,6 +144,7 @@ fn unknown_rooms_answer_like_synapse() {
             Some(json!({"earliest_events": [], "latest_events": ["$e"]})),
         ),
         ("GET", format!("/_matrix/federation/v1/timestamp_to_event/{room}?ts=1&dir=f"), None),
+        ("GET", format!("/_matrix/federation/v1/event_auth/{room}/%24e"), None),
     ] {
         let e = ask(method, &target, body).unwrap_err();
         assert_eq!((e.status, e.errcode, e.error.as_str()), (403, "M_FORBIDDEN", "Host not in room."), "{target}");

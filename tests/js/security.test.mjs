@@ -111,6 +111,7 @@ test("unauthenticated requests answer 401/400 before any room, index, store, bod
     ["POST", `${FED}/get_missing_events/${r}`, { earliest_events: [], latest_events: [ev] }],
     ["GET", `${FED}/timestamp_to_event/${r}?ts=1&dir=f`],
     ["GET", `${FED}/event/${q(ev)}`],
+    ["GET", `${FED}/event_auth/${r}/${q(ev)}`],
     ["GET", `${FED}/state_ids/${q("!unknown:nowhere.example")}?event_id=%24x`],
     ["PUT", `${FED}/send/unauth-1`, { origin: member, origin_server_ts: 1, pdus: [room.events[3].pdu] }],
   ];
@@ -450,6 +451,7 @@ test("unknown rooms answer authenticated non-members like Synapse (403 Host not 
     ["GET", `${FED}/backfill/${r}?v=%24x&limit=5`],
     ["POST", `${FED}/get_missing_events/${r}`, { earliest_events: [], latest_events: ["$x"] }],
     ["GET", `${FED}/timestamp_to_event/${r}?ts=1&dir=b`],
+    ["GET", `${FED}/event_auth/${r}/%24x`],
   ]) {
     const res = await client.request(member, method, target, body);
     assert.equal(res.status, 403, target);

@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import { IDBFactory, IDBKeyRange } from "fake-indexeddb";
 import * as api from "../../pkg/node.js";
-import { storeSuite, breakNextIndexedDbAppend } from "./store-suite.mjs";
+import { storeSuite, breakNextAppend, breakNextIndexedDbAppend } from "./store-suite.mjs";
 import { loadFixture } from "./fixtures.mjs";
 
 const fixture = loadFixture("v11-forky-2k").room;
@@ -39,7 +39,7 @@ class FakeDurableStorage {
 }
 
 const kinds = {
-  memory: { make: () => new api.MemoryStore(), reopen: (s) => s },
+  memory: { make: () => new api.MemoryStore(), reopen: (s) => s, breakNext: breakNextAppend },
   indexeddb: (() => {
     let n = 0;
     const factory = new IDBFactory();

@@ -17,6 +17,11 @@ import {
   type FederationErrorCode,
   type ResolvedServer,
   type KeyCheck,
+  RoomdagError,
+  init,
+  demoRoom,
+  roomFromFixture,
+  type RoomdagErrorCode,
   type Outcome,
   type QueryResult,
   type StateIdsBody,
@@ -30,6 +35,20 @@ type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ?
 function expectType<T extends true>(): T | void {}
 
 async function demo(): Promise<void> {
+  await init();
+  try {
+    roomFromFixture(demoRoom(100));
+  } catch (e) {
+    if (e instanceof RoomdagError) {
+      const code: RoomdagErrorCode = e.code;
+      // @ts-expect-error: the code is a closed union
+      const wrong: typeof e.code = "M_NOT_A_CODE";
+      void code;
+      void wrong;
+    }
+  }
+  // @ts-expect-error: engines come from RoomEngine.open
+  new RoomEngine();
   const store: RoomStore = new MemoryStore();
   const engine = await RoomEngine.open({ store, roomVersion: "11" });
   const keys = new KeyRing();

@@ -22,6 +22,7 @@ const vars = {
   ACCEPT_ROOMS_FROM: "*",
   // Key fetches go nowhere (no DNS here): fail fast on loopback.
   KEY_SERVER_URL: "http://127.0.0.1:9/{server}",
+  WELL_KNOWN_SERVER: "roomdag.e2e:443",
 };
 
 let worker;
@@ -170,4 +171,12 @@ test("admin API: bearer token required; NDJSON import streams progress", async (
   const done = lines.at(-1).done;
   assert.equal(done.imported, 120);
   assert.equal(done.accepted + done.rejected, 0, "nothing new");
+});
+
+test("GET /.well-known/matrix/server answers WELL_KNOWN_SERVER (the live tier checks the 404 without it)", async () => {
+  const r = await fetch(`${worker.url}/.well-known/matrix/server`);
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get("content-type"), /^application\/json/);
+  assert.deepEqual(await r.json(), { "m.server": "roomdag.e2e:443" });
+  assert.equal((await fetch(`${worker.url}/.well-known/matrix/server`, { method: "POST" })).status, 405);
 });

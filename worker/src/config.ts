@@ -43,6 +43,16 @@ export interface Env {
   ALLOW_PRIVATE_ADDRESSES?: string;
   /** A DNS-over-HTTPS JSON endpoint (e.g. `https://cloudflare-dns.com/dns-query`) for SRV lookups in discovery. */
   DOH_URL?: string;
+  /** Servers whose invites for our join user are accepted (then the room is joined): comma-separated, `*` for any; default none. */
+  ACCEPT_INVITES_FROM?: string;
+  /** Localpart of the user we join rooms as (default `roomdag`: `@roomdag:SERVER_NAME`). */
+  JOIN_LOCALPART?: string;
+  /**
+   * Served as `GET /.well-known/matrix/server` → `{"m.server": WELL_KNOWN_SERVER}`
+   * when set (404 otherwise): where other servers reach us, e.g.
+   * `roomdag.example.org:443` (Cloudflare serves 443; without a port they use 8448).
+   */
+  WELL_KNOWN_SERVER?: string;
 }
 
 export interface Config {
@@ -57,6 +67,11 @@ export interface Config {
   keyServerUrl: ((server: string) => string) | undefined;
   allowPrivateAddresses: boolean;
   dohUrl: string | undefined;
+  /** Servers whose invites are accepted (`["*"]`: any). */
+  acceptInvitesFrom: string[];
+  joinLocalpart: string;
+  /** The `m.server` of `/.well-known/matrix/server`, if served. */
+  wellKnownServer?: string;
 }
 
 export class ConfigError extends Error {
@@ -120,6 +135,11 @@ export function parseConfig(env: Env): Config {
   const dohUrl = (env.DOH_URL ?? "").trim() || undefined;
   if (dohUrl && !/^https:\/\/[^/]+/.test(dohUrl)) problems.push("DOH_URL must be an https:// URL");
 
+  const acceptInvitesFrom = (env.ACCEPT_INVITES_FROM ?? "").split(",").map((x) => x.trim()).filter(Boolean);
+  for (const n of acceptInvitesFrom) if (n !== "*" && !SERVER_NAME.test(n)) problems.push(`ACCEPT_INVITES_FROM: ${JSON.stringify(n)} is not a server name`);
+  const joinLocalpart = (env.JOIN_LOCALPART ?? "").trim() || "roomdag";
+  if (!/^[a-z0-9._=\-/+]+$/.test(joinLocalpart)) problems.push(`JOIN_LOCALPART ${JSON.stringify(joinLocalpart)} is not a valid user ID localpart (a-z, 0-9, ._=-/+)`);
+
   const adminToken = env.ADMIN_TOKEN ?? "";
   if (adminToken.length < 16) problems.push("ADMIN_TOKEN must be set to at least 16 characters");
 
@@ -131,6 +151,11 @@ export function parseConfig(env: Env): Config {
   const acceptRoomsFrom = (env.ACCEPT_ROOMS_FROM ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   for (const s of acceptRoomsFrom) {
     if (s !== "*" && !SERVER_NAME.test(s)) problems.push(`ACCEPT_ROOMS_FROM: ${JSON.stringify(s)} is not a server name (or *)`);
+  }
+
+  const wellKnownServer = (env.WELL_KNOWN_SERVER ?? "").trim() || undefined;
+  if (wellKnownServer && !SERVER_NAME.test(wellKnownServer)) {
+    problems.push(`WELL_KNOWN_SERVER ${JSON.stringify(wellKnownServer)} is not a server name (host, optionally :port, e.g. roomdag.example.org:443)`);
   }
 
   if (problems.length) throw new ConfigError(problems);
@@ -146,6 +171,9 @@ export function parseConfig(env: Env): Config {
     keyServerUrl: template ? (server) => template.replaceAll("{server}", server) : undefined,
     allowPrivateAddresses: allowPrivate === "true",
     dohUrl,
+    acceptInvitesFrom,
+    joinLocalpart,
+    wellKnownServer,
   };
 }
 

@@ -6,6 +6,7 @@
 //   /_roomdag/admin/*    import rooms, list rooms (bearer ADMIN_TOKEN)
 //   /_roomdag/rooms/*    read-only inspector API for the visualizer (bearer
 //                        ADMIN_TOKEN unless INSPECTOR is loopback or open)
+//   /.well-known/matrix/server   {"m.server": WELL_KNOWN_SERVER} when set, else 404
 //   everything else      the visualizer (static assets from www/)
 //
 // No CORS headers anywhere: the inspector is read same-origin (the visualizer
@@ -40,6 +41,21 @@ class RemoteRoom {
    * `origin`: the server that sent them (its rejected events are bounded).
    */
   ingest(pdus: string[], keyRing: KeyRing, opts: { origin?: string } = {}): Promise<Outcome[]> {
+    const verifiedKeys = keyRing.exportKeys(this.#signers(pdus));
+    return this.stub.ingest(pdus, opts.origin === undefined ? { verifiedKeys } : { verifiedKeys, origin: opts.origin }) as Promise<Outcome[]>;
+  }
+  /** Why PDUs from `origin` are refused now (its bound of rejected events), or null. */
+  rejectionRefusal(origin: string) {
+    return this.stub.rejectionRefusal(origin);
+  }
+  stateAccess(origin: string) {
+    return this.stub.stateAccess(origin);
+  }
+  /** Pushed PDUs: the room's object fills gaps before them (it takes part in the room). */
+  receive(pdus: string[], origin: string, keyRing: KeyRing): Promise<Outcome[]> {
+    return this.stub.receive(pdus, origin, { verifiedKeys: keyRing.exportKeys(this.#signers(pdus)) }) as Promise<Outcome[]>;
+  }
+  #signers(pdus: string[]): string[] {
     const servers = new Set<string>();
     for (const pdu of pdus) {
       try {
@@ -48,11 +64,7 @@ class RemoteRoom {
         /* unparseable: the room drops it */
       }
     }
-    const verifiedKeys = keyRing.exportKeys([...servers]);
-    return this.stub.ingest(pdus, opts.origin === undefined ? { verifiedKeys } : { verifiedKeys, origin: opts.origin }) as Promise<Outcome[]>;
-  }
-  stateAccess(origin: string) {
-    return this.stub.stateAccess(origin);
+    return [...servers];
   }
   query(method: string, target: string, body: string | undefined, origin: string, serverName: string, nowMs: number) {
     return this.stub.query(method, target, body, origin, serverName, nowMs);
@@ -168,6 +180,11 @@ function federationServer(env: Env, config: Config): FederationServer {
         transactions: new DurableTransactions(env),
         acceptRoomsFrom: config.acceptRoomsFrom,
         onError: (e: unknown) => console.error("roomdag: internal error:", e),
+        // Invites and aliases here; joins, gap filling and backfill in each room's object.
+        participant: true,
+        joinLocalpart: config.joinLocalpart,
+        acceptInvitesFrom: config.acceptInvitesFrom,
+        onInvite: (a: { roomId: string; inviterServer: string }) => roomStub(env, a.roomId).scheduleJoin(a.roomId, [a.inviterServer]),
       }),
     };
   }
@@ -302,6 +319,86 @@ async function importRoom(request: Request, env: Env): Promise<Response> {
   return new Response(readable, { headers: { "content-type": "application/x-ndjson" } });
 }
 
+/** An admin request's JSON body `{room, via?}`, checked. */
+async function roomRequest(request: Request): Promise<{ room: string; via: string[] } | Response> {
+  let body: { room?: unknown; via?: unknown };
+  try {
+    body = (await request.json()) as typeof body;
+  } catch {
+    return json(400, { errcode: "M_NOT_JSON", error: "the body must be JSON {room, via?}" });
+  }
+  const room = body?.room;
+  const via = body?.via ?? [];
+  if (typeof room !== "string" || !/^[!#][^:]+:.+$/.test(room)) return json(400, { errcode: "M_INVALID_PARAM", error: "room must be a room ID (!…:server) or alias (#…:server)" });
+  if (!Array.isArray(via) || !via.every((v) => typeof v === "string")) return json(400, { errcode: "M_INVALID_PARAM", error: "via must be a list of server names" });
+  return { room, via: via as string[] };
+}
+
+/**
+ * `POST /_roomdag/admin/join {room, via}`: joins the room (an alias is
+ * resolved first), then streams NDJSON progress while the room's object
+ * backfills its history (which goes on, an alarm at a time, if the client
+ * goes away), ending with `{done}` or `{error}`.
+ */
+async function joinRoom(request: Request, env: Env, config: Config): Promise<Response> {
+  const req = await roomRequest(request);
+  if (req instanceof Response) return req;
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = writable.getWriter();
+  const enc = new TextEncoder();
+  const emit = (o: unknown) => writer.write(enc.encode(JSON.stringify(o) + "\n"));
+  const work = (async () => {
+    try {
+      let roomId = req.room;
+      let via = req.via;
+      if (roomId.startsWith("#")) {
+        const r = await federationServer(env, config).participant!.resolveAlias(roomId);
+        roomId = r.roomId;
+        via = [...new Set([...via, ...r.servers])];
+        await emit({ phase: "alias", alias: req.room, roomId, servers: r.servers });
+      }
+      await emit({ phase: "joining", roomId, via });
+      const stub = roomStub(env, roomId);
+      const joined = await stub.join(roomId, via);
+      await emit({ phase: "joined", ...joined });
+      const deadline = Date.now() + 15 * 60_000;
+      let last = "";
+      for (;;) {
+        const status = (await stub.mirrorStatus()) as { backfill?: { complete: boolean; stalled: boolean; wanted: boolean } };
+        const line = JSON.stringify(status.backfill ?? {});
+        if (line !== last) await emit({ phase: "backfill", ...(status.backfill ?? {}) });
+        last = line;
+        if (!status.backfill?.wanted || Date.now() > deadline) {
+          await emit({ done: { roomId, ...(status.backfill ?? {}) } });
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    } catch (e) {
+      await emit({ error: String((e as Error)?.message ?? e) }).catch(() => {});
+    } finally {
+      await writer.close().catch(() => {});
+    }
+  })();
+  void work;
+  return new Response(readable, { headers: { "content-type": "application/x-ndjson" } });
+}
+
+/** `POST /_roomdag/admin/leave {room, via?}`: make_leave → send_leave; the history stays readable. */
+async function leaveRoom(request: Request, env: Env, config: Config): Promise<Response> {
+  const req = await roomRequest(request);
+  if (req instanceof Response) return req;
+  let roomId = req.room;
+  try {
+    if (roomId.startsWith("#")) roomId = (await federationServer(env, config).participant!.resolveAlias(roomId)).roomId;
+    const info = (await roomStub(env, roomId).info()) as RoomInfo;
+    if (!info.exists) return json(404, { errcode: "M_NOT_FOUND", error: `room ${roomId} is not held here` });
+    return json(200, (await roomStub(env, roomId).leave(req.via)) as object);
+  } catch (e) {
+    return json(502, { errcode: "M_UNKNOWN", error: String((e as Error)?.message ?? e) });
+  }
+}
+
 /**
  * A page of the hosted rooms: `?from=<roomId>&limit=<n>` (default 100, at
  * most 1000); `next_batch` is the `from` of the next page, when there is one.
@@ -334,6 +431,11 @@ async function roomdagApi(request: Request, env: Env, config: Config, url: URL):
     const parts = segments(url);
     if (!parts) return json(400, BAD_PATH);
     if (parts[1] === "import" && request.method === "POST") return importRoom(request, env);
+    if (parts[1] === "join" && request.method === "POST") return joinRoom(request, env, config);
+    if (parts[1] === "leave" && request.method === "POST") return leaveRoom(request, env, config);
+    if (parts[1] === "status" && parts[2] && request.method === "GET") {
+      return json(200, (await roomStub(env, parts[2]).mirrorStatus()) as object);
+    }
     if (parts[1] === "rooms" && request.method === "GET") return listRooms(env, url);
     return json(404, { errcode: "M_UNRECOGNIZED", error: "unknown admin endpoint" });
   }
@@ -359,10 +461,18 @@ async function roomdagApi(request: Request, env: Env, config: Config, url: URL):
   return json(404, { errcode: "M_UNRECOGNIZED", error: "unknown inspector endpoint" });
 }
 
+/** `GET /.well-known/matrix/server` (spec: server discovery): the delegated server name. */
+function serverWellKnown(request: Request, config: Config): Response {
+  if (request.method !== "GET" && request.method !== "HEAD") return json(405, { errcode: "M_UNRECOGNIZED", error: "GET only" });
+  if (!config.wellKnownServer) return json(404, { errcode: "M_NOT_FOUND", error: "WELL_KNOWN_SERVER is not set" });
+  return json(200, { "m.server": config.wellKnownServer });
+}
+
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     const url = new URL(request.url);
-    const api = url.pathname.startsWith("/_matrix/") || url.pathname.startsWith("/_roomdag/");
+    const wellKnown = url.pathname === "/.well-known/matrix/server";
+    const api = wellKnown || url.pathname.startsWith("/_matrix/") || url.pathname.startsWith("/_roomdag/");
     if (!api) {
       if (env.ASSETS) return env.ASSETS.fetch(request);
       return new Response("not found", { status: 404 });
@@ -374,6 +484,7 @@ export default {
       const problems = e instanceof ConfigError ? e.problems : [String(e)];
       return json(503, { errcode: "M_UNKNOWN", error: "roomdag is misconfigured", problems });
     }
+    if (wellKnown) return serverWellKnown(request, config);
     if (url.pathname.startsWith("/_roomdag/")) {
       try {
         return await roomdagApi(request, env, config, url);

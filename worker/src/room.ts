@@ -4,7 +4,7 @@
 // `GET /event/{eventId}`, which names no room), and one `TransactionObject`
 // per origin server remembering its answered `/send` transactions.
 import { DurableObject } from "cloudflare:workers";
-import { DurableObjectStore, KeyFetcher, KeyRing, MemoryStore, RoomEngine, notariesFrom, pinKeys } from "../../pkg/workerd.js";
+import { DurableObjectStore, KeyFetcher, KeyRing, MemoryStore, RoomEngine, RoomMirror, notariesFrom, pinKeys } from "../../pkg/workerd.js";
 import type { Outcome, QueryResult, Graph, EventDetails, StateSnapshot, LogRecord } from "../../pkg/roomdag.js";
 import { federationClientOf } from "./client.js";
 import { configOf, type Env } from "./config.js";
@@ -46,6 +46,41 @@ async function indexEvents(env: Env, roomId: string, eventIds: string[]): Promis
 
 /** Storage key: set once every stored event of the room is in the event index. */
 const INDEXED = "roomdag:event-index:v1";
+/** Storage key: what the room's federation participation wants and has done (`MirrorStatus`). */
+const MIRROR = "roomdag:mirror:v1";
+/** `/backfill` requests per alarm (100 events each): one alarm's work stays well within a request's CPU limit. */
+const BACKFILL_REQUESTS_PER_ALARM = 20;
+
+/** Pushed PDUs whose prev events could not be fetched yet, kept in the room's storage for a later retry. */
+class DurableParking {
+  static readonly CAP = 1000;
+  constructor(private storage: DurableObjectStorage) {}
+  async put(_roomId: string, eventId: string, entry: { pdu: string; origin: string; at: number }): Promise<void> {
+    const all = await this.storage.list({ prefix: "parked:" });
+    if (all.size >= DurableParking.CAP) {
+      const oldest = [...all.entries()].sort((a, b) => (a[1] as { at: number }).at - (b[1] as { at: number }).at)[0];
+      if (oldest) await this.storage.delete(oldest[0]);
+    }
+    await this.storage.put(`parked:${eventId}`, entry);
+  }
+  async list(): Promise<{ eventId: string; pdu: string; origin: string; at: number }[]> {
+    const all = await this.storage.list<{ pdu: string; origin: string; at: number }>({ prefix: "parked:" });
+    return [...all.entries()].map(([k, v]) => ({ eventId: k.slice("parked:".length), ...v }));
+  }
+  async delete(_roomId: string, eventId: string): Promise<void> {
+    await this.storage.delete(`parked:${eventId}`);
+  }
+}
+
+/** The room's participation: a join wanted (after an invite), backfill progress. */
+export interface MirrorStatus {
+  /** A join to do (an accepted invite, or a join that failed and is retried). */
+  join?: { via: string[]; attempts: number; lastError?: string };
+  /** Backfill is wanted until complete (or stalled). */
+  backfill?: { wanted: boolean; complete: boolean; stalled: boolean; fetched: number; requests: number; events: number; gaps: number; lastError?: string; updatedAt: number };
+  /** Our membership, as far as we did it. */
+  membership?: "join" | "leave";
+}
 
 /** One room: loads its records on start, then serves ingests and queries. */
 export class RoomObject extends DurableObject<Env> {
@@ -55,18 +90,51 @@ export class RoomObject extends DurableObject<Env> {
   #ring: KeyRing;
   #keys: KeyFetcher;
   #trustedKeys: Record<string, Record<string, string>>;
+  #mirror: RoomMirror;
+  /** Event IDs written since the last flush to the event index. */
+  #unindexed: string[] = [];
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const config = configOf(env);
     this.#trustedKeys = config.trustedKeys;
     this.#ring = pinKeys(new KeyRing(), config.trustedKeys);
+    const client = federationClientOf(config);
     this.#keys = new KeyFetcher({
       keyRing: this.#ring,
-      client: federationClientOf(config),
+      client,
       notaryServers: notariesFrom(config.notaryServers, config.trustedKeys),
     });
-    this.#store = new DurableObjectStore(ctx.storage);
+    // Every record the room writes goes to the event index (GET /event).
+    const store = new DurableObjectStore(ctx.storage);
+    this.#store = {
+      load: () => store.load(),
+      append: async (records: LogRecord[], meta: unknown) => {
+        await store.append(records, meta as never);
+        for (const r of records) if ("eventId" in r) this.#unindexed.push(r.eventId);
+      },
+    } as unknown as DurableObjectStore;
+    // This object's room, as the participant sees it: this object holds one room.
+    const rooms = {
+      get: async () => this.#engine,
+      create: async (roomId: string, roomVersion: string) => {
+        await this.create(roomVersion);
+        await directoryStub(env).add(roomId, roomVersion);
+        return this.#engine;
+      },
+      findEvent: async () => undefined,
+    };
+    this.#mirror = new RoomMirror({
+      serverName: config.serverName,
+      signingKey: config.signingKey,
+      rooms: rooms as never,
+      client,
+      keys: this.#keys,
+      keyRing: this.#ring,
+      joinLocalpart: config.joinLocalpart,
+      parked: new DurableParking(ctx.storage),
+      log: (l: Record<string, unknown>) => console.warn(JSON.stringify(l)),
+    });
     ctx.blockConcurrencyWhile(async () => {
       const loaded = await this.#store.load();
       if (!loaded.roomVersion) return;
@@ -151,9 +219,148 @@ export class RoomObject extends DurableObject<Env> {
       outcomes = checked.explain(checked.pdus.length ? await room.ingest(checked.pdus, this.#ring) : []);
     }
     // Duplicates too: a retry after a failed index write completes it.
-    const stored = outcomes.flatMap((o) => (o.status === "dropped" || !o.eventId ? [] : [o.eventId]));
-    if (stored.length && room.roomId) await indexEvents(this.env, room.roomId, stored);
+    for (const o of outcomes) if (o.status === "duplicate" && o.eventId) this.#unindexed.push(o.eventId);
+    await this.#flushIndex();
     return outcomes;
+  }
+
+  /** Writes the events stored since the last flush to the event index. */
+  async #flushIndex(): Promise<void> {
+    const roomId = this.#engine?.roomId;
+    if (!roomId || this.#unindexed.length === 0) return;
+    const ids = this.#unindexed.splice(0);
+    try {
+      await indexEvents(this.env, roomId, ids);
+    } catch (e) {
+      this.#unindexed.push(...ids);
+      throw e;
+    }
+  }
+
+  async #status(): Promise<MirrorStatus> {
+    return (await this.ctx.storage.get<MirrorStatus>(MIRROR)) ?? {};
+  }
+
+  async #setStatus(update: (s: MirrorStatus) => void): Promise<MirrorStatus> {
+    const s = await this.#status();
+    update(s);
+    await this.ctx.storage.put(MIRROR, s);
+    return s;
+  }
+
+  /**
+   * PDUs pushed by `origin` (one `/send` transaction's PDUs of this room),
+   * with the keys the FederationServer verified for them: gaps before them
+   * are filled (`/get_missing_events`, the remote state), and holes left
+   * are backfilled by the alarm.
+   */
+  async receive(pdus: string[], origin: string, opts: { verifiedKeys?: string } = {}): Promise<Outcome[]> {
+    const room = this.#room();
+    if (opts.verifiedKeys !== undefined) this.#ring.importKeys(opts.verifiedKeys);
+    const { outcomes, holes } = await this.#mirror.receive(room, pdus, origin);
+    for (const o of outcomes) if (o.status === "duplicate" && o.eventId) this.#unindexed.push(o.eventId);
+    await this.#flushIndex();
+    if (holes > 0) await this.#wantBackfill();
+    return outcomes as Outcome[];
+  }
+
+  async #wantBackfill(): Promise<void> {
+    await this.#setStatus((s) => {
+      s.backfill = { ...(s.backfill ?? { fetched: 0, requests: 0, events: 0, gaps: 0, stalled: false }), wanted: true, complete: false, updatedAt: Date.now() };
+    });
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now());
+  }
+
+  /**
+   * Joins the room through `via` (make_join → send_join; every returned
+   * event checked and stored), then backfills its history in the
+   * background, an alarm at a time. Returns the join's summary.
+   */
+  async join(roomId: string, via: string[]): Promise<Record<string, unknown>> {
+    const joined = await this.#mirror.join(roomId, via, { backfill: false });
+    await this.#flushIndex();
+    await this.#setStatus((s) => {
+      s.membership = "join";
+      delete s.join;
+    });
+    await this.#wantBackfill();
+    return joined;
+  }
+
+  /** An accepted invite: join through the inviting server, in the background. */
+  async scheduleJoin(roomId: string, via: string[]): Promise<void> {
+    await this.ctx.storage.put("roomdag:room-id", roomId);
+    await this.#setStatus((s) => {
+      s.join = { via, attempts: 0 };
+    });
+    await this.ctx.storage.setAlarm(Date.now());
+  }
+
+  /** Leaves the room (make_leave → send_leave); its history stays readable. */
+  async leave(via: string[] = []): Promise<Record<string, unknown>> {
+    const roomId = this.#room().roomId as string;
+    const left = await this.#mirror.leave(roomId, { via });
+    await this.#flushIndex();
+    await this.#setStatus((s) => {
+      s.membership = "leave";
+      if (s.backfill) s.backfill.wanted = false;
+    });
+    return left;
+  }
+
+  /** Participation status: the pending join, backfill progress. */
+  async mirrorStatus(): Promise<MirrorStatus> {
+    return this.#status();
+  }
+
+  /**
+   * The background work: a join an invite asked for (retried with backoff,
+   * at most 5 times), then backfill, `BACKFILL_REQUESTS_PER_ALARM` requests
+   * per alarm, until the room's history reaches its create event or no
+   * server has what is missing.
+   */
+  async alarm(): Promise<void> {
+    const status = await this.#status();
+    if (status.join) {
+      const roomId = this.#engine?.roomId ?? (await this.ctx.storage.get<string>("roomdag:room-id"));
+      try {
+        if (!roomId) throw new Error("no room ID for the pending join");
+        await this.join(roomId, status.join.via);
+      } catch (e) {
+        const attempts = status.join.attempts + 1;
+        await this.#setStatus((s) => {
+          if (attempts >= 5) delete s.join;
+          else s.join = { via: status.join!.via, attempts, lastError: String((e as Error)?.message ?? e) };
+        });
+        if (attempts < 5) await this.ctx.storage.setAlarm(Date.now() + 60_000 * 2 ** attempts);
+        return;
+      }
+    }
+    const s = await this.#status();
+    if (!s.backfill?.wanted || !this.#engine?.roomId) return;
+    try {
+      const r = await this.#mirror.backfill(this.#engine.roomId, { maxRequests: BACKFILL_REQUESTS_PER_ALARM, finalRebuild: false });
+      await this.#flushIndex();
+      await this.#setStatus((st) => {
+        const prev = st.backfill!;
+        st.backfill = {
+          wanted: !r.complete && !r.stalled,
+          complete: r.complete,
+          stalled: r.stalled,
+          fetched: prev.fetched + r.fetched,
+          requests: prev.requests + r.requests,
+          events: r.events,
+          gaps: r.remainingGaps,
+          updatedAt: Date.now(),
+        };
+      });
+      if (!r.complete && !r.stalled) await this.ctx.storage.setAlarm(Date.now() + 10);
+    } catch (e) {
+      await this.#setStatus((st) => {
+        if (st.backfill) st.backfill.lastError = String((e as Error)?.message ?? e);
+      });
+      await this.ctx.storage.setAlarm(Date.now() + 30_000);
+    }
   }
 
   query(method: string, target: string, body: string | undefined, origin: string, serverName: string, nowMs: number): QueryResult<unknown> {
@@ -162,6 +369,10 @@ export class RoomObject extends DurableObject<Env> {
 
   aclAllows(server: string): boolean {
     return this.#room().aclAllows(server);
+  }
+
+  rejectionRefusal(origin: string): string | null {
+    return this.#room().rejectionRefusal(origin, Date.now());
   }
 
   stateAccess(origin: string): { status: number; body: unknown } | null {
