@@ -104,6 +104,8 @@ export class RoomMirror {
   #limits;
   #userId;
   #parked;
+  /** Rooms we left: pushed PDUs for them are not taken (as the reference server drops events of rooms it is not in). */
+  #left = new Set();
 
   constructor(o) {
     if (!o?.serverName || !o.signingKey || !o.rooms || !o.client || !o.keyRing) {
@@ -162,6 +164,7 @@ export class RoomMirror {
     for (const server of servers) {
       try {
         const joined = await this.#joinVia(roomId, server, onProgress);
+        this.#left.delete(roomId);
         onProgress({ phase: "joined", ...joined });
         if (backfill) joined.backfill = await this.backfill(roomId, { onProgress, prefer: [server] });
         return joined;
@@ -345,6 +348,9 @@ export class RoomMirror {
    * outcome per PDU (in the given order), and `holes` when history is missing.
    */
   async receive(engine, pdus, origin) {
+    if (this.#left.has(engine.roomId)) {
+      return { outcomes: pdus.map(() => ({ eventId: null, status: "dropped", stage: "parse", reason: `${this.#o.serverName} left this room` })), holes: 0 };
+    }
     const version = await engine.roomVersion;
     const ids = pdus.map((p) => {
       try {
@@ -504,6 +510,7 @@ export class RoomMirror {
         await this.#send(server, "PUT", call(() => wasm.sendLeaveTarget(roomId, built.eventId)), built.pdu);
         const raw = JSON.stringify(built.pdu);
         const { outcomes } = await this.receive(engine, [raw], server);
+        this.#left.add(roomId);
         return { roomId, eventId: built.eventId, via: server, outcome: outcomes[0] };
       } catch (e) {
         failures.push(`${server}: ${errText(e)}`);
