@@ -206,6 +206,10 @@ export class RoomEngine {
   unplacedPrevEvents(pdu) {
     return this.#room.unplacedPrevEvents(toText(pdu));
   }
+  /** Whether `server` has a joined member in the current state. */
+  serverInRoom(server) {
+    return this.#room.serverInRoom(server);
+  }
   /** The forward extremities (event IDs). */
   forwardExtremities() {
     return this.#room.forwardExtremities();
@@ -331,7 +335,7 @@ function strings(where, params) {
   for (const [name, v] of Object.entries(params)) check.string(where, name, v);
 }
 
-const PLACEMENTS = ["timeline", "history", "outlier"];
+const PLACEMENTS = ["timeline", "live", "history", "outlier"];
 /** `ingestPlaced` items: `{pdu, placement?}` or `{pdu, state: [eventId…]}`. */
 function checkPlaced(where, items) {
   if (!Array.isArray(items)) throw check.typeError(where, "items", "an array of {pdu, placement?} or {pdu, state}", items, check.isPlainObject(items) ? "For one item, pass [item]" : undefined);
@@ -340,7 +344,7 @@ function checkPlaced(where, items) {
     check.pdu(where, `items[${i}].pdu`, it.pdu);
     if (it.state !== undefined) check.stringArray(where, `items[${i}].state`, it.state);
     else if (it.placement !== undefined && !PLACEMENTS.includes(it.placement)) {
-      throw check.typeError(where, `items[${i}].placement`, '"timeline", "history" or "outlier"', it.placement);
+      throw check.typeError(where, `items[${i}].placement`, '"timeline", "live", "history" or "outlier"', it.placement);
     }
   });
 }

@@ -390,7 +390,9 @@ export class RoomMirror {
           continue;
         }
       }
-      const [o] = await engine.ingest([pdu], this.#o.keyRing);
+      // In a room we are joined to, receipt check 6 applies (soft failure).
+      const placement = engine.serverInRoom(this.#o.serverName) ? "live" : "timeline";
+      const [o] = await engine.ingestPlaced([{ pdu, placement }], this.#o.keyRing);
       results.set(i, o);
     }
     // PDUs parked earlier may connect now.
