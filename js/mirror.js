@@ -364,15 +364,29 @@ export class RoomMirror {
     const results = new Map();
     let holes = 0;
     const deadline = Date.now() + this.#limits.gapMs;
+    // In a room we are joined to, receipt check 6 applies (soft failure).
+    const placement = engine.serverInRoom(this.#o.serverName) ? "live" : "timeline";
+    // PDUs whose prev events are placed (or earlier in the run) go in one
+    // batch: one store write per run, not per PDU.
+    let run = [];
+    const runIds = new Set();
+    const flush = async () => {
+      if (run.length === 0) return;
+      const outs = await engine.ingestPlaced(run.map((r) => ({ pdu: r.pdu, placement })), this.#o.keyRing);
+      outs.forEach((o, k) => results.set(run[k].i, o));
+      run = [];
+      runIds.clear();
+    };
     for (const i of order) {
       const pdu = pdus[i];
       let unplaced = [];
       try {
-        unplaced = ids[i] ? engine.unplacedPrevEvents(pdu) : [];
+        unplaced = ids[i] ? engine.unplacedPrevEvents(pdu).filter((p) => !runIds.has(p)) : [];
       } catch {
         unplaced = [];
       }
       if (unplaced.length > 0 && !engine.hasEvent(ids[i])) {
+        await flush();
         try {
           const r = await this.#fillGap(engine, pdu, ids[i], origin, deadline);
           holes += r.anchored;
@@ -390,11 +404,10 @@ export class RoomMirror {
           continue;
         }
       }
-      // In a room we are joined to, receipt check 6 applies (soft failure).
-      const placement = engine.serverInRoom(this.#o.serverName) ? "live" : "timeline";
-      const [o] = await engine.ingestPlaced([{ pdu, placement }], this.#o.keyRing);
-      results.set(i, o);
+      run.push({ i, pdu });
+      if (ids[i]) runIds.add(ids[i]);
     }
+    await flush();
     // PDUs parked earlier may connect now.
     if (results.size > 0) await this.retryParked(engine);
     return { outcomes: pdus.map((_, i) => results.get(i)), holes };
