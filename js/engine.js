@@ -170,21 +170,24 @@ export class RoomEngine {
    * rebuild when its prev events are not placed), `"outlier"` (state or
    * auth chain), or `{pdu, state: [eventId…]}` (a timeline event whose state
    * before comes from a verified remote answer). Returns one outcome each.
+   * With `origin` (the server that pushed them), its rejected events are
+   * bounded as in `ingest`.
    */
-  ingestPlaced(items, keyRing) {
+  ingestPlaced(items, keyRing, { origin, now = Date.now() } = {}) {
     try {
       checkPlaced("RoomEngine.ingestPlaced", items);
       check.keyRing("RoomEngine.ingestPlaced", "keyRing", keyRing);
+      if (origin !== undefined) check.name("RoomEngine.ingestPlaced", "origin", origin);
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.#batch((room) =>
-      items.map((it) => {
-        const pdu = toText(it.pdu);
-        if (it.state) return json(room.ingestWithState(pdu, it.state, keyRing));
-        return json(room.ingestAs([pdu], it.placement ?? "timeline", keyRing))[0];
-      }),
-    );
+    const one = (room, it) => {
+      const pdu = toText(it.pdu);
+      if (it.state) return json(room.ingestWithState(pdu, it.state, keyRing));
+      return json(room.ingestAs([pdu], it.placement ?? "timeline", keyRing))[0];
+    };
+    if (origin === undefined) return this.#batch((room) => items.map((it) => one(room, it)));
+    return this.#batch((room) => this.#limited(origin, now, items, (it) => toText(it.pdu), (it) => one(room, it)));
   }
 
   /** Runs `work(room)` as one batch: its records are appended atomically, or it is undone. */
@@ -214,8 +217,18 @@ export class RoomEngine {
   }
 
   #ingestFrom(room, origin, texts, keyRing, now) {
+    return this.#limited(origin, now, texts, (raw) => raw, (raw) => json(room.ingest([raw], keyRing))[0]);
+  }
+
+  /**
+   * Ingests `items` one by one with `ingestOne`, refusing each while
+   * `origin` is past its bound of rejected events (dropped, stage `limit`,
+   * nothing stored) and counting the rejected ones.
+   */
+  #limited(origin, now, items, textOf, ingestOne) {
     const out = [];
-    for (const raw of texts) {
+    for (const it of items) {
+      const raw = textOf(it);
       const refusal = this.#rejections.refusal(origin, now);
       if (refusal) {
         let eventId = null;
@@ -227,7 +240,7 @@ export class RoomEngine {
         out.push({ eventId, status: "dropped", stage: "limit", reason: refusal });
         continue;
       }
-      const [o] = json(room.ingest([raw], keyRing));
+      const o = ingestOne(it);
       if (o.status === "rejected") this.#rejections.count(origin, utf8Length(raw), now);
       out.push(o);
     }
@@ -295,6 +308,10 @@ export class RoomEngine {
   /** A PDU's prev events that are not placed in the timeline here. */
   unplacedPrevEvents(pdu) {
     return this.#room.unplacedPrevEvents(toText(pdu));
+  }
+  /** Whether `server` has a joined member in the current state. */
+  serverInRoom(server) {
+    return this.#room.serverInRoom(server);
   }
   /** The forward extremities (event IDs). */
   forwardExtremities() {
@@ -421,7 +438,7 @@ function strings(where, params) {
   for (const [name, v] of Object.entries(params)) check.string(where, name, v);
 }
 
-const PLACEMENTS = ["timeline", "history", "outlier"];
+const PLACEMENTS = ["timeline", "live", "history", "outlier"];
 /** `ingestPlaced` items: `{pdu, placement?}` or `{pdu, state: [eventId…]}`. */
 function checkPlaced(where, items) {
   if (!Array.isArray(items)) throw check.typeError(where, "items", "an array of {pdu, placement?} or {pdu, state}", items, check.isPlainObject(items) ? "For one item, pass [item]" : undefined);
@@ -430,7 +447,7 @@ function checkPlaced(where, items) {
     check.pdu(where, `items[${i}].pdu`, it.pdu);
     if (it.state !== undefined) check.stringArray(where, `items[${i}].state`, it.state);
     else if (it.placement !== undefined && !PLACEMENTS.includes(it.placement)) {
-      throw check.typeError(where, `items[${i}].placement`, '"timeline", "history" or "outlier"', it.placement);
+      throw check.typeError(where, `items[${i}].placement`, '"timeline", "live", "history" or "outlier"', it.placement);
     }
   });
 }

@@ -104,6 +104,8 @@ export class RoomMirror {
   #limits;
   #userId;
   #parked;
+  /** Rooms we left: pushed PDUs for them are not taken (as the reference server drops events of rooms it is not in). */
+  #left = new Set();
 
   constructor(o) {
     if (!o?.serverName || !o.signingKey || !o.rooms || !o.client || !o.keyRing) {
@@ -162,6 +164,7 @@ export class RoomMirror {
     for (const server of servers) {
       try {
         const joined = await this.#joinVia(roomId, server, onProgress);
+        this.#left.delete(roomId);
         onProgress({ phase: "joined", ...joined });
         if (backfill) joined.backfill = await this.backfill(roomId, { onProgress, prefer: [server] });
         return joined;
@@ -345,6 +348,9 @@ export class RoomMirror {
    * outcome per PDU (in the given order), and `holes` when history is missing.
    */
   async receive(engine, pdus, origin) {
+    if (this.#left.has(engine.roomId)) {
+      return { outcomes: pdus.map(() => ({ eventId: null, status: "dropped", stage: "parse", reason: `${this.#o.serverName} left this room` })), holes: 0 };
+    }
     const version = await engine.roomVersion;
     const ids = pdus.map((p) => {
       try {
@@ -358,15 +364,30 @@ export class RoomMirror {
     const results = new Map();
     let holes = 0;
     const deadline = Date.now() + this.#limits.gapMs;
+    // In a room we are joined to, receipt check 6 applies (soft failure).
+    const placement = engine.serverInRoom(this.#o.serverName) ? "live" : "timeline";
+    // PDUs whose prev events are placed (or earlier in the run) go in one
+    // batch: one store write per run, not per PDU.
+    let run = [];
+    const runIds = new Set();
+    const flush = async () => {
+      if (run.length === 0) return;
+      // As the origin's PDUs: its rejected events count against its bound (REJECTED_PER_ORIGIN).
+      const outs = await engine.ingestPlaced(run.map((r) => ({ pdu: r.pdu, placement })), this.#o.keyRing, { origin });
+      outs.forEach((o, k) => results.set(run[k].i, o));
+      run = [];
+      runIds.clear();
+    };
     for (const i of order) {
       const pdu = pdus[i];
       let unplaced = [];
       try {
-        unplaced = ids[i] ? engine.unplacedPrevEvents(pdu) : [];
+        unplaced = ids[i] ? engine.unplacedPrevEvents(pdu).filter((p) => !runIds.has(p)) : [];
       } catch {
         unplaced = [];
       }
       if (unplaced.length > 0 && !engine.hasEvent(ids[i])) {
+        await flush();
         try {
           const r = await this.#fillGap(engine, pdu, ids[i], origin, deadline);
           holes += r.anchored;
@@ -384,10 +405,10 @@ export class RoomMirror {
           continue;
         }
       }
-      // As the origin's PDU: its rejected events count against its bound (REJECTED_PER_ORIGIN).
-      const [o] = await engine.ingest([pdu], this.#o.keyRing, { origin });
-      results.set(i, o);
+      run.push({ i, pdu });
+      if (ids[i]) runIds.add(ids[i]);
     }
+    await flush();
     // PDUs parked earlier may connect now.
     if (results.size > 0) await this.retryParked(engine);
     return { outcomes: pdus.map((_, i) => results.get(i)), holes };
@@ -505,6 +526,7 @@ export class RoomMirror {
         await this.#send(server, "PUT", call(() => wasm.sendLeaveTarget(roomId, built.eventId)), built.pdu);
         const raw = JSON.stringify(built.pdu);
         const { outcomes } = await this.receive(engine, [raw], server);
+        this.#left.add(roomId);
         return { roomId, eventId: built.eventId, via: server, outcome: outcomes[0] };
       } catch (e) {
         failures.push(`${server}: ${errText(e)}`);

@@ -108,6 +108,8 @@ export interface StoredRecord {
   raw: string;
   /** How the event entered the room: in the timeline (the default) or as an outlier (state or auth chain only). */
   kind?: "timeline" | "outlier";
+  /** Soft failed on receipt: placed, never a forward extremity. */
+  softFailed?: boolean;
   /** The state before the event (event IDs), when it came from a verified remote answer. */
   state?: EventId[];
 }
@@ -123,7 +125,7 @@ export interface RebuildRecord {
 export type LogRecord = StoredRecord | RebuildRecord;
 
 /** How a PDU is placed: live, from history (kept pending until its prev events are placed), or as an outlier. */
-export type Placement = "timeline" | "history" | "outlier";
+export type Placement = "timeline" | "live" | "history" | "outlier";
 
 /** What a store remembers about its room. */
 export interface RoomMeta {
@@ -390,7 +392,7 @@ export class RoomEngine {
    * Receives PDUs placed as each says, as one atomic batch: `{pdu, placement}`, or `{pdu, state}` for a
    * timeline event whose state before comes from a verified remote answer (used where its prev events are not placed).
    */
-  ingestPlaced(items: ({ pdu: Pdu; placement?: Placement } | { pdu: Pdu; state: EventId[] })[], keyRing: KeyRing): Promise<Outcome[]>;
+  ingestPlaced(items: ({ pdu: Pdu; placement?: Placement } | { pdu: Pdu; state: EventId[] })[], keyRing: KeyRing, opts?: { origin?: ServerName; now?: number }): Promise<Outcome[]>;
   /** Places every stored event afresh (history events whose prev events are now known join the DAG); appends a rebuild marker. */
   rebuild(): Promise<void>;
   /** The backward extremities `[eventId, depth]`, newest gaps first: what to ask `/backfill` for. */
@@ -407,6 +409,8 @@ export class RoomEngine {
   unplacedPrevEvents(pdu: Pdu): EventId[];
   /** The forward extremities. */
   forwardExtremities(): EventId[];
+  /** Whether `server` has a joined member in the current state. */
+  serverInRoom(server: ServerName): boolean;
   /** The least depth of the timeline (`min_depth` of `/get_missing_events`). */
   readonly minDepth: number;
   /** The servers with a joined member, by when they joined, without `except` (ourselves). */

@@ -115,8 +115,9 @@ try {
   const loadAfterJoin = loadavg();
 
   let roomdagJoin;
+  let roomdagGap;
   if (withRoomdag) {
-    const worker = await live.roomdag();
+    let worker = await live.roomdag();
     try {
       t = now();
       const r = await live.tlsRequest(`${worker.url}/_roomdag/admin/join`, {
@@ -129,6 +130,27 @@ try {
       if (r.status !== 200 || !last?.done) throw new Error(`roomdag join: ${r.status} ${r.text.slice(-300)}`);
       const rooms = (await live.tlsRequest(`${worker.url}/_roomdag/rooms`)).body.rooms;
       roomdagJoin = { ms, events: rooms.find((x) => x.roomId === room)?.eventCount };
+
+      // roomdag's gap: the Worker down while hs1 posts G, back up, hs1 posts
+      // one more (hs1 restarted too, so only the newest event is pushed):
+      // time until roomdag holds all G + 1.
+      const eventCount = async () => (await live.tlsRequest(`${worker.url}/_roomdag/rooms`)).body.rooms.find((x) => x.roomId === room)?.eventCount ?? 0;
+      const persist = worker.persist;
+      await worker.stop();
+      const before = roomdagJoin.events;
+      await post(alice, room, G, "missed by roomdag");
+      live.stopSynapse("hs1");
+      await live.synapse("hs1");
+      worker = await live.roomdag({ persistTo: persist });
+      t = now();
+      await alice.send(room, "the one after (roomdag)");
+      const deadline = Date.now() + 600_000;
+      let have = await eventCount();
+      while (have < before + G + 1 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 250));
+        have = await eventCount();
+      }
+      roomdagGap = { ms: now() - t, have: have - before, want: G + 1 };
     } finally {
       await worker.stop();
     }
@@ -201,6 +223,9 @@ try {
   for (const g of gaps) {
     const how = g.restartHs1 ? "hs1 restarted during the outage (catch-up: the newest event only)" : "hs1 kept running (its queue for hs2 delivers the missed events)";
     say(`| ${how}; hs2 restart ${secs(g.restartMs)} s | ${secs(g.arriveMs)} s | ${secs(g.fillMs)} s | ${((G + 1) / (g.fillMs / 1000)).toFixed(0)} | ${g.pushed} | ${count(g.reqs, "get_missing_events")} get_missing_events, ${count(g.reqs, "state_ids")} state_ids, ${count(g.reqs, "event")} event, ${count(g.reqs, "backfill")} backfill |`);
+  }
+  if (roomdagGap) {
+    say(`| roomdag (Worker): down while hs1 posts ${G.toLocaleString("en")}, hs1 restarted (catch-up: the newest event only), roomdag back up, hs1 posts 1 more | — | ${secs(roomdagGap.ms)} s (${roomdagGap.have} of ${roomdagGap.want}) | ${(roomdagGap.have / (roomdagGap.ms / 1000)).toFixed(0)} | | |`);
   }
   say();
   const absent = gaps.map((g) => g.missing.absent);

@@ -658,7 +658,7 @@ fn is_membership_change_allowed(event: &StoredEvent, state: &AuthState<'_>, rule
     // 5.2.1 (join) The creator's first join straight after the create event.
     if event.prev_count() == 1 && *membership == Membership::Join {
         if let Some(c) = state.create() {
-            if event.first_prev == Some(c.idx) && creator_of(c, rules).as_deref() == Some(target) {
+            if event.first_prev() == Some(c.idx) && creator_of(c, rules).as_deref() == Some(target) {
                 return Ok(());
             }
         }

@@ -227,6 +227,8 @@ pub struct StoredEvent {
     /// Known only as state or auth chain (or waiting for its prev events to
     /// be placed): not in the DAG, no state, never a forward extremity.
     pub outlier: bool,
+    /// Soft failed on receipt: in the DAG, never a forward extremity.
+    pub soft_failed: bool,
     /// Accepted or rejected.
     pub status: EventStatus,
     /// The content hash failed: stored and served in redacted form.
@@ -234,8 +236,10 @@ pub struct StoredEvent {
     /// A redaction whose sender lacked the `redact` level in some auth check
     /// (v3+ "handling redactions": it applies only to same-server targets).
     pub recheck_redaction: bool,
-    /// The first prev event, when stored (the creator's first join is recognised by it).
-    pub first_prev: Option<EventIdx>,
+    /// The first prev event, when stored (the creator's first join is
+    /// recognised by it): its index, or `u32::MAX` (read it with
+    /// [`first_prev`](Self::first_prev); 4 bytes instead of 8).
+    first_prev_ix: u32,
     /// `sender` (interned).
     pub sender: Name,
     /// `type` (interned).
@@ -307,6 +311,11 @@ impl StoredEvent {
     /// Whether this is a state event.
     pub fn is_state(&self) -> bool {
         self.state_key.is_some()
+    }
+
+    /// The PDU's first prev event, when it is stored.
+    pub fn first_prev(&self) -> Option<EventIdx> {
+        (self.first_prev_ix != u32::MAX).then_some(EventIdx(self.first_prev_ix))
     }
 
     /// Number of prev events in the PDU (linked or not).
@@ -452,10 +461,11 @@ impl Events {
             n_auth,
             pdu_prev_count,
             outlier: n.outlier,
+            soft_failed: false,
             status: EventStatus::Accepted,
             redacted_on_receipt: n.redacted_on_receipt,
             recheck_redaction: false,
-            first_prev: n.first_prev,
+            first_prev_ix: n.first_prev.map_or(u32::MAX, |p| p.0),
             sender: n.sender,
             event_type: n.event_type,
             state_key: n.state_key,

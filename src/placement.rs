@@ -47,6 +47,15 @@ pub enum Placement<'a> {
     /// A live event (`/send`, an import): every prev and auth event must be
     /// placed, otherwise it is dropped (and can be sent again later).
     Timeline,
+    /// A live event pushed into a room we are joined to: as [`Timeline`](Self::Timeline),
+    /// then receipt check 6, "passes authorization rules based on the current
+    /// state of the room, otherwise it is soft failed": a soft-failed event is
+    /// stored and placed, but never a forward extremity (the reference
+    /// server's `_check_for_soft_fail`; not done when its prev events are the
+    /// forward extremities).
+    Live,
+    /// A timeline event known to be soft failed (replayed from its record).
+    SoftFailed,
     /// A timeline event from history (`/backfill`, `/get_missing_events`):
     /// placed when every prev event is placed, otherwise kept pending (as an
     /// outlier) until a rebuild places it. Its auth events must be stored.
@@ -94,6 +103,8 @@ pub struct EventRecord {
     pub kind: RecordKind,
     /// The state before the event (event IDs), when it came from a remote answer.
     pub state: Option<Vec<String>>,
+    /// Soft failed on receipt (never a forward extremity).
+    pub soft_failed: bool,
 }
 
 impl EventRecord {
@@ -115,7 +126,14 @@ impl EventRecord {
         kind: RecordKind,
         state: Option<Vec<String>>,
     ) -> Self {
-        Self { text: Arc::from(format!("{event_id}{raw}")), id_len: event_id.len(), status, kind, state }
+        Self {
+            text: Arc::from(format!("{event_id}{raw}")),
+            id_len: event_id.len(),
+            status,
+            kind,
+            state,
+            soft_failed: false,
+        }
     }
 
     /// The event ID.
@@ -132,6 +150,7 @@ impl EventRecord {
     pub fn placement(&self) -> Placement<'_> {
         match (self.kind, &self.state) {
             (RecordKind::Outlier, _) => Placement::Outlier,
+            (RecordKind::Timeline, _) if self.soft_failed => Placement::SoftFailed,
             (RecordKind::Timeline, Some(state)) => Placement::WithState(state),
             (RecordKind::Timeline, None) => Placement::History,
         }
@@ -181,6 +200,7 @@ pub fn restore(room_version: &str, log: &[LogRecord]) -> Result<Room, RestoreErr
         let state = node.state.map(|s| s.as_slice());
         let placement = match (node.kind, state) {
             (RecordKind::Outlier, _) => Placement::Outlier,
+            (RecordKind::Timeline, _) if node.record.soft_failed => Placement::SoftFailed,
             (RecordKind::Timeline, Some(s)) => Placement::WithState(s),
             (RecordKind::Timeline, None) => Placement::History,
         };

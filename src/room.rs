@@ -761,12 +761,12 @@ impl Room {
         }
         let mode = match placement {
             Placement::Outlier => Mode::Outlier,
-            Placement::Timeline => {
+            Placement::Timeline | Placement::Live => {
                 missing.extend(&unplaced);
                 Mode::Placed
             }
             _ if unplaced.is_empty() => Mode::Placed,
-            Placement::History => Mode::Pending,
+            Placement::History | Placement::SoftFailed => Mode::Pending,
             Placement::WithState(state) => match self.remote_state(state) {
                 Ok(map) => Mode::WithState(map),
                 Err((stage, reason)) => return Outcome::drop(Some(&id), stage, reason),
@@ -839,7 +839,14 @@ impl Room {
             }),
         };
         match verdict {
-            Ok(allowed) => event.recheck_redaction = allowed.recheck_redaction,
+            Ok(allowed) => {
+                event.recheck_redaction = allowed.recheck_redaction;
+                event.soft_failed = match placement {
+                    Placement::SoftFailed => mode == Mode::Placed,
+                    Placement::Live => self.soft_fails(&event),
+                    _ => false,
+                };
+            }
             Err(reason) => {
                 event.status = EventStatus::Rejected;
                 rejection = Some(bounded_reason(reason.to_string()));
@@ -859,7 +866,9 @@ impl Room {
             Mode::WithState(map) => Some(map.iter().map(|(_, e)| self.id(e).to_owned()).collect()),
             _ => None,
         };
-        let record = EventRecord::with_kind(self.events.id(&event), raw, Some(event.status), placement.kind(), state);
+        let mut record =
+            EventRecord::with_kind(self.events.id(&event), raw, Some(event.status), placement.kind(), state);
+        record.soft_failed = event.soft_failed;
         if matches!(mode, Mode::Pending | Mode::WithState(_)) {
             self.unplaced_prevs.insert(idx, unplaced.iter().map(|p| Box::from(*p)).collect());
         }
@@ -955,6 +964,25 @@ impl Room {
         Ok(map)
     }
 
+    /// Receipt check 6 (the reference server's `_check_for_soft_fail`): an
+    /// event whose prev events are not the forward extremities must also
+    /// pass the state-dependent auth rules against the room's current state
+    /// (its auth types of it); otherwise it is soft failed.
+    fn soft_fails(&self, event: &StoredEvent) -> bool {
+        let prevs: BTreeSet<EventIdx> = self.events.prev_events(event).iter().copied().collect();
+        if prevs == self.extremities || event.is_create_type() {
+            return false;
+        }
+        let current = self.current_state_map();
+        let Ok(types) = auth_types_for_event(event, self.rules) else { return false };
+        let auth: Vec<&StoredEvent> = types
+            .iter()
+            .filter_map(|(t, k)| self.key_of(t, k).and_then(|key| current.get(key)))
+            .map(|e| self.event(e))
+            .collect();
+        check_state_dependent_auth_rules(event, &AuthState::from_events(auth.into_iter()), self.rules).is_err()
+    }
+
     /// The signatures an event must carry (checked again after the hash check,
     /// as the stored form is what counts).
     fn check_signed_by(
@@ -1028,7 +1056,7 @@ impl Room {
                 event.set_auth_node(node.0);
             }
         }
-        if event.is_accepted() && !event.outlier {
+        if event.is_accepted() && !event.outlier && !event.soft_failed {
             for p in self.events.prev_events(&event) {
                 if !self.referenced[p.ix()] {
                     self.referenced[p.ix()] = true;

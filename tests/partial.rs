@@ -281,3 +281,86 @@ fn joined_late_then_backfilled_matches_synapse_forky() {
         run(&Case { name, at: 0.5, strict_order: false });
     }
 }
+
+/// Receipt check 6: in a room we are joined to, a pushed event that forks
+/// from an old point, whose sender has left since, passes the auth rules
+/// against its own state (accepted) but not against the current state: it
+/// is soft failed — stored and placed, never a forward extremity — and its
+/// record keeps it so through a restart and a rebuild. Placed as a plain
+/// live event (the contract's model) it would become an extremity.
+#[test]
+fn soft_failure_keeps_a_stale_fork_out_of_the_forward_extremities() {
+    use roomdag::signing::hash_and_sign_event;
+    let path = shared::fixture_file("v10-linear-200").unwrap();
+    let replay = || conformance::replay(fixture::open(&path).unwrap()).unwrap();
+    let full = replay();
+    let room = &full.room;
+    let current = room.current_state_map();
+    let member = |state: &roomdag::state_set::StateMap, user: &str| {
+        room.key_of("m.room.member", user).and_then(|k| state.get(k)).map(|e| room.event(e).membership().cloned())
+    };
+    // A user not joined now, and the last event after which they were.
+    let (user, e) = full
+        .header
+        .servers
+        .values()
+        .flat_map(|s| s.users.iter())
+        .filter(|u| member(&current, u) != Some(Some(roomdag::event::Membership::Join)))
+        .find_map(|u| {
+            (0..room.events().len())
+                .rev()
+                .map(|i| EventIdx(i as u32))
+                .find(|e| {
+                    room.event(*e).is_accepted()
+                        && member(room.state(room.event(*e).state_after), u)
+                            == Some(Some(roomdag::event::Membership::Join))
+                })
+                .map(|e| (u.clone(), e))
+        })
+        .expect("a user who left after having been joined");
+    let server = user.split_once(':').unwrap().1.to_owned();
+    let key = full.header.signing_key(&server).unwrap();
+    let after = room.state(room.event(e).state_after);
+    let auth: Vec<String> = [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", user.as_str())]
+        .iter()
+        .filter_map(|(t, k)| room.key_of(t, k).and_then(|key| after.get(key)))
+        .map(|x| room.id(x).to_owned())
+        .collect();
+    let mut ev = serde_json::json!({
+        "type": "m.room.message", "room_id": room.room_id().unwrap(), "sender": user,
+        "content": {"body": "from an old fork", "msgtype": "m.text"},
+        "prev_events": [room.id(e)], "auth_events": auth, "depth": room.event(e).depth + 1,
+        "origin_server_ts": room.event(e).origin_server_ts + 1, "origin": server,
+    });
+    let Value::Object(ref mut m) = ev else { unreachable!() };
+    let id = hash_and_sign_event(m, room.rules(), &key);
+    let raw = ev.to_string();
+    let keys = full.header.pinned_keys().unwrap();
+
+    // As the contract models it (no soft failure): a new forward extremity.
+    let mut plain = replay().room;
+    assert_eq!(plain.ingest(&raw, roomdag::Verification::Keys(&keys)).status(), "accepted");
+    assert!(plain.forward_extremities().any(|x| plain.id(x) == id));
+
+    // Pushed into a joined room: soft failed.
+    let mut engine = RoomEngine::create(room.rules().id, MemoryStore::new()).unwrap();
+    let raws: Vec<String> = (0..room.events().len()).map(|i| room.raw(EventIdx(i as u32)).to_owned()).collect();
+    engine.ingest_batch(raws.iter().map(String::as_str), &keys).unwrap();
+    let out = engine.ingest_placed([(raw.as_str(), Placement::Live)], &keys).unwrap();
+    assert_eq!(out[0].status(), "accepted", "{out:?}");
+    let check = |r: &roomdag::Room, what: &str| {
+        let x = r.lookup(&id).expect("stored");
+        assert!(r.event(x).soft_failed, "{what}: soft failed");
+        assert!(!r.forward_extremities().any(|f| f == x), "{what}: not a forward extremity");
+        assert!(
+            r.forward_extremities().any(|f| r.id(f) == room.id(room.forward_extremities().next().unwrap())),
+            "{what}: the old extremities stay"
+        );
+    };
+    check(engine.room(), "on receipt");
+    engine.rebuild().unwrap();
+    check(engine.room(), "after a rebuild");
+    let (_, store) = engine.into_parts();
+    let reopened = RoomEngine::open(room.rules().id, store).unwrap();
+    check(reopened.room(), "after a restart");
+}

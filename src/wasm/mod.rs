@@ -222,7 +222,10 @@ impl WasmRoom {
             "timeline" => Placement::Timeline,
             "history" => Placement::History,
             "outlier" => Placement::Outlier,
-            other => return Err(js_error(format!("placement must be timeline, history or outlier, not {other:?}"))),
+            "live" => Placement::Live,
+            other => {
+                return Err(js_error(format!("placement must be timeline, live, history or outlier, not {other:?}")))
+            }
         };
         let out: Vec<Value> = pdus
             .iter()
@@ -256,6 +259,9 @@ impl WasmRoom {
             .map(|(n, r)| {
                 let status = r.status.map_or(json!("deferred"), |s| json!(s));
                 let mut v = json!({"i": first as usize + n, "eventId": r.event_id(), "status": status, "raw": r.raw(), "kind": r.kind});
+                if r.soft_failed {
+                    v["softFailed"] = json!(true);
+                }
                 if let Some(state) = &r.state {
                     v["state"] = json!(state);
                 }
@@ -284,6 +290,12 @@ impl WasmRoom {
     pub fn servers_in_room_ordered(&self, except: &str) -> Vec<String> {
         let current = self.room.current_state_map();
         crate::visibility::servers_in_room_ordered(&self.room, &current, except)
+    }
+
+    /// Whether `server` has a joined member in the current state.
+    #[wasm_bindgen(js_name = serverInRoom)]
+    pub fn server_in_room(&self, server: &str) -> bool {
+        crate::visibility::server_in_room(&self.room, &self.room.current_state_map(), server)
     }
 
     /// The forward extremities (event IDs).
@@ -442,6 +454,8 @@ struct StoredRecordJs {
     state: Option<Vec<String>>,
     #[serde(default)]
     rebuild: bool,
+    #[serde(default)]
+    soft_failed: bool,
 }
 
 impl StoredRecordJs {
@@ -458,13 +472,10 @@ impl StoredRecordJs {
             Some("deferred") => None,
             Some(other) => return Err(js_error(format!("a stored record has status {other:?}"))),
         };
-        Ok(LogRecord::Event(EventRecord::with_kind(
-            &event_id,
-            &raw,
-            status,
-            self.kind.unwrap_or(RecordKind::Timeline),
-            self.state,
-        )))
+        let mut rec =
+            EventRecord::with_kind(&event_id, &raw, status, self.kind.unwrap_or(RecordKind::Timeline), self.state);
+        rec.soft_failed = self.soft_failed;
+        Ok(LogRecord::Event(rec))
     }
 }
 

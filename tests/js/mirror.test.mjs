@@ -144,3 +144,21 @@ test("join via a server that is down, or that refuses: clear errors, nothing sto
   await assert.rejects(mirror.join(resident.roomId, [resident.name]), /room version "99" is not supported/);
   assert.equal(await rooms.get(resident.roomId), undefined, "no room created");
 });
+
+test("leave: make_leave → our signed leave → send_leave; our leave is stored, the history stays, later PDUs are not taken", { timeout: 60_000 }, async () => {
+  const { resident, rooms, mirror } = await setup("v10-linear-200");
+  await mirror.join(resident.roomId, [resident.name]);
+  const engine = await rooms.get(resident.roomId);
+  const before = engine.eventCount;
+  const left = await mirror.leave(resident.roomId);
+  assert.equal(left.outcome.status, "accepted", JSON.stringify(left));
+  assert.equal(engine.eventCount, before + 1);
+  const st = engine.currentState().state[`m.room.member\u0000${mirror.userId}`];
+  assert.equal(st, left.eventId, "our membership is the leave");
+  assert.equal(resident.engine.currentState().state[`m.room.member\u0000${mirror.userId}`], left.eventId, "the resident has it too");
+  const later = await resident.create({ type: "m.room.message", sender: resident.joinedMember(), content: { body: "after we left", msgtype: "m.text" } });
+  const { outcomes } = await mirror.receive(engine, [JSON.stringify(later.pdu)], resident.name);
+  assert.equal(outcomes[0].status, "dropped");
+  assert.match(outcomes[0].reason, /left this room/);
+  assert.equal(engine.eventCount, before + 1, "nothing more stored");
+});

@@ -256,6 +256,10 @@ export class RoomObject extends DurableObject<Env> {
    */
   async receive(pdus: string[], origin: string, opts: { verifiedKeys?: string } = {}): Promise<Outcome[]> {
     const room = this.#room();
+    // A room we left takes no more events (the reference server drops events of rooms it is not in).
+    if ((await this.#status()).membership === "leave") {
+      return pdus.map(() => ({ eventId: null, status: "dropped", stage: "parse", reason: "this server left the room" }) as Outcome);
+    }
     if (opts.verifiedKeys !== undefined) this.#ring.importKeys(opts.verifiedKeys);
     const { outcomes, holes } = await this.#mirror.receive(room, pdus, origin);
     for (const o of outcomes) if (o.status === "duplicate" && o.eventId) this.#unindexed.push(o.eventId);
