@@ -13,7 +13,9 @@
 //! 6. the state before it: the states after its prev events, resolved when
 //!    they differ;
 //! 7. size limits, then the auth rules against its own auth events and
-//!    against the state before it; a failure stores it as *rejected*.
+//!    against the state before it; a failure stores it as *rejected* (an
+//!    error that is not an authorization failure drops it, as Synapse never
+//!    stores such an event).
 //!
 //! An accepted state event extends the state; accepted events become forward
 //! extremities until an accepted event lists them in `prev_events`.
@@ -71,6 +73,9 @@ pub enum DropStage {
     Hash,
     /// A prev or auth event is not stored.
     Missing,
+    /// The auth rules raised an error that is not an authorization failure
+    /// (see [`AuthRejection::is_authorization_failure`]).
+    Auth,
 }
 
 /// What happened to one PDU.
@@ -743,6 +748,7 @@ impl Room {
         if let Err(LimitError::Unpersistable(reason)) = &limits {
             return Outcome::drop(Some(&id), DropStage::Parse, reason.clone());
         }
+        let mark = self.events.mark();
         let mut event = self.events.prepare(NewEvent {
             id: id.as_str(),
             raw,
@@ -780,6 +786,12 @@ impl Room {
                     Placement::Live => self.soft_fails(&event),
                     _ => false,
                 };
+            }
+            // Synapse stores an event as rejected only on an AuthError; any
+            // other error of its auth rules means it never stores it.
+            Err(reason) if !reason.is_authorization_failure() => {
+                self.events.cut(mark);
+                return Outcome::drop(Some(&id), DropStage::Auth, reason.to_string());
             }
             Err(reason) => {
                 event.status = EventStatus::Rejected;
