@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::event::{Events, Facts, JoinRule, Membership, StoredEvent};
 use crate::ids::{domain_of, is_user_id_shaped, is_valid_user_id};
-use crate::power_levels::{Level, LevelMap, PowerLevels, SCALAR_KEYS};
+use crate::power_levels::{for_each_level_change, Level, LevelMap, PowerLevels};
 use crate::room_version::RoomVersionRules;
 use crate::third_party_invite;
 
@@ -642,50 +642,21 @@ fn check_power_levels(event: &StoredEvent, state: &AuthState<'_>, rules: &RoomVe
         return Ok(());
     };
     let user_level = user_power_level(&event.sender, state, rules)?;
-    let opt = |l: Option<Level>, what: &str| -> Result<Option<i128>> {
-        match l {
-            None => Ok(None),
-            Some(Level::Int(i)) => Ok(Some(i)),
-            Some(_) => Err(AuthRejection::InvalidPowerLevels(format!("{what} is not an integer"))),
-        }
-    };
-    let check = |old_level: Option<i128>, new_level: Option<i128>, is_other_user: bool| -> Result<()> {
+    let invalid = AuthRejection::InvalidPowerLevels;
+    for_each_level_change(old, new, rules.limit_notifications_power_levels, invalid, |old_level, new_level, user| {
         if let (Some(o), Some(n)) = (old_level, new_level) {
             if o == n {
                 return Ok(());
             }
         }
-        if is_other_user && old_level == Some(user_level) {
+        if user.is_some_and(|u| u != &*event.sender) && old_level == Some(user_level) {
             return Err(AuthRejection::PowerLevelChange("remove ops level equal to your own"));
         }
         if old_level.is_some_and(|o| o > user_level) || new_level.is_some_and(|n| n > user_level) {
             return Err(AuthRejection::PowerLevelChange("add ops level greater than your own"));
         }
         Ok(())
-    };
-    for (i, key) in SCALAR_KEYS.iter().enumerate() {
-        check(opt(old.scalars[i], key)?, opt(new.scalars[i], key)?, false)?;
-    }
-    let raw = |m: &LevelMap, k: &str| m.entries.get(k).copied();
-    let mut maps: Vec<(&LevelMap, &LevelMap, bool)> =
-        vec![(&old.users, &new.users, true), (&old.events, &new.events, false)];
-    if rules.limit_notifications_power_levels {
-        maps.push((&old.notifications, &new.notifications, false));
-    }
-    for (old_map, new_map, users) in maps {
-        if old_map.not_an_object || new_map.not_an_object {
-            return Err(AuthRejection::InvalidPowerLevels("level map is not an object".into()));
-        }
-        let mut keys: Vec<&String> = old_map.entries.keys().chain(new_map.entries.keys()).collect();
-        keys.sort();
-        keys.dedup();
-        for k in keys {
-            let o = opt(raw(old_map, k), k)?;
-            let n = opt(raw(new_map, k), k)?;
-            check(o, n, users && k.as_str() != &*event.sender)?;
-        }
-    }
-    Ok(())
+    })
 }
 
 /// Rule 5: membership changes.
