@@ -135,13 +135,13 @@ fn power_levels(f: &Fixture, edit: impl FnOnce(&mut Value)) -> Value {
 }
 
 // ---------------------------------------------------------------------------
-// H8: power-levels content that `_check_power_levels` refuses with a plain
+// H11: power-levels content that `_check_power_levels` refuses with a plain
 // `SynapseError` 400 (a `users` key that is not a user ID, a `users` level
 // that `int()` refuses, from v10 any level that is not a JSON integer; in
 // v12 a creator in `users`) was stored as rejected. Synapse drops it.
 
 #[test]
-fn h8_power_levels_errors_drop_the_event() {
+fn h11_power_levels_errors_drop_the_event() {
     let (f, ids) = base("v11-forky-2k", 6);
     let (create, join, pl, last) = (&ids[0], &ids[1], &ids[2], &ids[5]);
     let carol = "@carol:a.example";
@@ -179,11 +179,11 @@ fn h8_power_levels_errors_drop_the_event() {
             )),
         ),
     ];
-    check("h8-v11", &f, &pdus, &want, "1fccbe744925d4b08d84e1a5d5cb85d514bd8adf9c1629070f7b1794ce2c18f7");
+    check("h11-v11", &f, &pdus, &want, "1fccbe744925d4b08d84e1a5d5cb85d514bd8adf9c1629070f7b1794ce2c18f7");
 }
 
 #[test]
-fn h8_v12_creator_in_users_drops_the_event() {
+fn h11_v12_creator_in_users_drops_the_event() {
     let (f, ids) = base("v12-forky-1k", 7);
     let (join, pl, last) = (&ids[1], &ids[2], &ids[6]);
     let trent = "@trent:a.example";
@@ -210,11 +210,11 @@ fn h8_v12_creator_in_users_drops_the_event() {
             )),
         ),
     ];
-    check("h8-v12", &f, &pdus, &want, "f34fb9cb084fcf735ca0c03ce6142b59e060e6271f9cf5c681dd1e8f09dd1534");
+    check("h11-v12", &f, &pdus, &want, "f34fb9cb084fcf735ca0c03ce6142b59e060e6271f9cf5c681dd1e8f09dd1534");
 }
 
 // ---------------------------------------------------------------------------
-// H9: an invite whose `third_party_invite` has no `signed.token` (or an
+// H12: an invite whose `third_party_invite` has no `signed.token` (or an
 // unhashable one) makes Synapse's `auth_types_for_event` raise `KeyError` /
 // `TypeError`; a membership target without a server name makes
 // `get_domain_from_id` raise `SynapseError("Invalid ID")`. roomdag stored
@@ -222,7 +222,7 @@ fn h8_v12_creator_in_users_drops_the_event() {
 // `AuthError` (rejected).
 
 #[test]
-fn h9_malformed_membership_content_drops_the_event() {
+fn h12_malformed_membership_content_drops_the_event() {
     let (f, ids) = base("v11-forky-2k", 6);
     let (create, join, pl, rules, last) = (&ids[0], &ids[1], &ids[2], &ids[3], &ids[5]);
     let carol = "@carol:a.example";
@@ -258,11 +258,11 @@ fn h9_malformed_membership_content_drops_the_event() {
             )),
         ), // Unknown membership 5
     ];
-    check("h9", &f, &pdus, &want, "e9e34dccb784b15c31d4af629ff6f01dab3fdb2ab027f9a700c97f18660989b2");
+    check("h12", &f, &pdus, &want, "e9e34dccb784b15c31d4af629ff6f01dab3fdb2ab027f9a700c97f18660989b2");
 }
 
 // ---------------------------------------------------------------------------
-// H10: the public keys of the `m.room.third_party_invite` event are read by
+// H13: the public keys of the `m.room.third_party_invite` event are read by
 // `_verify_third_party_invite` outside its `try`, or raise other errors
 // than the ones it catches: an entry of `public_keys` without
 // `public_key` (KeyError), `public_keys` not a list (TypeError), a key that
@@ -272,7 +272,7 @@ fn h9_malformed_membership_content_drops_the_event() {
 // signature the key is never decoded: rejected.
 
 #[test]
-fn h10_unreadable_third_party_public_keys_drop_the_invite() {
+fn h13_unreadable_third_party_public_keys_drop_the_invite() {
     let (f, ids) = base("v11-forky-2k", 6);
     let (create, join, pl, rules) = (&ids[0], &ids[1], &ids[2], &ids[3]);
     let carol = "@carol:a.example";
@@ -368,11 +368,11 @@ fn h10_unreadable_third_party_public_keys_drop_the_invite() {
         ("$YvDYpH0yCNEAmMR9r4iEGdGs5-pKH6gpVOHXHNs3iMs", "dropped", None), // TypeError: 'NoneType' object is not iterable
         ("$3n-kADK-BC4l2q5YcWMzKVrRKDXrx-59kEyV4TWulEQ", "dropped", None), // TypeError: string indices must be integers, not 'str'
     ];
-    check("h10", &f, &pdus, &want, "c344eef6f2694b9ed17fbfc378e9eb020d3ce2a42f1df7547203d1c88b0b57c4");
+    check("h13", &f, &pdus, &want, "c344eef6f2694b9ed17fbfc378e9eb020d3ce2a42f1df7547203d1c88b0b57c4");
 }
 
 // ---------------------------------------------------------------------------
-// H11 (rooms v3–v9): rule 10 compares levels the way Python reads them.
+// H14 (rooms v3–v9): rule 10 compares levels the way Python reads them.
 // `events` / `notifications` given as a list or string are iterated as
 // Python containers (`list(x)`, `k in x`, `x[k]`): an empty list passes, a
 // string whose characters occur in it fails to index (TypeError), a list
@@ -381,7 +381,7 @@ fn h10_unreadable_third_party_public_keys_drop_the_invite() {
 // every container that is not an object; numeric strings (" +20 ") and
 // booleans are levels before v10.
 
-fn h11_case(name: &str, edit: impl FnOnce(&mut Value), verdict: Verdict<'_>, current: &str) {
+fn h14_case(name: &str, edit: impl FnOnce(&mut Value), verdict: Verdict<'_>, current: &str) {
     let (f, ids) = base("v9-500", 7);
     let (create, join, pl, last) = (&ids[0], &ids[1], &ids[2], &ids[6]);
     let content = power_levels(&f, edit);
@@ -390,21 +390,21 @@ fn h11_case(name: &str, edit: impl FnOnce(&mut Value), verdict: Verdict<'_>, cur
 }
 
 #[test]
-fn h11_pre_v10_level_containers_read_as_python() {
+fn h14_pre_v10_level_containers_read_as_python() {
     // Each case on its own: an accepted `events: []` breaks every later
     // message for Synapse (`[].get`), so no two of them may meet in a
     // state resolution.
     let cases: [(&str, fn(&mut Value)); 10] = [
-        ("h11-events-empty-list", |c| c["events"] = json!([])),
-        ("h11-events-empty-string", |c| c["events"] = json!("")),
-        ("h11-events-string", |c| c["events"] = json!("m.room.name")),
-        ("h11-events-index-0", |c| c["events"] = json!([0])),
-        ("h11-events-null", |c| c["events"] = Value::Null),
-        ("h11-events-unhashable", |c| c["events"] = json!([[1]])),
-        ("h11-notifications-list", |c| c["notifications"] = json!([])),
-        ("h11-user-numeric-string", |c| c["users"]["@x:a.example"] = json!(" +20 ")),
-        ("h11-ban-not-a-number", |c| c["ban"] = json!("abc")),
-        ("h11-kick-null", |c| c["kick"] = Value::Null),
+        ("h14-events-empty-list", |c| c["events"] = json!([])),
+        ("h14-events-empty-string", |c| c["events"] = json!("")),
+        ("h14-events-string", |c| c["events"] = json!("m.room.name")),
+        ("h14-events-index-0", |c| c["events"] = json!([0])),
+        ("h14-events-null", |c| c["events"] = Value::Null),
+        ("h14-events-unhashable", |c| c["events"] = json!([[1]])),
+        ("h14-notifications-list", |c| c["notifications"] = json!([])),
+        ("h14-user-numeric-string", |c| c["users"]["@x:a.example"] = json!(" +20 ")),
+        ("h14-ban-not-a-number", |c| c["ban"] = json!("abc")),
+        ("h14-kick-null", |c| c["kick"] = Value::Null),
     ];
     let want: [(Verdict, &str); 10] = [
         (
@@ -484,6 +484,6 @@ fn h11_pre_v10_level_containers_read_as_python() {
         ), // TypeError: int() argument must be a string, a bytes-like obj
     ];
     for ((name, edit), (verdict, current)) in cases.into_iter().zip(want) {
-        h11_case(name, edit, verdict, current);
+        h14_case(name, edit, verdict, current);
     }
 }
