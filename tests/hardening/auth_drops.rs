@@ -381,6 +381,9 @@ fn h13_unreadable_third_party_public_keys_drop_the_invite() {
 // every container that is not an object; numeric strings (" +20 ") and
 // booleans are levels before v10.
 
+/// A change to the fixture's power-levels content.
+type Edit = fn(&mut Value);
+
 fn h14_case(name: &str, edit: impl FnOnce(&mut Value), verdict: Verdict<'_>, current: &str) {
     let (f, ids) = base("v9-500", 7);
     let (create, join, pl, last) = (&ids[0], &ids[1], &ids[2], &ids[6]);
@@ -394,7 +397,7 @@ fn h14_pre_v10_level_containers_read_as_python() {
     // Each case on its own: an accepted `events: []` breaks every later
     // message for Synapse (`[].get`), so no two of them may meet in a
     // state resolution.
-    let cases: [(&str, fn(&mut Value)); 10] = [
+    let cases: [(&str, Edit); 10] = [
         ("h14-events-empty-list", |c| c["events"] = json!([])),
         ("h14-events-empty-string", |c| c["events"] = json!("")),
         ("h14-events-string", |c| c["events"] = json!("m.room.name")),

@@ -16,5 +16,11 @@ fn server_acl_matches_synapse() {
             differ.push(format!("{}: synapse {}, roomdag {got}", str_of(case, "name"), case["allowed"]));
         }
     }
-    assert!(differ.is_empty(), "{} of {} cases differ:\n{}", differ.len(), array(&data, "cases").len(), differ.join("\n"));
+    assert!(
+        differ.is_empty(),
+        "{} of {} cases differ:\n{}",
+        differ.len(),
+        array(&data, "cases").len(),
+        differ.join("\n")
+    );
 }
