@@ -142,8 +142,8 @@ pub enum AuthRejection {
     /// Content the reference server's auth rules cannot process: an ID
     /// without a server name (`SynapseError("Invalid ID")`), a malformed
     /// `third_party_invite` or third-party public key (`KeyError`,
-    /// `TypeError`, `ValueError`), an unhashable `room_version`. Not an
-    /// authorization failure: the event is never stored.
+    /// `TypeError`, `ValueError`). Not an authorization failure: the event
+    /// is never stored.
     #[error("cannot check the auth rules: {0}")]
     Unprocessable(String),
     /// Anything else that makes the event unusable.
@@ -331,11 +331,6 @@ pub fn check_create(event: &StoredEvent, envelope: &CreateEnvelope<'_>, rules: &
     match &c.room_version {
         Some(v) if RoomVersionRules::known(v).is_some() => {}
         Some(v) => return Err(AuthRejection::CreateUnknownRoomVersion(v.clone())),
-        // `room_version in KNOWN_ROOM_VERSIONS` (a dict) raises TypeError for
-        // an array or object.
-        None if c.room_version_unhashable => {
-            return Err(AuthRejection::Unprocessable("room_version is unhashable".into()))
-        }
         None => return Err(AuthRejection::CreateUnknownRoomVersion("(not a string)".into())),
     }
     if !rules.implicit_room_creator && c.creator.is_none() {

@@ -110,9 +110,6 @@ pub struct CreateFacts {
     pub additional_creators_raw: Option<Value>,
     /// `content.room_version` (default `"1"`), when it is a string.
     pub room_version: Option<String>,
-    /// `content.room_version` is an array or object (unhashable for the
-    /// reference server's `room_version in KNOWN_ROOM_VERSIONS`).
-    pub room_version_unhashable: bool,
 }
 
 /// Facts about an `m.room.member` event.
@@ -174,10 +171,6 @@ impl Facts {
                     Some(Value::String(s)) => Some(s.clone()),
                     Some(_) => None,
                 },
-                room_version_unhashable: matches!(
-                    content.get("room_version"),
-                    Some(Value::Array(_) | Value::Object(_))
-                ),
             })),
             "m.room.member" if state_key.is_some() => Facts::Member(Box::new(MemberFacts {
                 membership: Membership::from_content(content),

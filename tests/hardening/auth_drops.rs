@@ -261,6 +261,36 @@ fn h12_malformed_membership_content_drops_the_event() {
     check("h12", &f, &pdus, &want, "e9e34dccb784b15c31d4af629ff6f01dab3fdb2ab027f9a700c97f18660989b2");
 }
 
+/// The create event's rule 1.2 (before v12) reads the room ID's server name
+/// with `get_domain_from_id`: `SynapseError("Invalid ID")` without a colon,
+/// so Synapse drops it. A `room_version` that is not a string is only
+/// unknown (`KNOWN_ROOM_VERSIONS` answers `in` with false for any non-string):
+/// rejected. Synapse 1.163.2's verdicts on these four PDUs (`RoomModel.evaluate`).
+#[test]
+fn h12_create_event_room_id_without_colon_is_dropped() {
+    let f = load_fixture("v11-forky-2k");
+    let keys = f.header.pinned_keys().unwrap();
+    let cases = [
+        ("11", "!nocolon", json!({"room_version": "11"}), "dropped"),
+        ("9", "!nocolon", json!({"room_version": "9", "creator": "@c:a.example"}), "dropped"),
+        ("11", "!r:a.example", json!({"room_version": ["11"]}), "rejected"),
+        ("11", "!r:a.example", json!({"room_version": 5}), "rejected"),
+    ];
+    for (version, room_id, content, want) in cases {
+        let rules = roomdag::RoomVersionRules::supported(version).unwrap();
+        let mut ev = json!({"type": "m.room.create", "sender": "@c:a.example", "state_key": "", "content": content,
+            "room_id": room_id, "depth": 1, "origin_server_ts": 1, "prev_events": [], "auth_events": []});
+        let key = f.header.signing_key("a.example").unwrap();
+        let m = ev.as_object_mut().unwrap();
+        m.insert("hashes".into(), json!({"sha256": encode_base64(&content_hash(m))}));
+        let bytes = redacted_signing_bytes(&redact(m, rules));
+        m.insert("signatures".into(), json!({"a.example": {"ed25519:1": key.sign_bytes(bytes.as_bytes())}}));
+        let mut room = Room::new(version).unwrap();
+        let o = room.ingest(&ev.to_string(), Verification::Keys(&keys));
+        assert_eq!(o.status(), want, "v{version} {room_id} {}: {o:?}", ev["content"]);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // H13: the public keys of the `m.room.third_party_invite` event are read by
 // `_verify_third_party_invite` outside its `try`, or raise other errors
