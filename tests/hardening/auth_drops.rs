@@ -520,3 +520,33 @@ fn h14_pre_v10_level_containers_read_as_python() {
         h14_case(name, edit, verdict, current);
     }
 }
+
+/// Receipt check 6 (soft failure) runs the same auth rules against the
+/// room's current state, and Synapse's `_check_for_soft_fail` catches only
+/// `AuthError` too. A v9 room whose current power levels have `events: []`
+/// (accepted, H14): a message on an older fork passes its own checks, but
+/// against the current state `get_send_level` calls `[].get`
+/// (`AttributeError`), so Synapse never stores it — dropped, not soft
+/// failed. (The oracle does not model soft failure; this is read from
+/// `handlers/federation_event.py`.)
+#[test]
+fn h14_soft_failure_check_errors_drop_the_event() {
+    let (f, ids) = base("v9-500", 7);
+    let (create, join, pl, last) = (&ids[0], &ids[1], &ids[2], &ids[6]);
+    let trent = "@trent:a.example";
+    let content = power_levels(&f, |c| c["events"] = json!([]));
+    let levels = pdu(&f, 0, trent, "m.room.power_levels", Some(""), content, last, &[create, pl, join]);
+    let message = json!({"msgtype": "m.text", "body": "from an older fork"});
+    let stale = pdu(&f, 1, trent, "m.room.message", None, message, last, &[create, pl, join]);
+    let keys = f.header.pinned_keys().unwrap();
+    let mut room = Room::new(f.version()).unwrap();
+    for p in &f.pdus {
+        room.ingest(p, Verification::Keys(&keys));
+    }
+    assert_eq!(room.ingest(&levels, Verification::Keys(&keys)).status(), "accepted");
+    let o = room.ingest_as(&stale, roomdag::room::Placement::Live, Verification::Keys(&keys));
+    assert!(matches!(o, Outcome::Dropped { stage: roomdag::room::DropStage::Auth, .. }), "{o:?}");
+    assert!(room.lookup(&event_id_of(&stale, f.rules).unwrap()).is_none(), "not stored");
+    // Placed as the contract models a replay (no soft failure): accepted.
+    assert_eq!(room.ingest(&stale, Verification::Keys(&keys)).status(), "accepted");
+}
