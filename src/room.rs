@@ -936,7 +936,7 @@ impl Room {
             .filter_map(|(t, k)| self.key_of(t, k).and_then(|key| current.get(key)))
             .map(|e| self.event(e))
             .collect();
-        match check_state_dependent_auth_rules(event, &AuthState::from_events(auth.into_iter()), self.rules) {
+        match check_state_dependent_auth_rules(event, &AuthState::from_events(auth), self.rules) {
             Ok(_) => Ok(false),
             Err(e) if e.is_authorization_failure() => Ok(true),
             Err(e) => Err(e),
