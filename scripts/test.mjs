@@ -24,6 +24,7 @@ import { join, dirname } from "node:path";
 import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import { fixtureRooms } from "../tests/js/fixtures.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** One kind of shared test material: $ROOMDAG_SHARED/kind, ../shared/kind, or our copy (tests/shared/README.md). */
@@ -47,18 +48,15 @@ const tiers = {
   "wasm32-build": () => run("cargo", ["build", "--lib", "--target", "wasm32-unknown-unknown", "--release"]),
   "conformance-cli": () => {
     run("cargo", ["build", "--release", "--bin", "roomdag"]);
-    const dir = process.env.ROOMDAG_FIXTURES ?? sharedDir("fixtures");
     const out = mkdtempSync(join(tmpdir(), "roomdag-answers-"));
-    const rooms = readdirSync(dir).filter((f) => /\.json(\.gz)?$/.test(f) && !/\.(queries|expected)\./.test(f));
-    if (rooms.length === 0) throw new Error(`no fixtures in ${dir}`);
-    for (const f of rooms.sort()) {
-      const name = f.replace(/\.json(\.gz)?$/, "");
-      const ext = f.endsWith(".gz") ? ".json.gz" : ".json";
+    const rooms = fixtureRooms();
+    if (rooms.length === 0) throw new Error("no fixtures");
+    for (const { file, name, ext, dir } of rooms) {
       const expected = join(dir, `${name}.expected${ext}`);
       if (!existsSync(expected)) continue;
       const answers = join(out, `${name}.answers.json`);
       console.log(`\n-- ${name}`);
-      run(join(root, "target/release/roomdag"), ["replay", join(dir, f), "--queries", join(dir, `${name}.queries${ext}`), "-o", answers]);
+      run(join(root, "target/release/roomdag"), ["replay", file, "--queries", join(dir, `${name}.queries${ext}`), "-o", answers]);
       run("python3", [join(sharedDir("oracle"), "compare.py"), expected, answers, "--show", "3"]);
     }
   },

@@ -10,9 +10,14 @@
 //!   some state (the event's own auth events, the state before it, or the
 //!   partial state of an iterative auth check in state resolution).
 //!
-//! Where the reference implementation would crash on malformed content (a
-//! membership event without `membership`, a power level that Python's
-//! `int()` refuses), we reject the event with a typed reason instead.
+//! Where the reference implementation's rules raise an error that is not an
+//! authorization failure — the plain `SynapseError` 400 of its power-levels
+//! checks, or a Python exception on malformed content (a membership event
+//! without `membership`, a power level that `int()` refuses, a
+//! `third_party_invite` without `signed.token`) — the reference server never
+//! stores the event: such a [`AuthRejection`] is not
+//! [an authorization failure](AuthRejection::is_authorization_failure) and
+//! the receiving room drops the PDU instead of storing it as rejected.
 
 use std::fmt;
 
@@ -20,9 +25,9 @@ use serde_json::Value;
 
 use crate::event::{Events, Facts, JoinRule, Membership, StoredEvent};
 use crate::ids::{domain_of, is_user_id_shaped, is_valid_user_id};
-use crate::power_levels::{Level, LevelMap, PowerLevels, SCALAR_KEYS};
+use crate::power_levels::{for_each_level_change, Level, LevelMap, PowerLevels};
 use crate::room_version::RoomVersionRules;
-use crate::signing::{decode_base64, verify_json};
+use crate::third_party_invite;
 
 /// The power level of a room creator in room v12 (MSC4289): "infinite",
 /// represented like the reference server as 2^53.
@@ -68,7 +73,8 @@ pub enum AuthRejection {
     /// Rule 4 (v1–v5): bad `m.room.aliases`.
     #[error("bad m.room.aliases event: {0}")]
     Aliases(&'static str),
-    /// A membership event without a usable `membership`.
+    /// A membership event without `membership` or without a state key
+    /// (the reference raises `KeyError` / `AttributeError`: not stored).
     #[error("membership event has no valid membership ({0})")]
     BadMembership(&'static str),
     /// Third-party invite not backed by a matching `m.room.third_party_invite`.
@@ -126,15 +132,40 @@ pub enum AuthRejection {
     /// A state key that names another user.
     #[error("You are not allowed to set others state")]
     OthersState,
-    /// A malformed power-levels event or value.
+    /// A malformed power-levels event or value (the reference raises a plain
+    /// `SynapseError` or Python's `int()` fails: not stored).
     #[error("invalid power levels: {0}")]
     InvalidPowerLevels(String),
     /// A power-levels change beyond the sender's own level.
     #[error("You don't have permission to {0}")]
     PowerLevelChange(&'static str),
+    /// Content the reference server's auth rules cannot process: an ID
+    /// without a server name (`SynapseError("Invalid ID")`), a malformed
+    /// `third_party_invite` or third-party public key (`KeyError`,
+    /// `TypeError`, `ValueError`). Not an authorization failure: the event
+    /// is never stored.
+    #[error("cannot check the auth rules: {0}")]
+    Unprocessable(String),
     /// Anything else that makes the event unusable.
     #[error("{0}")]
     Malformed(String),
+}
+
+impl AuthRejection {
+    /// Whether the reference server reports this as an authorization failure
+    /// (an `AuthError`), so that it stores the event as rejected.
+    ///
+    /// Otherwise its auth rules raised another error (`SynapseError` 400 in
+    /// the power-levels checks, a Python exception on malformed content):
+    /// `FederationEventHandler._check_event_auth` turns only an `AuthError`
+    /// into a rejection, anything else escapes the PDU's processing and the
+    /// event is never stored — the receiving room drops it.
+    pub fn is_authorization_failure(&self) -> bool {
+        !matches!(
+            self,
+            AuthRejection::BadMembership(_) | AuthRejection::InvalidPowerLevels(_) | AuthRejection::Unprocessable(_)
+        )
+    }
 }
 
 /// The outcome of a passed auth check.
@@ -231,12 +262,20 @@ pub fn auth_types_for_event(event: &StoredEvent, rules: &RoomVersionRules) -> Re
         keys.push(key("m.room.member", target));
         if m.membership == Membership::Invite {
             if let Some(tpi) = &m.third_party_invite {
+                // content["third_party_invite"]["signed"]["token"]: a KeyError or
+                // TypeError for the reference when the path is not there, a
+                // TypeError (unhashable) when the token is an array or object.
                 let token = tpi
                     .get("signed")
                     .and_then(|s| s.get("token"))
-                    .ok_or_else(|| AuthRejection::Malformed("third_party_invite without signed.token".into()))?;
-                if let Some(token) = token.as_str() {
-                    keys.push(key("m.room.third_party_invite", token));
+                    .ok_or_else(|| AuthRejection::Unprocessable("third_party_invite without signed.token".into()))?;
+                match token {
+                    Value::String(token) => keys.push(key("m.room.third_party_invite", token)),
+                    Value::Array(_) | Value::Object(_) => {
+                        return Err(AuthRejection::Unprocessable("third_party_invite token is unhashable".into()))
+                    }
+                    // A number, boolean or null names no state key.
+                    _ => {}
                 }
             }
         }
@@ -278,8 +317,11 @@ pub fn check_create(event: &StoredEvent, envelope: &CreateEnvelope<'_>, rules: &
             return Err(AuthRejection::CreateHasRoomId);
         }
     } else {
-        let room_domain = envelope.room_id.and_then(domain_of);
-        if room_domain.is_none() || room_domain != domain_of(&event.sender) {
+        // get_domain_from_id raises SynapseError("Invalid ID") without a colon.
+        let Some(room_domain) = envelope.room_id.and_then(domain_of) else {
+            return Err(AuthRejection::Unprocessable(format!("Invalid ID: {:?}", envelope.room_id.unwrap_or(""))));
+        };
+        if Some(room_domain) != domain_of(&event.sender) {
             return Err(AuthRejection::CreateRoomIdDomain);
         }
     }
@@ -595,50 +637,21 @@ fn check_power_levels(event: &StoredEvent, state: &AuthState<'_>, rules: &RoomVe
         return Ok(());
     };
     let user_level = user_power_level(&event.sender, state, rules)?;
-    let opt = |l: Option<Level>, what: &str| -> Result<Option<i128>> {
-        match l {
-            None => Ok(None),
-            Some(Level::Int(i)) => Ok(Some(i)),
-            Some(_) => Err(AuthRejection::InvalidPowerLevels(format!("{what} is not an integer"))),
-        }
-    };
-    let check = |old_level: Option<i128>, new_level: Option<i128>, is_other_user: bool| -> Result<()> {
+    let invalid = AuthRejection::InvalidPowerLevels;
+    for_each_level_change(old, new, rules.limit_notifications_power_levels, invalid, |old_level, new_level, user| {
         if let (Some(o), Some(n)) = (old_level, new_level) {
             if o == n {
                 return Ok(());
             }
         }
-        if is_other_user && old_level == Some(user_level) {
+        if user.is_some_and(|u| u != &*event.sender) && old_level == Some(user_level) {
             return Err(AuthRejection::PowerLevelChange("remove ops level equal to your own"));
         }
         if old_level.is_some_and(|o| o > user_level) || new_level.is_some_and(|n| n > user_level) {
             return Err(AuthRejection::PowerLevelChange("add ops level greater than your own"));
         }
         Ok(())
-    };
-    for (i, key) in SCALAR_KEYS.iter().enumerate() {
-        check(opt(old.scalars[i], key)?, opt(new.scalars[i], key)?, false)?;
-    }
-    let raw = |m: &LevelMap, k: &str| m.entries.get(k).copied();
-    let mut maps: Vec<(&LevelMap, &LevelMap, bool)> =
-        vec![(&old.users, &new.users, true), (&old.events, &new.events, false)];
-    if rules.limit_notifications_power_levels {
-        maps.push((&old.notifications, &new.notifications, false));
-    }
-    for (old_map, new_map, users) in maps {
-        if old_map.not_an_object || new_map.not_an_object {
-            return Err(AuthRejection::InvalidPowerLevels("level map is not an object".into()));
-        }
-        let mut keys: Vec<&String> = old_map.entries.keys().chain(new_map.entries.keys()).collect();
-        keys.sort();
-        keys.dedup();
-        for k in keys {
-            let o = opt(raw(old_map, k), k)?;
-            let n = opt(raw(new_map, k), k)?;
-            check(o, n, users && k.as_str() != &*event.sender)?;
-        }
-    }
-    Ok(())
+    })
 }
 
 /// Rule 5: membership changes.
@@ -663,9 +676,10 @@ fn is_membership_change_allowed(event: &StoredEvent, state: &AuthState<'_>, rule
             }
         }
     }
-    // The target must be a user ID with a server name ("Invalid ID").
+    // The target must be a user ID with a server name: get_domain_from_id
+    // raises SynapseError("Invalid ID"), which is not an authorization failure.
     let Some(target_domain) = domain_of(target) else {
-        return Err(AuthRejection::Malformed(format!("Invalid ID {target:?}: no server name")));
+        return Err(AuthRejection::Unprocessable(format!("Invalid ID {target:?}: no server name")));
     };
     // Target on another server than the creator's, and m.federate false.
     if domain_of(&create.sender) != Some(target_domain) && !can_federate(state) {
@@ -688,8 +702,8 @@ fn is_membership_change_allowed(event: &StoredEvent, state: &AuthState<'_>, rule
     let ban_level = named_level(state, "ban", 50)?;
 
     // Third-party invites.
-    if *membership == Membership::Invite && m.third_party_invite.is_some() {
-        if !verify_third_party_invite(event, m.third_party_invite.as_ref(), state) {
+    if let (Membership::Invite, Some(tpi)) = (membership, &m.third_party_invite) {
+        if !third_party_invite::verify(event, tpi, |token| state.get("m.room.third_party_invite", token))? {
             return Err(AuthRejection::NotInvited);
         }
         if target_banned {
@@ -793,74 +807,4 @@ fn is_membership_change_allowed(event: &StoredEvent, state: &AuthState<'_>, rule
         other => return Err(AuthRejection::UnknownMembership(other.as_str().into())),
     }
     Ok(())
-}
-
-/// Checks a third-party invite (`content.third_party_invite.signed`) against
-/// the `m.room.third_party_invite` event named by its token.
-fn verify_third_party_invite(event: &StoredEvent, tpi: Option<&Value>, state: &AuthState<'_>) -> bool {
-    let Some(Value::Object(tpi)) = tpi else {
-        return false;
-    };
-    let Some(Value::Object(signed)) = tpi.get("signed") else {
-        return false;
-    };
-    if !(signed.contains_key("mxid") && signed.contains_key("token") && signed.contains_key("signatures")) {
-        return false;
-    }
-    let Some(token) = signed.get("token").and_then(Value::as_str) else {
-        return false;
-    };
-    let Some(invite) = state.get("m.room.third_party_invite", token) else {
-        return false;
-    };
-    if invite.sender != event.sender {
-        return false;
-    }
-    if signed.get("mxid").and_then(Value::as_str) != event.state_key.as_deref() {
-        return false;
-    }
-    let Facts::ThirdPartyInvite(content) = &invite.facts else {
-        return false;
-    };
-    let mut public_keys: Vec<&Value> = Vec::new();
-    if let Some(k) = content.get("public_key") {
-        public_keys.push(k);
-    }
-    if let Some(Value::Array(list)) = content.get("public_keys") {
-        for o in list {
-            match o.get("public_key") {
-                Some(k) => public_keys.push(k),
-                None => return false,
-            }
-        }
-    }
-    let Some(Value::Object(signatures)) = signed.get("signatures") else {
-        return false;
-    };
-    for pk in public_keys {
-        let Some(bytes) = pk.as_str().and_then(decode_base64) else {
-            continue;
-        };
-        let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice()) else {
-            continue;
-        };
-        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&arr) else {
-            continue;
-        };
-        'servers: for (server, block) in signatures {
-            let Some(block) = block.as_object() else {
-                continue;
-            };
-            for key_name in block.keys() {
-                if !key_name.starts_with("ed25519:") {
-                    continue;
-                }
-                if verify_json(signed, server, key_name, &key) {
-                    return true;
-                }
-                break 'servers;
-            }
-        }
-    }
-    false
 }

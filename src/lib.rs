@@ -11,7 +11,7 @@
 //! * [`canonical_json`], [`redaction`], [`signing`]: the byte-level rules
 //!   (canonical JSON, the redaction algorithm, hashes, event IDs, ed25519).
 //! * [`pdu`]: format checks of a received PDU; [`signatures`]: its signatures.
-//! * [`auth_rules`], [`power_levels`]: the authorization rules.
+//! * [`auth_rules`], [`power_levels`], [`third_party_invite`]: the authorization rules.
 //! * [`state_set`], [`auth_chain`]: shared state maps and the auth-chain index.
 //! * [`state_res`]: state resolution v2 and v2.1.
 //! * [`room`]: the receipt pipeline and the room's indexes.
@@ -54,6 +54,7 @@ pub mod signing;
 pub mod state_res;
 pub mod state_set;
 pub mod store;
+pub mod third_party_invite;
 pub mod visibility;
 
 #[cfg(target_arch = "wasm32")]

@@ -85,6 +85,9 @@ pub struct LevelMap {
     pub all_strict_ints: bool,
     /// The key was present but not a JSON object.
     pub not_an_object: bool,
+    /// That value, when it is not an object (what rule 10's comparison
+    /// loop iterates before room v10; see [`for_each_level_change`]).
+    pub other: Option<Value>,
 }
 
 impl LevelMap {
@@ -95,8 +98,9 @@ impl LevelMap {
                 entries: m.iter().map(|(k, v)| (k.clone(), Level::from_json(v))).collect(),
                 all_strict_ints: m.values().all(Level::is_strict_int),
                 not_an_object: false,
+                other: None,
             },
-            Some(_) => Self { not_an_object: true, all_strict_ints: false, ..Self::default() },
+            Some(v) => Self { not_an_object: true, all_strict_ints: false, other: Some(v.clone()), ..Self::default() },
         }
     }
 
@@ -104,6 +108,158 @@ impl LevelMap {
     pub fn get(&self, key: &str) -> Option<Level> {
         self.entries.get(key).copied().filter(|l| *l != Level::Null)
     }
+
+    /// Python's `list(container)`: an object's keys, an array's elements
+    /// (which must be hashable for the `set` they go into), a string's
+    /// characters; anything else raises `TypeError`.
+    fn py_keys(&self) -> Result<Vec<PyKey<'_>>, &'static str> {
+        match &self.other {
+            None => Ok(self.entries.keys().map(|k| PyKey::Str(k.as_str().into())).collect()),
+            Some(Value::Array(items)) => {
+                items.iter().map(|v| PyKey::from_scalar(v).ok_or("unhashable level key")).collect()
+            }
+            Some(Value::String(s)) => Ok(s.chars().map(|c| PyKey::Str(c.to_string().into())).collect()),
+            Some(_) => Err("level container is not iterable"),
+        }
+    }
+
+    /// Python's `key in container` (an object: key lookup; an array: an
+    /// equal element; a string: a substring).
+    fn py_contains(&self, key: &PyKey<'_>) -> Result<bool, &'static str> {
+        match (&self.other, key) {
+            (None, PyKey::Str(k)) => Ok(self.entries.contains_key(k.as_ref())),
+            (None, _) => Ok(false),
+            (Some(Value::Array(items)), _) => Ok(items.iter().any(|v| PyKey::from_scalar(v).as_ref() == Some(key))),
+            (Some(Value::String(s)), PyKey::Str(k)) => Ok(s.contains(k.as_ref())),
+            _ => Err("'in <string>' requires a string"),
+        }
+    }
+
+    /// Python's `int(container[key])` for a key that [`py_contains`](Self::py_contains).
+    fn py_level(&self, key: &PyKey<'_>) -> Result<i128, &'static str> {
+        let level = match (&self.other, key) {
+            (None, PyKey::Str(k)) => self.entries.get(k.as_ref()).copied().unwrap_or(Level::Invalid),
+            (Some(Value::Array(items)), PyKey::Int(i)) => {
+                let len = i128::try_from(items.len()).unwrap_or(i128::MAX);
+                let at = if *i < 0 { *i + len } else { *i };
+                let item = usize::try_from(at).ok().and_then(|at| items.get(at)).ok_or("list index out of range")?;
+                Level::from_json(item)
+            }
+            _ => return Err("indices must be integers"),
+        };
+        match level {
+            Level::Int(i) => Ok(i),
+            Level::Null | Level::Invalid => Err("level is not an integer"),
+        }
+    }
+}
+
+/// A key of a level container as Python sees it: a hashable JSON scalar
+/// (`true` is `1`, and `1 == 1.0`).
+#[derive(Clone, Debug)]
+enum PyKey<'a> {
+    Str(std::borrow::Cow<'a, str>),
+    Int(i128),
+    Float(f64),
+    None,
+}
+
+impl PyKey<'_> {
+    fn from_scalar(v: &Value) -> Option<PyKey<'_>> {
+        match v {
+            Value::String(s) => Some(PyKey::Str(s.as_str().into())),
+            Value::Bool(b) => Some(PyKey::Int(i128::from(*b))),
+            Value::Null => Some(PyKey::None),
+            Value::Number(n) => {
+                let text = n.to_string();
+                if text.contains(['.', 'e', 'E']) {
+                    Some(PyKey::Float(n.as_f64().unwrap_or(f64::NAN)))
+                } else {
+                    Some(PyKey::Int(parse_python_int(&text).unwrap_or(i128::MAX)))
+                }
+            }
+            Value::Array(_) | Value::Object(_) => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            PyKey::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for PyKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (PyKey::Str(a), PyKey::Str(b)) => a == b,
+            (PyKey::Int(a), PyKey::Int(b)) => a == b,
+            (PyKey::Float(a), PyKey::Float(b)) => a == b,
+            (PyKey::Int(i), PyKey::Float(f)) | (PyKey::Float(f), PyKey::Int(i)) => *i as f64 == *f,
+            (PyKey::None, PyKey::None) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Rule 10's comparisons, in the reference's (`_check_power_levels`)
+/// order: the scalar levels, then every key of `users`, `events` and (room
+/// v6+) `notifications` in either the old or the new content. `check` gets
+/// `(old level, new level, the user ID for a users entry)`; absent is `None`.
+///
+/// Where the reference's Python raises instead (`list()` of a container
+/// that is not iterable or holds unhashable items, before any comparison;
+/// `int()` of a value, or indexing a list or string, when its key is
+/// reached), this returns `invalid(reason)`. Containers that are not
+/// objects only get this far before room v10.
+pub fn for_each_level_change<'a, E>(
+    old: &'a PowerLevels,
+    new: &'a PowerLevels,
+    notifications: bool,
+    invalid: impl Fn(String) -> E,
+    mut check: impl FnMut(Option<i128>, Option<i128>, Option<&str>) -> Result<(), E>,
+) -> Result<(), E> {
+    let scalar = |l: Option<Level>, key: &str| match l {
+        None => Ok(None),
+        Some(Level::Int(i)) => Ok(Some(i)),
+        Some(_) => Err(invalid(format!("{key} is not an integer"))),
+    };
+    let mut maps: Vec<(&LevelMap, &LevelMap, bool)> =
+        vec![(&old.users, &new.users, true), (&old.events, &new.events, false)];
+    if notifications {
+        maps.push((&old.notifications, &new.notifications, false));
+    }
+    // The whole list of levels is built before the first comparison.
+    let mut keyed: Vec<(&LevelMap, &LevelMap, bool, Vec<PyKey<'a>>)> = Vec::new();
+    for (o, n, users) in maps {
+        let mut keys: Vec<PyKey<'a>> = Vec::new();
+        for k in
+            o.py_keys().map_err(|e| invalid(e.into()))?.into_iter().chain(n.py_keys().map_err(|e| invalid(e.into()))?)
+        {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        keyed.push((o, n, users, keys));
+    }
+    for (i, key) in SCALAR_KEYS.iter().enumerate() {
+        check(scalar(old.scalars[i], key)?, scalar(new.scalars[i], key)?, None)?;
+    }
+    for (o, n, users, keys) in keyed {
+        for k in &keys {
+            let level = |m: &LevelMap| -> Result<Option<i128>, E> {
+                if m.py_contains(k).map_err(|e| invalid(e.into()))? {
+                    m.py_level(k).map(Some).map_err(|e| invalid(format!("{k:?}: {e}")))
+                } else {
+                    Ok(None)
+                }
+            };
+            let (old_level, new_level) = (level(o)?, level(n)?);
+            check(old_level, new_level, if users { k.as_str() } else { None })?;
+        }
+    }
+    Ok(())
 }
 
 /// The scalar level keys, in the order the spec lists them.

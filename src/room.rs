@@ -13,7 +13,9 @@
 //! 6. the state before it: the states after its prev events, resolved when
 //!    they differ;
 //! 7. size limits, then the auth rules against its own auth events and
-//!    against the state before it; a failure stores it as *rejected*.
+//!    against the state before it; a failure stores it as *rejected* (an
+//!    error that is not an authorization failure drops it, as Synapse never
+//!    stores such an event).
 //!
 //! An accepted state event extends the state; accepted events become forward
 //! extremities until an accepted event lists them in `prev_events`.
@@ -94,6 +96,9 @@ pub enum DropStage {
     Hash,
     /// A prev or auth event is not stored.
     Missing,
+    /// The auth rules raised an error that is not an authorization failure
+    /// (see [`AuthRejection::is_authorization_failure`]).
+    Auth,
 }
 
 /// What happened to one PDU.
@@ -809,6 +814,7 @@ impl Room {
         if let Err(LimitError::Unpersistable(reason)) = &limits {
             return Outcome::drop(Some(&id), DropStage::Parse, reason.clone());
         }
+        let mark = self.events.mark();
         let mut event = self.events.prepare(NewEvent {
             id: id.as_str(),
             raw,
@@ -838,14 +844,26 @@ impl Room {
                 self.check_auth(&event, &envelope, !outlier)
             }),
         };
+        // Receipt check 6, soft failure: its check raises like the auth rules
+        // do, and an error that is not an AuthError drops the event too.
+        let verdict = verdict.and_then(|allowed| {
+            let soft_failed = match placement {
+                Placement::SoftFailed => mode == Mode::Placed,
+                Placement::Live => self.soft_fails(&event)?,
+                _ => false,
+            };
+            Ok((allowed, soft_failed))
+        });
         match verdict {
-            Ok(allowed) => {
+            Ok((allowed, soft_failed)) => {
                 event.recheck_redaction = allowed.recheck_redaction;
-                event.soft_failed = match placement {
-                    Placement::SoftFailed => mode == Mode::Placed,
-                    Placement::Live => self.soft_fails(&event),
-                    _ => false,
-                };
+                event.soft_failed = soft_failed;
+            }
+            // Synapse stores an event as rejected only on an AuthError; any
+            // other error of its auth rules means it never stores it.
+            Err(reason) if !reason.is_authorization_failure() => {
+                self.events.cut(mark);
+                return Outcome::drop(Some(&id), DropStage::Auth, reason.to_string());
             }
             Err(reason) => {
                 event.status = EventStatus::Rejected;
@@ -968,19 +986,27 @@ impl Room {
     /// event whose prev events are not the forward extremities must also
     /// pass the state-dependent auth rules against the room's current state
     /// (its auth types of it); otherwise it is soft failed.
-    fn soft_fails(&self, event: &StoredEvent) -> bool {
+    ///
+    /// An error of the auth rules that is not an authorization failure is
+    /// returned: Synapse's `_check_for_soft_fail` catches only `AuthError`,
+    /// so the event is never stored.
+    fn soft_fails(&self, event: &StoredEvent) -> Result<bool, AuthRejection> {
         let prevs: BTreeSet<EventIdx> = self.events.prev_events(event).iter().copied().collect();
         if prevs == self.extremities || event.is_create_type() {
-            return false;
+            return Ok(false);
         }
         let current = self.current_state_map();
-        let Ok(types) = auth_types_for_event(event, self.rules) else { return false };
+        let types = auth_types_for_event(event, self.rules)?;
         let auth: Vec<&StoredEvent> = types
             .iter()
             .filter_map(|(t, k)| self.key_of(t, k).and_then(|key| current.get(key)))
             .map(|e| self.event(e))
             .collect();
-        check_state_dependent_auth_rules(event, &AuthState::from_events(auth.into_iter()), self.rules).is_err()
+        match check_state_dependent_auth_rules(event, &AuthState::from_events(auth), self.rules) {
+            Ok(_) => Ok(false),
+            Err(e) if e.is_authorization_failure() => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// The signatures an event must carry (checked again after the hash check,

@@ -30,6 +30,9 @@ mod adversarial;
 #[path = "hardening/regressions.rs"]
 mod regressions;
 
+#[path = "hardening/auth_drops.rs"]
+mod auth_drops;
+
 #[path = "support/answers.rs"]
 mod answers;
 

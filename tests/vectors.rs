@@ -24,3 +24,6 @@ mod auth_rules;
 
 #[path = "vectors/state_res.rs"]
 mod state_res;
+
+#[path = "vectors/server_acl.rs"]
+mod server_acl;

@@ -24,7 +24,7 @@ impl ServerAcl {
             content
                 .get(k)
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_ascii_lowercase).collect())
+                .map(|a| a.iter().filter_map(Value::as_str).map(fold).collect())
                 .unwrap_or_default()
         };
         Self {
@@ -36,7 +36,7 @@ impl ServerAcl {
 
     /// Whether `server` (a server name, with or without port) may take part.
     pub fn allows(&self, server: &str) -> bool {
-        let host = split_host_port(server).0.to_ascii_lowercase();
+        let host = fold(split_host_port(server).0);
         if !self.allow_ip_literals && is_ip_literal(&host) {
             return false;
         }
@@ -45,6 +45,20 @@ impl ServerAcl {
         }
         self.allow.iter().any(|g| glob_match(g, &host))
     }
+}
+
+/// Case folding for matching: Synapse compiles the globs into
+/// case-insensitive regular expressions (Unicode simple case folding).
+/// Server names are ASCII, and the only other characters that fold to an
+/// ASCII letter are U+212A KELVIN SIGN (`k`) and U+017F LONG S (`s`).
+fn fold(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\u{212A}' => 'k',
+            '\u{17F}' => 's',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
 }
 
 fn is_ip_literal(host: &str) -> bool {
@@ -59,12 +73,13 @@ pub fn glob_match(glob: &str, s: &str) -> bool {
     let (mut gi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if gi < g.len() && (g[gi] == '?' || g[gi] == t[ti]) {
-            gi += 1;
-            ti += 1;
-        } else if gi < g.len() && g[gi] == '*' {
+        // A `*` in the glob is always the wildcard, even against a `*` in the text.
+        if gi < g.len() && g[gi] == '*' {
             star = Some((gi, ti));
             gi += 1;
+        } else if gi < g.len() && (g[gi] == '?' || g[gi] == t[ti]) {
+            gi += 1;
+            ti += 1;
         } else if let Some((sg, st)) = star {
             gi = sg + 1;
             ti = st + 1;

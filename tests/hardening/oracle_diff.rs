@@ -336,7 +336,11 @@ fn oracle_diff() {
 
 /// Fresh rooms from the oracle's own generator (`gen_room.py`: several
 /// simulated servers, partitions, scripted races, bad PDUs), every room
-/// version, high fork rates; roomdag must match Synapse on each.
+/// version, high fork rates; roomdag must match Synapse on each. Rooms of
+/// odd seeds have every optional feature their version supports
+/// (`--features all`: knocks, restricted joins, ACLs, third-party invites,
+/// v12 creators, visibility episodes, state redactions);
+/// `ROOMDAG_ORACLE_GEN_FEATURES=all|none` for all or none of them.
 ///
 /// ```sh
 /// ROOMDAG_ORACLE_GEN_RUNS=20 cargo test --release --test hardening oracle_generated_rooms -- --ignored --nocapture
@@ -347,6 +351,7 @@ fn oracle_generated_rooms() {
     let python = require_oracle_python();
     let runs: u64 = std::env::var("ROOMDAG_ORACLE_GEN_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
     let first: u64 = std::env::var("ROOMDAG_ORACLE_GEN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let features_mode = std::env::var("ROOMDAG_ORACLE_GEN_FEATURES").unwrap_or_default();
     let root = std::env::temp_dir().join("roomdag-oracle-gen");
     let mut failures = Vec::new();
     let mut total = 0usize;
@@ -355,6 +360,12 @@ fn oracle_generated_rooms() {
         let fork_rate = ["0.3", "0.5", "0.7", "0.9"][(seed / 10) as usize % 4];
         let events = [300, 800, 1500][seed as usize % 3].to_string();
         let servers = (3 + seed % 5).to_string();
+        let features = match features_mode.as_str() {
+            "all" => "all",
+            "none" => "none",
+            _ if seed % 2 == 1 => "all",
+            _ => "none",
+        };
         let dir = root.join(format!("gen-{seed}"));
         std::fs::create_dir_all(&dir).unwrap();
         let name = format!("gen{seed}");
@@ -363,7 +374,8 @@ fn oracle_generated_rooms() {
             Command::new(&python)
                 .arg(oracle_dir().join("gen_room.py"))
                 .args(["--seed", &(1000 + seed).to_string(), "--events", &events, "--servers", &servers])
-                .args(["--room-version", version, "--fork-rate", fork_rate, "--bad-rate", "0.08", "-o"])
+                .args(["--room-version", version, "--fork-rate", fork_rate, "--bad-rate", "0.08", "--features", features])
+                .arg("-o")
                 .arg(&fixture)
                 .current_dir(oracle_dir())
                 .output()
@@ -407,7 +419,7 @@ fn oracle_generated_rooms() {
         total += events_list.len();
         let diff = compare(&expected, &answers, &events_list);
         eprintln!(
-            "oracle_generated_rooms {seed}: v{version}, {events} events, {servers} servers, fork rate {fork_rate}: generated in {t_gen:.1?}, roomdag {t_ours:.1?}: {}",
+            "oracle_generated_rooms {seed}: v{version}, {events} events, {servers} servers, fork rate {fork_rate}, features {features}: generated in {t_gen:.1?}, roomdag {t_ours:.1?}: {}",
             summary(&diff)
         );
         keep_if_different(&format!("gen {seed}"), &dir, &diff, &mut failures);

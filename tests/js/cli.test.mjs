@@ -6,16 +6,13 @@ import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, mkdtempSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { root, fixturesDir } from "./fixtures.mjs";
+import { root, fixtureRooms } from "./fixtures.mjs";
 
 const native = join(root, "target", "release", "roomdag");
 const wasmCli = join(root, "pkg", "cli.mjs");
 const out = mkdtempSync(join(tmpdir(), "roomdag-cli-"));
 
-const rooms = readdirSync(fixturesDir)
-  .filter((f) => /\.json(\.gz)?$/.test(f) && !/\.(queries|expected)\./.test(f))
-  .map((f) => ({ f, name: f.replace(/\.json(\.gz)?$/, ""), ext: f.endsWith(".gz") ? ".json.gz" : ".json" }))
-  .filter(({ name, ext }) => existsSync(join(fixturesDir, `${name}.queries${ext}`)));
+const rooms = fixtureRooms();
 
 function run(cmd, args) {
   return spawnSync(cmd, args, { encoding: "buffer", maxBuffer: 1 << 30 });
@@ -23,14 +20,14 @@ function run(cmd, args) {
 
 test("the native CLI is built", () => assert.ok(existsSync(native), `${native} (run cargo build --release)`));
 
-for (const { f, name, ext } of rooms) {
+for (const { file, name, ext, dir } of rooms) {
   test(`${name}: wasm and native answers are identical`, () => {
-    const q = join(fixturesDir, `${name}.queries${ext}`);
+    const q = join(dir, `${name}.queries${ext}`);
     const a = join(out, `${name}.native.json`);
     const b = join(out, `${name}.wasm.json`);
-    const r1 = run(native, ["replay", join(fixturesDir, f), "--queries", q, "-o", a]);
+    const r1 = run(native, ["replay", file, "--queries", q, "-o", a]);
     assert.equal(r1.status, 0, r1.stderr.toString());
-    const r2 = run(process.execPath, [wasmCli, "replay", join(fixturesDir, f), "--queries", q, "-o", b]);
+    const r2 = run(process.execPath, [wasmCli, "replay", file, "--queries", q, "-o", b]);
     assert.equal(r2.status, 0, r2.stderr.toString());
     assert.ok(readFileSync(a).equals(readFileSync(b)), "answers differ");
   });

@@ -1,6 +1,6 @@
 // Loads the Synapse-judged fixtures: $ROOMDAG_FIXTURES, else ../shared/fixtures
 // when it exists, else the project's own copy in tests/shared/fixtures.
-import { readFileSync, existsSync } from "node:fs";
+import { readFileSync, existsSync, readdirSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +14,30 @@ export function sharedDir(kind) {
   return existsSync(steering) ? steering : join(root, "tests", "shared", kind);
 }
 export const fixturesDir = process.env.ROOMDAG_FIXTURES ?? sharedDir("fixtures");
+
+/**
+ * Every room fixture the suites replay, `{file, name, ext, dir}`: those of
+ * `fixturesDir`, then the project's own copy's rooms not already listed (it
+ * holds rooms of its own, e.g. the feature rooms). `$ROOMDAG_FIXTURES` alone
+ * when set.
+ */
+export function fixtureRooms() {
+  const own = join(root, "tests", "shared", "fixtures");
+  const dirs = process.env.ROOMDAG_FIXTURES || fixturesDir === own ? [fixturesDir] : [fixturesDir, own];
+  const seen = new Set();
+  const out = [];
+  for (const dir of dirs) {
+    for (const f of readdirSync(dir).sort()) {
+      if (!/\.json(\.gz)?$/.test(f) || /\.(queries|expected)\./.test(f)) continue;
+      const ext = f.endsWith(".gz") ? ".json.gz" : ".json";
+      const name = f.slice(0, -ext.length);
+      if (seen.has(name) || !existsSync(join(dir, `${name}.queries${ext}`))) continue;
+      seen.add(name);
+      out.push({ file: join(dir, f), name, ext, dir });
+    }
+  }
+  return out;
+}
 
 /** A named fixture file's bytes: from `fixturesDir`, else from the project's copy. */
 export function readFixtureFile(name) {

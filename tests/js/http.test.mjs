@@ -17,7 +17,9 @@ function makeServer(fixture, extra = {}) {
   return { server, rooms, client };
 }
 
-for (const name of ["v12-forky-1k", "v3-500", "v10-linear-200"]) {
+// v12-features-1k (ours, tests/shared/fixtures): knocks, restricted joins signed by
+// two servers, third-party invites, ACLs, creators, and PDUs Synapse drops.
+for (const name of ["v12-forky-1k", "v3-500", "v10-linear-200", "v12-features-1k"]) {
   test(`${name}: /send then every query matches Synapse`, async () => {
     const { room, expected } = loadFixture(name);
     const { client } = makeServer(room);
@@ -27,6 +29,7 @@ for (const name of ["v12-forky-1k", "v3-500", "v10-linear-200"]) {
       const r = results[e.event_id];
       if (e.status === "accepted") assert.deepEqual(r, {}, `${e.event_id} should be accepted`);
       if (e.status === "rejected") assert.ok(r && typeof r.error === "string", `${e.event_id} should carry an error`);
+      if (e.status === "dropped" && r) assert.equal(typeof r.error, "string", `${e.event_id} is dropped: an error`);
     }
     assert.ok(wantStored.size > 0);
     const mismatches = [];

@@ -23,6 +23,21 @@ pub fn fixtures_dir() -> PathBuf {
     std::env::var_os("ROOMDAG_FIXTURES").map(PathBuf::from).unwrap_or_else(|| shared_dir("fixtures"))
 }
 
+/// The directories whose rooms the suites replay, in order of precedence:
+/// `$ROOMDAG_FIXTURES` alone when set; else [`fixtures_dir`], then the
+/// project's own copy (which holds rooms of its own, e.g. the feature rooms:
+/// a room in both is taken from the first).
+#[allow(dead_code)]
+pub fn fixture_dirs() -> Vec<PathBuf> {
+    let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shared/fixtures");
+    let first = fixtures_dir();
+    if std::env::var_os("ROOMDAG_FIXTURES").is_some() || first == own {
+        vec![first]
+    } else {
+        vec![first, own]
+    }
+}
+
 /// A named fixture file (`NAME.json` or `NAME.json.gz`): from [`fixtures_dir`],
 /// else from the project's copy (a test that names a room finds it even when
 /// the fixtures directory holds other rooms).

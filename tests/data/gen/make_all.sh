@@ -10,6 +10,7 @@ cd "$(dirname "$0")"
 "$PY" signing.py
 "$PY" redaction.py
 "$PY" auth_rules.py
+"$PY" server_acl.py
 rm -f ../state_res/*.json
 "$PY" state_res_scenarios.py
 "$PY" ruma_convert.py
