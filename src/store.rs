@@ -24,28 +24,13 @@ pub enum StoreError {
     /// The backend refused the write or read.
     #[error("store I/O failed: {0}")]
     Io(String),
-    /// A stored record does not replay to the verdict it was stored with.
-    #[error("stored record {event_id} replayed as {got} instead of {want}")]
-    Inconsistent {
-        /// The record's event.
-        event_id: String,
-        /// Its stored status.
-        want: String,
-        /// What replaying it gave.
-        got: String,
-    },
-    /// The stored room version is not hosted.
+    /// The stored log does not replay (a record gives another verdict, or
+    /// the room version is not hosted).
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    /// The room version is not hosted.
     #[error(transparent)]
     RoomVersion(#[from] UnsupportedRoomVersion),
-}
-
-impl From<RestoreError> for StoreError {
-    fn from(e: RestoreError) -> Self {
-        match e {
-            RestoreError::Inconsistent { event_id, want, got } => StoreError::Inconsistent { event_id, want, got },
-            RestoreError::RoomVersion(v) => StoreError::RoomVersion(v),
-        }
-    }
 }
 
 /// An append-only record log.

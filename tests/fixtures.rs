@@ -21,7 +21,9 @@ use shared::fixture_dirs;
 fn fixtures() -> Vec<(String, PathBuf, PathBuf, PathBuf)> {
     let mut out: Vec<(String, PathBuf, PathBuf, PathBuf)> = Vec::new();
     for dir in fixture_dirs() {
-        out.extend(fixtures_in(&dir).into_iter().filter(|(n, ..)| !out.iter().any(|(m, ..)| m == n)).collect::<Vec<_>>());
+        out.extend(
+            fixtures_in(&dir).into_iter().filter(|(n, ..)| !out.iter().any(|(m, ..)| m == n)).collect::<Vec<_>>(),
+        );
     }
     out.sort();
     assert!(!out.is_empty(), "no fixtures found in {:?}", fixture_dirs());

@@ -12,7 +12,6 @@ use crate::client::server_name::{is_localhost_name, is_private_address, ServerNa
 use crate::client::well_known;
 use crate::room_version::RoomVersionRules;
 use crate::signatures::{required_signers, signers_missing_keys};
-use crate::signing::ServerSigningKey;
 
 /// Why `name` is not a valid server name, or `undefined` if it is one.
 #[wasm_bindgen(js_name = serverNameError)]
@@ -179,8 +178,7 @@ pub fn prepare(
     body: Option<String>,
     signed: bool,
 ) -> Result<String, JsError> {
-    let key = ServerSigningKey::from_seed_b64(origin, key_id, seed_b64)
-        .ok_or_else(|| js_error("invalid signing key seed"))?;
+    let key = super::signing_key(origin, key_id, seed_b64)?;
     Ok(to_json(&match prepare_request(&key, destination, method, target, body.as_deref(), signed) {
         Ok(r) => json!({
             "destination": r.destination.as_str(),

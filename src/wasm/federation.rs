@@ -9,7 +9,6 @@ use super::{js_error, to_json, WasmKeyRing};
 use crate::history::{self, FetchedPdus};
 use crate::membership::{self, MembershipError, SignedMembership};
 use crate::room_version::RoomVersionRules;
-use crate::signing::ServerSigningKey;
 
 fn parse(text: &str, what: &str) -> Result<Value, JsError> {
     serde_json::from_str(text).map_err(|e| js_error(format!("{what} is not JSON: {e}")))
@@ -17,10 +16,6 @@ fn parse(text: &str, what: &str) -> Result<Value, JsError> {
 
 fn rules(version: &str) -> Result<&'static RoomVersionRules, JsError> {
     RoomVersionRules::supported(version).map_err(js_error)
-}
-
-fn key(server: &str, key_id: &str, seed: &str) -> Result<ServerSigningKey, JsError> {
-    ServerSigningKey::from_seed_b64(server, key_id, seed).ok_or_else(|| js_error("invalid signing key seed"))
 }
 
 fn fetched_json(f: FetchedPdus) -> String {
@@ -66,7 +61,7 @@ pub fn build_membership_event(
     key_id: &str,
     seed: &str,
 ) -> Result<String, JsError> {
-    let k = key(server, key_id, seed)?;
+    let k = super::signing_key(server, key_id, seed)?;
     let m = membership::build_membership_event(&parse(response, "the answer")?, room_id, user_id, membership_value, &k)
         .map_err(js_error)?;
     Ok(to_json(&json!({"roomVersion": m.room_version.id, "eventId": m.event_id, "pdu": Value::Object(m.pdu)})))
@@ -114,7 +109,7 @@ pub fn accept_invite(
     key_id: &str,
     seed: &str,
 ) -> Result<String, JsError> {
-    let k = key(server, key_id, seed)?;
+    let k = super::signing_key(server, key_id, seed)?;
     let body = match serde_json::from_str::<Value>(body) {
         Ok(b) => b,
         Err(e) => {

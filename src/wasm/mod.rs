@@ -33,6 +33,11 @@ pub(crate) fn js_error(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// A signing key from its unpadded base64 seed (a JS error for a bad seed).
+pub(crate) fn signing_key(server: &str, key_id: &str, seed_b64: &str) -> Result<ServerSigningKey, JsError> {
+    ServerSigningKey::from_seed_b64(server, key_id, seed_b64).ok_or_else(|| js_error("invalid signing key seed"))
+}
+
 pub(crate) fn to_json(v: &Value) -> String {
     serde_json::to_string(v).expect("serde_json::Value always serializes")
 }
@@ -692,8 +697,7 @@ pub fn server_keys(
     now_ms: f64,
     validity_ms: f64,
 ) -> Result<String, JsError> {
-    let key = ServerSigningKey::from_seed_b64(server_name, key_id, seed_b64)
-        .ok_or_else(|| js_error("invalid signing key seed"))?;
+    let key = signing_key(server_name, key_id, seed_b64)?;
     Ok(to_json(&server_keys_response(&key, now_ms as i64, validity_ms as i64)))
 }
 
@@ -701,8 +705,7 @@ pub fn server_keys(
 /// signature added.
 #[wasm_bindgen(js_name = signJson)]
 pub fn sign_json(object: &str, server: &str, key_id: &str, seed_b64: &str) -> Result<String, JsError> {
-    let key = ServerSigningKey::from_seed_b64(server, key_id, seed_b64)
-        .ok_or_else(|| js_error("invalid signing key seed"))?;
+    let key = signing_key(server, key_id, seed_b64)?;
     let Value::Object(mut m) = serde_json::from_str::<Value>(object).map_err(js_error)? else {
         return Err(js_error("only JSON objects can be signed"));
     };
@@ -713,8 +716,7 @@ pub fn sign_json(object: &str, server: &str, key_id: &str, seed_b64: &str) -> Re
 /// The public key (unpadded base64) of a signing key seed.
 #[wasm_bindgen(js_name = publicKeyOf)]
 pub fn public_key_of(seed_b64: &str) -> Result<String, JsError> {
-    let key = ServerSigningKey::from_seed_b64("x", "ed25519:x", seed_b64)
-        .ok_or_else(|| js_error("invalid signing key seed"))?;
+    let key = signing_key("x", "ed25519:x", seed_b64)?;
     Ok(key.public_key_b64())
 }
 
@@ -730,8 +732,7 @@ pub fn sign_request(
     target: &str,
     body: Option<String>,
 ) -> Result<String, JsError> {
-    let key = ServerSigningKey::from_seed_b64(origin, key_id, seed_b64)
-        .ok_or_else(|| js_error("invalid signing key seed"))?;
+    let key = signing_key(origin, key_id, seed_b64)?;
     let content = match body.as_deref().filter(|b| !b.is_empty()) {
         Some(b) => Some(serde_json::from_str::<Value>(b).map_err(js_error)?),
         None => None,
@@ -756,8 +757,7 @@ pub fn redact_pdu(pdu: &str, room_version: &str) -> Result<String, JsError> {
 #[wasm_bindgen(js_name = signPdu)]
 pub fn sign_pdu(pdu: &str, room_version: &str, server: &str, key_id: &str, seed_b64: &str) -> Result<String, JsError> {
     let rules = crate::room_version::RoomVersionRules::supported(room_version).map_err(js_error)?;
-    let key = ServerSigningKey::from_seed_b64(server, key_id, seed_b64)
-        .ok_or_else(|| js_error("invalid signing key seed"))?;
+    let key = signing_key(server, key_id, seed_b64)?;
     let Value::Object(mut event) = serde_json::from_str::<Value>(pdu).map_err(js_error)? else {
         return Err(js_error("a PDU must be a JSON object"));
     };

@@ -374,7 +374,16 @@ fn oracle_generated_rooms() {
             Command::new(&python)
                 .arg(oracle_dir().join("gen_room.py"))
                 .args(["--seed", &(1000 + seed).to_string(), "--events", &events, "--servers", &servers])
-                .args(["--room-version", version, "--fork-rate", fork_rate, "--bad-rate", "0.08", "--features", features])
+                .args([
+                    "--room-version",
+                    version,
+                    "--fork-rate",
+                    fork_rate,
+                    "--bad-rate",
+                    "0.08",
+                    "--features",
+                    features,
+                ])
                 .arg("-o")
                 .arg(&fixture)
                 .current_dir(oracle_dir())

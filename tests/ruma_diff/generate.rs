@@ -18,9 +18,9 @@
 
 use std::collections::BTreeMap;
 
+use roomdag::room::DropStage;
 use roomdag::signing::{content_hash, encode_base64};
 use roomdag::state_set::StateSetId;
-use roomdag::room::DropStage;
 use roomdag::{EventIdx, Outcome, Room, Verification};
 use serde_json::{json, Map, Value};
 
@@ -242,7 +242,9 @@ impl Gen<'_> {
             v
         };
         let auth = with_create(self, &[]);
-        let j = self.add("m.room.member", Some(CREATOR), CREATOR, json!({"membership": "join"}), &[c], &auth).expect("join stored");
+        let j = self
+            .add("m.room.member", Some(CREATOR), CREATOR, json!({"membership": "join"}), &[c], &auth)
+            .expect("join stored");
         let join_id = self.id(j);
         let mut users = Map::new();
         if !self.v12() {
