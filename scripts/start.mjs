@@ -138,8 +138,10 @@ try {
     // fixture publishes fail at once on loopback instead of in DNS. Set
     // KEY_SERVER_URL= (empty) to fetch keys from real servers.
     KEY_SERVER_URL: "http://127.0.0.1:9/{server}",
-    // The read-only inspector (the visualizer) needs no token from this machine.
-    INSPECTOR: "loopback",
+    // The read-only inspector (the visualizer) needs no token from this
+    // machine — only when npm start listens on loopback: listening on every
+    // address, a Host: localhost header from anyone would open it.
+    INSPECTOR: /^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(HOST) ? "loopback" : "closed",
     DEFAULT_ROOM: demo.room_id,
   };
   effective = resolveConfig({
