@@ -162,3 +162,27 @@ test("leave: make_leave → our signed leave → send_leave; our leave is stored
   assert.match(outcomes[0].reason, /left this room/);
   assert.equal(engine.eventCount, before + 1, "nothing more stored");
 });
+
+test("backfill is resumable: stopped after a few requests, the room reopened from its store, a new participant finishes it", { timeout: 120_000 }, async () => {
+  const { room } = loadFixture("v12-forky-1k");
+  const resident = await new Resident(room).load();
+  resident.trust(OUR, KEY_ID, publicKeyOf(SEED));
+  const stores = new Map();
+  const directory = () => new RoomDirectory({ createStore: (id) => stores.get(id) ?? stores.set(id, new MemoryStore()).get(id) });
+  const participant = (rooms) =>
+    new RoomMirror({ serverName: OUR, signingKey: { keyId: KEY_ID, seed: SEED }, rooms, client: resident.client(OUR), keyRing: pinKeys(new KeyRing(), trustedKeysOf(room)) });
+  const first = participant(directory());
+  await resident.create({ type: "m.room.member", stateKey: first.userId, sender: resident.joinedMember(), content: { membership: "invite" } });
+  await first.join(resident.roomId, [resident.name], { backfill: false });
+  const partial = await first.backfill(resident.roomId, { maxRequests: 2, finalRebuild: false });
+  assert.equal(partial.complete, false, "two requests do not reach the create event");
+  assert.ok(partial.fetched > 0);
+  // A restart: a new directory over the same stores, a new participant.
+  const rooms = directory();
+  const reopened = await rooms.get(resident.roomId);
+  assert.ok(reopened.pendingCount + reopened.deferredCount > 0, "history fetched before the restart is still held");
+  const done = await participant(rooms).backfill(resident.roomId);
+  assert.ok(done.complete, JSON.stringify(done));
+  assert.deepEqual(sameRoom(resident, reopened).missing, []);
+  assert.equal(reopened.currentState().digest, resident.engine.currentState().digest);
+});
