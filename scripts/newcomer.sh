@@ -50,12 +50,15 @@ ROOMDAG_PORT=$port npm start > "$work/start.log" 2>&1 &
 start_pid=$!
 set +m
 deadline=$(( $(date +%s) + 1800 ))
-until curl -sf "http://127.0.0.1:$port/_roomdag/rooms" | grep -q '"eventCount":[1-9]'; do
+# (curl's output is captured before grep reads it: `curl | grep -q` fails
+# under pipefail when grep stops reading early.)
+until [[ "$(curl -sf "http://127.0.0.1:$port/_roomdag/rooms" || true)" =~ \"eventCount\":[1-9] ]]; do
   if ! kill -0 "$start_pid" 2>/dev/null; then tail -40 "$work/start.log"; echo "newcomer: npm start exited" >&2; exit 1; fi
   [ "$(date +%s)" -lt "$deadline" ] || { tail -40 "$work/start.log"; echo "newcomer: npm start not ready in 30 min" >&2; exit 1; }
   sleep 2
 done
-curl -sf "http://127.0.0.1:$port/" | grep -qi "<html" || { echo "newcomer: / is not the visualizer" >&2; exit 1; }
+page=$(curl -sf "http://127.0.0.1:$port/" || true)
+[[ "$page" == *"<html"* ]] || { echo "newcomer: / is not the visualizer" >&2; exit 1; }
 t_start=$(date +%s)
 echo "npm start: ready, demo room imported: $(curl -s "http://127.0.0.1:$port/_roomdag/rooms")"
 kill -INT "$start_pid"
