@@ -27,7 +27,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/roomdag-newcomer.XXXXXX)
 say() { printf '\n== newcomer: %s\n' "$*"; }
 cleanup() {
-  [ -n "${start_pid:-}" ] && kill -INT "$start_pid" 2>/dev/null && sleep 3 && kill -KILL -- "-$start_pid" 2>/dev/null || true
+  [ -n "${start_pid:-}" ] && kill -INT -- "-$start_pid" 2>/dev/null && sleep 3 && kill -KILL -- "-$start_pid" 2>/dev/null || true
   if [ "$keep" = 0 ] && [ "${ok:-0}" = 1 ]; then rm -rf "$work"; else echo "kept: $work"; fi
 }
 trap cleanup EXIT
@@ -61,7 +61,9 @@ page=$(curl -sf "http://127.0.0.1:$port/" || true)
 [[ "$page" == *"<html"* ]] || { echo "newcomer: / is not the visualizer" >&2; exit 1; }
 t_start=$(date +%s)
 echo "npm start: ready, demo room imported: $(curl -s "http://127.0.0.1:$port/_roomdag/rooms")"
-kill -INT "$start_pid"
+# Ctrl-C as a user would: to npm start's whole process group (npm itself
+# does not pass a SIGINT on when it is not from a terminal).
+kill -INT -- "-$start_pid"
 wait "$start_pid" 2>/dev/null || true
 start_pid=
 

@@ -367,19 +367,9 @@ impl WasmRoom {
         our_server_name: &str,
         now_ms: f64,
     ) -> String {
-        let result = (|| -> Result<Value, HttpError> {
-            let t = Target::parse(target)?;
-            let endpoint = http::route(method, &t)?;
-            let body = match body.as_deref() {
-                Some(b) if !b.is_empty() => Some(http::parse_body(b.as_bytes())?),
-                _ => None,
-            };
+        answer_json(routed(method, target, body.as_deref()).and_then(|(endpoint, t, body)| {
             http::room_query(&self.room, &endpoint, &t, body.as_ref(), origin, our_server_name, now_ms as i64)
-        })();
-        to_json(&match result {
-            Ok(body) => json!({"status": 200, "body": body}),
-            Err(e) => json!({"status": e.status, "body": e.body()}),
-        })
+        }))
     }
 
     /// Whether `origin` may read the room's state (joined, then admitted by
@@ -554,15 +544,24 @@ pub fn unknown_room_query(
     our_server_name: &str,
     now_ms: f64,
 ) -> String {
-    let result = (|| -> Result<Value, HttpError> {
-        let t = Target::parse(target)?;
-        let endpoint = http::route(method, &t)?;
-        let body = match body.as_deref() {
-            Some(b) if !b.is_empty() => Some(http::parse_body(b.as_bytes())?),
-            _ => None,
-        };
+    answer_json(routed(method, target, body.as_deref()).and_then(|(endpoint, t, body)| {
         http::unknown_room_query(&endpoint, &t, body.as_ref(), origin, our_server_name, now_ms as i64)
-    })();
+    }))
+}
+
+/// A request's endpoint, target and JSON body (for the room queries).
+fn routed(method: &str, target: &str, body: Option<&str>) -> Result<(Endpoint, Target, Option<Value>), HttpError> {
+    let t = Target::parse(target)?;
+    let endpoint = http::route(method, &t)?;
+    let body = match body {
+        Some(b) if !b.is_empty() => Some(http::parse_body(b.as_bytes())?),
+        _ => None,
+    };
+    Ok((endpoint, t, body))
+}
+
+/// A query's answer as JSON `{status, body}`.
+fn answer_json(result: Result<Value, HttpError>) -> String {
     to_json(&match result {
         Ok(body) => json!({"status": 200, "body": body}),
         Err(e) => json!({"status": e.status, "body": e.body()}),

@@ -184,6 +184,7 @@ const server = new FederationServer({
   signingKey: { keyId: "ed25519:a1", seed: fixture.servers["alpha.example"].signing_key_seed },
   rooms: new RoomDirectory({ createStore: () => new MemoryStore() }),
   trustedKeys: Object.fromEntries(Object.entries(fixture.servers).map(([s, v]) => [s, v.verify_keys])),
+  acceptRoomsFrom: Object.keys(fixture.servers), // the demo room arrives over /send
 });
 async function checks(call) {
   const origin = Object.keys(fixture.servers)[0];
