@@ -82,13 +82,14 @@ test("Worker's key → hs1: hs1 accepts a federation request signed with roomdag
 });
 
 test("Worker → hs1: a request signed as hs1 makes the Worker fetch hs1's key over TLS (and a forged one is refused)", { skip: skip ?? false }, async () => {
-  // The Worker holds no room: a signed query for an unknown room is 404. A
-  // forged signature under hs1's key ID is 401 only if the Worker holds hs1's
-  // real key (without it, it could not tell, and would answer the 404).
+  // The Worker holds no room: a signed query for an unknown room is 403
+  // "Host not in room." (as Synapse answers). A forged signature under hs1's
+  // key ID is 401 only if the Worker holds hs1's real key (without it, it
+  // could not tell).
   const target = `/_matrix/federation/v1/state_ids/${encodeURIComponent("!nowhere:hs1.test:8448")}?event_id=%24x`;
   const signed = await federationRequest({ origin: hs1.server_name, key: synapseKey("hs1"), destination: ROOMDAG, target });
-  assert.equal(signed.status, 404, signed.text);
-  assert.equal(signed.body.errcode, "M_NOT_FOUND");
+  assert.equal(signed.status, 403, signed.text);
+  assert.equal(signed.body.errcode, "M_FORBIDDEN");
   const forged = await federationRequest({ origin: hs1.server_name, key: { ...newSigningKey(), keyId: synapseKey("hs1").keyId }, destination: ROOMDAG, target });
   assert.equal(forged.status, 401, forged.text);
   // hs1's access.log shows the Worker's key fetch (workerd's fetch has no server name to give).
