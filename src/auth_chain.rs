@@ -16,7 +16,16 @@
 //! history settles, and a chain costs one pointer per block plus the few
 //! blocks that changed. Chain unions, intersections and differences (state
 //! resolution, `/state_ids`) are word-wise operations.
+//!
+//! Node numbers are a topological order (an event's auth events are indexed
+//! before it), and each node keeps its direct auth events too. State
+//! resolution's questions about a few events — the auth difference of the
+//! states and the conflicted state subgraph — walk the nodes from the
+//! newest down and stop where the answer is settled, so that they cost
+//! what the difference holds rather than what the room holds.
 
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use crate::ids::EventIdx;
@@ -134,11 +143,16 @@ impl NodeSet {
     }
 }
 
-/// The index: node → event, and node → auth chain.
+/// The index: node → event, node → its auth events (nodes), and node →
+/// auth chain.
 #[derive(Debug, Default)]
 pub struct AuthChainIndex {
     events: Vec<EventIdx>,
     chains: Vec<Chain>,
+    /// The auth events of every node, one after the other.
+    parents: Vec<AuthNode>,
+    /// Where each node's auth events end in `parents`.
+    parents_end: Vec<u32>,
 }
 
 impl AuthChainIndex {
@@ -169,7 +183,16 @@ impl AuthChainIndex {
         let chain = self.merge(parents);
         self.events.push(event);
         self.chains.push(chain);
+        self.parents.extend_from_slice(parents);
+        self.parents_end.push(u32::try_from(self.parents.len()).expect("fewer than 2^32 auth edges"));
         node
+    }
+
+    /// The auth events of a node (nodes).
+    pub fn parents(&self, node: AuthNode) -> &[AuthNode] {
+        let i = node.0 as usize;
+        let start = if i == 0 { 0 } else { self.parents_end[i - 1] as usize };
+        &self.parents[start..self.parents_end[i] as usize]
     }
 
     /// The union of `parents` and their chains, block by block; a block
@@ -249,6 +272,135 @@ impl AuthChainIndex {
     pub fn truncate(&mut self, len: usize) {
         self.events.truncate(len);
         self.chains.truncate(len);
+        self.parents_end.truncate(len);
+        self.parents.truncate(self.parents_end.last().map_or(0, |e| *e as usize));
+    }
+
+    /// The auth difference of some sets of nodes: the nodes in the full
+    /// auth chain (nodes included) of some of the sets but not of all of
+    /// them. Every set also holds `common` (whose chain is therefore never
+    /// in the difference).
+    ///
+    /// A walk from the newest node down (a max-heap on node numbers, which
+    /// are topological), carrying which sets reach each node: a node is
+    /// popped only after every node above it, so its mask is complete; it
+    /// stops as soon as every node still queued is reached by all the sets,
+    /// as everything below those is too. The nodes of `common` join the
+    /// walk lazily, in order. The cost is the part of the auth DAG between
+    /// the newest seeds and the lowest node of the difference (plus
+    /// heapifying `common`), not the room's history.
+    pub fn difference(&self, sets: &[Vec<AuthNode>], common: &[AuthNode]) -> Vec<AuthNode> {
+        let k = sets.len();
+        if k < 2 {
+            return Vec::new();
+        }
+        let words = k.div_ceil(64);
+        let full_word = |w: usize| if w + 1 < words || k % 64 == 0 { u64::MAX } else { (1u64 << (k % 64)) - 1 };
+        let mut masks = MaskArena { words, masks: Vec::new(), slot: HashMap::new() };
+        let mut heap: BinaryHeap<u32> = BinaryHeap::new();
+        for (i, set) in sets.iter().enumerate() {
+            for n in set {
+                let (slot, new) = masks.slot_of(n.0);
+                masks.set_bit(slot, i);
+                if new {
+                    heap.push(n.0);
+                }
+            }
+        }
+        // Queued nodes not yet reached by every set.
+        let mut not_full = heap.iter().filter(|n| !masks.is_full(masks.slot[n], &full_word)).count();
+        let mut common: BinaryHeap<u32> = common.iter().map(|n| n.0).collect();
+        let mut out = Vec::new();
+        let mut reached: Vec<u64> = vec![0; words];
+        while not_full > 0 {
+            let from_heap = heap.peek().copied();
+            let from_common = common.peek().copied();
+            let x = match (from_heap, from_common) {
+                (None, None) => break,
+                (Some(h), Some(c)) => h.max(c),
+                (Some(h), None) => h,
+                (None, Some(c)) => c,
+            };
+            if from_heap == Some(x) {
+                heap.pop();
+            }
+            let is_common = from_common == Some(x);
+            while common.peek() == Some(&x) {
+                common.pop();
+            }
+            // The sets reaching x.
+            let slot = masks.slot.get(&x).copied();
+            let full = match slot {
+                Some(s) => {
+                    let full = masks.is_full(s, &full_word);
+                    if !full {
+                        not_full -= 1;
+                    }
+                    full || is_common
+                }
+                None => true, // only reached as a common node
+            };
+            if full {
+                reached.iter_mut().enumerate().for_each(|(w, r)| *r = full_word(w));
+            } else {
+                let s = slot.expect("not full: reached by some set");
+                reached.copy_from_slice(masks.get(s));
+                out.push(AuthNode(x));
+            }
+            for p in self.parents(AuthNode(x)) {
+                let (ps, new) = masks.slot_of(p.0);
+                let was_full = !new && masks.is_full(ps, &full_word);
+                masks.or(ps, &reached);
+                let now_full = masks.is_full(ps, &full_word);
+                if new {
+                    heap.push(p.0);
+                    if !now_full {
+                        not_full += 1;
+                    }
+                } else if !was_full && now_full {
+                    not_full -= 1;
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// (Room v12) The conflicted state subgraph of some nodes: every node
+    /// that is an auth ancestor-or-self of one of them and has one of them
+    /// as auth ancestor-or-self.
+    ///
+    /// Such a node is at least the lowest of `nodes` (its own ancestors are
+    /// lower), so the walk down from `nodes` stops there; then, lowest
+    /// first, a node is in the subgraph when it is one of `nodes` or one of
+    /// its auth events is.
+    pub fn conflicted_subgraph(&self, nodes: &[AuthNode]) -> Vec<AuthNode> {
+        let Some(floor) = nodes.iter().min() else {
+            return Vec::new();
+        };
+        let mut seen: HashMap<u32, bool> = nodes.iter().map(|n| (n.0, true)).collect();
+        let mut stack: Vec<AuthNode> = nodes.to_vec();
+        while let Some(x) = stack.pop() {
+            for p in self.parents(x) {
+                if p >= floor {
+                    if let Entry::Vacant(v) = seen.entry(p.0) {
+                        v.insert(false);
+                        stack.push(*p);
+                    }
+                }
+            }
+        }
+        let mut walked: Vec<u32> = seen.keys().copied().collect();
+        walked.sort_unstable();
+        let mut out = Vec::new();
+        for x in walked {
+            let reaches = seen[&x] || self.parents(AuthNode(x)).iter().any(|p| seen.get(&p.0) == Some(&true));
+            if reaches {
+                seen.insert(x, true);
+                out.push(AuthNode(x));
+            }
+        }
+        out
     }
 
     /// (distinct blocks, block pointers) held, for memory accounting.
@@ -262,6 +414,46 @@ impl AuthChainIndex {
             }
         }
         (seen.len(), ptrs)
+    }
+}
+
+/// Per-node bitmasks of `words` words (which of the sets reach a node).
+struct MaskArena {
+    words: usize,
+    masks: Vec<u64>,
+    slot: HashMap<u32, usize>,
+}
+
+impl MaskArena {
+    /// The slot of a node, and whether it was just made (all zero).
+    fn slot_of(&mut self, node: u32) -> (usize, bool) {
+        match self.slot.entry(node) {
+            Entry::Occupied(o) => (*o.get(), false),
+            Entry::Vacant(v) => {
+                let s = self.masks.len() / self.words;
+                self.masks.resize(self.masks.len() + self.words, 0);
+                v.insert(s);
+                (s, true)
+            }
+        }
+    }
+
+    fn get(&self, slot: usize) -> &[u64] {
+        &self.masks[slot * self.words..(slot + 1) * self.words]
+    }
+
+    fn set_bit(&mut self, slot: usize, bit: usize) {
+        self.masks[slot * self.words + bit / 64] |= 1 << (bit % 64);
+    }
+
+    fn or(&mut self, slot: usize, other: &[u64]) {
+        for (m, o) in self.masks[slot * self.words..(slot + 1) * self.words].iter_mut().zip(other) {
+            *m |= o;
+        }
+    }
+
+    fn is_full(&self, slot: usize, full_word: &impl Fn(usize) -> u64) -> bool {
+        self.get(slot).iter().enumerate().all(|(w, m)| *m == full_word(w))
     }
 }
 
@@ -288,6 +480,91 @@ mod tests {
         // below it are shared with its parents.
         assert!(distinct <= 3000, "one new block per event at most: {distinct} distinct of {ptrs}");
         assert!(ptrs > distinct + 2500, "old blocks are shared: {distinct} distinct of {ptrs}");
+    }
+
+    /// A small deterministic generator (xorshift64*).
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n.max(1)
+        }
+    }
+
+    /// Random auth DAGs: a few long "key" chains (each node cites the
+    /// previous one of its chain) plus random older nodes, like membership
+    /// and power-levels histories.
+    fn random_index(rng: &mut Rng, n: usize) -> AuthChainIndex {
+        let mut idx = AuthChainIndex::new();
+        let chains = 1 + rng.below(12);
+        let mut last: Vec<Option<AuthNode>> = vec![None; chains];
+        for i in 0..n {
+            let mut parents: Vec<AuthNode> = Vec::new();
+            if i > 0 {
+                parents.push(AuthNode(0));
+                let c = rng.below(chains);
+                if let Some(l) = last[c] {
+                    parents.push(l);
+                }
+                for _ in 0..rng.below(3) {
+                    parents.push(AuthNode(rng.below(i) as u32));
+                }
+                parents.sort();
+                parents.dedup();
+                last[c] = Some(AuthNode(i as u32));
+            }
+            idx.add(EventIdx(i as u32), &parents);
+        }
+        idx
+    }
+
+    fn full_chain(idx: &AuthChainIndex, nodes: &[AuthNode]) -> NodeSet {
+        let mut s = NodeSet::with_capacity(idx.len());
+        for n in nodes {
+            s.insert(*n);
+            idx.add_chain_to(*n, &mut s);
+        }
+        s
+    }
+
+    #[test]
+    fn difference_walk_equals_the_chain_sets() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for round in 0..300 {
+            let n = 2 + rng.below(if round % 10 == 0 { 3000 } else { 200 });
+            let idx = random_index(&mut rng, n);
+            let k = 2 + rng.below(if round % 7 == 0 { 130 } else { 4 });
+            // Seeds mostly among the newest nodes, sometimes anywhere.
+            let pick = |rng: &mut Rng| {
+                let recent = rng.below(4) != 0;
+                AuthNode(if recent { n - 1 - rng.below(n.min(30)) } else { rng.below(n) } as u32)
+            };
+            let sets: Vec<Vec<AuthNode>> =
+                (0..k).map(|_| (0..rng.below(6)).map(|_| pick(&mut rng)).collect()).collect();
+            let common: Vec<AuthNode> = (0..rng.below(8)).map(|_| pick(&mut rng)).collect();
+            let chains: Vec<NodeSet> =
+                sets.iter().map(|s| full_chain(&idx, &s.iter().chain(&common).copied().collect::<Vec<_>>())).collect();
+            let mut union = NodeSet::default();
+            let mut inter = chains[0].clone();
+            for c in &chains {
+                union.union_with(c);
+                inter.intersect_with(c);
+            }
+            union.subtract(&inter);
+            let want: Vec<AuthNode> = union.iter().collect();
+            assert_eq!(idx.difference(&sets, &common), want, "round {round}: {k} sets, {n} nodes");
+
+            let conflicted: Vec<AuthNode> = (0..rng.below(6)).map(|_| pick(&mut rng)).collect();
+            let want: Vec<AuthNode> = full_chain(&idx, &conflicted)
+                .iter()
+                .filter(|x| conflicted.iter().any(|c| c == x || idx.chain_contains(*x, *c)))
+                .collect();
+            let mut got = idx.conflicted_subgraph(&conflicted);
+            got.sort();
+            assert_eq!(got, want, "round {round}: subgraph of {conflicted:?}");
+        }
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub use crate::signatures::{
     prepare_batch, verify_batch_signatures, verify_pdu_signatures, PreparedPdu, SIGNATURE_BATCH,
 };
 use crate::signing::{content_hash, decode_base64, KeyStore};
-use crate::state_res::{Resolution, ResolveContext};
+use crate::state_res::{MainlineCache, Resolution, ResolveContext};
 use crate::state_set::{StateMap, StateSetId, StateSets};
 
 /// Most `prev_events` a PDU may list.
@@ -306,6 +306,7 @@ pub struct Room {
     states: StateSets,
     auth_index: AuthChainIndex,
     resolutions: HashMap<Vec<StateSetId>, (StateSetId, Arc<ResolutionInfo>)>,
+    mainlines: MainlineCache,
     referenced: Vec<bool>,
     /// Prev events marked referenced since the open checkpoint (only kept
     /// while one is open, to undo them).
@@ -407,6 +408,7 @@ impl Room {
             states: StateSets::new(),
             auth_index: AuthChainIndex::new(),
             resolutions: HashMap::new(),
+            mainlines: MainlineCache::default(),
             referenced: Vec::new(),
             referenced_log: Vec::new(),
             checkpoint_open: false,
@@ -593,8 +595,13 @@ impl Room {
     fn resolve_ids(&self, ids: &[StateSetId]) -> Resolution {
         let maps: Vec<&StateMap> = ids.iter().map(|id| self.states.get(*id)).collect();
         let key_of = |t: &str, k: &str| self.key_of(t, k);
-        let ctx =
-            ResolveContext { rules: self.rules, events: &self.events, auth_index: &self.auth_index, key_of: &key_of };
+        let ctx = ResolveContext {
+            rules: self.rules,
+            events: &self.events,
+            auth_index: &self.auth_index,
+            key_of: &key_of,
+            mainlines: &self.mainlines,
+        };
         ctx.resolve(&maps)
     }
 
@@ -1219,6 +1226,7 @@ impl Room {
             }
         }
         *self.caches.borrow_mut() = Caches::default();
+        self.mainlines.clear();
     }
 
     /// The records of what was stored since the last call (what a

@@ -25,10 +25,12 @@
 //! index; there is no recursion over the DAG (sorts use explicit heaps, walks
 //! explicit loops).
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
-use crate::auth_chain::{AuthChainIndex, AuthNode, NodeSet};
+use crate::auth_chain::{AuthChainIndex, AuthNode};
 use crate::auth_rules::{
     auth_types_for_event, check_state_dependent_auth_rules, is_creator, AuthState, CREATOR_POWER_LEVEL,
 };
@@ -49,6 +51,35 @@ pub struct ResolveContext<'a> {
     pub auth_index: &'a AuthChainIndex,
     /// Looks up the interned key of `(type, state_key)`.
     pub key_of: &'a dyn Fn(&str, &str) -> Option<StateKeyIdx>,
+    /// Mainlines kept between resolutions (the room's; clear it whenever
+    /// events are removed, as their indexes are reused).
+    pub mainlines: &'a MainlineCache,
+}
+
+/// How many mainlines [`MainlineCache`] keeps.
+pub const MAINLINE_CACHE: usize = 4;
+
+/// The mainlines of the last few resolved power-levels events.
+///
+/// A room's resolved power levels change rarely, while its mainline grows
+/// with every power-levels change in its history: building it again for
+/// every resolution made each resolution cost as much as the room's whole
+/// power-levels history. A mainline depends only on the (immutable) auth
+/// events of the events on it, so a kept one stays right until events are
+/// removed ([`clear`](Self::clear)).
+#[derive(Debug, Default)]
+pub struct MainlineCache {
+    recent: RefCell<VecDeque<(EventIdx, Mainline)>>,
+}
+
+/// A mainline: each of its power-levels events → its position (oldest = 1).
+type Mainline = Arc<HashMap<EventIdx, usize>>;
+
+impl MainlineCache {
+    /// Forgets every kept mainline.
+    pub fn clear(&self) {
+        self.recent.borrow_mut().clear();
+    }
 }
 
 /// The result of a resolution, with what the visualizer shows about it.
@@ -89,11 +120,12 @@ impl ResolveContext<'_> {
             v
         };
         // 2. Auth difference (+ conflicted subgraph in v2.1) → full conflicted set.
-        let mut full: NodeSet = self.auth_difference(&common, &own);
+        let mut full: Vec<AuthNode> = self.auth_difference(&common, &own);
         if self.rules.state_res == StateResVersion::V2_1 {
-            full.union_with(&self.conflicted_subgraph(&conflicted_events));
+            let conflicted_nodes: Vec<AuthNode> = conflicted_events.iter().map(|e| self.node(*e)).collect();
+            full.extend(self.auth_index.conflicted_subgraph(&conflicted_nodes));
         }
-        let mut full_set: Vec<EventIdx> = full.iter().map(|n| self.auth_index.event(n)).collect();
+        let mut full_set: Vec<EventIdx> = full.iter().map(|n| self.auth_index.event(*n)).collect();
         full_set.extend(conflicted_events.iter().copied());
         full_set.sort();
         full_set.dedup();
@@ -154,60 +186,15 @@ impl ResolveContext<'_> {
         }
     }
 
-    /// The full auth chain (events included) of the entries of some chunks.
-    fn chain_of_chunks(&self, chunks: &[Chunk<'_>]) -> NodeSet {
-        let mut set = NodeSet::with_capacity(self.auth_index.len());
-        for (_, e) in chunks.iter().flat_map(|c| c.entries()) {
-            let n = self.node(e);
-            // Already in: so is its chain (chains are closed downwards).
-            if !set.contains(n) {
-                set.insert(n);
-                self.auth_index.add_chain_to(n, &mut set);
-            }
-        }
-        set
-    }
-
-    /// Union minus intersection of the states' full auth chains.
-    ///
-    /// With `S` the chain of the chunks every state holds (`common`) and
-    /// `A_i` that of state *i*'s other chunks (`own[i]`), state *i*'s full
-    /// chain is `A_i ∪ S`, so the difference is `(∪A_i − ∩A_i) − S`.
-    fn auth_difference(&self, common: &[Chunk<'_>], own: &[Vec<Chunk<'_>>]) -> NodeSet {
-        let chains: Vec<NodeSet> = own.iter().map(|cs| self.chain_of_chunks(cs)).collect();
-        let mut union = NodeSet::with_capacity(self.auth_index.len());
-        let mut inter = chains[0].clone();
-        for c in &chains {
-            union.union_with(c);
-            inter.intersect_with(c);
-        }
-        union.subtract(&inter);
-        if !union.is_empty() && !common.is_empty() {
-            union.subtract(&self.chain_of_chunks(common));
-        }
-        union
-    }
-
-    /// (v2.1) Every event that is an auth ancestor-or-self of a conflicted
-    /// event and has a conflicted event as auth ancestor-or-self.
-    fn conflicted_subgraph(&self, conflicted: &[EventIdx]) -> NodeSet {
-        let mut conflicted_nodes = NodeSet::with_capacity(self.auth_index.len());
-        let mut backwards = NodeSet::with_capacity(self.auth_index.len());
-        for e in conflicted {
-            let n = self.node(*e);
-            conflicted_nodes.insert(n);
-            backwards.insert(n);
-            self.auth_index.add_chain_to(n, &mut backwards);
-        }
-        let mut out = NodeSet::with_capacity(self.auth_index.len());
-        for x in backwards.iter() {
-            let reaches =
-                conflicted_nodes.contains(x) || conflicted_nodes.iter().any(|c| self.auth_index.chain_contains(x, c));
-            if reaches {
-                out.insert(x);
-            }
-        }
-        out
+    /// Union minus intersection of the states' full auth chains: state *i*
+    /// is its own chunks' entries plus the chunks every state holds
+    /// (`common`), whose chains are in every state's.
+    fn auth_difference(&self, common: &[Chunk<'_>], own: &[Vec<Chunk<'_>>]) -> Vec<AuthNode> {
+        let nodes = |chunks: &[Chunk<'_>]| -> Vec<AuthNode> {
+            chunks.iter().flat_map(|c| c.entries()).map(|(_, e)| self.node(e)).collect()
+        };
+        let sets: Vec<Vec<AuthNode>> = own.iter().map(|cs| nodes(cs)).collect();
+        self.auth_index.difference(&sets, &nodes(common))
     }
 
     /// The sender's power level read from the event's own auth events (used
@@ -354,17 +341,10 @@ impl ResolveContext<'_> {
         if events.is_empty() {
             return Vec::new();
         }
-        let mut mainline: Vec<EventIdx> = Vec::new();
-        let mut seen: HashSet<EventIdx> = HashSet::new();
-        let mut pl = resolved_pl;
-        while let Some(p) = pl {
-            if !seen.insert(p) {
-                break; // auth cycles cannot exist (auth events precede), but stay bounded
-            }
-            mainline.push(p);
-            pl = self.pl_auth_event(p);
-        }
-        let depth_of: HashMap<EventIdx, usize> = mainline.iter().rev().enumerate().map(|(i, e)| (*e, i + 1)).collect();
+        let depth_of = match resolved_pl {
+            Some(r) => self.mainline(r),
+            None => Arc::default(),
+        };
         let mut memo: HashMap<EventIdx, usize> = HashMap::new();
         let mut keyed: Vec<((usize, i64, &str), EventIdx)> = events
             .iter()
@@ -375,6 +355,38 @@ impl ResolveContext<'_> {
             .collect();
         keyed.sort();
         keyed.into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// The mainline of a power-levels event: it and the chain of
+    /// power-levels events back through their auth events, each with its
+    /// position (oldest = 1).
+    fn mainline(&self, resolved_pl: EventIdx) -> Mainline {
+        {
+            let mut recent = self.mainlines.recent.borrow_mut();
+            if let Some(i) = recent.iter().position(|(r, _)| *r == resolved_pl) {
+                let hit = recent.remove(i).expect("just found");
+                let m = Arc::clone(&hit.1);
+                recent.push_back(hit);
+                return m;
+            }
+        }
+        let mut mainline: Vec<EventIdx> = Vec::new();
+        let mut seen: HashSet<EventIdx> = HashSet::new();
+        let mut pl = Some(resolved_pl);
+        while let Some(p) = pl {
+            if !seen.insert(p) {
+                break; // auth cycles cannot exist (auth events precede), but stay bounded
+            }
+            mainline.push(p);
+            pl = self.pl_auth_event(p);
+        }
+        let depth_of: Mainline = Arc::new(mainline.iter().rev().enumerate().map(|(i, e)| (*e, i + 1)).collect());
+        let mut recent = self.mainlines.recent.borrow_mut();
+        if recent.len() >= MAINLINE_CACHE {
+            recent.pop_front();
+        }
+        recent.push_back((resolved_pl, Arc::clone(&depth_of)));
+        depth_of
     }
 
     fn mainline_depth(

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use roomdag::state_res::ResolveContext;
+use roomdag::state_res::{MainlineCache, ResolveContext};
 use roomdag::state_set::StateMap;
 use roomdag::{Room, Verification};
 use serde_json::Value;
@@ -96,6 +96,7 @@ fn state_resolution_matches_synapse() {
                 events: room.events(),
                 auth_index: room.auth_index(),
                 key_of: &key_of,
+                mainlines: &MainlineCache::default(),
             };
             let resolved = ctx.resolve(&maps.iter().collect::<Vec<_>>());
             for d in map_diff(&expected_map(&res["expected"]), &named_map(&room, &resolved.state), &labels) {
