@@ -26,6 +26,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::ids::EventIdx;
@@ -278,25 +279,31 @@ impl AuthChainIndex {
 
     /// The auth difference of some sets of nodes: the nodes in the full
     /// auth chain (nodes included) of some of the sets but not of all of
-    /// them. Every set also holds `common` (whose chain is therefore never
-    /// in the difference).
+    /// them. Every set also holds the nodes of the events `common` (whose
+    /// chain is therefore never in the difference); `node_of` gives them,
+    /// and as nodes are numbered in arrival order, it is increasing.
     ///
     /// A walk from the newest node down (a max-heap on node numbers, which
     /// are topological), carrying which sets reach each node: a node is
     /// popped only after every node above it, so its mask is complete; it
     /// stops as soon as every node still queued is reached by all the sets,
-    /// as everything below those is too. The nodes of `common` join the
-    /// walk lazily, in order. The cost is the part of the auth DAG between
-    /// the newest seeds and the lowest node of the difference (plus
-    /// heapifying `common`), not the room's history.
-    pub fn difference(&self, sets: &[Vec<AuthNode>], common: &[AuthNode]) -> Vec<AuthNode> {
+    /// as everything below those is too. The events of `common` join the
+    /// walk lazily, newest first. The cost is the part of the auth DAG
+    /// between the newest seeds and the lowest node of the difference, plus
+    /// heapifying `common`, not the room's history.
+    pub fn difference(
+        &self,
+        sets: &[Vec<AuthNode>],
+        common: Vec<EventIdx>,
+        node_of: impl Fn(EventIdx) -> AuthNode,
+    ) -> Vec<AuthNode> {
         let k = sets.len();
         if k < 2 {
             return Vec::new();
         }
         let words = k.div_ceil(64);
         let full_word = |w: usize| if w + 1 < words || k % 64 == 0 { u64::MAX } else { (1u64 << (k % 64)) - 1 };
-        let mut masks = MaskArena { words, masks: Vec::new(), slot: HashMap::new() };
+        let mut masks = MaskArena { words, masks: Vec::new(), slot: HashMap::default() };
         let mut heap: BinaryHeap<u32> = BinaryHeap::new();
         for (i, set) in sets.iter().enumerate() {
             for n in set {
@@ -309,13 +316,13 @@ impl AuthChainIndex {
         }
         // Queued nodes not yet reached by every set.
         let mut not_full = heap.iter().filter(|n| !masks.is_full(masks.slot[n], &full_word)).count();
-        let mut common: BinaryHeap<u32> = common.iter().map(|n| n.0).collect();
+        let mut common = BinaryHeap::from(common);
+        let mut common_top: Option<u32> = common.peek().map(|e| node_of(*e).0);
         let mut out = Vec::new();
         let mut reached: Vec<u64> = vec![0; words];
         while not_full > 0 {
             let from_heap = heap.peek().copied();
-            let from_common = common.peek().copied();
-            let x = match (from_heap, from_common) {
+            let x = match (from_heap, common_top) {
                 (None, None) => break,
                 (Some(h), Some(c)) => h.max(c),
                 (Some(h), None) => h,
@@ -324,9 +331,10 @@ impl AuthChainIndex {
             if from_heap == Some(x) {
                 heap.pop();
             }
-            let is_common = from_common == Some(x);
-            while common.peek() == Some(&x) {
+            let is_common = common_top == Some(x);
+            while common_top == Some(x) {
                 common.pop();
+                common_top = common.peek().map(|e| node_of(*e).0);
             }
             // The sets reaching x.
             let slot = masks.slot.get(&x).copied();
@@ -378,7 +386,7 @@ impl AuthChainIndex {
         let Some(floor) = nodes.iter().min() else {
             return Vec::new();
         };
-        let mut seen: HashMap<u32, bool> = nodes.iter().map(|n| (n.0, true)).collect();
+        let mut seen: NodeMap<bool> = nodes.iter().map(|n| (n.0, true)).collect();
         let mut stack: Vec<AuthNode> = nodes.to_vec();
         while let Some(x) = stack.pop() {
             for p in self.parents(x) {
@@ -421,7 +429,29 @@ impl AuthChainIndex {
 struct MaskArena {
     words: usize,
     masks: Vec<u64>,
-    slot: HashMap<u32, usize>,
+    slot: NodeMap<usize>,
+}
+
+/// A map keyed by node numbers (dense integers we assign, so a
+/// multiplicative hash spreads them well; no attacker picks them).
+type NodeMap<V> = HashMap<u32, V, BuildHasherDefault<NodeHasher>>;
+
+/// Fibonacci hashing of a `u32`.
+#[derive(Default)]
+struct NodeHasher(u64);
+
+impl Hasher for NodeHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u32(u32::from(*b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 impl MaskArena {
@@ -554,7 +584,11 @@ mod tests {
             }
             union.subtract(&inter);
             let want: Vec<AuthNode> = union.iter().collect();
-            assert_eq!(idx.difference(&sets, &common), want, "round {round}: {k} sets, {n} nodes");
+            assert_eq!(
+                idx.difference(&sets, common.iter().map(|n| EventIdx(n.0)).collect(), |e| AuthNode(e.0)),
+                want,
+                "round {round}: {k} sets, {n} nodes"
+            );
 
             let conflicted: Vec<AuthNode> = (0..rng.below(6)).map(|_| pick(&mut rng)).collect();
             let want: Vec<AuthNode> = full_chain(&idx, &conflicted)

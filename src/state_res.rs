@@ -120,7 +120,7 @@ impl ResolveContext<'_> {
             v
         };
         // 2. Auth difference (+ conflicted subgraph in v2.1) → full conflicted set.
-        let mut full: Vec<AuthNode> = self.auth_difference(&common, &own);
+        let mut full: Vec<AuthNode> = self.auth_difference(&common, &own, &conflicted);
         if self.rules.state_res == StateResVersion::V2_1 {
             let conflicted_nodes: Vec<AuthNode> = conflicted_events.iter().map(|e| self.node(*e)).collect();
             full.extend(self.auth_index.conflicted_subgraph(&conflicted_nodes));
@@ -186,15 +186,28 @@ impl ResolveContext<'_> {
         }
     }
 
-    /// Union minus intersection of the states' full auth chains: state *i*
-    /// is its own chunks' entries plus the chunks every state holds
-    /// (`common`), whose chains are in every state's.
-    fn auth_difference(&self, common: &[Chunk<'_>], own: &[Vec<Chunk<'_>>]) -> Vec<AuthNode> {
-        let nodes = |chunks: &[Chunk<'_>]| -> Vec<AuthNode> {
-            chunks.iter().flat_map(|c| c.entries()).map(|(_, e)| self.node(e)).collect()
-        };
-        let sets: Vec<Vec<AuthNode>> = own.iter().map(|cs| nodes(cs)).collect();
-        self.auth_index.difference(&sets, &nodes(common))
+    /// Union minus intersection of the states' full auth chains. The
+    /// entries every state holds (the common chunks, and the unconflicted
+    /// entries of the others) are in every chain; what sets the states
+    /// apart is their conflicted entries.
+    fn auth_difference(
+        &self,
+        common: &[Chunk<'_>],
+        own: &[Vec<Chunk<'_>>],
+        conflicted: &BTreeMap<StateKeyIdx, Vec<EventIdx>>,
+    ) -> Vec<AuthNode> {
+        let mut in_all: Vec<EventIdx> = common.iter().flat_map(|c| c.entries()).map(|(_, e)| e).collect();
+        let mut sets: Vec<Vec<AuthNode>> = vec![Vec::new(); own.len()];
+        for (i, chunks) in own.iter().enumerate() {
+            for (k, e) in chunks.iter().flat_map(|c| c.entries()) {
+                if conflicted.contains_key(&k) {
+                    sets[i].push(self.node(e));
+                } else if i == 0 {
+                    in_all.push(e);
+                }
+            }
+        }
+        self.auth_index.difference(&sets, in_all, |e| self.node(e))
     }
 
     /// The sender's power level read from the event's own auth events (used
@@ -361,26 +374,39 @@ impl ResolveContext<'_> {
     /// power-levels events back through their auth events, each with its
     /// position (oldest = 1).
     fn mainline(&self, resolved_pl: EventIdx) -> Mainline {
-        {
+        let cached = |p: EventIdx| -> Option<Mainline> {
             let mut recent = self.mainlines.recent.borrow_mut();
-            if let Some(i) = recent.iter().position(|(r, _)| *r == resolved_pl) {
-                let hit = recent.remove(i).expect("just found");
-                let m = Arc::clone(&hit.1);
-                recent.push_back(hit);
-                return m;
-            }
+            let i = recent.iter().position(|(r, _)| *r == p)?;
+            let hit = recent.remove(i).expect("just found");
+            let m = Arc::clone(&hit.1);
+            recent.push_back(hit);
+            Some(m)
+        };
+        if let Some(m) = cached(resolved_pl) {
+            return m;
         }
-        let mut mainline: Vec<EventIdx> = Vec::new();
+        // Walk down to a kept mainline (usually that of the previous
+        // resolved power levels, which the new one cites) or to the root;
+        // the new events sit on top of it.
+        let mut fresh: Vec<EventIdx> = Vec::new();
+        let mut below: Option<Mainline> = None;
         let mut seen: HashSet<EventIdx> = HashSet::new();
         let mut pl = Some(resolved_pl);
         while let Some(p) = pl {
+            if let Some(m) = cached(p) {
+                below = Some(m);
+                break;
+            }
             if !seen.insert(p) {
                 break; // auth cycles cannot exist (auth events precede), but stay bounded
             }
-            mainline.push(p);
+            fresh.push(p);
             pl = self.pl_auth_event(p);
         }
-        let depth_of: Mainline = Arc::new(mainline.iter().rev().enumerate().map(|(i, e)| (*e, i + 1)).collect());
+        let mut depth_of: HashMap<EventIdx, usize> = below.map(|m| (*m).clone()).unwrap_or_default();
+        let base = depth_of.len();
+        depth_of.extend(fresh.iter().rev().enumerate().map(|(i, e)| (*e, base + i + 1)));
+        let depth_of: Mainline = Arc::new(depth_of);
         let mut recent = self.mainlines.recent.borrow_mut();
         if recent.len() >= MAINLINE_CACHE {
             recent.pop_front();
