@@ -371,6 +371,8 @@ struct Caches {
     /// Recently answered `/state_ids` auth chains (at most [`STATE_AUTH_CHAIN_CACHE`]).
     state_auth_chains: VecDeque<(StateSetId, Arc<[EventIdx]>)>,
     current: Option<Arc<StateMap>>,
+    /// [`Room::key_ranks`] and the number of keys it ranked.
+    key_ranks: Option<(usize, Option<Arc<[u32]>>)>,
 }
 
 impl std::fmt::Debug for Room {
@@ -1324,12 +1326,60 @@ impl Room {
         if let Some(d) = self.caches.borrow().digests.get(&id) {
             return *d;
         }
-        let d = digest_of(self.state(id).iter().map(|(k, e)| {
-            let (t, s) = self.key_name(k);
-            (t, s, self.events.id(self.event(e)))
-        }));
+        let ranks = self.key_ranks();
+        let d = match ranks.as_deref() {
+            // Each key once per state: its lines sort as their keys do.
+            Some(ranks) => {
+                let mut entries: Vec<(u32, StateKeyIdx, EventIdx)> =
+                    self.state(id).iter().map(|(k, e)| (ranks[k.0 as usize], k, e)).collect();
+                entries.sort_unstable_by_key(|x| x.0);
+                let mut h = Sha256::new();
+                for (_, k, e) in entries {
+                    let (t, s) = self.key_name(k);
+                    h.update(t);
+                    h.update([0]);
+                    h.update(s);
+                    h.update([0]);
+                    h.update(self.events.id(self.event(e)));
+                    h.update(b"\n");
+                }
+                h.finalize().into()
+            }
+            None => digest_of(self.state(id).iter().map(|(k, e)| {
+                let (t, s) = self.key_name(k);
+                (t, s, self.events.id(self.event(e)))
+            })),
+        };
         self.caches.borrow_mut().digests.insert(id, d);
         d
+    }
+
+    /// Each interned key's rank in the order of its digest line prefix
+    /// `type NUL state_key NUL` (recomputed when keys were added), or `None`
+    /// when a type or state key holds a NUL: then one prefix can be the
+    /// start of another and lines must be compared whole.
+    fn key_ranks(&self) -> Option<Arc<[u32]>> {
+        if let Some((n, ranks)) = &self.caches.borrow().key_ranks {
+            if *n == self.key_names.len() {
+                return ranks.clone();
+            }
+        }
+        let has_nul = self.key_names.iter().any(|(t, s)| t.contains('\0') || s.contains('\0'));
+        let ranks: Option<Arc<[u32]>> = (!has_nul).then(|| {
+            let mut order: Vec<u32> = (0..self.key_names.len() as u32).collect();
+            order.sort_unstable_by(|a, b| {
+                let (ta, sa) = &self.key_names[*a as usize];
+                let (tb, sb) = &self.key_names[*b as usize];
+                (ta.as_bytes(), sa.as_bytes()).cmp(&(tb.as_bytes(), sb.as_bytes()))
+            });
+            let mut ranks = vec![0u32; order.len()];
+            for (rank, k) in order.into_iter().enumerate() {
+                ranks[k as usize] = rank as u32;
+            }
+            ranks.into()
+        });
+        self.caches.borrow_mut().key_ranks = Some((self.key_names.len(), ranks.clone()));
+        ranks
     }
 
     /// The union of the auth chains of a state's events, each event left out
