@@ -212,7 +212,7 @@ fn batch_verify(
             let sigs: Vec<Signature> = jobs[a..b].iter().map(|j| j.sig).collect();
             let vkeys: Vec<VerifyingKey> = jobs[a..b].iter().map(|j| j.key).collect();
             ed25519_dalek::verify_batch(&messages[a..b], &sigs, &vkeys).is_ok()
-                && jobs[a..b].iter().all(|j| !j.key.is_weak() && r_has_large_order(&j.sig))
+                && jobs[a..b].iter().all(|j| !j.key.is_weak() && !r_is_small_order(&j.sig))
         };
         if !ok {
             if b - a == 1 {
@@ -235,11 +235,49 @@ fn batch_verify(
     (parsed, verdicts)
 }
 
-/// `R` of a signature is a valid point of large order (what `verify_strict` requires).
-fn r_has_large_order(sig: &ed25519_dalek::Signature) -> bool {
-    let r = curve25519_dalek::edwards::CompressedEdwardsY(*sig.r_bytes());
-    r.decompress().is_some_and(|p| !p.is_small_order())
+/// Whether `R` of a signature that passed batch verification (so `R`
+/// decompresses) is a point of small order, which `verify_strict` refuses.
+///
+/// By its encoding rather than by decompressing it again (a square root,
+/// about a tenth of a replay): a point of small order is one of the eight
+/// points of order dividing 8, whose `y` coordinates are 0, 1, −1 and ±y₈;
+/// an encoding is `y` (or `y + p` when that fits in 255 bits, i.e. for `y`
+/// 0 and 1) with the sign of `x` in the top bit, and both signs of each of
+/// those `y` are points of small order. So an `R` that decompresses is of
+/// small order exactly when its low 255 bits are one of [`SMALL_ORDER_Y`]
+/// (libsodium's blocklist; the tests check it against curve25519-dalek).
+fn r_is_small_order(sig: &ed25519_dalek::Signature) -> bool {
+    let mut y = *sig.r_bytes();
+    y[31] &= 0x7f;
+    SMALL_ORDER_Y.contains(&y)
 }
+
+/// The `y` encodings (sign bit cleared) of the points of order 1, 2, 4 and 8.
+const SMALL_ORDER_Y: [[u8; 32]; 7] = {
+    const fn ff_then(first: u8) -> [u8; 32] {
+        let mut b = [0xff; 32];
+        b[0] = first;
+        b[31] = 0x7f;
+        b
+    }
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    [
+        [0; 32], // y = 0: order 4
+        one,     // y = 1: the identity
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf,
+            0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05,
+        ], // y₈: order 8
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20,
+            0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a,
+        ], // −y₈: order 8
+        ff_then(0xec), // p − 1 = −1: order 2
+        ff_then(0xed), // p (non-canonical 0): order 4
+        ff_then(0xee), // p + 1 (non-canonical 1): the identity
+    ]
+};
 
 /// Checks a PDU's signatures on its own (no room needed), for verifying
 /// ahead of [`Room::ingest`] with [`Verification::Precomputed`]. A PDU that
@@ -286,4 +324,85 @@ fn check_signatures(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+    use curve25519_dalek::traits::Identity;
+
+    fn with_sign(y: &[u8; 32], sign: bool) -> [u8; 32] {
+        let mut b = *y;
+        b[31] |= u8::from(sign) << 7;
+        b
+    }
+
+    fn sig_with_r(r: [u8; 32]) -> ed25519_dalek::Signature {
+        let mut b = [0u8; 64];
+        b[..32].copy_from_slice(&r);
+        ed25519_dalek::Signature::from_bytes(&b)
+    }
+
+    /// The blocklist is exactly the encodings of the points of small order.
+    #[test]
+    fn small_order_encodings_match_curve25519_dalek() {
+        // Every listed encoding, with either sign, is a point of small order.
+        for y in &SMALL_ORDER_Y {
+            for sign in [false, true] {
+                let p = CompressedEdwardsY(with_sign(y, sign)).decompress().expect("decompresses");
+                assert!(p.is_small_order(), "{y:02x?}");
+            }
+        }
+        // The eight points of order dividing 8 (multiples of one of order 8)
+        // all have their y among them.
+        let p8 = CompressedEdwardsY(SMALL_ORDER_Y[2]).decompress().expect("decompresses");
+        let times = |p: EdwardsPoint, n: u8| (0..n).fold(EdwardsPoint::identity(), |acc, _| acc + p);
+        assert!(times(p8, 8) == EdwardsPoint::identity() && times(p8, 4) != EdwardsPoint::identity(), "order 8");
+        let mut torsion: Vec<EdwardsPoint> = vec![EdwardsPoint::identity()];
+        for _ in 1..8 {
+            torsion.push(torsion.last().expect("one") + p8);
+        }
+        for (i, p) in torsion.iter().enumerate() {
+            assert!(torsion[..i].iter().all(|q| q != p), "eight distinct points");
+            let mut y = p.compress().to_bytes();
+            y[31] &= 0x7f;
+            assert!(SMALL_ORDER_Y.contains(&y), "{y:02x?} listed");
+            assert!(r_is_small_order(&sig_with_r(p.compress().to_bytes())));
+        }
+    }
+
+    /// On any R that decompresses, the encoding test agrees with
+    /// decompressing and multiplying by the cofactor.
+    #[test]
+    fn small_order_test_agrees_on_random_and_real_points() {
+        let mut x: u64 = 0x243F_6A88_85A3_08D3;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut checked = 0;
+        for i in 0..4000u64 {
+            let mut r = [0u8; 32];
+            for c in r.chunks_mut(8) {
+                c.copy_from_slice(&next().to_le_bytes());
+            }
+            if i % 2 == 0 {
+                // A real point: a multiple of the base point, plus a torsion part now and then.
+                let s = curve25519_dalek::Scalar::from_bytes_mod_order(r);
+                let mut p = curve25519_dalek::constants::ED25519_BASEPOINT_POINT * s;
+                if i % 6 == 0 {
+                    p += CompressedEdwardsY(SMALL_ORDER_Y[(i / 6) as usize % 7]).decompress().expect("small");
+                }
+                r = p.compress().to_bytes();
+            }
+            if let Some(p) = CompressedEdwardsY(r).decompress() {
+                checked += 1;
+                assert_eq!(r_is_small_order(&sig_with_r(r)), p.is_small_order(), "{r:02x?}");
+            }
+        }
+        assert!(checked > 2500, "{checked} points checked");
+    }
 }
