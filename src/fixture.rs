@@ -106,7 +106,10 @@ pub fn stream_room<R: Read>(
     reader: R,
     mut on_event: impl FnMut(&FixtureHeader, usize, FixtureEvent) -> Result<(), FixtureError>,
 ) -> Result<FixtureHeader, FixtureError> {
-    let mut de = serde_json::Deserializer::from_reader(reader);
+    // serde_json reads a stream a byte at a time: behind a buffer of its own
+    // type each byte is an inlined copy, not a call through `reader` (often
+    // a `Box<dyn Read>`).
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
     let mut state = StreamState { header: FixtureHeader::default(), buffered: Vec::new(), count: 0, error: None };
     let seed = RoomSeed { state: &mut state, on_event: &mut on_event };
     let res = seed.deserialize(&mut de);
