@@ -1483,3 +1483,38 @@ impl From<PduFormatError> for Outcome {
         Outcome::drop(None, DropStage::Parse, e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest_by_lines(room: &Room, id: StateSetId) -> [u8; 32] {
+        digest_of(room.state(id).iter().map(|(k, e)| {
+            let (t, s) = room.key_name(k);
+            (t, s, room.id(e))
+        }))
+    }
+
+    /// The digest from ranked keys equals the contract's sorted lines, and
+    /// a key holding NUL switches back to comparing whole lines.
+    #[test]
+    fn state_digests_by_key_rank_equal_sorted_lines() {
+        let fixture = serde_json::to_vec(&crate::demo::demo_room(300)).expect("JSON");
+        let replay = crate::conformance::replay(fixture.as_slice()).expect("replay");
+        let mut room = replay.room;
+        let ids: Vec<StateSetId> = (0..room.states().len() as u32).map(StateSetId).collect();
+        assert!(ids.len() > 10, "{} states", ids.len());
+        for id in &ids {
+            assert_eq!(room.state_digest(*id), digest_by_lines(&room, *id));
+        }
+        assert!(room.key_ranks().is_some());
+        let t = intern(&mut room.strings, "m.room.member");
+        let s = intern(&mut room.strings, "@a:x\u{0}");
+        room.intern_key(&t, &s);
+        *room.caches.get_mut() = Caches::default();
+        assert!(room.key_ranks().is_none());
+        for id in &ids {
+            assert_eq!(room.state_digest(*id), digest_by_lines(&room, *id));
+        }
+    }
+}
