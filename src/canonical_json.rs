@@ -35,9 +35,9 @@ pub enum CanonicalJsonError {
 /// serde_json runs with `arbitrary_precision`, so a number keeps its text:
 /// `-0` (the integer zero) stays distinct from `-0.0` (a float), and
 /// integers beyond 64 bits stay exact, as in the reference implementation.
-fn integer_literal(n: &serde_json::Number) -> Option<String> {
-    let text = n.to_string();
-    let digits = text.strip_prefix('-').unwrap_or(&text);
+fn integer_literal(n: &serde_json::Number) -> Option<&str> {
+    let text = n.as_str();
+    let digits = text.strip_prefix('-').unwrap_or(text);
     (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(text)
 }
 
@@ -75,7 +75,7 @@ pub fn validate_strict(value: &Value) -> Result<(), CanonicalJsonError> {
     while let Some(v) = stack.pop() {
         match v {
             Value::Number(n) => match integer_literal(n) {
-                Some(lit) if in_safe_range(&lit) => {}
+                Some(lit) if in_safe_range(lit) => {}
                 Some(_) => return Err(CanonicalJsonError::IntegerOutOfRange),
                 None => return Err(CanonicalJsonError::Float),
             },
@@ -96,8 +96,15 @@ pub fn to_canonical_string(value: &Value) -> String {
 
 /// Encodes a JSON object as canonical JSON.
 pub fn object_to_canonical_string(map: &Map<String, Value>) -> String {
+    object_to_canonical_string_except(map, &[])
+}
+
+/// Encodes a JSON object without some of its top-level keys as canonical
+/// JSON (what the content hash and the signing bytes cover), without
+/// copying the object.
+pub fn object_to_canonical_string_except(map: &Map<String, Value>, except: &[&str]) -> String {
     let mut out = String::with_capacity(256);
-    write_object(&mut out, map);
+    write_frames(&mut out, Frame::Object(map, except));
     out
 }
 
@@ -105,13 +112,10 @@ pub fn object_to_canonical_string(map: &Map<String, Value>) -> String {
 /// literal separator.
 enum Frame<'a> {
     Value(&'a Value),
-    Object(&'a Map<String, Value>),
+    /// An object, less the listed keys.
+    Object(&'a Map<String, Value>, &'a [&'a str]),
     Raw(&'static str),
     Key(&'a str),
-}
-
-fn write_object(out: &mut String, map: &Map<String, Value>) {
-    write_frames(out, Frame::Object(map));
 }
 
 fn write_value(out: &mut String, root: &Value) {
@@ -143,16 +147,18 @@ fn write_frames<'a>(out: &mut String, root: Frame<'a>) {
                         }
                     }
                 }
-                Value::Object(map) => stack.push(Frame::Object(map)),
+                Value::Object(map) => stack.push(Frame::Object(map, &[])),
             },
-            Frame::Object(map) => {
+            Frame::Object(map, except) => {
                 out.push('{');
                 stack.push(Frame::Raw("}"));
-                let mut keys: Vec<&String> = map.keys().collect();
-                // Code-point order equals UTF-8 byte order.
-                keys.sort_unstable();
-                for (i, k) in keys.iter().enumerate().rev() {
-                    stack.push(Frame::Value(&map[k.as_str()]));
+                let mut entries: Vec<(&String, &Value)> =
+                    map.iter().filter(|(k, _)| !except.contains(&k.as_str())).collect();
+                // Code-point order equals UTF-8 byte order (a map without
+                // `preserve_order` iterates in it already).
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                for (i, (k, v)) in entries.iter().enumerate().rev() {
+                    stack.push(Frame::Value(v));
                     stack.push(Frame::Key(k));
                     if i > 0 {
                         stack.push(Frame::Raw(","));
@@ -169,24 +175,31 @@ fn write_frames<'a>(out: &mut String, root: Frame<'a>) {
 pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let esc: Option<&str> = match c {
-            '"' => Some("\\\""),
-            '\\' => Some("\\\\"),
-            '\u{08}' => Some("\\b"),
-            '\u{0c}' => Some("\\f"),
-            '\n' => Some("\\n"),
-            '\r' => Some("\\r"),
-            '\t' => Some("\\t"),
-            c if (c as u32) < 0x20 => None,
+    // Every byte to escape is ASCII, and no byte of a multi-byte UTF-8
+    // character is: scanning bytes finds them, and cuts at char boundaries.
+    for (i, b) in s.bytes().enumerate() {
+        let esc: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0..0x20 => None,
             _ => continue,
         };
         out.push_str(&s[start..i]);
         match esc {
             Some(e) => out.push_str(e),
-            None => out.push_str(&format!("\\u{:04x}", c as u32)),
+            None => {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(DIGITS[usize::from(b >> 4)] as char);
+                out.push(DIGITS[usize::from(b & 15)] as char);
+            }
         }
-        start = i + c.len_utf8();
+        start = i + 1;
     }
     out.push_str(&s[start..]);
     out.push('"');

@@ -11,7 +11,7 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::canonical_json::object_to_canonical_string;
+use crate::canonical_json::{object_to_canonical_string, object_to_canonical_string_except};
 use crate::room_version::{EventIdFormat, RoomVersionRules};
 
 const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
@@ -40,23 +40,13 @@ const NOT_HASHED: &[&str] = &["unsigned", "signatures", "hashes", "age_ts", "out
 /// The content hash of a PDU: SHA-256 of the canonical JSON of the event
 /// without `unsigned`, `signatures` and `hashes`.
 pub fn content_hash(event: &Map<String, Value>) -> [u8; 32] {
-    let mut copy = Map::new();
-    for (k, v) in event {
-        if !NOT_HASHED.contains(&k.as_str()) {
-            copy.insert(k.clone(), v.clone());
-        }
-    }
-    Sha256::digest(object_to_canonical_string(&copy).as_bytes()).into()
+    Sha256::digest(object_to_canonical_string_except(event, NOT_HASHED).as_bytes()).into()
 }
 
 /// The bytes that are both signed and hashed into the event ID: the canonical
 /// JSON of the *redacted* event without `signatures` and `unsigned`.
 pub fn redacted_signing_bytes(redacted: &Map<String, Value>) -> String {
-    let mut copy = redacted.clone();
-    copy.remove("signatures");
-    copy.remove("unsigned");
-    copy.remove("age_ts");
-    object_to_canonical_string(&copy)
+    object_to_canonical_string_except(redacted, &["signatures", "unsigned", "age_ts"])
 }
 
 /// The event ID for the reference hash of an event, per the room version's
