@@ -149,7 +149,10 @@ impl ReplaySink {
     ) -> Result<(), FixtureError> {
         if self.room.is_none() {
             let version = header.room_version.as_deref().unwrap_or_default();
-            self.room = Some(Room::new(version).map_err(|e| FixtureError::Invalid(e.to_string()))?);
+            let mut room = Room::new(version).map_err(|e| FixtureError::Invalid(e.to_string()))?;
+            // No store behind a replay: records would only copy every PDU.
+            room.set_keep_records(false);
+            self.room = Some(room);
         }
         let room = self.room.as_mut().expect("just set");
         let line = match f(room) {
@@ -176,11 +179,13 @@ impl ReplaySink {
     }
 
     fn finish(self, header: FixtureHeader) -> Result<Replay, FixtureError> {
-        let room = match self.room {
+        let mut room = match self.room {
             Some(r) => r,
             None => Room::new(header.room_version.as_deref().unwrap_or_default())
                 .map_err(|e| FixtureError::Invalid(e.to_string()))?,
         };
+        // What is stored from now on is recorded as usual.
+        room.set_keep_records(true);
         Ok(Replay { room, header, lines: self.lines, dropped: self.dropped })
     }
 }

@@ -333,6 +333,8 @@ pub struct Room {
     deferred_log: Vec<Box<str>>,
     /// Records of what was stored since the last [`Room::take_records`].
     new_records: Vec<EventRecord>,
+    /// Whether to keep them ([`Room::set_keep_records`]).
+    keep_records: bool,
     caches: RefCell<Caches>,
 }
 
@@ -425,6 +427,7 @@ impl Room {
             deferred: HashMap::new(),
             deferred_log: Vec::new(),
             new_records: Vec::new(),
+            keep_records: true,
             caches: RefCell::new(Caches::default()),
         })
     }
@@ -889,13 +892,16 @@ impl Room {
         if is_create && event.is_accepted() {
             self.room_id = Some(pdu.room_id);
         }
-        let state = match &mode {
-            Mode::WithState(map) => Some(map.iter().map(|(_, e)| self.id(e).to_owned()).collect()),
-            _ => None,
-        };
-        let mut record =
-            EventRecord::with_kind(self.events.id(&event), raw, Some(event.status), placement.kind(), state);
-        record.soft_failed = event.soft_failed;
+        let record = self.keep_records.then(|| {
+            let state = match &mode {
+                Mode::WithState(map) => Some(map.iter().map(|(_, e)| self.id(e).to_owned()).collect()),
+                _ => None,
+            };
+            let mut record =
+                EventRecord::with_kind(self.events.id(&event), raw, Some(event.status), placement.kind(), state);
+            record.soft_failed = event.soft_failed;
+            record
+        });
         if matches!(mode, Mode::Pending | Mode::WithState(_)) {
             self.unplaced_prevs.insert(idx, unplaced.iter().map(|p| Box::from(*p)).collect());
         }
@@ -903,7 +909,7 @@ impl Room {
         if mode == Mode::Pending {
             self.make_pending(idx);
         }
-        self.new_records.push(record);
+        self.new_records.extend(record);
         outcome
     }
 
@@ -920,8 +926,9 @@ impl Room {
             _ => None,
         };
         let e = self.event(existing);
-        let record =
-            EventRecord::with_kind(self.id(existing), self.raw(existing), Some(e.status), RecordKind::Timeline, state);
+        let record = self.keep_records.then(|| {
+            EventRecord::with_kind(self.id(existing), self.raw(existing), Some(e.status), RecordKind::Timeline, state)
+        });
         let unplaced: Box<[Box<str>]> = pdu
             .prev_events
             .iter()
@@ -932,7 +939,7 @@ impl Room {
             self.unplaced_prevs.insert(existing, unplaced);
             self.make_pending(existing);
         }
-        self.new_records.push(record);
+        self.new_records.extend(record);
     }
 
     /// Logs a history event whose auth events are not all stored yet.
@@ -951,7 +958,9 @@ impl Room {
         if self.checkpoint_open {
             self.deferred_log.push(key);
         }
-        self.new_records.push(EventRecord::deferred(id.as_str(), raw));
+        if self.keep_records {
+            self.new_records.push(EventRecord::deferred(id.as_str(), raw));
+        }
         Outcome::Deferred { event_id: id.clone() }
     }
 
@@ -1229,6 +1238,16 @@ impl Room {
         }
         *self.caches.borrow_mut() = Caches::default();
         self.mainlines.clear();
+    }
+
+    /// Whether stored events are recorded for [`take_records`](Self::take_records)
+    /// (yes by default). A room with no store behind it, such as a fixture
+    /// replay, turns it off: each record is a copy of the PDU.
+    pub fn set_keep_records(&mut self, keep: bool) {
+        self.keep_records = keep;
+        if !keep {
+            self.new_records = Vec::new();
+        }
     }
 
     /// The records of what was stored since the last call (what a
