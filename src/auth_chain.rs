@@ -282,20 +282,24 @@ impl AuthChainIndex {
     /// them. Every set also holds the nodes of the events `common` (whose
     /// chain is therefore never in the difference); `node_of` gives them,
     /// and as nodes are numbered in arrival order, it is increasing.
+    /// `in_common` tells whether a node is one of them (it may say no to
+    /// one: it only lets the walk stop sooner).
     ///
     /// A walk from the newest node down (a max-heap on node numbers, which
     /// are topological), carrying which sets reach each node: a node is
     /// popped only after every node above it, so its mask is complete; it
     /// stops as soon as every node still queued is reached by all the sets,
     /// as everything below those is too. The events of `common` join the
-    /// walk lazily, newest first. The cost is the part of the auth DAG
-    /// between the newest seeds and the lowest node of the difference, plus
-    /// heapifying `common`, not the room's history.
+    /// walk lazily, newest first, and a node the walk reaches that is one of
+    /// them is reached by all the sets at once. The cost is the part of the
+    /// auth DAG between the newest seeds and the lowest node of the
+    /// difference, plus heapifying `common`, not the room's history.
     pub fn difference(
         &self,
         sets: &[Vec<AuthNode>],
         common: Vec<EventIdx>,
         node_of: impl Fn(EventIdx) -> AuthNode,
+        in_common: impl Fn(AuthNode) -> bool,
     ) -> Vec<AuthNode> {
         let k = sets.len();
         if k < 2 {
@@ -319,6 +323,7 @@ impl AuthChainIndex {
         let mut common = BinaryHeap::from(common);
         let mut common_top: Option<u32> = common.peek().map(|e| node_of(*e).0);
         let mut out = Vec::new();
+        let full: Vec<u64> = (0..words).map(full_word).collect();
         let mut reached: Vec<u64> = vec![0; words];
         while not_full > 0 {
             let from_heap = heap.peek().copied();
@@ -338,7 +343,7 @@ impl AuthChainIndex {
             }
             // The sets reaching x.
             let slot = masks.slot.get(&x).copied();
-            let full = match slot {
+            let is_full = match slot {
                 Some(s) => {
                     let full = masks.is_full(s, &full_word);
                     if !full {
@@ -348,8 +353,8 @@ impl AuthChainIndex {
                 }
                 None => true, // only reached as a common node
             };
-            if full {
-                reached.iter_mut().enumerate().for_each(|(w, r)| *r = full_word(w));
+            if is_full {
+                reached.copy_from_slice(&full);
             } else {
                 let s = slot.expect("not full: reached by some set");
                 reached.copy_from_slice(masks.get(s));
@@ -359,6 +364,9 @@ impl AuthChainIndex {
                 let (ps, new) = masks.slot_of(p.0);
                 let was_full = !new && masks.is_full(ps, &full_word);
                 masks.or(ps, &reached);
+                if new && !masks.is_full(ps, &full_word) && in_common(*p) {
+                    masks.or(ps, &full);
+                }
                 let now_full = masks.is_full(ps, &full_word);
                 if new {
                     heap.push(p.0);
@@ -584,11 +592,11 @@ mod tests {
             }
             union.subtract(&inter);
             let want: Vec<AuthNode> = union.iter().collect();
-            assert_eq!(
-                idx.difference(&sets, common.iter().map(|n| EventIdx(n.0)).collect(), |e| AuthNode(e.0)),
-                want,
-                "round {round}: {k} sets, {n} nodes"
-            );
+            let stream: Vec<EventIdx> = common.iter().map(|n| EventIdx(n.0)).collect();
+            let plain = idx.difference(&sets, stream.clone(), |e| AuthNode(e.0), |_| false);
+            assert_eq!(plain, want, "round {round}: {k} sets, {n} nodes");
+            let told = idx.difference(&sets, stream, |e| AuthNode(e.0), |n| common.contains(&n));
+            assert_eq!(told, want, "round {round}: {k} sets, {n} nodes, common nodes known");
 
             let conflicted: Vec<AuthNode> = (0..rng.below(6)).map(|_| pick(&mut rng)).collect();
             let want: Vec<AuthNode> = full_chain(&idx, &conflicted)

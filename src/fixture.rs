@@ -434,7 +434,8 @@ mod tests {
         Ok((header, seen))
     }
 
-    const SERVERS: &str = r#"{"a.example":{"verify_keys":{"ed25519:1":"l8Hft5qXKn1vfHrg3p4+W8gELQVo8N13JkluMfmn2sQ"}}}"#;
+    const SERVERS: &str =
+        r#"{"a.example":{"verify_keys":{"ed25519:1":"l8Hft5qXKn1vfHrg3p4+W8gELQVo8N13JkluMfmn2sQ"}}}"#;
 
     #[test]
     fn splits_events_with_tricky_strings_and_any_key_order() {

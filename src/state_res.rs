@@ -120,7 +120,7 @@ impl ResolveContext<'_> {
             v
         };
         // 2. Auth difference (+ conflicted subgraph in v2.1) → full conflicted set.
-        let mut full: Vec<AuthNode> = self.auth_difference(&common, &own, &conflicted);
+        let mut full: Vec<AuthNode> = self.auth_difference(states, &common, &own, &conflicted);
         if self.rules.state_res == StateResVersion::V2_1 {
             let conflicted_nodes: Vec<AuthNode> = conflicted_events.iter().map(|e| self.node(*e)).collect();
             full.extend(self.auth_index.conflicted_subgraph(&conflicted_nodes));
@@ -192,6 +192,7 @@ impl ResolveContext<'_> {
     /// apart is their conflicted entries.
     fn auth_difference(
         &self,
+        states: &[&StateMap],
         common: &[Chunk<'_>],
         own: &[Vec<Chunk<'_>>],
         conflicted: &BTreeMap<StateKeyIdx, Vec<EventIdx>>,
@@ -207,7 +208,12 @@ impl ResolveContext<'_> {
                 }
             }
         }
-        self.auth_index.difference(&sets, in_all, |e| self.node(e))
+        // An event every state holds: the value of an unconflicted key.
+        let in_all_states = |n: AuthNode| {
+            let e = self.auth_index.event(n);
+            self.ev(e).key.is_some_and(|k| !conflicted.contains_key(&k) && states[0].get(k) == Some(e))
+        };
+        self.auth_index.difference(&sets, in_all, |e| self.node(e), in_all_states)
     }
 
     /// The sender's power level read from the event's own auth events (used
