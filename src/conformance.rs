@@ -5,8 +5,9 @@
 
 use std::io::{Read, Write};
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use crate::event::EventStatus;
 use crate::fixture::{read_queries, stream_room, FixtureError, FixtureHeader, Query};
 use crate::ids::EventIdx;
 use crate::queries::{self, Direction, QueryError, Served};
@@ -266,6 +267,33 @@ pub fn replay_pipelined(reader: impl Read + Send) -> Result<Replay, FixtureError
     })
 }
 
+/// One entry of the answers' `events` list, its fields in the order a JSON
+/// object of them is written in (sorted, like [`json!`] objects).
+#[derive(serde::Serialize)]
+struct LineEntry<'a> {
+    event_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    redacted_on_receipt: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<DropStage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_after: Option<Hex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_before: Option<Hex>,
+    status: &'static str,
+}
+
+/// A digest, written as lowercase hex.
+struct Hex([u8; 32]);
+
+impl serde::Serialize for Hex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex(self.0))
+    }
+}
+
 fn hex(d: [u8; 32]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(64);
@@ -279,30 +307,44 @@ fn hex(d: [u8; 32]) -> String {
 impl Replay {
     /// The entry of the answers' `events` list for one fixture line.
     pub fn line_json(&self, line: &Line) -> Value {
+        serde_json::to_value(self.line_entry(line)).expect("an entry is a JSON object")
+    }
+
+    fn line_entry(&self, line: &Line) -> LineEntry<'_> {
+        let mut entry = LineEntry {
+            event_id: "",
+            reason: None,
+            redacted_on_receipt: false,
+            stage: None,
+            state_after: None,
+            state_before: None,
+            status: "dropped",
+        };
         match *line {
             Line::Dropped(i) => {
                 let d = &self.dropped[i as usize];
-                json!({"event_id": &*d.event_id, "status": "dropped", "stage": d.stage, "reason": &*d.reason})
+                entry.event_id = &d.event_id;
+                entry.reason = Some(&d.reason);
+                entry.stage = Some(d.stage);
             }
             Line::Duplicate(event) => {
-                json!({"event_id": self.room.id(event), "status": "dropped", "reason": "duplicate event"})
+                entry.event_id = self.room.id(event);
+                entry.reason = Some("duplicate event");
             }
             Line::Stored(event) => {
                 let e = self.room.event(event);
-                let mut m = Map::new();
-                m.insert("event_id".into(), json!(self.room.id(event)));
-                m.insert("status".into(), json!(e.status));
-                if let Some(r) = self.room.rejection(event) {
-                    m.insert("reason".into(), json!(r));
-                }
-                if e.redacted_on_receipt {
-                    m.insert("redacted_on_receipt".into(), json!(true));
-                }
-                m.insert("state_before".into(), json!(hex(self.room.state_digest(e.state_before))));
-                m.insert("state_after".into(), json!(hex(self.room.state_digest(e.state_after))));
-                Value::Object(m)
+                entry.event_id = self.room.id(event);
+                entry.status = match e.status {
+                    EventStatus::Accepted => "accepted",
+                    EventStatus::Rejected => "rejected",
+                };
+                entry.reason = self.room.rejection(event);
+                entry.redacted_on_receipt = e.redacted_on_receipt;
+                entry.state_before = Some(Hex(self.room.state_digest(e.state_before)));
+                entry.state_after = Some(Hex(self.room.state_digest(e.state_after)));
             }
         }
+        entry
     }
 
     /// Writes the `roomdag-answers/1` document for `queries`, streaming one
@@ -325,7 +367,7 @@ impl Replay {
             if i > 0 {
                 w.write_all(b",")?;
             }
-            serde_json::to_writer(&mut w, &self.line_json(line))?;
+            serde_json::to_writer(&mut w, &self.line_entry(line))?;
         }
         w.write_all(b"],\"answers\":[")?;
         for (i, q) in queries.iter().enumerate() {
