@@ -51,6 +51,7 @@ pub mod room;
 pub mod room_version;
 pub mod signatures;
 pub mod signing;
+pub mod state_digest;
 pub mod state_res;
 pub mod state_set;
 pub mod store;

@@ -44,6 +44,7 @@ pub use crate::signatures::{
     prepare_batch, verify_batch_signatures, verify_pdu_signatures, PreparedPdu, SIGNATURE_BATCH,
 };
 use crate::signing::{content_hash, decode_base64, KeyStore};
+use crate::state_digest::{DigestCursors, KeyOrder};
 use crate::state_res::{MainlineCache, Resolution, ResolveContext};
 use crate::state_set::{StateMap, StateSetId, StateSets};
 
@@ -373,8 +374,10 @@ struct Caches {
     /// Recently answered `/state_ids` auth chains (at most [`STATE_AUTH_CHAIN_CACHE`]).
     state_auth_chains: VecDeque<(StateSetId, Arc<[EventIdx]>)>,
     current: Option<Arc<StateMap>>,
-    /// [`Room::key_ranks`] and the number of keys it ranked.
-    key_ranks: Option<(usize, Option<Arc<[u32]>>)>,
+    /// [`Room::key_order`] and the number of keys it ordered.
+    key_order: Option<(usize, Option<Arc<KeyOrder>>)>,
+    /// Hasher states of the last state digests.
+    digest_cursors: DigestCursors,
 }
 
 impl std::fmt::Debug for Room {
@@ -1345,24 +1348,25 @@ impl Room {
         if let Some(d) = self.caches.borrow().digests.get(&id) {
             return *d;
         }
-        let ranks = self.key_ranks();
-        let d = match ranks.as_deref() {
-            // Each key once per state: its lines sort as their keys do.
-            Some(ranks) => {
-                let mut entries: Vec<(u32, StateKeyIdx, EventIdx)> =
-                    self.state(id).iter().map(|(k, e)| (ranks[k.0 as usize], k, e)).collect();
-                entries.sort_unstable_by_key(|x| x.0);
-                let mut h = Sha256::new();
-                for (_, k, e) in entries {
-                    let (t, s) = self.key_name(k);
+        let d = match self.key_order() {
+            Some(order) => {
+                // A line: its key's rank (the order), then its event (the text).
+                let mut lines: Vec<u64> = self
+                    .state(id)
+                    .iter()
+                    .map(|(k, e)| (u64::from(order.rank[k.0 as usize]) << 32) | u64::from(e.0))
+                    .collect();
+                lines.sort_unstable();
+                let write = |line: u64, h: &mut Sha256| {
+                    let (t, s) = self.key_name(order.key[(line >> 32) as usize]);
                     h.update(t);
                     h.update([0]);
                     h.update(s);
                     h.update([0]);
-                    h.update(self.events.id(self.event(e)));
+                    h.update(self.events.id(self.event(EventIdx(line as u32))));
                     h.update(b"\n");
-                }
-                h.finalize().into()
+                };
+                self.caches.borrow_mut().digest_cursors.digest(lines, write)
             }
             None => digest_of(self.state(id).iter().map(|(k, e)| {
                 let (t, s) = self.key_name(k);
@@ -1373,32 +1377,17 @@ impl Room {
         d
     }
 
-    /// Each interned key's rank in the order of its digest line prefix
-    /// `type NUL state_key NUL` (recomputed when keys were added), or `None`
-    /// when a type or state key holds a NUL: then one prefix can be the
-    /// start of another and lines must be compared whole.
-    fn key_ranks(&self) -> Option<Arc<[u32]>> {
-        if let Some((n, ranks)) = &self.caches.borrow().key_ranks {
+    /// The interned keys in digest line order (recomputed when keys were
+    /// added), or `None` when a key holds a NUL (see [`KeyOrder`]).
+    fn key_order(&self) -> Option<Arc<KeyOrder>> {
+        if let Some((n, order)) = &self.caches.borrow().key_order {
             if *n == self.key_names.len() {
-                return ranks.clone();
+                return order.clone();
             }
         }
-        let has_nul = self.key_names.iter().any(|(t, s)| t.contains('\0') || s.contains('\0'));
-        let ranks: Option<Arc<[u32]>> = (!has_nul).then(|| {
-            let mut order: Vec<u32> = (0..self.key_names.len() as u32).collect();
-            order.sort_unstable_by(|a, b| {
-                let (ta, sa) = &self.key_names[*a as usize];
-                let (tb, sb) = &self.key_names[*b as usize];
-                (ta.as_bytes(), sa.as_bytes()).cmp(&(tb.as_bytes(), sb.as_bytes()))
-            });
-            let mut ranks = vec![0u32; order.len()];
-            for (rank, k) in order.into_iter().enumerate() {
-                ranks[k as usize] = rank as u32;
-            }
-            ranks.into()
-        });
-        self.caches.borrow_mut().key_ranks = Some((self.key_names.len(), ranks.clone()));
-        ranks
+        let order = KeyOrder::of(&self.key_names).map(Arc::new);
+        self.caches.borrow_mut().key_order = Some((self.key_names.len(), order.clone()));
+        order
     }
 
     /// The union of the auth chains of a state's events, each event left out
@@ -1526,12 +1515,20 @@ mod tests {
         for id in &ids {
             assert_eq!(room.state_digest(*id), digest_by_lines(&room, *id));
         }
-        assert!(room.key_ranks().is_some());
+        assert!(room.key_order().is_some());
+        // A new key shifts every rank (a line's number still names its
+        // event, hence its text: kept hasher states stay right).
+        let (t, s) = (intern(&mut room.strings, "a.first"), intern(&mut room.strings, ""));
+        room.intern_key(&t, &s);
+        room.caches.get_mut().digests.clear();
+        for id in ids.iter().rev() {
+            assert_eq!(room.state_digest(*id), digest_by_lines(&room, *id));
+        }
         let t = intern(&mut room.strings, "m.room.member");
         let s = intern(&mut room.strings, "@a:x\u{0}");
         room.intern_key(&t, &s);
         *room.caches.get_mut() = Caches::default();
-        assert!(room.key_ranks().is_none());
+        assert!(room.key_order().is_none());
         for id in &ids {
             assert_eq!(room.state_digest(*id), digest_by_lines(&room, *id));
         }
