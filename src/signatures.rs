@@ -153,8 +153,7 @@ pub fn prepare_batch(raws: &[&str], rules: &RoomVersionRules, keys: &dyn KeyStor
 
 /// How many signatures are checked together by [`verify_batch_signatures`].
 /// Larger batches were slower on a 50,000-event replay (32: +5 %, 128:
-/// +20 %): their parsed PDUs and curve tables outgrow the caches, and the
-/// tables of 32 (about 80 KiB) are mapped and unmapped at every batch.
+/// +20 %): their parsed PDUs and curve tables outgrow the caches.
 pub const SIGNATURE_BATCH: usize = 16;
 
 /// Checks the signatures of many PDUs at once, for [`Verification::Precomputed`]:
