@@ -26,10 +26,9 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use crate::ids::EventIdx;
+use crate::ids::{EventIdx, IntMap};
 
 /// Bits per shared block.
 pub const BLOCK_BITS: usize = 1024;
@@ -440,27 +439,8 @@ struct MaskArena {
     slot: NodeMap<usize>,
 }
 
-/// A map keyed by node numbers (dense integers we assign, so a
-/// multiplicative hash spreads them well; no attacker picks them).
-type NodeMap<V> = HashMap<u32, V, BuildHasherDefault<NodeHasher>>;
-
-/// Fibonacci hashing of a `u32`.
-#[derive(Default)]
-struct NodeHasher(u64);
-
-impl Hasher for NodeHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u32(u32::from(*b));
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
+/// A map keyed by node numbers (dense integers we assign).
+type NodeMap<V> = IntMap<u32, V>;
 
 impl MaskArena {
     /// The slot of a node, and whether it was just made (all zero).

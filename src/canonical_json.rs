@@ -108,6 +108,24 @@ pub fn object_to_canonical_string_except(map: &Map<String, Value>, except: &[&st
     out
 }
 
+/// The length of the canonical JSON of `map`, given `without`, the length
+/// of [`object_to_canonical_string_except`]`(map, except)`: that of each
+/// left-out member (`"key":value`) and of its comma is added.
+pub fn canonical_len_from_part(map: &Map<String, Value>, except: &[&str], without: usize) -> usize {
+    let mut len = without;
+    let mut members = map.keys().filter(|k| !except.contains(&k.as_str())).count();
+    let mut member = String::new();
+    for (k, v) in map.iter().filter(|(k, _)| except.contains(&k.as_str())) {
+        member.clear();
+        write_string(&mut member, k);
+        member.push(':');
+        write_value(&mut member, v);
+        len += member.len() + usize::from(members > 0);
+        members += 1;
+    }
+    len
+}
+
 /// An explicit-stack writer: a frame is either a value still to write or a
 /// literal separator.
 enum Frame<'a> {
@@ -293,6 +311,22 @@ mod tests {
 
     fn canon(s: &str) -> String {
         to_canonical_string(&serde_json::from_str::<Value>(s).unwrap())
+    }
+
+    #[test]
+    fn length_from_a_part_equals_the_whole() {
+        let except = ["unsigned", "signatures", "hashes"];
+        for v in [
+            json!({}),
+            json!({"unsigned": 1}),
+            json!({"hashes": {"sha256": "x"}, "signatures": {"a": {"ed25519:1": "s\"ig\u{0001}"}}}),
+            json!({"type": "m.room.message", "content": {"body": "é\n✓"}, "depth": 12}),
+            json!({"a": [1, {"b": null}], "unsigned": {"age": 5, "k": "\\"}, "z": true, "hashes": {}}),
+        ] {
+            let map = v.as_object().expect("an object");
+            let part = object_to_canonical_string_except(map, &except);
+            assert_eq!(canonical_len_from_part(map, &except, part.len()), object_to_canonical_string(map).len(), "{v}");
+        }
     }
 
     #[test]

@@ -177,3 +177,29 @@ mod tests {
         assert_eq!(split_host_port("example.org"), ("example.org", None));
     }
 }
+
+/// A hasher for integer keys we assign ourselves (dense indexes, or
+/// already-hashed values), which no attacker picks: one multiply (Fibonacci
+/// hashing) instead of SipHash.
+#[derive(Default)]
+pub struct IntHasher(u64);
+
+impl std::hash::Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u32(u32::from(*b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A map with integer keys (see [`IntHasher`]).
+pub type IntMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IntHasher>>;

@@ -34,7 +34,7 @@ use crate::auth_rules::{
 };
 use crate::canonical_json::object_to_canonical_string;
 use crate::event::{EventStatus, Events, EventsMark, Facts, NewEvent, StateKeyIdx, StoredEvent};
-use crate::ids::{domain_of, EventId, EventIdx, Name};
+use crate::ids::{domain_of, EventId, EventIdx, IntHasher, IntMap, Name};
 use crate::pdu::{parse_pdu, ParsedPdu, PduFormatError};
 pub use crate::placement::{EventRecord, LogRecord, Placement, RecordKind};
 use crate::redaction::redact;
@@ -43,7 +43,7 @@ use crate::signatures::Signers;
 pub use crate::signatures::{
     prepare_batch, verify_batch_signatures, verify_pdu_signatures, PreparedPdu, SIGNATURE_BATCH,
 };
-use crate::signing::{content_hash, decode_base64, KeyStore};
+use crate::signing::{content_hash_and_size, decode_base64, KeyStore};
 use crate::state_digest::{DigestCursors, KeyOrder};
 use crate::state_res::{MainlineCache, Resolution, ResolveContext};
 use crate::state_set::{StateMap, StateSetId, StateSets};
@@ -196,21 +196,26 @@ impl DroppedEvent {
     }
 }
 
-/// Event ID → index, keyed by a 64-bit hash of the ID so that the ID text is
+/// Event ID → index, keyed by a 32-bit hash of the ID so that the ID text is
 /// stored once (in the event); the rare colliding IDs go to a plain map.
 #[derive(Debug, Default)]
 struct IdIndex {
-    by_hash: HashMap<u32, EventIdx>,
+    by_hash: IntMap<u32, EventIdx>,
     collisions: HashMap<Box<str>, EventIdx>,
 }
 
-/// 32 bits of a keyed hash of the ID: enough to find the event (a collision
-/// costs one extra map entry, never a wrong answer).
+/// 32 bits of a hash of the ID: enough to find the event (a collision
+/// costs one extra entry in the side map, keyed by the whole ID with a
+/// random SipHash, never a wrong answer), so a fast unkeyed mix will do.
 fn id_hash(id: &str) -> u32 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    id.hash(&mut h);
-    h.finish() as u32
+    use std::hash::Hasher;
+    let mut h = IntHasher::default();
+    for chunk in id.as_bytes().chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        h.write_u64(u64::from_le_bytes(word));
+    }
+    (h.finish() >> 32) as u32
 }
 
 impl IdIndex {
@@ -745,14 +750,20 @@ impl Room {
         }
         // 4. Content hash.
         let mut json = pdu.json;
-        let redacted_on_receipt = match json.get("hashes").and_then(|h| h.get("sha256")) {
+        // The canonical size of `json` comes with the content hash's
+        // serialisation (until the event is redacted).
+        let (redacted_on_receipt, mut canonical_size) = match json.get("hashes").and_then(|h| h.get("sha256")) {
             None => return Outcome::drop(Some(&id), DropStage::Hash, "Algorithm sha256 not in hashes"),
             Some(h) => match h.as_str().and_then(decode_base64) {
                 None => return Outcome::drop(Some(&id), DropStage::Hash, "Invalid base64 in hashes.sha256"),
-                Some(expected) => expected != content_hash(&json),
+                Some(expected) => {
+                    let (hash, size) = content_hash_and_size(&json);
+                    (expected != hash, Some(size))
+                }
             },
         };
         if redacted_on_receipt {
+            canonical_size = None;
             let unsigned = json.get("unsigned").cloned();
             json = redact(&json, rules);
             if let Some(u) = unsigned {
@@ -817,6 +828,7 @@ impl Room {
         // 7a. Canonical size and identifier lengths.
         let limits = check_limits(
             &json,
+            canonical_size,
             [
                 ("sender", Some(&pdu.sender)),
                 ("room_id", Some(&pdu.room_id)),
@@ -1440,10 +1452,11 @@ enum LimitError {
 /// before room v11.
 fn check_limits(
     json: &Map<String, Value>,
+    canonical_size: Option<usize>,
     fields: [(&str, Option<&str>); 5],
     rules: &RoomVersionRules,
 ) -> Result<(), LimitError> {
-    if object_to_canonical_string(json).len() > MAX_PDU_SIZE {
+    if canonical_size.unwrap_or_else(|| object_to_canonical_string(json).len()) > MAX_PDU_SIZE {
         return Err(LimitError::Unpersistable("event too large".into()));
     }
     for (name, value) in fields {
@@ -1495,6 +1508,54 @@ impl From<PduFormatError> for Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// IDs whose 32-bit hashes collide are all found (the second goes to
+    /// the side map), and removing one leaves the other.
+    #[test]
+    fn id_index_survives_hash_collisions() {
+        let mut first_with: HashMap<u32, String> = HashMap::new();
+        let (a, b) = (0u64..)
+            .find_map(|i| {
+                let id = format!("${i}");
+                match first_with.insert(id_hash(&id), id.clone()) {
+                    Some(other) => Some((other, id)),
+                    None => None,
+                }
+            })
+            .expect("a collision (birthday bound: about 2^16 IDs)");
+        assert_eq!(id_hash(&a), id_hash(&b));
+        let mut events = Events::default();
+        let mut index = IdIndex::default();
+        for (i, id) in [&a, &b, &"$other".to_owned()].into_iter().enumerate() {
+            let e = events.prepare(NewEvent {
+                id,
+                raw: "{}",
+                prev_events: &[],
+                pdu_prev_count: 0,
+                first_prev: None,
+                outlier: false,
+                auth_events: &[],
+                sender: Name::new("@a:x"),
+                event_type: Name::new("m.room.message"),
+                state_key: None,
+                key: None,
+                depth: 0,
+                origin_server_ts: 0,
+                facts: Facts::None,
+                state_before: StateSetId::EMPTY,
+                redacted_on_receipt: false,
+            });
+            events.push(e);
+            index.insert(id, EventIdx(i as u32));
+        }
+        assert_eq!(index.get(&a, &events), Some(EventIdx(0)));
+        assert_eq!(index.get(&b, &events), Some(EventIdx(1)));
+        assert_eq!(index.get("$other", &events), Some(EventIdx(2)));
+        assert_eq!(index.get("$absent", &events), None);
+        index.remove(&a, EventIdx(0));
+        assert_eq!(index.get(&a, &events), None);
+        assert_eq!(index.get(&b, &events), Some(EventIdx(1)));
+    }
 
     fn digest_by_lines(room: &Room, id: StateSetId) -> [u8; 32] {
         digest_of(room.state(id).iter().map(|(k, e)| {

@@ -11,7 +11,7 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::canonical_json::{object_to_canonical_string, object_to_canonical_string_except};
+use crate::canonical_json::{canonical_len_from_part, object_to_canonical_string, object_to_canonical_string_except};
 use crate::room_version::{EventIdFormat, RoomVersionRules};
 
 const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
@@ -40,7 +40,15 @@ const NOT_HASHED: &[&str] = &["unsigned", "signatures", "hashes", "age_ts", "out
 /// The content hash of a PDU: SHA-256 of the canonical JSON of the event
 /// without `unsigned`, `signatures` and `hashes`.
 pub fn content_hash(event: &Map<String, Value>) -> [u8; 32] {
-    Sha256::digest(object_to_canonical_string_except(event, NOT_HASHED).as_bytes()).into()
+    content_hash_and_size(event).0
+}
+
+/// The content hash, and the length of the whole event's canonical JSON
+/// (the size limit's measure), from one serialisation.
+pub fn content_hash_and_size(event: &Map<String, Value>) -> ([u8; 32], usize) {
+    let hashed = object_to_canonical_string_except(event, NOT_HASHED);
+    let size = canonical_len_from_part(event, NOT_HASHED, hashed.len());
+    (Sha256::digest(hashed.as_bytes()).into(), size)
 }
 
 /// The bytes that are both signed and hashed into the event ID: the canonical
