@@ -109,18 +109,23 @@ if (sizes.includes(oracleSize)) {
   const args = ["replay", room(oracleSize), "--queries", queries(oracleSize), "-o", "/dev/null"];
   const o = [];
   const a = [];
+  const p = [];
   for (let i = 0; i < oracleRuns; i++) {
     o.push(timeOnce(py, [join(oracleDir, "expect.py"), room(oracleSize), "--gzip", "-o", tmp], { cwd: oracleDir }));
     a.push(timeOnce(after, args));
+    p.push(timeOnce(after, [...args, "--parallel"]));
   }
   const ro = best(o);
   const ra = best(a);
+  const rp = best(p);
   say();
   say(`| ${oracleSize.toLocaleString("en")}-event room, best of ${oracleRuns}, interleaved | wall | CPU (user+sys) | peak RSS |`);
   say("|---|---|---|---|");
   say(`| Synapse oracle (expect.py: the same replay and queries with Synapse's code) | ${ro.wall.toFixed(2)} s | ${ro.cpu.toFixed(2)} s | ${(ro.rss / 1024).toFixed(0)} MiB |`);
   say(`| roomdag native CLI | ${ra.wall.toFixed(2)} s | ${ra.cpu.toFixed(2)} s | ${(ra.rss / 1024).toFixed(0)} MiB |`);
   say(`| ratio | **${(ro.wall / ra.wall).toFixed(1)}×** | ${(ro.cpu / ra.cpu).toFixed(1)}× | |`);
+  say(`| roomdag native CLI, --parallel (signatures on other threads) | ${rp.wall.toFixed(2)} s | ${rp.cpu.toFixed(2)} s | ${(rp.rss / 1024).toFixed(0)} MiB |`);
+  say(`| ratio, --parallel | ${(ro.wall / rp.wall).toFixed(1)}× | | |`);
 }
 say();
 say(`Load average at the end: ${load()}.`);
