@@ -158,9 +158,8 @@ export class RoomEngine {
     } catch (e) {
       return Promise.reject(e);
     }
-    const texts = pdus.map(toText);
-    if (origin === undefined) return this.#batch((room) => json(room.ingest(texts, keyRing)));
-    return this.#batch((room) => this.#ingestFrom(room, origin, texts, keyRing, now));
+    const items = pdus.map((pdu) => ({ pdu }));
+    return this.#batch((room) => this.#ingestRuns(room, items, keyRing, origin, now));
   }
 
   /**
@@ -181,13 +180,7 @@ export class RoomEngine {
     } catch (e) {
       return Promise.reject(e);
     }
-    const one = (room, it) => {
-      const pdu = toText(it.pdu);
-      if (it.state) return json(room.ingestWithState(pdu, it.state, keyRing));
-      return json(room.ingestAs([pdu], it.placement ?? "timeline", keyRing))[0];
-    };
-    if (origin === undefined) return this.#batch((room) => items.map((it) => one(room, it)));
-    return this.#batch((room) => this.#limited(origin, now, items, (it) => toText(it.pdu), (it) => one(room, it)));
+    return this.#batch((room) => this.#ingestRuns(room, items, keyRing, origin, now));
   }
 
   /** Runs `work(room)` as one batch: its records are appended atomically, or it is undone. */
@@ -216,35 +209,54 @@ export class RoomEngine {
     });
   }
 
-  #ingestFrom(room, origin, texts, keyRing, now) {
-    return this.#limited(origin, now, texts, (raw) => raw, (raw) => json(room.ingest([raw], keyRing))[0]);
-  }
-
   /**
-   * Ingests `items` one by one with `ingestOne`, refusing each while
-   * `origin` is past its bound of rejected events (dropped, stage `limit`,
-   * nothing stored) and counting the rejected ones.
+   * Ingests `items` (`{pdu, placement?}` or `{pdu, state}`) in order. Runs of
+   * PDUs with the same placement go to the engine together (signatures
+   * checked in batches). With `origin`, its bound on rejected events holds
+   * (`REJECTED_PER_ORIGIN`): a run stops right after a rejected PDU, which is
+   * counted before the rest are looked at, and once `origin` is past its
+   * bound its PDUs are refused — dropped, stage `limit`, nothing stored.
    */
-  #limited(origin, now, items, textOf, ingestOne) {
+  #ingestRuns(room, items, keyRing, origin, now) {
+    const bounded = origin !== undefined;
     const out = [];
-    for (const it of items) {
-      const raw = textOf(it);
-      const refusal = this.#rejections.refusal(origin, now);
+    let i = 0;
+    const done = (o, raw) => {
+      if (bounded && o.status === "rejected") this.#rejections.count(origin, utf8Length(raw), now);
+      out.push(o);
+      i++;
+    };
+    while (i < items.length) {
+      const refusal = bounded ? this.#rejections.refusal(origin, now) : null;
       if (refusal) {
-        let eventId = null;
-        try {
-          eventId = wasm.pduEventId(raw, this.roomVersion);
-        } catch {
-          /* unparseable: no ID */
-        }
-        out.push({ eventId, status: "dropped", stage: "limit", reason: refusal });
+        out.push(this.#refused(toText(items[i].pdu), refusal));
+        i++;
         continue;
       }
-      const o = ingestOne(it);
-      if (o.status === "rejected") this.#rejections.count(origin, utf8Length(raw), now);
-      out.push(o);
+      if (items[i].state) {
+        const raw = toText(items[i].pdu);
+        done(json(room.ingestWithState(raw, items[i].state, keyRing)), raw);
+        continue;
+      }
+      const placement = items[i].placement ?? "timeline";
+      let end = i + 1;
+      while (end < items.length && !items[end].state && (items[end].placement ?? "timeline") === placement) end++;
+      const texts = items.slice(i, end).map((it) => toText(it.pdu));
+      const outcomes = json(room.ingestAs(texts, placement, keyRing, bounded));
+      outcomes.forEach((o, k) => done(o, texts[k]));
     }
     return out;
+  }
+
+  /** The outcome of a PDU refused because its sender is past its bound: dropped, stage `limit`, nothing stored. */
+  #refused(raw, reason) {
+    let eventId = null;
+    try {
+      eventId = wasm.pduEventId(raw, this.roomVersion);
+    } catch {
+      /* unparseable: no ID */
+    }
+    return { eventId, status: "dropped", stage: "limit", reason };
   }
 
   /** Why PDUs from `origin` are refused now (past its bound of rejected events, `REJECTED_PER_ORIGIN`), or `null`. */

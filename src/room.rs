@@ -661,13 +661,45 @@ impl Room {
         outcome
     }
 
+    /// Receives PDUs in order, placed as `placement` says, with their
+    /// signatures checked [`SIGNATURE_BATCH`] at a time (one ed25519 batch
+    /// verification each, about twice as fast per signature): the outcomes
+    /// are those [`ingest_as`](Self::ingest_as) gives one by one. Stops after
+    /// the first outcome for which `stop` holds (the caller decides whether
+    /// to go on, e.g. a bound on rejected events), so the result may be a
+    /// prefix.
+    pub fn ingest_batch(
+        &mut self,
+        raws: &[&str],
+        placement: Placement<'_>,
+        keys: &dyn KeyStore,
+        stop: impl Fn(&Outcome) -> bool,
+    ) -> Vec<Outcome> {
+        let mut out = Vec::with_capacity(raws.len());
+        for chunk in raws.chunks(SIGNATURE_BATCH) {
+            for (raw, p) in chunk.iter().zip(prepare_batch(chunk, self.rules, keys)) {
+                let outcome = self.ingest_prepared_as(raw, placement, p);
+                let done = stop(&outcome);
+                out.push(outcome);
+                if done {
+                    return out;
+                }
+            }
+        }
+        out
+    }
+
     /// Receives one PDU prepared by [`prepare_batch`] (parsed, signatures
     /// checked in a batch): the same checks as [`ingest`](Self::ingest)
     /// without parsing it again.
     pub fn ingest_prepared(&mut self, raw: &str, prepared: PreparedPdu) -> Outcome {
+        self.ingest_prepared_as(raw, Placement::Timeline, prepared)
+    }
+
+    fn ingest_prepared_as(&mut self, raw: &str, placement: Placement<'_>, prepared: PreparedPdu) -> Outcome {
         let outcome = match prepared.parsed {
-            Some(pdu) => self.ingest_parsed(raw, pdu, Placement::Timeline, Verification::Precomputed(prepared.verdict)),
-            None => self.ingest(raw, Verification::Precomputed(prepared.verdict)),
+            Some(pdu) => self.ingest_parsed(raw, pdu, placement, Verification::Precomputed(prepared.verdict)),
+            None => self.ingest_as(raw, placement, Verification::Precomputed(prepared.verdict)),
         };
         if prepared_was_dropped_elsewhere(&outcome) {
             return outcome;

@@ -202,9 +202,7 @@ impl WasmRoom {
     /// Receives PDUs (JSON text each), checking signatures with `keys`.
     /// Returns a JSON array of outcomes.
     pub fn ingest(&mut self, pdus: Vec<String>, keys: &WasmKeyRing) -> String {
-        let out: Vec<Value> =
-            pdus.iter().map(|p| outcome_json(&self.room.ingest(p, Verification::Keys(&keys.ring)))).collect();
-        to_json(&Value::Array(out))
+        self.ingest_batch(&pdus, Placement::Timeline, keys, |_| false)
     }
 
     /// Rebuilds a room from its store's log: an array of records
@@ -220,9 +218,18 @@ impl WasmRoom {
     /// Receives PDUs placed as `placement` says: `timeline` (live: every
     /// prev event must be placed), `history` (backfilled: kept pending until
     /// a rebuild when its prev events are not placed) or `outlier` (state or
-    /// auth chain). Returns a JSON array of outcomes.
+    /// auth chain). Returns a JSON array of outcomes. With `untilRejected`,
+    /// stops right after the first rejected PDU (its outcome is the last of
+    /// the answer): the caller counts it against the sender's bound before
+    /// going on.
     #[wasm_bindgen(js_name = ingestAs)]
-    pub fn ingest_as(&mut self, pdus: Vec<String>, placement: &str, keys: &WasmKeyRing) -> Result<String, JsError> {
+    pub fn ingest_as(
+        &mut self,
+        pdus: Vec<String>,
+        placement: &str,
+        keys: &WasmKeyRing,
+        until_rejected: Option<bool>,
+    ) -> Result<String, JsError> {
         let placement = match placement {
             "timeline" => Placement::Timeline,
             "history" => Placement::History,
@@ -232,11 +239,8 @@ impl WasmRoom {
                 return Err(js_error(format!("placement must be timeline, live, history or outlier, not {other:?}")))
             }
         };
-        let out: Vec<Value> = pdus
-            .iter()
-            .map(|p| outcome_json(&self.room.ingest_as(p, placement, Verification::Keys(&keys.ring))))
-            .collect();
-        Ok(to_json(&Value::Array(out)))
+        let until_rejected = until_rejected.unwrap_or(false);
+        Ok(self.ingest_batch(&pdus, placement, keys, |o| until_rejected && matches!(o, Outcome::Rejected { .. })))
     }
 
     /// Receives a timeline PDU whose state before comes from a verified
@@ -451,6 +455,24 @@ struct StoredRecordJs {
     rebuild: bool,
     #[serde(default)]
     soft_failed: bool,
+}
+
+impl WasmRoom {
+    /// Ingests `pdus` with [`Room::ingest_batch`] (signatures checked in
+    /// batches), stopping after the first outcome `stop` holds for; the
+    /// outcomes as a JSON array.
+    fn ingest_batch(
+        &mut self,
+        pdus: &[String],
+        placement: Placement<'_>,
+        keys: &WasmKeyRing,
+        stop: impl Fn(&Outcome) -> bool,
+    ) -> String {
+        let raws: Vec<&str> = pdus.iter().map(String::as_str).collect();
+        let out: Vec<Value> =
+            self.room.ingest_batch(&raws, placement, &keys.ring, stop).iter().map(outcome_json).collect();
+        to_json(&Value::Array(out))
+    }
 }
 
 impl StoredRecordJs {

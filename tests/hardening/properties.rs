@@ -422,3 +422,85 @@ fn store_rollback_and_reopen_v12_forky_1k() {
         check_store_rollback("v12-forky-1k", 100 + seed);
     }
 }
+
+// ---------------------------------------------------------------------------
+// (d) batched ingest
+
+/// `Room::ingest_batch` (signatures checked in ed25519 batches) gives every
+/// PDU the outcome `Room::ingest` gives it one by one, also when some
+/// signatures in a batch are bad (each PDU's signature corrupted in turn, one
+/// per batch), and stops right after the first outcome its `stop` holds for.
+fn check_batch_equals_one_by_one(name: &str) {
+    use roomdag::placement::Placement;
+    let f = load_fixture(name);
+    let keys = keys(&f);
+    // Before every 7th PDU, a copy with one signature character changed (a
+    // bad signature in most batches; the genuine PDU follows it).
+    let pdus: Vec<String> = f
+        .pdus
+        .iter()
+        .enumerate()
+        .flat_map(|(i, raw)| {
+            if i % 7 != 3 {
+                return vec![raw.clone()];
+            }
+            let mut v: serde_json::Value = serde_json::from_str(raw).unwrap();
+            if let Some(sigs) = v.get_mut("signatures").and_then(|s| s.as_object_mut()) {
+                if let Some(by_key) = sigs.values_mut().next().and_then(|k| k.as_object_mut()) {
+                    if let Some(sig) = by_key.values_mut().next() {
+                        let s = sig.as_str().unwrap().to_owned();
+                        let flipped =
+                            if s.starts_with('A') { format!("B{}", &s[1..]) } else { format!("A{}", &s[1..]) };
+                        *sig = serde_json::Value::String(flipped);
+                    }
+                }
+            }
+            vec![v.to_string(), raw.clone()]
+        })
+        .collect();
+    let mut one = Room::new(f.version()).unwrap();
+    let want: Vec<Outcome> = pdus.iter().map(|p| one.ingest(p, Verification::Keys(&keys))).collect();
+    assert!(want.iter().any(|o| matches!(o, Outcome::Dropped { .. })), "{name}: the corrupted signatures drop events");
+
+    let raws: Vec<&str> = pdus.iter().map(String::as_str).collect();
+    let mut batched = Room::new(f.version()).unwrap();
+    let got = batched.ingest_batch(&raws, Placement::Timeline, &keys, |_| false);
+    assert_eq!(got, want, "{name}: batched outcomes");
+    assert_eq!(snapshot(&batched), snapshot(&one), "{name}: batched room");
+
+    // Stopping after each rejected PDU and going on gives the same again.
+    let mut stopping = Room::new(f.version()).unwrap();
+    let mut got = Vec::new();
+    let mut stops = 0;
+    while got.len() < raws.len() {
+        let part = stopping
+            .ingest_batch(&raws[got.len()..], Placement::Timeline, &keys, |o| matches!(o, Outcome::Rejected { .. }));
+        let last_rejected = matches!(part.last(), Some(Outcome::Rejected { .. }));
+        assert!(
+            part[..part.len() - 1].iter().all(|o| !matches!(o, Outcome::Rejected { .. })),
+            "{name}: stops at the first rejection"
+        );
+        assert!(last_rejected || got.len() + part.len() == raws.len());
+        stops += usize::from(last_rejected);
+        got.extend(part);
+    }
+    assert_eq!(got, want, "{name}: outcomes when stopping after each rejection");
+    assert_eq!(stops, want.iter().filter(|o| matches!(o, Outcome::Rejected { .. })).count());
+    assert!(stops > 0, "{name}: the room has rejected events");
+    eprintln!("properties::batch {name}: {} PDUs, {stops} rejections, batched = one by one", raws.len());
+}
+
+#[test]
+fn batch_ingest_equals_one_by_one_v11_forky_2k() {
+    check_batch_equals_one_by_one("v11-forky-2k");
+}
+
+#[test]
+fn batch_ingest_equals_one_by_one_v3_500() {
+    check_batch_equals_one_by_one("v3-500");
+}
+
+#[test]
+fn batch_ingest_equals_one_by_one_v12_features_1k() {
+    check_batch_equals_one_by_one("v12-features-1k");
+}

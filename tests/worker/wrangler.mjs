@@ -109,5 +109,5 @@ export async function startWorker({ vars, persistTo, config = join(root, "worker
       });
       kill("SIGINT");
     });
-  return { url, port, persist, stop, output: () => output };
+  return { url, port, inspector, persist, stop, output: () => output };
 }

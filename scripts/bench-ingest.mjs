@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+// `node scripts/bench-ingest.mjs [--events N] [--txn P] [--node] [--worker]`:
+// ingest throughput, the way issue 13 measures it.
+//   /send from one origin: the first N events of v11-20k (default 5,000) in
+//   transactions of P PDUs (default 50), one transaction at a time, signed by
+//   the room's first server (a server may relay other servers' PDUs; each PDU
+//   is checked with its sender's key);
+//   the admin import of the same events (the Worker only).
+// --node: through FederationServer in this process (MemoryStore);
+// --worker: through the Worker under wrangler dev (workerd, on-disk storage).
+// Neither flag: both. Prints PDUs/s and where each run's time went.
+import { FederationServer, RoomDirectory, MemoryStore, signRequest } from "../pkg/node.js";
+import { loadFixture, trustedKeysOf } from "../tests/js/fixtures.mjs";
+
+const opt = (name, dflt) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const N = opt("--events", 5000);
+const TXN = opt("--txn", 50);
+const flags = new Set(process.argv.slice(2));
+const both = !flags.has("--node") && !flags.has("--worker");
+
+const { room } = loadFixture("v11-20k");
+const events = room.events.slice(0, N);
+const trusted = trustedKeysOf(room);
+const origin = Object.keys(room.servers)[0];
+const key = room.servers[origin];
+const keyId = Object.keys(key.verify_keys)[0];
+const SERVER = "bench.example";
+
+/** Sends every transaction through `send`; returns {secs, statuses}. */
+async function sendAll(send) {
+  const statuses = {};
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  for (let i = 0, txn = 0; i < events.length; i += TXN, txn++) {
+    const body = JSON.stringify({ origin, origin_server_ts: Date.now(), pdus: events.slice(i, i + TXN).map((e) => e.pdu) });
+    const target = `/_matrix/federation/v1/send/bench-${Date.now()}-${txn}`;
+    const authorization = signRequest({ origin, keyId, seed: key.signing_key_seed, destination: SERVER, method: "PUT", target, body });
+    const res = await send(new Request(`http://${SERVER}${target}`, { method: "PUT", headers: { authorization, "content-type": "application/json" }, body }));
+    const answer = await res.json();
+    if (res.status !== 200) throw new Error(`transaction ${txn}: HTTP ${res.status} ${JSON.stringify(answer)}`);
+    for (const r of Object.values(answer.pdus)) {
+      const k = r.error ? "error" : "ok";
+      statuses[k] = (statuses[k] ?? 0) + 1;
+    }
+  }
+  const c = process.cpuUsage(c0);
+  return { secs: (performance.now() - t0) / 1000, cpu: (c.user + c.system) / 1e6, statuses };
+}
+
+const line = (what, secs, extra = "") => console.log(`${what}: ${events.length} PDUs in ${secs.toFixed(2)} s = ${Math.round(events.length / secs)} PDUs/s ${extra}`);
+
+if (both || flags.has("--node")) {
+  const rooms = new RoomDirectory({ createStore: () => new MemoryStore() });
+  const server = new FederationServer({ serverName: SERVER, signingKey: { keyId: "ed25519:b", seed: "dGhpcyBpcyB0aGUgcm9vbWRhZyB0ZXN0IHNlZWQhISE" }, rooms, trustedKeys: trusted, acceptRoomsFrom: "*" });
+  const r = await sendAll((req) => server.handleFederationRequest(req));
+  line(`Node FederationServer /send (${TXN} per transaction)`, r.secs, `(CPU ${r.cpu.toFixed(2)} s) ${JSON.stringify(r.statuses)}`);
+}
+
+if (both || flags.has("--worker")) {
+  const { startWorker } = await import("../tests/worker/wrangler.mjs");
+  const vars = {
+    SERVER_NAME: SERVER,
+    SIGNING_KEY: "ed25519:b dGhpcyBpcyB0aGUgcm9vbWRhZyB0ZXN0IHNlZWQhISE",
+    ADMIN_TOKEN: "bench-admin-token-0123456789",
+    TRUSTED_KEYS: JSON.stringify(trusted),
+    KEY_SERVER_URL: "http://127.0.0.1:9/{server}",
+    ACCEPT_ROOMS_FROM: "*",
+  };
+  const w = await startWorker({ vars });
+  try {
+    const send = (req) => fetch(new Request(w.url + new URL(req.url).pathname, req));
+    const r = await sendAll(send);
+    line(`Worker /send (${TXN} per transaction)`, r.secs, JSON.stringify(r.statuses));
+  } finally {
+    await w.stop();
+  }
+  const w2 = await startWorker({ vars });
+  try {
+    const t0 = performance.now();
+    const res = await fetch(`${w2.url}/_roomdag/admin/import`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${vars.ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ ...room, events }),
+    });
+    const lines = (await res.text()).trim().split("\n").map((l) => JSON.parse(l));
+    const last = lines.at(-1);
+    if (!last.done) throw new Error(`import: ${JSON.stringify(last)}`);
+    line("Worker admin import (fixture)", (performance.now() - t0) / 1000, JSON.stringify(last.done));
+  } finally {
+    await w2.stop();
+  }
+}
