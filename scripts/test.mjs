@@ -59,6 +59,7 @@ const tiers = {
       run(join(root, "target/release/roomdag"), ["replay", file, "--queries", join(dir, `${name}.queries${ext}`), "-o", answers]);
       run("python3", [join(sharedDir("oracle"), "compare.py"), expected, answers, "--show", "3"]);
     }
+    rmSync(out, { recursive: true, force: true }); // kept when a comparison fails (run exits)
   },
   "synapse-diff": () => {
     const python = oraclePython("synapse-diff");

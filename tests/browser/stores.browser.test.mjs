@@ -2,7 +2,7 @@
 // a bundler (esbuild) build. Fails on any console error.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, copyFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, copyFileSync, writeFileSync, rmSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -42,5 +42,6 @@ test("store suite on the browser's IndexedDB (bundled with esbuild), and persist
   } finally {
     await browser.close();
     server.close();
+    rmSync(out, { recursive: true, force: true });
   }
 });

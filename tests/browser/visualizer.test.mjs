@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, readFileSync, statSync, existsSync } from "node:fs";
+import { mkdtempSync, writeFileSync, readFileSync, statSync, existsSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { join, extname } from "node:path";
 import { tmpdir } from "node:os";
@@ -27,6 +27,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   server?.close();
+  rmSync(out, { recursive: true, force: true });
 });
 
 /** A page that records console errors and uncaught exceptions. */

@@ -1,9 +1,9 @@
 // The package's CLI (wasm) answers exactly like the native CLI, byte for
 // byte, on every fixture; and it fails like it on bad input.
-import { test } from "node:test";
+import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, mkdtempSync, writeFileSync, existsSync } from "node:fs";
+import { readdirSync, readFileSync, mkdtempSync, writeFileSync, existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { root, fixtureRooms } from "./fixtures.mjs";
@@ -11,6 +11,7 @@ import { root, fixtureRooms } from "./fixtures.mjs";
 const native = join(root, "target", "release", "roomdag");
 const wasmCli = join(root, "pkg", "cli.mjs");
 const out = mkdtempSync(join(tmpdir(), "roomdag-cli-"));
+after(() => rmSync(out, { recursive: true, force: true }));
 
 const rooms = fixtureRooms();
 

@@ -9,6 +9,12 @@ import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { root } from "../js/fixtures.mjs";
 
+/** Temp dirs of the workers started here (vars, storage): removed when the process exits. */
+const tempDirs = new Set();
+process.once("exit", () => {
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+});
+
 export function freePort() {
   return new Promise((resolve) => {
     const s = createServer();
@@ -49,6 +55,7 @@ function httpsStatus(url, ca) {
 export async function startWorker({ vars, persistTo, config = join(root, "worker", "wrangler.jsonc"), readyPath = "/_matrix/federation/v1/version", port: fixedPort, https, env = {}, pidFile }) {
   if (!existsSync(join(root, "www", "dist"))) mkdirSync(join(root, "www", "dist"), { recursive: true });
   const dir = mkdtempSync(join(tmpdir(), "roomdag-worker-"));
+  tempDirs.add(dir);
   const envFile = join(dir, "dev.vars");
   writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}='${v}'`).join("\n") + "\n");
   const port = fixedPort ?? (await freePort());
