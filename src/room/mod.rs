@@ -1,0 +1,257 @@
+//! One room: its stored events, their states, and the receipt pipeline.
+//!
+//! [`Room::ingest`] runs a received PDU through the spec's "Checks performed
+//! on receipt of a PDU", in the reference server's order:
+//!
+//! 1. format checks for the room version ([`crate::pdu`]); a failure drops it;
+//! 2. duplicate, `prev_events` ≤ 20 and `auth_events` ≤ 10, right room;
+//! 3. signatures of the sender's server (and of the restricted-join
+//!    authoriser's server); a failure drops it;
+//! 4. the content hash; a mismatch keeps only the redacted form;
+//! 5. every `prev_events` and `auth_events` entry must be stored; otherwise
+//!    the PDU is dropped (a later resend can still succeed);
+//! 6. the state before it: the states after its prev events, resolved when
+//!    they differ;
+//! 7. size limits, then the auth rules against its own auth events and
+//!    against the state before it; a failure stores it as *rejected* (an
+//!    error that is not an authorization failure drops it, as Synapse never
+//!    stores such an event).
+//!
+//! An accepted state event extends the state; accepted events become forward
+//! extremities until an accepted event lists them in `prev_events`.
+//!
+//! The room is split along the spec's seams:
+//!
+//! * `receipt`: the receipt checks ([`Room::ingest`] and its batch and
+//!   prepared forms) and storing an event;
+//! * `outcome`: what happened to a PDU ([`Outcome`], [`DropStage`]) and the
+//!   bounded log of dropped PDUs;
+//! * `state`: the room's states, their resolution, digests and auth chains;
+//! * `redactions`: which redaction applies to which event when it is read;
+//! * `outliers`: events outside the timeline (outliers, pending and deferred
+//!   history events), remote states and the backward extremities;
+//! * `checkpoint`: undoing a batch whose write failed ([`Checkpoint`]);
+//! * `id_index`: the event ID → index map.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use crate::auth_chain::AuthChainIndex;
+use crate::event::{Events, StateKeyIdx, StoredEvent};
+use crate::ids::{EventIdx, Name};
+pub use crate::placement::{EventRecord, LogRecord, Placement, RecordKind};
+use crate::room_version::{RoomVersionRules, UnsupportedRoomVersion};
+pub use crate::signatures::{
+    prepare_batch, verify_batch_signatures, verify_pdu_signatures, PreparedPdu, SIGNATURE_BATCH,
+};
+use crate::state_digest::{DigestCursors, KeyOrder};
+use crate::state_res::MainlineCache;
+use crate::state_set::{StateMap, StateSetId, StateSets};
+
+mod checkpoint;
+mod id_index;
+mod outcome;
+mod outliers;
+mod receipt;
+mod redactions;
+mod state;
+
+pub use checkpoint::Checkpoint;
+use id_index::IdIndex;
+pub use outcome::{
+    bounded_reason, DropStage, DroppedEvent, Outcome, MAX_DROPPED_LOG, MAX_DROPPED_LOG_BYTES, MAX_REASON_BYTES,
+};
+use outliers::Deferred;
+pub use receipt::{Verification, MAX_AUTH_EVENTS, MAX_ID_LEN, MAX_PDU_SIZE, MAX_PREV_EVENTS};
+use redactions::Redactions;
+pub use state::{digest_of, ResolutionInfo, STATE_AUTH_CHAIN_CACHE};
+
+/// A room's event DAG, states and indexes.
+pub struct Room {
+    rules: &'static RoomVersionRules,
+    room_id: Option<String>,
+    events: Events,
+    by_id: IdIndex,
+    rejections: HashMap<EventIdx, Box<str>>,
+    strings: HashSet<Name>,
+    keys: HashMap<(Name, Name), StateKeyIdx>,
+    key_names: Vec<(Name, Name)>,
+    states: StateSets,
+    auth_index: AuthChainIndex,
+    resolutions: HashMap<Vec<StateSetId>, (StateSetId, Arc<ResolutionInfo>)>,
+    mainlines: MainlineCache,
+    referenced: Vec<bool>,
+    /// Prev events marked referenced since the open checkpoint (only kept
+    /// while one is open, to undo them).
+    referenced_log: Vec<EventIdx>,
+    checkpoint_open: bool,
+    extremities: BTreeSet<EventIdx>,
+    dropped: Vec<DroppedEvent>,
+    /// Sum of the entries' [`DroppedEvent::weight`].
+    dropped_bytes: usize,
+    dropped_total: u64,
+    redactions: Redactions,
+    /// Timeline events whose prev events are not all placed yet (history
+    /// being backfilled): stored as outliers until a rebuild places them.
+    pending: BTreeSet<EventIdx>,
+    /// Events made pending since the open checkpoint (to undo them).
+    pending_log: Vec<EventIdx>,
+    /// Prev events of pending events and of events placed with a remote
+    /// state that are not placed: the backward extremities are among them.
+    unplaced_prevs: HashMap<EventIdx, Box<[Box<str>]>>,
+    /// History events logged before their auth events: event ID → their
+    /// prev and auth event IDs (see [`Outcome::Deferred`]).
+    deferred: HashMap<Box<str>, Deferred>,
+    /// Events deferred since the open checkpoint (to undo them).
+    deferred_log: Vec<Box<str>>,
+    /// Records of what was stored since the last [`Room::take_records`].
+    new_records: Vec<EventRecord>,
+    /// Whether to keep them ([`Room::set_keep_records`]).
+    keep_records: bool,
+    caches: RefCell<Caches>,
+}
+
+#[derive(Default)]
+struct Caches {
+    digests: HashMap<StateSetId, [u8; 32]>,
+    /// Recently answered `/state_ids` auth chains (at most [`STATE_AUTH_CHAIN_CACHE`]).
+    state_auth_chains: VecDeque<(StateSetId, Arc<[EventIdx]>)>,
+    current: Option<Arc<StateMap>>,
+    /// [`Room::key_order`] and the number of keys it ordered.
+    key_order: Option<(usize, Option<Arc<KeyOrder>>)>,
+    /// Hasher states of the last state digests.
+    digest_cursors: DigestCursors,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room")
+            .field("room_version", &self.rules.id)
+            .field("room_id", &self.room_id)
+            .field("events", &self.events.len())
+            .finish()
+    }
+}
+
+fn intern(strings: &mut HashSet<Name>, s: &str) -> Name {
+    if let Some(a) = strings.get(s) {
+        return a.clone();
+    }
+    let a = Name::new(s);
+    strings.insert(a.clone());
+    a
+}
+
+impl Room {
+    /// An empty room of a room version this engine hosts.
+    pub fn new(room_version: &str) -> Result<Self, UnsupportedRoomVersion> {
+        let rules = RoomVersionRules::supported(room_version)?;
+        Ok(Self {
+            rules,
+            room_id: None,
+            events: Events::default(),
+            by_id: IdIndex::default(),
+            rejections: HashMap::new(),
+            strings: HashSet::new(),
+            keys: HashMap::new(),
+            key_names: Vec::new(),
+            states: StateSets::new(),
+            auth_index: AuthChainIndex::new(),
+            resolutions: HashMap::new(),
+            mainlines: MainlineCache::default(),
+            referenced: Vec::new(),
+            referenced_log: Vec::new(),
+            checkpoint_open: false,
+            extremities: BTreeSet::new(),
+            dropped: Vec::new(),
+            dropped_bytes: 0,
+            dropped_total: 0,
+            redactions: Redactions::default(),
+            pending: BTreeSet::new(),
+            pending_log: Vec::new(),
+            unplaced_prevs: HashMap::new(),
+            deferred: HashMap::new(),
+            deferred_log: Vec::new(),
+            new_records: Vec::new(),
+            keep_records: true,
+            caches: RefCell::new(Caches::default()),
+        })
+    }
+
+    /// The room version's rules.
+    pub fn rules(&self) -> &'static RoomVersionRules {
+        self.rules
+    }
+
+    /// The room ID, once an accepted create event is stored.
+    pub fn room_id(&self) -> Option<&str> {
+        self.room_id.as_deref()
+    }
+
+    /// Every stored event, in arrival order.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// A stored event's ID.
+    pub fn id(&self, idx: EventIdx) -> &str {
+        self.events.id(self.event(idx))
+    }
+
+    /// A stored event's PDU, exactly as received.
+    pub fn raw(&self, idx: EventIdx) -> &str {
+        self.events.raw(self.event(idx))
+    }
+
+    /// A stored event's `prev_events`.
+    pub fn prev_events(&self, idx: EventIdx) -> &[EventIdx] {
+        self.events.prev_events(self.event(idx))
+    }
+
+    /// A stored event's auth events (room v12: with the create event).
+    pub fn auth_events(&self, idx: EventIdx) -> &[EventIdx] {
+        self.events.auth_events(self.event(idx))
+    }
+
+    /// Why a stored event was rejected.
+    pub fn rejection(&self, idx: EventIdx) -> Option<&str> {
+        self.rejections.get(&idx).map(|r| &**r)
+    }
+
+    /// A stored event.
+    pub fn event(&self, idx: EventIdx) -> &StoredEvent {
+        &self.events[idx.ix()]
+    }
+
+    /// A stored event's index by ID.
+    pub fn lookup(&self, event_id: &str) -> Option<EventIdx> {
+        self.by_id.get(event_id, &self.events)
+    }
+
+    /// The interned states.
+    pub fn states(&self) -> &StateSets {
+        &self.states
+    }
+
+    /// The auth-chain index.
+    pub fn auth_index(&self) -> &AuthChainIndex {
+        &self.auth_index
+    }
+
+    /// Whether stored events are recorded for [`take_records`](Self::take_records)
+    /// (yes by default). A room with no store behind it, such as a fixture
+    /// replay, turns it off: each record is a copy of the PDU.
+    pub fn set_keep_records(&mut self, keep: bool) {
+        self.keep_records = keep;
+        if !keep {
+            self.new_records = Vec::new();
+        }
+    }
+
+    /// The records of what was stored since the last call (what a
+    /// persistent store appends, in order), and forgets them.
+    pub fn take_records(&mut self) -> Vec<EventRecord> {
+        std::mem::take(&mut self.new_records)
+    }
+}
