@@ -109,6 +109,18 @@ fn str_field<'a>(m: &'a Map<String, Value>, key: &'static str) -> Result<&'a str
 
 /// Parses and format-checks a PDU for `rules`.
 pub fn parse_pdu(raw: &str, rules: &RoomVersionRules) -> Result<ParsedPdu, PduFormatError> {
+    parse_with(raw, rules, None)
+}
+
+/// Parses a PDU this room stored before under `event_id` (restoring it from
+/// its store's log): the same checks as [`parse_pdu`], but the event ID is
+/// the stored one instead of the reference hash computed again, and there
+/// are no signing bytes (its signatures were checked when it was stored).
+pub fn parse_stored_pdu(raw: &str, rules: &RoomVersionRules, event_id: &EventId) -> Result<ParsedPdu, PduFormatError> {
+    parse_with(raw, rules, Some(event_id))
+}
+
+fn parse_with(raw: &str, rules: &RoomVersionRules, stored_id: Option<&EventId>) -> Result<ParsedPdu, PduFormatError> {
     if raw.len() > MAX_RAW_PDU_BYTES {
         return Err(PduFormatError::TooLarge(raw.len()));
     }
@@ -116,10 +128,14 @@ pub fn parse_pdu(raw: &str, rules: &RoomVersionRules) -> Result<ParsedPdu, PduFo
     let Value::Object(mut json) = value else {
         return Err(PduFormatError::NotJson("not an object".into()));
     };
-    parse_pdu_object(&mut json, rules).map(|p| ParsedPdu { json, ..p })
+    parse_pdu_object(&mut json, rules, stored_id).map(|p| ParsedPdu { json, ..p })
 }
 
-fn parse_pdu_object(json: &mut Map<String, Value>, rules: &RoomVersionRules) -> Result<ParsedPdu, PduFormatError> {
+fn parse_pdu_object(
+    json: &mut Map<String, Value>,
+    rules: &RoomVersionRules,
+    stored_id: Option<&EventId>,
+) -> Result<ParsedPdu, PduFormatError> {
     // `type` and `depth` must be present.
     for key in ["type", "depth"] {
         if !json.contains_key(key) {
@@ -223,9 +239,15 @@ fn parse_pdu_object(json: &mut Map<String, Value>, rules: &RoomVersionRules) -> 
         return Err(PduFormatError::Missing("room_id"));
     }
 
-    // The event ID: reference hash of the redacted event.
-    let signing_bytes = redacted_signing_bytes(&redact(json, rules));
-    let event_id = EventId::new(&event_id_for_reference_hash(&signing_bytes, rules)).expect("starts with $");
+    // The event ID: reference hash of the redacted event (or the one it was stored under).
+    let (signing_bytes, event_id) = match stored_id {
+        Some(id) => (String::new(), id.clone()),
+        None => {
+            let bytes = redacted_signing_bytes(&redact(json, rules));
+            let id = EventId::new(&event_id_for_reference_hash(&bytes, rules)).expect("starts with $");
+            (bytes, id)
+        }
+    };
     let room_id = match room_id_field.clone() {
         Some(r) => r,
         None => format!("!{}", &event_id.as_str()[1..]),
@@ -260,6 +282,25 @@ mod tests {
     const GOOD: &str = r#"{"type":"m.room.message","sender":"@a:b","room_id":"!r:b","content":{"body":"x"},"depth":5,
         "origin_server_ts":1,"prev_events":["$p"],"auth_events":["$a"],"hashes":{"sha256":"x"},"signatures":{"b":{"ed25519:1":"s"}},
         "unsigned":{"age":5,"junk":1}}"#;
+
+    #[test]
+    fn a_stored_pdu_parses_the_same_under_its_stored_id() {
+        let fresh = parse_pdu(GOOD, v11()).unwrap();
+        let stored = parse_stored_pdu(GOOD, v11(), &fresh.event_id).unwrap();
+        assert_eq!(stored.event_id, fresh.event_id);
+        assert!(stored.signing_bytes.is_empty(), "no signing bytes: its signatures were checked when stored");
+        assert_eq!(
+            (&stored.room_id, &stored.sender, &stored.event_type, &stored.state_key, stored.depth),
+            (&fresh.room_id, &fresh.sender, &fresh.event_type, &fresh.state_key, fresh.depth)
+        );
+        assert_eq!(
+            (&stored.prev_events, &stored.auth_events, &stored.json),
+            (&fresh.prev_events, &fresh.auth_events, &fresh.json)
+        );
+        // The format checks still hold.
+        let bad = GOOD.replace("\"depth\":5", "\"depth\":-1");
+        assert!(parse_stored_pdu(&bad, v11(), &fresh.event_id).is_err());
+    }
 
     #[test]
     fn parses_a_message() {

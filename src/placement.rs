@@ -38,7 +38,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::event::EventStatus;
-use crate::room::{Outcome, Room, Verification};
+use crate::room::{Outcome, Room};
 use crate::room_version::UnsupportedRoomVersion;
 
 /// How a PDU is placed when it is ingested.
@@ -204,11 +204,11 @@ pub fn restore(room_version: &str, log: &[LogRecord]) -> Result<Room, RestoreErr
             (RecordKind::Timeline, Some(s)) => Placement::WithState(s),
             (RecordKind::Timeline, None) => Placement::History,
         };
-        room.ingest_as(node.record.raw(), placement, Verification::AlreadyVerified);
+        room.restore_as(node.record.raw(), node.record.event_id(), placement);
     }
     for r in &log[cut..] {
         let LogRecord::Event(rec) = r else { continue };
-        let outcome = room.ingest_as(rec.raw(), rec.placement(), Verification::AlreadyVerified);
+        let outcome = room.restore_as(rec.raw(), rec.event_id(), rec.placement());
         check_replayed(rec, &outcome)?;
     }
     room.take_records();

@@ -14,7 +14,7 @@ use crate::auth_rules::{
 use crate::canonical_json::object_to_canonical_string;
 use crate::event::{EventStatus, Facts, NewEvent, StoredEvent};
 use crate::ids::{EventId, EventIdx};
-use crate::pdu::{parse_pdu, ParsedPdu};
+use crate::pdu::{parse_pdu, parse_stored_pdu, ParsedPdu};
 use crate::placement::{EventRecord, Placement};
 use crate::redaction::redact;
 use crate::room_version::RoomVersionRules;
@@ -84,6 +84,24 @@ impl Room {
     pub fn ingest_as(&mut self, raw: &str, placement: Placement<'_>, verification: Verification<'_>) -> Outcome {
         let outcome = match parse_pdu(raw, self.rules) {
             Ok(pdu) => self.ingest_parsed(raw, pdu, placement, verification),
+            Err(e) => Outcome::drop(None, DropStage::Parse, e.to_string()),
+        };
+        self.log_drop(&outcome);
+        outcome
+    }
+
+    /// Receives a PDU again from this room's own store, where it was recorded
+    /// under `event_id` (see [`crate::placement::restore`]): the same checks
+    /// as [`ingest_as`](Self::ingest_as) with [`Verification::AlreadyVerified`],
+    /// without hashing the event again for its ID. The ID is not checked
+    /// against the PDU: a store is trusted with what this engine wrote to it.
+    pub fn restore_as(&mut self, raw: &str, event_id: &str, placement: Placement<'_>) -> Outcome {
+        let parsed = match EventId::new(event_id) {
+            Some(id) => parse_stored_pdu(raw, self.rules, &id),
+            None => parse_pdu(raw, self.rules),
+        };
+        let outcome = match parsed {
+            Ok(pdu) => self.ingest_parsed(raw, pdu, placement, Verification::AlreadyVerified),
             Err(e) => Outcome::drop(None, DropStage::Parse, e.to_string()),
         };
         self.log_drop(&outcome);

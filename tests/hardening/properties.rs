@@ -449,8 +449,10 @@ fn check_batch_equals_one_by_one(name: &str) {
                 if let Some(by_key) = sigs.values_mut().next().and_then(|k| k.as_object_mut()) {
                     if let Some(sig) = by_key.values_mut().next() {
                         let s = sig.as_str().unwrap().to_owned();
-                        let flipped =
-                            if s.starts_with('A') { format!("B{}", &s[1..]) } else { format!("A{}", &s[1..]) };
+                        let flipped = match s.strip_prefix('A') {
+                            Some(rest) => format!("B{rest}"),
+                            None => format!("A{}", &s[1..]),
+                        };
                         *sig = serde_json::Value::String(flipped);
                     }
                 }
