@@ -8,6 +8,10 @@
 //   the admin import of the same events (the Worker only).
 // --node: through FederationServer in this process (MemoryStore);
 // --worker: through the Worker under wrangler dev (workerd, on-disk storage).
+// --fixture PATH: another room (.json or .json.gz) instead of v11-20k;
+// --ndjson: import it as NDJSON (one PDU per line, streamed by the Worker)
+// rather than one fixture body. workerd's resident memory (all its
+// processes, from /proc) is sampled during the import and the cold start.
 // Neither flag: both. --import-only: the Worker's import (and cold start) only.
 // Then the Worker's cold start: the imported room's storage under a new
 // workerd, and the time to its first /state_ids answer.
@@ -16,17 +20,47 @@
 // rest of its /send PDUs are refused, so use --import-only for bigger rooms.
 import { FederationServer, RoomDirectory, MemoryStore, signRequest } from "../pkg/node.js";
 import { loadFixture, trustedKeysOf } from "../tests/js/fixtures.mjs";
+import { readFileSync, readdirSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
 
 const opt = (name, dflt) => {
   const i = process.argv.indexOf(name);
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
 };
+const flags = new Set(process.argv.slice(2));
 const N = opt("--events", 5000);
 const TXN = opt("--txn", 50);
-const flags = new Set(process.argv.slice(2));
 const both = !flags.has("--node") && !flags.has("--worker") && !flags.has("--import-only");
 
-const { room } = loadFixture("v11-20k");
+const fixturePath = process.argv.includes("--fixture") ? process.argv[process.argv.indexOf("--fixture") + 1] : null;
+const room = fixturePath
+  ? JSON.parse((fixturePath.endsWith(".gz") ? gunzipSync(readFileSync(fixturePath)) : readFileSync(fixturePath)).toString("utf8"))
+  : loadFixture("v11-20k").room;
+const NDJSON = flags.has("--ndjson");
+
+/** Resident memory of every workerd process (KiB), read from /proc. */
+function workerdRss() {
+  let kb = 0;
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "workerd") continue;
+      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+    } catch {
+      /* gone */
+    }
+  }
+  return kb;
+}
+/** Samples workerdRss() every 100 ms until stopped; returns the peak. */
+function rssPeak() {
+  let peak = workerdRss();
+  const t = setInterval(() => (peak = Math.max(peak, workerdRss())), 100);
+  return () => {
+    clearInterval(t);
+    return Math.max(peak, workerdRss());
+  };
+}
+const mib = (kb) => `${(kb / 1024).toFixed(0)} MiB`;
 const events = room.events.slice(0, N);
 const trusted = trustedKeysOf(room);
 const origin = Object.keys(room.servers)[0];
@@ -84,16 +118,18 @@ if (both || flags.has("--worker") || flags.has("--import-only")) {
   }
   const w2 = await startWorker({ vars });
   try {
+    const idle = workerdRss();
+    const peak = rssPeak();
     const t0 = performance.now();
     const res = await fetch(`${w2.url}/_roomdag/admin/import`, {
       method: "POST",
-      headers: { authorization: `Bearer ${vars.ADMIN_TOKEN}`, "content-type": "application/json" },
-      body: JSON.stringify({ ...room, events }),
+      headers: { authorization: `Bearer ${vars.ADMIN_TOKEN}`, "content-type": NDJSON ? "application/x-ndjson" : "application/json" },
+      body: NDJSON ? events.map((e) => JSON.stringify(e.pdu)).join("\n") + "\n" : JSON.stringify({ ...room, events }),
     });
     const lines = (await res.text()).trim().split("\n").map((l) => JSON.parse(l));
     const last = lines.at(-1);
     if (!last.done) throw new Error(`import: ${JSON.stringify(last)}`);
-    line("Worker admin import (fixture)", (performance.now() - t0) / 1000, JSON.stringify(last.done));
+    line(`Worker admin import (${NDJSON ? "NDJSON" : "fixture"})`, (performance.now() - t0) / 1000, `${JSON.stringify(last.done)}; workerd RSS ${mib(idle)} idle, peak ${mib(peak())}`);
   } finally {
     await w2.stop();
   }
@@ -103,14 +139,17 @@ if (both || flags.has("--worker") || flags.has("--import-only")) {
     const last = events.at(-1).event_id;
     const target = `/_matrix/federation/v1/state_ids/${encodeURIComponent(room.room_id)}?event_id=${encodeURIComponent(last)}`;
     const authorization = signRequest({ origin, keyId, seed: key.signing_key_seed, destination: SERVER, method: "GET", target });
+    const idle = workerdRss();
+    const peak = rssPeak();
     const t0 = performance.now();
     const res = await fetch(w3.url + target, { headers: { authorization } });
     const body = await res.json();
     const first = performance.now() - t0;
+    const afterFirst = peak();
     const t1 = performance.now();
     await (await fetch(w3.url + target, { headers: { authorization } })).text();
     const second = performance.now() - t1;
-    console.log(`Worker cold start (${events.length}-event room, restarted): first /state_ids ${res.status} (${body.pdu_ids?.length ?? 0} state events) after ${first.toFixed(0)} ms; the next one ${second.toFixed(1)} ms`);
+    console.log(`Worker cold start (${events.length}-event room, restarted): first /state_ids ${res.status} (${body.pdu_ids?.length ?? 0} state events) after ${first.toFixed(0)} ms; the next one ${second.toFixed(1)} ms; workerd RSS ${mib(idle)} before, peak ${mib(afterFirst)}`);
   } finally {
     await w3.stop();
   }
