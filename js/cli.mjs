@@ -77,10 +77,17 @@ async function admin(cmd, o) {
   if (o.positional.length !== 1) throw new UsageError(`${cmd} takes exactly one ROOM (!id:server or #alias:server)`);
   const [room] = o.positional;
   const { url, headers } = adminOf(o);
-  const res =
-    cmd === "status"
-      ? await fetch(`${url}/_roomdag/admin/status/${encodeURIComponent(room)}`, { headers })
-      : await fetch(`${url}/_roomdag/admin/${cmd}`, { method: "POST", headers, body: JSON.stringify({ room, via: o.via }) });
+  let res;
+  try {
+    res =
+      cmd === "status"
+        ? await fetch(`${url}/_roomdag/admin/status/${encodeURIComponent(room)}`, { headers })
+        : await fetch(`${url}/_roomdag/admin/${cmd}`, { method: "POST", headers, body: JSON.stringify({ room, via: o.via }) });
+  } catch (e) {
+    // fetch says only "fetch failed"; the cause says why (ECONNREFUSED, ENOTFOUND, a certificate…).
+    const why = e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(e);
+    throw new Error(`cannot reach the roomdag Worker at ${url} (${why}): is it running (npm start)? Pass --url or set ROOMDAG_URL`);
+  }
   if (!res.ok) throw new Error(`${res.status}: ${await res.text()}`);
   if (cmd !== "join") {
     process.stdout.write(JSON.stringify(await res.json(), null, 2) + "\n");

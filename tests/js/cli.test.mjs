@@ -49,3 +49,21 @@ test("bad input: one-line errors and the same exit codes", () => {
     assert.equal(missing.status, 1);
   }
 });
+
+test("join/leave/status with no Worker listening: one line saying where it looked and why, exit 1", async () => {
+  // A port nothing listens on: bind one, note it, close it.
+  const { createServer } = await import("node:net");
+  const port = await new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+  for (const cmd of ["status", "leave", "join"]) {
+    const r = run(process.execPath, [wasmCli, cmd, "!room:example.org", "--url", `http://127.0.0.1:${port}`, "--token", "t"]);
+    assert.equal(r.status, 1, `${cmd}: ${r.stderr}`);
+    const err = r.stderr.toString().trim();
+    assert.equal(err.split("\n").length, 1, err);
+    assert.match(err, new RegExp(`cannot reach the roomdag Worker at http://127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\)`));
+  }
+});
