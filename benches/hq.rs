@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use roomdag::event::Membership;
 use roomdag::ids::EventIdx;
+use roomdag::placement::{restore, LogRecord};
 use roomdag::redaction::redact;
 use roomdag::signing::{content_hash, encode_base64, event_id_for_reference_hash, redacted_signing_bytes};
 use roomdag::{queries, Outcome, Room, RoomVersionRules, Verification};
@@ -42,6 +43,8 @@ struct Args {
     servers: usize,
     version: String,
     seed: u64,
+    /// Keep the records and time reopening the room from them.
+    replay: bool,
     test_mode: bool,
 }
 
@@ -55,6 +58,7 @@ fn parse_args() -> Args {
         servers: if test_mode { 50 } else { 1_000 },
         version: "11".into(),
         seed: 13,
+        replay: false,
         test_mode,
     };
     let mut it = argv.iter();
@@ -74,6 +78,7 @@ fn parse_args() -> Args {
             "--servers" => a.servers = number(value(name)),
             "--version" => a.version = value(name),
             "--seed" => a.seed = number(value(name)) as u64,
+            "--replay" => a.replay = true,
             "--bench" => {}
             other => eprintln!("hq: ignoring argument {other:?}"),
         }
@@ -207,6 +212,9 @@ struct Stats {
     raw_bytes: u64,
     records: usize,
     store_bytes: u64,
+    /// The records, when kept for `--replay`.
+    kept: Vec<LogRecord>,
+    keep: bool,
     /// Per kind: planned actions done.
     done: [usize; KINDS.len()],
     messages: usize,
@@ -270,7 +278,7 @@ impl Hq {
             ts: 1_600_000_000_000,
             tip: (String::new(), 0),
             room,
-            stats: Stats { slice_len: (args.events / 10).max(1), ..Stats::default() },
+            stats: Stats { slice_len: (args.events / 10).max(1), keep: args.replay, ..Stats::default() },
         }
     }
 
@@ -355,6 +363,9 @@ impl Hq {
             };
             s.store_bytes += do_record_bytes(s.records, r.event_id(), status, r.raw(), kind);
             s.records += 1;
+        }
+        if s.keep {
+            s.kept.extend(records.into_iter().map(LogRecord::Event));
         }
         let ok_id = outcome.event_id().map(|e| e.as_str()) == Some(id);
         match (&outcome, expect_accept) {
@@ -910,10 +921,15 @@ fn main() {
     println!("## Queries (origin {origin})\n");
     println!(
         "First answer: `/state_ids` at the newest event, right after ingest: {} ({} state IDs, {} auth-chain IDs). \
-         A cold start cannot be measured here: the room lives in memory only, there is no store to reopen it from.\n",
+         {}\n",
         us(first_time),
         thousands(first.pdu_ids.len() as u64),
-        thousands(first.auth_chain_ids.len() as u64)
+        thousands(first.auth_chain_ids.len() as u64),
+        if args.replay {
+            "A cold start (reopening from the records) is timed below (`--replay`)."
+        } else {
+            "No cold start here: the room lives in memory; `--replay` keeps the records and times reopening from them."
+        }
     );
     drop(first);
     let mut rng = Rng(args.seed ^ 0x5EED);
@@ -956,6 +972,26 @@ fn main() {
     println!();
     println!("Query times are the engine's work only (no JSON serialisation of the answer, no HTTP).");
 
+    if args.replay {
+        let version = room.rules().id;
+        let records = std::mem::take(&mut hq.stats.kept);
+        drop(hq.room);
+        let t = Instant::now();
+        let reopened = restore(version, &records).expect("the records replay");
+        let replay = t.elapsed();
+        let t = Instant::now();
+        let a = queries::state_ids(&reopened, origin, &newest_id).expect("state_ids");
+        let first = t.elapsed();
+        println!(
+            "\nCold start as the Worker does it today (`placement::restore` of all {} records, no signature checks), \
+             then the first `/state_ids` at the newest event ({} IDs): {:.1} s + {} (peak RSS with the records kept: {}).",
+            thousands(records.len() as u64),
+            thousands(a.pdu_ids.len() as u64),
+            replay.as_secs_f64(),
+            us(first),
+            mib(proc_status_kib("VmHWM:") * 1024)
+        );
+    }
     let s = &hq.stats;
     assert!(
         s.rejected_unexpected == 0 && s.dropped == 0 && s.other == 0,
