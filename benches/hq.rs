@@ -894,6 +894,9 @@ fn main() {
     println!();
 
     println!("## Memory and storage\n");
+    if args.replay {
+        println!("(`--replay` keeps a copy of every record in memory: the RSS rows below count it too.)\n");
+    }
     println!("| | |\n|---|---|");
     println!("| raw PDU bytes (as ingested) | {} ({} B/event) |", mib(s.raw_bytes), s.raw_bytes / args.events as u64);
     println!("| RSS before generation | {} |", mib(rss_start));
