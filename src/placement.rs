@@ -188,6 +188,9 @@ pub enum RestoreError {
 /// last rebuild marker must replay to their stored verdicts.
 pub fn restore(room_version: &str, log: &[LogRecord]) -> Result<Room, RestoreError> {
     let mut room = Room::new(room_version)?;
+    // Every record is in the log already: copies of them would only double
+    // the PDU bytes held while restoring.
+    room.set_keep_records(false);
     let cut = log.iter().rposition(|r| matches!(r, LogRecord::Rebuild)).unwrap_or(0);
     let placed: Vec<&EventRecord> = log[..cut]
         .iter()
@@ -211,7 +214,7 @@ pub fn restore(room_version: &str, log: &[LogRecord]) -> Result<Room, RestoreErr
         let outcome = room.restore_as(rec.raw(), rec.event_id(), rec.placement());
         check_replayed(rec, &outcome)?;
     }
-    room.take_records();
+    room.set_keep_records(true);
     Ok(room)
 }
 
