@@ -187,12 +187,43 @@ pub enum RestoreError {
 /// Rebuilds a room from its log (see the module docs). Records after the
 /// last rebuild marker must replay to their stored verdicts.
 pub fn restore(room_version: &str, log: &[LogRecord]) -> Result<Room, RestoreError> {
+    let cut = last_rebuild(log);
+    let mut room = place_afresh(room_version, &log[..cut])?;
+    for r in &log[cut..] {
+        replay(&mut room, r)?;
+    }
+    room.set_keep_records(true);
+    Ok(room)
+}
+
+/// [`restore`] from a log it may consume: each record after the last
+/// rebuild marker is freed once replayed, so a room restored from a log
+/// with no marker (one only ever received live or imported) never holds
+/// its PDU bytes twice.
+pub fn restore_owned(room_version: &str, mut log: Vec<LogRecord>) -> Result<Room, RestoreError> {
+    let tail = log.split_off(last_rebuild(&log));
+    let mut room = place_afresh(room_version, &log)?;
+    drop(log);
+    for r in tail {
+        replay(&mut room, &r)?;
+    }
+    room.set_keep_records(true);
+    Ok(room)
+}
+
+/// Where the records after the last rebuild marker start (0: none).
+fn last_rebuild(log: &[LogRecord]) -> usize {
+    log.iter().rposition(|r| matches!(r, LogRecord::Rebuild)).unwrap_or(0)
+}
+
+/// A new room with the events of `log` (everything up to the last rebuild
+/// marker) placed in their topological order by first arrival. It records
+/// nothing: every record is in the log already, and copies of them would
+/// only double the PDU bytes held while restoring.
+fn place_afresh(room_version: &str, log: &[LogRecord]) -> Result<Room, RestoreError> {
     let mut room = Room::new(room_version)?;
-    // Every record is in the log already: copies of them would only double
-    // the PDU bytes held while restoring.
     room.set_keep_records(false);
-    let cut = log.iter().rposition(|r| matches!(r, LogRecord::Rebuild)).unwrap_or(0);
-    let placed: Vec<&EventRecord> = log[..cut]
+    let placed: Vec<&EventRecord> = log
         .iter()
         .filter_map(|r| match r {
             LogRecord::Event(e) => Some(e),
@@ -209,13 +240,14 @@ pub fn restore(room_version: &str, log: &[LogRecord]) -> Result<Room, RestoreErr
         };
         room.restore_as(node.record.raw(), node.record.event_id(), placement);
     }
-    for r in &log[cut..] {
-        let LogRecord::Event(rec) = r else { continue };
-        let outcome = room.restore_as(rec.raw(), rec.event_id(), rec.placement());
-        check_replayed(rec, &outcome)?;
-    }
-    room.set_keep_records(true);
     Ok(room)
+}
+
+/// Replays one record after the last rebuild marker: it must give its stored verdict.
+fn replay(room: &mut Room, r: &LogRecord) -> Result<(), RestoreError> {
+    let LogRecord::Event(rec) = r else { return Ok(()) };
+    let outcome = room.restore_as(rec.raw(), rec.event_id(), rec.placement());
+    check_replayed(rec, &outcome)
 }
 
 fn check_replayed(rec: &EventRecord, outcome: &Outcome) -> Result<(), RestoreError> {
