@@ -979,8 +979,9 @@ fn main() {
         let version = room.rules().id;
         let records = std::mem::take(&mut hq.stats.kept);
         drop(hq.room);
+        let n_records = records.len();
         let t = Instant::now();
-        let reopened = restore(version, &records).expect("the records replay");
+        let reopened = restore(version, records).expect("the records replay");
         let replay = t.elapsed();
         let t = Instant::now();
         let a = queries::state_ids(&reopened, origin, &newest_id).expect("state_ids");
@@ -988,7 +989,7 @@ fn main() {
         println!(
             "\nCold start as the Worker does it today (`placement::restore` of all {} records, no signature checks), \
              then the first `/state_ids` at the newest event ({} IDs): {:.1} s + {} (peak RSS with the records kept: {}).",
-            thousands(records.len() as u64),
+            thousands(n_records as u64),
             thousands(a.pdu_ids.len() as u64),
             replay.as_secs_f64(),
             us(first),

@@ -185,22 +185,10 @@ pub enum RestoreError {
 }
 
 /// Rebuilds a room from its log (see the module docs). Records after the
-/// last rebuild marker must replay to their stored verdicts.
-pub fn restore(room_version: &str, log: &[LogRecord]) -> Result<Room, RestoreError> {
-    let cut = last_rebuild(log);
-    let mut room = place_afresh(room_version, &log[..cut])?;
-    for r in &log[cut..] {
-        replay(&mut room, r)?;
-    }
-    room.set_keep_records(true);
-    Ok(room)
-}
-
-/// [`restore`] from a log it may consume: each record after the last
-/// rebuild marker is freed once replayed, so a room restored from a log
-/// with no marker (one only ever received live or imported) never holds
-/// its PDU bytes twice.
-pub fn restore_owned(room_version: &str, mut log: Vec<LogRecord>) -> Result<Room, RestoreError> {
+/// last rebuild marker must replay to their stored verdicts; each is freed
+/// once replayed, so a room restored from a log with no marker (one only
+/// ever received live or imported) never holds its PDU bytes twice.
+pub fn restore(room_version: &str, mut log: Vec<LogRecord>) -> Result<Room, RestoreError> {
     let tail = log.split_off(last_rebuild(&log));
     let mut room = place_afresh(room_version, &log)?;
     drop(log);

@@ -13,7 +13,7 @@
 //! records are appended, and if the append fails the room is rolled back to
 //! where it was, so memory and storage never disagree.
 
-use crate::placement::{restore_owned, LogRecord, Placement, RestoreError};
+use crate::placement::{restore, LogRecord, Placement, RestoreError};
 use crate::room::{Outcome, Room, Verification};
 use crate::room_version::UnsupportedRoomVersion;
 use crate::signing::KeyStore;
@@ -97,7 +97,7 @@ impl<S: EventStore> RoomEngine<S> {
     /// checked again, and records replayed in order must give their stored
     /// verdicts.
     pub fn open(room_version: &str, store: S) -> Result<Self, StoreError> {
-        let room = restore_owned(room_version, store.load()?)?;
+        let room = restore(room_version, store.load()?)?;
         Ok(Self { room, store })
     }
 
@@ -160,7 +160,7 @@ impl<S: EventStore> RoomEngine<S> {
     pub fn rebuild(&mut self) -> Result<(), StoreError> {
         let mut log = self.store.load()?;
         log.push(LogRecord::Rebuild);
-        let room = restore_owned(self.room.rules().id, log)?;
+        let room = restore(self.room.rules().id, log)?;
         self.store.append(&[LogRecord::Rebuild])?;
         self.room = room;
         Ok(())

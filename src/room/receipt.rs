@@ -14,7 +14,7 @@ use crate::auth_rules::{
 use crate::canonical_json::object_to_canonical_string;
 use crate::event::{EventStatus, Facts, NewEvent, StoredEvent};
 use crate::ids::{EventId, EventIdx};
-use crate::pdu::{parse_pdu, parse_stored_pdu, ParsedPdu};
+use crate::pdu::{parse_pdu, parse_stored_pdu, ParsedPdu, PduFormatError};
 use crate::placement::{EventRecord, Placement};
 use crate::redaction::redact;
 use crate::room_version::RoomVersionRules;
@@ -54,12 +54,6 @@ pub enum Verification<'k> {
     Unsigned,
 }
 
-/// Whether [`Room::ingest_prepared`] already logged a drop (it re-enters
-/// [`Room::ingest`] for unparseable PDUs, which logs it).
-fn prepared_was_dropped_elsewhere(outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::Dropped { event_id: None, stage: DropStage::Parse, .. })
-}
-
 /// How an event is stored (from its [`Placement`] and what is placed).
 #[derive(Debug, PartialEq, Eq)]
 enum Mode {
@@ -82,7 +76,20 @@ impl Room {
 
     /// Receives one PDU placed as `placement` says (see [`crate::placement`]).
     pub fn ingest_as(&mut self, raw: &str, placement: Placement<'_>, verification: Verification<'_>) -> Outcome {
-        let outcome = match parse_pdu(raw, self.rules) {
+        let parsed = parse_pdu(raw, self.rules);
+        self.receive(raw, parsed, placement, verification)
+    }
+
+    /// The receipt checks of a PDU whose format check (1) gave `parsed`;
+    /// a dropped PDU goes to the dropped-PDU log.
+    fn receive(
+        &mut self,
+        raw: &str,
+        parsed: Result<ParsedPdu, PduFormatError>,
+        placement: Placement<'_>,
+        verification: Verification<'_>,
+    ) -> Outcome {
+        let outcome = match parsed {
             Ok(pdu) => self.ingest_parsed(raw, pdu, placement, verification),
             Err(e) => Outcome::drop(None, DropStage::Parse, e.to_string()),
         };
@@ -100,12 +107,7 @@ impl Room {
             Some(id) => parse_stored_pdu(raw, self.rules, &id),
             None => parse_pdu(raw, self.rules),
         };
-        let outcome = match parsed {
-            Ok(pdu) => self.ingest_parsed(raw, pdu, placement, Verification::AlreadyVerified),
-            Err(e) => Outcome::drop(None, DropStage::Parse, e.to_string()),
-        };
-        self.log_drop(&outcome);
-        outcome
+        self.receive(raw, parsed, placement, Verification::AlreadyVerified)
     }
 
     /// Receives PDUs in order, placed as `placement` says, with their
@@ -144,15 +146,9 @@ impl Room {
     }
 
     fn ingest_prepared_as(&mut self, raw: &str, placement: Placement<'_>, prepared: PreparedPdu) -> Outcome {
-        let outcome = match prepared.parsed {
-            Some(pdu) => self.ingest_parsed(raw, pdu, placement, Verification::Precomputed(prepared.verdict)),
-            None => self.ingest_as(raw, placement, Verification::Precomputed(prepared.verdict)),
-        };
-        if prepared_was_dropped_elsewhere(&outcome) {
-            return outcome;
-        }
-        self.log_drop(&outcome);
-        outcome
+        // An unparseable PDU is parsed again here for its format error.
+        let parsed = prepared.parsed.map_or_else(|| parse_pdu(raw, self.rules), Ok);
+        self.receive(raw, parsed, placement, Verification::Precomputed(prepared.verdict))
     }
 
     /// The receipt checks after the format check (1).

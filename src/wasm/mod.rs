@@ -17,7 +17,7 @@ use crate::http::xmatrix::{
     authenticate_request, check_request_headers, request_signing_object, RequestAuthError, XMatrix,
 };
 use crate::http::{self, Endpoint, HttpError, Target};
-use crate::placement::{restore_owned, EventRecord, LogRecord, Placement, RecordKind};
+use crate::placement::{restore, EventRecord, LogRecord, Placement, RecordKind};
 use crate::room::{Checkpoint, Outcome, Room, Verification};
 use crate::signing::ServerSigningKey;
 
@@ -212,7 +212,7 @@ impl WasmRoom {
     pub fn restore(room_version: &str, records: JsValue) -> Result<WasmRoom, JsError> {
         let stored: Vec<StoredRecordJs> = serde_wasm_bindgen::from_value(records).map_err(js_error)?;
         let log: Vec<LogRecord> = stored.into_iter().map(StoredRecordJs::into_log).collect::<Result<_, _>>()?;
-        Ok(Self { room: restore_owned(room_version, log).map_err(js_error)?, checkpoint: None })
+        Ok(Self { room: restore(room_version, log).map_err(js_error)?, checkpoint: None })
     }
 
     /// Receives PDUs placed as `placement` says: `timeline` (live: every
