@@ -93,7 +93,7 @@ export class RoomdagError extends Error {
 export type Outcome =
   | { eventId: EventId; status: "accepted"; redactedOnReceipt: boolean }
   | { eventId: EventId; status: "rejected"; reason: string; redactedOnReceipt: boolean }
-  | { eventId: EventId | null; status: "dropped"; stage: "parse" | "signature" | "hash" | "missing" | "auth" | "limit"; reason: string }
+  | { eventId: EventId | null; status: "dropped"; stage: "parse" | "signature" | "hash" | "missing" | "auth" | "limit" | "store"; reason: string }
   | { eventId: EventId; status: "duplicate" }
   /** A history event logged before its auth events: placed by a rebuild once they are stored. */
   | { eventId: EventId; status: "deferred" };

@@ -62,12 +62,37 @@ pub fn replay(reader: impl Read) -> Result<Replay, FixtureError> {
 /// verification each; the verdicts are the same as one by one).
 pub fn replay_with(
     reader: impl Read,
-    verify: Option<&dyn Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool>,
+    verify: Option<HostVerify<'_>>,
+) -> Result<Replay, FixtureError> {
+    replay_inner(reader, verify, None)
+}
+
+/// Where a replayed room keeps its PDU texts instead of its own memory: a
+/// page store, read back through a cache of `cache_bytes`.
+pub struct Pages {
+    /// The store.
+    pub store: Box<dyn crate::pages::PageStore>,
+    /// The cache in front of it.
+    pub cache_bytes: usize,
+}
+
+/// Like [`replay`], the room's PDU texts kept in `pages`.
+pub fn replay_paged(reader: impl Read, pages: Pages) -> Result<Replay, FixtureError> {
+    replay_inner(reader, None, Some(pages))
+}
+
+/// A host's ed25519 check: `verify(public_key, message, signature)`.
+type HostVerify<'a> = &'a dyn Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool;
+
+fn replay_inner(
+    reader: impl Read,
+    verify: Option<HostVerify<'_>>,
+    pages: Option<Pages>,
 ) -> Result<Replay, FixtureError> {
     use crate::room::{prepare_batch, SIGNATURE_BATCH};
     use serde_json::value::RawValue;
 
-    let mut sink = ReplaySink::default();
+    let mut sink = ReplaySink { pages, ..ReplaySink::default() };
     let mut keys: Option<PinnedKeys> = None;
     let mut pending: Vec<(String, Box<RawValue>)> = Vec::with_capacity(SIGNATURE_BATCH);
     let flush = |sink: &mut ReplaySink,
@@ -116,6 +141,8 @@ pub fn replay_with(
 
 #[derive(Default)]
 struct ReplaySink {
+    /// Given to the room when it is made.
+    pages: Option<Pages>,
     room: Option<Room>,
     lines: Vec<Line>,
     dropped: Vec<DroppedLine>,
@@ -153,6 +180,9 @@ impl ReplaySink {
             let mut room = Room::new(version).map_err(|e| FixtureError::Invalid(e.to_string()))?;
             // No store behind a replay: records would only copy every PDU.
             room.set_keep_records(false);
+            if let Some(p) = self.pages.take() {
+                room.set_pages(p.store, p.cache_bytes).expect("a new room is empty");
+            }
             self.room = Some(room);
         }
         let room = self.room.as_mut().expect("just set");
@@ -198,6 +228,17 @@ impl ReplaySink {
 /// memory (per-thread allocator arenas and the buffers in flight).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn replay_pipelined(reader: impl Read + Send) -> Result<Replay, FixtureError> {
+    pipelined_inner(reader, None)
+}
+
+/// Like [`replay_pipelined`], the room's PDU texts kept in `pages`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn replay_pipelined_paged(reader: impl Read + Send, pages: Pages) -> Result<Replay, FixtureError> {
+    pipelined_inner(reader, Some(pages))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn pipelined_inner(reader: impl Read + Send, pages: Option<Pages>) -> Result<Replay, FixtureError> {
     use std::sync::mpsc::sync_channel;
     use std::sync::Arc;
 
@@ -249,7 +290,7 @@ pub fn replay_pipelined(reader: impl Read + Send) -> Result<Replay, FixtureError
             Ok(())
         });
         // Stage 3 (this thread): the receipt pipeline, in order.
-        let mut sink = ReplaySink::default();
+        let mut sink = ReplaySink { pages, ..ReplaySink::default() };
         let mut failure: Option<FixtureError> = None;
         for ((header, claimed, raw), verdict) in verified_rx {
             if failure.is_none() {

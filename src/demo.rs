@@ -94,24 +94,26 @@ impl Builder {
     fn probe(&self, ev: &Map<String, Value>) -> Option<StoredEvent> {
         let rules = self.room.rules();
         let mut scratch = Events::default();
-        Some(scratch.prepare(NewEvent {
-            id: "$probe",
-            raw: "",
-            prev_events: &[],
-            pdu_prev_count: 0,
-            first_prev: None,
-            outlier: false,
-            auth_events: &[],
-            sender: Name::new(ev.get("sender")?.as_str()?),
-            event_type: Name::new(ev.get("type")?.as_str()?),
-            state_key: ev.get("state_key").and_then(Value::as_str).map(Name::new),
-            key: None,
-            depth: 0,
-            origin_server_ts: 0,
-            facts: Facts::extract(ev, rules),
-            state_before: crate::state_set::StateSetId::EMPTY,
-            redacted_on_receipt: false,
-        }))
+        scratch
+            .prepare(NewEvent {
+                id: "$probe",
+                raw: "",
+                prev_events: &[],
+                pdu_prev_count: 0,
+                first_prev: None,
+                outlier: false,
+                auth_events: &[],
+                sender: Name::new(ev.get("sender")?.as_str()?),
+                event_type: Name::new(ev.get("type")?.as_str()?),
+                state_key: ev.get("state_key").and_then(Value::as_str).map(Name::new),
+                key: None,
+                depth: 0,
+                origin_server_ts: 0,
+                facts: Facts::extract(ev, rules),
+                state_before: crate::state_set::StateSetId::EMPTY,
+                redacted_on_receipt: false,
+            })
+            .ok()
     }
 }
 

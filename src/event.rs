@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::ids::{EventIdx, Name};
+use crate::pages::{PageCache, PageError};
 use crate::power_levels::PowerLevels;
 use crate::room_version::RoomVersionRules;
 use crate::state_set::StateSetId;
@@ -371,12 +372,43 @@ const EVENTS_CHUNK: usize = 1024;
 /// (event ID followed by the PDU) in 1 MiB blocks, and the prev/auth
 /// references in blocks of 65,536. Appending never moves or copies what is
 /// stored, and a room costs a handful of allocations per megabyte.
-#[derive(Clone, Debug, Default)]
+///
+/// With a page store ([`set_pages`](Self::set_pages)), the PDU texts go to
+/// the store instead of the text arena (which then holds the event IDs) and
+/// are read back through its byte-bounded cache.
+#[derive(Debug, Default)]
 pub struct Events {
     chunks: Vec<Vec<StoredEvent>>,
     len: usize,
     text: Vec<String>,
     links: Vec<Vec<EventIdx>>,
+    pdus: Option<PageCache>,
+}
+
+/// An event's PDU text: borrowed from the text arena, or shared from the
+/// page cache. Reads as a `&str`.
+#[derive(Clone, Debug)]
+pub enum PduText<'a> {
+    /// In the text arena.
+    Held(&'a str),
+    /// From the page store.
+    Paged(Arc<str>),
+}
+
+impl std::ops::Deref for PduText<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            PduText::Held(s) => s,
+            PduText::Paged(s) => s,
+        }
+    }
+}
+
+impl PartialEq<str> for PduText<'_> {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
 }
 
 /// A position in the arenas, to cut them back to (rollback).
@@ -412,7 +444,31 @@ impl Events {
         self.len == 0
     }
 
+    /// Keeps the PDU texts in `pages` from now on (only while empty: the
+    /// texts already stored stay where they are otherwise).
+    ///
+    /// # Panics
+    /// If events are stored already.
+    pub fn set_pages(&mut self, pages: PageCache) {
+        assert!(self.is_empty(), "set_pages on a room with events");
+        self.pdus = Some(pages);
+    }
+
+    /// The page cache of the PDU texts, if they are paged.
+    pub fn pages(&self) -> Option<&PageCache> {
+        self.pdus.as_ref()
+    }
+
+    /// Resizes the page cache, if the PDU texts are paged.
+    pub fn set_cache_bytes(&mut self, bytes: usize) {
+        if let Some(p) = self.pdus.as_mut() {
+            p.set_capacity(bytes);
+        }
+    }
+
     fn push_text(&mut self, id: &str, raw: &str) -> TextRef {
+        // Paged: the arena holds the ID alone (the PDU went to the store).
+        let raw = if self.pdus.is_some() { "" } else { raw };
         let need = id.len() + raw.len();
         if self.text.last().is_none_or(|b| b.capacity() - b.len() < need) {
             self.text.push(String::with_capacity(need.max(TEXT_BLOCK)));
@@ -445,15 +501,22 @@ impl Events {
     /// # Panics
     /// If the event ID is longer than 255 bytes or there are more than 255
     /// prev or auth events (the receipt checks refuse both before this point).
-    pub fn prepare(&mut self, n: NewEvent<'_>) -> StoredEvent {
+    ///
+    /// # Errors
+    /// The page store failed to write the PDU (nothing is stored then).
+    pub fn prepare(&mut self, n: NewEvent<'_>) -> Result<StoredEvent, PageError> {
         let id_len = u8::try_from(n.id.len()).expect("event IDs are at most 255 bytes");
         let n_prev = u8::try_from(n.prev_events.len()).expect("at most 20 prev events");
         let pdu_prev_count = u8::try_from(n.pdu_prev_count).expect("at most 20 prev events");
         let n_auth = u8::try_from(n.auth_events.len()).expect("at most 10 auth events");
+        let idx = EventIdx(u32::try_from(self.len).expect("fewer than 2^32 events"));
+        if let Some(pages) = self.pdus.as_mut() {
+            pages.put(idx.0, n.raw)?;
+        }
         let text = self.push_text(n.id, n.raw);
         let links_at = self.push_links(n.prev_events, n.auth_events);
-        StoredEvent {
-            idx: EventIdx(u32::try_from(self.len).expect("fewer than 2^32 events")),
+        Ok(StoredEvent {
+            idx,
             text,
             links_at,
             id_len,
@@ -476,7 +539,7 @@ impl Events {
             state_before: n.state_before,
             state_after: n.state_before,
             auth_node_plus_one: None,
-        }
+        })
     }
 
     /// Appends a prepared event.
@@ -500,8 +563,14 @@ impl Events {
     }
 
     /// An event's PDU, exactly as received.
-    pub fn raw(&self, e: &StoredEvent) -> &str {
-        &self.text_of(e)[e.id_len as usize..]
+    ///
+    /// # Errors
+    /// The PDU is paged and the page store failed to read it back.
+    pub fn raw(&self, e: &StoredEvent) -> Result<PduText<'_>, PageError> {
+        match &self.pdus {
+            None => Ok(PduText::Held(&self.text_of(e)[e.id_len as usize..])),
+            Some(pages) => pages.get(e.idx.0).map(PduText::Paged),
+        }
     }
 
     fn links_of(&self, e: &StoredEvent) -> &[EventIdx] {
@@ -548,6 +617,15 @@ impl Events {
 
     /// Cuts everything added since `mark`, returning the removed events.
     pub fn cut(&mut self, mark: EventsMark) -> Vec<StoredEvent> {
+        if self.len > mark.len {
+            if let Some(pages) = self.pdus.as_mut() {
+                // Rows past the mark are never read before the next event at
+                // their index overwrites them, so a store that fails to delete
+                // them only keeps dead rows (a Durable Object's batch is rolled
+                // back by its transaction anyway).
+                let _ = pages.truncate(mark.len as u32);
+            }
+        }
         let mut removed = Vec::new();
         while self.len > mark.len {
             let last = self.chunks.last_mut().expect("len > 0");
@@ -569,7 +647,8 @@ impl Events {
         removed
     }
 
-    /// (text bytes held, text bytes used) for memory accounting.
+    /// (text bytes held, text bytes used) for memory accounting (the page
+    /// cache is counted by [`pages`](Self::pages)).
     pub fn text_footprint(&self) -> (usize, usize) {
         (self.text.iter().map(String::capacity).sum(), self.text.iter().map(String::len).sum())
     }

@@ -116,7 +116,10 @@ pub fn state_json(room: &Room, id: crate::state_set::StateSetId) -> Value {
 /// after with the difference, its auth chain, the redaction that applies,
 /// which servers see it whole, and how its state was resolved if its prev
 /// events disagreed.
-pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Value {
+///
+/// # Errors
+/// The room's page store failed to read the PDU back.
+pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Result<Value, crate::pages::PageError> {
     let e = room.event(idx);
     let before = room.state(e.state_before);
     let after = room.state(e.state_after);
@@ -147,7 +150,7 @@ pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Value {
                 "winners": r.conflicted_keys.iter().map(|k| before.get(*k).map(|x| room.id(x))).collect::<Vec<_>>(),
             })
         });
-    json!({
+    Ok(json!({
         "i": idx.0,
         "event_id": room.id(idx),
         "type": &*e.event_type,
@@ -159,8 +162,8 @@ pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Value {
         "rejection": room.rejection(idx),
         "redacted_on_receipt": e.redacted_on_receipt,
         "redacted_by": room.redacted_by(idx).map(|r| room.id(r)),
-        "pdu": serde_json::from_str::<Value>(room.raw(idx)).unwrap_or(Value::Null),
-        "pruned_pdu": crate::http::outgoing_pdu(room, idx, true),
+        "pdu": serde_json::from_str::<Value>(&room.raw(idx)?).unwrap_or(Value::Null),
+        "pruned_pdu": crate::http::outgoing_pdu(room, idx, true)?,
         "prev_events": room.prev_events(idx).iter().map(|p| room.id(*p)).collect::<Vec<_>>(),
         "auth_events": room.auth_events(idx).iter().map(|a| room.id(*a)).collect::<Vec<_>>(),
         "auth_chain": room.auth_chain_of(idx).iter().map(|a| room.id(*a)).collect::<Vec<_>>(),
@@ -169,5 +172,5 @@ pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Value {
         "state_diff": diff,
         "visible_to": visible,
         "resolution": resolution,
-    })
+    }))
 }

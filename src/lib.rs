@@ -42,6 +42,7 @@ pub mod http;
 pub mod ids;
 pub mod layout;
 pub mod membership;
+pub mod pages;
 pub mod pdu;
 pub mod placement;
 pub mod power_levels;

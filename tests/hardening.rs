@@ -44,3 +44,6 @@ mod oracle_diff;
 
 #[path = "hardening/security.rs"]
 mod security;
+
+#[path = "hardening/paged.rs"]
+mod paged;

@@ -104,7 +104,7 @@ fn run(case: &Case) {
     outliers.extend(room.state_auth_chain(before).iter().copied());
     outliers.sort();
     outliers.dedup();
-    let raw = |e: &EventIdx| room.raw(*e).to_owned();
+    let raw = |e: &EventIdx| room.raw(*e).expect("stored PDU").to_string();
 
     let mut engine = RoomEngine::create(&version, MemoryStore::new()).unwrap();
     let items: Vec<String> = outliers.iter().map(raw).collect();
@@ -225,7 +225,7 @@ fn compare(name: &str, room: &roomdag::Room, expected: &Value, q_path: &std::pat
     for i in 0..room.events().len() {
         let e = EventIdx(i as u32);
         if !room.is_outlier(e) {
-            let o = scratch.ingest(room.raw(e), roomdag::Verification::AlreadyVerified);
+            let o = scratch.ingest(&room.raw(e).expect("stored PDU"), roomdag::Verification::AlreadyVerified);
             assert_eq!(
                 o.status(),
                 serde_json::to_value(room.event(e).status).unwrap(),
@@ -344,7 +344,8 @@ fn soft_failure_keeps_a_stale_fork_out_of_the_forward_extremities() {
 
     // Pushed into a joined room: soft failed.
     let mut engine = RoomEngine::create(room.rules().id, MemoryStore::new()).unwrap();
-    let raws: Vec<String> = (0..room.events().len()).map(|i| room.raw(EventIdx(i as u32)).to_owned()).collect();
+    let raws: Vec<String> =
+        (0..room.events().len()).map(|i| room.raw(EventIdx(i as u32)).expect("stored PDU").to_string()).collect();
     engine.ingest_batch(raws.iter().map(String::as_str), &keys).unwrap();
     let out = engine.ingest_placed([(raw.as_str(), Placement::Live)], &keys).unwrap();
     assert_eq!(out[0].status(), "accepted", "{out:?}");

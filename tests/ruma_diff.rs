@@ -501,7 +501,7 @@ fn describe_room(room: &Room, ruma: &RumaRoom, upto: usize) -> String {
     for i in 0..upto.min(room.events().len()) {
         let idx = EventIdx(i as u32);
         let p = &ruma.pdus[i];
-        let raw: Value = serde_json::from_str(room.raw(idx)).expect("JSON");
+        let raw: Value = serde_json::from_str(&room.raw(idx).expect("stored PDU")).expect("JSON");
         let list = |v: &[OwnedEventId]| v.iter().map(|e| label(ruma, e.as_str())).collect::<Vec<_>>().join(",");
         let status = match room.rejection(idx) {
             None => "accepted".to_owned(),

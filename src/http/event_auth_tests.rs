@@ -203,7 +203,7 @@ fn outliers_have_their_auth_chain_served() {
     // A server that joined mid-history: the auth events are outliers, the
     // message is placed with a remote state.
     let full = room();
-    let raw = |name: &str| full.room.raw(full.idx(name)).to_owned();
+    let raw = |name: &str| full.room.raw(full.idx(name)).unwrap().to_string();
     let mut f = Fixture::new();
     for name in ["create", "alice", "pl", "join_rules", "bob"] {
         let out = f.room.ingest_as(&raw(name), crate::placement::Placement::Outlier, Verification::Keys(&full.pinned));

@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 
 use crate::event::Facts;
 use crate::ids::EventIdx;
+use crate::pages::PageError;
 use crate::queries::{self, Direction, QueryError, Served};
 use crate::redaction::redact;
 use crate::room::Room;
@@ -57,6 +58,12 @@ impl HttpError {
     /// The JSON body `{errcode, error}`.
     pub fn body(&self) -> Value {
         json!({"errcode": self.errcode, "error": self.error})
+    }
+}
+
+impl From<PageError> for HttpError {
+    fn from(e: PageError) -> Self {
+        HttpError::new(500, "M_UNKNOWN", e.to_string())
     }
 }
 
@@ -323,14 +330,17 @@ pub fn unknown_room_query(
 
 /// A stored PDU in its outgoing federation form: as received, without
 /// `unsigned` keys other than stripped invite/knock state; or redacted.
-pub fn outgoing_pdu(room: &Room, idx: EventIdx, pruned: bool) -> Value {
-    let raw = room.raw(idx);
-    let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(raw) else {
-        return Value::Null;
+///
+/// # Errors
+/// The room's page store failed to read the PDU back (a 500 to a caller).
+pub fn outgoing_pdu(room: &Room, idx: EventIdx, pruned: bool) -> Result<Value, PageError> {
+    let raw = room.raw(idx)?;
+    let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(&raw) else {
+        return Ok(Value::Null);
     };
     let pruned = pruned || room.event(idx).redacted_on_receipt;
     if pruned {
-        return Value::Object(redact(&m, room.rules()));
+        return Ok(Value::Object(redact(&m, room.rules())));
     }
     if let Some(Value::Object(u)) = m.get_mut("unsigned") {
         u.retain(|k, _| k == "invite_room_state" || k == "knock_room_state");
@@ -340,10 +350,10 @@ pub fn outgoing_pdu(room: &Room, idx: EventIdx, pruned: bool) -> Value {
     } else {
         m.remove("unsigned");
     }
-    Value::Object(m)
+    Ok(Value::Object(m))
 }
 
-fn served(room: &Room, list: &[Served]) -> Vec<Value> {
+fn served(room: &Room, list: &[Served]) -> Result<Vec<Value>, PageError> {
     list.iter().map(|s| outgoing_pdu(room, s.event, s.pruned)).collect()
 }
 
@@ -383,7 +393,7 @@ pub fn room_query(
         Endpoint::Event { event_id } => {
             let s = queries::event(room, origin, event_id)?;
             Ok(
-                json!({"origin": our_server_name, "origin_server_ts": now_ms, "pdus": [outgoing_pdu(room, s.event, s.pruned)]}),
+                json!({"origin": our_server_name, "origin_server_ts": now_ms, "pdus": [outgoing_pdu(room, s.event, s.pruned)?]}),
             )
         }
         Endpoint::StateIds { .. } | Endpoint::State { .. } => {
@@ -400,10 +410,10 @@ pub fn room_query(
                 )
             } else {
                 let pdus = |l: &mut dyn Iterator<Item = EventIdx>| {
-                    l.map(|e| outgoing_pdu(room, e, redacted_for_all(room, e))).collect::<Vec<_>>()
+                    l.map(|e| outgoing_pdu(room, e, redacted_for_all(room, e))).collect::<Result<Vec<_>, _>>()
                 };
                 Ok(
-                    json!({"pdus": pdus(&mut s.pdu_ids.iter().copied()), "auth_chain": pdus(&mut s.auth_chain_ids.iter().copied())}),
+                    json!({"pdus": pdus(&mut s.pdu_ids.iter().copied())?, "auth_chain": pdus(&mut s.auth_chain_ids.iter().copied())?}),
                 )
             }
         }
@@ -413,8 +423,10 @@ pub fn room_query(
             queries::require_in_room(room, origin)?;
             check_acl(room, origin)?;
             let chain = queries::event_auth(room, origin, event_id)?;
-            let pdus: Vec<Value> =
-                chain.into_iter().map(|e| outgoing_pdu(room, e, redacted_for_all(room, e))).collect();
+            let pdus: Vec<Value> = chain
+                .into_iter()
+                .map(|e| outgoing_pdu(room, e, redacted_for_all(room, e)))
+                .collect::<Result<_, _>>()?;
             Ok(json!({ "auth_chain": pdus }))
         }
         Endpoint::Backfill { .. } => {
@@ -429,7 +441,7 @@ pub fn room_query(
             };
             check_acl(room, origin)?;
             let list = queries::backfill(room, origin, &v, limit)?;
-            Ok(json!({"origin": our_server_name, "origin_server_ts": now_ms, "pdus": served(room, &list)}))
+            Ok(json!({"origin": our_server_name, "origin_server_ts": now_ms, "pdus": served(room, &list)?}))
         }
         Endpoint::GetMissingEvents { .. } => {
             let Some(body) = body else {
@@ -446,7 +458,7 @@ pub fn room_query(
             };
             check_acl(room, origin)?;
             let list = queries::get_missing_events(room, origin, &earliest, &latest, limit)?;
-            Ok(json!({"events": served(room, &list)}))
+            Ok(json!({"events": served(room, &list)?}))
         }
         Endpoint::TimestampToEvent { .. } => {
             let ts_text = require_param(target, "ts")?;

@@ -80,24 +80,26 @@ mod tests {
         let mut events = Events::default();
         let mut index = IdIndex::default();
         for (i, id) in [&a, &b, &"$other".to_owned()].into_iter().enumerate() {
-            let e = events.prepare(NewEvent {
-                id,
-                raw: "{}",
-                prev_events: &[],
-                pdu_prev_count: 0,
-                first_prev: None,
-                outlier: false,
-                auth_events: &[],
-                sender: Name::new("@a:x"),
-                event_type: Name::new("m.room.message"),
-                state_key: None,
-                key: None,
-                depth: 0,
-                origin_server_ts: 0,
-                facts: Facts::None,
-                state_before: StateSetId::EMPTY,
-                redacted_on_receipt: false,
-            });
+            let e = events
+                .prepare(NewEvent {
+                    id,
+                    raw: "{}",
+                    prev_events: &[],
+                    pdu_prev_count: 0,
+                    first_prev: None,
+                    outlier: false,
+                    auth_events: &[],
+                    sender: Name::new("@a:x"),
+                    event_type: Name::new("m.room.message"),
+                    state_key: None,
+                    key: None,
+                    depth: 0,
+                    origin_server_ts: 0,
+                    facts: Facts::None,
+                    state_before: StateSetId::EMPTY,
+                    redacted_on_receipt: false,
+                })
+                .unwrap();
             events.push(e);
             index.insert(id, EventIdx(i as u32));
         }

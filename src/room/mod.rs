@@ -38,8 +38,10 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::auth_chain::AuthChainIndex;
-use crate::event::{Events, StateKeyIdx, StoredEvent};
+use crate::event::{Events, PduText, StateKeyIdx, StoredEvent};
 use crate::ids::{EventIdx, Name};
+use crate::pages::PageCache;
+pub use crate::pages::{CacheStats, MemoryPages, PageError, PageStore, Table};
 pub use crate::placement::{EventRecord, LogRecord, Placement, RecordKind};
 use crate::room_version::{RoomVersionRules, UnsupportedRoomVersion};
 pub use crate::signatures::{
@@ -66,6 +68,14 @@ use outliers::Deferred;
 pub use receipt::{Verification, MAX_AUTH_EVENTS, MAX_ID_LEN, MAX_PDU_SIZE, MAX_PREV_EVENTS};
 use redactions::Redactions;
 pub use state::{digest_of, ResolutionInfo, STATE_AUTH_CHAIN_CACHE};
+
+/// A page store can be given only to an empty room.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PagesError {
+    /// Events are stored already.
+    #[error("a page store can be set only before any event is stored ({0} are)")]
+    NotEmpty(usize),
+}
 
 /// A room's event DAG, states and indexes.
 pub struct Room {
@@ -200,8 +210,30 @@ impl Room {
     }
 
     /// A stored event's PDU, exactly as received.
-    pub fn raw(&self, idx: EventIdx) -> &str {
+    ///
+    /// # Errors
+    /// The PDU texts are paged ([`set_pages`](Self::set_pages)) and the page
+    /// store failed to read this one back.
+    pub fn raw(&self, idx: EventIdx) -> Result<PduText<'_>, PageError> {
         self.events.raw(self.event(idx))
+    }
+
+    /// Keeps the room's PDU texts in a page store behind a cache of
+    /// `cache_bytes` from now on, instead of in memory.
+    ///
+    /// # Errors
+    /// [`PagesError::NotEmpty`] once events are stored.
+    pub fn set_pages(&mut self, store: Box<dyn PageStore>, cache_bytes: usize) -> Result<(), PagesError> {
+        if !self.events.is_empty() {
+            return Err(PagesError::NotEmpty(self.events.len()));
+        }
+        self.events.set_pages(PageCache::new(store, Table::Pdu, cache_bytes));
+        Ok(())
+    }
+
+    /// The page cache's counters, when the PDU texts are paged.
+    pub fn page_stats(&self) -> Option<CacheStats> {
+        self.events.pages().map(PageCache::stats)
     }
 
     /// A stored event's `prev_events`.

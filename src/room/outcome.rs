@@ -51,6 +51,9 @@ pub enum DropStage {
     ///
     /// [`AuthRejection::is_authorization_failure`]: crate::auth_rules::AuthRejection::is_authorization_failure
     Auth,
+    /// The room's page store failed to write it: nothing was stored, and the
+    /// PDU can be sent again.
+    Store,
 }
 
 /// What happened to one PDU.

@@ -10,7 +10,7 @@ use crate::pdu::ParsedPdu;
 use crate::placement::{EventRecord, Placement, RecordKind};
 use crate::state_set::{StateMap, StateSetId};
 
-use super::{DropStage, Outcome, Room};
+use super::{DropStage, Outcome, PageError, Room};
 
 /// A deferred history event's links.
 #[derive(Debug)]
@@ -23,20 +23,36 @@ pub(super) struct Deferred {
 impl Room {
     /// A timeline PDU for an event stored as an outlier: the event is kept
     /// pending (with a timeline record) until a rebuild places it.
-    pub(super) fn outlier_seen_in_timeline(&mut self, existing: EventIdx, pdu: &ParsedPdu, placement: Placement<'_>) {
+    ///
+    /// # Errors
+    /// The page store failed to read the stored PDU for its record (nothing
+    /// changed then).
+    pub(super) fn outlier_seen_in_timeline(
+        &mut self,
+        existing: EventIdx,
+        pdu: &ParsedPdu,
+        placement: Placement<'_>,
+    ) -> Result<(), PageError> {
         let already_pending = self.pending.contains(&existing);
         let new_state = matches!(placement, Placement::WithState(_));
         if placement == Placement::Outlier || !self.event(existing).outlier || (already_pending && !new_state) {
-            return;
+            return Ok(());
         }
         let state = match placement {
             Placement::WithState(s) => Some(s.to_vec()),
             _ => None,
         };
         let e = self.event(existing);
-        let record = self.keep_records.then(|| {
-            EventRecord::with_kind(self.id(existing), self.raw(existing), Some(e.status), RecordKind::Timeline, state)
-        });
+        let record = match self.keep_records {
+            true => Some(EventRecord::with_kind(
+                self.id(existing),
+                &self.raw(existing)?,
+                Some(e.status),
+                RecordKind::Timeline,
+                state,
+            )),
+            false => None,
+        };
         let unplaced: Box<[Box<str>]> = pdu
             .prev_events
             .iter()
@@ -48,6 +64,7 @@ impl Room {
             self.make_pending(existing);
         }
         self.new_records.extend(record);
+        Ok(())
     }
 
     /// Logs a history event whose auth events are not all stored yet.

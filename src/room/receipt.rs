@@ -163,7 +163,9 @@ impl Room {
         let id = pdu.event_id.clone();
         // 2. Duplicates, counts, room.
         if let Some(existing) = self.lookup(id.as_str()) {
-            self.outlier_seen_in_timeline(existing, &pdu, placement);
+            if let Err(e) = self.outlier_seen_in_timeline(existing, &pdu, placement) {
+                return Outcome::drop(Some(&id), DropStage::Store, e.to_string());
+            }
             return Outcome::Duplicate { event_id: id };
         }
         if self.deferred.contains_key(id.as_str()) {
@@ -303,7 +305,7 @@ impl Room {
             return Outcome::drop(Some(&id), DropStage::Parse, reason.clone());
         }
         let mark = self.events.mark();
-        let mut event = self.events.prepare(NewEvent {
+        let prepared = self.events.prepare(NewEvent {
             id: id.as_str(),
             raw,
             prev_events: &prev_events,
@@ -321,6 +323,10 @@ impl Room {
             state_before,
             redacted_on_receipt,
         });
+        let mut event = match prepared {
+            Ok(event) => event,
+            Err(e) => return Outcome::drop(Some(&id), DropStage::Store, e.to_string()),
+        };
         let idx = event.idx;
         let mut rejection: Option<String> = None;
         // 7. Size limits, then the auth rules.

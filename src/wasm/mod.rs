@@ -426,7 +426,7 @@ impl WasmRoom {
     #[wasm_bindgen(js_name = eventDetails)]
     pub fn event_details(&self, event_id: &str) -> Result<String, JsError> {
         let idx = self.room.lookup(event_id).ok_or_else(|| js_error(format!("unknown event {event_id}")))?;
-        Ok(to_json(&export::event_details(&self.room, idx)))
+        Ok(to_json(&export::event_details(&self.room, idx).map_err(|e| JsError::new(&e.to_string()))?))
     }
 
     /// The current state (JSON `{"type\u0000state_key": eventId}` plus its digest).

@@ -140,8 +140,8 @@ impl RumaRoom {
         let mut by_id = HashMap::with_capacity(n);
         for i in 0..n {
             let idx = EventIdx(i as u32);
-            let raw = room.raw(idx);
-            let json: Value = serde_json::from_str(raw).expect("stored PDU is JSON");
+            let raw = room.raw(idx).expect("stored PDU");
+            let json: Value = serde_json::from_str(&raw).expect("stored PDU is JSON");
             let ids = |k: &str| -> Vec<OwnedEventId> {
                 json[k]
                     .as_array()

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use roomdag::conformance;
+
+mod file_pages;
 use roomdag::export;
 use roomdag::fixture;
 
@@ -12,12 +14,14 @@ const USAGE: &str = "\
 roomdag — a Matrix room-DAG engine
 
 USAGE:
-    roomdag replay FIXTURE --queries QUERIES [-o ANSWERS] [--parallel]
+    roomdag replay FIXTURE --queries QUERIES [-o ANSWERS] [--parallel] [--cache-mib N]
         Replay a room fixture (matrix-dag-oracle/1, .json or .json.gz) through
         the full PDU receipt pipeline, answer every query of QUERIES
         (roomdag-queries/1) and write roomdag-answers/1 JSON to ANSWERS
         (default: stdout). --parallel verifies signatures on other threads
-        (faster, a little more memory; same answers).
+        (faster, a little more memory; same answers). --cache-mib N keeps the
+        PDU texts in a scratch file in $TMPDIR (removed at exit) with at most
+        N MiB of them in memory, instead of all of them (same answers).
 
     roomdag export FIXTURE [--format json|dot] [--auth-edges] [-o OUT]
         Replay a fixture and write its graph: JSON for the visualizer
@@ -88,6 +92,7 @@ struct Opts {
     auth_edges: bool,
     parallel: bool,
     events: Option<String>,
+    cache_mib: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Opts, CliError> {
@@ -99,6 +104,7 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
         auth_edges: false,
         parallel: false,
         events: None,
+        cache_mib: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -110,11 +116,25 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
             "--auth-edges" => o.auth_edges = true,
             "--parallel" => o.parallel = true,
             "--events" => o.events = Some(value(a)?),
+            "--cache-mib" => o.cache_mib = Some(value(a)?),
             s if s.starts_with('-') && s.len() > 1 => return Err(CliError::Usage(format!("unknown option {s}"))),
             _ => o.positional.push(a.clone()),
         }
     }
     Ok(o)
+}
+
+/// `--cache-mib N`: the PDU texts in a scratch file, N MiB of them cached.
+fn paged(n: &str) -> Result<conformance::Pages, CliError> {
+    let mib: f64 = n
+        .parse()
+        .ok()
+        .filter(|m: &f64| m.is_finite() && *m >= 0.0 && *m <= 1e6)
+        .ok_or_else(|| CliError::Usage(format!("--cache-mib takes a number of MiB, not {n:?}")))?;
+    let dir = std::env::temp_dir();
+    let store = file_pages::FilePages::create_in(&dir)
+        .map_err(|e| CliError::Failed(format!("a scratch file for --cache-mib in {}: {e}", dir.display())))?;
+    Ok(conformance::Pages { store: Box::new(store), cache_bytes: (mib * 1024.0 * 1024.0) as usize })
 }
 
 fn write_out(output: Option<&str>, bytes: &[u8]) -> Result<(), CliError> {
@@ -159,8 +179,17 @@ fn run(args: &[String]) -> Result<(), CliError> {
             };
             let failed = |e: fixture::FixtureError| CliError::Failed(format!("{fixture_path}: {e}"));
             let queries = fixture::read_queries(queries).map_err(failed)?;
-            let mut replay =
-                if o.parallel { conformance::replay_pipelined(fx) } else { conformance::replay(fx) }.map_err(failed)?;
+            let pages = match o.cache_mib.as_deref() {
+                None => None,
+                Some(n) => Some(paged(n)?),
+            };
+            let mut replay = match (o.parallel, pages) {
+                (false, None) => conformance::replay(fx),
+                (true, None) => conformance::replay_pipelined(fx),
+                (false, Some(p)) => conformance::replay_paged(fx, p),
+                (true, Some(p)) => conformance::replay_pipelined_paged(fx, p),
+            }
+            .map_err(failed)?;
             let written = replay.write_answers(&queries.queries, out).map_err(|e| failed(e.into()));
             // The process ends here: freeing the room piece by piece would
             // only cost time (about 1% of a replay).

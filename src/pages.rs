@@ -1,0 +1,309 @@
+//! The paged store: rows of the engine's tables, read and written through a
+//! synchronous interface, with a cache in front bounded by bytes.
+//!
+//! A room's engine can keep a table out of its own memory: each row goes to
+//! a [`PageStore`] when the event is stored, and is read back through a
+//! [`PageCache`] (least recently used first out, by bytes) when a query needs
+//! it. The core never does I/O: the store is injected. Implementations:
+//!
+//! * [`MemoryPages`] here (rows in a map: for tests, and for hosts that want
+//!   the interface without a backing store);
+//! * a file of rows (the native CLI's `--cache-mib`, `src/bin/`);
+//! * Durable Object SQLite (the Worker), through the wasm bindings.
+//!
+//! What is paged today: the PDU text (`Table::Pdu`), the largest part of a
+//! room (about 1× the raw PDU bytes). The event table, state chunks and the
+//! auth-chain index follow the same interface (docs/paged-store.md).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A table of the paged store. Rows are keyed by a dense `u32` id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// An event's PDU, exactly as received, by event index.
+    Pdu,
+}
+
+impl Table {
+    /// The table's name (SQL table names, messages).
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Pdu => "pdu",
+        }
+    }
+}
+
+/// A paged store failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PageError {
+    /// The store's backend failed (I/O, SQL, a host exception).
+    #[error("page store: {0}")]
+    Backend(String),
+    /// A row the engine wrote is not there: the store lost data.
+    #[error("page store: row {key} of table {} is missing", .table.name())]
+    Missing {
+        /// The table.
+        table: Table,
+        /// The row's key.
+        key: u32,
+    },
+    /// A row is not what the engine wrote (not UTF-8 text).
+    #[error("page store: row {key} of table {} is corrupt", .table.name())]
+    Corrupt {
+        /// The table.
+        table: Table,
+        /// The row's key.
+        key: u32,
+    },
+}
+
+/// Rows of the engine's tables, outside its memory.
+///
+/// Synchronous: the engine reads a row while it answers a query. Writes are
+/// made in the order the engine stores events; [`truncate`](Self::truncate)
+/// undoes the newest ones (a batch rolled back).
+pub trait PageStore {
+    /// The row `key` of `table`, if written.
+    fn get(&self, table: Table, key: u32) -> Result<Option<Vec<u8>>, PageError>;
+    /// Writes (or overwrites) the row `key` of `table`.
+    fn put(&mut self, table: Table, key: u32, value: &[u8]) -> Result<(), PageError>;
+    /// Deletes every row of `table` whose key is `from` or more.
+    fn truncate(&mut self, table: Table, from: u32) -> Result<(), PageError>;
+}
+
+/// A [`PageStore`] in a map.
+#[derive(Debug, Default)]
+pub struct MemoryPages {
+    rows: BTreeMap<(Table, u32), Box<[u8]>>,
+    /// Writes made (tests count them).
+    pub writes: usize,
+    /// Reads made.
+    pub reads: std::cell::Cell<usize>,
+}
+
+impl MemoryPages {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether it holds no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+impl PageStore for MemoryPages {
+    fn get(&self, table: Table, key: u32) -> Result<Option<Vec<u8>>, PageError> {
+        self.reads.set(self.reads.get() + 1);
+        Ok(self.rows.get(&(table, key)).map(|r| r.to_vec()))
+    }
+
+    fn put(&mut self, table: Table, key: u32, value: &[u8]) -> Result<(), PageError> {
+        self.writes += 1;
+        self.rows.insert((table, key), value.into());
+        Ok(())
+    }
+
+    fn truncate(&mut self, table: Table, from: u32) -> Result<(), PageError> {
+        let doomed: Vec<_> = self.rows.range((table, from)..=(table, u32::MAX)).map(|(k, _)| *k).collect();
+        for k in doomed {
+            self.rows.remove(&k);
+        }
+        Ok(())
+    }
+}
+
+/// The smallest cache: rows larger than this are read each time.
+pub const MIN_CACHE_BYTES: usize = 4096;
+
+/// Text rows of one table read through a store, the most recently used kept
+/// in memory up to a number of bytes.
+pub struct PageCache {
+    store: Box<dyn PageStore>,
+    table: Table,
+    capacity: usize,
+    cached: std::cell::RefCell<Cached>,
+}
+
+struct Cached {
+    rows: lru::LruCache<u32, Arc<str>>,
+    bytes: usize,
+    hits: u64,
+    misses: u64,
+}
+
+/// What a [`PageCache`] did (for benchmarks and tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Bytes of rows held.
+    pub bytes: usize,
+    /// The limit.
+    pub capacity: usize,
+    /// Rows held.
+    pub rows: usize,
+    /// Reads answered from memory.
+    pub hits: u64,
+    /// Reads that went to the store.
+    pub misses: u64,
+}
+
+impl std::fmt::Debug for PageCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageCache").field("table", &self.table).field("stats", &self.stats()).finish()
+    }
+}
+
+impl PageCache {
+    /// A cache of at most `capacity_bytes` (at least [`MIN_CACHE_BYTES`]) in
+    /// front of `store`'s `table`.
+    pub fn new(store: Box<dyn PageStore>, table: Table, capacity_bytes: usize) -> Self {
+        Self {
+            store,
+            table,
+            capacity: capacity_bytes.max(MIN_CACHE_BYTES),
+            cached: std::cell::RefCell::new(Cached { rows: lru::LruCache::unbounded(), bytes: 0, hits: 0, misses: 0 }),
+        }
+    }
+
+    /// Row `key`, from memory or from the store.
+    pub fn get(&self, key: u32) -> Result<Arc<str>, PageError> {
+        let mut c = self.cached.borrow_mut();
+        if let Some(row) = c.rows.get(&key) {
+            let row = row.clone();
+            c.hits += 1;
+            return Ok(row);
+        }
+        c.misses += 1;
+        let table = self.table;
+        let bytes = self.store.get(table, key)?.ok_or(PageError::Missing { table, key })?;
+        let text: Arc<str> = String::from_utf8(bytes).map_err(|_| PageError::Corrupt { table, key })?.into();
+        Self::admit(&mut c, self.capacity, key, text.clone());
+        Ok(text)
+    }
+
+    fn admit(c: &mut Cached, capacity: usize, key: u32, text: Arc<str>) {
+        if text.len() > capacity {
+            return;
+        }
+        c.bytes += text.len();
+        if let Some(old) = c.rows.put(key, text) {
+            c.bytes -= old.len();
+        }
+        while c.bytes > capacity {
+            let Some((_, out)) = c.rows.pop_lru() else { break };
+            c.bytes -= out.len();
+        }
+    }
+
+    /// Writes row `key`. It enters the cache when it is first read (ingest
+    /// never reads a PDU back: caching on write would copy every PDU once
+    /// more for nothing).
+    pub fn put(&mut self, key: u32, text: &str) -> Result<(), PageError> {
+        self.store.put(self.table, key, text.as_bytes())?;
+        let c = self.cached.get_mut();
+        if let Some(old) = c.rows.pop(&key) {
+            c.bytes -= old.len();
+        }
+        Ok(())
+    }
+
+    /// Deletes rows `from` and up, in the store and in memory.
+    pub fn truncate(&mut self, from: u32) -> Result<(), PageError> {
+        let c = self.cached.get_mut();
+        let doomed: Vec<u32> = c.rows.iter().map(|(k, _)| *k).filter(|k| *k >= from).collect();
+        for k in doomed {
+            if let Some(out) = c.rows.pop(&k) {
+                c.bytes -= out.len();
+            }
+        }
+        self.store.truncate(self.table, from)
+    }
+
+    /// What it holds and did.
+    pub fn stats(&self) -> CacheStats {
+        let c = self.cached.borrow();
+        CacheStats { bytes: c.bytes, capacity: self.capacity, rows: c.rows.len(), hits: c.hits, misses: c.misses }
+    }
+
+    /// Resizes the cache (evicting down to the new size).
+    pub fn set_capacity(&mut self, capacity_bytes: usize) {
+        self.capacity = capacity_bytes.max(MIN_CACHE_BYTES);
+        let capacity = self.capacity;
+        let c = self.cached.get_mut();
+        while c.bytes > capacity {
+            let Some((_, out)) = c.rows.pop_lru() else { break };
+            c.bytes -= out.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(capacity: usize) -> PageCache {
+        PageCache::new(Box::new(MemoryPages::new()), Table::Pdu, capacity)
+    }
+
+    #[test]
+    fn rows_come_back_and_the_cache_stays_within_its_bytes() {
+        let mut c = cache(MIN_CACHE_BYTES);
+        let row = |k: u32| format!("{k:0>1000}");
+        for k in 0..20 {
+            c.put(k, &row(k)).unwrap();
+            assert_eq!(c.stats().bytes, 0, "rows are cached when read, not when written");
+        }
+        for k in 0..20 {
+            assert_eq!(&*c.get(k).unwrap(), row(k));
+            assert!(c.stats().bytes <= MIN_CACHE_BYTES);
+        }
+        let s = c.stats();
+        assert_eq!(s.rows, 4, "{s:?}");
+        assert!(s.misses >= 16, "{s:?}");
+        // The newest four were kept: reading them again costs no store read.
+        let before = c.stats().misses;
+        for k in 16..20 {
+            c.get(k).unwrap();
+        }
+        assert_eq!(c.stats().misses, before);
+    }
+
+    #[test]
+    fn a_row_larger_than_the_cache_is_read_each_time_and_never_held() {
+        let mut c = cache(MIN_CACHE_BYTES);
+        let big = "x".repeat(MIN_CACHE_BYTES + 1);
+        c.put(0, &big).unwrap();
+        assert_eq!(&*c.get(0).unwrap(), big);
+        assert_eq!(c.stats().rows, 0);
+    }
+
+    #[test]
+    fn truncate_forgets_rows_in_memory_and_in_the_store() {
+        let mut c = cache(1 << 20);
+        for k in 0..10 {
+            c.put(k, &format!("row {k}")).unwrap();
+        }
+        for k in 0..10 {
+            c.get(k).unwrap();
+        }
+        c.truncate(7).unwrap();
+        assert_eq!(&*c.get(6).unwrap(), "row 6");
+        assert_eq!(c.get(7), Err(PageError::Missing { table: Table::Pdu, key: 7 }));
+        assert_eq!(c.stats().rows, 7);
+    }
+
+    #[test]
+    fn a_row_that_is_not_text_is_a_typed_error() {
+        let mut store = MemoryPages::new();
+        store.put(Table::Pdu, 3, &[0xff, 0xfe]).unwrap();
+        let c = PageCache::new(Box::new(store), Table::Pdu, 1 << 20);
+        assert_eq!(c.get(3), Err(PageError::Corrupt { table: Table::Pdu, key: 3 }));
+    }
+}
