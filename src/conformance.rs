@@ -60,10 +60,7 @@ pub fn replay(reader: impl Read) -> Result<Replay, FixtureError> {
 /// Without a host function, signatures are checked in batches of
 /// [`SIGNATURE_BATCH`](crate::room::SIGNATURE_BATCH) events (one ed25519 batch
 /// verification each; the verdicts are the same as one by one).
-pub fn replay_with(
-    reader: impl Read,
-    verify: Option<HostVerify<'_>>,
-) -> Result<Replay, FixtureError> {
+pub fn replay_with(reader: impl Read, verify: Option<HostVerify<'_>>) -> Result<Replay, FixtureError> {
     replay_inner(reader, verify, None)
 }
 

@@ -459,6 +459,13 @@ impl Events {
         self.pdus.as_ref()
     }
 
+    /// See [`PageCache::set_keep_undone`].
+    pub fn set_keep_undone_pages(&mut self, keep: bool) {
+        if let Some(p) = self.pdus.as_mut() {
+            p.set_keep_undone(keep);
+        }
+    }
+
     /// Resizes the page cache, if the PDU texts are paged.
     pub fn set_cache_bytes(&mut self, bytes: usize) {
         if let Some(p) = self.pdus.as_mut() {
@@ -511,7 +518,7 @@ impl Events {
         let n_auth = u8::try_from(n.auth_events.len()).expect("at most 10 auth events");
         let idx = EventIdx(u32::try_from(self.len).expect("fewer than 2^32 events"));
         if let Some(pages) = self.pdus.as_mut() {
-            pages.put(idx.0, n.raw)?;
+            pages.put(idx.0, n.id, n.raw)?;
         }
         let text = self.push_text(n.id, n.raw);
         let links_at = self.push_links(n.prev_events, n.auth_events);
@@ -569,7 +576,7 @@ impl Events {
     pub fn raw(&self, e: &StoredEvent) -> Result<PduText<'_>, PageError> {
         match &self.pdus {
             None => Ok(PduText::Held(&self.text_of(e)[e.id_len as usize..])),
-            Some(pages) => pages.get(e.idx.0).map(PduText::Paged),
+            Some(pages) => pages.get(e.idx.0, self.id(e)).map(PduText::Paged),
         }
     }
 
@@ -615,17 +622,20 @@ impl Events {
         }
     }
 
+    /// Undoes a prepared event that is not pushed: its texts and references
+    /// (cut back to `mark`, taken before it was prepared) and its page row.
+    pub fn discard(&mut self, e: &StoredEvent, mark: EventsMark) {
+        debug_assert_eq!(e.idx.ix(), self.len, "only the event prepared last, unpushed");
+        if let Some(mut pages) = self.pdus.take() {
+            // As in `cut`: a row left behind is never read.
+            let _ = pages.undo(e.idx.0, self.id(e));
+            self.pdus = Some(pages);
+        }
+        self.cut(mark);
+    }
+
     /// Cuts everything added since `mark`, returning the removed events.
     pub fn cut(&mut self, mark: EventsMark) -> Vec<StoredEvent> {
-        if self.len > mark.len {
-            if let Some(pages) = self.pdus.as_mut() {
-                // Rows past the mark are never read before the next event at
-                // their index overwrites them, so a store that fails to delete
-                // them only keeps dead rows (a Durable Object's batch is rolled
-                // back by its transaction anyway).
-                let _ = pages.truncate(mark.len as u32);
-            }
-        }
         let mut removed = Vec::new();
         while self.len > mark.len {
             let last = self.chunks.last_mut().expect("len > 0");
@@ -636,6 +646,15 @@ impl Events {
             self.len -= 1;
         }
         removed.reverse();
+        if let Some(mut pages) = self.pdus.take() {
+            for e in &removed {
+                // A row that cannot be deleted is left behind: it is read
+                // only for a stored event, and storing the event writes it
+                // again.
+                let _ = pages.undo(e.idx.0, self.id(e));
+            }
+            self.pdus = Some(pages);
+        }
         self.text.truncate(mark.text_blocks);
         if let Some(b) = self.text.last_mut() {
             b.truncate(mark.text_len);

@@ -188,14 +188,27 @@ pub enum RestoreError {
 /// last rebuild marker must replay to their stored verdicts; each is freed
 /// once replayed, so a room restored from a log with no marker (one only
 /// ever received live or imported) never holds its PDU bytes twice.
-pub fn restore(room_version: &str, mut log: Vec<LogRecord>) -> Result<Room, RestoreError> {
+pub fn restore(room_version: &str, log: Vec<LogRecord>) -> Result<Room, RestoreError> {
+    restore_into(Room::new(room_version)?, log)
+}
+
+/// Like [`restore`], into an empty room the caller made (one with a page
+/// store, say). While it restores, the rows of events it undoes stay in the
+/// page store: the room it replaces may hold those events.
+///
+/// # Panics
+/// If `room` holds events.
+pub fn restore_into(mut room: Room, mut log: Vec<LogRecord>) -> Result<Room, RestoreError> {
+    assert!(room.events().is_empty(), "restore_into an empty room");
+    room.keep_undone_pages(true);
     let tail = log.split_off(last_rebuild(&log));
-    let mut room = place_afresh(room_version, &log)?;
+    place_afresh(&mut room, &log)?;
     drop(log);
     for r in tail {
         replay(&mut room, &r)?;
     }
     room.set_keep_records(true);
+    room.keep_undone_pages(false);
     Ok(room)
 }
 
@@ -204,12 +217,11 @@ fn last_rebuild(log: &[LogRecord]) -> usize {
     log.iter().rposition(|r| matches!(r, LogRecord::Rebuild)).unwrap_or(0)
 }
 
-/// A new room with the events of `log` (everything up to the last rebuild
+/// Stores in `room` (new) the events of `log` (everything up to the last rebuild
 /// marker) placed in their topological order by first arrival. It records
 /// nothing: every record is in the log already, and copies of them would
 /// only double the PDU bytes held while restoring.
-fn place_afresh(room_version: &str, log: &[LogRecord]) -> Result<Room, RestoreError> {
-    let mut room = Room::new(room_version)?;
+fn place_afresh(room: &mut Room, log: &[LogRecord]) -> Result<(), RestoreError> {
     room.set_keep_records(false);
     let placed: Vec<&EventRecord> = log
         .iter()
@@ -228,7 +240,7 @@ fn place_afresh(room_version: &str, log: &[LogRecord]) -> Result<Room, RestoreEr
         };
         room.restore_as(node.record.raw(), node.record.event_id(), placement);
     }
-    Ok(room)
+    Ok(())
 }
 
 /// Replays one record after the last rebuild marker: it must give its stored verdict.

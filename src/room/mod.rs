@@ -231,6 +231,11 @@ impl Room {
         Ok(())
     }
 
+    /// See [`PageCache::set_keep_undone`] ([`crate::placement::restore_into`]).
+    pub(crate) fn keep_undone_pages(&mut self, keep: bool) {
+        self.events.set_keep_undone_pages(keep);
+    }
+
     /// The page cache's counters, when the PDU texts are paged.
     pub fn page_stats(&self) -> Option<CacheStats> {
         self.events.pages().map(PageCache::stats)

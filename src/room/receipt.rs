@@ -356,7 +356,7 @@ impl Room {
             // Synapse stores an event as rejected only on an AuthError; any
             // other error of its auth rules means it never stores it.
             Err(reason) if !reason.is_authorization_failure() => {
-                self.events.cut(mark);
+                self.events.discard(&event, mark);
                 return Outcome::drop(Some(&id), DropStage::Auth, reason.to_string());
             }
             Err(reason) => {

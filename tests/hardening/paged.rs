@@ -2,7 +2,7 @@
 //! write leaves nothing stored and the PDU can be sent again; one that fails
 //! to read gives a typed error and a 500, never a panic.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use roomdag::http::{outgoing_pdu, room_query, route, Target};
@@ -20,20 +20,20 @@ struct Flaky {
 }
 
 impl PageStore for Flaky {
-    fn get(&self, table: Table, key: u32) -> Result<Option<Vec<u8>>, PageError> {
+    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, PageError> {
         if self.fail_gets.get() {
             return Err(PageError::Backend("disk on fire".into()));
         }
         self.inner.get(table, key)
     }
-    fn put(&mut self, table: Table, key: u32, value: &[u8]) -> Result<(), PageError> {
+    fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), PageError> {
         if self.fail_next_put.replace(false) {
             return Err(PageError::Backend("no space left".into()));
         }
         self.inner.put(table, key, value)
     }
-    fn truncate(&mut self, table: Table, from: u32) -> Result<(), PageError> {
-        self.inner.truncate(table, from)
+    fn delete(&mut self, table: Table, key: &str) -> Result<(), PageError> {
+        self.inner.delete(table, key)
     }
 }
 
@@ -110,4 +110,45 @@ fn a_failed_page_read_is_a_500_not_a_panic() {
     fail_gets.set(false);
     assert!(room_query(&room, &endpoint, &target, None, "a.example", "roomdag.example", 0).is_ok());
     assert!(room.set_pages(Box::new(MemoryPages::new()), 4096).is_err(), "pages only on an empty room");
+}
+
+/// A memory store the test can look into after handing it to a room.
+struct Shared(Rc<RefCell<MemoryPages>>);
+
+impl PageStore for Shared {
+    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, PageError> {
+        self.0.borrow().get(table, key)
+    }
+    fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), PageError> {
+        self.0.borrow_mut().put(table, key, value)
+    }
+    fn delete(&mut self, table: Table, key: &str) -> Result<(), PageError> {
+        self.0.borrow_mut().delete(table, key)
+    }
+}
+
+#[test]
+fn a_rolled_back_batch_leaves_the_page_store_as_before_it() {
+    let b = a_room_with_messages();
+    let pages = Rc::new(RefCell::new(MemoryPages::new()));
+    let mut room = Room::new("11").unwrap();
+    room.set_pages(Box::new(Shared(pages.clone())), 4096).unwrap();
+    let (first, rest) = b.raws.split_at(10);
+    for raw in first {
+        assert!(matches!(room.ingest(raw, Verification::Unsigned), Outcome::Accepted { .. }));
+    }
+    assert_eq!(pages.borrow().len(), 10);
+    let cp = room.checkpoint();
+    for raw in rest {
+        assert!(matches!(room.ingest(raw, Verification::Unsigned), Outcome::Accepted { .. }));
+    }
+    assert_eq!(pages.borrow().len(), b.raws.len());
+    room.rollback(cp);
+    assert_eq!(pages.borrow().len(), 10, "the batch's rows are deleted with it");
+    assert_eq!(room.events().len(), 10);
+    // And the batch can be received again.
+    for raw in rest {
+        assert!(matches!(room.ingest(raw, Verification::Unsigned), Outcome::Accepted { .. }));
+    }
+    assert_eq!(pages.borrow().len(), b.raws.len());
 }
