@@ -9,7 +9,7 @@ import * as check from "./check.js";
 import { engineOver } from "./engine.js";
 
 export { KeyRing } from "./keyring.js";
-export { MemoryStore, IndexedDbStore, DurableObjectStore } from "./stores.js";
+export { MemoryStore, IndexedDbStore, DurableObjectStore, sqlPages } from "./stores.js";
 export { NotInitializedError, RoomdagError } from "./common.js";
 export { RoomEngine, RoomDirectory, REJECTED_PER_ORIGIN } from "./engine.js";
 export { KeyFetcher, pinKeys, notariesFrom, requiredSigners } from "./keys.js";

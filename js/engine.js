@@ -71,9 +71,11 @@ export class RoomEngine {
   #rejections = new RejectionLimiter();
   /** Records in the store's log (the next record's position). */
   #logLength;
+  /** Where the PDU texts live, `{pages, cacheBytes}`, or null (in wasm memory). */
+  #paging;
 
   /** @internal use `RoomEngine.open` */
-  constructor(token, room, store, logLength = 0) {
+  constructor(token, room, store, logLength = 0, paging = null) {
     if (token !== CONSTRUCT) {
       const e = new TypeError("RoomEngine: not constructed with `new`; use `await RoomEngine.open({ store, roomVersion })`");
       e.code = "ERR_ILLEGAL_CONSTRUCTOR";
@@ -82,6 +84,7 @@ export class RoomEngine {
     this.#room = room;
     this.#store = store;
     this.#logLength = logLength;
+    this.#paging = paging;
   }
 
   /**
@@ -90,14 +93,23 @@ export class RoomEngine {
    * outliers, history and rebuild markers replay). A new, empty room needs
    * `roomVersion`; for a stored room, a `roomVersion` other than the stored
    * one is an error.
+   *
+   * The PDU texts (about the size of the room's raw PDUs) are kept in a
+   * page store instead of wasm memory when there is one: `pages` (an object
+   * with synchronous `get(table, key)`, `put(table, key, text)`,
+   * `delete(table, key)`), else the store's own `pages` (a
+   * `DurableObjectStore` over a SQLite-backed Durable Object has one);
+   * `pages: null` keeps them in memory. `cacheBytes` bounds the texts held
+   * in memory (default 8 MiB).
    */
   static async open(opts) {
     const where = "RoomEngine.open";
     ensureReady();
-    check.object(where, "options", opts, "an object {store, roomVersion?}");
+    check.object(where, "options", opts, "an object {store, roomVersion?, pages?, cacheBytes?}");
     const { store, roomVersion } = opts;
     check.methods(where, "store", store, ["load", "append"], "a room store");
     if (roomVersion !== undefined) check.roomVersion(where, "roomVersion", roomVersion);
+    const paging = pagingOf(where, opts, store);
     const loaded = await store.load();
     if (loaded === null || typeof loaded !== "object" || !Array.isArray(loaded.records)) {
       throw check.typeError(where, "store.load()", "a promise of {roomVersion?, roomId?, records: [...]}", loaded);
@@ -113,11 +125,22 @@ export class RoomEngine {
       if (r?.rebuild === true) return;
       if (typeof r?.raw !== "string") throw check.typeError(where, `store.load().records[${i}].raw`, "the PDU's JSON text", r?.raw);
     });
-    const room =
-      loaded.records.length > 0
-        ? restoreRoom(version, loaded.records)
-        : call(`${where}: the store's roomVersion`, "M_UNSUPPORTED_ROOM_VERSION", () => new wasm.Room(version));
-    return new RoomEngine(CONSTRUCT, room, store, logLength(loaded.records));
+    let room;
+    if (loaded.records.length > 0) {
+      room = restoreRoom(version, loaded.records, paging);
+    } else {
+      room = call(`${where}: the store's roomVersion`, "M_UNSUPPORTED_ROOM_VERSION", () => new wasm.Room(version));
+      if (paging) call(`${where}: pages`, "M_INVALID_PARAM", () => room.setPages(paging.pages, paging.cacheBytes));
+    }
+    return new RoomEngine(CONSTRUCT, room, store, logLength(loaded.records), paging);
+  }
+
+  /**
+   * The page cache of the PDU texts (`{bytes, capacity, rows, hits,
+   * misses}`), or null when they are held in wasm memory.
+   */
+  get pageStats() {
+    return json(this.#room.pageStats());
   }
 
   /** The room ID (once the create event is stored). */
@@ -282,7 +305,7 @@ export class RoomEngine {
     return this.#serialise(async () => {
       const loaded = await this.#store.load();
       const marker = { i: logLength(loaded.records), rebuild: true };
-      const next = call("RoomEngine.rebuild", "M_UNKNOWN", () => restoreRoom(this.roomVersion, [...loaded.records, marker]));
+      const next = call("RoomEngine.rebuild", "M_UNKNOWN", () => restoreRoom(this.roomVersion, [...loaded.records, marker], this.#paging));
       try {
         await this.#store.append([marker], { roomVersion: this.roomVersion, roomId: next.roomId ?? this.roomId });
       } catch (e) {
@@ -464,10 +487,25 @@ function checkPlaced(where, items) {
   });
 }
 
-/** A wasm Room rebuilt from a store's log. */
-function restoreRoom(version, records) {
+/** Where an engine keeps its PDU texts: `{pages, cacheBytes}`, or null for wasm memory. */
+function pagingOf(where, opts, store) {
+  const pages = opts.pages !== undefined ? opts.pages : store.pages;
+  const cacheBytes = opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
+  if (typeof cacheBytes !== "number" || !Number.isFinite(cacheBytes) || cacheBytes < 0) {
+    throw check.typeError(where, "cacheBytes", "a number of bytes ≥ 0", cacheBytes);
+  }
+  if (pages === undefined || pages === null) return null;
+  check.methods(where, "pages", pages, ["get", "put", "delete"], "a page store {get(table, key), put(table, key, text), delete(table, key)}");
+  return { pages, cacheBytes };
+}
+
+/** The page cache when `cacheBytes` is not given. */
+const DEFAULT_CACHE_BYTES = 8 * 1024 * 1024;
+
+/** A wasm Room rebuilt from a store's log (its PDU texts paged when `paging` is given). */
+function restoreRoom(version, records, paging = null) {
   try {
-    return wasm.Room.restore(version, records);
+    return wasm.Room.restore(version, records, paging?.pages, paging?.cacheBytes);
   } catch (e) {
     throw new RoomdagError("M_UNKNOWN", `the stored room could not be restored: ${e?.message ?? e}`, e);
   }

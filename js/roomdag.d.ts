@@ -189,7 +189,39 @@ export interface DurableObjectStorageLike {
   list<T = unknown>(options: { prefix: string }): Promise<Map<string, T>>;
   put(entries: Record<string, unknown>): Promise<void>;
   transaction<T>(closure: (txn: { put(entries: Record<string, unknown>): Promise<void> }) => Promise<T>): Promise<T>;
+  /** A SQLite-backed Durable Object's database (`ctx.storage.sql`): the room's PDU texts are kept there. */
+  sql?: { exec(query: string, ...bindings: unknown[]): Iterable<Record<string, unknown>> };
 }
+
+/**
+ * Rows of the engine's tables outside wasm memory, read and written
+ * synchronously (today one table, `"pdu"`: an event's PDU JSON by event ID).
+ */
+export interface PageStore {
+  /** The row, or null/undefined if there is none. */
+  get(table: "pdu", key: string): string | Uint8Array | null | undefined;
+  /** Writes (or overwrites) the row. */
+  put(table: "pdu", key: string, text: string): void;
+  /** Deletes the row, if any. */
+  delete(table: "pdu", key: string): void;
+}
+
+/** What a room's page cache holds and did. */
+export interface PageStats {
+  /** Bytes of PDU text held. */
+  bytes: number;
+  /** The limit (`cacheBytes`). */
+  capacity: number;
+  /** Rows held. */
+  rows: number;
+  /** Reads answered from memory. */
+  hits: number;
+  /** Reads that went to the page store. */
+  misses: number;
+}
+
+/** A page store over a Durable Object's SQLite database, or null without one. */
+export function sqlPages(sql: DurableObjectStorageLike["sql"]): PageStore | null;
 
 /**
  * Records in a Durable Object's storage (`ctx.storage`): the room's Durable
@@ -202,6 +234,8 @@ export class DurableObjectStore implements RoomStore {
   load(): Promise<RoomMeta & { records: LogRecord[] }>;
   /** Writes the records and the meta atomically. */
   append(records: LogRecord[], meta: RoomMeta): Promise<void>;
+  /** The room's PDU texts in the object's SQLite database, or null when the storage has no `sql`. */
+  readonly pages: PageStore | null;
 }
 
 /**
@@ -367,7 +401,15 @@ export class RoomEngine {
    * not verified again). An empty store needs `roomVersion` (a new room);
    * for a stored room, a `roomVersion` other than the stored one is an error.
    */
-  static open(opts: { store: RoomStore; roomVersion?: RoomVersion }): Promise<RoomEngine>;
+  /**
+   * The PDU texts live in a page store instead of wasm memory when there is
+   * one: `pages`, else the store's own `pages` (`DurableObjectStore` over a
+   * SQLite-backed Durable Object); `pages: null` keeps them in memory.
+   * `cacheBytes` bounds the texts held in memory (default 8 MiB).
+   */
+  static open(opts: { store: RoomStore; roomVersion?: RoomVersion; pages?: PageStore | null; cacheBytes?: number }): Promise<RoomEngine>;
+  /** The page cache's counters, or null when the PDU texts are held in memory. */
+  readonly pageStats: PageStats | null;
   /** The room ID (once the create event is stored). */
   readonly roomId: RoomId | null;
   /** The room version. */

@@ -8,6 +8,7 @@
 // The engine replays records on open, so a store never interprets them.
 
 import * as check from "./check.js";
+import { RoomdagError } from "./common.js";
 
 const metaOf = (meta) => ({ roomVersion: meta?.roomVersion, roomId: meta?.roomId ?? undefined });
 
@@ -133,6 +134,37 @@ export class IndexedDbStore {
   }
 }
 
+/**
+ * A page store over a Durable Object's SQLite (`ctx.storage.sql`): one table
+ * per engine table, rows keyed by text. Synchronous, like `sql.exec`. Writes
+ * made while a batch is ingested commit with the batch's records (a Durable
+ * Object commits the writes of one turn together). A put that finds the same
+ * row (a room restored from its log writes every row again) writes nothing.
+ */
+export function sqlPages(sql) {
+  if (!sql || typeof sql.exec !== "function") return null;
+  sql.exec("CREATE TABLE IF NOT EXISTS pdu (event_id TEXT PRIMARY KEY, json TEXT NOT NULL)");
+  const table = (t) => {
+    if (t !== "pdu") throw new RoomdagError("M_UNKNOWN", `page store: no table ${JSON.stringify(t)}`);
+    return t;
+  };
+  return {
+    get(t, key) {
+      table(t);
+      for (const row of sql.exec("SELECT json FROM pdu WHERE event_id = ?", key)) return row.json;
+      return null;
+    },
+    put(t, key, text) {
+      table(t);
+      sql.exec("INSERT INTO pdu (event_id, json) VALUES (?, ?) ON CONFLICT (event_id) DO UPDATE SET json = excluded.json WHERE json <> excluded.json", key, text);
+    },
+    delete(t, key) {
+      table(t);
+      sql.exec("DELETE FROM pdu WHERE event_id = ?", key);
+    },
+  };
+}
+
 /** Keys sort in arrival order: zero-padded positions. */
 const recordKey = (i) => `r:${String(i).padStart(12, "0")}`;
 /** Durable Object storage writes at most this many keys atomically in one `put`. */
@@ -145,10 +177,22 @@ const DO_MAX_KEYS_PER_PUT = 128;
  */
 export class DurableObjectStore {
   #storage;
+  #pages;
 
   /** @param {DurableObjectStorage} storage `ctx.storage` of the room's Durable Object */
   constructor(storage) {
     this.#storage = check.methods("DurableObjectStore", "storage", storage, ["get", "list", "put", "transaction"], "a Durable Object's storage (ctx.storage)");
+  }
+
+  /**
+   * The page store of the room's PDU texts in the object's SQLite database
+   * (`ctx.storage.sql`), or null for an object without one (a key-value
+   * Durable Object, a test double). `RoomEngine.open` uses it: the texts
+   * then live in SQLite, not in the object's memory.
+   */
+  get pages() {
+    if (this.#pages === undefined) this.#pages = sqlPages(this.#storage.sql);
+    return this.#pages;
   }
 
   async load() {

@@ -17,12 +17,13 @@ use crate::http::xmatrix::{
     authenticate_request, check_request_headers, request_signing_object, RequestAuthError, XMatrix,
 };
 use crate::http::{self, Endpoint, HttpError, Target};
-use crate::placement::{restore, EventRecord, LogRecord, Placement, RecordKind};
+use crate::placement::{restore_into, EventRecord, LogRecord, Placement, RecordKind};
 use crate::room::{Checkpoint, Outcome, Room, Verification};
 use crate::signing::ServerSigningKey;
 
 mod client;
 mod federation;
+mod pages;
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -147,6 +148,9 @@ impl WasmKeyRing {
     }
 }
 
+/// The page cache when none is given: 8 MiB.
+const DEFAULT_CACHE_BYTES: f64 = 8.0 * 1024.0 * 1024.0;
+
 /// One room: its DAG, states and indexes.
 #[wasm_bindgen(js_name = Room)]
 pub struct WasmRoom {
@@ -209,10 +213,22 @@ impl WasmRoom {
     /// `{eventId, status, raw, kind?, state?}` and rebuild markers
     /// `{rebuild: true}`, in order (see the core's `placement` module).
     /// Signatures were verified when the records were first stored.
-    pub fn restore(room_version: &str, records: JsValue) -> Result<WasmRoom, JsError> {
+    ///
+    /// With `pages` (see [`setPages`](Self::set_pages)), the restored room
+    /// keeps its PDU texts there, behind a cache of `cacheBytes`.
+    pub fn restore(
+        room_version: &str,
+        records: JsValue,
+        pages: Option<JsValue>,
+        cache_bytes: Option<f64>,
+    ) -> Result<WasmRoom, JsError> {
         let stored: Vec<StoredRecordJs> = serde_wasm_bindgen::from_value(records).map_err(js_error)?;
         let log: Vec<LogRecord> = stored.into_iter().map(StoredRecordJs::into_log).collect::<Result<_, _>>()?;
-        Ok(Self { room: restore(room_version, log).map_err(js_error)?, checkpoint: None })
+        let mut room = Self::new(room_version)?;
+        if let Some(p) = pages.filter(|p| !p.is_undefined() && !p.is_null()) {
+            room.set_pages(p, cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))?;
+        }
+        Ok(Self { room: restore_into(room.room, log).map_err(js_error)?, checkpoint: None })
     }
 
     /// Receives PDUs placed as `placement` says: `timeline` (live: every

@@ -51,6 +51,22 @@ const kinds = {
   })(),
 };
 
+// A memory store with a page store: the engine keeps its PDU texts there.
+kinds["memory, PDU texts in a page store"] = {
+  make: () => {
+    const s = new api.MemoryStore();
+    const rows = new Map();
+    s.pages = {
+      get: (table, key) => (table === "pdu" ? rows.get(key) ?? null : null),
+      put: (table, key, text) => void rows.set(key, text),
+      delete: (table, key) => void rows.delete(key),
+    };
+    return s;
+  },
+  reopen: (s) => s,
+  breakNext: breakNextAppend,
+};
+
 // The stand-in needs its storage object to inject a failure; build the store by hand.
 kinds["durable-object (stand-in)"] = (() => {
   const storages = new WeakMap();

@@ -53,6 +53,12 @@ export interface Env {
    * `roomdag.example.org:443` (Cloudflare serves 443; without a port they use 8448).
    */
   WELL_KNOWN_SERVER?: string;
+  /**
+   * MiB of PDU texts a room object keeps in memory (default 8): the texts
+   * live in the object's SQLite database, read back through a cache of
+   * this size.
+   */
+  PAGE_CACHE_MIB?: string;
 }
 
 export interface Config {
@@ -72,6 +78,8 @@ export interface Config {
   joinLocalpart: string;
   /** The `m.server` of `/.well-known/matrix/server`, if served. */
   wellKnownServer?: string;
+  /** Bytes of PDU texts a room object caches (`PAGE_CACHE_MIB`). */
+  pageCacheBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -158,6 +166,10 @@ export function parseConfig(env: Env): Config {
     problems.push(`WELL_KNOWN_SERVER ${JSON.stringify(wellKnownServer)} is not a server name (host, optionally :port, e.g. roomdag.example.org:443)`);
   }
 
+  const pageCacheMib = (env.PAGE_CACHE_MIB ?? "").trim() || "8";
+  const pageCache = Number(pageCacheMib);
+  if (!/^\d+(\.\d+)?$/.test(pageCacheMib) || !(pageCache <= 1024)) problems.push(`PAGE_CACHE_MIB must be a number of MiB from 0 to 1024, not ${JSON.stringify(pageCacheMib)}`);
+
   if (problems.length) throw new ConfigError(problems);
   const template = env.KEY_SERVER_URL;
   return {
@@ -174,6 +186,7 @@ export function parseConfig(env: Env): Config {
     acceptInvitesFrom,
     joinLocalpart,
     wellKnownServer,
+    pageCacheBytes: Math.round(pageCache * 1024 * 1024),
   };
 }
 

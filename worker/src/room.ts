@@ -93,6 +93,8 @@ export class RoomObject extends DurableObject<Env> {
   #mirror: RoomMirror;
   /** Event IDs written since the last flush to the event index. */
   #unindexed: string[] = [];
+  #pages: DurableObjectStore["pages"];
+  #pageCacheBytes: number;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -107,6 +109,9 @@ export class RoomObject extends DurableObject<Env> {
     });
     // Every record the room writes goes to the event index (GET /event).
     const store = new DurableObjectStore(ctx.storage);
+    // The PDU texts live in the object's SQLite database, not in its memory.
+    this.#pages = store.pages;
+    this.#pageCacheBytes = config.pageCacheBytes;
     // The records read once at start serve RoomEngine.open too (reading them twice doubled a cold start's reads).
     let primed: Awaited<ReturnType<DurableObjectStore["load"]>> | undefined;
     this.#store = {
@@ -146,7 +151,7 @@ export class RoomObject extends DurableObject<Env> {
       if (!loaded.roomVersion) return;
       primed = loaded;
       try {
-        this.#engine = await RoomEngine.open({ store: this.#store });
+        this.#engine = await RoomEngine.open({ store: this.#store, pages: store.pages, cacheBytes: config.pageCacheBytes });
       } finally {
         primed = undefined;
       }
@@ -187,7 +192,7 @@ export class RoomObject extends DurableObject<Env> {
           if (trustKeys) ring.free();
         }
       }
-      this.#engine = await RoomEngine.open({ store: this.#store, roomVersion: roomVersion as "11" });
+      this.#engine = await RoomEngine.open({ store: this.#store, roomVersion: roomVersion as "11", pages: this.#pages, cacheBytes: this.#pageCacheBytes });
       await this.ctx.storage.put(INDEXED, true); // no events yet; each ingest indexes its own
     }
     return this.info();

@@ -35,12 +35,84 @@ export class ScratchStore extends DurableObject<Env> {
   async wipe() {
     await this.ctx.storage.deleteAll();
   }
+
+  /**
+   * The engine inside this object with its PDU texts in the object's SQLite
+   * (`DurableObjectStore.pages`) behind a 4 KiB cache: every stored PDU
+   * reads back exactly, also after a failed write (rolled back: no rows
+   * added), a restart and a rebuild; one row per stored event.
+   */
+  async pagedCheck(fixture: { room_version: string; servers: Record<string, { verify_keys: Record<string, string> }>; events: { pdu: unknown }[] }) {
+    const store = new api.DurableObjectStore(this.ctx.storage);
+    const pages = store.pages;
+    if (!pages) throw new Error("a SQLite-backed object has no DurableObjectStore.pages");
+    const keys = new api.KeyRing();
+    for (const [server, s] of Object.entries(fixture.servers)) for (const [id, k] of Object.entries(s.verify_keys)) keys.pin(server, id, k);
+    const pdus = fixture.events.slice(0, 400).map((e) => JSON.stringify(e.pdu));
+    let failNext = false;
+    const wrapped = {
+      load: () => store.load(),
+      append: async (records: never, meta: never) => {
+        if (failNext) {
+          failNext = false;
+          throw new Error("injected append failure");
+        }
+        return store.append(records, meta);
+      },
+      pages,
+    };
+    const rows = () => (this.ctx.storage.sql.exec("SELECT count(*) AS n FROM pdu").one() as { n: number }).n;
+    const engine = await api.RoomEngine.open({ store: wrapped as never, roomVersion: fixture.room_version as never, cacheBytes: 4096 });
+    const sent = new Map<string, string>();
+    for (let i = 0; i < 300; i += 50) {
+      const out = await engine.ingest(pdus.slice(i, i + 50), keys);
+      out.forEach((o, n) => {
+        if (o.status === "accepted" || o.status === "rejected") sent.set(o.eventId as string, pdus[i + n]);
+      });
+    }
+    const canon = (v: unknown): unknown =>
+      Array.isArray(v) ? v.map(canon) : v && typeof v === "object" ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon((v as Record<string, unknown>)[k])])) : v;
+    const readBack = (e: api.RoomEngine, what: string) => {
+      for (const [id, pdu] of sent) {
+        const got = JSON.stringify(canon(e.eventDetails(id).pdu));
+        if (got !== JSON.stringify(canon(JSON.parse(pdu)))) throw new Error(`${what}: ${id} reads back ${got.slice(0, 100)}`);
+      }
+    };
+    if (rows() !== engine.eventCount) throw new Error(`${rows()} rows for ${engine.eventCount} events`);
+    readBack(engine, "as stored");
+    const stats = engine.pageStats;
+    if (!stats || stats.bytes > 4096 || stats.misses < sent.size) throw new Error(`the cache did not page: ${JSON.stringify(stats)}`);
+    failNext = true;
+    const before = rows();
+    let failed = false;
+    try {
+      await engine.ingest(pdus.slice(300, 400), keys);
+    } catch {
+      failed = true;
+    }
+    if (!failed) throw new Error("the injected append failure was not reported");
+    if (rows() !== before) throw new Error(`a rolled-back batch left ${rows() - before} rows`);
+    const again = await api.RoomEngine.open({ store: wrapped as never, cacheBytes: 4096 });
+    readBack(again, "after a restart");
+    await again.rebuild();
+    readBack(again, "after a rebuild");
+    if (rows() !== again.eventCount) throw new Error(`${rows()} rows for ${again.eventCount} events after the rebuild`);
+    return { events: again.eventCount, rows: rows(), stats };
+  }
 }
 
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     if (request.method === "GET") return new Response("ready");
     const fixture = await request.json();
+    if (new URL(request.url).pathname === "/paged") {
+      const stub = env.SUITE.get(env.SUITE.idFromName(`paged-${Date.now()}`)) as unknown as DurableObjectStub<ScratchStore>;
+      try {
+        return Response.json({ ok: true, ...(await stub.pagedCheck(fixture as never)) });
+      } catch (e) {
+        return Response.json({ ok: false, error: String((e as Error)?.stack ?? e) });
+      }
+    }
     let n = 0;
     const stubs = new Map<object, DurableObjectStub<ScratchStore>>();
     // A store whose every call goes to a Durable Object: real storage, real RPC.
