@@ -132,6 +132,12 @@ export class RoomEngine {
       room = call(`${where}: the store's roomVersion`, "M_UNSUPPORTED_ROOM_VERSION", () => new wasm.Room(version));
       if (paging) call(`${where}: pages`, "M_INVALID_PARAM", () => room.setPages(paging.pages, paging.cacheBytes));
     }
+    // Every record's row is in the page store now (written by this restore,
+    // or found there), and later rows are written with their records.
+    if (paging) {
+      call(`${where}: pages`, "M_UNKNOWN", () => paging.pages.flush?.());
+      paging.pages.markRowsComplete?.();
+    }
     return new RoomEngine(CONSTRUCT, room, store, logLength(loaded.records), paging);
   }
 
@@ -216,6 +222,13 @@ export class RoomEngine {
       } catch (e) {
         this.#room.rollback();
         throw e;
+      }
+      // Buffered page rows are written now, in the same turn as the records.
+      try {
+        this.#paging?.pages.flush?.();
+      } catch (e) {
+        this.#room.rollback();
+        throw new RoomdagError("M_UNKNOWN", `page store write failed; the batch was undone: ${e?.message ?? e}`, e);
       }
       const records = json(this.#room.takeRecords(this.#logLength));
       if (records.length > 0) {
@@ -306,6 +319,7 @@ export class RoomEngine {
       const loaded = await this.#store.load();
       const marker = { i: logLength(loaded.records), rebuild: true };
       const next = call("RoomEngine.rebuild", "M_UNKNOWN", () => restoreRoom(this.roomVersion, [...loaded.records, marker], this.#paging));
+      call("RoomEngine.rebuild: pages", "M_UNKNOWN", () => this.#paging?.pages.flush?.());
       try {
         await this.#store.append([marker], { roomVersion: this.roomVersion, roomId: next.roomId ?? this.roomId });
       } catch (e) {
@@ -502,10 +516,17 @@ function pagingOf(where, opts, store) {
 /** The page cache when `cacheBytes` is not given. */
 const DEFAULT_CACHE_BYTES = 8 * 1024 * 1024;
 
-/** A wasm Room rebuilt from a store's log (its PDU texts paged when `paging` is given). */
+/**
+ * A wasm Room rebuilt from a store's log (its PDU texts paged when `paging`
+ * is given). A page store that says it holds the row of every record
+ * (`rowsComplete()`: its rows are written atomically with the records) is
+ * not written to; otherwise each restored event's row is written (once, the
+ * first time a room stored before it had pages is opened).
+ */
 function restoreRoom(version, records, paging = null) {
+  const trustRows = paging?.pages.rowsComplete?.() === true;
   try {
-    return wasm.Room.restore(version, records, paging?.pages, paging?.cacheBytes);
+    return wasm.Room.restore(version, records, paging?.pages, paging?.cacheBytes, trustRows);
   } catch (e) {
     throw new RoomdagError("M_UNKNOWN", `the stored room could not be restored: ${e?.message ?? e}`, e);
   }

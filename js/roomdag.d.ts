@@ -204,6 +204,20 @@ export interface PageStore {
   put(table: "pdu", key: string, text: string): void;
   /** Deletes the row, if any. */
   delete(table: "pdu", key: string): void;
+  /**
+   * Whether the store holds the row of every record of the room's log
+   * (rows written atomically with their records): a restore then writes
+   * none. Optional: without it, a restore writes every row.
+   */
+  rowsComplete?(): boolean;
+  /** Called once every record's row is in the store (after a restore, or for a new room). */
+  markRowsComplete?(): void;
+  /**
+   * Writes buffered puts (optional: a store may write each put at once).
+   * `RoomEngine` calls it after each batch, before appending the batch's
+   * records; a failed write thrown here undoes the batch.
+   */
+  flush?(): void;
 }
 
 /** What a room's page cache holds and did. */

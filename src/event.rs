@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::ids::{EventIdx, Name};
-use crate::pages::{PageCache, PageError};
+use crate::pages::{PageCache, PageError, RestoreRows};
 use crate::power_levels::PowerLevels;
 use crate::room_version::RoomVersionRules;
 use crate::state_set::StateSetId;
@@ -459,10 +459,10 @@ impl Events {
         self.pdus.as_ref()
     }
 
-    /// See [`PageCache::set_keep_undone`].
-    pub fn set_keep_undone_pages(&mut self, keep: bool) {
+    /// See [`PageCache::set_restoring`].
+    pub fn set_restoring_pages(&mut self, restoring: Option<RestoreRows>) {
         if let Some(p) = self.pdus.as_mut() {
-            p.set_keep_undone(keep);
+            p.set_restoring(restoring);
         }
     }
 

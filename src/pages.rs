@@ -120,6 +120,17 @@ impl PageStore for MemoryPages {
     }
 }
 
+/// What a restore from the room's log does with the page store's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreRows {
+    /// Writes each restored event's row (a store that may lack rows: one
+    /// filled before the room was paged, or a new one).
+    Write,
+    /// Writes nothing: the store holds the row of every event in the log
+    /// (each row was written with its record, atomically).
+    Trust,
+}
+
 /// The smallest cache: rows larger than this are read each time.
 pub const MIN_CACHE_BYTES: usize = 4096;
 
@@ -129,8 +140,8 @@ pub struct PageCache {
     store: Box<dyn PageStore>,
     table: Table,
     capacity: usize,
-    /// Rows of undone events are kept (see [`set_keep_undone`](Self::set_keep_undone)).
-    keep_undone: bool,
+    /// Set while a room is restored (see [`set_restoring`](Self::set_restoring)).
+    restoring: Option<RestoreRows>,
     cached: std::cell::RefCell<Cached>,
 }
 
@@ -170,7 +181,7 @@ impl PageCache {
             store,
             table,
             capacity: capacity_bytes.max(MIN_CACHE_BYTES),
-            keep_undone: false,
+            restoring: None,
             cached: std::cell::RefCell::new(Cached { rows: lru::LruCache::unbounded(), bytes: 0, hits: 0, misses: 0 }),
         }
     }
@@ -210,7 +221,9 @@ impl PageCache {
     /// never reads a PDU back: caching on write would copy every PDU once
     /// more for nothing).
     pub fn put(&mut self, idx: u32, key: &str, text: &str) -> Result<(), PageError> {
-        self.store.put(self.table, key, text.as_bytes())?;
+        if self.restoring != Some(RestoreRows::Trust) {
+            self.store.put(self.table, key, text.as_bytes())?;
+        }
         self.forget(idx);
         Ok(())
     }
@@ -226,20 +239,21 @@ impl PageCache {
     /// deleted from the store, unless rows of undone events are kept.
     pub fn undo(&mut self, idx: u32, key: &str) -> Result<(), PageError> {
         self.forget(idx);
-        if self.keep_undone {
+        if self.restoring.is_some() {
             return Ok(());
         }
         self.store.delete(self.table, key)
     }
 
-    /// While set, [`undo`](Self::undo) keeps the store's row. A room being
-    /// restored or rebuilt from its log shares the store with the room it
-    /// replaces, whose events are the same: an event the new room undoes may
-    /// be one the old room holds. Outside a restore, undone rows are deleted
-    /// (a sender could otherwise fill the store with PDUs that are dropped
-    /// after their row is written).
-    pub fn set_keep_undone(&mut self, keep: bool) {
-        self.keep_undone = keep;
+    /// Marks a restore from the room's log: while set, [`undo`](Self::undo)
+    /// keeps the store's row (a room being restored or rebuilt shares the
+    /// store with the room it replaces, whose events are the same: an event
+    /// the new room undoes may be one the old room holds), and with
+    /// [`RestoreRows::Trust`] nothing is written. Outside a restore, undone
+    /// rows are deleted (a sender could otherwise fill the store with PDUs
+    /// that are dropped after their row is written).
+    pub fn set_restoring(&mut self, restoring: Option<RestoreRows>) {
+        self.restoring = restoring;
     }
 
     /// What it holds and did.
@@ -305,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn undo_deletes_the_row_unless_undone_rows_are_kept() {
+    fn undo_deletes_the_row_except_while_restoring() {
         let mut c = cache(1 << 20);
         for k in 0..3 {
             c.put(k, &id(k), &format!("row {k}")).unwrap();
@@ -313,10 +327,13 @@ mod tests {
         }
         c.undo(2, &id(2)).unwrap();
         assert_eq!(c.get(2, &id(2)), Err(PageError::Missing { table: Table::Pdu, key: id(2) }));
-        c.set_keep_undone(true);
+        c.set_restoring(Some(RestoreRows::Write));
         c.undo(1, &id(1)).unwrap();
         assert_eq!(&*c.get(1, &id(1)).unwrap(), "row 1", "kept in the store, read back");
         assert_eq!(c.stats().rows, 2);
+        c.set_restoring(Some(RestoreRows::Trust));
+        c.put(5, &id(5), "row 5").unwrap();
+        assert_eq!(c.get(5, &id(5)), Err(PageError::Missing { table: Table::Pdu, key: id(5) }), "trusted: not written");
     }
 
     #[test]

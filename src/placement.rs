@@ -38,6 +38,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::event::EventStatus;
+use crate::pages::RestoreRows;
 use crate::room::{Outcome, Room};
 use crate::room_version::UnsupportedRoomVersion;
 
@@ -189,18 +190,19 @@ pub enum RestoreError {
 /// once replayed, so a room restored from a log with no marker (one only
 /// ever received live or imported) never holds its PDU bytes twice.
 pub fn restore(room_version: &str, log: Vec<LogRecord>) -> Result<Room, RestoreError> {
-    restore_into(Room::new(room_version)?, log)
+    restore_into(Room::new(room_version)?, log, RestoreRows::Write)
 }
 
 /// Like [`restore`], into an empty room the caller made (one with a page
-/// store, say). While it restores, the rows of events it undoes stay in the
-/// page store: the room it replaces may hold those events.
+/// store, say), doing with the page store's rows what `rows` says (see
+/// [`RestoreRows`]). While it restores, the rows of events it undoes stay
+/// in the page store: the room it replaces may hold those events.
 ///
 /// # Panics
 /// If `room` holds events.
-pub fn restore_into(mut room: Room, mut log: Vec<LogRecord>) -> Result<Room, RestoreError> {
+pub fn restore_into(mut room: Room, mut log: Vec<LogRecord>, rows: RestoreRows) -> Result<Room, RestoreError> {
     assert!(room.events().is_empty(), "restore_into an empty room");
-    room.keep_undone_pages(true);
+    room.set_restoring_pages(Some(rows));
     let tail = log.split_off(last_rebuild(&log));
     place_afresh(&mut room, &log)?;
     drop(log);
@@ -208,7 +210,7 @@ pub fn restore_into(mut room: Room, mut log: Vec<LogRecord>) -> Result<Room, Res
         replay(&mut room, &r)?;
     }
     room.set_keep_records(true);
-    room.keep_undone_pages(false);
+    room.set_restoring_pages(None);
     Ok(room)
 }
 

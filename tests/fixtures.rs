@@ -164,6 +164,7 @@ fn a_paged_room_restored_or_rebuilt_from_its_log_reads_every_pdu_right() {
     use std::rc::Rc;
 
     use roomdag::http::outgoing_pdu;
+    use roomdag::pages::RestoreRows;
     use roomdag::pages::{MemoryPages, PageError, PageStore, Table};
     use roomdag::placement::{restore_into, LogRecord};
     use roomdag::{Room, Verification};
@@ -203,11 +204,20 @@ fn a_paged_room_restored_or_rebuilt_from_its_log_reads_every_pdu_right() {
         assert_eq!(pages.borrow().len(), room.events().len(), "{name}: one row per stored event");
         let mut rebuild_log = log.clone();
         rebuild_log.push(LogRecord::Rebuild);
-        for (what, log) in [("restored", log), ("rebuilt", rebuild_log)] {
+        for (what, log, rows) in [
+            ("restored", log.clone(), RestoreRows::Write),
+            ("restored, rows trusted", log, RestoreRows::Trust),
+            ("rebuilt", rebuild_log.clone(), RestoreRows::Write),
+            ("rebuilt, rows trusted", rebuild_log, RestoreRows::Trust),
+        ] {
             let mut fresh = Room::new(version).unwrap();
             fresh.set_pages(Box::new(Shared(pages.clone())), 4096).unwrap();
-            let again = restore_into(fresh, log).unwrap();
+            let writes = pages.borrow().writes;
+            let again = restore_into(fresh, log, rows).unwrap();
             assert_eq!(again.events().len(), room.events().len(), "{name} {what}");
+            if rows == RestoreRows::Trust {
+                assert_eq!(pages.borrow().writes, writes, "{name} {what}: trusted rows are not written again");
+            }
             for i in 0..room.events().len() {
                 let idx = roomdag::EventIdx(i as u32);
                 let there = again.lookup(room.id(idx)).expect("stored");

@@ -41,7 +41,7 @@ use crate::auth_chain::AuthChainIndex;
 use crate::event::{Events, PduText, StateKeyIdx, StoredEvent};
 use crate::ids::{EventIdx, Name};
 use crate::pages::PageCache;
-pub use crate::pages::{CacheStats, MemoryPages, PageError, PageStore, Table};
+pub use crate::pages::{CacheStats, MemoryPages, PageError, PageStore, RestoreRows, Table};
 pub use crate::placement::{EventRecord, LogRecord, Placement, RecordKind};
 use crate::room_version::{RoomVersionRules, UnsupportedRoomVersion};
 pub use crate::signatures::{
@@ -231,9 +231,9 @@ impl Room {
         Ok(())
     }
 
-    /// See [`PageCache::set_keep_undone`] ([`crate::placement::restore_into`]).
-    pub(crate) fn keep_undone_pages(&mut self, keep: bool) {
-        self.events.set_keep_undone_pages(keep);
+    /// See [`PageCache::set_restoring`] ([`crate::placement::restore_into`]).
+    pub(crate) fn set_restoring_pages(&mut self, restoring: Option<RestoreRows>) {
+        self.events.set_restoring_pages(restoring);
     }
 
     /// The page cache's counters, when the PDU texts are paged.

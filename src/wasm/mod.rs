@@ -17,6 +17,7 @@ use crate::http::xmatrix::{
     authenticate_request, check_request_headers, request_signing_object, RequestAuthError, XMatrix,
 };
 use crate::http::{self, Endpoint, HttpError, Target};
+use crate::pages::RestoreRows;
 use crate::placement::{restore_into, EventRecord, LogRecord, Placement, RecordKind};
 use crate::room::{Checkpoint, Outcome, Room, Verification};
 use crate::signing::ServerSigningKey;
@@ -215,12 +216,15 @@ impl WasmRoom {
     /// Signatures were verified when the records were first stored.
     ///
     /// With `pages` (see [`setPages`](Self::set_pages)), the restored room
-    /// keeps its PDU texts there, behind a cache of `cacheBytes`.
+    /// keeps its PDU texts there, behind a cache of `cacheBytes`; with
+    /// `trustRows`, the page store holds the row of every record already
+    /// (each written with its record) and the restore writes none.
     pub fn restore(
         room_version: &str,
         records: JsValue,
         pages: Option<JsValue>,
         cache_bytes: Option<f64>,
+        trust_rows: Option<bool>,
     ) -> Result<WasmRoom, JsError> {
         let stored: Vec<StoredRecordJs> = serde_wasm_bindgen::from_value(records).map_err(js_error)?;
         let log: Vec<LogRecord> = stored.into_iter().map(StoredRecordJs::into_log).collect::<Result<_, _>>()?;
@@ -228,7 +232,8 @@ impl WasmRoom {
         if let Some(p) = pages.filter(|p| !p.is_undefined() && !p.is_null()) {
             room.set_pages(p, cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))?;
         }
-        Ok(Self { room: restore_into(room.room, log).map_err(js_error)?, checkpoint: None })
+        let rows = if trust_rows == Some(true) { RestoreRows::Trust } else { RestoreRows::Write };
+        Ok(Self { room: restore_into(room.room, log, rows).map_err(js_error)?, checkpoint: None })
     }
 
     /// Receives PDUs placed as `placement` says: `timeline` (live: every

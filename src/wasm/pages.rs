@@ -92,7 +92,9 @@ impl WasmRoom {
     pub fn page_stats(&self) -> String {
         to_json(&match self.room.page_stats() {
             None => serde_json::Value::Null,
-            Some(s) => serde_json::json!({"bytes": s.bytes, "capacity": s.capacity, "rows": s.rows, "hits": s.hits, "misses": s.misses}),
+            Some(s) => {
+                serde_json::json!({"bytes": s.bytes, "capacity": s.capacity, "rows": s.rows, "hits": s.hits, "misses": s.misses})
+            }
         })
     }
 }
