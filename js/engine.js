@@ -231,6 +231,12 @@ export class RoomEngine {
         throw new RoomdagError("M_UNKNOWN", `page store write failed; the batch was undone: ${e?.message ?? e}`, e);
       }
       const records = json(this.#room.takeRecords(this.#logLength));
+      // A stored event's PDU is in the store's own page store now (flushed
+      // above, committed with these records): a store may keep the record
+      // without it (`DurableObjectStore` does) and read it back on load.
+      if (this.#paging && this.#paging.pages === this.#store.pages) {
+        for (const r of records) if (r.status === "accepted" || r.status === "rejected") r.paged = true;
+      }
       if (records.length > 0) {
         try {
           await this.#store.append(records, { roomVersion: this.roomVersion, roomId: this.roomId });

@@ -112,6 +112,12 @@ export interface StoredRecord {
   softFailed?: boolean;
   /** The state before the event (event IDs), when it came from a verified remote answer. */
   state?: EventId[];
+  /**
+   * The PDU is also in the store's own page store (`store.pages`), written
+   * in the same turn: a store may keep this record without `raw` and must
+   * give `raw` back from its pages when it loads the record.
+   */
+  paged?: boolean;
 }
 
 /** A rebuild marker in a store's log: every event before it is placed afresh when the log is replayed. */

@@ -209,6 +209,12 @@ export function sqlPages(sql) {
   };
 }
 
+/** A record without its PDU text. */
+function withoutRaw(r) {
+  const { raw: _, ...rest } = r;
+  return rest;
+}
+
 /** Keys sort in arrival order: zero-padded positions. */
 const recordKey = (i) => `r:${String(i).padStart(12, "0")}`;
 /** Durable Object storage writes at most this many keys atomically in one `put`. */
@@ -242,12 +248,23 @@ export class DurableObjectStore {
   async load() {
     const meta = (await this.#storage.get("meta")) ?? {};
     const list = await this.#storage.list({ prefix: "r:" });
-    return { ...meta, records: [...list.values()] };
+    const records = [...list.values()];
+    // Records whose PDU lives in the page store carry none: read it back.
+    for (const r of records) {
+      if (r?.paged !== true || typeof r.raw === "string") continue;
+      const raw = this.pages?.get("pdu", r.eventId);
+      if (typeof raw !== "string") throw new RoomdagError("M_UNKNOWN", `DurableObjectStore: the PDU of record ${r.i} (${r.eventId}) is missing from the page store`);
+      r.raw = raw;
+    }
+    return { ...meta, records };
   }
 
   async append(records, meta) {
     const entries = { meta: metaOf(meta) };
-    for (const r of records) entries[recordKey(r.i)] = r;
+    // A record marked `paged` has its PDU in this object's page store (the
+    // engine wrote it there in the same turn): keep it once, there.
+    const paged = this.pages !== null;
+    for (const r of records) entries[recordKey(r.i)] = paged && r.paged === true ? withoutRaw(r) : r;
     if (records.length + 1 <= DO_MAX_KEYS_PER_PUT) {
       await this.#storage.put(entries);
       return;

@@ -20,8 +20,9 @@
 // rest of its /send PDUs are refused, so use --import-only for bigger rooms.
 import { FederationServer, RoomDirectory, MemoryStore, signRequest } from "../pkg/node.js";
 import { loadFixture, trustedKeysOf } from "../tests/js/fixtures.mjs";
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync, readdirSync, statSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
+import { join } from "node:path";
 
 const opt = (name, dflt) => {
   const i = process.argv.indexOf(name);
@@ -150,7 +151,24 @@ if (both || flags.has("--worker") || flags.has("--import-only")) {
     await (await fetch(w3.url + target, { headers: { authorization } })).text();
     const second = performance.now() - t1;
     console.log(`Worker cold start (${events.length}-event room, restarted): first /state_ids ${res.status} (${body.pdu_ids?.length ?? 0} state events) after ${first.toFixed(0)} ms; the next one ${second.toFixed(1)} ms; workerd RSS ${mib(idle)} before, peak ${mib(afterFirst)}`);
+    const raw = events.reduce((n, e) => n + Buffer.byteLength(JSON.stringify(e.pdu)), 0);
+    const stored = roomObjectBytes(w3.persist);
+    console.log(`Storage: the room object's SQLite files ${mib(stored / 1024)} for ${mib(raw / 1024)} of raw PDU JSON (${(stored / raw).toFixed(2)}×)`);
   } finally {
     await w3.stop();
   }
+}
+
+/** Bytes of the RoomObject Durable Objects' SQLite files under a persist directory. */
+function roomObjectBytes(dir) {
+  let total = 0;
+  const walk = (d, inRoom) => {
+    for (const entry of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, entry.name);
+      if (entry.isDirectory()) walk(p, inRoom || entry.name.includes("RoomObject"));
+      else if (inRoom) total += statSync(p).size;
+    }
+  };
+  walk(dir, false);
+  return total;
 }

@@ -124,6 +124,8 @@ export class RoomObject extends DurableObject<Env> {
         await store.append(records, meta as never);
         for (const r of records) if ("eventId" in r) this.#unindexed.push(r.eventId);
       },
+      // The engine's page store is this store's: records of stored events keep their PDU there only.
+      pages: store.pages,
     } as unknown as DurableObjectStore;
     // This object's room, as the participant sees it: this object holds one room.
     const rooms = {
