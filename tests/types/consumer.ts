@@ -56,7 +56,7 @@ async function demo(): Promise<void> {
   const outcomes: Outcome[] = await engine.ingest([{ type: "m.room.create" }], keys);
   for (const o of outcomes) {
     if (o.status === "rejected") expectType<Equal<typeof o.reason, string>>();
-    if (o.status === "dropped") expectType<Equal<typeof o.stage, "parse" | "signature" | "hash" | "missing" | "auth" | "limit">>();
+    if (o.status === "dropped") expectType<Equal<typeof o.stage, "parse" | "signature" | "hash" | "missing" | "auth" | "limit" | "store">>();
   }
   const ids: QueryResult<StateIdsBody> = engine.stateIds("a.example", "$x");
   if (ids.status === 200) expectType<Equal<typeof ids.body.pdu_ids, string[]>>();
