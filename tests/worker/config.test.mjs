@@ -1,5 +1,5 @@
 // worker/src/config.ts on its own (transpiled with the project's TypeScript,
-// no workerd needed): WELL_KNOWN_SERVER is validated and reported by name.
+// no workerd needed): each variable is validated and reported by name.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -52,4 +52,19 @@ test("ACCEPT_ROOMS_FROM: unset → none; server names or * (comma-separated); an
     () => parseConfig({ ...base, ACCEPT_ROOMS_FROM: "a.example, https://evil.example/x" }),
     (e) => e instanceof ConfigError && e.problems.length === 1 && e.problems[0].startsWith("ACCEPT_ROOMS_FROM"),
   );
+});
+
+test("PAGE_CACHE_MIB: unset or blank → 8 MiB; a number of MiB from 0 to 1024 → bytes; anything else is a configuration error", () => {
+  assert.equal(parseConfig(base).pageCacheBytes, 8 * 1024 * 1024);
+  assert.equal(parseConfig({ ...base, PAGE_CACHE_MIB: " " }).pageCacheBytes, 8 * 1024 * 1024);
+  assert.equal(parseConfig({ ...base, PAGE_CACHE_MIB: "0" }).pageCacheBytes, 0);
+  assert.equal(parseConfig({ ...base, PAGE_CACHE_MIB: "0.5" }).pageCacheBytes, 512 * 1024);
+  assert.equal(parseConfig({ ...base, PAGE_CACHE_MIB: "64" }).pageCacheBytes, 64 * 1024 * 1024);
+  for (const v of ["-1", "2048", "8MB", "1e3", "NaN", "Infinity", "0x10"]) {
+    assert.throws(
+      () => parseConfig({ ...base, PAGE_CACHE_MIB: v }),
+      (e) => e instanceof ConfigError && e.problems.length === 1 && e.problems[0].startsWith("PAGE_CACHE_MIB"),
+      v,
+    );
+  }
 });
