@@ -519,6 +519,9 @@ function pagingOf(where, opts, store) {
   return { pages, cacheBytes };
 }
 
+/** Records replayed per crossing into wasm when a room is restored. */
+const RESTORE_CHUNK = 1000;
+
 /** The page cache when `cacheBytes` is not given. */
 const DEFAULT_CACHE_BYTES = 8 * 1024 * 1024;
 
@@ -532,7 +535,18 @@ const DEFAULT_CACHE_BYTES = 8 * 1024 * 1024;
 function restoreRoom(version, records, paging = null) {
   const trustRows = paging?.pages.rowsComplete?.() === true;
   try {
-    return wasm.Room.restore(version, records, paging?.pages, paging?.cacheBytes, trustRows);
+    // The log up to its last rebuild marker is placed afresh (all at once);
+    // the records after it cross into wasm a chunk at a time, so wasm memory
+    // (which never shrinks) never holds the whole log.
+    const marker = records.findLastIndex((r) => r?.rebuild === true);
+    const head = marker < 0 ? [] : records.slice(0, marker);
+    const restoring = wasm.Room.restoreStart(version, head, paging?.pages, paging?.cacheBytes, trustRows);
+    try {
+      for (let i = Math.max(marker, 0); i < records.length; i += RESTORE_CHUNK) restoring.push(records.slice(i, i + RESTORE_CHUNK));
+      return restoring.finish();
+    } finally {
+      restoring.free?.();
+    }
   } catch (e) {
     throw new RoomdagError("M_UNKNOWN", `the stored room could not be restored: ${e?.message ?? e}`, e);
   }

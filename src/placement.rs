@@ -200,18 +200,51 @@ pub fn restore(room_version: &str, log: Vec<LogRecord>) -> Result<Room, RestoreE
 ///
 /// # Panics
 /// If `room` holds events.
-pub fn restore_into(mut room: Room, mut log: Vec<LogRecord>, rows: RestoreRows) -> Result<Room, RestoreError> {
-    assert!(room.events().is_empty(), "restore_into an empty room");
-    room.set_restoring_pages(Some(rows));
+pub fn restore_into(room: Room, mut log: Vec<LogRecord>, rows: RestoreRows) -> Result<Room, RestoreError> {
     let tail = log.split_off(last_rebuild(&log));
-    place_afresh(&mut room, &log)?;
-    drop(log);
-    for r in tail {
-        replay(&mut room, &r)?;
+    let mut restoring = Restoring::start(room, log, rows)?;
+    restoring.replay(tail)?;
+    Ok(restoring.finish())
+}
+
+/// A restore fed in parts, so that a host holding the log elsewhere (a JS
+/// array, a store) never copies all of it into the engine's memory at once:
+/// [`start`](Self::start) with the records up to the last rebuild marker
+/// (all of them: they are placed afresh, in an order that needs them all),
+/// [`replay`](Self::replay) the records after it in order, in chunks of any
+/// size, then [`finish`](Self::finish). Same room as [`restore_into`].
+pub struct Restoring {
+    room: Room,
+}
+
+impl Restoring {
+    /// Places `head` (the log up to and including its last rebuild marker;
+    /// empty when it has none) afresh into `room` (empty).
+    ///
+    /// # Panics
+    /// If `room` holds events.
+    pub fn start(mut room: Room, head: Vec<LogRecord>, rows: RestoreRows) -> Result<Self, RestoreError> {
+        assert!(room.events().is_empty(), "restore into an empty room");
+        room.set_restoring_pages(Some(rows));
+        place_afresh(&mut room, &head)?;
+        Ok(Self { room })
     }
-    room.set_keep_records(true);
-    room.set_restoring_pages(None);
-    Ok(room)
+
+    /// Replays the next records after the last rebuild marker, in order:
+    /// each must give its stored verdict.
+    pub fn replay(&mut self, records: Vec<LogRecord>) -> Result<(), RestoreError> {
+        for r in records {
+            replay(&mut self.room, &r)?;
+        }
+        Ok(())
+    }
+
+    /// The restored room.
+    pub fn finish(mut self) -> Room {
+        self.room.set_keep_records(true);
+        self.room.set_restoring_pages(None);
+        self.room
+    }
 }
 
 /// Where the records after the last rebuild marker start (0: none).

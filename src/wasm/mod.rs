@@ -18,7 +18,7 @@ use crate::http::xmatrix::{
 };
 use crate::http::{self, Endpoint, HttpError, Target};
 use crate::pages::RestoreRows;
-use crate::placement::{restore_into, EventRecord, LogRecord, Placement, RecordKind};
+use crate::placement::{restore_into, EventRecord, LogRecord, Placement, RecordKind, Restoring};
 use crate::room::{Checkpoint, Outcome, Room, Verification};
 use crate::signing::ServerSigningKey;
 
@@ -226,14 +226,33 @@ impl WasmRoom {
         cache_bytes: Option<f64>,
         trust_rows: Option<bool>,
     ) -> Result<WasmRoom, JsError> {
-        let stored: Vec<StoredRecordJs> = serde_wasm_bindgen::from_value(records).map_err(js_error)?;
-        let log: Vec<LogRecord> = stored.into_iter().map(StoredRecordJs::into_log).collect::<Result<_, _>>()?;
+        let log = log_of(records)?;
         let mut room = Self::new(room_version)?;
         if let Some(p) = pages.filter(|p| !p.is_undefined() && !p.is_null()) {
             room.set_pages(p, cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))?;
         }
         let rows = if trust_rows == Some(true) { RestoreRows::Trust } else { RestoreRows::Write };
         Ok(Self { room: restore_into(room.room, log, rows).map_err(js_error)?, checkpoint: None })
+    }
+
+    /// Starts a restore fed in parts (see `RoomRestore`): `head` is the log
+    /// up to its last rebuild marker (empty when it has none); the records
+    /// after it follow with `push`. The other arguments are `restore`'s.
+    #[wasm_bindgen(js_name = restoreStart)]
+    pub fn restore_start(
+        room_version: &str,
+        head: JsValue,
+        pages: Option<JsValue>,
+        cache_bytes: Option<f64>,
+        trust_rows: Option<bool>,
+    ) -> Result<WasmRestoring, JsError> {
+        let head = log_of(head)?;
+        let mut room = Self::new(room_version)?;
+        if let Some(p) = pages.filter(|p| !p.is_undefined() && !p.is_null()) {
+            room.set_pages(p, cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))?;
+        }
+        let rows = if trust_rows == Some(true) { RestoreRows::Trust } else { RestoreRows::Write };
+        Ok(WasmRestoring { inner: Some(Restoring::start(room.room, head, rows).map_err(js_error)?) })
     }
 
     /// Receives PDUs placed as `placement` says: `timeline` (live: every
@@ -493,6 +512,36 @@ impl WasmRoom {
         let out: Vec<Value> =
             self.room.ingest_batch(&raws, placement, &keys.ring, stop).iter().map(outcome_json).collect();
         to_json(&Value::Array(out))
+    }
+}
+
+/// A log of records from JS (`{eventId, status, raw, kind?, state?}` and
+/// `{rebuild: true}`).
+fn log_of(records: JsValue) -> Result<Vec<LogRecord>, JsError> {
+    let stored: Vec<StoredRecordJs> = serde_wasm_bindgen::from_value(records).map_err(js_error)?;
+    stored.into_iter().map(StoredRecordJs::into_log).collect()
+}
+
+/// A restore fed in parts (`Room.restoreStart`), so that the log is never
+/// all in wasm memory at once (wasm memory does not shrink: a log copied in
+/// whole would stay the room's size for good).
+#[wasm_bindgen(js_name = RoomRestore)]
+pub struct WasmRestoring {
+    inner: Option<Restoring>,
+}
+
+#[wasm_bindgen(js_class = RoomRestore)]
+impl WasmRestoring {
+    /// Replays the next records after the last rebuild marker, in order.
+    pub fn push(&mut self, records: JsValue) -> Result<(), JsError> {
+        let inner = self.inner.as_mut().ok_or_else(|| js_error("RoomRestore: already finished"))?;
+        inner.replay(log_of(records)?).map_err(js_error)
+    }
+
+    /// The restored room.
+    pub fn finish(&mut self) -> Result<WasmRoom, JsError> {
+        let inner = self.inner.take().ok_or_else(|| js_error("RoomRestore: already finished"))?;
+        Ok(WasmRoom { room: inner.finish(), checkpoint: None })
     }
 }
 

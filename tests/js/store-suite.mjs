@@ -137,6 +137,16 @@ export function storeSuite({ api, fixture, make, reopen, breakNext }) {
       await again.rebuild();
       readBack(again, "after a rebuild");
       readBack(engine, "the old engine, its store shared with the restored one");
+      // A log with a rebuild marker and more records after it than one
+      // restore chunk (1,000): the head is placed afresh, the tail replayed
+      // in chunks, and the room is the one that was live.
+      const later = await ingestAll(again, pdus.slice(200, 1400), 200);
+      later.forEach((o, i) => {
+        if (o.status === "accepted" || o.status === "rejected") sent.set(o.eventId, JSON.parse(pdus[200 + i]));
+      });
+      const third = await RoomEngine.open({ store: reopen(s), cacheBytes: 4096 });
+      check(JSON.stringify(snapshot(third)) === JSON.stringify(snapshot(again)), `restored in chunks ${JSON.stringify(snapshot(third))} vs live ${JSON.stringify(snapshot(again))}`);
+      readBack(third, "after a restart from a log with a marker and a long tail");
     }],
     ["concurrent ingests are serialised (single writer)", async () => {
       const s = make();
