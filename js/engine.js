@@ -110,7 +110,11 @@ export class RoomEngine {
     check.methods(where, "store", store, ["load", "append"], "a room store");
     if (roomVersion !== undefined) check.roomVersion(where, "roomVersion", roomVersion);
     const paging = pagingOf(where, opts, store);
-    const loaded = await store.load();
+    // A store that gives its log in parts (`loadParts`: the records before
+    // the last rebuild marker, then the rest in chunks) is restored without
+    // ever holding the whole log.
+    const parts = typeof store.loadParts === "function" ? await store.loadParts(RESTORE_CHUNK) : null;
+    const loaded = parts ? { ...parts, records: parts.head } : await store.load();
     if (loaded === null || typeof loaded !== "object" || !Array.isArray(loaded.records)) {
       throw check.typeError(where, "store.load()", "a promise of {roomVersion?, roomId?, records: [...]}", loaded);
     }
@@ -121,12 +125,24 @@ export class RoomEngine {
     }
     const version = loaded.roomVersion ?? roomVersion;
     if (!version) throw new RoomdagError("M_NOT_FOUND", `${where}: no room in the store and no roomVersion given to create one`);
-    loaded.records.forEach((r, i) => {
-      if (r?.rebuild === true) return;
-      if (typeof r?.raw !== "string") throw check.typeError(where, `store.load().records[${i}].raw`, "the PDU's JSON text", r?.raw);
-    });
+    checkRecords(where, loaded.records);
     let room;
-    if (loaded.records.length > 0) {
+    let length = logLength(loaded.records);
+    if (parts) {
+      const trustRows = paging?.pages.rowsComplete?.() === true;
+      const restoring = call(`${where}: the stored room could not be restored`, "M_UNKNOWN", () => wasm.Room.restoreStart(version, parts.head, paging?.pages, paging?.cacheBytes, trustRows));
+      try {
+        for await (const chunk of parts.tail) {
+          if (!Array.isArray(chunk)) throw check.typeError(where, "store.loadParts().tail", "an async iterable of arrays of records", chunk);
+          checkRecords(where, chunk);
+          call(`${where}: the stored room could not be restored`, "M_UNKNOWN", () => restoring.push(chunk));
+          if (chunk.length > 0) length = Math.max(length, (chunk.at(-1).i ?? length + chunk.length - 1) + 1);
+        }
+        room = call(`${where}: the stored room could not be restored`, "M_UNKNOWN", () => restoring.finish());
+      } finally {
+        restoring.free?.();
+      }
+    } else if (loaded.records.length > 0) {
       room = restoreRoom(version, loaded.records, paging);
     } else {
       room = call(`${where}: the store's roomVersion`, "M_UNSUPPORTED_ROOM_VERSION", () => new wasm.Room(version));
@@ -138,7 +154,7 @@ export class RoomEngine {
       call(`${where}: pages`, "M_UNKNOWN", () => paging.pages.flush?.());
       paging.pages.markRowsComplete?.();
     }
-    return new RoomEngine(CONSTRUCT, room, store, logLength(loaded.records), paging);
+    return new RoomEngine(CONSTRUCT, room, store, length, paging);
   }
 
   /**
@@ -524,6 +540,14 @@ const RESTORE_CHUNK = 1000;
 
 /** The page cache when `cacheBytes` is not given. */
 const DEFAULT_CACHE_BYTES = 8 * 1024 * 1024;
+
+/** Every stored event's record carries its PDU text. */
+function checkRecords(where, records) {
+  records.forEach((r, i) => {
+    if (r?.rebuild === true) return;
+    if (typeof r?.raw !== "string") throw check.typeError(where, `store.load().records[${i}].raw`, "the PDU's JSON text", r?.raw);
+  });
+}
 
 /**
  * A wasm Room rebuilt from a store's log (its PDU texts paged when `paging`

@@ -148,6 +148,14 @@ export interface RoomStore {
   load(): Promise<RoomMeta & { records: LogRecord[] }>;
   /** Writes the records and meta atomically, or rejects and writes nothing. */
   append(records: LogRecord[], meta: RoomMeta): Promise<void>;
+  /**
+   * Optional: the log in parts, so that `RoomEngine.open` never holds all of
+   * it: `head`, the records before the last rebuild marker, and `tail`, the
+   * records from that marker on, in arrays of at most `chunk`.
+   */
+  loadParts?(chunk?: number): Promise<RoomMeta & { head: LogRecord[]; tail: AsyncIterable<LogRecord[]> }>;
+  /** Optional: the store's own page store (see `RoomEngine.open`). */
+  readonly pages?: PageStore | null;
 }
 
 /** Records in memory (the default; lost when the process ends). */
@@ -192,7 +200,7 @@ export class IndexedDbStore implements RoomStore {
 /** The subset of Cloudflare's `DurableObjectStorage` the store uses. */
 export interface DurableObjectStorageLike {
   get<T = unknown>(key: string): Promise<T | undefined>;
-  list<T = unknown>(options: { prefix: string }): Promise<Map<string, T>>;
+  list<T = unknown>(options: { prefix: string; start?: string; end?: string; limit?: number }): Promise<Map<string, T>>;
   put(entries: Record<string, unknown>): Promise<void>;
   transaction<T>(closure: (txn: { put(entries: Record<string, unknown>): Promise<void> }) => Promise<T>): Promise<T>;
   /** A SQLite-backed Durable Object's database (`ctx.storage.sql`): the room's PDU texts are kept there. */
@@ -256,6 +264,12 @@ export class DurableObjectStore implements RoomStore {
   append(records: LogRecord[], meta: RoomMeta): Promise<void>;
   /** The room's PDU texts in the object's SQLite database, or null when the storage has no `sql`. */
   readonly pages: PageStore | null;
+  /**
+   * The log in parts, read from storage a chunk at a time (`head`: before
+   * the last rebuild marker; `tail`: from it on). An object written before
+   * rebuild markers were indexed is read whole once and indexed.
+   */
+  loadParts(chunk?: number): Promise<RoomMeta & { head: LogRecord[]; tail: AsyncIterable<LogRecord[]> }>;
 }
 
 /**

@@ -196,6 +196,16 @@ export function sqlPages(sql) {
       for (const row of sql.exec("SELECT json FROM pdu WHERE event_id = ?", key)) return row.json;
       return null;
     },
+    /** The rows of `keys` that exist, as a Map key → text (one query; at most 100 keys). */
+    some(t, keys) {
+      table(t);
+      write();
+      if (failed) throw failed;
+      const rows = new Map();
+      if (keys.length === 0) return rows;
+      for (const row of sql.exec(`SELECT event_id, json FROM pdu WHERE event_id IN (${keys.map(() => "?").join(", ")})`, ...keys)) rows.set(row.event_id, row.json);
+      return rows;
+    },
     /** Every row of the table, as a Map key → text (one scan). */
     all(t) {
       table(t);
@@ -217,6 +227,22 @@ export function sqlPages(sql) {
     },
   };
 }
+
+/** A paged record's PDU as read back, or a clear error when the page store lacks it. */
+function rawOf(record, raw) {
+  if (typeof raw !== "string") throw new RoomdagError("M_UNKNOWN", `DurableObjectStore: the PDU of record ${record.i} (${record.eventId}) is missing from the page store`);
+  return raw;
+}
+
+/** `records` as an async iterable of arrays of at most `size`. */
+async function* chunksOf(records, size) {
+  for (let i = 0; i < records.length; i += size) yield records.slice(i, i + size);
+}
+
+/** The key saying the rebuild markers' positions are indexed (`m:…`). */
+const MARKERS_INDEXED = "markers-indexed";
+/** A rebuild marker's position, sorting in log order. */
+const markerKey = (i) => `m:${String(i).padStart(12, "0")}`;
 
 /** A record without its PDU text. */
 function withoutRaw(r) {
@@ -264,32 +290,79 @@ export class DurableObjectStore {
     const bare = records.filter((r) => r?.paged === true && typeof r.raw !== "string");
     if (bare.length > 0) {
       const rows = this.pages?.all("pdu") ?? new Map();
-      for (const r of bare) {
-        const raw = rows.get(r.eventId);
-        if (typeof raw !== "string") throw new RoomdagError("M_UNKNOWN", `DurableObjectStore: the PDU of record ${r.i} (${r.eventId}) is missing from the page store`);
-        r.raw = raw;
-      }
+      for (const r of bare) r.raw = rawOf(r, rows.get(r.eventId));
     }
     return { ...meta, records };
   }
 
-  async append(records, meta) {
-    const entries = { meta: metaOf(meta) };
-    // A record marked `paged` has its PDU in this object's page store (the
-    // engine wrote it there in the same turn): keep it once, there.
-    const paged = this.pages !== null;
-    for (const r of records) entries[recordKey(r.i)] = paged && r.paged === true ? withoutRaw(r) : r;
-    if (records.length + 1 <= DO_MAX_KEYS_PER_PUT) {
-      await this.#storage.put(entries);
-      return;
+  /**
+   * The log in parts, so that a restore never holds all of it: `head`, the
+   * records before the last rebuild marker (placed afresh: all at once), and
+   * `tail`, the records from that marker on, as an async iterable of arrays
+   * of at most `chunk` records read from storage one array at a time. The
+   * markers' positions are kept under their own keys (`m:…`); an object
+   * written before they were is loaded whole once and its markers indexed.
+   */
+  async loadParts(chunk = 1000) {
+    const meta = (await this.#storage.get("meta")) ?? {};
+    if ((await this.#storage.get(MARKERS_INDEXED)) !== true) {
+      const { records } = await this.load();
+      const keys = { [MARKERS_INDEXED]: true };
+      for (const r of records) if (r?.rebuild === true) keys[markerKey(r.i)] = true;
+      await this.#putAll(keys);
+      const at = records.findLastIndex((r) => r?.rebuild === true);
+      const tail = records.slice(Math.max(at, 0));
+      return { ...meta, head: at < 0 ? [] : records.slice(0, at), tail: chunksOf(tail, chunk) };
     }
+    const markers = [...(await this.#storage.list({ prefix: "m:" })).keys()];
+    const last = markers.length === 0 ? -1 : Number(markers.at(-1).slice(2));
+    const head = last < 0 ? [] : this.#withRaw([...(await this.#storage.list({ prefix: "r:", end: recordKey(last) })).values()]);
+    const storage = this.#storage;
+    const withRaw = (records) => this.#withRaw(records);
+    async function* tail() {
+      let start = recordKey(Math.max(last, 0));
+      for (;;) {
+        const part = [...(await storage.list({ prefix: "r:", start, limit: chunk })).values()];
+        if (part.length === 0) return;
+        yield withRaw(part);
+        if (part.length < chunk) return;
+        start = recordKey(part.at(-1).i + 1);
+      }
+    }
+    return { ...meta, head, tail: tail() };
+  }
+
+  /** Fills in the PDUs of paged records from the page store (one query per 100). */
+  #withRaw(records) {
+    const bare = records.filter((r) => r?.paged === true && typeof r.raw !== "string");
+    for (let k = 0; k < bare.length; k += 100) {
+      const part = bare.slice(k, k + 100);
+      const rows = this.pages?.some("pdu", part.map((r) => r.eventId)) ?? new Map();
+      for (const r of part) r.raw = rawOf(r, rows.get(r.eventId));
+    }
+    return records;
+  }
+
+  async #putAll(entries) {
+    const keys = Object.keys(entries);
+    if (keys.length <= DO_MAX_KEYS_PER_PUT) return this.#storage.put(entries);
     await this.#storage.transaction(async (txn) => {
-      const keys = Object.keys(entries);
       for (let k = 0; k < keys.length; k += DO_MAX_KEYS_PER_PUT) {
         const part = {};
         for (const key of keys.slice(k, k + DO_MAX_KEYS_PER_PUT)) part[key] = entries[key];
         await txn.put(part);
       }
     });
+  }
+
+  async append(records, meta) {
+    const entries = { meta: metaOf(meta) };
+    // A rebuild marker's position is kept under its own key too (loadParts).
+    for (const r of records) if (r?.rebuild === true) entries[markerKey(r.i)] = true;
+    // A record marked `paged` has its PDU in this object's page store (the
+    // engine wrote it there in the same turn): keep it once, there.
+    const paged = this.pages !== null;
+    for (const r of records) entries[recordKey(r.i)] = paged && r.paged === true ? withoutRaw(r) : r;
+    await this.#putAll(entries);
   }
 }

@@ -3,6 +3,7 @@
 // Object storage runs the same suite in workerd (worker tests), and the real
 // IndexedDB in headless Chromium (browser tests).
 import { test } from "node:test";
+import assert from "node:assert/strict";
 import { IDBFactory, IDBKeyRange } from "fake-indexeddb";
 import * as api from "../../pkg/node.js";
 import { storeSuite, breakNextAppend, breakNextIndexedDbAppend } from "./store-suite.mjs";
@@ -17,8 +18,10 @@ class FakeDurableStorage {
   async get(k) {
     return structuredClone(this.data.get(k));
   }
-  async list({ prefix }) {
-    return new Map([...this.data.entries()].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, structuredClone(v)]));
+  /** Like Durable Object storage: `start` inclusive, `end` exclusive, at most `limit`, in key order. */
+  async list({ prefix = "", start, end, limit = Infinity }) {
+    const keys = [...this.data.keys()].filter((k) => k.startsWith(prefix) && (start === undefined || k >= start) && (end === undefined || k < end)).sort();
+    return new Map(keys.slice(0, limit).map((k) => [k, structuredClone(this.data.get(k))]));
   }
   async put(entries) {
     if (this.failNext) {
@@ -91,3 +94,39 @@ kinds["durable-object (stand-in)"] = (() => {
 for (const [kind, k] of Object.entries(kinds)) {
   for (const [name, fn] of storeSuite({ api, fixture, ...k })) test(`${kind}: ${name}`, fn);
 }
+
+// DurableObjectStore.loadParts: the log in parts (head before the last
+// rebuild marker, then chunks read from storage one at a time), and an
+// object written before markers were indexed.
+test("DurableObjectStore.loadParts: head before the last marker, the rest in chunks; an unindexed object is indexed once", async () => {
+  const keys = new api.KeyRing();
+  for (const [server, s] of Object.entries(fixture.servers)) for (const [id, k] of Object.entries(s.verify_keys)) keys.pin(server, id, k);
+  const pdus = fixture.events.map((e) => JSON.stringify(e.pdu));
+  const storage = new FakeDurableStorage();
+  const store = new api.DurableObjectStore(storage);
+  const engine = await api.RoomEngine.open({ store, roomVersion: fixture.room_version });
+  await engine.ingest(pdus.slice(0, 300), keys);
+  await engine.rebuild();
+  for (let i = 300; i < 1500; i += 100) await engine.ingest(pdus.slice(i, i + 100), keys);
+  const all = (await store.load()).records;
+  const marker = all.findLastIndex((r) => r.rebuild === true);
+  assert.ok(marker > 0, "a rebuild marker was stored");
+  assert.deepEqual([...storage.data.keys()].filter((k) => k.startsWith("m:")), [`m:${String(all[marker].i).padStart(12, "0")}`]);
+
+  const parts = await store.loadParts(400);
+  assert.equal(parts.head.length, marker, "head: the records before the marker");
+  const chunks = [];
+  for await (const c of parts.tail) chunks.push(c);
+  assert.ok(chunks.length >= 3 && chunks.every((c) => c.length <= 400), `chunks of at most 400: ${chunks.map((c) => c.length)}`);
+  assert.deepEqual([...parts.head, ...chunks.flat()].map((r) => r.i), all.map((r) => r.i), "every record once, in order");
+  assert.equal(chunks[0][0].rebuild, true, "the tail starts at the marker");
+
+  // An object written before markers were indexed: loaded whole once, then indexed.
+  for (const k of [...storage.data.keys()]) if (k.startsWith("m:") || k === "markers-indexed") storage.data.delete(k);
+  const before = JSON.stringify([engine.eventCount, engine.currentState().digest, engine.forwardExtremities().sort()]);
+  const again = await api.RoomEngine.open({ store: new api.DurableObjectStore(storage) });
+  assert.equal(JSON.stringify([again.eventCount, again.currentState().digest, again.forwardExtremities().sort()]), before);
+  assert.ok(storage.data.get("markers-indexed") === true && storage.data.has(`m:${String(all[marker].i).padStart(12, "0")}`), "indexed on that open");
+  const third = await api.RoomEngine.open({ store: new api.DurableObjectStore(storage) });
+  assert.equal(JSON.stringify([third.eventCount, third.currentState().digest, third.forwardExtremities().sort()]), before);
+});

@@ -112,14 +112,10 @@ export class RoomObject extends DurableObject<Env> {
     // The PDU texts live in the object's SQLite database, not in its memory.
     this.#pages = store.pages;
     this.#pageCacheBytes = config.pageCacheBytes;
-    // The records read once at start serve RoomEngine.open too (reading them twice doubled a cold start's reads).
-    let primed: Awaited<ReturnType<DurableObjectStore["load"]>> | undefined;
     this.#store = {
-      load: () => {
-        const p = primed;
-        primed = undefined;
-        return p ? Promise.resolve(p) : store.load();
-      },
+      load: () => store.load(),
+      // The log in parts: a restart never holds all of it.
+      loadParts: (chunk?: number) => store.loadParts(chunk),
       append: async (records: LogRecord[], meta: unknown) => {
         await store.append(records, meta as never);
         for (const r of records) if ("eventId" in r) this.#unindexed.push(r.eventId);
@@ -149,17 +145,13 @@ export class RoomObject extends DurableObject<Env> {
       log: (l: Record<string, unknown>) => console.warn(JSON.stringify(l)),
     });
     ctx.blockConcurrencyWhile(async () => {
-      const loaded = await store.load();
-      if (!loaded.roomVersion) return;
-      primed = loaded;
-      try {
-        this.#engine = await RoomEngine.open({ store: this.#store, pages: store.pages, cacheBytes: config.pageCacheBytes });
-      } finally {
-        primed = undefined;
-      }
+      const meta = await ctx.storage.get<{ roomVersion?: string }>("meta");
+      if (!meta?.roomVersion) return;
+      this.#engine = await RoomEngine.open({ store: this.#store, pages: store.pages, cacheBytes: config.pageCacheBytes });
       // A room stored before the event index existed indexes itself once.
       const roomId = this.#engine.roomId;
       if (roomId && !(await ctx.storage.get<boolean>(INDEXED))) {
+        const loaded = await store.load();
         await indexEvents(env, roomId, loaded.records.flatMap((r: LogRecord) => ("eventId" in r ? [r.eventId] : [])));
         await ctx.storage.put(INDEXED, true);
         await directoryStub(env).markIndexed(roomId);
