@@ -131,6 +131,23 @@ pub enum RestoreRows {
     Trust,
 }
 
+/// A memory store shared by handles (`Rc::clone`): two rooms over the same
+/// rows (a room restored beside the one it replaces), or a test looking into
+/// the rows a room wrote.
+impl PageStore for std::rc::Rc<std::cell::RefCell<MemoryPages>> {
+    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, PageError> {
+        self.borrow().get(table, key)
+    }
+
+    fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), PageError> {
+        self.borrow_mut().put(table, key, value)
+    }
+
+    fn delete(&mut self, table: Table, key: &str) -> Result<(), PageError> {
+        self.borrow_mut().delete(table, key)
+    }
+}
+
 /// The smallest cache: rows larger than this are read each time.
 pub const MIN_CACHE_BYTES: usize = 4096;
 

@@ -164,23 +164,10 @@ fn a_paged_room_restored_or_rebuilt_from_its_log_reads_every_pdu_right() {
     use std::rc::Rc;
 
     use roomdag::http::outgoing_pdu;
+    use roomdag::pages::MemoryPages;
     use roomdag::pages::RestoreRows;
-    use roomdag::pages::{MemoryPages, PageError, PageStore, Table};
     use roomdag::placement::{restore_into, LogRecord};
     use roomdag::{Room, Verification};
-
-    struct Shared(Rc<RefCell<MemoryPages>>);
-    impl PageStore for Shared {
-        fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, PageError> {
-            self.0.borrow().get(table, key)
-        }
-        fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), PageError> {
-            self.0.borrow_mut().put(table, key, value)
-        }
-        fn delete(&mut self, table: Table, key: &str) -> Result<(), PageError> {
-            self.0.borrow_mut().delete(table, key)
-        }
-    }
 
     let all = fixtures();
     for want in ["v11-forky-2k", "v12-features-1k", "v9-features-1k"] {
@@ -190,7 +177,7 @@ fn a_paged_room_restored_or_rebuilt_from_its_log_reads_every_pdu_right() {
         fixture::stream_room(fixture::open(path).unwrap(), |header, _, ev| {
             let room = room.get_or_insert_with(|| {
                 let mut r = Room::new(header.room_version.as_deref().unwrap()).unwrap();
-                r.set_pages(Box::new(Shared(pages.clone())), 4096).unwrap();
+                r.set_pages(Box::new(pages.clone()), 4096).unwrap();
                 r
             });
             let keys = header.pinned_keys()?;
@@ -211,7 +198,7 @@ fn a_paged_room_restored_or_rebuilt_from_its_log_reads_every_pdu_right() {
             ("rebuilt, rows trusted", rebuild_log, RestoreRows::Trust),
         ] {
             let mut fresh = Room::new(version).unwrap();
-            fresh.set_pages(Box::new(Shared(pages.clone())), 4096).unwrap();
+            fresh.set_pages(Box::new(pages.clone()), 4096).unwrap();
             let writes = pages.borrow().writes;
             let again = restore_into(fresh, log, rows).unwrap();
             assert_eq!(again.events().len(), room.events().len(), "{name} {what}");

@@ -227,12 +227,8 @@ impl WasmRoom {
         trust_rows: Option<bool>,
     ) -> Result<WasmRoom, JsError> {
         let log = log_of(records)?;
-        let mut room = Self::new(room_version)?;
-        if let Some(p) = pages.filter(|p| !p.is_undefined() && !p.is_null()) {
-            room.set_pages(p, cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))?;
-        }
-        let rows = if trust_rows == Some(true) { RestoreRows::Trust } else { RestoreRows::Write };
-        Ok(Self { room: restore_into(room.room, log, rows).map_err(js_error)?, checkpoint: None })
+        let (room, rows) = Self::to_restore(room_version, pages, cache_bytes, trust_rows)?;
+        Ok(Self { room: restore_into(room, log, rows).map_err(js_error)?, checkpoint: None })
     }
 
     /// Starts a restore fed in parts (see `RoomRestore`): `head` is the log
@@ -247,12 +243,8 @@ impl WasmRoom {
         trust_rows: Option<bool>,
     ) -> Result<WasmRestoring, JsError> {
         let head = log_of(head)?;
-        let mut room = Self::new(room_version)?;
-        if let Some(p) = pages.filter(|p| !p.is_undefined() && !p.is_null()) {
-            room.set_pages(p, cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))?;
-        }
-        let rows = if trust_rows == Some(true) { RestoreRows::Trust } else { RestoreRows::Write };
-        Ok(WasmRestoring { inner: Some(Restoring::start(room.room, head, rows).map_err(js_error)?) })
+        let (room, rows) = Self::to_restore(room_version, pages, cache_bytes, trust_rows)?;
+        Ok(WasmRestoring { inner: Some(Restoring::start(room, head, rows).map_err(js_error)?) })
     }
 
     /// Receives PDUs placed as `placement` says: `timeline` (live: every
@@ -498,6 +490,22 @@ struct StoredRecordJs {
 }
 
 impl WasmRoom {
+    /// An empty room to restore into, its PDU texts in `pages` when given,
+    /// and what the restore does with the page rows.
+    fn to_restore(
+        room_version: &str,
+        pages: Option<JsValue>,
+        cache_bytes: Option<f64>,
+        trust_rows: Option<bool>,
+    ) -> Result<(Room, RestoreRows), JsError> {
+        let mut room = Self::new(room_version)?;
+        if let Some(p) = pages.filter(|p| !p.is_undefined() && !p.is_null()) {
+            room.set_pages(p, cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))?;
+        }
+        let rows = if trust_rows == Some(true) { RestoreRows::Trust } else { RestoreRows::Write };
+        Ok((room.room, rows))
+    }
+
     /// Ingests `pdus` with [`Room::ingest_batch`] (signatures checked in
     /// batches), stopping after the first outcome `stop` holds for; the
     /// outcomes as a JSON array.

@@ -112,27 +112,12 @@ fn a_failed_page_read_is_a_500_not_a_panic() {
     assert!(room.set_pages(Box::new(MemoryPages::new()), 4096).is_err(), "pages only on an empty room");
 }
 
-/// A memory store the test can look into after handing it to a room.
-struct Shared(Rc<RefCell<MemoryPages>>);
-
-impl PageStore for Shared {
-    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, PageError> {
-        self.0.borrow().get(table, key)
-    }
-    fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), PageError> {
-        self.0.borrow_mut().put(table, key, value)
-    }
-    fn delete(&mut self, table: Table, key: &str) -> Result<(), PageError> {
-        self.0.borrow_mut().delete(table, key)
-    }
-}
-
 #[test]
 fn a_rolled_back_batch_leaves_the_page_store_as_before_it() {
     let b = a_room_with_messages();
     let pages = Rc::new(RefCell::new(MemoryPages::new()));
     let mut room = Room::new("11").unwrap();
-    room.set_pages(Box::new(Shared(pages.clone())), 4096).unwrap();
+    room.set_pages(Box::new(pages.clone()), 4096).unwrap();
     let (first, rest) = b.raws.split_at(10);
     for raw in first {
         assert!(matches!(room.ingest(raw, Verification::Unsigned), Outcome::Accepted { .. }));
