@@ -129,8 +129,7 @@ export class RoomEngine {
     let room;
     let length = logLength(loaded.records);
     if (parts) {
-      const trustRows = paging?.pages.rowsComplete?.() === true;
-      const restoring = call(`${where}: the stored room could not be restored`, "M_UNKNOWN", () => wasm.Room.restoreStart(version, parts.head, paging?.pages, paging?.cacheBytes, trustRows));
+      const restoring = call(`${where}: the stored room could not be restored`, "M_UNKNOWN", () => startRestore(version, parts.head, paging));
       try {
         for await (const chunk of parts.tail) {
           if (!Array.isArray(chunk)) throw check.typeError(where, "store.loadParts().tail", "an async iterable of arrays of records", chunk);
@@ -541,6 +540,16 @@ const RESTORE_CHUNK = 1000;
 /** The page cache when `cacheBytes` is not given. */
 const DEFAULT_CACHE_BYTES = 8 * 1024 * 1024;
 
+/**
+ * A restore fed in parts (`RoomRestore`), `head` (the log before its last
+ * rebuild marker) placed. A page store that says it holds the row of every
+ * record (`rowsComplete()`) is trusted and not written to.
+ */
+function startRestore(version, head, paging) {
+  const trustRows = paging?.pages.rowsComplete?.() === true;
+  return wasm.Room.restoreStart(version, head, paging?.pages, paging?.cacheBytes, trustRows);
+}
+
 /** Every stored event's record carries its PDU text. */
 function checkRecords(where, records) {
   records.forEach((r, i) => {
@@ -557,14 +566,12 @@ function checkRecords(where, records) {
  * first time a room stored before it had pages is opened).
  */
 function restoreRoom(version, records, paging = null) {
-  const trustRows = paging?.pages.rowsComplete?.() === true;
   try {
     // The log up to its last rebuild marker is placed afresh (all at once);
     // the records after it cross into wasm a chunk at a time, so wasm memory
     // (which never shrinks) never holds the whole log.
     const marker = records.findLastIndex((r) => r?.rebuild === true);
-    const head = marker < 0 ? [] : records.slice(0, marker);
-    const restoring = wasm.Room.restoreStart(version, head, paging?.pages, paging?.cacheBytes, trustRows);
+    const restoring = startRestore(version, marker < 0 ? [] : records.slice(0, marker), paging);
     try {
       for (let i = Math.max(marker, 0); i < records.length; i += RESTORE_CHUNK) restoring.push(records.slice(i, i + RESTORE_CHUNK));
       return restoring.finish();

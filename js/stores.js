@@ -206,15 +206,6 @@ export function sqlPages(sql) {
       for (const row of sql.exec(`SELECT event_id, json FROM pdu WHERE event_id IN (${keys.map(() => "?").join(", ")})`, ...keys)) rows.set(row.event_id, row.json);
       return rows;
     },
-    /** Every row of the table, as a Map key → text (one scan). */
-    all(t) {
-      table(t);
-      write();
-      if (failed) throw failed;
-      const rows = new Map();
-      for (const row of sql.exec("SELECT event_id, json FROM pdu")) rows.set(row.event_id, row.json);
-      return rows;
-    },
     put(t, key, text) {
       table(t);
       pending.push(key, text);
@@ -283,16 +274,7 @@ export class DurableObjectStore {
   async load() {
     const meta = (await this.#storage.get("meta")) ?? {};
     const list = await this.#storage.list({ prefix: "r:" });
-    const records = [...list.values()];
-    // Records whose PDU lives in the page store carry none: read them back,
-    // all in one scan of the table (a query per record cost a third of a
-    // cold start).
-    const bare = records.filter((r) => r?.paged === true && typeof r.raw !== "string");
-    if (bare.length > 0) {
-      const rows = this.pages?.all("pdu") ?? new Map();
-      for (const r of bare) r.raw = rawOf(r, rows.get(r.eventId));
-    }
-    return { ...meta, records };
+    return { ...meta, records: this.#withRaw([...list.values()]) };
   }
 
   /**
@@ -332,7 +314,10 @@ export class DurableObjectStore {
     return { ...meta, head, tail: tail() };
   }
 
-  /** Fills in the PDUs of paged records from the page store (one query per 100). */
+  /**
+   * Fills in the PDUs of paged records (which carry none) from the page
+   * store, one query per 100 (a query per record cost a third of a cold start).
+   */
   #withRaw(records) {
     const bare = records.filter((r) => r?.paged === true && typeof r.raw !== "string");
     for (let k = 0; k < bare.length; k += 100) {

@@ -466,13 +466,6 @@ impl Events {
         }
     }
 
-    /// Resizes the page cache, if the PDU texts are paged.
-    pub fn set_cache_bytes(&mut self, bytes: usize) {
-        if let Some(p) = self.pdus.as_mut() {
-            p.set_capacity(bytes);
-        }
-    }
-
     fn push_text(&mut self, id: &str, raw: &str) -> TextRef {
         // Paged: the arena holds the ID alone (the PDU went to the store).
         let raw = if self.pdus.is_some() { "" } else { raw };

@@ -81,8 +81,6 @@ pub struct MemoryPages {
     rows: BTreeMap<(Table, Box<str>), Box<[u8]>>,
     /// Writes made (tests count them).
     pub writes: usize,
-    /// Reads made.
-    pub reads: std::cell::Cell<usize>,
 }
 
 impl MemoryPages {
@@ -104,7 +102,6 @@ impl MemoryPages {
 
 impl PageStore for MemoryPages {
     fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, PageError> {
-        self.reads.set(self.reads.get() + 1);
         Ok(self.rows.get(&(table, Box::from(key))).map(|r| r.to_vec()))
     }
 
@@ -253,7 +250,7 @@ impl PageCache {
     }
 
     /// Undoes the row of an event that was not kept (at `idx`, ID `key`):
-    /// deleted from the store, unless rows of undone events are kept.
+    /// deleted from the store, except while restoring.
     pub fn undo(&mut self, idx: u32, key: &str) -> Result<(), PageError> {
         self.forget(idx);
         if self.restoring.is_some() {
@@ -277,17 +274,6 @@ impl PageCache {
     pub fn stats(&self) -> CacheStats {
         let c = self.cached.borrow();
         CacheStats { bytes: c.bytes, capacity: self.capacity, rows: c.rows.len(), hits: c.hits, misses: c.misses }
-    }
-
-    /// Resizes the cache (evicting down to the new size).
-    pub fn set_capacity(&mut self, capacity_bytes: usize) {
-        self.capacity = capacity_bytes.max(MIN_CACHE_BYTES);
-        let capacity = self.capacity;
-        let c = self.cached.get_mut();
-        while c.bytes > capacity {
-            let Some((_, out)) = c.rows.pop_lru() else { break };
-            c.bytes -= out.len();
-        }
     }
 }
 
