@@ -30,6 +30,8 @@ use std::sync::Arc;
 
 use crate::ids::{EventIdx, IntMap};
 
+mod image;
+
 /// Bits per shared block.
 pub const BLOCK_BITS: usize = 1024;
 const WORDS: usize = BLOCK_BITS / 64;

@@ -16,6 +16,8 @@ use crate::power_levels::PowerLevels;
 use crate::room_version::RoomVersionRules;
 use crate::state_set::StateSetId;
 
+mod image;
+
 /// An interned `(type, state_key)` pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StateKeyIdx(pub u32);
@@ -31,7 +33,7 @@ pub enum EventStatus {
 }
 
 /// An `m.room.member` membership value.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Membership {
     /// `join`
     Join,
@@ -80,7 +82,7 @@ impl Membership {
 }
 
 /// An `m.room.join_rules` rule (`content.join_rule`, default `invite`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum JoinRule {
     /// `public`
     Public,
@@ -97,7 +99,7 @@ pub enum JoinRule {
 }
 
 /// Facts about an `m.room.create` event.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct CreateFacts {
     /// `content.creator` if it is a string (rooms v1–v10).
     pub creator: Option<String>,
@@ -114,7 +116,7 @@ pub struct CreateFacts {
 }
 
 /// Facts about an `m.room.member` event.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct MemberFacts {
     /// `content.membership`.
     pub membership: Membership,
@@ -125,7 +127,7 @@ pub struct MemberFacts {
 }
 
 /// The few content facts the engine reads, by event type.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub enum Facts {
     /// Nothing the engine needs.
     #[default]
@@ -457,6 +459,17 @@ impl Events {
     /// The page cache of the PDU texts, if they are paged.
     pub fn pages(&self) -> Option<&PageCache> {
         self.pdus.as_ref()
+    }
+
+    /// Takes the page cache out (to write into its store while the table
+    /// is read); [`restore_pages`](Self::restore_pages) puts it back.
+    pub(crate) fn take_pages(&mut self) -> Option<PageCache> {
+        self.pdus.take()
+    }
+
+    /// Puts a page cache (back) in place.
+    pub(crate) fn restore_pages(&mut self, pages: PageCache) {
+        self.pdus = Some(pages);
     }
 
     /// See [`PageCache::set_restoring`].

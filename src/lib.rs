@@ -40,6 +40,7 @@ pub mod fixture;
 pub mod history;
 pub mod http;
 pub mod ids;
+pub mod image;
 pub mod layout;
 pub mod membership;
 pub mod pages;

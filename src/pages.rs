@@ -26,6 +26,9 @@ pub enum Table {
     /// one event for good, so a row stays right whatever index the event
     /// gets when a room is restored or rebuilt from its log.
     Pdu,
+    /// The room's image (`crate::image`): binary parts keyed
+    /// `generation/part`, and `meta` (JSON) naming the current generation.
+    Image,
 }
 
 impl Table {
@@ -33,6 +36,7 @@ impl Table {
     pub fn name(self) -> &'static str {
         match self {
             Table::Pdu => "pdu",
+            Table::Image => "image",
         }
     }
 }
@@ -268,6 +272,16 @@ impl PageCache {
     /// that are dropped after their row is written).
     pub fn set_restoring(&mut self, restoring: Option<RestoreRows>) {
         self.restoring = restoring;
+    }
+
+    /// The store behind the cache (to write other tables into it).
+    pub fn store(&self) -> &dyn PageStore {
+        &*self.store
+    }
+
+    /// The store behind the cache, to write other tables into it.
+    pub fn store_mut(&mut self) -> &mut dyn PageStore {
+        &mut *self.store
     }
 
     /// What it holds and did.

@@ -230,6 +230,16 @@ impl Restoring {
         Ok(Self { room })
     }
 
+    /// Goes on from a room read back from its image
+    /// ([`Room::open_image`]): the records written after the image are then
+    /// [`replay`](Self::replay)ed (there must be no rebuild marker among
+    /// them: a rebuild places the whole log afresh).
+    pub fn resume(mut room: Room, rows: RestoreRows) -> Self {
+        room.set_restoring_pages(Some(rows));
+        room.set_keep_records(false);
+        Self { room }
+    }
+
     /// Replays the next records after the last rebuild marker, in order:
     /// each must give its stored verdict.
     pub fn replay(&mut self, records: Vec<LogRecord>) -> Result<(), RestoreError> {

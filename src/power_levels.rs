@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 /// One power-level value after Python `int()` conversion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Level {
     /// A usable level.
     Int(i128),
@@ -77,7 +77,7 @@ pub fn parse_python_int(s: &str) -> Option<i128> {
 }
 
 /// A map of levels (`users`, `events`, `notifications`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LevelMap {
     /// The entries; absent when the key itself is absent.
     pub entries: BTreeMap<String, Level>,
@@ -267,7 +267,7 @@ pub const SCALAR_KEYS: [&str; 7] =
     ["users_default", "events_default", "state_default", "ban", "redact", "kick", "invite"];
 
 /// Parsed power-levels content.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PowerLevels {
     /// `users`: user ID → level.
     pub users: LevelMap,

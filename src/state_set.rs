@@ -26,6 +26,8 @@ use std::sync::Arc;
 use crate::event::StateKeyIdx;
 use crate::ids::EventIdx;
 
+mod image;
+
 /// Identifies an interned state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StateSetId(pub u32);

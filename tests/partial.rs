@@ -16,6 +16,8 @@ use std::collections::HashMap;
 
 #[path = "support/answers.rs"]
 mod answers;
+#[path = "support/room_view.rs"]
+mod room_view;
 #[path = "support/shared.rs"]
 mod shared;
 
@@ -24,7 +26,7 @@ use roomdag::conformance::{self, Line};
 use roomdag::fixture::{self, read_queries};
 use roomdag::placement::Placement;
 use roomdag::queries;
-use roomdag::store::{MemoryStore, RoomEngine};
+use roomdag::store::{EventStore, MemoryStore, RoomEngine};
 use roomdag::EventIdx;
 use serde_json::Value;
 
@@ -158,6 +160,16 @@ fn run(case: &Case) {
             case.name
         );
     }
+
+    // A room image holds the partial DAG: outliers, pending events, the
+    // backward extremities.
+    let all_queries = read_queries(fixture::open(&q_path).unwrap()).unwrap().queries;
+    room_view::image_round_trip(
+        &format!("{} joined late", case.name),
+        &version,
+        engine.store().load().unwrap(),
+        &all_queries,
+    );
 
     // History, newest first, in batches of 100.
     let history: Vec<String> = stored[..j_pos].iter().rev().map(raw).collect();
@@ -361,6 +373,7 @@ fn soft_failure_keeps_a_stale_fork_out_of_the_forward_extremities() {
     check(engine.room(), "on receipt");
     engine.rebuild().unwrap();
     check(engine.room(), "after a rebuild");
+    room_view::image_round_trip("soft failure", room.rules().id, engine.store().load().unwrap(), &[]);
     let (_, store) = engine.into_parts();
     let reopened = RoomEngine::open(room.rules().id, store).unwrap();
     check(reopened.room(), "after a restart");

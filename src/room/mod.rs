@@ -53,6 +53,7 @@ use crate::state_set::{StateMap, StateSetId, StateSets};
 
 mod checkpoint;
 mod id_index;
+mod image;
 mod outcome;
 mod outliers;
 mod receipt;

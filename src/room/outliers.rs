@@ -15,9 +15,9 @@ use super::{DropStage, Outcome, PageError, Room};
 /// A deferred history event's links.
 #[derive(Debug)]
 pub(super) struct Deferred {
-    prev_events: Box<[Box<str>]>,
-    auth_events: Box<[Box<str>]>,
-    depth: i64,
+    pub(super) prev_events: Box<[Box<str>]>,
+    pub(super) auth_events: Box<[Box<str>]>,
+    pub(super) depth: i64,
 }
 
 impl Room {

@@ -51,27 +51,33 @@ impl Drop for FilePages {
     }
 }
 
+/// The index key of a row: an event ID for the PDU table (IDs start with
+/// `$`), the key behind a prefix for the others.
+fn row_key(table: Table, key: &str) -> std::borrow::Cow<'_, str> {
+    match table {
+        Table::Pdu => key.into(),
+        other => format!("{}/{key}", other.name()).into(),
+    }
+}
+
 impl PageStore for FilePages {
     fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, PageError> {
-        let Table::Pdu = table;
-        let Some(&(offset, len)) = self.index.get(key) else { return Ok(None) };
+        let Some(&(offset, len)) = self.index.get(&*row_key(table, key)) else { return Ok(None) };
         let mut buf = vec![0; len as usize];
         self.file.read_exact_at(&mut buf, offset).map_err(io)?;
         Ok(Some(buf))
     }
 
     fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), PageError> {
-        let Table::Pdu = table;
         let len = u32::try_from(value.len()).map_err(|_| PageError::Backend("a row over 4 GiB".into()))?;
         self.file.write_all_at(value, self.end).map_err(io)?;
-        self.index.insert(key.into(), (self.end, len));
+        self.index.insert(row_key(table, key).into(), (self.end, len));
         self.end += u64::from(len);
         Ok(())
     }
 
     fn delete(&mut self, table: Table, key: &str) -> Result<(), PageError> {
-        let Table::Pdu = table;
-        self.index.remove(key);
+        self.index.remove(&*row_key(table, key));
         Ok(())
     }
 }

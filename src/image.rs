@@ -1,0 +1,384 @@
+//! A room's image: its engine tables written into its page store, so that a
+//! host reopens the room by reading them back instead of replaying its log.
+//!
+//! Replaying a log verifies nothing again, but it still parses every PDU,
+//! runs the auth rules, resolves state at every merge and rebuilds every
+//! index: O(room) work on each cold start (about 6 s for a 150,000-event
+//! room in the Worker). An image holds the result of that work: the event
+//! table, the text arena of event IDs (the PDUs themselves are rows of
+//! [`Table::Pdu`] already), the prev/auth links, the interned names and
+//! state keys, the state sets and their shared chunks, the auth-chain index,
+//! the resolutions, extremities, redactions and the partial-DAG bookkeeping
+//! (pending, unplaced prev events, deferred events). Caches are not written:
+//! they fill again as queries run. Reading an image back decodes arrays;
+//! the host then replays only the log records written after it.
+//!
+//! Layout, in the page store's [`Table::Image`]:
+//!
+//! * `meta`: JSON [`ImageInfo`] naming the current generation;
+//! * `{generation}/{part}`: the image's bytes, cut into parts of
+//!   [`PART_BYTES`] (a Durable Object's SQLite rows hold at most 2 MB).
+//!
+//! A new image is written under the next generation, then `meta` is
+//! switched to it, then the previous generation's parts are deleted: a
+//! host that stops half way leaves the previous image whole (and the Durable
+//! Object commits the whole synchronous write at once anyway).
+//!
+//! Every count and index read back is checked (a corrupt image is an
+//! [`ImageError`], never a panic or an oversized allocation): the log stays
+//! the source of truth, and a host that cannot read an image replays the log.
+
+use serde::{Deserialize, Serialize};
+
+use crate::pages::{PageError, PageStore, Table};
+
+/// Bytes per part of an image (each part is one row of [`Table::Image`]).
+pub const PART_BYTES: usize = 1 << 20;
+
+/// The image format this build writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// What an image holds: the `meta` row of [`Table::Image`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageInfo {
+    /// [`FORMAT`] when it was written.
+    pub format: u32,
+    /// Which parts are current (`{generation}/{part}`).
+    pub generation: u64,
+    /// Number of parts.
+    pub parts: u32,
+    /// Bytes in all parts.
+    pub bytes: u64,
+    /// The host's log position the image was taken at: the room is the one
+    /// its first `log_length` records give; records from there on are
+    /// replayed after the image is read.
+    pub log_length: u64,
+    /// Events in the room.
+    pub events: u64,
+    /// The room version.
+    pub room_version: String,
+}
+
+/// An image could not be written or read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    /// The page store failed.
+    #[error(transparent)]
+    Store(#[from] PageError),
+    /// The room keeps its PDU texts in memory: an image is only written
+    /// beside paged PDUs (it holds event IDs, not PDUs).
+    #[error("the room's PDUs are not paged: no image is written for it")]
+    NotPaged,
+    /// A batch is open (images are taken between batches).
+    #[error("a batch is open: an image is taken between batches")]
+    BatchOpen,
+    /// The image was written by another format.
+    #[error("the image is of format {0}; this build reads format {FORMAT}")]
+    Format(u32),
+    /// The image's bytes are not what was written.
+    #[error("the image is corrupt: {0}")]
+    Corrupt(String),
+}
+
+fn corrupt(what: impl Into<String>) -> ImageError {
+    ImageError::Corrupt(what.into())
+}
+
+const META_KEY: &str = "meta";
+
+fn part_key(generation: u64, part: u32) -> String {
+    format!("{generation}/{part:06}")
+}
+
+/// The image a page store holds, if any.
+///
+/// # Errors
+/// The store failed, or its `meta` row is not an image's.
+pub fn info(store: &dyn PageStore) -> Result<Option<ImageInfo>, ImageError> {
+    let Some(bytes) = store.get(Table::Image, META_KEY)? else { return Ok(None) };
+    let info: ImageInfo = serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("meta: {e}")))?;
+    Ok(Some(info))
+}
+
+/// Writes an image's bytes as parts of a new generation.
+pub(crate) struct Writer<'s> {
+    store: &'s mut dyn PageStore,
+    generation: u64,
+    buf: Vec<u8>,
+    parts: u32,
+    bytes: u64,
+    failed: Option<PageError>,
+}
+
+impl<'s> Writer<'s> {
+    pub(crate) fn new(store: &'s mut dyn PageStore, generation: u64) -> Self {
+        Self { store, generation, buf: Vec::with_capacity(PART_BYTES), parts: 0, bytes: 0, failed: None }
+    }
+
+    fn flush(&mut self) {
+        while self.buf.len() >= PART_BYTES {
+            let rest = self.buf.split_off(PART_BYTES);
+            self.put_part();
+            self.buf = rest;
+        }
+    }
+
+    fn put_part(&mut self) {
+        if self.failed.is_none() {
+            if let Err(e) = self.store.put(Table::Image, &part_key(self.generation, self.parts), &self.buf) {
+                self.failed = Some(e);
+            }
+        }
+        self.bytes += self.buf.len() as u64;
+        self.parts += 1;
+        self.buf.clear();
+    }
+
+    pub(crate) fn raw(&mut self, b: &[u8]) {
+        let mut b = b;
+        while !b.is_empty() {
+            let room = PART_BYTES - self.buf.len();
+            let (now, later) = b.split_at(room.min(b.len()));
+            self.buf.extend_from_slice(now);
+            self.flush();
+            b = later;
+        }
+    }
+
+    pub(crate) fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+        self.flush();
+    }
+
+    pub(crate) fn u32(&mut self, v: u32) {
+        self.raw(&v.to_le_bytes());
+    }
+
+    pub(crate) fn u64(&mut self, v: u64) {
+        self.raw(&v.to_le_bytes());
+    }
+
+    pub(crate) fn i64(&mut self, v: i64) {
+        self.raw(&v.to_le_bytes());
+    }
+
+    /// A count (written as `u64`).
+    pub(crate) fn len(&mut self, n: usize) {
+        self.u64(n as u64);
+    }
+
+    /// Bytes with their length.
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.raw(b);
+    }
+
+    pub(crate) fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+
+    pub(crate) fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            None => self.u8(0),
+            Some(s) => {
+                self.u8(1);
+                self.str(s);
+            }
+        }
+    }
+
+    pub(crate) fn strs<S: AsRef<str>>(&mut self, v: &[S]) {
+        self.len(v.len());
+        for s in v {
+            self.str(s.as_ref());
+        }
+    }
+
+    /// `u32`s with their count.
+    pub(crate) fn u32s(&mut self, v: impl ExactSizeIterator<Item = u32>) {
+        self.len(v.len());
+        for x in v {
+            self.u32(x);
+        }
+    }
+
+    /// `u64`s with their count.
+    pub(crate) fn u64s(&mut self, v: &[u64]) {
+        self.len(v.len());
+        for x in v {
+            self.u64(*x);
+        }
+    }
+
+    /// Writes the last part; the parts written and their bytes, or the
+    /// store's error and the number of parts to discard.
+    pub(crate) fn finish(mut self) -> Result<(u32, u64), (PageError, u32)> {
+        if !self.buf.is_empty() {
+            self.put_part();
+        }
+        match self.failed {
+            Some(e) => Err((e, self.parts)),
+            None => Ok((self.parts, self.bytes)),
+        }
+    }
+}
+
+/// Reads an image's bytes back, a part at a time.
+pub(crate) struct Reader<'s> {
+    store: &'s dyn PageStore,
+    info: &'s ImageInfo,
+    next_part: u32,
+    buf: Vec<u8>,
+    pos: usize,
+    /// Bytes not yet read (parts not loaded and the rest of `buf`).
+    left: u64,
+}
+
+impl<'s> Reader<'s> {
+    pub(crate) fn new(store: &'s dyn PageStore, info: &'s ImageInfo) -> Self {
+        Self { store, info, next_part: 0, buf: Vec::new(), pos: 0, left: info.bytes }
+    }
+
+    /// Makes `n` bytes available in `buf` from `pos`.
+    fn fill(&mut self, n: usize) -> Result<(), ImageError> {
+        while self.buf.len() - self.pos < n {
+            if self.next_part >= self.info.parts {
+                return Err(corrupt("it ends early"));
+            }
+            let key = part_key(self.info.generation, self.next_part);
+            let part = self
+                .store
+                .get(Table::Image, &key)?
+                .ok_or(PageError::Missing { table: Table::Image, key: key.clone() })?;
+            if part.is_empty() || part.len() > PART_BYTES {
+                return Err(corrupt(format!("part {key} holds {} bytes", part.len())));
+            }
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+            self.buf.extend_from_slice(&part);
+            self.next_part += 1;
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], ImageError> {
+        if n as u64 > self.left {
+            return Err(corrupt("it ends early"));
+        }
+        self.fill(n)?;
+        self.left -= n as u64;
+        let at = self.pos;
+        self.pos += n;
+        Ok(&self.buf[at..at + n])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ImageError> {
+        Ok(self.take(N)?.try_into().expect("N bytes taken"))
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, ImageError> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, ImageError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, ImageError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn i64(&mut self) -> Result<i64, ImageError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    /// A count of items of at least `item_bytes` each: never more than the
+    /// bytes left could hold (so a corrupt count cannot allocate more).
+    pub(crate) fn len(&mut self, item_bytes: usize) -> Result<usize, ImageError> {
+        let n = self.u64()?;
+        if n.saturating_mul(item_bytes.max(1) as u64) > self.left {
+            return Err(corrupt(format!("a count of {n} items of {item_bytes} bytes with {} bytes left", self.left)));
+        }
+        usize::try_from(n).map_err(|_| corrupt("a count past usize"))
+    }
+
+    pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, ImageError> {
+        let n = self.len(1)?;
+        let mut out = Vec::with_capacity(n);
+        let mut left = n;
+        while left > 0 {
+            let step = left.min(PART_BYTES);
+            out.extend_from_slice(self.take(step)?);
+            left -= step;
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn str(&mut self) -> Result<String, ImageError> {
+        String::from_utf8(self.bytes()?).map_err(|_| corrupt("a string is not UTF-8"))
+    }
+
+    pub(crate) fn opt_str(&mut self) -> Result<Option<String>, ImageError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.str()?)),
+            t => Err(corrupt(format!("an optional string tagged {t}"))),
+        }
+    }
+
+    pub(crate) fn strs(&mut self) -> Result<Vec<Box<str>>, ImageError> {
+        let n = self.len(8)?;
+        (0..n).map(|_| self.str().map(String::into_boxed_str)).collect()
+    }
+
+    pub(crate) fn u32s(&mut self) -> Result<Vec<u32>, ImageError> {
+        let n = self.len(4)?;
+        (0..n).map(|_| self.u32()).collect()
+    }
+
+    pub(crate) fn u64s(&mut self) -> Result<Vec<u64>, ImageError> {
+        let n = self.len(8)?;
+        (0..n).map(|_| self.u64()).collect()
+    }
+
+    /// Checks that every byte was read.
+    pub(crate) fn finish(self) -> Result<(), ImageError> {
+        if self.left != 0 || self.next_part != self.info.parts {
+            return Err(corrupt(format!("{} bytes are left unread", self.left)));
+        }
+        Ok(())
+    }
+}
+
+/// Writes `meta` for a new image and deletes the parts of the previous one.
+pub(crate) fn commit(
+    store: &mut dyn PageStore,
+    info: &ImageInfo,
+    previous: Option<&ImageInfo>,
+) -> Result<(), PageError> {
+    let meta = serde_json::to_vec(info).expect("an ImageInfo serialises");
+    store.put(Table::Image, META_KEY, &meta)?;
+    if let Some(old) = previous {
+        for part in 0..old.parts {
+            store.delete(Table::Image, &part_key(old.generation, part))?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the parts a failed write left (a generation `meta` never named).
+pub(crate) fn discard(store: &mut dyn PageStore, generation: u64, parts: u32) {
+    for part in 0..parts {
+        let _ = store.delete(Table::Image, &part_key(generation, part));
+    }
+}
+
+/// A `u32` read back as an index into a table of `len` items.
+pub(crate) fn index(v: u32, len: usize, what: &str) -> Result<u32, ImageError> {
+    if (v as usize) < len {
+        Ok(v)
+    } else {
+        Err(corrupt(format!("{what} {v} is out of range ({len})")))
+    }
+}

@@ -1,0 +1,373 @@
+//! A room written as an image into its page store, and read back
+//! ([`crate::image`]): what the room holds besides caches, section by
+//! section, each read back with its indexes checked.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::auth_chain::AuthChainIndex;
+use crate::event::{Events, StateKeyIdx};
+use crate::ids::{EventIdx, Name};
+use crate::image::{self, index, ImageError, ImageInfo, Reader, Writer, FORMAT};
+use crate::pages::{PageCache, PageStore, Table};
+use crate::room_version::RoomVersionRules;
+use crate::state_res::MainlineCache;
+use crate::state_set::{StateSetId, StateSets};
+
+use super::{Caches, Deferred, IdIndex, Redactions, ResolutionInfo, Room};
+
+const MAGIC: &[u8; 8] = b"rdimage\0";
+
+impl Room {
+    /// Writes the room into its page store as an image taken at the host's
+    /// log position `log_length` (the number of records that give this
+    /// room), replacing the previous image. Between batches only, and only
+    /// for a room whose PDUs are paged ([`set_pages`](Self::set_pages)).
+    ///
+    /// # Errors
+    /// [`ImageError::NotPaged`], [`ImageError::BatchOpen`], or the store
+    /// failed (the previous image is then still the current one).
+    pub fn save_image(&mut self, log_length: u64) -> Result<ImageInfo, ImageError> {
+        if self.checkpoint_open {
+            return Err(ImageError::BatchOpen);
+        }
+        let mut pages = self.events.take_pages().ok_or(ImageError::NotPaged)?;
+        let result = self.write_into(pages.store_mut(), log_length);
+        self.events.restore_pages(pages);
+        result
+    }
+
+    fn write_into(&self, store: &mut dyn PageStore, log_length: u64) -> Result<ImageInfo, ImageError> {
+        let previous = image::info(store).ok().flatten();
+        let generation = previous.as_ref().map_or(1, |p| p.generation + 1);
+        let mut w = Writer::new(store, generation);
+        self.write_sections(&mut w);
+        let (parts, bytes) = match w.finish() {
+            Ok(done) => done,
+            Err((e, parts)) => {
+                image::discard(store, generation, parts);
+                return Err(e.into());
+            }
+        };
+        let info = ImageInfo {
+            format: FORMAT,
+            generation,
+            parts,
+            bytes,
+            log_length,
+            events: self.events.len() as u64,
+            room_version: self.rules.id.to_owned(),
+        };
+        if let Err(e) = image::commit(store, &info, previous.as_ref()) {
+            image::discard(store, generation, parts);
+            return Err(e.into());
+        }
+        Ok(info)
+    }
+
+    fn write_sections(&self, w: &mut Writer<'_>) {
+        w.raw(MAGIC);
+        w.str(self.rules.id);
+        w.opt_str(self.room_id.as_deref());
+        // Names: the interned set first (flag 1), then any other name an
+        // event or a state key holds (flag 0).
+        let mut names: Vec<&Name> = self.strings.iter().collect();
+        let mut numbers: HashMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (&***n, i as u32)).collect();
+        let interned = names.len();
+        let more = self.events.iter().flat_map(|e| [Some(&e.sender), Some(&e.event_type), e.state_key.as_ref()]);
+        let more = more.flatten().chain(self.key_names.iter().flat_map(|(t, s)| [t, s]));
+        for n in more {
+            if !numbers.contains_key(&**n) {
+                numbers.insert(n, names.len() as u32);
+                names.push(n);
+            }
+        }
+        w.len(names.len());
+        for (i, n) in names.iter().enumerate() {
+            w.u8(u8::from(i < interned));
+            w.str(n);
+        }
+        let name = |n: &Name| numbers[&**n];
+        self.events.write_image(w, &name);
+        w.u32s(self.key_names.iter().flat_map(|(t, s)| [name(t), name(s)]).collect::<Vec<_>>().into_iter());
+        self.states.write_image(w);
+        self.auth_index.write_image(w);
+        let mut rejections: Vec<(&EventIdx, &Box<str>)> = self.rejections.iter().collect();
+        rejections.sort();
+        w.len(rejections.len());
+        for (i, why) in rejections {
+            w.u32(i.0);
+            w.str(why);
+        }
+        let mut resolutions: Vec<_> = self.resolutions.iter().collect();
+        resolutions.sort_by(|a, b| a.0.cmp(b.0));
+        w.len(resolutions.len());
+        for (inputs, (id, info)) in resolutions {
+            w.u32s(inputs.iter().map(|s| s.0));
+            w.u32(id.0);
+            w.u32s(info.inputs.iter().map(|s| s.0));
+            w.u32s(info.conflicted_keys.iter().map(|k| k.0));
+            w.len(info.full_conflicted_set);
+        }
+        w.bytes(&self.referenced.iter().map(|r| u8::from(*r)).collect::<Vec<u8>>());
+        w.u32s(self.extremities.iter().map(|e| e.0));
+        let mut applied: Vec<_> = self.redactions.applied.iter().collect();
+        applied.sort();
+        w.u32s(applied.iter().flat_map(|(t, r)| [t.0, r.0]).collect::<Vec<_>>().into_iter());
+        let mut waiting: Vec<_> = self.redactions.pending.iter().collect();
+        waiting.sort_by(|a, b| a.0.cmp(b.0));
+        w.len(waiting.len());
+        for (target, by) in waiting {
+            w.str(target);
+            w.u32s(by.iter().map(|e| e.0));
+        }
+        w.u32s(self.pending.iter().map(|e| e.0));
+        let mut unplaced: Vec<_> = self.unplaced_prevs.iter().collect();
+        unplaced.sort_by_key(|(e, _)| **e);
+        w.len(unplaced.len());
+        for (e, prevs) in unplaced {
+            w.u32(e.0);
+            w.strs(prevs);
+        }
+        let mut deferred: Vec<_> = self.deferred.iter().collect();
+        deferred.sort_by(|a, b| a.0.cmp(b.0));
+        w.len(deferred.len());
+        for (id, d) in deferred {
+            w.str(id);
+            w.strs(&d.prev_events);
+            w.strs(&d.auth_events);
+            w.i64(d.depth);
+        }
+        w.raw(MAGIC);
+    }
+
+    /// Reads the room back from the image in `store` (the room's page
+    /// store, which then holds its PDUs behind a cache of `cache_bytes`).
+    /// `Ok(None)` when the store holds no image.
+    ///
+    /// # Errors
+    /// The store failed, or the image is of another format or corrupt: the
+    /// host replays its log instead.
+    pub fn open_image(store: Box<dyn PageStore>, cache_bytes: usize) -> Result<Option<(Room, ImageInfo)>, ImageError> {
+        let Some(info) = image::info(&*store)? else { return Ok(None) };
+        if info.format != FORMAT {
+            return Err(ImageError::Format(info.format));
+        }
+        let room = {
+            let mut r = Reader::new(&*store, &info);
+            let parts = read_sections(&mut r)?;
+            r.finish()?;
+            parts
+        };
+        let room = room.into_room(PageCache::new(store, Table::Pdu, cache_bytes))?;
+        if room.events.len() as u64 != info.events || room.rules.id != info.room_version {
+            return Err(ImageError::Corrupt("the image does not match its meta".into()));
+        }
+        Ok(Some((room, info)))
+    }
+}
+
+/// The sections of an image, read; the events' texts are attached to their
+/// page cache last.
+struct Sections {
+    rules: &'static RoomVersionRules,
+    room_id: Option<String>,
+    names: Vec<Name>,
+    interned: usize,
+    /// With a placeholder page cache until [`Sections::into_room`].
+    events: Events,
+    key_names: Vec<(Name, Name)>,
+    states: StateSets,
+    auth_index: AuthChainIndex,
+    rejections: HashMap<EventIdx, Box<str>>,
+    resolutions: HashMap<Vec<StateSetId>, (StateSetId, Arc<ResolutionInfo>)>,
+    referenced: Vec<bool>,
+    extremities: BTreeSet<EventIdx>,
+    redactions: Redactions,
+    pending: BTreeSet<EventIdx>,
+    unplaced_prevs: HashMap<EventIdx, Box<[Box<str>]>>,
+    deferred: HashMap<Box<str>, Deferred>,
+}
+
+fn corrupt(what: impl Into<String>) -> ImageError {
+    ImageError::Corrupt(what.into())
+}
+
+fn read_sections(r: &mut Reader<'_>) -> Result<Sections, ImageError> {
+    let magic = |r: &mut Reader<'_>| -> Result<(), ImageError> {
+        let m: Vec<u8> = (0..MAGIC.len()).map(|_| r.u8()).collect::<Result<_, _>>()?;
+        if m != MAGIC {
+            return Err(corrupt("a section marker is wrong"));
+        }
+        Ok(())
+    };
+    magic(r)?;
+    let version = r.str()?;
+    let rules = RoomVersionRules::supported(&version).map_err(|e| corrupt(e.to_string()))?;
+    let room_id = r.opt_str()?;
+    let n_names = r.len(9)?;
+    let mut names = Vec::with_capacity(n_names);
+    let mut interned = 0;
+    for i in 0..n_names {
+        let flag = r.u8()?;
+        if flag == 1 && i != interned || flag > 1 {
+            return Err(corrupt("the name table is out of order"));
+        }
+        interned += usize::from(flag);
+        names.push(Name::new(&r.str()?));
+    }
+    // The event table refers to its page cache, attached once all is read.
+    let placeholder = PageCache::new(Box::new(crate::pages::MemoryPages::new()), Table::Pdu, 0);
+    let events = Events::read_image(r, &names, placeholder)?;
+    let events_len = events.len();
+    let flat = r.u32s()?;
+    if flat.len() % 2 != 0 {
+        return Err(corrupt("the state keys do not pair up"));
+    }
+    let key_names = flat
+        .chunks(2)
+        .map(|p| {
+            Ok((
+                names[index(p[0], n_names, "a name")? as usize].clone(),
+                names[index(p[1], n_names, "a name")? as usize].clone(),
+            ))
+        })
+        .collect::<Result<Vec<_>, ImageError>>()?;
+    let states = StateSets::read_image(r)?;
+    let auth_index = AuthChainIndex::read_image(r, events_len)?;
+    let ev = |v: u32| index(v, events_len, "an event").map(EventIdx);
+    let st = |v: u32| index(v, states.len(), "a state").map(StateSetId);
+    let n = r.len(12)?;
+    let mut rejections = HashMap::with_capacity(n);
+    for _ in 0..n {
+        rejections.insert(ev(r.u32()?)?, r.str()?.into_boxed_str());
+    }
+    let n = r.len(28)?;
+    let mut resolutions = HashMap::with_capacity(n);
+    for _ in 0..n {
+        let key = r.u32s()?.into_iter().map(st).collect::<Result<Vec<_>, _>>()?;
+        let id = st(r.u32()?)?;
+        let inputs = r.u32s()?.into_iter().map(st).collect::<Result<Vec<_>, _>>()?;
+        let conflicted_keys = r.u32s()?.into_iter().map(|k| index(k, key_names.len(), "a state key").map(StateKeyIdx));
+        let conflicted_keys = conflicted_keys.collect::<Result<Vec<_>, _>>()?;
+        let full_conflicted_set = r.len(0)?;
+        resolutions.insert(key, (id, Arc::new(ResolutionInfo { inputs, conflicted_keys, full_conflicted_set })));
+    }
+    let referenced: Vec<bool> = r.bytes()?.into_iter().map(|b| b != 0).collect();
+    if referenced.len() != events_len {
+        return Err(corrupt("the referenced flags do not match the events"));
+    }
+    let extremities = r.u32s()?.into_iter().map(ev).collect::<Result<BTreeSet<_>, _>>()?;
+    let applied = r.u32s()?;
+    if applied.len() % 2 != 0 {
+        return Err(corrupt("the applied redactions do not pair up"));
+    }
+    let mut redactions = Redactions::default();
+    for p in applied.chunks(2) {
+        redactions.applied.insert(ev(p[0])?, ev(p[1])?);
+    }
+    let n = r.len(16)?;
+    for _ in 0..n {
+        let target = Name::new(&r.str()?);
+        let by = r.u32s()?.into_iter().map(ev).collect::<Result<Vec<_>, _>>()?;
+        redactions.pending.insert(target, by);
+    }
+    let pending = r.u32s()?.into_iter().map(ev).collect::<Result<BTreeSet<_>, _>>()?;
+    let n = r.len(12)?;
+    let mut unplaced_prevs = HashMap::with_capacity(n);
+    for _ in 0..n {
+        let e = ev(r.u32()?)?;
+        unplaced_prevs.insert(e, r.strs()?.into_boxed_slice());
+    }
+    let n = r.len(32)?;
+    let mut deferred = HashMap::with_capacity(n);
+    for _ in 0..n {
+        let id = r.str()?.into_boxed_str();
+        let prev_events = r.strs()?.into_boxed_slice();
+        let auth_events = r.strs()?.into_boxed_slice();
+        deferred.insert(id, Deferred { prev_events, auth_events, depth: r.i64()? });
+    }
+    magic(r)?;
+    Ok(Sections {
+        rules,
+        room_id,
+        names,
+        interned,
+        events,
+        key_names,
+        states,
+        auth_index,
+        rejections,
+        resolutions,
+        referenced,
+        extremities,
+        redactions,
+        pending,
+        unplaced_prevs,
+        deferred,
+    })
+}
+
+impl Sections {
+    /// The room, once every index between the sections is checked.
+    fn into_room(self, pages: PageCache) -> Result<Room, ImageError> {
+        let mut events = self.events;
+        events.restore_pages(pages);
+        let (n_events, n_states, n_nodes, n_keys) =
+            (events.len(), self.states.len(), self.auth_index.len(), self.key_names.len());
+        for e in events.iter() {
+            index(e.state_before.0, n_states, "a state before")?;
+            index(e.state_after.0, n_states, "a state after")?;
+            if let Some(k) = e.key {
+                index(k.0, n_keys, "a state key")?;
+            }
+            if let Some(node) = e.auth_node() {
+                index(node, n_nodes, "an auth node")?;
+            }
+        }
+        self.states.each_chunk_entry(&mut |x| {
+            index((x >> 32) as u32, n_keys, "a state key")?;
+            index(x as u32, n_events, "a state's event").map(|_| ())
+        })?;
+        let mut by_id = IdIndex::default();
+        for e in events.iter() {
+            by_id.insert(events.id(e), e.idx);
+        }
+        let strings: HashSet<Name> = self.names.into_iter().take(self.interned).collect();
+        let mut keys = HashMap::with_capacity(n_keys);
+        for (i, (t, s)) in self.key_names.iter().enumerate() {
+            keys.insert((t.clone(), s.clone()), StateKeyIdx(i as u32));
+        }
+        Ok(Room {
+            rules: self.rules,
+            room_id: self.room_id,
+            events,
+            by_id,
+            rejections: self.rejections,
+            strings,
+            keys,
+            key_names: self.key_names,
+            states: self.states,
+            auth_index: self.auth_index,
+            resolutions: self.resolutions,
+            mainlines: MainlineCache::default(),
+            referenced: self.referenced,
+            referenced_log: Vec::new(),
+            checkpoint_open: false,
+            extremities: self.extremities,
+            dropped: Vec::new(),
+            dropped_bytes: 0,
+            dropped_total: 0,
+            redactions: self.redactions,
+            pending: self.pending,
+            pending_log: Vec::new(),
+            unplaced_prevs: self.unplaced_prevs,
+            deferred: self.deferred,
+            deferred_log: Vec::new(),
+            new_records: Vec::new(),
+            keep_records: true,
+            caches: RefCell::new(Caches::default()),
+        })
+    }
+}
