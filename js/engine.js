@@ -73,9 +73,11 @@ export class RoomEngine {
   #logLength;
   /** Where the PDU texts live, `{pages, cacheBytes}`, or null (in wasm memory). */
   #paging;
+  /** The log position of the room's current image, or null when it has none usable. */
+  #imageAt;
 
   /** @internal use `RoomEngine.open` */
-  constructor(token, room, store, logLength = 0, paging = null) {
+  constructor(token, room, store, logLength = 0, paging = null, imageAt = null) {
     if (token !== CONSTRUCT) {
       const e = new TypeError("RoomEngine: not constructed with `new`; use `await RoomEngine.open({ store, roomVersion })`");
       e.code = "ERR_ILLEGAL_CONSTRUCTOR";
@@ -85,6 +87,7 @@ export class RoomEngine {
     this.#store = store;
     this.#logLength = logLength;
     this.#paging = paging;
+    this.#imageAt = imageAt;
   }
 
   /**
@@ -110,10 +113,15 @@ export class RoomEngine {
     check.methods(where, "store", store, ["load", "append"], "a room store");
     if (roomVersion !== undefined) check.roomVersion(where, "roomVersion", roomVersion);
     const paging = pagingOf(where, opts, store);
+    // A room image (its engine tables, written into the store's own page
+    // store by `saveImage`) is read back instead of replaying the log up to
+    // where it was taken; only the records after it are replayed.
+    const imaging = paging !== null && paging.pages === store.pages && typeof store.loadParts === "function";
+    const image = imaging ? imageInfoOf(paging.pages) : null;
     // A store that gives its log in parts (`loadParts`: the records before
     // the last rebuild marker, then the rest in chunks) is restored without
     // ever holding the whole log.
-    const parts = typeof store.loadParts === "function" ? await store.loadParts(RESTORE_CHUNK) : null;
+    let parts = typeof store.loadParts === "function" ? await store.loadParts(RESTORE_CHUNK, image ? { from: image.logLength } : undefined) : null;
     const loaded = parts ? { ...parts, records: parts.head } : await store.load();
     if (loaded === null || typeof loaded !== "object" || !Array.isArray(loaded.records)) {
       throw check.typeError(where, "store.load()", "a promise of {roomVersion?, roomId?, records: [...]}", loaded);
@@ -128,8 +136,24 @@ export class RoomEngine {
     checkRecords(where, loaded.records);
     let room;
     let length = logLength(loaded.records);
+    let imageAt = null;
     if (parts) {
-      const restoring = call(`${where}: the stored room could not be restored`, "M_UNKNOWN", () => startRestore(version, parts.head, paging));
+      let restoring = null;
+      if (image && parts.from === image.logLength && image.roomVersion === version) {
+        try {
+          restoring = wasm.Room.openImage(paging.pages, paging.cacheBytes).restoreResume(paging.pages.rowsComplete?.() === true);
+          length = image.logLength;
+          imageAt = image.logLength;
+        } catch (e) {
+          // The log is the source of truth: an image that cannot be read
+          // is replaced by the next one, and the room replays its log.
+          console.warn(`${where}: the room's image could not be read (${e?.message ?? e}); replaying its log`);
+          parts = await store.loadParts(RESTORE_CHUNK);
+          checkRecords(where, parts.head);
+          length = logLength(parts.head);
+        }
+      }
+      restoring ??= call(`${where}: the stored room could not be restored`, "M_UNKNOWN", () => startRestore(version, parts.head, paging));
       try {
         for await (const chunk of parts.tail) {
           if (!Array.isArray(chunk)) throw check.typeError(where, "store.loadParts().tail", "an async iterable of arrays of records", chunk);
@@ -153,7 +177,8 @@ export class RoomEngine {
       call(`${where}: pages`, "M_UNKNOWN", () => paging.pages.flush?.());
       paging.pages.markRowsComplete?.();
     }
-    return new RoomEngine(CONSTRUCT, room, store, length, paging);
+    if (imaging && imageAt === null) imageAt = 0;
+    return new RoomEngine(CONSTRUCT, room, store, length, paging, imageAt);
   }
 
   /**
@@ -162,6 +187,31 @@ export class RoomEngine {
    */
   get pageStats() {
     return json(this.#room.pageStats());
+  }
+
+  /**
+   * Records in the log after the room's image (what a restart replays), or
+   * null when the room keeps no image (its PDUs are not in its store's own
+   * page store). A host calls `saveImage` when this grows.
+   */
+  get imageLag() {
+    return this.#imageAt === null ? null : this.#logLength - this.#imageAt;
+  }
+
+  /**
+   * Writes the room's image (its engine tables) into its store's page store,
+   * replacing the previous one, between batches: a restart then reads it
+   * back and replays only the records written after it, instead of the
+   * whole log. Resolves to `{format, generation, parts, bytes, logLength,
+   * events, roomVersion}`.
+   */
+  saveImage() {
+    return this.#serialise(async () => {
+      if (this.#imageAt === null) throw new RoomdagError("M_UNKNOWN", "RoomEngine.saveImage: this room keeps no image (its PDUs are not in its store's page store)");
+      const info = json(call("RoomEngine.saveImage", "M_UNKNOWN", () => this.#room.saveImage(this.#logLength)));
+      this.#imageAt = info.logLength;
+      return info;
+    });
   }
 
   /** The room ID (once the create event is stored). */
@@ -350,6 +400,8 @@ export class RoomEngine {
       const old = this.#room;
       this.#room = next;
       this.#logLength = marker.i + 1;
+      // The image predates the marker: a restart would place the log afresh.
+      if (this.#imageAt !== null) this.#imageAt = 0;
       old.free?.();
     });
   }
@@ -548,6 +600,16 @@ const DEFAULT_CACHE_BYTES = 8 * 1024 * 1024;
 function startRestore(version, head, paging) {
   const trustRows = paging?.pages.rowsComplete?.() === true;
   return wasm.Room.restoreStart(version, head, paging?.pages, paging?.cacheBytes, trustRows);
+}
+
+/** The image a page store holds (`Room.imageInfo`), or null when it has none or it cannot be read. */
+function imageInfoOf(pages) {
+  try {
+    return JSON.parse(wasm.Room.imageInfo(pages));
+  } catch (e) {
+    console.warn(`RoomEngine.open: the room's image meta could not be read (${e?.message ?? e}); replaying its log`);
+    return null;
+  }
 }
 
 /** Every stored event's record carries its PDU text. */

@@ -151,9 +151,12 @@ export interface RoomStore {
   /**
    * Optional: the log in parts, so that `RoomEngine.open` never holds all of
    * it: `head`, the records before the last rebuild marker, and `tail`, the
-   * records from that marker on, in arrays of at most `chunk`.
+   * records from that marker on, in arrays of at most `chunk`. With `from`
+   * (the log position of the room's image) and no rebuild marker at or
+   * after it: `head` is empty, `tail` starts at `from`, and the answer
+   * carries `from`.
    */
-  loadParts?(chunk?: number): Promise<RoomMeta & { head: LogRecord[]; tail: AsyncIterable<LogRecord[]> }>;
+  loadParts?(chunk?: number, opts?: { from?: number }): Promise<RoomMeta & { head: LogRecord[]; tail: AsyncIterable<LogRecord[]>; from?: number }>;
   /** Optional: the store's own page store (see `RoomEngine.open`). */
   readonly pages?: PageStore | null;
 }
@@ -234,6 +237,24 @@ export interface PageStore {
   flush?(): void;
 }
 
+/** A room image (`RoomEngine.saveImage`): the engine's tables in the page store. */
+export interface ImageInfo {
+  /** The image format. */
+  format: number;
+  /** Which generation of parts is current. */
+  generation: number;
+  /** Parts (rows of at most 1 MiB). */
+  parts: number;
+  /** Bytes in all parts. */
+  bytes: number;
+  /** The log position it was taken at: records from there on are replayed on open. */
+  logLength: number;
+  /** Events in the room. */
+  events: number;
+  /** The room version. */
+  roomVersion: RoomVersion;
+}
+
 /** What a room's page cache holds and did. */
 export interface PageStats {
   /** Bytes of PDU text held. */
@@ -267,9 +288,11 @@ export class DurableObjectStore implements RoomStore {
   /**
    * The log in parts, read from storage a chunk at a time (`head`: before
    * the last rebuild marker; `tail`: from it on). An object written before
-   * rebuild markers were indexed is read whole once and indexed.
+   * rebuild markers were indexed is read whole once and indexed. With
+   * `from` (a room image's log position, no rebuild marker at or after
+   * it), only the records from there on.
    */
-  loadParts(chunk?: number): Promise<RoomMeta & { head: LogRecord[]; tail: AsyncIterable<LogRecord[]> }>;
+  loadParts(chunk?: number, opts?: { from?: number }): Promise<RoomMeta & { head: LogRecord[]; tail: AsyncIterable<LogRecord[]>; from?: number }>;
 }
 
 /**
@@ -444,6 +467,17 @@ export class RoomEngine {
   static open(opts: { store: RoomStore; roomVersion?: RoomVersion; pages?: PageStore | null; cacheBytes?: number }): Promise<RoomEngine>;
   /** The page cache's counters, or null when the PDU texts are held in memory. */
   readonly pageStats: PageStats | null;
+  /**
+   * Records after the room's image (what a restart replays), or null when
+   * the room keeps no image (its PDUs are not in its store's own page store).
+   */
+  readonly imageLag: number | null;
+  /**
+   * Writes the room's image (its engine tables) into its store's page
+   * store, between batches; a restart reads it back and replays only the
+   * records after it. Rejects for a room that keeps no image.
+   */
+  saveImage(): Promise<ImageInfo>;
   /** The room ID (once the create event is stored). */
   readonly roomId: RoomId | null;
   /** The room version. */

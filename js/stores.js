@@ -148,10 +148,15 @@ export function sqlPages(sql) {
   if (!sql || typeof sql.exec !== "function") return null;
   sql.exec("CREATE TABLE IF NOT EXISTS pdu (event_id TEXT PRIMARY KEY, json TEXT NOT NULL)");
   sql.exec("CREATE TABLE IF NOT EXISTS pdu_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
+  // The room's image (the engine's tables, read back instead of replaying
+  // the log): binary parts of at most 1 MiB and a JSON meta row, written
+  // straight away (an image is written in one turn, outside any batch).
+  sql.exec("CREATE TABLE IF NOT EXISTS image (k TEXT PRIMARY KEY, v BLOB NOT NULL)");
   const table = (t) => {
-    if (t !== "pdu") throw new RoomdagError("M_UNKNOWN", `page store: no table ${JSON.stringify(t)}`);
+    if (t !== "pdu" && t !== "image") throw new RoomdagError("M_UNKNOWN", `page store: no table ${JSON.stringify(t)}`);
     return t;
   };
+  const bytes = (v) => (v instanceof Uint8Array ? v : typeof v === "string" ? new TextEncoder().encode(v) : new Uint8Array(v));
   // Puts are buffered and written in multi-row INSERTs by flush() (one
   // statement per 50 rows: a statement per row cost a fifth of an import).
   // RoomEngine flushes after each batch, before appending its records, so
@@ -191,6 +196,10 @@ export function sqlPages(sql) {
     },
     get(t, key) {
       table(t);
+      if (t === "image") {
+        for (const row of sql.exec("SELECT v FROM image WHERE k = ?", key)) return bytes(row.v);
+        return null;
+      }
       write();
       if (failed) throw failed;
       for (const row of sql.exec("SELECT json FROM pdu WHERE event_id = ?", key)) return row.json;
@@ -208,11 +217,19 @@ export function sqlPages(sql) {
     },
     put(t, key, text) {
       table(t);
+      if (t === "image") {
+        sql.exec("INSERT OR REPLACE INTO image (k, v) VALUES (?, ?)", key, bytes(text));
+        return;
+      }
       pending.push(key, text);
       if (pending.length >= 2 * MAX_PENDING_ROWS) write();
     },
     delete(t, key) {
       table(t);
+      if (t === "image") {
+        sql.exec("DELETE FROM image WHERE k = ?", key);
+        return;
+      }
       write();
       sql.exec("DELETE FROM pdu WHERE event_id = ?", key);
     },
@@ -285,7 +302,7 @@ export class DurableObjectStore {
    * markers' positions are kept under their own keys (`m:…`); an object
    * written before they were is loaded whole once and its markers indexed.
    */
-  async loadParts(chunk = 1000) {
+  async loadParts(chunk = 1000, { from } = {}) {
     const meta = (await this.#storage.get("meta")) ?? {};
     if ((await this.#storage.get(MARKERS_INDEXED)) !== true) {
       const { records } = await this.load();
@@ -298,11 +315,14 @@ export class DurableObjectStore {
     }
     const markers = [...(await this.#storage.list({ prefix: "m:" })).keys()];
     const last = markers.length === 0 ? -1 : Number(markers.at(-1).slice(2));
-    const head = last < 0 ? [] : this.#withRaw([...(await this.#storage.list({ prefix: "r:", end: recordKey(last) })).values()]);
+    // From a room image taken at `from`: only the records after it, unless
+    // a rebuild came later (a rebuild places the whole log afresh).
+    const resume = Number.isSafeInteger(from) && from > last;
+    const head = resume || last < 0 ? [] : this.#withRaw([...(await this.#storage.list({ prefix: "r:", end: recordKey(last) })).values()]);
     const storage = this.#storage;
     const withRaw = (records) => this.#withRaw(records);
     async function* tail() {
-      let start = recordKey(Math.max(last, 0));
+      let start = recordKey(resume ? from : Math.max(last, 0));
       for (;;) {
         const part = [...(await storage.list({ prefix: "r:", start, limit: chunk })).values()];
         if (part.length === 0) return;
@@ -311,7 +331,7 @@ export class DurableObjectStore {
         start = recordKey(part.at(-1).i + 1);
       }
     }
-    return { ...meta, head, tail: tail() };
+    return { ...meta, head, tail: tail(), ...(resume ? { from } : {}) };
   }
 
   /**

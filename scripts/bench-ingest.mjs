@@ -15,12 +15,14 @@
 // Neither flag: both. --import-only: the Worker's import (and cold start) only.
 // Then the Worker's cold start: the imported room's storage under a new
 // workerd, and the time to its first /state_ids answer.
+// --state DIR: keep the Worker's storage in DIR; when DIR holds an imported
+// room already, skip the import and measure the cold start only (repeatable).
 // Prints PDUs/s. A single origin may have at most 100 rejected PDUs per room
 // per 10 minutes (docs/security.md): past about 5,000 events of v11-20k the
 // rest of its /send PDUs are refused, so use --import-only for bigger rooms.
 import { FederationServer, RoomDirectory, MemoryStore, signRequest } from "../pkg/node.js";
 import { loadFixture, trustedKeysOf } from "../tests/js/fixtures.mjs";
-import { readFileSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { join } from "node:path";
 
@@ -38,6 +40,7 @@ const room = fixturePath
   ? JSON.parse((fixturePath.endsWith(".gz") ? gunzipSync(readFileSync(fixturePath)) : readFileSync(fixturePath)).toString("utf8"))
   : loadFixture("v11-20k").room;
 const NDJSON = flags.has("--ndjson");
+const stateDir = process.argv.includes("--state") ? process.argv[process.argv.indexOf("--state") + 1] : null;
 
 /** Resident memory of every workerd process (KiB), read from /proc. */
 function workerdRss() {
@@ -117,8 +120,9 @@ if (both || flags.has("--worker") || flags.has("--import-only")) {
   } finally {
     await w.stop();
   }
-  const w2 = await startWorker({ vars });
-  try {
+  const imported = stateDir !== null && existsSync(join(stateDir, "v3"));
+  const w2 = imported ? null : await startWorker({ vars, persistTo: stateDir ?? undefined });
+  if (w2) try {
     const idle = workerdRss();
     const peak = rssPeak();
     const t0 = performance.now();
@@ -131,11 +135,21 @@ if (both || flags.has("--worker") || flags.has("--import-only")) {
     const last = lines.at(-1);
     if (!last.done) throw new Error(`import: ${JSON.stringify(last)}`);
     line(`Worker admin import (${NDJSON ? "NDJSON" : "fixture"})`, (performance.now() - t0) / 1000, `${JSON.stringify(last.done)}; workerd RSS ${mib(idle)} idle, peak ${mib(peak())}`);
+    // The room object writes its image once the room is quiet (an alarm):
+    // wait for it, so that the restart below reads it back.
+    const t1 = performance.now();
+    for (;;) {
+      const st = await (await fetch(`${w2.url}/_roomdag/admin/status/${encodeURIComponent(room.room_id)}`, { headers: { authorization: `Bearer ${vars.ADMIN_TOKEN}` } })).json();
+      if (st.image?.lag === 0) break;
+      if (performance.now() - t1 > 300_000) throw new Error(`no image after 300 s: ${JSON.stringify(st)}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    console.log(`Worker room image written ${((performance.now() - t1) / 1000).toFixed(2)} s after the import answered (the room object waits ${3} s for quiet); workerd RSS peak ${mib(peak())}`);
   } finally {
     await w2.stop();
   }
   // Cold start: the same storage, a new workerd; the first /state_ids at the newest event.
-  const w3 = await startWorker({ vars, persistTo: w2.persist });
+  const w3 = await startWorker({ vars, persistTo: w2?.persist ?? stateDir });
   try {
     const last = events.at(-1).event_id;
     const target = `/_matrix/federation/v1/state_ids/${encodeURIComponent(room.room_id)}?event_id=${encodeURIComponent(last)}`;
@@ -153,6 +167,7 @@ if (both || flags.has("--worker") || flags.has("--import-only")) {
     console.log(`Worker cold start (${events.length}-event room, restarted): first /state_ids ${res.status} (${body.pdu_ids?.length ?? 0} state events) after ${first.toFixed(0)} ms; the next one ${second.toFixed(1)} ms; workerd RSS ${mib(idle)} before, peak ${mib(afterFirst)}`);
     const raw = events.reduce((n, e) => n + Buffer.byteLength(JSON.stringify(e.pdu)), 0);
     const stored = roomObjectBytes(w3.persist);
+    if (process.env.BENCH_WORKER_LOG) console.log(w3.output());
     console.log(`Storage: the room object's SQLite files ${mib(stored / 1024)} for ${mib(raw / 1024)} of raw PDU JSON (${(stored / raw).toFixed(2)}×)`);
   } finally {
     await w3.stop();

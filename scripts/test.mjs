@@ -58,12 +58,15 @@ const tiers = {
       console.log(`\n-- ${name}`);
       run(join(root, "target/release/roomdag"), ["replay", file, "--queries", join(dir, `${name}.queries${ext}`), "-o", answers]);
       run("python3", [join(sharedDir("oracle"), "compare.py"), expected, answers, "--show", "3"]);
-      // The PDU texts in a scratch file behind the smallest cache: the same bytes.
-      const paged = join(out, `${name}.paged.json`);
-      run(join(root, "target/release/roomdag"), ["replay", file, "--queries", join(dir, `${name}.queries${ext}`), "--cache-mib", "0", "-o", paged]);
-      if (!readFileSync(paged).equals(readFileSync(answers))) {
-        console.error(`\n✗ ${name}: replay --cache-mib 0 answered differently from the in-memory replay (${paged} vs ${answers})`);
-        process.exit(1);
+      // The PDU texts in a scratch file behind the smallest cache, then also
+      // the room written as an image and read back from it: the same bytes.
+      for (const extra of [[], ["--image"]]) {
+        const paged = join(out, `${name}.paged${extra.join("")}.json`);
+        run(join(root, "target/release/roomdag"), ["replay", file, "--queries", join(dir, `${name}.queries${ext}`), "--cache-mib", "0", ...extra, "-o", paged]);
+        if (!readFileSync(paged).equals(readFileSync(answers))) {
+          console.error(`\n✗ ${name}: replay --cache-mib 0 ${extra.join(" ")} answered differently from the in-memory replay (${paged} vs ${answers})`);
+          process.exit(1);
+        }
       }
     }
     rmSync(out, { recursive: true, force: true }); // kept when a comparison fails (run exits)

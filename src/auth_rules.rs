@@ -620,7 +620,7 @@ fn check_power_levels(event: &StoredEvent, state: &AuthState<'_>, rules: &RoomVe
             )));
         }
         if let Facts::Create(c) = &create.facts {
-            if c.additional_creators.iter().any(|u| new.users.entries.contains_key(u)) {
+            if c.additional_creators.iter().any(|u| new.users.entries.contains_key(u.as_str())) {
                 return Err(AuthRejection::InvalidPowerLevels(
                     "Additional creators users must not appear in content.users".into(),
                 ));

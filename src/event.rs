@@ -33,7 +33,7 @@ pub enum EventStatus {
 }
 
 /// An `m.room.member` membership value.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Membership {
     /// `join`
     Join,
@@ -82,7 +82,7 @@ impl Membership {
 }
 
 /// An `m.room.join_rules` rule (`content.join_rule`, default `invite`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JoinRule {
     /// `public`
     Public,
@@ -116,7 +116,7 @@ pub struct CreateFacts {
 }
 
 /// Facts about an `m.room.member` event.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug)]
 pub struct MemberFacts {
     /// `content.membership`.
     pub membership: Membership,
@@ -127,7 +127,7 @@ pub struct MemberFacts {
 }
 
 /// The few content facts the engine reads, by event type.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default)]
 pub enum Facts {
     /// Nothing the engine needs.
     #[default]

@@ -64,19 +64,6 @@ impl Name {
     }
 }
 
-impl serde::Serialize for Name {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Name {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(d)?;
-        Ok(Name::new(&s))
-    }
-}
-
 impl std::ops::Deref for Name {
     type Target = str;
     fn deref(&self) -> &str {

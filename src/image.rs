@@ -199,7 +199,10 @@ impl<'s> Writer<'s> {
     pub(crate) fn u32s(&mut self, v: impl ExactSizeIterator<Item = u32>) {
         self.len(v.len());
         for x in v {
-            self.u32(x);
+            self.buf.extend_from_slice(&x.to_le_bytes());
+            if self.buf.len() >= PART_BYTES {
+                self.flush();
+            }
         }
     }
 
@@ -207,7 +210,10 @@ impl<'s> Writer<'s> {
     pub(crate) fn u64s(&mut self, v: &[u64]) {
         self.len(v.len());
         for x in v {
-            self.u64(*x);
+            self.buf.extend_from_slice(&x.to_le_bytes());
+            if self.buf.len() >= PART_BYTES {
+                self.flush();
+            }
         }
     }
 
@@ -262,7 +268,8 @@ impl<'s> Reader<'s> {
         Ok(())
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8], ImageError> {
+    /// The next `n` bytes (at most [`PART_BYTES`]), e.g. one fixed-width record.
+    pub(crate) fn take(&mut self, n: usize) -> Result<&[u8], ImageError> {
         if n as u64 > self.left {
             return Err(corrupt("it ends early"));
         }
@@ -332,14 +339,26 @@ impl<'s> Reader<'s> {
         (0..n).map(|_| self.str().map(String::into_boxed_str)).collect()
     }
 
+    /// `n` items of `N` bytes, converted a part at a time (arrays are most
+    /// of an image: no per-item bounds checks).
+    fn items<const N: usize, T>(&mut self, from: fn([u8; N]) -> T) -> Result<Vec<T>, ImageError> {
+        let n = self.len(N)?;
+        let mut out = Vec::with_capacity(n);
+        let per_take = PART_BYTES / N;
+        while out.len() < n {
+            let k = (n - out.len()).min(per_take);
+            let bytes = self.take(k * N)?;
+            out.extend(bytes.chunks_exact(N).map(|c| from(c.try_into().expect("N bytes"))));
+        }
+        Ok(out)
+    }
+
     pub(crate) fn u32s(&mut self) -> Result<Vec<u32>, ImageError> {
-        let n = self.len(4)?;
-        (0..n).map(|_| self.u32()).collect()
+        self.items(u32::from_le_bytes)
     }
 
     pub(crate) fn u64s(&mut self) -> Result<Vec<u64>, ImageError> {
-        let n = self.len(8)?;
-        (0..n).map(|_| self.u64()).collect()
+        self.items(u64::from_le_bytes)
     }
 
     /// Checks that every byte was read.

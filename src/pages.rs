@@ -274,6 +274,11 @@ impl PageCache {
         self.restoring = restoring;
     }
 
+    /// The store behind the cache, the cache given up.
+    pub fn into_store(self) -> Box<dyn PageStore> {
+        self.store
+    }
+
     /// The store behind the cache (to write other tables into it).
     pub fn store(&self) -> &dyn PageStore {
         &*self.store

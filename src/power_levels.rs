@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::ids::Name;
+
 /// One power-level value after Python `int()` conversion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
     /// A usable level.
     Int(i128),
@@ -77,10 +79,10 @@ pub fn parse_python_int(s: &str) -> Option<i128> {
 }
 
 /// A map of levels (`users`, `events`, `notifications`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LevelMap {
     /// The entries; absent when the key itself is absent.
-    pub entries: BTreeMap<String, Level>,
+    pub entries: BTreeMap<Name, Level>,
     /// Every value was a true JSON integer.
     pub all_strict_ints: bool,
     /// The key was present but not a JSON object.
@@ -95,7 +97,7 @@ impl LevelMap {
         match v {
             None => Self { all_strict_ints: true, ..Self::default() },
             Some(Value::Object(m)) => Self {
-                entries: m.iter().map(|(k, v)| (k.clone(), Level::from_json(v))).collect(),
+                entries: m.iter().map(|(k, v)| (Name::new(k), Level::from_json(v))).collect(),
                 all_strict_ints: m.values().all(Level::is_strict_int),
                 not_an_object: false,
                 other: None,
@@ -114,7 +116,7 @@ impl LevelMap {
     /// characters; anything else raises `TypeError`.
     fn py_keys(&self) -> Result<Vec<PyKey<'_>>, &'static str> {
         match &self.other {
-            None => Ok(self.entries.keys().map(|k| PyKey::Str(k.as_str().into())).collect()),
+            None => Ok(self.entries.keys().map(|k| PyKey::Str((&**k).into())).collect()),
             Some(Value::Array(items)) => {
                 items.iter().map(|v| PyKey::from_scalar(v).ok_or("unhashable level key")).collect()
             }
@@ -267,7 +269,7 @@ pub const SCALAR_KEYS: [&str; 7] =
     ["users_default", "events_default", "state_default", "ban", "redact", "kick", "invite"];
 
 /// Parsed power-levels content.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PowerLevels {
     /// `users`: user ID → level.
     pub users: LevelMap,

@@ -344,6 +344,9 @@ pub struct StateSets {
     /// the hash is 64 bits).
     collided: Vec<StateSetId>,
     chunks: ChunkTable,
+    /// `chunks` holds every map's chunks (a room read back from its image
+    /// builds the table when it first interns a state, not when it opens).
+    chunks_indexed: bool,
 }
 
 /// Interned chunks: by address (known) and by content hash (to find
@@ -397,8 +400,13 @@ impl Default for StateSets {
 impl StateSets {
     /// A registry holding only the empty state ([`StateSetId::EMPTY`]).
     pub fn new() -> Self {
-        let mut s =
-            Self { maps: Vec::new(), by_hash: HashMap::new(), collided: Vec::new(), chunks: ChunkTable::default() };
+        let mut s = Self {
+            maps: Vec::new(),
+            by_hash: HashMap::new(),
+            collided: Vec::new(),
+            chunks: ChunkTable::default(),
+            chunks_indexed: true,
+        };
         let id = s.intern(StateMap::default());
         debug_assert_eq!(id, StateSetId::EMPTY);
         s
@@ -421,9 +429,24 @@ impl StateSets {
                 v.insert(id);
             }
         }
+        if !self.chunks_indexed {
+            self.index_chunks();
+        }
         let map = self.chunks.canonical(map);
         self.maps.push(map);
         id
+    }
+
+    /// Builds the chunk table from every map's chunks, in order.
+    fn index_chunks(&mut self) {
+        let mut table = ChunkTable::default();
+        for m in &self.maps {
+            for c in m.chunks.iter() {
+                table.intern(c);
+            }
+        }
+        self.chunks = table;
+        self.chunks_indexed = true;
     }
 
     /// The map of an id.
@@ -453,13 +476,7 @@ impl StateSets {
         self.collided.retain(kept);
         self.maps.truncate(len);
         // Forget the chunks only the dropped maps held.
-        let mut table = ChunkTable::default();
-        for m in &self.maps {
-            for c in m.chunks.iter() {
-                table.intern(c);
-            }
-        }
-        self.chunks = table;
+        self.index_chunks();
     }
 
     /// Total entries and chunks held (for memory accounting).

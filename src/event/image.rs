@@ -1,11 +1,19 @@
 //! The event table in a room image ([`crate::image`]): the text arena (event
-//! IDs), the link arena (prev and auth events) and one fixed-width record
-//! per [`StoredEvent`]; the few content facts as one JSON list.
+//! IDs), the link arena (prev and auth events), one fixed-width record per
+//! [`StoredEvent`], and the content facts of the events that have some.
 
-use super::{EventStatus, Events, Facts, StoredEvent, TextRef, EVENTS_CHUNK, LINK_BLOCK, TEXT_BLOCK};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::{
+    CreateFacts, EventStatus, Events, Facts, JoinRule, MemberFacts, Membership, StateKeyIdx, StoredEvent, TextRef,
+    EVENTS_CHUNK, LINK_BLOCK, TEXT_BLOCK,
+};
 use crate::ids::{EventIdx, Name};
 use crate::image::{index, ImageError, Reader, Writer};
 use crate::pages::PageCache;
+use crate::power_levels::{Level, LevelMap, PowerLevels};
 use crate::state_set::StateSetId;
 
 const OUTLIER: u8 = 1;
@@ -16,12 +24,16 @@ const RECHECK_REDACTION: u8 = 16;
 const HAS_STATE_KEY: u8 = 32;
 const HAS_KEY: u8 = 64;
 
-/// Bytes of one event's record, at the least (for count checks).
-const RECORD_BYTES: usize = 56;
+/// Bytes of one event's record.
+const RECORD_BYTES: usize = 1 + 4 * 4 + 4 + 4 + 4 * 4 + 8 * 2 + 4 * 3;
+
+/// The number of a name in the image's name table, if it has one.
+pub(crate) type NameNumber<'a> = &'a dyn Fn(&str) -> Option<u32>;
 
 impl Events {
-    /// Writes the table; `name` gives the number of an interned name.
-    pub(crate) fn write_image(&self, w: &mut Writer<'_>, name: &dyn Fn(&Name) -> u32) {
+    /// Writes the table; `name` numbers the names of the room's name table
+    /// (every sender, type and state key has one).
+    pub(crate) fn write_image(&self, w: &mut Writer<'_>, name: NameNumber<'_>) {
         w.len(self.text.len());
         for b in &self.text {
             w.bytes(b.as_bytes());
@@ -31,7 +43,8 @@ impl Events {
             w.u32s(b.iter().map(|e| e.0));
         }
         w.len(self.len);
-        let mut facts: Vec<(u32, &Facts)> = Vec::new();
+        let named = |n: &Name| name(n).expect("the name table holds every event's names");
+        let mut with_facts: Vec<(u32, &Facts)> = Vec::new();
         for e in self.iter() {
             let flag = |on: bool, bit: u8| if on { bit } else { 0 };
             let flags = flag(e.outlier, OUTLIER)
@@ -41,27 +54,38 @@ impl Events {
                 | flag(e.recheck_redaction, RECHECK_REDACTION)
                 | flag(e.state_key.is_some(), HAS_STATE_KEY)
                 | flag(e.key.is_some(), HAS_KEY);
-            w.u8(flags);
-            w.u32(e.text.block);
-            w.u32(e.text.offset);
-            w.u32(e.text.len);
-            w.u32(e.links_at);
-            w.raw(&[e.id_len, e.n_prev, e.n_auth, e.pdu_prev_count]);
-            w.u32(e.first_prev_ix);
-            w.u32(name(&e.sender));
-            w.u32(name(&e.event_type));
-            w.u32(e.state_key.as_ref().map_or(0, name));
-            w.u32(e.key.map_or(0, |k| k.0));
-            w.i64(e.depth);
-            w.i64(e.origin_server_ts);
-            w.u32(e.state_before.0);
-            w.u32(e.state_after.0);
-            w.u32(e.auth_node_plus_one.map_or(0, std::num::NonZeroU32::get));
+            let mut rec = [0u8; RECORD_BYTES];
+            let mut at = 0;
+            let mut put = |b: &[u8]| {
+                rec[at..at + b.len()].copy_from_slice(b);
+                at += b.len();
+            };
+            put(&[flags]);
+            for v in [e.text.block, e.text.offset, e.text.len, e.links_at] {
+                put(&v.to_le_bytes());
+            }
+            put(&[e.id_len, e.n_prev, e.n_auth, e.pdu_prev_count]);
+            put(&e.first_prev_ix.to_le_bytes());
+            let state_key = e.state_key.as_ref().map_or(0, named);
+            for v in [named(&e.sender), named(&e.event_type), state_key, e.key.map_or(0, |k| k.0)] {
+                put(&v.to_le_bytes());
+            }
+            put(&e.depth.to_le_bytes());
+            put(&e.origin_server_ts.to_le_bytes());
+            let node = e.auth_node_plus_one.map_or(0, std::num::NonZeroU32::get);
+            for v in [e.state_before.0, e.state_after.0, node] {
+                put(&v.to_le_bytes());
+            }
+            w.raw(&rec);
             if !matches!(e.facts, Facts::None) {
-                facts.push((e.idx.0, &e.facts));
+                with_facts.push((e.idx.0, &e.facts));
             }
         }
-        w.bytes(&serde_json::to_vec(&facts).expect("facts serialise"));
+        w.len(with_facts.len());
+        for (i, f) in with_facts {
+            w.u32(i);
+            write_facts(w, f, name);
+        }
     }
 
     /// Reads a table written by [`write_image`](Self::write_image), its PDU
@@ -91,39 +115,34 @@ impl Events {
         let name = |v: u32| index(v, names.len(), "a name").map(|i| names[i as usize].clone());
         let mut chunks: Vec<Vec<StoredEvent>> = Vec::with_capacity(len.div_ceil(EVENTS_CHUNK));
         for i in 0..len {
-            let flags = r.u8()?;
-            let text_ref = TextRef { block: r.u32()?, offset: r.u32()?, len: r.u32()? };
-            let links_at = r.u32()?;
-            let [id_len, n_prev, n_auth, pdu_prev_count] = [r.u8()?, r.u8()?, r.u8()?, r.u8()?];
-            let first_prev_ix = r.u32()?;
-            let sender = name(r.u32()?)?;
-            let event_type = name(r.u32()?)?;
-            let state_key = r.u32()?;
-            let key = r.u32()?;
+            let rec = r.take(RECORD_BYTES)?;
+            let u32_at = |at: usize| u32::from_le_bytes(rec[at..at + 4].try_into().expect("4 bytes"));
+            let i64_at = |at: usize| i64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"));
+            let flags = rec[0];
             let e = StoredEvent {
                 idx: EventIdx(i as u32),
-                text: text_ref,
-                links_at,
-                id_len,
-                n_prev,
-                n_auth,
-                pdu_prev_count,
+                text: TextRef { block: u32_at(1), offset: u32_at(5), len: u32_at(9) },
+                links_at: u32_at(13),
+                id_len: rec[17],
+                n_prev: rec[18],
+                n_auth: rec[19],
+                pdu_prev_count: rec[20],
                 outlier: flags & OUTLIER != 0,
                 soft_failed: flags & SOFT_FAILED != 0,
                 status: if flags & REJECTED != 0 { EventStatus::Rejected } else { EventStatus::Accepted },
                 redacted_on_receipt: flags & REDACTED_ON_RECEIPT != 0,
                 recheck_redaction: flags & RECHECK_REDACTION != 0,
-                first_prev_ix,
-                sender,
-                event_type,
-                state_key: if flags & HAS_STATE_KEY != 0 { Some(name(state_key)?) } else { None },
-                key: (flags & HAS_KEY != 0).then_some(super::StateKeyIdx(key)),
-                depth: r.i64()?,
-                origin_server_ts: r.i64()?,
+                first_prev_ix: u32_at(21),
+                sender: name(u32_at(25))?,
+                event_type: name(u32_at(29))?,
+                state_key: if flags & HAS_STATE_KEY != 0 { Some(name(u32_at(33))?) } else { None },
+                key: (flags & HAS_KEY != 0).then(|| StateKeyIdx(u32_at(37))),
+                depth: i64_at(41),
+                origin_server_ts: i64_at(49),
                 facts: Facts::None,
-                state_before: StateSetId(r.u32()?),
-                state_after: StateSetId(r.u32()?),
-                auth_node_plus_one: std::num::NonZeroU32::new(r.u32()?),
+                state_before: StateSetId(u32_at(57)),
+                state_after: StateSetId(u32_at(61)),
+                auth_node_plus_one: std::num::NonZeroU32::new(u32_at(65)),
             };
             check_refs(&e, &text, &links, len)?;
             if chunks.last().is_none_or(|c| c.len() == EVENTS_CHUNK) {
@@ -131,11 +150,10 @@ impl Events {
             }
             chunks.last_mut().expect("just ensured").push(e);
         }
-        let facts: Vec<(u32, Facts)> =
-            serde_json::from_slice(&r.bytes()?).map_err(|e| ImageError::Corrupt(format!("the content facts: {e}")))?;
-        for (i, f) in facts {
-            index(i, len, "a content fact's event")?;
-            chunks[i as usize / EVENTS_CHUNK][i as usize % EVENTS_CHUNK].facts = f;
+        let n_facts = r.len(5)?;
+        for _ in 0..n_facts {
+            let i = index(r.u32()?, len, "a content fact's event")? as usize;
+            chunks[i / EVENTS_CHUNK][i % EVENTS_CHUNK].facts = read_facts(r, names)?;
         }
         Ok(Events { chunks, len, text, links, pdus: Some(pdus) })
     }
@@ -174,4 +192,217 @@ fn check_refs(e: &StoredEvent, text: &[String], links: &[Vec<EventIdx>], len: us
         }
     }
     Ok(())
+}
+
+// Content facts: a tag, then the variant's fields. Strings that are names
+// (user IDs, event types) are written as their number in the name table.
+
+const CREATE: u8 = 1;
+const MEMBER: u8 = 2;
+const POWER_LEVELS: u8 = 3;
+const JOIN_RULES: u8 = 4;
+const HISTORY_VISIBILITY: u8 = 5;
+const THIRD_PARTY_INVITE: u8 = 6;
+const REDACTION: u8 = 7;
+const SERVER_ACL: u8 = 8;
+
+/// A name by its number in the name table, or inline after `u32::MAX`.
+fn write_name(w: &mut Writer<'_>, s: &str, name: NameNumber<'_>) {
+    match name(s) {
+        Some(n) => w.u32(n),
+        None => {
+            w.u32(u32::MAX);
+            w.str(s);
+        }
+    }
+}
+
+fn read_name(r: &mut Reader<'_>, names: &[Name]) -> Result<Name, ImageError> {
+    match r.u32()? {
+        u32::MAX => Ok(Name::new(&r.str()?)),
+        n => Ok(names[index(n, names.len(), "a name")? as usize].clone()),
+    }
+}
+
+fn write_json(w: &mut Writer<'_>, v: Option<&Value>) {
+    w.opt_str(v.map(|v| serde_json::to_string(v).expect("JSON values serialise")).as_deref());
+}
+
+fn read_json(r: &mut Reader<'_>) -> Result<Option<Value>, ImageError> {
+    r.opt_str()?.map(|s| serde_json::from_str(&s).map_err(|e| ImageError::Corrupt(format!("a fact: {e}")))).transpose()
+}
+
+fn write_object(w: &mut Writer<'_>, m: &Map<String, Value>) {
+    w.str(&serde_json::to_string(m).expect("JSON objects serialise"));
+}
+
+fn read_object(r: &mut Reader<'_>) -> Result<Map<String, Value>, ImageError> {
+    serde_json::from_str(&r.str()?).map_err(|e| ImageError::Corrupt(format!("a fact: {e}")))
+}
+
+const MEMBERSHIPS: [Membership; 7] = [
+    Membership::Join,
+    Membership::Invite,
+    Membership::Leave,
+    Membership::Ban,
+    Membership::Knock,
+    Membership::Other,
+    Membership::Missing,
+];
+const JOIN_RULE_VALUES: [JoinRule; 6] = [
+    JoinRule::Public,
+    JoinRule::Invite,
+    JoinRule::Knock,
+    JoinRule::Restricted,
+    JoinRule::KnockRestricted,
+    JoinRule::Other,
+];
+
+fn position<T: PartialEq>(all: &[T], v: &T) -> u8 {
+    all.iter().position(|x| x == v).expect("every value is listed") as u8
+}
+
+fn nth<T: Clone>(all: &[T], i: u8, what: &str) -> Result<T, ImageError> {
+    all.get(i as usize).cloned().ok_or_else(|| ImageError::Corrupt(format!("{what} {i}")))
+}
+
+fn write_facts(w: &mut Writer<'_>, f: &Facts, name: NameNumber<'_>) {
+    match f {
+        Facts::None => unreachable!("only events with facts are written"),
+        Facts::Create(c) => {
+            w.u8(CREATE);
+            w.opt_str(c.creator.as_deref());
+            w.u8(u8::from(c.creator_present) | u8::from(c.federate) << 1);
+            w.strs(&c.additional_creators);
+            write_json(w, c.additional_creators_raw.as_ref());
+            w.opt_str(c.room_version.as_deref());
+        }
+        Facts::Member(m) => {
+            w.u8(MEMBER);
+            w.u8(position(&MEMBERSHIPS, &m.membership));
+            write_json(w, m.authorising_user.as_ref());
+            write_json(w, m.third_party_invite.as_ref());
+        }
+        Facts::PowerLevels(p) => {
+            w.u8(POWER_LEVELS);
+            for m in [&p.users, &p.events, &p.notifications] {
+                write_level_map(w, m, name);
+            }
+            for l in &p.scalars {
+                write_level(w, l.as_ref());
+            }
+            w.u8(u8::from(p.scalars_strict_ints));
+        }
+        Facts::JoinRules(j) => {
+            w.u8(JOIN_RULES);
+            w.u8(position(&JOIN_RULE_VALUES, j));
+        }
+        Facts::HistoryVisibility(v) => {
+            w.u8(HISTORY_VISIBILITY);
+            w.opt_str(v.as_deref());
+        }
+        Facts::ThirdPartyInvite(m) => {
+            w.u8(THIRD_PARTY_INVITE);
+            write_object(w, m);
+        }
+        Facts::Redaction(t) => {
+            w.u8(REDACTION);
+            w.opt_str(t.as_deref());
+        }
+        Facts::ServerAcl(m) => {
+            w.u8(SERVER_ACL);
+            write_object(w, m);
+        }
+    }
+}
+
+fn read_facts(r: &mut Reader<'_>, names: &[Name]) -> Result<Facts, ImageError> {
+    Ok(match r.u8()? {
+        CREATE => {
+            let creator = r.opt_str()?;
+            let flags = r.u8()?;
+            Facts::Create(Box::new(CreateFacts {
+                creator,
+                creator_present: flags & 1 != 0,
+                federate: flags & 2 != 0,
+                additional_creators: r.strs()?.into_iter().map(String::from).collect(),
+                additional_creators_raw: read_json(r)?,
+                room_version: r.opt_str()?,
+            }))
+        }
+        MEMBER => Facts::Member(Box::new(MemberFacts {
+            membership: nth(&MEMBERSHIPS, r.u8()?, "a membership")?,
+            authorising_user: read_json(r)?,
+            third_party_invite: read_json(r)?,
+        })),
+        POWER_LEVELS => {
+            let users = read_level_map(r, names)?;
+            let events = read_level_map(r, names)?;
+            let notifications = read_level_map(r, names)?;
+            let mut scalars = [None; 7];
+            for s in &mut scalars {
+                *s = read_level(r)?;
+            }
+            let scalars_strict_ints = r.u8()? != 0;
+            Facts::PowerLevels(Arc::new(PowerLevels { users, events, notifications, scalars, scalars_strict_ints }))
+        }
+        JOIN_RULES => Facts::JoinRules(nth(&JOIN_RULE_VALUES, r.u8()?, "a join rule")?),
+        HISTORY_VISIBILITY => Facts::HistoryVisibility(r.opt_str()?.map(|s| Name::new(&s))),
+        THIRD_PARTY_INVITE => Facts::ThirdPartyInvite(Box::new(read_object(r)?)),
+        REDACTION => Facts::Redaction(r.opt_str()?.map(|s| Name::new(&s))),
+        SERVER_ACL => Facts::ServerAcl(Arc::new(read_object(r)?)),
+        t => return Err(ImageError::Corrupt(format!("a content fact tagged {t}"))),
+    })
+}
+
+fn write_level(w: &mut Writer<'_>, l: Option<&Level>) {
+    match l {
+        None => w.u8(4),
+        Some(Level::Int(v)) => match i64::try_from(*v) {
+            Ok(v) => {
+                w.u8(0);
+                w.i64(v);
+            }
+            Err(_) => {
+                w.u8(1);
+                w.raw(&v.to_le_bytes());
+            }
+        },
+        Some(Level::Null) => w.u8(2),
+        Some(Level::Invalid) => w.u8(3),
+    }
+}
+
+fn read_level(r: &mut Reader<'_>) -> Result<Option<Level>, ImageError> {
+    Ok(match r.u8()? {
+        0 => Some(Level::Int(i128::from(r.i64()?))),
+        1 => Some(Level::Int(i128::from_le_bytes(r.take(16)?.try_into().expect("16 bytes")))),
+        2 => Some(Level::Null),
+        3 => Some(Level::Invalid),
+        4 => None,
+        t => return Err(ImageError::Corrupt(format!("a power level tagged {t}"))),
+    })
+}
+
+fn write_level_map(w: &mut Writer<'_>, m: &LevelMap, name: NameNumber<'_>) {
+    w.u8(u8::from(m.all_strict_ints) | u8::from(m.not_an_object) << 1);
+    write_json(w, m.other.as_ref());
+    w.len(m.entries.len());
+    for (k, l) in &m.entries {
+        write_name(w, k, name);
+        write_level(w, Some(l));
+    }
+}
+
+fn read_level_map(r: &mut Reader<'_>, names: &[Name]) -> Result<LevelMap, ImageError> {
+    let flags = r.u8()?;
+    let other = read_json(r)?;
+    let n = r.len(5)?;
+    let mut entries = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let k = read_name(r, names)?;
+        let l = read_level(r)?.ok_or_else(|| corrupt("a level map entry without a level"))?;
+        entries.insert(k, l);
+    }
+    Ok(LevelMap { entries, all_strict_ints: flags & 1 != 0, not_an_object: flags & 2 != 0, other })
 }

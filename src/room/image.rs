@@ -38,6 +38,12 @@ impl Room {
         result
     }
 
+    /// The room's page store, the room given up (to read the room back from
+    /// its image, or to hand the store on); `None` when its PDUs are not paged.
+    pub fn into_page_store(mut self) -> Option<Box<dyn PageStore>> {
+        self.events.take_pages().map(PageCache::into_store)
+    }
+
     fn write_into(&self, store: &mut dyn PageStore, log_length: u64) -> Result<ImageInfo, ImageError> {
         let previous = image::info(store).ok().flatten();
         let generation = previous.as_ref().map_or(1, |p| p.generation + 1);
@@ -88,8 +94,9 @@ impl Room {
             w.u8(u8::from(i < interned));
             w.str(n);
         }
+        let number = |s: &str| numbers.get(s).copied();
+        self.events.write_image(w, &number);
         let name = |n: &Name| numbers[&**n];
-        self.events.write_image(w, &name);
         w.u32s(self.key_names.iter().flat_map(|(t, s)| [name(t), name(s)]).collect::<Vec<_>>().into_iter());
         self.states.write_image(w);
         self.auth_index.write_image(w);

@@ -34,9 +34,9 @@ impl StateSets {
         }
     }
 
-    /// Reads maps written by [`write_image`](Self::write_image); the
-    /// indexes (by hash, the chunk table) are rebuilt as
-    /// [`truncate`](Self::truncate) rebuilds them. The entries' keys and
+    /// Reads maps written by [`write_image`](Self::write_image); the index
+    /// by hash is rebuilt, the chunk table when a state is next interned (as
+    /// [`truncate`](Self::truncate) rebuilds it). The entries' keys and
     /// events are checked by the caller.
     pub(crate) fn read_image(r: &mut Reader<'_>) -> Result<Self, ImageError> {
         let n_chunks = r.len(8)?;
@@ -54,6 +54,7 @@ impl StateSets {
             by_hash: HashMap::new(),
             collided: Vec::new(),
             chunks: ChunkTable::default(),
+            chunks_indexed: false,
         };
         for i in 0..n_maps {
             let len = r.len(0)?;
@@ -74,9 +75,6 @@ impl StateSets {
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(id);
                 }
-            }
-            for c in map.chunks.iter() {
-                sets.chunks.intern(c);
             }
             sets.maps.push(map);
         }

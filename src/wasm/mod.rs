@@ -155,8 +155,8 @@ const DEFAULT_CACHE_BYTES: f64 = 8.0 * 1024.0 * 1024.0;
 /// One room: its DAG, states and indexes.
 #[wasm_bindgen(js_name = Room)]
 pub struct WasmRoom {
-    room: Room,
-    checkpoint: Option<Checkpoint>,
+    pub(crate) room: Room,
+    pub(crate) checkpoint: Option<Checkpoint>,
 }
 
 #[wasm_bindgen(js_class = Room)]
@@ -535,7 +535,7 @@ fn log_of(records: JsValue) -> Result<Vec<LogRecord>, JsError> {
 /// whole would stay the room's size for good).
 #[wasm_bindgen(js_name = RoomRestore)]
 pub struct WasmRestoring {
-    inner: Option<Restoring>,
+    pub(crate) inner: Option<Restoring>,
 }
 
 #[wasm_bindgen(js_class = RoomRestore)]

@@ -6,8 +6,11 @@
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::{js_error, to_json, WasmRoom};
+use super::{js_error, to_json, WasmRestoring, WasmRoom};
+use crate::pages::RestoreRows;
 use crate::pages::{PageError, PageStore, Table};
+use crate::placement::Restoring;
+use crate::Room;
 
 /// The JS object's three methods, bound to it.
 pub(crate) struct JsPageStore {
@@ -59,9 +62,12 @@ impl PageStore for JsPageStore {
     }
 
     fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), PageError> {
-        // The engine's rows are text (PDU JSON).
-        let text = std::str::from_utf8(value).map_err(|_| PageError::Corrupt { table, key: key.into() })?;
-        self.put.call3(&self.this, &table.name().into(), &key.into(), &text.into()).map_err(|e| thrown("put", e))?;
+        // PDU rows are text (JSON); image parts are bytes.
+        let value: JsValue = match table {
+            Table::Pdu => std::str::from_utf8(value).map_err(|_| PageError::Corrupt { table, key: key.into() })?.into(),
+            Table::Image => js_sys::Uint8Array::from(value).into(),
+        };
+        self.put.call3(&self.this, &table.name().into(), &key.into(), &value).map_err(|e| thrown("put", e))?;
         Ok(())
     }
 
@@ -96,5 +102,52 @@ impl WasmRoom {
                 serde_json::json!({"bytes": s.bytes, "capacity": s.capacity, "rows": s.rows, "hits": s.hits, "misses": s.misses})
             }
         })
+    }
+}
+
+#[wasm_bindgen(js_class = Room)]
+impl WasmRoom {
+    /// The image `pages` holds (`{format, generation, parts, bytes,
+    /// logLength, events, roomVersion}` as JSON), or `null`.
+    #[wasm_bindgen(js_name = imageInfo)]
+    pub fn image_info(pages: JsValue) -> Result<String, JsError> {
+        let store = JsPageStore::new(pages)?;
+        let info = crate::image::info(&store).map_err(js_error)?;
+        Ok(serde_json::to_string(&info).expect("image info serialises"))
+    }
+
+    /// Reads the room back from the image in `pages` (its PDUs stay there,
+    /// behind a cache of `cacheBytes`). Throws when there is none or it
+    /// cannot be read (the host then replays its log).
+    #[wasm_bindgen(js_name = openImage)]
+    pub fn open_image(pages: JsValue, cache_bytes: f64) -> Result<WasmRoom, JsError> {
+        if !(cache_bytes.is_finite() && cache_bytes >= 0.0) {
+            return Err(js_error("cacheBytes: expected a number of bytes ≥ 0"));
+        }
+        let store = JsPageStore::new(pages)?;
+        match Room::open_image(Box::new(store), cache_bytes as usize).map_err(js_error)? {
+            Some((room, _)) => Ok(WasmRoom { room, checkpoint: None }),
+            None => Err(js_error("the page store holds no image")),
+        }
+    }
+
+    /// Writes the room as an image into its page store, taken at the host's
+    /// log position `logLength`; returns its info as JSON (see `imageInfo`).
+    #[wasm_bindgen(js_name = saveImage)]
+    pub fn save_image(&mut self, log_length: f64) -> Result<String, JsError> {
+        if !(log_length.is_finite() && log_length >= 0.0 && log_length.fract() == 0.0) {
+            return Err(js_error("logLength: expected a whole number ≥ 0"));
+        }
+        let info = self.room.save_image(log_length as u64).map_err(js_error)?;
+        Ok(serde_json::to_string(&info).expect("image info serialises"))
+    }
+
+    /// Goes on from this room (read back from its image) as a restore fed
+    /// in parts: `push` the records written after the image, then `finish`.
+    /// With `trustRows`, the page store holds those records' rows already.
+    #[wasm_bindgen(js_name = restoreResume)]
+    pub fn restore_resume(self, trust_rows: Option<bool>) -> WasmRestoring {
+        let rows = if trust_rows.unwrap_or(false) { RestoreRows::Trust } else { RestoreRows::Write };
+        WasmRestoring { inner: Some(Restoring::resume(self.room, rows)) }
     }
 }

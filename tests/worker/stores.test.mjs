@@ -33,3 +33,15 @@ test("Durable Object SQLite pages: a room object's PDU texts live in its SQLite 
     await w.stop();
   }
 });
+
+test("Durable Object SQLite room images: a reopen reads the image and replays only the records after it, answering as the room did; a corrupt image falls back to the log; a rebuild makes the image stale", { timeout: 300_000 }, async () => {
+  const w = await startWorker({ vars: {}, config: join(root, "worker", "test", "wrangler.jsonc"), readyPath: "/" });
+  try {
+    const r = await (await fetch(new URL("/image", w.url), { method: "POST", body: JSON.stringify(loadFixture("v11-forky-2k").room) })).json();
+    assert.ok(r.ok, r.error);
+    assert.ok(r.events > 1000 && r.replayedAfterImage > 100 && r.replayedAfterImage < r.events / 2, JSON.stringify(r));
+    console.log(`# ${r.events} events; image ${r.image.bytes} bytes in ${r.image.parts} part(s); ${r.replayedAfterImage} records replayed after it`);
+  } finally {
+    await w.stop();
+  }
+});

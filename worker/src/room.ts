@@ -50,6 +50,16 @@ const INDEXED = "roomdag:event-index:v1";
 const MIRROR = "roomdag:mirror:v1";
 /** `/backfill` requests per alarm (100 events each): one alarm's work stays well within a request's CPU limit. */
 const BACKFILL_REQUESTS_PER_ALARM = 20;
+/**
+ * A new room image is due once this many records follow the last one, or a
+ * sixteenth of the room's events if more (a restart replays at most that
+ * many records; writing an image costs about its size in storage writes).
+ */
+const IMAGE_MIN_LAG = 1000;
+/** An image is written once the room has taken no events for this long (an import in progress is not slowed)… */
+const IMAGE_QUIET_MS = 3000;
+/** …unless the records after the last image outnumber the room's events (then at once: the images of a long import add up to about twice the last one). */
+const imageUrgent = (lag: number, events: number) => lag >= Math.max(50_000, events);
 
 /** Pushed PDUs whose prev events could not be fetched yet, kept in the room's storage for a later retry. */
 class DurableParking {
@@ -95,6 +105,8 @@ export class RoomObject extends DurableObject<Env> {
   #unindexed: string[] = [];
   #pages: DurableObjectStore["pages"];
   #pageCacheBytes: number;
+  /** When the room last took events (the image waits for a quiet moment). */
+  #lastIngest = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -115,7 +127,7 @@ export class RoomObject extends DurableObject<Env> {
     this.#store = {
       load: () => store.load(),
       // The log in parts: a restart never holds all of it.
-      loadParts: (chunk?: number) => store.loadParts(chunk),
+      loadParts: (chunk?: number, opts?: { from?: number }) => store.loadParts(chunk, opts),
       append: async (records: LogRecord[], meta: unknown) => {
         await store.append(records, meta as never);
         for (const r of records) if ("eventId" in r) this.#unindexed.push(r.eventId);
@@ -231,7 +243,44 @@ export class RoomObject extends DurableObject<Env> {
     // Duplicates too: a retry after a failed index write completes it.
     for (const o of outcomes) if (o.status === "duplicate" && o.eventId) this.#unindexed.push(o.eventId);
     await this.#flushIndex();
+    await this.#imageLater();
     return outcomes;
+  }
+
+  /** Records after the room's image, and whether a new image is due. */
+  #imageDue(): { lag: number; due: boolean; urgent: boolean } {
+    const e = this.#engine;
+    const lag = e?.imageLag ?? 0;
+    const events = e?.eventCount ?? 0;
+    return { lag, due: lag >= Math.max(IMAGE_MIN_LAG, Math.floor(events / 16)), urgent: imageUrgent(lag, events) };
+  }
+
+  /** After events were stored: an alarm writes the image once it is due and the room is quiet. */
+  async #imageLater(): Promise<void> {
+    this.#lastIngest = Date.now();
+    if (!this.#imageDue().due) return;
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + IMAGE_QUIET_MS);
+  }
+
+  /** The alarm's image work: write a due image now if the room is quiet (or far behind), else look again later. */
+  async #imageWork(): Promise<void> {
+    const { due, urgent } = this.#imageDue();
+    if (!due || !this.#engine) return;
+    const quietFor = Date.now() - this.#lastIngest;
+    if (urgent || quietFor >= IMAGE_QUIET_MS) {
+      const t0 = Date.now();
+      const info = await this.#engine.saveImage();
+      console.log(JSON.stringify({ image: { events: info.events, logLength: info.logLength, bytes: info.bytes, parts: info.parts, ms: Date.now() - t0 } }));
+      return;
+    }
+    const next = this.#lastIngest + IMAGE_QUIET_MS;
+    const set = await this.ctx.storage.getAlarm();
+    if (set === null || set > next) await this.ctx.storage.setAlarm(next);
+  }
+
+  /** The room's image: where it stands (`RoomEngine.imageLag`), for the admin status. */
+  imageStatus(): { lag: number | null; events: number } {
+    return { lag: this.#engine?.imageLag ?? null, events: this.#engine?.eventCount ?? 0 };
   }
 
   /** Writes the events stored since the last flush to the event index. */
@@ -274,6 +323,7 @@ export class RoomObject extends DurableObject<Env> {
     const { outcomes, holes } = await this.#mirror.receive(room, pdus, origin);
     for (const o of outcomes) if (o.status === "duplicate" && o.eventId) this.#unindexed.push(o.eventId);
     await this.#flushIndex();
+    await this.#imageLater();
     if (holes > 0) await this.#wantBackfill();
     return outcomes as Outcome[];
   }
@@ -322,18 +372,23 @@ export class RoomObject extends DurableObject<Env> {
     return left;
   }
 
-  /** Participation status: the pending join, backfill progress. */
-  async mirrorStatus(): Promise<MirrorStatus> {
-    return this.#status();
+  /** Participation status: the pending join, backfill progress; and the room's image. */
+  async mirrorStatus(): Promise<MirrorStatus & { image: { lag: number | null; events: number } }> {
+    return { ...(await this.#status()), image: this.imageStatus() };
   }
 
   /**
    * The background work: a join an invite asked for (retried with backoff,
    * at most 5 times), then backfill, `BACKFILL_REQUESTS_PER_ALARM` requests
    * per alarm, until the room's history reaches its create event or no
-   * server has what is missing.
+   * server has what is missing; and the room's image once one is due.
    */
   async alarm(): Promise<void> {
+    await this.#participation();
+    await this.#imageWork();
+  }
+
+  async #participation(): Promise<void> {
     const status = await this.#status();
     if (status.join) {
       const roomId = this.#engine?.roomId ?? (await this.ctx.storage.get<string>("roomdag:room-id"));

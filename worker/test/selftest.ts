@@ -167,6 +167,93 @@ export class ScratchStore extends DurableObject<Env> {
     });
     return { events: reopened.eventCount, rows: rows(), migrationPuts };
   }
+
+  /**
+   * Room images in the object's SQLite: after `saveImage`, a reopen reads
+   * the image and replays only the records written after it, and answers
+   * as the room that took them live; an image that cannot be read is
+   * skipped (the log is replayed); after a rebuild the image is not used.
+   */
+  async imageCheck(fixture: { room_version: string; servers: Record<string, { verify_keys: Record<string, string> }>; events: { pdu: unknown }[] }) {
+    const store = new api.DurableObjectStore(this.ctx.storage);
+    const keys = ringOf(fixture);
+    const origin = Object.keys(fixture.servers)[0];
+    const pdus = fixture.events.map((e) => JSON.stringify(e.pdu));
+    const counting = countingStore(store);
+    const open = (roomVersion?: string) => api.RoomEngine.open({ store: counting as never, roomVersion: roomVersion as never, cacheBytes: 4096 });
+    const engine = await open(fixture.room_version);
+    const cut = Math.floor(pdus.length * 0.6);
+    for (let i = 0; i < cut; i += 200) await engine.ingest(pdus.slice(i, Math.min(i + 200, cut)), keys);
+    if (engine.imageLag === null || engine.imageLag <= 0) throw new Error(`imageLag before an image: ${engine.imageLag}`);
+    const info = await engine.saveImage();
+    if (engine.imageLag !== 0 || info.events !== engine.eventCount) throw new Error(`after saveImage: lag ${engine.imageLag}, ${JSON.stringify(info)}`);
+    for (let i = cut; i < pdus.length; i += 200) await engine.ingest(pdus.slice(i, i + 200), keys);
+    const after = engine.imageLag as number;
+    const ids = engine.forwardExtremities().concat(fixture.events.filter((_, n) => n % 97 === 0).map((e) => (e.pdu as { event_id?: string }).event_id ?? ""));
+    const sample = [...new Set(ids)].filter((id) => id && engine.hasEvent(id));
+    const answers = (e: api.RoomEngine) =>
+      JSON.stringify({
+        events: e.eventCount,
+        forward: e.forwardExtremities().sort(),
+        state: sample.map((id) => e.stateIds(origin, id)),
+        // (the transaction's own origin_server_ts is the time of the answer)
+        backfill: (e.backfill(origin, e.forwardExtremities(), 100).body as { pdus?: unknown }).pdus,
+      });
+    const want = answers(engine);
+    const again = await open();
+    if (counting.replayed !== after || again.imageLag !== after) throw new Error(`a reopen replayed ${counting.replayed} records (lag ${again.imageLag}), not the ${after} after the image`);
+    const got = answers(again);
+    if (got !== want) {
+      let at = 0;
+      while (got[at] === want[at]) at++;
+      throw new Error(`the room read back from its image answers differently at ${at}: ${want.slice(Math.max(0, at - 200), at + 200)} vs ${got.slice(Math.max(0, at - 200), at + 200)}`);
+    }
+    const logLength = info.logLength + after;
+    // An image that cannot be read: the log is replayed, same answers.
+    this.ctx.storage.sql.exec("UPDATE image SET v = ? WHERE k != 'meta'", new Uint8Array([1, 2, 3]));
+    const fallback = await open();
+    if (counting.replayed !== logLength || fallback.imageLag !== logLength) throw new Error(`with a corrupt image, ${counting.replayed} of ${logLength} records were replayed`);
+    if (answers(fallback) !== want) throw new Error("the room replayed past a corrupt image answers differently");
+    // A new image, then a rebuild: the image predates the marker and is not used.
+    await fallback.saveImage();
+    await fallback.rebuild();
+    const rebuilt = await open();
+    if (counting.replayed !== logLength + 1) throw new Error(`after a rebuild, ${counting.replayed} of ${logLength + 1} records were replayed`);
+    if (rebuilt.eventCount !== engine.eventCount) throw new Error("the rebuilt room lost events");
+    return { events: engine.eventCount, image: info, replayedAfterImage: after };
+  }
+}
+
+/** The fixture's keys pinned in a ring. */
+function ringOf(fixture: { servers: Record<string, { verify_keys: Record<string, string> }> }) {
+  const keys = new api.KeyRing();
+  for (const [server, s] of Object.entries(fixture.servers)) for (const [id, k] of Object.entries(s.verify_keys)) keys.pin(server, id, k);
+  return keys;
+}
+
+/** A DurableObjectStore whose loadParts counts the records it hands out. */
+function countingStore(store: api.DurableObjectStore) {
+  const c = {
+    replayed: 0,
+    load: () => store.load(),
+    append: (r: never, m: never) => store.append(r, m),
+    pages: store.pages,
+    async loadParts(chunk?: number, opts?: { from?: number }) {
+      const p = await store.loadParts(chunk, opts);
+      c.replayed = p.head.length;
+      const tail = p.tail;
+      return {
+        ...p,
+        tail: (async function* () {
+          for await (const part of tail) {
+            c.replayed += part.length;
+            yield part;
+          }
+        })(),
+      };
+    },
+  };
+  return c;
 }
 
 export default {
@@ -174,10 +261,11 @@ export default {
     if (request.method === "GET") return new Response("ready");
     const fixture = await request.json();
     const path = new URL(request.url).pathname;
-    if (path === "/paged" || path === "/migration") {
+    if (path === "/paged" || path === "/migration" || path === "/image") {
       const stub = env.SUITE.get(env.SUITE.idFromName(`${path}-${Date.now()}`)) as unknown as DurableObjectStub<ScratchStore>;
       try {
-        const r = path === "/paged" ? await stub.pagedCheck(fixture as never) : await stub.migrationCheck(fixture as never);
+        const r =
+          path === "/paged" ? await stub.pagedCheck(fixture as never) : path === "/image" ? await stub.imageCheck(fixture as never) : await stub.migrationCheck(fixture as never);
         return Response.json({ ok: true, ...r });
       } catch (e) {
         return Response.json({ ok: false, error: String((e as Error)?.stack ?? e) });

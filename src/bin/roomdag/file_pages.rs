@@ -3,20 +3,19 @@
 //! Rows are appended to one file; an index in memory (the key and 12 bytes
 //! a row) says where each is. A deleted row's space is not reused (a replay
 //! deletes only the rows of PDUs dropped after their row was written). The
-//! file is a scratch file: it is removed when the store is dropped (the CLI
-//! replays a fixture; nothing outlives the process).
+//! file is a scratch file, unlinked as soon as it is opened: its space goes
+//! back to the system when the process ends, however it ends (the CLI never
+//! drops its room: it exits instead).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 
 use roomdag::pages::{PageError, PageStore, Table};
 
 /// Rows of one table in a scratch file.
 pub struct FilePages {
     file: File,
-    path: PathBuf,
     /// Per key: (offset, length).
     index: HashMap<Box<str>, (u64, u32)>,
     end: u64,
@@ -27,7 +26,8 @@ impl FilePages {
     pub fn create_in(dir: &std::path::Path) -> std::io::Result<Self> {
         let path = dir.join(format!("roomdag-pages-{}-{}.bin", std::process::id(), nanos()));
         let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-        Ok(Self { file, path, index: HashMap::new(), end: 0 })
+        std::fs::remove_file(&path)?;
+        Ok(Self { file, index: HashMap::new(), end: 0 })
     }
 
     /// Bytes written to the file.
@@ -43,12 +43,6 @@ fn nanos() -> u128 {
 
 fn io(e: std::io::Error) -> PageError {
     PageError::Backend(e.to_string())
-}
-
-impl Drop for FilePages {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 /// The index key of a row: an event ID for the PDU table (IDs start with
@@ -87,9 +81,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rows_round_trip_and_the_scratch_file_is_removed() {
-        let mut p = FilePages::create_in(&std::env::temp_dir()).unwrap();
-        let path = p.path.clone();
+    fn rows_round_trip_and_the_scratch_file_is_never_left_behind() {
+        let dir = std::env::temp_dir().join(format!("roomdag-file-pages-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut p = FilePages::create_in(&dir).unwrap();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "unlinked once open");
         for k in 0..10u32 {
             p.put(Table::Pdu, &format!("$e{k}"), format!("row {k}").as_bytes()).unwrap();
         }
@@ -101,6 +97,6 @@ mod tests {
         assert_eq!(p.get(Table::Pdu, "$e9").unwrap().unwrap(), b"row nine");
         assert_eq!(p.file_bytes(), 10 * 5 + 8);
         drop(p);
-        assert!(!path.exists(), "the scratch file is removed");
+        std::fs::remove_dir(&dir).unwrap();
     }
 }

@@ -14,7 +14,7 @@ const USAGE: &str = "\
 roomdag — a Matrix room-DAG engine
 
 USAGE:
-    roomdag replay FIXTURE --queries QUERIES [-o ANSWERS] [--parallel] [--cache-mib N]
+    roomdag replay FIXTURE --queries QUERIES [-o ANSWERS] [--parallel] [--cache-mib N [--image]]
         Replay a room fixture (matrix-dag-oracle/1, .json or .json.gz) through
         the full PDU receipt pipeline, answer every query of QUERIES
         (roomdag-queries/1) and write roomdag-answers/1 JSON to ANSWERS
@@ -22,6 +22,9 @@ USAGE:
         (faster, a little more memory; same answers). --cache-mib N keeps the
         PDU texts in a scratch file in $TMPDIR (removed at exit) with at most
         N MiB of them in memory, instead of all of them (same answers).
+        --image then writes the replayed room's image into that file, reads
+        the room back from it, and answers from the room read back (same
+        answers); its size and times go to stderr.
 
     roomdag export FIXTURE [--format json|dot] [--auth-edges] [-o OUT]
         Replay a fixture and write its graph: JSON for the visualizer
@@ -93,6 +96,7 @@ struct Opts {
     parallel: bool,
     events: Option<String>,
     cache_mib: Option<String>,
+    image: bool,
 }
 
 fn parse(args: &[String]) -> Result<Opts, CliError> {
@@ -105,6 +109,7 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
         parallel: false,
         events: None,
         cache_mib: None,
+        image: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -117,6 +122,7 @@ fn parse(args: &[String]) -> Result<Opts, CliError> {
             "--parallel" => o.parallel = true,
             "--events" => o.events = Some(value(a)?),
             "--cache-mib" => o.cache_mib = Some(value(a)?),
+            "--image" => o.image = true,
             s if s.starts_with('-') && s.len() > 1 => return Err(CliError::Usage(format!("unknown option {s}"))),
             _ => o.positional.push(a.clone()),
         }
@@ -135,6 +141,27 @@ fn paged(n: &str) -> Result<conformance::Pages, CliError> {
     let store = file_pages::FilePages::create_in(&dir)
         .map_err(|e| CliError::Failed(format!("a scratch file for --cache-mib in {}: {e}", dir.display())))?;
     Ok(conformance::Pages { store: Box::new(store), cache_bytes: (mib * 1024.0 * 1024.0) as usize })
+}
+
+/// `--image`: the room written as an image into its page store and read
+/// back from it (what a host does instead of replaying its log).
+fn through_image(mut room: roomdag::Room, cache_bytes: usize) -> Result<roomdag::Room, CliError> {
+    let failed = |e: roomdag::image::ImageError| CliError::Failed(format!("image: {e}"));
+    let t0 = std::time::Instant::now();
+    let info = room.save_image(0).map_err(failed)?;
+    let written = t0.elapsed();
+    let store = room.into_page_store().expect("--image runs with --cache-mib");
+    let t1 = std::time::Instant::now();
+    let (again, _) = roomdag::Room::open_image(store, cache_bytes).map_err(failed)?.expect("just written");
+    eprintln!(
+        "image: {} events, {} bytes in {} parts; written in {:.0} ms, read back in {:.0} ms",
+        info.events,
+        info.bytes,
+        info.parts,
+        written.as_secs_f64() * 1e3,
+        t1.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(again)
 }
 
 fn write_out(output: Option<&str>, bytes: &[u8]) -> Result<(), CliError> {
@@ -180,9 +207,15 @@ fn run(args: &[String]) -> Result<(), CliError> {
             let failed = |e: fixture::FixtureError| CliError::Failed(format!("{fixture_path}: {e}"));
             let queries = fixture::read_queries(queries).map_err(failed)?;
             let pages = match o.cache_mib.as_deref() {
+                None if o.image => {
+                    return Err(CliError::Usage(
+                        "--image needs --cache-mib N (the image goes beside the paged PDUs)".into(),
+                    ))
+                }
                 None => None,
                 Some(n) => Some(paged(n)?),
             };
+            let cache_bytes = pages.as_ref().map_or(0, |p| p.cache_bytes);
             let mut replay = match (o.parallel, pages) {
                 (false, None) => conformance::replay(fx),
                 (true, None) => conformance::replay_pipelined(fx),
@@ -190,6 +223,9 @@ fn run(args: &[String]) -> Result<(), CliError> {
                 (true, Some(p)) => conformance::replay_pipelined_paged(fx, p),
             }
             .map_err(failed)?;
+            if o.image {
+                replay.room = through_image(replay.room, cache_bytes)?;
+            }
             let written = replay.write_answers(&queries.queries, out).map_err(|e| failed(e.into()));
             // The process ends here: freeing the room piece by piece would
             // only cost time (about 1% of a replay).
