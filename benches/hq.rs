@@ -1,11 +1,16 @@
-//! `cargo bench --bench hq -- [--events N] [--members M] [--servers S] [--version V] [--seed X]`:
+//! `cargo bench --bench hq -- [--events N] [--members M] [--servers S] [--version V] [--seed X] [--replay] [--image]`:
 //! a simulated Matrix HQ (issue 13), generated deterministically and ingested
 //! without signatures ([`Verification::Unsigned`]).
 //!
 //! Defaults: 1,000,000 events, 100,000 members, 1,000 servers, room v11.
 //! Under `cargo test --all-targets` (no `--bench` flag) it runs a tiny room
 //! (2,000 events, 500 members) as a check that the generator and the engine
-//! still agree.
+//! still agree, and that its room image reads back.
+//!
+//! `--replay` also times reopening the room from its records; `--image`
+//! keeps the PDUs in a (memory) page store and times writing the room's
+//! image and reading it back, then the first `/state_ids` (a Worker's cold
+//! start).
 //!
 //! The room: create, the creator's join, power levels (a moderator at 50),
 //! public join rules, shared history visibility, name and topic; then the
@@ -45,6 +50,8 @@ struct Args {
     seed: u64,
     /// Keep the records and time reopening the room from them.
     replay: bool,
+    /// Page the PDUs and time writing the room's image and reading it back.
+    image: bool,
     test_mode: bool,
 }
 
@@ -59,6 +66,7 @@ fn parse_args() -> Args {
         version: "11".into(),
         seed: 13,
         replay: false,
+        image: test_mode,
         test_mode,
     };
     let mut it = argv.iter();
@@ -79,6 +87,7 @@ fn parse_args() -> Args {
             "--version" => a.version = value(name),
             "--seed" => a.seed = number(value(name)) as u64,
             "--replay" => a.replay = true,
+            "--image" => a.image = true,
             "--bench" => {}
             other => eprintln!("hq: ignoring argument {other:?}"),
         }
@@ -261,6 +270,10 @@ impl Hq {
             .collect();
         let mut room = Room::new(rules.id).expect("a hosted room version");
         room.set_keep_records(true);
+        if args.image {
+            // The PDUs in a page store (memory here), as a room object keeps them.
+            room.set_pages(Box::new(roomdag::pages::MemoryPages::new()), 8 << 20).expect("an empty room");
+        }
         Self {
             rules,
             rng,
@@ -975,8 +988,35 @@ fn main() {
     println!();
     println!("Query times are the engine's work only (no JSON serialisation of the answer, no HTTP).");
 
+    if args.image {
+        // The room written as an image into its page store and read back: a
+        // Worker's cold start (the log after the image is empty here).
+        let mut room = std::mem::replace(&mut hq.room, Room::new(&args.version).expect("a hosted room version"));
+        let t = Instant::now();
+        let info = room.save_image(room.events().len() as u64).expect("an image");
+        let written = t.elapsed();
+        let store = room.into_page_store().expect("paged");
+        let t = Instant::now();
+        let (reopened, _) = Room::open_image(store, 8 << 20).expect("the image reads").expect("an image");
+        let read = t.elapsed();
+        let t = Instant::now();
+        let a = queries::state_ids(&reopened, origin, &newest_id).expect("state_ids");
+        let first = t.elapsed();
+        println!(
+            "\nCold start from a room image ({} bytes in {} parts of 1 MiB; written in {:.2} s): read back in {:.2} s, \
+             then the first `/state_ids` at the newest event ({} IDs) in {} (peak RSS, PDUs in a memory page store: {}).",
+            thousands(info.bytes),
+            info.parts,
+            written.as_secs_f64(),
+            read.as_secs_f64(),
+            thousands(a.pdu_ids.len() as u64),
+            us(first),
+            mib(proc_status_kib("VmHWM:") * 1024)
+        );
+        hq.room = reopened;
+    }
     if args.replay {
-        let version = room.rules().id;
+        let version = hq.room.rules().id;
         let records = std::mem::take(&mut hq.stats.kept);
         drop(hq.room);
         let n_records = records.len();

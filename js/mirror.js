@@ -22,6 +22,13 @@ export const MIRROR_LIMITS = Object.freeze({
   rebuildEvery: 5_000,
   /** Pushed PDUs kept per room while their prev events cannot be fetched (the oldest are forgotten). */
   parkedPerRoom: 1_000,
+  /**
+   * A send_join answer's state and auth chain are verified and stored this
+   * many events per batch (each batch its own atomic write): a big room's
+   * join holds one batch's records at a time, and a join retried after a
+   * restart finds the stored batches (duplicates, not verified again).
+   */
+  joinBatch: 2_000,
 });
 
 /**
@@ -188,12 +195,21 @@ export class RoomMirror {
     onProgress({ phase: "send_join", server, state: checked.stateIds.length, events: checked.outliers.length });
     const engine = await this.#room(roomId, built.roomVersion);
     await ensureKeys(this.#o.keys, [...checked.outliers, checked.event], built.roomVersion);
-    let outcomes = await engine.ingestPlaced(checked.outliers.map((pdu) => ({ pdu, placement: "outlier" })), this.#o.keyRing);
+    const storeAll = async () => {
+      const out = [];
+      for (let i = 0; i < checked.outliers.length; i += this.#limits.joinBatch) {
+        const batch = checked.outliers.slice(i, i + this.#limits.joinBatch);
+        out.push(...(await engine.ingestPlaced(batch.map((pdu) => ({ pdu, placement: "outlier" })), this.#o.keyRing)));
+        onProgress({ phase: "state", server, stored: Math.min(i + batch.length, checked.outliers.length), of: checked.outliers.length });
+      }
+      return out;
+    };
+    let outcomes = await storeAll();
     // An auth chain with holes: fetch what is missing (bounded), once.
     const missing = outcomes.filter((o) => o.status === "dropped" && o.stage === "missing");
     if (missing.length > 0) {
       await this.#fetchAuthChains(engine, server, missing.map((o) => o.eventId).filter(Boolean));
-      outcomes = await engine.ingestPlaced(checked.outliers.map((pdu) => ({ pdu, placement: "outlier" })), this.#o.keyRing);
+      outcomes = await storeAll();
     }
     const [join] = await engine.ingestPlaced([{ pdu: checked.event, state: checked.stateIds }], this.#o.keyRing);
     if (join.status !== "accepted" && join.status !== "duplicate") {

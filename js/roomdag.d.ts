@@ -989,6 +989,8 @@ export const MIRROR_LIMITS: Readonly<{
   backfillRequests: number;
   rebuildEvery: number;
   parkedPerRoom: number;
+  /** A send_join answer's events are verified and stored this many per batch. */
+  joinBatch: number;
 }>;
 
 /** A pushed PDU kept until its prev events can be placed. */

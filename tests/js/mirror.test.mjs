@@ -72,6 +72,25 @@ for (const name of ["v10-linear-200", "v12-forky-1k"]) {
   });
 }
 
+test("a send_join answer is stored in batches (joinBatch): each batch its own write, the same room; a join retried afterwards stores none of them again", { timeout: 120_000 }, async () => {
+  const { resident, rooms, mirror } = await setup("v12-forky-1k", { limits: { joinBatch: 7 } });
+  const progress = [];
+  const joined = await mirror.join(resident.roomId, [resident.name], { onProgress: (p) => progress.push(p), backfill: false });
+  const batches = progress.filter((p) => p.phase === "state");
+  assert.equal(batches.length, Math.ceil(joined.authEvents / 7), JSON.stringify(batches.slice(0, 3)));
+  assert.ok(batches.length > 2, `a few batches: ${batches.length}`);
+  assert.equal(batches.at(-1).stored, joined.authEvents);
+  const engine = await rooms.get(resident.roomId);
+  const joinEvent = joined.eventId;
+  const a = engine.stateIds(resident.name, joinEvent);
+  assert.equal(a.status, 200);
+  assert.equal(a.body.pdu_ids.length, joined.stateEvents);
+  const count = engine.eventCount;
+  // A second send_join through the same server: every state and auth event is stored already.
+  await mirror.join(resident.roomId, [resident.name], { backfill: false });
+  assert.ok(engine.eventCount - count <= 1, `a retried join stores at most its new join event (${engine.eventCount - count})`);
+});
+
 test("gap filling: a pushed PDU 30 events ahead is completed by /get_missing_events rounds", { timeout: 60_000 }, async () => {
   const { resident, rooms, mirror } = await setup("v10-linear-200");
   await mirror.join(resident.roomId, [resident.name]);

@@ -160,6 +160,10 @@ export class RoomObject extends DurableObject<Env> {
       const meta = await ctx.storage.get<{ roomVersion?: string }>("meta");
       if (!meta?.roomVersion) return;
       this.#engine = await RoomEngine.open({ store: this.#store, pages: store.pages, cacheBytes: config.pageCacheBytes });
+      // A room opened by replaying its log (stored before images, or far
+      // behind its image) gets a new image from the alarm: the next start
+      // reads that instead.
+      if (this.#imageDue().due && (await ctx.storage.getAlarm()) === null) await ctx.storage.setAlarm(Date.now() + IMAGE_QUIET_MS);
       // A room stored before the event index existed indexes itself once.
       const roomId = this.#engine.roomId;
       if (roomId && !(await ctx.storage.get<boolean>(INDEXED))) {
@@ -343,6 +347,7 @@ export class RoomObject extends DurableObject<Env> {
   async join(roomId: string, via: string[]): Promise<Record<string, unknown>> {
     const joined = await this.#mirror.join(roomId, via, { backfill: false });
     await this.#flushIndex();
+    this.#lastIngest = Date.now();
     await this.#setStatus((s) => {
       s.membership = "join";
       delete s.join;
@@ -410,6 +415,8 @@ export class RoomObject extends DurableObject<Env> {
     try {
       const r = await this.#mirror.backfill(this.#engine.roomId, { maxRequests: BACKFILL_REQUESTS_PER_ALARM, finalRebuild: false });
       await this.#flushIndex();
+      // Backfilling is taking events: the image waits until it is done (or far behind).
+      if (r.fetched > 0) this.#lastIngest = Date.now();
       await this.#setStatus((st) => {
         const prev = st.backfill!;
         st.backfill = {
