@@ -941,10 +941,11 @@ fn main() {
         us(first_time),
         thousands(first.pdu_ids.len() as u64),
         thousands(first.auth_chain_ids.len() as u64),
-        if args.replay {
-            "A cold start (reopening from the records) is timed below (`--replay`)."
+        if args.replay || args.image {
+            "A cold start (reopening from the records, `--replay`, or from a room image, `--image`) is timed below."
         } else {
-            "No cold start here: the room lives in memory; `--replay` keeps the records and times reopening from them."
+            "No cold start here: the room lives in memory; `--replay` keeps the records and times reopening from them, \
+             `--image` reads the room back from its image."
         }
     );
     drop(first);

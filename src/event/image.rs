@@ -95,9 +95,9 @@ impl Events {
         let n_text = r.len(8)?;
         let mut text = Vec::with_capacity(n_text);
         for _ in 0..n_text {
-            let b = String::from_utf8(r.bytes()?).map_err(|_| corrupt("a text block is not UTF-8"))?;
-            let mut block = String::with_capacity(b.len().max(TEXT_BLOCK));
-            block.push_str(&b);
+            let mut block = String::from_utf8(r.bytes()?).map_err(|_| corrupt("a text block is not UTF-8"))?;
+            // Room to grow, as a block the room made (only the last one grows).
+            block.reserve(TEXT_BLOCK.saturating_sub(block.len()));
             text.push(block);
         }
         let n_links = r.len(8)?;
@@ -398,11 +398,14 @@ fn read_level_map(r: &mut Reader<'_>, names: &[Name]) -> Result<LevelMap, ImageE
     let flags = r.u8()?;
     let other = read_json(r)?;
     let n = r.len(5)?;
-    let mut entries = std::collections::BTreeMap::new();
+    let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
         let k = read_name(r, names)?;
         let l = read_level(r)?.ok_or_else(|| corrupt("a level map entry without a level"))?;
-        entries.insert(k, l);
+        entries.push((k, l));
     }
+    // Written in key order: the map is built in bulk (a corrupt order or a
+    // repeated key still makes a valid map; it is then not the one written).
+    let entries = entries.into_iter().collect();
     Ok(LevelMap { entries, all_strict_ints: flags & 1 != 0, not_an_object: flags & 2 != 0, other })
 }
