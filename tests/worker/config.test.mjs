@@ -54,6 +54,19 @@ test("ACCEPT_ROOMS_FROM: unset → none; server names or * (comma-separated); an
   );
 });
 
+test("IMAGE_AFTER_RECORDS: unset or blank → 1000; a whole number from 1 → that; anything else is a configuration error", () => {
+  assert.equal(parseConfig(base).imageAfterRecords, 1000);
+  assert.equal(parseConfig({ ...base, IMAGE_AFTER_RECORDS: " " }).imageAfterRecords, 1000);
+  assert.equal(parseConfig({ ...base, IMAGE_AFTER_RECORDS: "100" }).imageAfterRecords, 100);
+  for (const v of ["0", "-5", "1.5", "1e3", "ten", "1234567890"]) {
+    assert.throws(
+      () => parseConfig({ ...base, IMAGE_AFTER_RECORDS: v }),
+      (e) => e instanceof ConfigError && e.problems.length === 1 && e.problems[0].startsWith("IMAGE_AFTER_RECORDS"),
+      v,
+    );
+  }
+});
+
 test("PAGE_CACHE_MIB: unset or blank → 8 MiB; a number of MiB from 0 to 1024 → bytes; anything else is a configuration error", () => {
   assert.equal(parseConfig(base).pageCacheBytes, 8 * 1024 * 1024);
   assert.equal(parseConfig({ ...base, PAGE_CACHE_MIB: " " }).pageCacheBytes, 8 * 1024 * 1024);

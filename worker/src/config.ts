@@ -59,6 +59,12 @@ export interface Env {
    * this size.
    */
   PAGE_CACHE_MIB?: string;
+  /**
+   * A room object writes a new image of its room (read back on its next
+   * start instead of replaying its log) once this many records follow the
+   * last one, or a sixteenth of the room if more (default 1000).
+   */
+  IMAGE_AFTER_RECORDS?: string;
 }
 
 export interface Config {
@@ -80,6 +86,8 @@ export interface Config {
   wellKnownServer?: string;
   /** Bytes of PDU texts a room object caches (`PAGE_CACHE_MIB`). */
   pageCacheBytes: number;
+  /** Records after a room's image that make a new one due (`IMAGE_AFTER_RECORDS`). */
+  imageAfterRecords: number;
 }
 
 export class ConfigError extends Error {
@@ -170,6 +178,9 @@ export function parseConfig(env: Env): Config {
   const pageCache = Number(pageCacheMib);
   if (!/^\d+(\.\d+)?$/.test(pageCacheMib) || !(pageCache <= 1024)) problems.push(`PAGE_CACHE_MIB must be a number of MiB from 0 to 1024, not ${JSON.stringify(pageCacheMib)}`);
 
+  const imageAfter = (env.IMAGE_AFTER_RECORDS ?? "").trim() || "1000";
+  if (!/^\d{1,9}$/.test(imageAfter) || Number(imageAfter) < 1) problems.push(`IMAGE_AFTER_RECORDS must be a whole number of records from 1, not ${JSON.stringify(imageAfter)}`);
+
   if (problems.length) throw new ConfigError(problems);
   const template = env.KEY_SERVER_URL;
   return {
@@ -187,6 +198,7 @@ export function parseConfig(env: Env): Config {
     joinLocalpart,
     wellKnownServer,
     pageCacheBytes: Math.round(pageCache * 1024 * 1024),
+    imageAfterRecords: Number(imageAfter),
   };
 }
 

@@ -50,12 +50,6 @@ const INDEXED = "roomdag:event-index:v1";
 const MIRROR = "roomdag:mirror:v1";
 /** `/backfill` requests per alarm (100 events each): one alarm's work stays well within a request's CPU limit. */
 const BACKFILL_REQUESTS_PER_ALARM = 20;
-/**
- * A new room image is due once this many records follow the last one, or a
- * sixteenth of the room's events if more (a restart replays at most that
- * many records; writing an image costs about its size in storage writes).
- */
-const IMAGE_MIN_LAG = 1000;
 /** An image is written once the room has taken no events for this long (an import in progress is not slowed)… */
 const IMAGE_QUIET_MS = 3000;
 /** …unless the records after the last image outnumber the room's events (then at once: the images of a long import add up to about twice the last one). */
@@ -107,6 +101,13 @@ export class RoomObject extends DurableObject<Env> {
   #pageCacheBytes: number;
   /** When the room last took events (the image waits for a quiet moment). */
   #lastIngest = 0;
+  /**
+   * A new image is due once this many records follow the last one
+   * (`IMAGE_AFTER_RECORDS`), or a sixteenth of the room's events if more (a
+   * restart replays at most that many records; an image costs about its
+   * size in storage writes).
+   */
+  #imageAfter: number;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -124,6 +125,7 @@ export class RoomObject extends DurableObject<Env> {
     // The PDU texts live in the object's SQLite database, not in its memory.
     this.#pages = store.pages;
     this.#pageCacheBytes = config.pageCacheBytes;
+    this.#imageAfter = config.imageAfterRecords;
     this.#store = {
       load: () => store.load(),
       // The log in parts: a restart never holds all of it.
@@ -256,7 +258,7 @@ export class RoomObject extends DurableObject<Env> {
     const e = this.#engine;
     const lag = e?.imageLag ?? 0;
     const events = e?.eventCount ?? 0;
-    return { lag, due: lag >= Math.max(IMAGE_MIN_LAG, Math.floor(events / 16)), urgent: imageUrgent(lag, events) };
+    return { lag, due: lag >= Math.max(this.#imageAfter, Math.floor(events / 16)), urgent: imageUrgent(lag, events) };
   }
 
   /** After events were stored: an alarm writes the image once it is due and the room is quiet. */
