@@ -317,7 +317,9 @@ export class DurableObjectStore {
     const last = markers.length === 0 ? -1 : Number(markers.at(-1).slice(2));
     // From a room image taken at `from`: only the records after it, unless
     // a rebuild came later (a rebuild places the whole log afresh).
-    const resume = Number.isSafeInteger(from) && from > last;
+    // The log is the source of truth: an image taken further than the log
+    // goes (its records lost) is not used.
+    const resume = Number.isSafeInteger(from) && from > last && (from === 0 || (await this.#storage.get(recordKey(from - 1))) !== undefined);
     const head = resume || last < 0 ? [] : this.#withRaw([...(await this.#storage.list({ prefix: "r:", end: recordKey(last) })).values()]);
     const storage = this.#storage;
     const withRaw = (records) => this.#withRaw(records);

@@ -220,6 +220,13 @@ export class ScratchStore extends DurableObject<Env> {
     const rebuilt = await open();
     if (counting.replayed !== logLength + 1) throw new Error(`after a rebuild, ${counting.replayed} of ${logLength + 1} records were replayed`);
     if (rebuilt.eventCount !== engine.eventCount) throw new Error("the rebuilt room lost events");
+    // An image taken further than the log goes is not used: the log decides.
+    const again2 = await rebuilt.saveImage();
+    await this.ctx.storage.delete(`r:${String(again2.logLength - 1).padStart(12, "0")}`);
+    const shorter = await open();
+    if (shorter.imageLag !== again2.logLength - 1 || counting.replayed !== again2.logLength - 1) {
+      throw new Error(`an image past the end of the log was used (lag ${shorter.imageLag}, ${counting.replayed} records replayed)`);
+    }
     return { events: engine.eventCount, image: info, replayedAfterImage: after };
   }
 }
