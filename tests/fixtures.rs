@@ -15,39 +15,10 @@ use answers::{load, norm};
 use roomdag::conformance;
 use roomdag::fixture;
 use serde_json::Value;
-use shared::fixture_dirs;
 
 /// Every room fixture that has expected answers: (name, room, queries, expected).
 fn fixtures() -> Vec<(String, PathBuf, PathBuf, PathBuf)> {
-    let mut out: Vec<(String, PathBuf, PathBuf, PathBuf)> = Vec::new();
-    for dir in fixture_dirs() {
-        out.extend(
-            fixtures_in(&dir).into_iter().filter(|(n, ..)| !out.iter().any(|(m, ..)| m == n)).collect::<Vec<_>>(),
-        );
-    }
-    out.sort();
-    assert!(!out.is_empty(), "no fixtures found in {:?}", fixture_dirs());
-    out
-}
-
-fn fixtures_in(dir: &Path) -> Vec<(String, PathBuf, PathBuf, PathBuf)> {
-    let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("fixtures at {}: {e}", dir.display()));
-    for entry in entries {
-        let path = entry.expect("dir entry").path();
-        let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_owned();
-        let Some(name) = file.strip_suffix(".json.gz").or_else(|| file.strip_suffix(".json")) else { continue };
-        if name.ends_with(".expected") || name.ends_with(".queries") {
-            continue;
-        }
-        let ext = if file.ends_with(".gz") { ".json.gz" } else { ".json" };
-        let queries = dir.join(format!("{name}.queries{ext}"));
-        let expected = dir.join(format!("{name}.expected{ext}"));
-        if queries.exists() && expected.exists() {
-            out.push((name.to_owned(), path, queries, expected));
-        }
-    }
-    out
+    shared::fixture_rooms()
 }
 
 fn check_fixture(name: &str, room: &Path, queries: &Path, expected: &Path) {

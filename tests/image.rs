@@ -23,25 +23,7 @@ type Shared = Rc<RefCell<MemoryPages>>;
 
 /// Every fixture room with queries: (name, room, queries).
 fn fixtures() -> Vec<(String, std::path::PathBuf, std::path::PathBuf)> {
-    let mut out: Vec<(String, std::path::PathBuf, std::path::PathBuf)> = Vec::new();
-    for dir in shared::fixture_dirs() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_owned();
-            let Some(name) = file.strip_suffix(".json.gz").or_else(|| file.strip_suffix(".json")) else { continue };
-            if name.ends_with(".expected") || name.ends_with(".queries") || out.iter().any(|(n, ..)| n == name) {
-                continue;
-            }
-            let ext = if file.ends_with(".gz") { ".json.gz" } else { ".json" };
-            let queries = dir.join(format!("{name}.queries{ext}"));
-            if queries.exists() {
-                out.push((name.to_owned(), path, queries));
-            }
-        }
-    }
-    out.sort();
-    assert!(!out.is_empty(), "no fixtures");
-    out
+    shared::fixture_rooms().into_iter().map(|(name, room, queries, _)| (name, room, queries)).collect()
 }
 
 /// Every PDU of a fixture, and its pinned keys' header.

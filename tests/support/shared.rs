@@ -49,3 +49,31 @@ pub fn fixture_file(name: &str) -> Option<PathBuf> {
         .flat_map(|d| [d.join(format!("{name}.json")), d.join(format!("{name}.json.gz"))])
         .find(|p| p.exists())
 }
+
+/// Every room fixture with queries and expected answers, from
+/// [`fixture_dirs`] (a room in two directories is taken from the first),
+/// sorted by name: (name, room, queries, expected).
+#[allow(dead_code)]
+pub fn fixture_rooms() -> Vec<(String, PathBuf, PathBuf, PathBuf)> {
+    let mut out: Vec<(String, PathBuf, PathBuf, PathBuf)> = Vec::new();
+    for dir in fixture_dirs() {
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("fixtures at {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("dir entry").path();
+            let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_owned();
+            let Some(name) = file.strip_suffix(".json.gz").or_else(|| file.strip_suffix(".json")) else { continue };
+            if name.ends_with(".expected") || name.ends_with(".queries") || out.iter().any(|(n, ..)| n == name) {
+                continue;
+            }
+            let ext = if file.ends_with(".gz") { ".json.gz" } else { ".json" };
+            let queries = dir.join(format!("{name}.queries{ext}"));
+            let expected = dir.join(format!("{name}.expected{ext}"));
+            if queries.exists() && expected.exists() {
+                out.push((name.to_owned(), path, queries, expected));
+            }
+        }
+    }
+    out.sort();
+    assert!(!out.is_empty(), "no fixtures found in {:?}", fixture_dirs());
+    out
+}
