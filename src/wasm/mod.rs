@@ -18,7 +18,7 @@ use crate::http::xmatrix::{
 };
 use crate::http::{self, Endpoint, HttpError, Target};
 use crate::pages::RestoreRows;
-use crate::placement::{restore_into, EventRecord, LogRecord, Placement, RecordKind, Restoring};
+use crate::placement::{EventRecord, LogRecord, Placement, RecordKind, Restoring};
 use crate::room::{Checkpoint, Outcome, Room, Verification};
 use crate::signing::ServerSigningKey;
 
@@ -210,30 +210,17 @@ impl WasmRoom {
         self.ingest_batch(&pdus, Placement::Timeline, keys, |_| false)
     }
 
-    /// Rebuilds a room from its store's log: an array of records
-    /// `{eventId, status, raw, kind?, state?}` and rebuild markers
-    /// `{rebuild: true}`, in order (see the core's `placement` module).
+    /// Starts a restore of a room from its store's log, fed in parts (see
+    /// `RoomRestore`): `head` is the log up to its last rebuild marker (empty
+    /// when it has none), records `{eventId, status, raw, kind?, state?}`
+    /// and rebuild markers `{rebuild: true}` in order (see the core's
+    /// `placement` module); the records after it follow with `push`.
     /// Signatures were verified when the records were first stored.
     ///
     /// With `pages` (see [`setPages`](Self::set_pages)), the restored room
     /// keeps its PDU texts there, behind a cache of `cacheBytes`; with
     /// `trustRows`, the page store holds the row of every record already
     /// (each written with its record) and the restore writes none.
-    pub fn restore(
-        room_version: &str,
-        records: JsValue,
-        pages: Option<JsValue>,
-        cache_bytes: Option<f64>,
-        trust_rows: Option<bool>,
-    ) -> Result<WasmRoom, JsError> {
-        let log = log_of(records)?;
-        let (room, rows) = Self::to_restore(room_version, pages, cache_bytes, trust_rows)?;
-        Ok(Self { room: restore_into(room, log, rows).map_err(js_error)?, checkpoint: None })
-    }
-
-    /// Starts a restore fed in parts (see `RoomRestore`): `head` is the log
-    /// up to its last rebuild marker (empty when it has none); the records
-    /// after it follow with `push`. The other arguments are `restore`'s.
     #[wasm_bindgen(js_name = restoreStart)]
     pub fn restore_start(
         room_version: &str,
