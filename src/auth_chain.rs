@@ -6,60 +6,29 @@
 //! Only accepted state events can appear in the auth chain of an accepted
 //! event (an accepted event's auth events are accepted state events, and so
 //! on down), so only they are indexed: each gets a dense *node* number in
-//! arrival order, and its auth chain (strict ancestors) is a bitset over
-//! nodes.
+//! arrival order and keeps its direct auth events (nodes). Node numbers are
+//! a topological order (an event's auth events are indexed before it).
 //!
-//! The bitsets are cut into [`BLOCK_BITS`]-bit blocks shared by reference:
-//! a new event's chain is the union of its auth events' chains plus those
-//! events, and every block in which that union equals one of the parents'
-//! blocks reuses that block. Old blocks therefore stop being copied once
-//! history settles, and a chain costs one pointer per block plus the few
-//! blocks that changed. Chain unions, intersections and differences (state
-//! resolution, `/state_ids`) are word-wise operations.
-//!
-//! Node numbers are a topological order (an event's auth events are indexed
-//! before it), and each node keeps its direct auth events too. State
-//! resolution's questions about a few events — the auth difference of the
-//! states and the conflicted state subgraph — walk the nodes from the
-//! newest down and stop where the answer is settled, so that they cost
-//! what the difference holds rather than what the room holds.
+//! Every question is a walk down the auth events from the few nodes asked
+//! about: an auth chain (`/state_ids`, `/event_auth`) visits each node of
+//! the answer once, however many of the chains asked about hold it; state
+//! resolution's auth difference of the states and the conflicted state
+//! subgraph walk from the newest node down and stop where the answer is
+//! settled, so that they cost what the difference holds rather than what
+//! the room holds. The index is three flat arrays (4 bytes per node and per
+//! auth edge), in memory and in a room image alike: nothing is derived from
+//! them that a restart would have to build again.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::Arc;
 
 use crate::ids::{EventIdx, IntMap};
 
 mod image;
 
-/// Bits per shared block.
-pub const BLOCK_BITS: usize = 1024;
-const WORDS: usize = BLOCK_BITS / 64;
-
-type Block = [u64; WORDS];
-
 /// A node of the auth-chain index (an accepted state event).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AuthNode(pub u32);
-
-/// One event's auth chain: strict ancestors, as shared blocks.
-#[derive(Clone, Debug, Default)]
-struct Chain {
-    blocks: Box<[Option<Arc<Block>>]>,
-}
-
-impl Chain {
-    fn add_to(&self, set: &mut NodeSet) {
-        set.ensure(self.blocks.len() * WORDS);
-        for (bi, b) in self.blocks.iter().enumerate() {
-            if let Some(b) = b {
-                for (i, w) in b.iter().enumerate() {
-                    set.words[bi * WORDS + i] |= w;
-                }
-            }
-        }
-    }
-}
 
 /// A dense bitset over nodes (the working form of unions and differences).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -145,12 +114,10 @@ impl NodeSet {
     }
 }
 
-/// The index: node → event, node → its auth events (nodes), and node →
-/// auth chain.
+/// The index: node → event, and node → its auth events (nodes).
 #[derive(Debug, Default)]
 pub struct AuthChainIndex {
     events: Vec<EventIdx>,
-    chains: Vec<Chain>,
     /// The auth events of every node, one after the other.
     parents: Vec<AuthNode>,
     /// Where each node's auth events end in `parents`.
@@ -182,9 +149,8 @@ impl AuthChainIndex {
     /// (all already indexed). Returns its node.
     pub fn add(&mut self, event: EventIdx, parents: &[AuthNode]) -> AuthNode {
         let node = AuthNode(u32::try_from(self.events.len()).expect("fewer than 2^32 auth nodes"));
-        let chain = self.merge(parents);
+        debug_assert!(parents.iter().all(|p| p.0 < node.0), "auth events are indexed first");
         self.events.push(event);
-        self.chains.push(chain);
         self.parents.extend_from_slice(parents);
         self.parents_end.push(u32::try_from(self.parents.len()).expect("fewer than 2^32 auth edges"));
         node
@@ -197,83 +163,38 @@ impl AuthChainIndex {
         &self.parents[start..self.parents_end[i] as usize]
     }
 
-    /// The union of `parents` and their chains, block by block; a block
-    /// equal to one of the parents' blocks is shared, not copied.
-    fn merge(&self, parents: &[AuthNode]) -> Chain {
-        let max_bit = parents.iter().map(|p| p.0 as usize).max();
-        let n_blocks = parents
-            .iter()
-            .map(|p| self.chains[p.0 as usize].blocks.len())
-            .chain(max_bit.map(|b| b / BLOCK_BITS + 1))
-            .max()
-            .unwrap_or(0);
-        let mut blocks: Vec<Option<Arc<Block>>> = Vec::with_capacity(n_blocks);
-        let mut parent_blocks: Vec<&Arc<Block>> = Vec::with_capacity(parents.len());
-        for bi in 0..n_blocks {
-            parent_blocks.clear();
-            parent_blocks.extend(
-                parents.iter().filter_map(|p| self.chains[p.0 as usize].blocks.get(bi).and_then(Option::as_ref)),
-            );
-            // Old blocks are shared by most chains: OR each distinct one once.
-            parent_blocks.sort_unstable_by_key(|b| Arc::as_ptr(b));
-            parent_blocks.dedup_by(|a, b| Arc::ptr_eq(a, b));
-            let direct: Vec<usize> =
-                parents.iter().map(|p| p.0 as usize).filter(|b| b / BLOCK_BITS == bi).map(|b| b % BLOCK_BITS).collect();
-            if direct.is_empty() {
-                match parent_blocks.as_slice() {
-                    [] => {
-                        blocks.push(None);
-                        continue;
-                    }
-                    [only] => {
-                        blocks.push(Some(Arc::clone(only)));
-                        continue;
-                    }
-                    _ => {}
-                }
+    /// The auth chains of `nodes` (their strict auth ancestors; `nodes`
+    /// themselves too when `inclusive`), as a set: one walk down the auth
+    /// events, which visits each node of the answer once.
+    pub fn chains(&self, nodes: &[AuthNode], inclusive: bool) -> NodeSet {
+        let mut set = NodeSet::with_capacity(self.len());
+        let mut stack: Vec<AuthNode> = Vec::new();
+        for n in nodes {
+            if inclusive {
+                stack.push(*n);
+            } else {
+                stack.extend_from_slice(self.parents(*n));
             }
-            let mut merged: Block = [0; WORDS];
-            for b in &parent_blocks {
-                for (m, w) in merged.iter_mut().zip(b.iter()) {
-                    *m |= w;
-                }
-            }
-            for bit in &direct {
-                merged[bit / 64] |= 1 << (bit % 64);
-            }
-            // Reuse a parent's block when the union adds nothing to it.
-            let shared = parent_blocks.iter().find(|b| ****b == merged).map(|b| Arc::clone(b));
-            blocks.push(Some(shared.unwrap_or_else(|| Arc::new(merged))));
         }
-        Chain { blocks: blocks.into() }
+        // A node enters the set only here, and its auth events are pushed as
+        // it does: every node in the set has its whole chain in it.
+        while let Some(x) = stack.pop() {
+            if !set.contains(x) {
+                set.insert(x);
+                stack.extend_from_slice(self.parents(x));
+            }
+        }
+        set
     }
 
-    /// Adds the auth chain (strict ancestors) of `node` to `set`.
-    pub fn add_chain_to(&self, node: AuthNode, set: &mut NodeSet) {
-        self.chains[node.0 as usize].add_to(set);
-    }
-
-    /// Whether `ancestor` is in the auth chain of `node`.
-    pub fn chain_contains(&self, node: AuthNode, ancestor: AuthNode) -> bool {
-        let a = ancestor.0 as usize;
-        self.chains[node.0 as usize]
-            .blocks
-            .get(a / BLOCK_BITS)
-            .and_then(Option::as_ref)
-            .is_some_and(|b| b[(a % BLOCK_BITS) / 64] & (1 << (a % 64)) != 0)
-    }
-
-    /// The auth chain of a node as a set.
+    /// The auth chain (strict ancestors) of a node as a set.
     pub fn chain(&self, node: AuthNode) -> NodeSet {
-        let mut s = NodeSet::with_capacity(self.len());
-        self.add_chain_to(node, &mut s);
-        s
+        self.chains(&[node], false)
     }
 
     /// Forgets nodes ≥ `len` (rollback of a failed batch).
     pub fn truncate(&mut self, len: usize) {
         self.events.truncate(len);
-        self.chains.truncate(len);
         self.parents_end.truncate(len);
         self.parents.truncate(self.parents_end.last().map_or(0, |e| *e as usize));
     }
@@ -420,17 +341,9 @@ impl AuthChainIndex {
         out
     }
 
-    /// (distinct blocks, block pointers) held, for memory accounting.
-    pub fn footprint(&self) -> (usize, usize) {
-        let mut seen = std::collections::HashSet::new();
-        let mut ptrs = 0;
-        for c in &self.chains {
-            for b in c.blocks.iter().flatten() {
-                ptrs += 1;
-                seen.insert(Arc::as_ptr(b) as usize);
-            }
-        }
-        (seen.len(), ptrs)
+    /// Bytes held (the three arrays' capacity), for memory accounting.
+    pub fn footprint(&self) -> usize {
+        4 * (self.events.capacity() + self.parents.capacity() + self.parents_end.capacity())
     }
 }
 
@@ -482,7 +395,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chains_are_transitive_and_shared() {
+    fn chains_are_transitive() {
         let mut idx = AuthChainIndex::new();
         let create = idx.add(EventIdx(0), &[]);
         let join = idx.add(EventIdx(1), &[create]);
@@ -493,13 +406,28 @@ mod tests {
         }
         let c = idx.chain(last);
         assert_eq!(c.len(), 2999);
-        assert!(idx.chain_contains(last, join));
-        assert!(!idx.chain_contains(join, pl));
-        let (distinct, ptrs) = idx.footprint();
-        // Each event adds at most its one changed (tip) block; the full blocks
-        // below it are shared with its parents.
-        assert!(distinct <= 3000, "one new block per event at most: {distinct} distinct of {ptrs}");
-        assert!(ptrs > distinct + 2500, "old blocks are shared: {distinct} distinct of {ptrs}");
+        assert!(c.contains(join) && !c.contains(last));
+        assert!(!idx.chain(join).contains(pl));
+        // Inclusive: the nodes asked about too; a node below another is in its chain anyway.
+        assert_eq!(idx.chains(&[join, pl], false).iter().collect::<Vec<_>>(), [create, join]);
+        assert_eq!(idx.chains(&[join, pl], true).iter().collect::<Vec<_>>(), [create, join, pl]);
+        assert!(idx.chains(&[], false).is_empty());
+        assert_eq!(idx.footprint(), 4 * (idx.events.capacity() + idx.parents.capacity() + idx.parents_end.capacity()));
+    }
+
+    /// The auth chain by definition: the recursive list of auth events (one
+    /// node at a time, no shared visits).
+    fn chain_by_definition(idx: &AuthChainIndex, node: AuthNode) -> Vec<AuthNode> {
+        let mut out: Vec<AuthNode> = Vec::new();
+        let mut stack: Vec<AuthNode> = idx.parents(node).to_vec();
+        while let Some(x) = stack.pop() {
+            if !out.contains(&x) {
+                out.push(x);
+                stack.extend_from_slice(idx.parents(x));
+            }
+        }
+        out.sort();
+        out
     }
 
     /// A small deterministic generator (xorshift64*).
@@ -544,7 +472,9 @@ mod tests {
         let mut s = NodeSet::with_capacity(idx.len());
         for n in nodes {
             s.insert(*n);
-            idx.add_chain_to(*n, &mut s);
+            for a in chain_by_definition(idx, *n) {
+                s.insert(a);
+            }
         }
         s
     }
@@ -579,11 +509,14 @@ mod tests {
             assert_eq!(plain, want, "round {round}: {k} sets, {n} nodes");
             let told = idx.difference(&sets, stream, |e| AuthNode(e.0), |n| common.contains(&n));
             assert_eq!(told, want, "round {round}: {k} sets, {n} nodes, common nodes known");
+            // The walk's chains equal the chains by definition.
+            let seeds: Vec<AuthNode> = sets.concat();
+            assert_eq!(idx.chains(&seeds, true), full_chain(&idx, &seeds), "round {round}: chains of {seeds:?}");
 
             let conflicted: Vec<AuthNode> = (0..rng.below(6)).map(|_| pick(&mut rng)).collect();
             let want: Vec<AuthNode> = full_chain(&idx, &conflicted)
                 .iter()
-                .filter(|x| conflicted.iter().any(|c| c == x || idx.chain_contains(*x, *c)))
+                .filter(|x| conflicted.iter().any(|c| c == x || chain_by_definition(&idx, *x).contains(c)))
                 .collect();
             let mut got = idx.conflicted_subgraph(&conflicted);
             got.sort();

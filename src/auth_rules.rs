@@ -613,7 +613,7 @@ fn check_power_levels(event: &StoredEvent, state: &AuthState<'_>, rules: &RoomVe
         let Some(create) = state.create() else {
             return Err(AuthRejection::NoCreateEvent);
         };
-        if new.users.entries.contains_key(&*create.sender) {
+        if new.users.entries.contains_key(&create.sender) {
             return Err(AuthRejection::InvalidPowerLevels(format!(
                 "Creator user {} must not appear in content.users",
                 create.sender

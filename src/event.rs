@@ -153,6 +153,16 @@ pub enum Facts {
 impl Facts {
     /// Extracts the facts of an event from its (possibly redacted) JSON.
     pub fn extract(event: &Map<String, Value>, rules: &RoomVersionRules) -> Self {
+        Self::extract_with(event, rules, &mut Name::new)
+    }
+
+    /// [`extract`](Self::extract), with the names the facts keep (power-level
+    /// map keys) made by `name`: a room passes its interner.
+    pub fn extract_with(
+        event: &Map<String, Value>,
+        rules: &RoomVersionRules,
+        name: &mut dyn FnMut(&str) -> Name,
+    ) -> Self {
         let empty = Map::new();
         let content = event.get("content").and_then(Value::as_object).unwrap_or(&empty);
         let ty = event.get("type").and_then(Value::as_str).unwrap_or_default();
@@ -180,7 +190,9 @@ impl Facts {
                 authorising_user: content.get("join_authorised_via_users_server").cloned(),
                 third_party_invite: content.get("third_party_invite").cloned(),
             })),
-            "m.room.power_levels" if empty_key => Facts::PowerLevels(Arc::new(PowerLevels::from_content(content))),
+            "m.room.power_levels" if empty_key => {
+                Facts::PowerLevels(Arc::new(PowerLevels::from_content_with(content, name)))
+            }
             "m.room.join_rules" if empty_key => Facts::JoinRules(match content.get("join_rule") {
                 None => JoinRule::Invite,
                 Some(Value::String(s)) => match s.as_str() {

@@ -6,8 +6,6 @@
 //! converted value, or records why it cannot be converted; using such a
 //! level rejects the event being authorised.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
 use crate::ids::Name;
@@ -78,11 +76,77 @@ pub fn parse_python_int(s: &str) -> Option<i128> {
     Some(if neg { -value } else { value })
 }
 
+/// The entries of a level map, sorted by key: a flat slice rather than a
+/// tree (a 100,000-member room's power levels hold a user map of that size
+/// in every `m.room.power_levels` event the room keeps).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LevelEntries(Box<[(Name, Level)]>);
+
+impl LevelEntries {
+    /// The level of `key`.
+    pub fn get(&self, key: &str) -> Option<&Level> {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Whether `key` has an entry.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &Name> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    /// The entries, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Name, &Level)> {
+        self.0.iter().map(|(k, l)| (k, l))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Built like a map: sorted by key, a repeated key keeps its last level.
+impl FromIterator<(Name, Level)> for LevelEntries {
+    fn from_iter<I: IntoIterator<Item = (Name, Level)>>(iter: I) -> Self {
+        let mut v: Vec<(Name, Level)> = iter.into_iter().collect();
+        if !v.windows(2).all(|w| w[0].0 < w[1].0) {
+            // Stable: of equal keys the last one given ends last, and is kept.
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut out: Vec<(Name, Level)> = Vec::with_capacity(v.len());
+            for e in v {
+                match out.last_mut() {
+                    Some(last) if last.0 == e.0 => *last = e,
+                    _ => out.push(e),
+                }
+            }
+            v = out;
+        }
+        Self(v.into_boxed_slice())
+    }
+}
+
+impl<'a> IntoIterator for &'a LevelEntries {
+    type Item = (&'a Name, &'a Level);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (Name, Level)>, fn(&'a (Name, Level)) -> (&'a Name, &'a Level)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, l)| (k, l))
+    }
+}
+
 /// A map of levels (`users`, `events`, `notifications`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LevelMap {
     /// The entries; absent when the key itself is absent.
-    pub entries: BTreeMap<Name, Level>,
+    pub entries: LevelEntries,
     /// Every value was a true JSON integer.
     pub all_strict_ints: bool,
     /// The key was present but not a JSON object.
@@ -93,11 +157,11 @@ pub struct LevelMap {
 }
 
 impl LevelMap {
-    fn from_json(v: Option<&Value>) -> Self {
+    fn from_json(v: Option<&Value>, name: &mut dyn FnMut(&str) -> Name) -> Self {
         match v {
             None => Self { all_strict_ints: true, ..Self::default() },
             Some(Value::Object(m)) => Self {
-                entries: m.iter().map(|(k, v)| (Name::new(k), Level::from_json(v))).collect(),
+                entries: m.iter().map(|(k, v)| (name(k), Level::from_json(v))).collect(),
                 all_strict_ints: m.values().all(Level::is_strict_int),
                 not_an_object: false,
                 other: None,
@@ -286,6 +350,13 @@ pub struct PowerLevels {
 impl PowerLevels {
     /// Reads power-levels content (any JSON; non-objects read as empty).
     pub fn from_content(content: &Map<String, Value>) -> Self {
+        Self::from_content_with(content, &mut Name::new)
+    }
+
+    /// [`from_content`](Self::from_content), the map keys made by `name`
+    /// (a room's interner: the keys are user IDs and event types its events
+    /// already name, and every power-levels event repeats them).
+    pub fn from_content_with(content: &Map<String, Value>, name: &mut dyn FnMut(&str) -> Name) -> Self {
         let mut scalars = [None; 7];
         let mut strict = true;
         for (i, key) in SCALAR_KEYS.iter().enumerate() {
@@ -295,9 +366,9 @@ impl PowerLevels {
             }
         }
         Self {
-            users: LevelMap::from_json(content.get("users")),
-            events: LevelMap::from_json(content.get("events")),
-            notifications: LevelMap::from_json(content.get("notifications")),
+            users: LevelMap::from_json(content.get("users"), name),
+            events: LevelMap::from_json(content.get("events"), name),
+            notifications: LevelMap::from_json(content.get("notifications"), name),
             scalars,
             scalars_strict_ints: strict,
         }
@@ -313,6 +384,28 @@ impl PowerLevels {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn level_entries_are_a_sorted_map() {
+        let n = Name::new;
+        // Out of order, "@b" given twice: sorted, the last "@b" kept.
+        let e: LevelEntries =
+            [(n("@b"), Level::Int(1)), (n("@a"), Level::Null), (n("@c"), Level::Int(3)), (n("@b"), Level::Int(2))]
+                .into_iter()
+                .collect();
+        assert_eq!(e.keys().map(|k| &**k).collect::<Vec<_>>(), ["@a", "@b", "@c"]);
+        assert_eq!(e.get("@b"), Some(&Level::Int(2)));
+        assert_eq!(e.get("@a"), Some(&Level::Null));
+        assert_eq!(e.get("@d"), None);
+        assert!(e.contains_key("@c") && !e.contains_key("@"));
+        // Already sorted: as given.
+        let sorted: LevelEntries = [(n("a"), Level::Int(1)), (n("b"), Level::Invalid)].into_iter().collect();
+        assert_eq!(
+            sorted.iter().map(|(k, l)| (&**k, *l)).collect::<Vec<_>>(),
+            [("a", Level::Int(1)), ("b", Level::Invalid)]
+        );
+        assert_eq!(LevelEntries::default().len(), 0);
+    }
 
     #[test]
     fn python_int_semantics() {

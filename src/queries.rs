@@ -10,7 +10,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use crate::auth_chain::{AuthNode, NodeSet};
+use crate::auth_chain::AuthNode;
 use crate::ids::EventIdx;
 use crate::room::Room;
 use crate::visibility::{pruned_for, server_in_room};
@@ -115,8 +115,8 @@ pub fn state_ids(room: &Room, origin: &str, event_id: &str) -> Result<StateIds, 
 /// order, which is a topological order (an auth event is stored before the
 /// events it authorises).
 ///
-/// Bounded by the room's accepted state events (one bitset union per auth
-/// event, read from the auth-chain index; no walk of the DAG).
+/// Bounded by the room's accepted state events (one walk of the auth-chain
+/// index, which visits each node of the answer once).
 pub fn event_auth(room: &Room, origin: &str, event_id: &str) -> Result<Vec<EventIdx>, QueryError> {
     require_in_room(room, origin)?;
     let e = room
@@ -124,14 +124,10 @@ pub fn event_auth(room: &Room, origin: &str, event_id: &str) -> Result<Vec<Event
         .filter(|e| room.event(*e).is_accepted())
         .ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
     let index = room.auth_index();
-    let mut chain = NodeSet::with_capacity(index.len());
-    for a in room.auth_events(e) {
-        // An accepted event's auth events are accepted state events, all indexed.
-        if let Some(n) = room.event(*a).auth_node().map(AuthNode) {
-            chain.insert(n);
-            index.add_chain_to(n, &mut chain);
-        }
-    }
+    // An accepted event's auth events are accepted state events, all indexed.
+    let auth: Vec<AuthNode> =
+        room.auth_events(e).iter().filter_map(|a| room.event(*a).auth_node().map(AuthNode)).collect();
+    let chain = index.chains(&auth, true);
     Ok(chain.iter().map(|n| index.event(n)).collect())
 }
 

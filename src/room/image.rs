@@ -241,7 +241,7 @@ fn read_sections(r: &mut Reader<'_>) -> Result<Sections, ImageError> {
             ))
         })
         .collect::<Result<Vec<_>, ImageError>>()?;
-    let states = StateSets::read_image(r)?;
+    let states = StateSets::read_image(r, key_names.len(), events_len)?;
     let auth_index = AuthChainIndex::read_image(r, events_len)?;
     let ev = |v: u32| index(v, events_len, "an event").map(EventIdx);
     let st = |v: u32| index(v, states.len(), "a state").map(StateSetId);
@@ -321,8 +321,7 @@ impl Sections {
     fn into_room(self, pages: PageCache) -> Result<Room, ImageError> {
         let mut events = self.events;
         events.restore_pages(pages);
-        let (n_events, n_states, n_nodes, n_keys) =
-            (events.len(), self.states.len(), self.auth_index.len(), self.key_names.len());
+        let (n_states, n_nodes, n_keys) = (self.states.len(), self.auth_index.len(), self.key_names.len());
         for e in events.iter() {
             index(e.state_before.0, n_states, "a state before")?;
             index(e.state_after.0, n_states, "a state after")?;
@@ -333,10 +332,6 @@ impl Sections {
                 index(node, n_nodes, "an auth node")?;
             }
         }
-        self.states.each_chunk_entry(&mut |x| {
-            index((x >> 32) as u32, n_keys, "a state key")?;
-            index(x as u32, n_events, "a state's event").map(|_| ())
-        })?;
         let mut by_id = IdIndex::default();
         for e in events.iter() {
             by_id.insert(events.id(e), e.idx);

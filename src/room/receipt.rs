@@ -304,6 +304,7 @@ impl Room {
         if let Err(LimitError::Unpersistable(reason)) = &limits {
             return Outcome::drop(Some(&id), DropStage::Parse, reason.clone());
         }
+        let facts = Facts::extract_with(&json, rules, &mut |s| intern(&mut self.strings, s));
         let mark = self.events.mark();
         let prepared = self.events.prepare(NewEvent {
             id: id.as_str(),
@@ -319,7 +320,7 @@ impl Room {
             key,
             depth: pdu.depth,
             origin_server_ts: pdu.origin_server_ts,
-            facts: Facts::extract(&json, rules),
+            facts,
             state_before,
             redacted_on_receipt,
         });

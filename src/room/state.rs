@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::auth_chain::{AuthNode, NodeSet};
+use crate::auth_chain::AuthNode;
 use crate::event::StateKeyIdx;
 use crate::ids::{EventIdx, Name};
 use crate::state_digest::KeyOrder;
@@ -202,12 +202,9 @@ impl Room {
         if let Some((_, c)) = self.caches.borrow().state_auth_chains.iter().find(|(s, _)| *s == id) {
             return Arc::clone(c);
         }
-        let mut set = NodeSet::with_capacity(self.auth_index.len());
-        for (_, e) in self.state(id).iter() {
-            if let Some(n) = self.event(e).auth_node() {
-                self.auth_index.add_chain_to(AuthNode(n), &mut set);
-            }
-        }
+        let nodes: Vec<AuthNode> =
+            self.state(id).iter().filter_map(|(_, e)| self.event(e).auth_node().map(AuthNode)).collect();
+        let set = self.auth_index.chains(&nodes, false);
         let chain: Arc<[EventIdx]> = set.iter().map(|n| self.auth_index.event(n)).collect();
         let mut caches = self.caches.borrow_mut();
         if caches.state_auth_chains.len() >= STATE_AUTH_CHAIN_CACHE {

@@ -136,9 +136,9 @@ impl StateSets {
 
     /// Reads maps written by [`write_image`](Self::write_image); the index
     /// by hash is rebuilt, the chunk table when a state is next interned (as
-    /// [`truncate`](Self::truncate) rebuilds it). The entries' keys and
-    /// events are checked by the caller.
-    pub(crate) fn read_image(r: &mut Reader<'_>) -> Result<Self, ImageError> {
+    /// [`truncate`](Self::truncate) rebuilds it). Every entry's key must be
+    /// below `keys` and its event below `events`.
+    pub(crate) fn read_image(r: &mut Reader<'_>, keys: usize, events: usize) -> Result<Self, ImageError> {
         let n_chunks = r.len(8)?;
         let mut chunks: Vec<Arc<[u64]>> = Vec::with_capacity(n_chunks);
         for _ in 0..n_chunks {
@@ -154,6 +154,11 @@ impl StateSets {
             };
             if c.is_empty() || !c.windows(2).all(|w| w[0] >> 32 < w[1] >> 32) {
                 return Err(ImageError::Corrupt("a state chunk is empty or out of key order".into()));
+            }
+            // In key order: the last entry holds the chunk's largest key.
+            index((c[c.len() - 1] >> 32) as u32, keys, "a state key")?;
+            for x in &c {
+                index(*x as u32, events, "a state's event")?;
             }
             chunks.push(c.into());
         }
@@ -210,21 +215,6 @@ impl StateSets {
             return Err(ImageError::Corrupt("the first state is not the empty state".into()));
         }
         Ok(sets)
-    }
-
-    /// Every entry of every distinct chunk, for the caller's checks.
-    pub(crate) fn each_chunk_entry(&self, f: &mut dyn FnMut(u64) -> Result<(), ImageError>) -> Result<(), ImageError> {
-        let mut seen = std::collections::HashSet::new();
-        for m in &self.maps {
-            for c in m.chunks.iter() {
-                if seen.insert(Arc::as_ptr(c) as *const u64 as usize) {
-                    for x in c.iter() {
-                        f(*x)?;
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 }
 
