@@ -341,24 +341,33 @@ impl<'s> Reader<'s> {
 
     /// `n` items of `N` bytes, converted a part at a time (arrays are most
     /// of an image: no per-item bounds checks).
-    fn items<const N: usize, T>(&mut self, from: fn([u8; N]) -> T) -> Result<Vec<T>, ImageError> {
+    fn items_into<const N: usize, T>(&mut self, from: fn([u8; N]) -> T, out: &mut Vec<T>) -> Result<(), ImageError> {
         let n = self.len(N)?;
-        let mut out = Vec::with_capacity(n);
+        out.clear();
+        out.reserve(n);
         let per_take = PART_BYTES / N;
         while out.len() < n {
             let k = (n - out.len()).min(per_take);
             let bytes = self.take(k * N)?;
             out.extend(bytes.chunks_exact(N).map(|c| from(c.try_into().expect("N bytes"))));
         }
-        Ok(out)
+        Ok(())
     }
 
     pub(crate) fn u32s(&mut self) -> Result<Vec<u32>, ImageError> {
-        self.items(u32::from_le_bytes)
+        let mut v = Vec::new();
+        self.items_into(u32::from_le_bytes, &mut v)?;
+        Ok(v)
     }
 
-    pub(crate) fn u64s(&mut self) -> Result<Vec<u64>, ImageError> {
-        self.items(u64::from_le_bytes)
+    /// [`u32s`](Self::u32s) into `out` (cleared first; its allocation reused).
+    pub(crate) fn u32s_into(&mut self, out: &mut Vec<u32>) -> Result<(), ImageError> {
+        self.items_into(u32::from_le_bytes, out)
+    }
+
+    /// `n` little-endian u64s into `out` (cleared first; its allocation reused).
+    pub(crate) fn u64s_into(&mut self, out: &mut Vec<u64>) -> Result<(), ImageError> {
+        self.items_into(u64::from_le_bytes, out)
     }
 
     /// Checks that every byte was read.

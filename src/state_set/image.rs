@@ -53,14 +53,15 @@ fn delta(base: &[u64], c: &[u64]) -> (Vec<u32>, Vec<u64>) {
 }
 
 /// `base` without the entries at `removed` (ascending positions), merged
-/// with `added` by key.
-fn apply(base: &[u64], removed: &[u32], added: &[u64]) -> Result<Vec<u64>, ImageError> {
+/// with `added` by key, into `kept` (cleared first).
+fn apply(base: &[u64], removed: &[u32], added: &[u64], kept: &mut Vec<u64>) -> Result<(), ImageError> {
     let ascending =
         removed.windows(2).all(|w| w[0] < w[1]) && removed.last().is_none_or(|r| (*r as usize) < base.len());
     if !ascending {
         return Err(ImageError::Corrupt("a state chunk's change removes entries that are not there".into()));
     }
-    let mut kept = Vec::with_capacity(base.len() - removed.len() + added.len());
+    kept.clear();
+    kept.reserve(base.len() - removed.len() + added.len());
     let mut gone = removed.iter().peekable();
     let mut add = added.iter().peekable();
     for (i, x) in base.iter().enumerate() {
@@ -74,7 +75,7 @@ fn apply(base: &[u64], removed: &[u32], added: &[u64]) -> Result<Vec<u64>, Image
         kept.push(*x);
     }
     kept.extend(add);
-    Ok(kept)
+    Ok(())
 }
 
 impl StateSets {
@@ -141,17 +142,19 @@ impl StateSets {
     pub(crate) fn read_image(r: &mut Reader<'_>, keys: usize, events: usize) -> Result<Self, ImageError> {
         let n_chunks = r.len(8)?;
         let mut chunks: Vec<Arc<[u64]>> = Vec::with_capacity(n_chunks);
+        // Scratch reused for every chunk: one allocation per chunk, its own.
+        let (mut c, mut removed, mut added) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..n_chunks {
-            let c = match r.u8()? {
-                FULL => r.u64s()?,
+            match r.u8()? {
+                FULL => r.u64s_into(&mut c)?,
                 DELTA => {
                     let base = index(r.u32()?, chunks.len(), "a base chunk")?;
-                    let removed = r.u32s()?;
-                    let added = r.u64s()?;
-                    apply(&chunks[base as usize], &removed, &added)?
+                    r.u32s_into(&mut removed)?;
+                    r.u64s_into(&mut added)?;
+                    apply(&chunks[base as usize], &removed, &added, &mut c)?;
                 }
                 t => return Err(ImageError::Corrupt(format!("a state chunk tagged {t}"))),
-            };
+            }
             if c.is_empty() || !c.windows(2).all(|w| w[0] >> 32 < w[1] >> 32) {
                 return Err(ImageError::Corrupt("a state chunk is empty or out of key order".into()));
             }
@@ -160,48 +163,48 @@ impl StateSets {
             for x in &c {
                 index(*x as u32, events, "a state's event")?;
             }
-            chunks.push(c.into());
+            chunks.push(Arc::from(&c[..]));
         }
         let n_maps = r.len(24)?;
         let mut sets = StateSets {
             maps: Vec::with_capacity(n_maps),
-            by_hash: HashMap::new(),
+            by_hash: HashMap::with_capacity(n_maps),
             collided: Vec::new(),
             chunks: ChunkTable::default(),
             chunks_indexed: false,
         };
-        let mut prev: Vec<u32> = Vec::new();
+        let (mut prev, mut ids, mut middle): (Vec<u32>, Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..n_maps {
             let len = r.len(0)?;
             let hash = r.u64()?;
             let bits = r.u32()?;
-            let ids = match r.u8()? {
-                FULL => r.u32s()?,
+            match r.u8()? {
+                FULL => r.u32s_into(&mut ids)?,
                 DELTA => {
                     let (p, q) = (r.len(0)?, r.len(0)?);
-                    let middle = r.u32s()?;
+                    r.u32s_into(&mut middle)?;
                     if p.checked_add(q).is_none_or(|n| n > prev.len()) {
                         return Err(ImageError::Corrupt(format!(
                             "state {i} shares more chunks than the state before has"
                         )));
                     }
-                    let mut ids = Vec::with_capacity(p + middle.len() + q);
+                    ids.clear();
                     ids.extend_from_slice(&prev[..p]);
                     ids.extend_from_slice(&middle);
                     ids.extend_from_slice(&prev[prev.len() - q..]);
-                    ids
                 }
                 t => return Err(ImageError::Corrupt(format!("state {i}'s chunks tagged {t}"))),
-            };
-            let mut parts = Vec::with_capacity(ids.len());
-            for id in &ids {
-                parts.push(Arc::clone(&chunks[index(*id, chunks.len(), "a state chunk")? as usize]));
             }
-            prev = ids;
-            if parts.iter().map(|c| c.len()).sum::<usize>() != len || bits > 63 {
+            let mut total = 0usize;
+            for id in &ids {
+                total += chunks[index(*id, chunks.len(), "a state chunk")? as usize].len();
+            }
+            if total != len || bits > 63 {
                 return Err(ImageError::Corrupt(format!("state {i} does not add up")));
             }
-            let map = StateMap { chunks: parts.into(), len, hash, bits };
+            let parts: Arc<[Arc<[u64]>]> = ids.iter().map(|id| Arc::clone(&chunks[*id as usize])).collect();
+            std::mem::swap(&mut prev, &mut ids);
+            let map = StateMap { chunks: parts, len, hash, bits };
             let id = StateSetId(i as u32);
             match sets.by_hash.entry(hash) {
                 std::collections::hash_map::Entry::Occupied(_) => sets.collided.push(id),
@@ -256,9 +259,12 @@ mod tests {
                     }
                 }
             }
+            // The output buffer is reused, as the reader does.
+            let mut out = vec![1, 2, 3];
             for c in [edited, chunk(seed + 1000, 30), base.clone(), Vec::new()] {
                 let (removed, added) = delta(&base, &c);
-                assert_eq!(apply(&base, &removed, &added).unwrap(), c, "seed {seed}");
+                apply(&base, &removed, &added, &mut out).unwrap();
+                assert_eq!(out, c, "seed {seed}");
             }
         }
     }
@@ -266,7 +272,8 @@ mod tests {
     #[test]
     fn a_delta_that_removes_what_is_not_there_is_an_error() {
         let base = chunk(9, 10);
-        assert!(apply(&base, &[3, 2], &[]).is_err());
-        assert!(apply(&base, &[base.len() as u32], &[]).is_err());
+        let mut out = Vec::new();
+        assert!(apply(&base, &[3, 2], &[], &mut out).is_err());
+        assert!(apply(&base, &[base.len() as u32], &[], &mut out).is_err());
     }
 }
