@@ -601,7 +601,7 @@ fn check_power_levels(event: &StoredEvent, state: &AuthState<'_>, rules: &RoomVe
     if new.users.not_an_object {
         return Err(AuthRejection::InvalidPowerLevels("users is not an object".into()));
     }
-    for (user, level) in &new.users.entries {
+    for (user, level) in new.users.entries.iter() {
         if !is_user_id_shaped(user) {
             return Err(AuthRejection::InvalidPowerLevels(format!("Not a valid user_id: {user}")));
         }

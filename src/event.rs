@@ -153,15 +153,15 @@ pub enum Facts {
 impl Facts {
     /// Extracts the facts of an event from its (possibly redacted) JSON.
     pub fn extract(event: &Map<String, Value>, rules: &RoomVersionRules) -> Self {
-        Self::extract_with(event, rules, &mut Name::new)
+        Self::extract_with(event, rules, &mut crate::power_levels::Unshared)
     }
 
-    /// [`extract`](Self::extract), with the names the facts keep (power-level
-    /// map keys) made by `name`: a room passes its interner.
+    /// [`extract`](Self::extract), with the names and chunks of power-level
+    /// maps made by `names`: a room passes its own, shared by its events.
     pub fn extract_with(
         event: &Map<String, Value>,
         rules: &RoomVersionRules,
-        name: &mut dyn FnMut(&str) -> Name,
+        names: &mut dyn crate::power_levels::LevelInterner,
     ) -> Self {
         let empty = Map::new();
         let content = event.get("content").and_then(Value::as_object).unwrap_or(&empty);
@@ -191,7 +191,7 @@ impl Facts {
                 third_party_invite: content.get("third_party_invite").cloned(),
             })),
             "m.room.power_levels" if empty_key => {
-                Facts::PowerLevels(Arc::new(PowerLevels::from_content_with(content, name)))
+                Facts::PowerLevels(Arc::new(PowerLevels::from_content_with(content, names)))
             }
             "m.room.join_rules" if empty_key => Facts::JoinRules(match content.get("join_rule") {
                 None => JoinRule::Invite,

@@ -62,6 +62,11 @@ impl Name {
     pub fn new(s: &str) -> Self {
         Self(Arc::new(s.to_owned()))
     }
+
+    /// The address of the shared string (equal for clones of one name).
+    pub fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
 }
 
 impl std::ops::Deref for Name {

@@ -6,6 +6,8 @@
 //! converted value, or records why it cannot be converted; using such a
 //! level rejects the event being authorised.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use crate::ids::Name;
@@ -76,48 +78,129 @@ pub fn parse_python_int(s: &str) -> Option<i128> {
     Some(if neg { -value } else { value })
 }
 
-/// The entries of a level map, sorted by key: a flat slice rather than a
-/// tree (a 100,000-member room's power levels hold a user map of that size
-/// in every `m.room.power_levels` event the room keeps).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LevelEntries(Box<[(Name, Level)]>);
+/// Where the names and chunks of level maps come from: a room shares them
+/// between its events ([`Unshared`] makes new ones).
+pub trait LevelInterner {
+    /// The name `s`.
+    fn name(&mut self, s: &str) -> Name;
+    /// A chunk holding `entries`.
+    fn chunk(&mut self, entries: &[(Name, Level)]) -> LevelChunk;
+}
 
-impl LevelEntries {
-    /// The level of `key`.
-    pub fn get(&self, key: &str) -> Option<&Level> {
-        self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok().map(|i| &self.0[i].1)
+/// Every name and chunk its own.
+pub struct Unshared;
+
+impl LevelInterner for Unshared {
+    fn name(&mut self, s: &str) -> Name {
+        Name::new(s)
     }
-
-    /// Whether `key` has an entry.
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.get(key).is_some()
-    }
-
-    /// The keys, in order.
-    pub fn keys(&self) -> impl Iterator<Item = &Name> {
-        self.0.iter().map(|(k, _)| k)
-    }
-
-    /// The entries, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Name, &Level)> {
-        self.0.iter().map(|(k, l)| (k, l))
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there is no entry.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    fn chunk(&mut self, entries: &[(Name, Level)]) -> LevelChunk {
+        Arc::from(entries)
     }
 }
 
-/// Built like a map: sorted by key, a repeated key keeps its last level.
-impl FromIterator<(Name, Level)> for LevelEntries {
-    fn from_iter<I: IntoIterator<Item = (Name, Level)>>(iter: I) -> Self {
-        let mut v: Vec<(Name, Level)> = iter.into_iter().collect();
+/// A run of a level map's entries, shared by the maps that hold it.
+pub type LevelChunk = Arc<[(Name, Level)]>;
+
+/// Level-map chunks end after a key whose name's address hashes to this
+/// many trailing zero bits (chunks average 32 entries)…
+const LEVEL_CHUNK_BITS: u32 = 5;
+/// …or at this length.
+const LEVEL_CHUNK_MAX: usize = 256;
+
+/// The hash that cuts and pools chunks: the name's address (a room's names
+/// are interned, so within a room equal keys are one address and cut the
+/// same way; names that are not interned only share less).
+fn name_hash(n: &Name) -> u64 {
+    (n.addr() as u64 ^ 0x9E37_79B9_7F4A_7C15).wrapping_mul(0xBF58_476D_1CE4_E5B9).rotate_left(29)
+}
+
+/// The chunks of a room's level maps, by content, so that a power-levels
+/// event that changes one user's level shares every other chunk of its
+/// `users` map with the event before (a 100,000-member room keeps a map of
+/// that size per `m.room.power_levels` event).
+#[derive(Debug, Default)]
+pub struct LevelChunkPool {
+    by_hash: std::collections::HashMap<u64, Vec<LevelChunk>>,
+}
+
+impl LevelChunkPool {
+    /// The pooled chunk equal to `entries`, pooling it if new.
+    pub fn chunk(&mut self, entries: &[(Name, Level)]) -> LevelChunk {
+        let h = entries.iter().fold(entries.len() as u64, |h, (k, l)| {
+            let lv = match l {
+                Level::Int(v) => *v as u64 ^ (*v >> 64) as u64,
+                Level::Null => 0xA5,
+                Level::Invalid => 0x5A,
+            };
+            (h.rotate_left(7) ^ name_hash(k) ^ lv.wrapping_mul(0x94D0_49BB_1331_11EB))
+                .wrapping_mul(0x2545_F491_4F6C_DD1D)
+        });
+        let same = self.by_hash.entry(h).or_default();
+        if let Some(c) = same.iter().find(|c| ***c == *entries) {
+            return Arc::clone(c);
+        }
+        let c: LevelChunk = Arc::from(entries);
+        same.push(Arc::clone(&c));
+        c
+    }
+
+    /// Number of distinct chunks held.
+    pub fn len(&self) -> usize {
+        self.by_hash.values().map(Vec::len).sum()
+    }
+
+    /// Whether no chunk is held.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+/// The entries of a level map, sorted by key, in chunks cut by content
+/// ([`LevelChunkPool`] shares them between maps).
+#[derive(Clone, Default)]
+pub struct LevelEntries {
+    chunks: Box<[LevelChunk]>,
+    len: usize,
+}
+
+impl PartialEq for LevelEntries {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for LevelEntries {}
+
+/// As the map it is (the chunks are how it is held, not what it says).
+impl std::fmt::Debug for LevelEntries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl LevelEntries {
+    /// Entries sorted by key with no key twice, cut into chunks made by
+    /// `chunk` (a [`LevelChunkPool`], or a plain copy).
+    pub fn from_sorted(entries: &[(Name, Level)], chunk: &mut dyn FnMut(&[(Name, Level)]) -> LevelChunk) -> Self {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "sorted, each key once");
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for (i, (k, _)) in entries.iter().enumerate() {
+            if name_hash(k).trailing_zeros() >= LEVEL_CHUNK_BITS || i + 1 - start == LEVEL_CHUNK_MAX {
+                chunks.push(chunk(&entries[start..=i]));
+                start = i + 1;
+            }
+        }
+        if start < entries.len() {
+            chunks.push(chunk(&entries[start..]));
+        }
+        Self { chunks: chunks.into_boxed_slice(), len: entries.len() }
+    }
+
+    /// Entries in any order, a repeated key keeping its last level (like
+    /// collecting into a map), cut by `chunk`.
+    pub fn from_entries(mut v: Vec<(Name, Level)>, chunk: &mut dyn FnMut(&[(Name, Level)]) -> LevelChunk) -> Self {
         if !v.windows(2).all(|w| w[0].0 < w[1].0) {
             // Stable: of equal keys the last one given ends last, and is kept.
             v.sort_by(|a, b| a.0.cmp(&b.0));
@@ -130,15 +213,52 @@ impl FromIterator<(Name, Level)> for LevelEntries {
             }
             v = out;
         }
-        Self(v.into_boxed_slice())
+        Self::from_sorted(&v, chunk)
+    }
+
+    /// The level of `key`.
+    pub fn get(&self, key: &str) -> Option<&Level> {
+        // The first chunk whose last key is not below `key` is the only one that may hold it.
+        let at = self.chunks.partition_point(|c| &*c[c.len() - 1].0 < key);
+        let c = self.chunks.get(at)?;
+        c.binary_search_by(|(k, _)| (**k).cmp(key)).ok().map(|i| &c[i].1)
+    }
+
+    /// Whether `key` has an entry.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &Name> {
+        self.iter().map(|(k, _)| k)
+    }
+
+    /// The entries, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Name, &Level)> {
+        self.chunks.iter().flat_map(|c| c.iter().map(|(k, l)| (k, l)))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The chunks (shared with other maps of the same pool).
+    pub fn chunks(&self) -> &[LevelChunk] {
+        &self.chunks
     }
 }
 
-impl<'a> IntoIterator for &'a LevelEntries {
-    type Item = (&'a Name, &'a Level);
-    type IntoIter = std::iter::Map<std::slice::Iter<'a, (Name, Level)>, fn(&'a (Name, Level)) -> (&'a Name, &'a Level)>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, l)| (k, l))
+/// Built like a map (see [`LevelEntries::from_entries`]), unshared.
+impl FromIterator<(Name, Level)> for LevelEntries {
+    fn from_iter<I: IntoIterator<Item = (Name, Level)>>(iter: I) -> Self {
+        Self::from_entries(iter.into_iter().collect(), &mut |c| Arc::from(c))
     }
 }
 
@@ -157,11 +277,14 @@ pub struct LevelMap {
 }
 
 impl LevelMap {
-    fn from_json(v: Option<&Value>, name: &mut dyn FnMut(&str) -> Name) -> Self {
+    fn from_json(v: Option<&Value>, names: &mut dyn LevelInterner) -> Self {
         match v {
             None => Self { all_strict_ints: true, ..Self::default() },
             Some(Value::Object(m)) => Self {
-                entries: m.iter().map(|(k, v)| (name(k), Level::from_json(v))).collect(),
+                entries: LevelEntries::from_entries(
+                    m.iter().map(|(k, v)| (names.name(k), Level::from_json(v))).collect(),
+                    &mut |c| names.chunk(c),
+                ),
                 all_strict_ints: m.values().all(Level::is_strict_int),
                 not_an_object: false,
                 other: None,
@@ -350,13 +473,13 @@ pub struct PowerLevels {
 impl PowerLevels {
     /// Reads power-levels content (any JSON; non-objects read as empty).
     pub fn from_content(content: &Map<String, Value>) -> Self {
-        Self::from_content_with(content, &mut Name::new)
+        Self::from_content_with(content, &mut Unshared)
     }
 
-    /// [`from_content`](Self::from_content), the map keys made by `name`
-    /// (a room's interner: the keys are user IDs and event types its events
-    /// already name, and every power-levels event repeats them).
-    pub fn from_content_with(content: &Map<String, Value>, name: &mut dyn FnMut(&str) -> Name) -> Self {
+    /// [`from_content`](Self::from_content), the map keys and chunks made
+    /// by `names` (a room's: the keys are user IDs and event types its events
+    /// already name, and every power-levels event repeats most of them).
+    pub fn from_content_with(content: &Map<String, Value>, names: &mut dyn LevelInterner) -> Self {
         let mut scalars = [None; 7];
         let mut strict = true;
         for (i, key) in SCALAR_KEYS.iter().enumerate() {
@@ -366,9 +489,9 @@ impl PowerLevels {
             }
         }
         Self {
-            users: LevelMap::from_json(content.get("users"), name),
-            events: LevelMap::from_json(content.get("events"), name),
-            notifications: LevelMap::from_json(content.get("notifications"), name),
+            users: LevelMap::from_json(content.get("users"), names),
+            events: LevelMap::from_json(content.get("events"), names),
+            notifications: LevelMap::from_json(content.get("notifications"), names),
             scalars,
             scalars_strict_ints: strict,
         }
@@ -405,6 +528,38 @@ mod tests {
             [("a", Level::Int(1)), ("b", Level::Invalid)]
         );
         assert_eq!(LevelEntries::default().len(), 0);
+    }
+
+    #[test]
+    fn level_maps_share_their_chunks_through_a_pool() {
+        let names: Vec<Name> = (0..3000).map(|i| Name::new(&format!("@u{i:05}:x"))).collect();
+        let a: Vec<(Name, Level)> = names.iter().step_by(2).map(|n| (n.clone(), Level::Int(0))).collect();
+        let mut pool = LevelChunkPool::default();
+        let map_a = LevelEntries::from_sorted(&a, &mut |c| pool.chunk(c));
+        assert!(map_a.chunks().len() > 10, "cut into chunks: {}", map_a.chunks().len());
+        let distinct = pool.len();
+        // One user's level changed: one new chunk, every other one shared.
+        let mut b = a.clone();
+        b[700].1 = Level::Int(50);
+        let map_b = LevelEntries::from_sorted(&b, &mut |c| pool.chunk(c));
+        assert_eq!(pool.len(), distinct + 1);
+        let shared = map_a.chunks().iter().filter(|c| map_b.chunks().iter().any(|d| Arc::ptr_eq(c, d))).count();
+        assert_eq!(shared, map_a.chunks().len() - 1);
+        // Lookups across chunk edges: every key, and keys between them.
+        for (i, n) in names.iter().enumerate() {
+            let want = (i % 2 == 0).then_some(if i == 1400 { Level::Int(50) } else { Level::Int(0) });
+            assert_eq!(map_b.get(n).copied(), want, "{n}");
+        }
+        assert_eq!(map_b.get("@"), None);
+        assert_eq!(map_b.get("@z"), None);
+        assert_eq!(map_b.iter().count(), 1500);
+        assert_ne!(map_a, map_b);
+        // The same map again: nothing new pooled, equal.
+        let again = LevelEntries::from_sorted(&b, &mut |c| pool.chunk(c));
+        assert_eq!(pool.len(), distinct + 1);
+        assert_eq!(again, map_b);
+        // Unshared, the same entries are an equal map.
+        assert_eq!(b.iter().cloned().collect::<LevelEntries>(), map_b);
     }
 
     #[test]

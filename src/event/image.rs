@@ -13,7 +13,7 @@ use super::{
 use crate::ids::{EventIdx, Name};
 use crate::image::{index, ImageError, Reader, Writer};
 use crate::pages::PageCache;
-use crate::power_levels::{Level, LevelMap, PowerLevels};
+use crate::power_levels::{Level, LevelChunkPool, LevelEntries, LevelMap, PowerLevels};
 use crate::state_set::StateSetId;
 
 const OUTLIER: u8 = 1;
@@ -91,7 +91,12 @@ impl Events {
     /// Reads a table written by [`write_image`](Self::write_image), its PDU
     /// texts in `pdus`. Indexes into other tables (states, auth nodes,
     /// state keys) are checked by the caller, which knows their sizes.
-    pub(crate) fn read_image(r: &mut Reader<'_>, names: &[Name], pdus: PageCache) -> Result<Self, ImageError> {
+    pub(crate) fn read_image(
+        r: &mut Reader<'_>,
+        names: &[Name],
+        pdus: PageCache,
+        level_chunks: &mut LevelChunkPool,
+    ) -> Result<Self, ImageError> {
         let n_text = r.len(8)?;
         let mut text = Vec::with_capacity(n_text);
         for _ in 0..n_text {
@@ -151,9 +156,10 @@ impl Events {
             chunks.last_mut().expect("just ensured").push(e);
         }
         let n_facts = r.len(5)?;
+        let mut levels = LevelReader { pool: level_chunks, entries: Vec::new() };
         for _ in 0..n_facts {
             let i = index(r.u32()?, len, "a content fact's event")? as usize;
-            chunks[i / EVENTS_CHUNK][i % EVENTS_CHUNK].facts = read_facts(r, names)?;
+            chunks[i / EVENTS_CHUNK][i % EVENTS_CHUNK].facts = read_facts(r, names, &mut levels)?;
         }
         Ok(Events { chunks, len, text, links, pdus: Some(pdus) })
     }
@@ -316,7 +322,13 @@ fn write_facts(w: &mut Writer<'_>, f: &Facts, name: NameNumber<'_>) {
     }
 }
 
-fn read_facts(r: &mut Reader<'_>, names: &[Name]) -> Result<Facts, ImageError> {
+/// Reads level maps into the room's chunks, through one reused buffer.
+struct LevelReader<'a> {
+    pool: &'a mut LevelChunkPool,
+    entries: Vec<(Name, Level)>,
+}
+
+fn read_facts(r: &mut Reader<'_>, names: &[Name], levels: &mut LevelReader<'_>) -> Result<Facts, ImageError> {
     Ok(match r.u8()? {
         CREATE => {
             let creator = r.opt_str()?;
@@ -336,9 +348,9 @@ fn read_facts(r: &mut Reader<'_>, names: &[Name]) -> Result<Facts, ImageError> {
             third_party_invite: read_json(r)?,
         })),
         POWER_LEVELS => {
-            let users = read_level_map(r, names)?;
-            let events = read_level_map(r, names)?;
-            let notifications = read_level_map(r, names)?;
+            let users = read_level_map(r, names, levels)?;
+            let events = read_level_map(r, names, levels)?;
+            let notifications = read_level_map(r, names, levels)?;
             let mut scalars = [None; 7];
             for s in &mut scalars {
                 *s = read_level(r)?;
@@ -388,24 +400,29 @@ fn write_level_map(w: &mut Writer<'_>, m: &LevelMap, name: NameNumber<'_>) {
     w.u8(u8::from(m.all_strict_ints) | u8::from(m.not_an_object) << 1);
     write_json(w, m.other.as_ref());
     w.len(m.entries.len());
-    for (k, l) in &m.entries {
+    for (k, l) in m.entries.iter() {
         write_name(w, k, name);
         write_level(w, Some(l));
     }
 }
 
-fn read_level_map(r: &mut Reader<'_>, names: &[Name]) -> Result<LevelMap, ImageError> {
+fn read_level_map(r: &mut Reader<'_>, names: &[Name], levels: &mut LevelReader<'_>) -> Result<LevelMap, ImageError> {
     let flags = r.u8()?;
     let other = read_json(r)?;
     let n = r.len(5)?;
-    let mut entries = Vec::with_capacity(n);
+    let entries = &mut levels.entries;
+    entries.clear();
     for _ in 0..n {
         let k = read_name(r, names)?;
         let l = read_level(r)?.ok_or_else(|| corrupt("a level map entry without a level"))?;
         entries.push((k, l));
     }
-    // Written in key order: the map is built in bulk (a corrupt order or a
-    // repeated key still makes a valid map; it is then not the one written).
-    let entries = entries.into_iter().collect();
+    // Written in key order, each key once; a corrupt order or a repeated key
+    // still makes a valid map (it is then not the one written).
+    let entries = if entries.windows(2).all(|w| w[0].0 < w[1].0) {
+        LevelEntries::from_sorted(entries, &mut |c| levels.pool.chunk(c))
+    } else {
+        LevelEntries::from_entries(std::mem::take(entries), &mut |c| levels.pool.chunk(c))
+    };
     Ok(LevelMap { entries, all_strict_ints: flags & 1 != 0, not_an_object: flags & 2 != 0, other })
 }

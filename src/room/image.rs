@@ -11,6 +11,7 @@ use crate::event::{Events, StateKeyIdx};
 use crate::ids::{EventIdx, Name};
 use crate::image::{self, index, ImageError, ImageInfo, Reader, Writer, FORMAT};
 use crate::pages::{PageCache, PageStore, Table};
+use crate::power_levels::LevelChunkPool;
 use crate::room_version::RoomVersionRules;
 use crate::state_res::MainlineCache;
 use crate::state_set::{StateSetId, StateSets};
@@ -182,6 +183,7 @@ struct Sections {
     room_id: Option<String>,
     names: Vec<Name>,
     interned: usize,
+    level_chunks: LevelChunkPool,
     /// With a placeholder page cache until [`Sections::into_room`].
     events: Events,
     key_names: Vec<(Name, Name)>,
@@ -226,7 +228,8 @@ fn read_sections(r: &mut Reader<'_>) -> Result<Sections, ImageError> {
     }
     // The event table refers to its page cache, attached once all is read.
     let placeholder = PageCache::new(Box::new(crate::pages::MemoryPages::new()), Table::Pdu, 0);
-    let events = Events::read_image(r, &names, placeholder)?;
+    let mut level_chunks = LevelChunkPool::default();
+    let events = Events::read_image(r, &names, placeholder, &mut level_chunks)?;
     let events_len = events.len();
     let flat = r.u32s()?;
     if flat.len() % 2 != 0 {
@@ -301,6 +304,7 @@ fn read_sections(r: &mut Reader<'_>) -> Result<Sections, ImageError> {
         room_id,
         names,
         interned,
+        level_chunks,
         events,
         key_names,
         states,
@@ -348,6 +352,7 @@ impl Sections {
             by_id,
             rejections: self.rejections,
             strings,
+            level_chunks: self.level_chunks,
             keys,
             key_names: self.key_names,
             states: self.states,

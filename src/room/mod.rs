@@ -43,6 +43,7 @@ use crate::ids::{EventIdx, Name};
 use crate::pages::PageCache;
 pub use crate::pages::{CacheStats, MemoryPages, PageError, PageStore, RestoreRows, Table};
 pub use crate::placement::{EventRecord, LogRecord, Placement, RecordKind};
+use crate::power_levels::{Level, LevelChunk, LevelChunkPool, LevelInterner};
 use crate::room_version::{RoomVersionRules, UnsupportedRoomVersion};
 pub use crate::signatures::{
     prepare_batch, verify_batch_signatures, verify_pdu_signatures, PreparedPdu, SIGNATURE_BATCH,
@@ -86,6 +87,8 @@ pub struct Room {
     by_id: IdIndex,
     rejections: HashMap<EventIdx, Box<str>>,
     strings: HashSet<Name>,
+    /// The chunks of the power-level maps the room's events hold.
+    level_chunks: LevelChunkPool,
     keys: HashMap<(Name, Name), StateKeyIdx>,
     key_names: Vec<(Name, Name)>,
     states: StateSets,
@@ -145,6 +148,21 @@ impl std::fmt::Debug for Room {
     }
 }
 
+/// A room's names and level-map chunks, for the facts of its events.
+struct RoomInterner<'a> {
+    strings: &'a mut HashSet<Name>,
+    level_chunks: &'a mut LevelChunkPool,
+}
+
+impl LevelInterner for RoomInterner<'_> {
+    fn name(&mut self, s: &str) -> Name {
+        intern(self.strings, s)
+    }
+    fn chunk(&mut self, entries: &[(Name, Level)]) -> LevelChunk {
+        self.level_chunks.chunk(entries)
+    }
+}
+
 fn intern(strings: &mut HashSet<Name>, s: &str) -> Name {
     if let Some(a) = strings.get(s) {
         return a.clone();
@@ -165,6 +183,7 @@ impl Room {
             by_id: IdIndex::default(),
             rejections: HashMap::new(),
             strings: HashSet::new(),
+            level_chunks: LevelChunkPool::default(),
             keys: HashMap::new(),
             key_names: Vec::new(),
             states: StateSets::new(),

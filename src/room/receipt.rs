@@ -22,7 +22,7 @@ use crate::signatures::{prepare_batch, PreparedPdu, Signers, SIGNATURE_BATCH};
 use crate::signing::{content_hash_and_size, decode_base64, KeyStore};
 use crate::state_set::{StateMap, StateSetId};
 
-use super::{bounded_reason, intern, DropStage, Outcome, Room};
+use super::{bounded_reason, intern, DropStage, Outcome, Room, RoomInterner};
 
 /// Most `prev_events` a PDU may list.
 pub const MAX_PREV_EVENTS: usize = 20;
@@ -304,7 +304,8 @@ impl Room {
         if let Err(LimitError::Unpersistable(reason)) = &limits {
             return Outcome::drop(Some(&id), DropStage::Parse, reason.clone());
         }
-        let facts = Facts::extract_with(&json, rules, &mut |s| intern(&mut self.strings, s));
+        let mut names = RoomInterner { strings: &mut self.strings, level_chunks: &mut self.level_chunks };
+        let facts = Facts::extract_with(&json, rules, &mut names);
         let mark = self.events.mark();
         let prepared = self.events.prepare(NewEvent {
             id: id.as_str(),
