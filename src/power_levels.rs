@@ -102,6 +102,9 @@ impl LevelInterner for Unshared {
 /// A run of a level map's entries, shared by the maps that hold it.
 pub type LevelChunk = Arc<[(Name, Level)]>;
 
+/// What makes a chunk of some entries (a pool's, or a plain copy).
+pub type MakeChunk<'a> = dyn FnMut(&[(Name, Level)]) -> LevelChunk + 'a;
+
 /// Level-map chunks end after a key whose name's address hashes to this
 /// many trailing zero bits (chunks average 32 entries)…
 const LEVEL_CHUNK_BITS: u32 = 5;
@@ -182,7 +185,7 @@ impl std::fmt::Debug for LevelEntries {
 impl LevelEntries {
     /// Entries sorted by key with no key twice, cut into chunks made by
     /// `chunk` (a [`LevelChunkPool`], or a plain copy).
-    pub fn from_sorted(entries: &[(Name, Level)], chunk: &mut dyn FnMut(&[(Name, Level)]) -> LevelChunk) -> Self {
+    pub fn from_sorted(entries: &[(Name, Level)], chunk: &mut MakeChunk<'_>) -> Self {
         debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "sorted, each key once");
         let mut chunks = Vec::new();
         let mut start = 0;
@@ -200,7 +203,7 @@ impl LevelEntries {
 
     /// Entries in any order, a repeated key keeping its last level (like
     /// collecting into a map), cut by `chunk`.
-    pub fn from_entries(mut v: Vec<(Name, Level)>, chunk: &mut dyn FnMut(&[(Name, Level)]) -> LevelChunk) -> Self {
+    pub fn from_entries(mut v: Vec<(Name, Level)>, chunk: &mut MakeChunk<'_>) -> Self {
         if !v.windows(2).all(|w| w[0].0 < w[1].0) {
             // Stable: of equal keys the last one given ends last, and is kept.
             v.sort_by(|a, b| a.0.cmp(&b.0));
