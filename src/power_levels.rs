@@ -219,6 +219,20 @@ impl LevelEntries {
         Self::from_sorted(&v, chunk)
     }
 
+    /// Entries held as `chunks`, each sorted by key (the caller's word: a
+    /// room image checks each chunk once as it reads it, not once per map
+    /// that holds it), each non-empty and after the chunk before.
+    pub(crate) fn from_chunks(chunks: Vec<LevelChunk>) -> Result<Self, &'static str> {
+        if chunks.iter().any(|c| c.is_empty()) {
+            return Err("a level map holds an empty chunk");
+        }
+        if !chunks.windows(2).all(|w| w[0][w[0].len() - 1].0 < w[1][0].0) {
+            return Err("a level map's chunks are out of key order");
+        }
+        let len = chunks.iter().map(|c| c.len()).sum();
+        Ok(Self { chunks: chunks.into_boxed_slice(), len })
+    }
+
     /// The level of `key`.
     pub fn get(&self, key: &str) -> Option<&Level> {
         // The first chunk whose last key is not below `key` is the only one that may hold it.
@@ -563,6 +577,18 @@ mod tests {
         assert_eq!(again, map_b);
         // Unshared, the same entries are an equal map.
         assert_eq!(b.iter().cloned().collect::<LevelEntries>(), map_b);
+        // Held as given chunks (as an image reads them back): the same map;
+        // chunks out of order or empty are refused.
+        let chunks = map_b.chunks().to_vec();
+        assert_eq!(LevelEntries::from_chunks(chunks.clone()).unwrap(), map_b);
+        let mut swapped = chunks.clone();
+        swapped.swap(0, 1);
+        assert!(LevelEntries::from_chunks(swapped).is_err());
+        let mut twice = chunks.clone();
+        twice.insert(1, Arc::clone(&chunks[0]));
+        assert!(LevelEntries::from_chunks(twice).is_err());
+        assert!(LevelEntries::from_chunks(vec![Arc::from(Vec::new())]).is_err());
+        assert_eq!(LevelEntries::from_chunks(Vec::new()).unwrap(), LevelEntries::default());
     }
 
     #[test]

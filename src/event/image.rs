@@ -2,6 +2,7 @@
 //! IDs), the link arena (prev and auth events), one fixed-width record per
 //! [`StoredEvent`], and the content facts of the events that have some.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -13,7 +14,7 @@ use super::{
 use crate::ids::{EventIdx, Name};
 use crate::image::{index, ImageError, Reader, Writer};
 use crate::pages::PageCache;
-use crate::power_levels::{Level, LevelChunkPool, LevelEntries, LevelMap, PowerLevels};
+use crate::power_levels::{Level, LevelChunk, LevelChunkPool, LevelEntries, LevelMap, PowerLevels};
 use crate::state_set::StateSetId;
 
 const OUTLIER: u8 = 1;
@@ -81,10 +82,28 @@ impl Events {
                 with_facts.push((e.idx.0, &e.facts));
             }
         }
+        // The level-map chunks, each once (a power-levels event shares most
+        // of its chunks with the one before): maps list chunk numbers.
+        let mut level_chunks = LevelChunkNumbers::default();
+        for (_, f) in &with_facts {
+            if let Facts::PowerLevels(p) = f {
+                for m in [&p.users, &p.events, &p.notifications] {
+                    m.entries.chunks().iter().for_each(|c| level_chunks.number(c));
+                }
+            }
+        }
+        w.len(level_chunks.table.len());
+        for c in &level_chunks.table {
+            w.len(c.len());
+            for (k, l) in c.iter() {
+                write_name(w, k, name);
+                write_level(w, Some(l));
+            }
+        }
         w.len(with_facts.len());
         for (i, f) in with_facts {
             w.u32(i);
-            write_facts(w, f, name);
+            write_facts(w, f, &level_chunks);
         }
     }
 
@@ -155,11 +174,27 @@ impl Events {
             }
             chunks.last_mut().expect("just ensured").push(e);
         }
+        let n_chunks = r.len(8)?;
+        let mut table: Vec<LevelChunk> = Vec::with_capacity(n_chunks);
+        let mut entries: Vec<(Name, Level)> = Vec::new();
+        for _ in 0..n_chunks {
+            let n = r.len(5)?;
+            entries.clear();
+            for _ in 0..n {
+                let k = read_name(r, names)?;
+                let l = read_level(r)?.ok_or_else(|| corrupt("a level map entry without a level"))?;
+                entries.push((k, l));
+            }
+            if entries.is_empty() || !entries.windows(2).all(|w| w[0].0 < w[1].0) {
+                return Err(corrupt("a level-map chunk is empty or out of key order"));
+            }
+            table.push(level_chunks.chunk(&entries));
+        }
         let n_facts = r.len(5)?;
-        let mut levels = LevelReader { pool: level_chunks, entries: Vec::new() };
+        let levels = LevelReader { table };
         for _ in 0..n_facts {
             let i = index(r.u32()?, len, "a content fact's event")? as usize;
-            chunks[i / EVENTS_CHUNK][i % EVENTS_CHUNK].facts = read_facts(r, names, &mut levels)?;
+            chunks[i / EVENTS_CHUNK][i % EVENTS_CHUNK].facts = read_facts(r, &levels)?;
         }
         Ok(Events { chunks, len, text, links, pdus: Some(pdus) })
     }
@@ -272,7 +307,7 @@ fn nth<T: Clone>(all: &[T], i: u8, what: &str) -> Result<T, ImageError> {
     all.get(i as usize).cloned().ok_or_else(|| ImageError::Corrupt(format!("{what} {i}")))
 }
 
-fn write_facts(w: &mut Writer<'_>, f: &Facts, name: NameNumber<'_>) {
+fn write_facts(w: &mut Writer<'_>, f: &Facts, level_chunks: &LevelChunkNumbers<'_>) {
     match f {
         Facts::None => unreachable!("only events with facts are written"),
         Facts::Create(c) => {
@@ -292,7 +327,7 @@ fn write_facts(w: &mut Writer<'_>, f: &Facts, name: NameNumber<'_>) {
         Facts::PowerLevels(p) => {
             w.u8(POWER_LEVELS);
             for m in [&p.users, &p.events, &p.notifications] {
-                write_level_map(w, m, name);
+                write_level_map(w, m, level_chunks);
             }
             for l in &p.scalars {
                 write_level(w, l.as_ref());
@@ -322,13 +357,38 @@ fn write_facts(w: &mut Writer<'_>, f: &Facts, name: NameNumber<'_>) {
     }
 }
 
-/// Reads level maps into the room's chunks, through one reused buffer.
-struct LevelReader<'a> {
-    pool: &'a mut LevelChunkPool,
-    entries: Vec<(Name, Level)>,
+/// The level-map chunks of an image, numbered as written (each held once,
+/// in the room's pool).
+struct LevelReader {
+    table: Vec<LevelChunk>,
 }
 
-fn read_facts(r: &mut Reader<'_>, names: &[Name], levels: &mut LevelReader<'_>) -> Result<Facts, ImageError> {
+/// Numbers level-map chunks as the writer meets them, each once.
+#[derive(Default)]
+struct LevelChunkNumbers<'a> {
+    numbers: HashMap<usize, u32>,
+    table: Vec<&'a LevelChunk>,
+}
+
+impl<'a> LevelChunkNumbers<'a> {
+    fn addr(c: &LevelChunk) -> usize {
+        Arc::as_ptr(c) as *const () as usize
+    }
+
+    fn number(&mut self, c: &'a LevelChunk) {
+        let table = &mut self.table;
+        self.numbers.entry(Self::addr(c)).or_insert_with(|| {
+            table.push(c);
+            (table.len() - 1) as u32
+        });
+    }
+
+    fn of(&self, c: &LevelChunk) -> u32 {
+        self.numbers[&Self::addr(c)]
+    }
+}
+
+fn read_facts(r: &mut Reader<'_>, levels: &LevelReader) -> Result<Facts, ImageError> {
     Ok(match r.u8()? {
         CREATE => {
             let creator = r.opt_str()?;
@@ -348,9 +408,9 @@ fn read_facts(r: &mut Reader<'_>, names: &[Name], levels: &mut LevelReader<'_>) 
             third_party_invite: read_json(r)?,
         })),
         POWER_LEVELS => {
-            let users = read_level_map(r, names, levels)?;
-            let events = read_level_map(r, names, levels)?;
-            let notifications = read_level_map(r, names, levels)?;
+            let users = read_level_map(r, levels)?;
+            let events = read_level_map(r, levels)?;
+            let notifications = read_level_map(r, levels)?;
             let mut scalars = [None; 7];
             for s in &mut scalars {
                 *s = read_level(r)?;
@@ -396,33 +456,20 @@ fn read_level(r: &mut Reader<'_>) -> Result<Option<Level>, ImageError> {
     })
 }
 
-fn write_level_map(w: &mut Writer<'_>, m: &LevelMap, name: NameNumber<'_>) {
+fn write_level_map(w: &mut Writer<'_>, m: &LevelMap, level_chunks: &LevelChunkNumbers<'_>) {
     w.u8(u8::from(m.all_strict_ints) | u8::from(m.not_an_object) << 1);
     write_json(w, m.other.as_ref());
-    w.len(m.entries.len());
-    for (k, l) in m.entries.iter() {
-        write_name(w, k, name);
-        write_level(w, Some(l));
-    }
+    w.u32s(m.entries.chunks().iter().map(|c| level_chunks.of(c)));
 }
 
-fn read_level_map(r: &mut Reader<'_>, names: &[Name], levels: &mut LevelReader<'_>) -> Result<LevelMap, ImageError> {
+fn read_level_map(r: &mut Reader<'_>, levels: &LevelReader) -> Result<LevelMap, ImageError> {
     let flags = r.u8()?;
     let other = read_json(r)?;
-    let n = r.len(5)?;
-    let entries = &mut levels.entries;
-    entries.clear();
-    for _ in 0..n {
-        let k = read_name(r, names)?;
-        let l = read_level(r)?.ok_or_else(|| corrupt("a level map entry without a level"))?;
-        entries.push((k, l));
+    let numbers = r.u32s()?;
+    let mut chunks = Vec::with_capacity(numbers.len());
+    for n in numbers {
+        chunks.push(Arc::clone(&levels.table[index(n, levels.table.len(), "a level-map chunk")? as usize]));
     }
-    // Written in key order, each key once; a corrupt order or a repeated key
-    // still makes a valid map (it is then not the one written).
-    let entries = if entries.windows(2).all(|w| w[0].0 < w[1].0) {
-        LevelEntries::from_sorted(entries, &mut |c| levels.pool.chunk(c))
-    } else {
-        LevelEntries::from_entries(std::mem::take(entries), &mut |c| levels.pool.chunk(c))
-    };
+    let entries = LevelEntries::from_chunks(chunks).map_err(corrupt)?;
     Ok(LevelMap { entries, all_strict_ints: flags & 1 != 0, not_an_object: flags & 2 != 0, other })
 }
