@@ -28,6 +28,11 @@ fn id_hash(id: &str) -> u32 {
 }
 
 impl IdIndex {
+    /// An empty index with room for `n` IDs (a room read back from its image).
+    pub(super) fn with_capacity(n: usize) -> Self {
+        Self { by_hash: IntMap::with_capacity_and_hasher(n, Default::default()), collisions: HashMap::new() }
+    }
+
     pub(super) fn get(&self, id: &str, events: &Events) -> Option<EventIdx> {
         if let Some(i) = self.by_hash.get(&id_hash(id)) {
             if events.id(&events[i.ix()]) == id {

@@ -336,7 +336,7 @@ impl Sections {
                 index(node, n_nodes, "an auth node")?;
             }
         }
-        let mut by_id = IdIndex::default();
+        let mut by_id = IdIndex::with_capacity(events.len());
         for e in events.iter() {
             by_id.insert(events.id(e), e.idx);
         }
