@@ -135,7 +135,7 @@ pub enum Facts {
     /// `m.room.create` (any state key: the create rules go by type).
     Create(Box<CreateFacts>),
     /// `m.room.member`.
-    Member(Box<MemberFacts>),
+    Member(Arc<MemberFacts>),
     /// `m.room.power_levels` (with empty state key).
     PowerLevels(Arc<PowerLevels>),
     /// `m.room.join_rules` (with empty state key).
@@ -185,7 +185,7 @@ impl Facts {
                     Some(_) => None,
                 },
             })),
-            "m.room.member" if state_key.is_some() => Facts::Member(Box::new(MemberFacts {
+            "m.room.member" if state_key.is_some() => Facts::Member(Arc::new(MemberFacts {
                 membership: Membership::from_content(content),
                 authorising_user: content.get("join_authorised_via_users_server").cloned(),
                 third_party_invite: content.get("third_party_invite").cloned(),

@@ -191,10 +191,10 @@ impl Events {
             table.push(level_chunks.chunk(&entries));
         }
         let n_facts = r.len(5)?;
-        let levels = LevelReader { table };
+        let mut shared = SharedFacts { table, plain_members: Default::default() };
         for _ in 0..n_facts {
             let i = index(r.u32()?, len, "a content fact's event")? as usize;
-            chunks[i / EVENTS_CHUNK][i % EVENTS_CHUNK].facts = read_facts(r, &levels)?;
+            chunks[i / EVENTS_CHUNK][i % EVENTS_CHUNK].facts = read_facts(r, &mut shared)?;
         }
         Ok(Events { chunks, len, text, links, pdus: Some(pdus) })
     }
@@ -357,10 +357,12 @@ fn write_facts(w: &mut Writer<'_>, f: &Facts, level_chunks: &LevelChunkNumbers<'
     }
 }
 
-/// The level-map chunks of an image, numbered as written (each held once,
-/// in the room's pool).
-struct LevelReader {
+/// What the facts of an image share: the level-map chunks, numbered as
+/// written (each held once, in the room's pool), and one value per plain
+/// membership.
+struct SharedFacts {
     table: Vec<LevelChunk>,
+    plain_members: [Option<Arc<MemberFacts>>; MEMBERSHIPS.len()],
 }
 
 /// Numbers level-map chunks as the writer meets them, each once.
@@ -388,7 +390,7 @@ impl<'a> LevelChunkNumbers<'a> {
     }
 }
 
-fn read_facts(r: &mut Reader<'_>, levels: &LevelReader) -> Result<Facts, ImageError> {
+fn read_facts(r: &mut Reader<'_>, shared: &mut SharedFacts) -> Result<Facts, ImageError> {
     Ok(match r.u8()? {
         CREATE => {
             let creator = r.opt_str()?;
@@ -402,15 +404,24 @@ fn read_facts(r: &mut Reader<'_>, levels: &LevelReader) -> Result<Facts, ImageEr
                 room_version: r.opt_str()?,
             }))
         }
-        MEMBER => Facts::Member(Box::new(MemberFacts {
-            membership: nth(&MEMBERSHIPS, r.u8()?, "a membership")?,
-            authorising_user: read_json(r)?,
-            third_party_invite: read_json(r)?,
-        })),
+        MEMBER => {
+            let at = r.u8()?;
+            let m = MemberFacts {
+                membership: nth(&MEMBERSHIPS, at, "a membership")?,
+                authorising_user: read_json(r)?,
+                third_party_invite: read_json(r)?,
+            };
+            // Most memberships say nothing else: one shared value each.
+            Facts::Member(if m.authorising_user.is_none() && m.third_party_invite.is_none() {
+                Arc::clone(shared.plain_members[at as usize].get_or_insert_with(|| Arc::new(m)))
+            } else {
+                Arc::new(m)
+            })
+        }
         POWER_LEVELS => {
-            let users = read_level_map(r, levels)?;
-            let events = read_level_map(r, levels)?;
-            let notifications = read_level_map(r, levels)?;
+            let users = read_level_map(r, shared)?;
+            let events = read_level_map(r, shared)?;
+            let notifications = read_level_map(r, shared)?;
             let mut scalars = [None; 7];
             for s in &mut scalars {
                 *s = read_level(r)?;
@@ -462,13 +473,13 @@ fn write_level_map(w: &mut Writer<'_>, m: &LevelMap, level_chunks: &LevelChunkNu
     w.u32s(m.entries.chunks().iter().map(|c| level_chunks.of(c)));
 }
 
-fn read_level_map(r: &mut Reader<'_>, levels: &LevelReader) -> Result<LevelMap, ImageError> {
+fn read_level_map(r: &mut Reader<'_>, shared: &SharedFacts) -> Result<LevelMap, ImageError> {
     let flags = r.u8()?;
     let other = read_json(r)?;
     let numbers = r.u32s()?;
     let mut chunks = Vec::with_capacity(numbers.len());
     for n in numbers {
-        chunks.push(Arc::clone(&levels.table[index(n, levels.table.len(), "a level-map chunk")? as usize]));
+        chunks.push(Arc::clone(&shared.table[index(n, shared.table.len(), "a level-map chunk")? as usize]));
     }
     let entries = LevelEntries::from_chunks(chunks).map_err(corrupt)?;
     Ok(LevelMap { entries, all_strict_ints: flags & 1 != 0, not_an_object: flags & 2 != 0, other })
