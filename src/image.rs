@@ -28,6 +28,8 @@
 //! [`ImageError`], never a panic or an oversized allocation): the log stays
 //! the source of truth, and a host that cannot read an image replays the log.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::pages::{PageError, PageStore, Table};
@@ -403,6 +405,41 @@ pub(crate) fn discard(store: &mut dyn PageStore, generation: u64, parts: u32) {
 }
 
 /// A `u32` read back as an index into a table of `len` items.
+/// Numbers shared values (`Arc`s held by many maps) as a writer meets them,
+/// each once, by address: an image writes each once and refers to it by
+/// number.
+pub(crate) struct Numbering<'a, T: ?Sized> {
+    numbers: std::collections::HashMap<usize, u32>,
+    /// The values in number order.
+    pub(crate) table: Vec<&'a Arc<T>>,
+}
+
+impl<T: ?Sized> Default for Numbering<'_, T> {
+    fn default() -> Self {
+        Self { numbers: std::collections::HashMap::new(), table: Vec::new() }
+    }
+}
+
+impl<'a, T: ?Sized> Numbering<'a, T> {
+    fn addr(v: &Arc<T>) -> usize {
+        Arc::as_ptr(v) as *const () as usize
+    }
+
+    /// Gives `v` the next number unless it has one.
+    pub(crate) fn number(&mut self, v: &'a Arc<T>) {
+        let table = &mut self.table;
+        self.numbers.entry(Self::addr(v)).or_insert_with(|| {
+            table.push(v);
+            (table.len() - 1) as u32
+        });
+    }
+
+    /// The number of a value numbered before.
+    pub(crate) fn of(&self, v: &Arc<T>) -> u32 {
+        self.numbers[&Self::addr(v)]
+    }
+}
+
 pub(crate) fn index(v: u32, len: usize, what: &str) -> Result<u32, ImageError> {
     if (v as usize) < len {
         Ok(v)

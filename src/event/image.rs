@@ -2,7 +2,6 @@
 //! IDs), the link arena (prev and auth events), one fixed-width record per
 //! [`StoredEvent`], and the content facts of the events that have some.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -12,7 +11,7 @@ use super::{
     EVENTS_CHUNK, LINK_BLOCK, TEXT_BLOCK,
 };
 use crate::ids::{EventIdx, Name};
-use crate::image::{index, ImageError, Reader, Writer};
+use crate::image::{index, ImageError, Numbering, Reader, Writer};
 use crate::pages::PageCache;
 use crate::power_levels::{Level, LevelChunk, LevelChunkPool, LevelEntries, LevelMap, PowerLevels};
 use crate::state_set::StateSetId;
@@ -84,7 +83,7 @@ impl Events {
         }
         // The level-map chunks, each once (a power-levels event shares most
         // of its chunks with the one before): maps list chunk numbers.
-        let mut level_chunks = LevelChunkNumbers::default();
+        let mut level_chunks: Numbering<'_, [(Name, Level)]> = Numbering::default();
         for (_, f) in &with_facts {
             if let Facts::PowerLevels(p) = f {
                 for m in [&p.users, &p.events, &p.notifications] {
@@ -307,7 +306,7 @@ fn nth<T: Clone>(all: &[T], i: u8, what: &str) -> Result<T, ImageError> {
     all.get(i as usize).cloned().ok_or_else(|| ImageError::Corrupt(format!("{what} {i}")))
 }
 
-fn write_facts(w: &mut Writer<'_>, f: &Facts, level_chunks: &LevelChunkNumbers<'_>) {
+fn write_facts(w: &mut Writer<'_>, f: &Facts, level_chunks: &Numbering<'_, [(Name, Level)]>) {
     match f {
         Facts::None => unreachable!("only events with facts are written"),
         Facts::Create(c) => {
@@ -363,31 +362,6 @@ fn write_facts(w: &mut Writer<'_>, f: &Facts, level_chunks: &LevelChunkNumbers<'
 struct SharedFacts {
     table: Vec<LevelChunk>,
     plain_members: [Option<Arc<MemberFacts>>; MEMBERSHIPS.len()],
-}
-
-/// Numbers level-map chunks as the writer meets them, each once.
-#[derive(Default)]
-struct LevelChunkNumbers<'a> {
-    numbers: HashMap<usize, u32>,
-    table: Vec<&'a LevelChunk>,
-}
-
-impl<'a> LevelChunkNumbers<'a> {
-    fn addr(c: &LevelChunk) -> usize {
-        Arc::as_ptr(c) as *const () as usize
-    }
-
-    fn number(&mut self, c: &'a LevelChunk) {
-        let table = &mut self.table;
-        self.numbers.entry(Self::addr(c)).or_insert_with(|| {
-            table.push(c);
-            (table.len() - 1) as u32
-        });
-    }
-
-    fn of(&self, c: &LevelChunk) -> u32 {
-        self.numbers[&Self::addr(c)]
-    }
 }
 
 fn read_facts(r: &mut Reader<'_>, shared: &mut SharedFacts) -> Result<Facts, ImageError> {
@@ -467,7 +441,7 @@ fn read_level(r: &mut Reader<'_>) -> Result<Option<Level>, ImageError> {
     })
 }
 
-fn write_level_map(w: &mut Writer<'_>, m: &LevelMap, level_chunks: &LevelChunkNumbers<'_>) {
+fn write_level_map(w: &mut Writer<'_>, m: &LevelMap, level_chunks: &Numbering<'_, [(Name, Level)]>) {
     w.u8(u8::from(m.all_strict_ints) | u8::from(m.not_an_object) << 1);
     write_json(w, m.other.as_ref());
     w.u32s(m.entries.chunks().iter().map(|c| level_chunks.of(c)));

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{ChunkTable, StateMap, StateSetId, StateSets};
-use crate::image::{index, ImageError, Reader, Writer};
+use crate::image::{index, ImageError, Numbering, Reader, Writer};
 
 const FULL: u8 = 0;
 const DELTA: u8 = 1;
@@ -81,16 +81,11 @@ fn apply(base: &[u64], removed: &[u32], added: &[u64], kept: &mut Vec<u64>) -> R
 impl StateSets {
     /// Writes every map and the chunks they share.
     pub(crate) fn write_image(&self, w: &mut Writer<'_>) {
-        let mut numbers: HashMap<usize, u32> = HashMap::new();
-        let mut chunks: Vec<&Arc<[u64]>> = Vec::new();
+        let mut numbers: Numbering<'_, [u64]> = Numbering::default();
         for m in &self.maps {
-            for c in m.chunks.iter() {
-                numbers.entry(Arc::as_ptr(c) as *const u64 as usize).or_insert_with(|| {
-                    chunks.push(c);
-                    (chunks.len() - 1) as u32
-                });
-            }
+            m.chunks.iter().for_each(|c| numbers.number(c));
         }
+        let chunks = &numbers.table;
         w.len(chunks.len());
         let mut by_first: HashMap<u32, u32> = HashMap::new();
         for (n, c) in chunks.iter().enumerate() {
@@ -116,7 +111,7 @@ impl StateSets {
             w.len(m.len);
             w.u64(m.hash);
             w.u32(m.bits);
-            let ids: Vec<u32> = m.chunks.iter().map(|c| numbers[&(Arc::as_ptr(c) as *const u64 as usize)]).collect();
+            let ids: Vec<u32> = m.chunks.iter().map(|c| numbers.of(c)).collect();
             // Most states are the one before with a chunk or two replaced:
             // the chunks they share at both ends, and the middle.
             let p = ids.iter().zip(&prev).take_while(|(a, b)| a == b).count();
