@@ -412,7 +412,9 @@ mod tests {
         assert_eq!(idx.chains(&[join, pl], false).iter().collect::<Vec<_>>(), [create, join]);
         assert_eq!(idx.chains(&[join, pl], true).iter().collect::<Vec<_>>(), [create, join, pl]);
         assert!(idx.chains(&[], false).is_empty());
-        assert_eq!(idx.footprint(), 4 * (idx.events.capacity() + idx.parents.capacity() + idx.parents_end.capacity()));
+        // Counted: 3,000 nodes, their 1 + 2 + 3 × 2,997 auth edges, and 3,000 edge ends, 4 bytes each.
+        let edges = 1 + 2 + 3 * 2997;
+        assert!(idx.footprint() >= 4 * (3000 + edges + 3000), "{}", idx.footprint());
     }
 
     /// The auth chain by definition: the recursive list of auth events (one
