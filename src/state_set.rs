@@ -20,6 +20,7 @@
 //! Ids make "are these states the same?" a comparison of integers, and key
 //! the caches of digests and auth chains.
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ use crate::event::StateKeyIdx;
 use crate::ids::EventIdx;
 
 mod image;
+
+use image::{MapHead, ReadMaps};
 
 /// Identifies an interned state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -337,7 +340,11 @@ pub fn common_chunks<'a>(maps: &[&'a StateMap]) -> (Vec<Chunk<'a>>, Vec<Vec<Chun
 /// chunks apart from different ones by address.
 #[derive(Debug)]
 pub struct StateSets {
-    maps: Vec<StateMap>,
+    /// Every map by id. Those read back from a room image are built from
+    /// `read` when first asked for: a room that opens builds none, and a
+    /// query builds the one or two it reads.
+    maps: Vec<OnceCell<StateMap>>,
+    read: ReadMaps,
     /// The first map with each content hash.
     by_hash: HashMap<u64, StateSetId>,
     /// Maps whose hash an earlier, different map already had (about never:
@@ -402,6 +409,7 @@ impl StateSets {
     pub fn new() -> Self {
         let mut s = Self {
             maps: Vec::new(),
+            read: ReadMaps::default(),
             by_hash: HashMap::new(),
             collided: Vec::new(),
             chunks: ChunkTable::default(),
@@ -415,43 +423,65 @@ impl StateSets {
     /// Interns a map, returning the id of an equal map if one exists.
     pub fn intern(&mut self, map: StateMap) -> StateSetId {
         let id = StateSetId(u32::try_from(self.maps.len()).expect("fewer than 2^32 states"));
-        match self.by_hash.entry(map.hash) {
-            std::collections::hash_map::Entry::Occupied(first) => {
-                let same = std::iter::once(first.get())
-                    .chain(self.collided.iter().filter(|c| self.maps[c.0 as usize].hash == map.hash))
-                    .find(|c| self.maps[c.0 as usize] == map);
+        match self.by_hash.get(&map.hash) {
+            Some(first) => {
+                let same = std::iter::once(first)
+                    .chain(self.collided.iter().filter(|c| self.hash_of(**c) == map.hash))
+                    .find(|c| *self.get(**c) == map);
                 if let Some(same) = same {
                     return *same;
                 }
                 self.collided.push(id);
             }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(id);
+            None => {
+                self.by_hash.insert(map.hash, id);
             }
         }
         if !self.chunks_indexed {
             self.index_chunks();
         }
         let map = self.chunks.canonical(map);
-        self.maps.push(map);
+        self.maps.push(OnceCell::from(map));
         id
     }
 
     /// Builds the chunk table from every map's chunks, in order.
     fn index_chunks(&mut self) {
         let mut table = ChunkTable::default();
-        for m in &self.maps {
-            for c in m.chunks.iter() {
+        for i in 0..self.maps.len() {
+            self.each_chunk(i, |c| {
                 table.intern(c);
-            }
+            });
         }
         self.chunks = table;
         self.chunks_indexed = true;
     }
 
+    /// Calls `f` with each chunk of map `i`, in key order, without building
+    /// a map read back from an image.
+    fn each_chunk<'s>(&'s self, i: usize, mut f: impl FnMut(&'s Arc<[u64]>)) {
+        match self.maps[i].get() {
+            Some(m) => m.chunks.iter().for_each(f),
+            None => self.read.chunk_numbers(i).iter().for_each(|n| f(self.read.chunk(*n))),
+        }
+    }
+
+    /// Map `i`'s size, hash and chunk bits, without building it.
+    fn head(&self, i: usize) -> MapHead {
+        match self.maps[i].get() {
+            Some(m) => MapHead { len: m.len, hash: m.hash, bits: m.bits },
+            None => self.read.head(i),
+        }
+    }
+
+    fn hash_of(&self, id: StateSetId) -> u64 {
+        self.head(id.0 as usize).hash
+    }
+
     /// The map of an id.
     pub fn get(&self, id: StateSetId) -> &StateMap {
-        &self.maps[id.0 as usize]
+        let i = id.0 as usize;
+        self.maps[i].get_or_init(|| self.read.build(i))
     }
 
     /// Number of distinct states.
@@ -475,6 +505,7 @@ impl StateSets {
         self.by_hash.retain(|_, id| kept(id));
         self.collided.retain(kept);
         self.maps.truncate(len);
+        self.read.truncate(len);
         // Forget the chunks only the dropped maps held.
         self.index_chunks();
     }
@@ -483,12 +514,12 @@ impl StateSets {
     pub fn footprint(&self) -> (usize, usize) {
         let mut seen = std::collections::HashSet::new();
         let mut entries = 0;
-        for m in &self.maps {
-            for c in m.chunks.iter() {
+        for i in 0..self.maps.len() {
+            self.each_chunk(i, |c| {
                 if seen.insert(Arc::as_ptr(c) as *const u64 as usize) {
                     entries += c.len();
                 }
-            }
+            });
         }
         (entries, seen.len())
     }

@@ -87,7 +87,7 @@ impl Room {
         self.states.truncate(cp.states);
         self.auth_index.truncate(cp.auth_nodes);
         let limit = cp.states;
-        self.resolutions.retain(|k, (v, _)| (v.0 as usize) < limit && k.iter().all(|s| (s.0 as usize) < limit));
+        self.resolutions.retain(|k, v| (v.0 as usize) < limit && k.iter().all(|s| (s.0 as usize) < limit));
         self.dropped.truncate(cp.dropped);
         self.dropped_bytes = cp.dropped_bytes;
         self.dropped_total = cp.dropped_total;

@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 
 use crate::auth_chain::AuthChainIndex;
 use crate::event::{Events, StateKeyIdx};
@@ -14,9 +13,9 @@ use crate::pages::{PageCache, PageStore, Table};
 use crate::power_levels::LevelChunkPool;
 use crate::room_version::RoomVersionRules;
 use crate::state_res::MainlineCache;
-use crate::state_set::{StateSetId, StateSets};
+use crate::state_set::StateSets;
 
-use super::{Caches, Deferred, IdIndex, Redactions, ResolutionInfo, Room};
+use super::{Caches, Deferred, IdIndex, Redactions, Resolutions, Room};
 
 const MAGIC: &[u8; 8] = b"rdimage\0";
 
@@ -97,6 +96,7 @@ impl Room {
         }
         let number = |s: &str| numbers.get(s).copied();
         self.events.write_image(w, &number);
+        IdIndex::write_image(&self.events, w);
         let name = |n: &Name| numbers[&**n];
         w.u32s(self.key_names.iter().flat_map(|(t, s)| [name(t), name(s)]).collect::<Vec<_>>().into_iter());
         self.states.write_image(w);
@@ -108,16 +108,7 @@ impl Room {
             w.u32(i.0);
             w.str(why);
         }
-        let mut resolutions: Vec<_> = self.resolutions.iter().collect();
-        resolutions.sort_by(|a, b| a.0.cmp(b.0));
-        w.len(resolutions.len());
-        for (inputs, (id, info)) in resolutions {
-            w.u32s(inputs.iter().map(|s| s.0));
-            w.u32(id.0);
-            w.u32s(info.inputs.iter().map(|s| s.0));
-            w.u32s(info.conflicted_keys.iter().map(|k| k.0));
-            w.len(info.full_conflicted_set);
-        }
+        self.resolutions.write_image(w);
         w.bytes(&self.referenced.iter().map(|r| u8::from(*r)).collect::<Vec<u8>>());
         w.u32s(self.extremities.iter().map(|e| e.0));
         let mut applied: Vec<_> = self.redactions.applied.iter().collect();
@@ -186,11 +177,12 @@ struct Sections {
     level_chunks: LevelChunkPool,
     /// With a placeholder page cache until [`Sections::into_room`].
     events: Events,
+    by_id: IdIndex,
     key_names: Vec<(Name, Name)>,
     states: StateSets,
     auth_index: AuthChainIndex,
     rejections: HashMap<EventIdx, Box<str>>,
-    resolutions: HashMap<Vec<StateSetId>, (StateSetId, Arc<ResolutionInfo>)>,
+    resolutions: Resolutions,
     referenced: Vec<bool>,
     extremities: BTreeSet<EventIdx>,
     redactions: Redactions,
@@ -231,6 +223,7 @@ fn read_sections(r: &mut Reader<'_>) -> Result<Sections, ImageError> {
     let mut level_chunks = LevelChunkPool::default();
     let events = Events::read_image(r, &names, placeholder, &mut level_chunks)?;
     let events_len = events.len();
+    let by_id = IdIndex::read_image(r, events_len)?;
     let flat = r.u32s()?;
     if flat.len() % 2 != 0 {
         return Err(corrupt("the state keys do not pair up"));
@@ -247,23 +240,12 @@ fn read_sections(r: &mut Reader<'_>) -> Result<Sections, ImageError> {
     let states = StateSets::read_image(r, key_names.len(), events_len)?;
     let auth_index = AuthChainIndex::read_image(r, events_len)?;
     let ev = |v: u32| index(v, events_len, "an event").map(EventIdx);
-    let st = |v: u32| index(v, states.len(), "a state").map(StateSetId);
     let n = r.len(12)?;
     let mut rejections = HashMap::with_capacity(n);
     for _ in 0..n {
         rejections.insert(ev(r.u32()?)?, r.str()?.into_boxed_str());
     }
-    let n = r.len(28)?;
-    let mut resolutions = HashMap::with_capacity(n);
-    for _ in 0..n {
-        let key = r.u32s()?.into_iter().map(st).collect::<Result<Vec<_>, _>>()?;
-        let id = st(r.u32()?)?;
-        let inputs = r.u32s()?.into_iter().map(st).collect::<Result<Vec<_>, _>>()?;
-        let conflicted_keys = r.u32s()?.into_iter().map(|k| index(k, key_names.len(), "a state key").map(StateKeyIdx));
-        let conflicted_keys = conflicted_keys.collect::<Result<Vec<_>, _>>()?;
-        let full_conflicted_set = r.len(0)?;
-        resolutions.insert(key, (id, Arc::new(ResolutionInfo { inputs, conflicted_keys, full_conflicted_set })));
-    }
+    let resolutions = Resolutions::read_image(r, states.len(), key_names.len())?;
     let referenced: Vec<bool> = r.bytes()?.into_iter().map(|b| b != 0).collect();
     if referenced.len() != events_len {
         return Err(corrupt("the referenced flags do not match the events"));
@@ -306,6 +288,7 @@ fn read_sections(r: &mut Reader<'_>) -> Result<Sections, ImageError> {
         interned,
         level_chunks,
         events,
+        by_id,
         key_names,
         states,
         auth_index,
@@ -336,10 +319,6 @@ impl Sections {
                 index(node, n_nodes, "an auth node")?;
             }
         }
-        let mut by_id = IdIndex::with_capacity(events.len());
-        for e in events.iter() {
-            by_id.insert(events.id(e), e.idx);
-        }
         let strings: HashSet<Name> = self.names.into_iter().take(self.interned).collect();
         let mut keys = HashMap::with_capacity(n_keys);
         for (i, (t, s)) in self.key_names.iter().enumerate() {
@@ -349,7 +328,7 @@ impl Sections {
             rules: self.rules,
             room_id: self.room_id,
             events,
-            by_id,
+            by_id: self.by_id,
             rejections: self.rejections,
             strings,
             level_chunks: self.level_chunks,

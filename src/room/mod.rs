@@ -59,6 +59,7 @@ mod outcome;
 mod outliers;
 mod receipt;
 mod redactions;
+mod resolutions;
 mod state;
 
 pub use checkpoint::Checkpoint;
@@ -69,6 +70,7 @@ pub use outcome::{
 use outliers::Deferred;
 pub use receipt::{Verification, MAX_AUTH_EVENTS, MAX_ID_LEN, MAX_PDU_SIZE, MAX_PREV_EVENTS};
 use redactions::Redactions;
+use resolutions::Resolutions;
 pub use state::{digest_of, ResolutionInfo, STATE_AUTH_CHAIN_CACHE};
 
 /// A page store can be given only to an empty room.
@@ -93,7 +95,7 @@ pub struct Room {
     key_names: Vec<(Name, Name)>,
     states: StateSets,
     auth_index: AuthChainIndex,
-    resolutions: HashMap<Vec<StateSetId>, (StateSetId, Arc<ResolutionInfo>)>,
+    resolutions: Resolutions,
     mainlines: MainlineCache,
     referenced: Vec<bool>,
     /// Prev events marked referenced since the open checkpoint (only kept
@@ -188,7 +190,7 @@ impl Room {
             key_names: Vec::new(),
             states: StateSets::new(),
             auth_index: AuthChainIndex::new(),
-            resolutions: HashMap::new(),
+            resolutions: Resolutions::default(),
             mainlines: MainlineCache::default(),
             referenced: Vec::new(),
             referenced_log: Vec::new(),

@@ -21,7 +21,7 @@ use super::Room;
 pub const STATE_AUTH_CHAIN_CACHE: usize = 16;
 
 /// What a resolution at a merge point did (for inspection).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResolutionInfo {
     /// The distinct input states.
     pub inputs: Vec<StateSetId>,
