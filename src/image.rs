@@ -27,6 +27,14 @@
 //! Every count and index read back is checked (a corrupt image is an
 //! [`ImageError`], never a panic or an oversized allocation): the log stays
 //! the source of truth, and a host that cannot read an image replays the log.
+//!
+//! What a query needs first is read as it is, and the rest is built on
+//! first use: the event ID index is a sorted array of ID hashes (format 4),
+//! the states are kept as chunk numbers and each chunk as it was written,
+//! its change against an earlier one at most
+//! [`MAX_CHAIN`](crate::state_set::MAX_CHAIN) changes from one written whole
+//! (format 5), and the resolutions as numbers, each built when first asked
+//! for.
 
 use std::sync::Arc;
 
@@ -38,7 +46,7 @@ use crate::pages::{PageError, PageStore, Table};
 pub const PART_BYTES: usize = 1 << 20;
 
 /// The image format this build writes and reads.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 5;
 
 /// What an image holds: the `meta` row of [`Table::Image`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

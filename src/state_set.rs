@@ -29,6 +29,8 @@ use crate::ids::EventIdx;
 
 mod image;
 
+pub use image::MAX_CHAIN;
+
 use image::{MapHead, ReadMaps};
 
 /// Identifies an interned state.

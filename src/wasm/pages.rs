@@ -47,14 +47,16 @@ fn thrown(op: &str, e: JsValue) -> PageError {
 }
 
 /// Grows the wasm memory once for a room about to be read back from its
-/// image (about 2.4 times the image: 68 MiB for the 150k room's 27.5 MB)
-/// instead of 64 KiB at a time as its tables fill: in V8 each of those
-/// grows costs a commit and a GC nudge, 80 ms of a 150k read-back in all.
+/// image (1.75 times the image: 49.9 MiB for the 150k room's 29.2 MB of
+/// format 5, whose read-back peaks at 47.0 MiB without this) instead of
+/// 64 KiB at a time as its tables fill: in V8 each of those grows costs a
+/// commit and a GC nudge (in Node 100-123 ms to read that room back without
+/// this, 88-103 ms with it; 80 ms of a format-3 read-back).
 /// The allocator keeps the freed block and hands it out again; a memory that
 /// cannot grow that far is left as it is.
 fn grow_memory_for(store: &JsPageStore) {
     if let Ok(Some(info)) = crate::image::info(store) {
-        let want = usize::try_from(info.bytes.saturating_mul(12) / 5).unwrap_or(usize::MAX).min(1 << 30);
+        let want = usize::try_from(info.bytes.saturating_mul(7) / 4).unwrap_or(usize::MAX).min(1 << 30);
         let _ = Vec::<u8>::new().try_reserve_exact(want);
     }
 }
