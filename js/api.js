@@ -23,7 +23,7 @@ export {
   DEFAULT_TIMEOUT_MS,
   DEFAULT_MAX_RESPONSE_BYTES,
 } from "./client.js";
-export { FederationServer, groupPdusByRoom, STATE_CACHE, MAX_PDU_ERROR_BYTES, servingLimits } from "./server.js";
+export { FederationServer, groupPdusByRoom, STATE_CACHE, MAX_PDU_ERROR_BYTES, servingLimits, wasmMemoryBytes } from "./server.js";
 export { RoomMirror, MirrorError, MemoryParking, MIRROR_LIMITS } from "./mirror.js";
 
 /** The signing key fields every signing function takes. */

@@ -1097,6 +1097,9 @@ export const STATE_CACHE: { ttlMs: number; maxEntries: number; maxBytes: number 
 /** The serving limits the JS layer enforces before calling into the core. */
 export function servingLimits(): { maxBodyBytes: number; maxTxnPdus: number; maxTxnEdus: number; maxTxnIdBytes: number; maxReasonBytes: number };
 
+/** The wasm module's memory in bytes: the most the engine has held at once (it never shrinks). */
+export function wasmMemoryBytes(): number;
+
 /** Groups PDUs by room (order kept within a room); a create event's room is derived. */
 export function groupPdusByRoom(pdus: Pdu[]): Map<RoomId, { pdus: string[]; createVersion: string | undefined; create: string | undefined }>;
 

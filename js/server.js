@@ -23,6 +23,14 @@ export function servingLimits() {
 }
 
 /** How long and how much `/state` and `/state_ids` answers are kept (Synapse's `ResponseCache`s for them: 30 s). */
+/**
+ * The size of the wasm module's memory in bytes: the most the engine has
+ * held at once, every room of this isolate together (it never shrinks).
+ */
+export function wasmMemoryBytes() {
+  return call(() => wasm.wasmMemoryBytes());
+}
+
 export const STATE_CACHE = { ttlMs: 30_000, maxEntries: 64, maxBytes: 16 * 1024 * 1024 };
 
 /**

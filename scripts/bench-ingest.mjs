@@ -140,7 +140,10 @@ if (both || flags.has("--worker") || flags.has("--import-only")) {
     const t1 = performance.now();
     for (;;) {
       const st = await (await fetch(`${w2.url}/_roomdag/admin/status/${encodeURIComponent(room.room_id)}`, { headers: { authorization: `Bearer ${vars.ADMIN_TOKEN}` } })).json();
-      if (st.image?.lag === 0) break;
+      if (st.image?.lag === 0) {
+        console.log(`Room object's wasm memory after the import and its image: ${mib(st.wasmMemoryBytes / 1024)}`);
+        break;
+      }
       if (performance.now() - t1 > 300_000) throw new Error(`no image after 300 s: ${JSON.stringify(st)}`);
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -169,7 +172,8 @@ if (both || flags.has("--worker") || flags.has("--import-only")) {
     const t1 = performance.now();
     await (await fetch(w3.url + target, { headers })).text();
     const second = performance.now() - t1;
-    console.log(`Worker cold start (${events.length}-event room, restarted): first /state_ids ${res.status} (${body.pdu_ids?.length ?? 0} state events) after ${first.toFixed(0)} ms; the next one ${second.toFixed(1)} ms; workerd RSS ${mib(idle)} before, peak ${mib(afterFirst)}`);
+    const st = await (await fetch(`${w3.url}/_roomdag/admin/status/${encodeURIComponent(room.room_id)}`, { headers: { authorization: `Bearer ${vars.ADMIN_TOKEN}` } })).json();
+    console.log(`Worker cold start (${events.length}-event room, restarted): first /state_ids ${res.status} (${body.pdu_ids?.length ?? 0} state events) after ${first.toFixed(0)} ms; the next one ${second.toFixed(1)} ms; workerd RSS ${mib(idle)} before, peak ${mib(afterFirst)}; the room object's wasm memory ${mib(st.wasmMemoryBytes / 1024)}`);
     const raw = events.reduce((n, e) => n + Buffer.byteLength(JSON.stringify(e.pdu)), 0);
     const stored = roomObjectBytes(w3.persist);
     if (process.env.BENCH_WORKER_LOG) console.log(w3.output());

@@ -680,6 +680,13 @@ pub fn check_create_event(raw: &str, room_version: &str, keys: &WasmKeyRing) -> 
     })
 }
 
+/// The size of this module's wasm memory in bytes: the most it has held at
+/// once (a wasm memory grows and never shrinks).
+#[wasm_bindgen(js_name = wasmMemoryBytes)]
+pub fn wasm_memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size::<0>() * 65_536) as f64
+}
+
 /// The serving limits (bytes and counts) the JS layer enforces before
 /// calling into the core: JSON.
 #[wasm_bindgen(js_name = servingLimits)]

@@ -114,8 +114,9 @@ test("a restarted Worker still has every stored event, and answers a retried tra
   assert.ok(before.find((r) => r.roomId === room.room_id).eventCount >= stored);
   // The room object writes its image (its engine tables) once it is due and
   // the room is quiet; the restart below reads it instead of replaying the log.
-  const status = async () =>
-    (await (await fetch(`${worker.url}/_roomdag/admin/status/${encodeURIComponent(room.room_id)}`, { headers: { authorization: `Bearer ${vars.ADMIN_TOKEN}` } })).json()).image;
+  const fullStatus = async () =>
+    (await fetch(`${worker.url}/_roomdag/admin/status/${encodeURIComponent(room.room_id)}`, { headers: { authorization: `Bearer ${vars.ADMIN_TOKEN}` } })).json();
+  const status = async () => (await fullStatus()).image;
   const deadline = Date.now() + 60_000;
   let image;
   // Written (after the import, once quiet): fewer records after it than the room has.
@@ -132,6 +133,9 @@ test("a restarted Worker still has every stored event, and answers a retried tra
   const q = expected.queries.find((x) => x.endpoint === "state_ids" && x.expect.status === 200);
   const got = await client.answer(q);
   assert.equal(JSON.stringify(norm(q.endpoint, got, q.expect)), JSON.stringify(norm(q.endpoint, q.expect)));
+  // The status reports the room object's wasm memory, in whole 64 KiB pages.
+  const { wasmMemoryBytes } = await fullStatus();
+  assert.ok(Number.isInteger(wasmMemoryBytes / 65_536) && wasmMemoryBytes >= 1 << 20, `wasmMemoryBytes ${wasmMemoryBytes}`);
   // The retry reaches a fresh isolate: the answer comes from the transaction log, not the duplicate PDU ({}).
   const retry = await client.request(origin, "PUT", "/_matrix/federation/v1/send/retried-after-restart", txn);
   assert.deepEqual(retry.body, first.body);

@@ -4,7 +4,7 @@
 // `GET /event/{eventId}`, which names no room), and one `TransactionObject`
 // per origin server remembering its answered `/send` transactions.
 import { DurableObject } from "cloudflare:workers";
-import { DurableObjectStore, KeyFetcher, KeyRing, MemoryStore, RoomEngine, RoomMirror, notariesFrom, pinKeys } from "../../pkg/workerd.js";
+import { DurableObjectStore, KeyFetcher, KeyRing, MemoryStore, RoomEngine, RoomMirror, notariesFrom, pinKeys, wasmMemoryBytes } from "../../pkg/workerd.js";
 import type { Outcome, QueryResult, Graph, EventDetails, StateSnapshot, LogRecord } from "../../pkg/roomdag.js";
 import { federationClientOf } from "./client.js";
 import { configOf, type Env } from "./config.js";
@@ -379,9 +379,13 @@ export class RoomObject extends DurableObject<Env> {
     return left;
   }
 
-  /** Participation status: the pending join, backfill progress; and the room's image. */
-  async mirrorStatus(): Promise<MirrorStatus & { image: { lag: number | null; events: number } }> {
-    return { ...(await this.#status()), image: this.imageStatus() };
+  /**
+   * Participation status: the pending join, backfill progress; the room's
+   * image; and the object's wasm memory (the most its engine has held at
+   * once: a wasm memory never shrinks).
+   */
+  async mirrorStatus(): Promise<MirrorStatus & { image: { lag: number | null; events: number }; wasmMemoryBytes: number }> {
+    return { ...(await this.#status()), image: this.imageStatus(), wasmMemoryBytes: wasmMemoryBytes() };
   }
 
   /**
