@@ -138,8 +138,9 @@ if (both || flags.has("--worker") || flags.has("--import-only")) {
     // The room object writes its image once the room is quiet (an alarm):
     // wait for it, so that the restart below reads it back.
     const t1 = performance.now();
-    for (;;) {
+    for (let polls = 0; ; polls++) {
       const st = await (await fetch(`${w2.url}/_roomdag/admin/status/${encodeURIComponent(room.room_id)}`, { headers: { authorization: `Bearer ${vars.ADMIN_TOKEN}` } })).json();
+      if (polls === 0) console.log(`Room object's wasm memory after the import: ${mib(st.wasmMemoryBytes / 1024)}`);
       if (st.image?.lag === 0) {
         console.log(`Room object's wasm memory after the import and its image: ${mib(st.wasmMemoryBytes / 1024)}`);
         break;

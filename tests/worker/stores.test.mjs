@@ -34,6 +34,17 @@ test("Durable Object SQLite pages: a room object's PDU texts live in its SQLite 
   }
 });
 
+test("the Worker's event index shard: SQL rows, an event ID keeps its first room, entries of the earlier key-value index still found", { timeout: 120_000 }, async () => {
+  const w = await startWorker({ vars: {}, config: join(root, "worker", "test", "wrangler.jsonc"), readyPath: "/" });
+  try {
+    const r = await (await fetch(new URL("/event-index", w.url), { method: "POST" })).json();
+    assert.deepEqual(r.found, { $legacy: "!old:x", $one: "!a:x", $two: "!a:x", $three: "!b:x", $many0: "!b:x", $many119: "!b:x", $absent: null });
+    assert.equal(r.rows, 123);
+  } finally {
+    await w.stop();
+  }
+});
+
 test("Durable Object SQLite room images: a reopen reads the image and replays only the records after it, answering as the room did; a corrupt image falls back to the log; a rebuild makes the image stale", { timeout: 300_000 }, async () => {
   const w = await startWorker({ vars: {}, config: join(root, "worker", "test", "wrangler.jsonc"), readyPath: "/" });
   try {

@@ -21,9 +21,17 @@ export const EVENT_INDEX_SHARDS = 16;
 
 /** The index shard holding an event ID (FNV-1a of its UTF-16 code units). */
 export function eventIndexShard(env: Env, eventId: string): DurableObjectStub<EventIndexObject> {
+  return shardStub(env, shardOf(eventId));
+}
+
+/** The event index shard of an event ID (an FNV-1a hash of it). */
+function shardOf(eventId: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < eventId.length; i++) h = Math.imul(h ^ eventId.charCodeAt(i), 0x01000193);
-  const shard = (h >>> 0) % EVENT_INDEX_SHARDS;
+  return (h >>> 0) % EVENT_INDEX_SHARDS;
+}
+
+function shardStub(env: Env, shard: number): DurableObjectStub<EventIndexObject> {
   return env.EVENT_INDEX.get(env.EVENT_INDEX.idFromName(`events-${shard}`)) as unknown as DurableObjectStub<EventIndexObject>;
 }
 
@@ -33,15 +41,14 @@ function directoryStub(env: Env): DurableObjectStub<DirectoryObject> {
 
 /** Records `eventIds` as events of `roomId`, one call per shard touched, in parallel. */
 async function indexEvents(env: Env, roomId: string, eventIds: string[]): Promise<void> {
-  const byShard = new Map<string, { stub: DurableObjectStub<EventIndexObject>; ids: string[] }>();
+  const byShard = new Map<number, string[]>();
   for (const id of eventIds) {
-    const stub = eventIndexShard(env, id);
-    const key = stub.id.toString();
-    let g = byShard.get(key);
-    if (!g) byShard.set(key, (g = { stub, ids: [] }));
-    g.ids.push(id);
+    const shard = shardOf(id);
+    let ids = byShard.get(shard);
+    if (!ids) byShard.set(shard, (ids = []));
+    ids.push(id);
   }
-  await Promise.all([...byShard.values()].map((g) => g.stub.add(roomId, g.ids)));
+  await Promise.all([...byShard].map(([shard, ids]) => shardStub(env, shard).add(roomId, ids)));
 }
 
 /** Storage key: set once every stored event of the room is in the event index. */
@@ -553,21 +560,37 @@ export class DirectoryObject extends DurableObject<Env> {
   }
 }
 
-/** One shard of the event ID → room ID index. */
+/**
+ * One shard of the event ID → room ID index, a SQLite table. Shards
+ * written before it kept the index in the key-value storage: those keys are
+ * still read (an event ID names one room, so the two never disagree).
+ */
 export class EventIndexObject extends DurableObject<Env> {
-  /** Records events of a room; an event ID already recorded keeps its first room. */
+  /** Rows per INSERT (two bound values each; a statement takes at most 100). */
+  static readonly ROWS_PER_INSERT = 50;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS event_room (event_id TEXT PRIMARY KEY, room_id TEXT NOT NULL) WITHOUT ROWID");
+  }
+
+  /**
+   * Records events of a room; an event ID already recorded keeps its first
+   * room. One synchronous run of INSERTs (one commit): 500 events took 318
+   * of 5,531 profile samples of an import as 128-key storage reads and puts.
+   */
   async add(roomId: string, eventIds: string[]): Promise<void> {
-    // Storage calls take at most 128 keys.
-    for (let i = 0; i < eventIds.length; i += 128) {
-      const ids = eventIds.slice(i, i + 128);
-      const known = await this.ctx.storage.get<string>(ids);
-      const fresh = ids.filter((id) => !known.has(id));
-      if (fresh.length) await this.ctx.storage.put(Object.fromEntries(fresh.map((id) => [id, roomId])));
+    const sql = this.ctx.storage.sql;
+    const n = EventIndexObject.ROWS_PER_INSERT;
+    for (let i = 0; i < eventIds.length; i += n) {
+      const ids = eventIds.slice(i, i + n);
+      sql.exec(`INSERT OR IGNORE INTO event_room (event_id, room_id) VALUES ${ids.map(() => "(?, ?)").join(", ")}`, ...ids.flatMap((id) => [id, roomId]));
     }
   }
 
   async find(eventId: string): Promise<string | undefined> {
-    return this.ctx.storage.get<string>(eventId);
+    const row = this.ctx.storage.sql.exec<{ room_id: string }>("SELECT room_id FROM event_room WHERE event_id = ?", eventId).toArray()[0];
+    return row?.room_id ?? (await this.ctx.storage.get<string>(eventId));
   }
 }
 

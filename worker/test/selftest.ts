@@ -4,9 +4,29 @@
 import { DurableObject } from "cloudflare:workers";
 import * as api from "../../pkg/workerd.js";
 import { storeSuite } from "../../tests/js/store-suite.mjs";
+import { EventIndexObject } from "../src/room.js";
 
 interface Env {
   SUITE: DurableObjectNamespace;
+  INDEX: DurableObjectNamespace;
+}
+
+/**
+ * The Worker's event index shard, with what shards stored before it kept
+ * the index in SQL: entries in the key-value storage.
+ */
+export class EventIndexCheck extends EventIndexObject {
+  async check(): Promise<Record<string, unknown>> {
+    // As the earlier shards wrote them.
+    await this.ctx.storage.put({ $legacy: "!old:x" });
+    await this.add("!a:x", ["$one", "$two"]);
+    await this.add("!b:x", ["$two", "$three", ...Array.from({ length: 120 }, (_, i) => `$many${i}`)]);
+    const find = async (ids: string[]) => Object.fromEntries(await Promise.all(ids.map(async (id) => [id, (await this.find(id)) ?? null])));
+    return {
+      found: await find(["$legacy", "$one", "$two", "$three", "$many0", "$many119", "$absent"]),
+      rows: this.ctx.storage.sql.exec("SELECT count(*) AS n FROM event_room").one().n,
+    };
+  }
 }
 
 type Storage = DurableObjectStorage;
@@ -266,8 +286,12 @@ function countingStore(store: api.DurableObjectStore) {
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     if (request.method === "GET") return new Response("ready");
-    const fixture = await request.json();
     const path = new URL(request.url).pathname;
+    if (path === "/event-index") {
+      const stub = env.INDEX.get(env.INDEX.idFromName(`index-${Date.now()}`)) as unknown as DurableObjectStub<EventIndexCheck>;
+      return Response.json(await stub.check());
+    }
+    const fixture = await request.json();
     if (path === "/paged" || path === "/migration" || path === "/image") {
       const stub = env.SUITE.get(env.SUITE.idFromName(`${path}-${Date.now()}`)) as unknown as DurableObjectStub<ScratchStore>;
       try {
