@@ -112,6 +112,9 @@ if (both || flags.has("--worker") || flags.has("--import-only")) {
     KEY_SERVER_URL: "http://127.0.0.1:9/{server}",
     ACCEPT_ROOMS_FROM: "*",
   };
+  /** The room's admin status (image lag, wasm memory) from a Worker at `url`. */
+  const roomStatus = async (url) =>
+    (await fetch(`${url}/_roomdag/admin/status/${encodeURIComponent(room.room_id)}`, { headers: { authorization: `Bearer ${vars.ADMIN_TOKEN}` } })).json();
   const w = flags.has("--import-only") ? null : await startWorker({ vars });
   if (w) try {
     const send = (req) => fetch(new Request(w.url + new URL(req.url).pathname, req));
@@ -139,7 +142,7 @@ if (both || flags.has("--worker") || flags.has("--import-only")) {
     // wait for it, so that the restart below reads it back.
     const t1 = performance.now();
     for (let polls = 0; ; polls++) {
-      const st = await (await fetch(`${w2.url}/_roomdag/admin/status/${encodeURIComponent(room.room_id)}`, { headers: { authorization: `Bearer ${vars.ADMIN_TOKEN}` } })).json();
+      const st = await roomStatus(w2.url);
       if (polls === 0) console.log(`Room object's wasm memory after the import: ${mib(st.wasmMemoryBytes / 1024)}`);
       if (st.image?.lag === 0) {
         console.log(`Room object's wasm memory after the import and its image: ${mib(st.wasmMemoryBytes / 1024)}`);
@@ -173,7 +176,7 @@ if (both || flags.has("--worker") || flags.has("--import-only")) {
     const t1 = performance.now();
     await (await fetch(w3.url + target, { headers })).text();
     const second = performance.now() - t1;
-    const st = await (await fetch(`${w3.url}/_roomdag/admin/status/${encodeURIComponent(room.room_id)}`, { headers: { authorization: `Bearer ${vars.ADMIN_TOKEN}` } })).json();
+    const st = await roomStatus(w3.url);
     console.log(`Worker cold start (${events.length}-event room, restarted): first /state_ids ${res.status} (${body.pdu_ids?.length ?? 0} state events) after ${first.toFixed(0)} ms; the next one ${second.toFixed(1)} ms; workerd RSS ${mib(idle)} before, peak ${mib(afterFirst)}; the room object's wasm memory ${mib(st.wasmMemoryBytes / 1024)}`);
     const raw = events.reduce((n, e) => n + Buffer.byteLength(JSON.stringify(e.pdu)), 0);
     const stored = roomObjectBytes(w3.persist);
