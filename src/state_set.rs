@@ -20,7 +20,6 @@
 //! Ids make "are these states the same?" a comparison of integers, and key
 //! the caches of digests and auth chains.
 
-use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -28,10 +27,11 @@ use crate::event::StateKeyIdx;
 use crate::ids::EventIdx;
 
 mod image;
+mod stored;
 
-pub use image::MAX_CHAIN;
+pub use stored::MAX_CHAIN;
 
-use image::{MapHead, ReadMaps};
+use stored::Stored;
 
 /// Identifies an interned state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -335,6 +335,11 @@ pub fn common_chunks<'a>(maps: &[&'a StateMap]) -> (Vec<Chunk<'a>>, Vec<Vec<Chun
 
 /// The room's interned states.
 ///
+/// Each is stored compactly ([`stored`]: chunk numbers, each chunk as its
+/// change against an earlier one) and built into a [`StateMap`] when first
+/// asked for; built states and chunks are a cache, trimmed past a budget
+/// ([`set_budget`](Self::set_budget)) when a state is next interned.
+///
 /// Chunks are interned too: a map's new chunks are replaced by an equal
 /// chunk already held when there is one, so equal runs of entries are one
 /// chunk however they were built (a resolution and an edit that produce
@@ -342,62 +347,14 @@ pub fn common_chunks<'a>(maps: &[&'a StateMap]) -> (Vec<Chunk<'a>>, Vec<Vec<Chun
 /// chunks apart from different ones by address.
 #[derive(Debug)]
 pub struct StateSets {
-    /// Every map by id. Those read back from a room image are built from
-    /// `read` when first asked for: a room that opens builds none, and a
-    /// query builds the one or two it reads.
-    maps: Vec<OnceCell<StateMap>>,
-    read: ReadMaps,
+    stored: Stored,
     /// The first map with each content hash.
     by_hash: HashMap<u64, StateSetId>,
     /// Maps whose hash an earlier, different map already had (about never:
     /// the hash is 64 bits).
     collided: Vec<StateSetId>,
-    chunks: ChunkTable,
-    /// `chunks` holds every map's chunks (a room read back from its image
-    /// builds the table when it first interns a state, not when it opens).
-    chunks_indexed: bool,
-}
-
-/// Interned chunks: by address (known) and by content hash (to find
-/// equals; of two different chunks with one hash, the second is not
-/// interned, which only costs sharing).
-#[derive(Debug, Default)]
-struct ChunkTable {
-    known: HashSet<usize>,
-    by_content: HashMap<u64, Arc<[u64]>>,
-}
-
-impl ChunkTable {
-    /// The interned chunk equal to `c`, if it is not `c` itself.
-    fn intern(&mut self, c: &Arc<[u64]>) -> Option<Arc<[u64]>> {
-        let addr = Arc::as_ptr(c) as *const u64 as usize;
-        if self.known.contains(&addr) {
-            return None;
-        }
-        let h = c.iter().fold(0x51_7c_c1_b7_27_22_0a_95u64, |h, x| entry_hash(h ^ *x));
-        match self.by_content.entry(h) {
-            std::collections::hash_map::Entry::Occupied(o) if **o.get() == **c => Some(Arc::clone(o.get())),
-            std::collections::hash_map::Entry::Occupied(_) => None,
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(Arc::clone(c));
-                self.known.insert(addr);
-                None
-            }
-        }
-    }
-
-    fn canonical(&mut self, map: StateMap) -> StateMap {
-        let mut replaced: Option<Vec<Arc<[u64]>>> = None;
-        for (i, c) in map.chunks.iter().enumerate() {
-            if let Some(same) = self.intern(c) {
-                replaced.get_or_insert_with(|| map.chunks.to_vec())[i] = same;
-            }
-        }
-        match replaced {
-            Some(chunks) => StateMap { chunks: chunks.into(), ..map },
-            None => map,
-        }
-    }
+    /// Bytes of built states and chunks kept (unbounded unless set).
+    budget: usize,
 }
 
 impl Default for StateSets {
@@ -409,22 +366,33 @@ impl Default for StateSets {
 impl StateSets {
     /// A registry holding only the empty state ([`StateSetId::EMPTY`]).
     pub fn new() -> Self {
-        let mut s = Self {
-            maps: Vec::new(),
-            read: ReadMaps::default(),
-            by_hash: HashMap::new(),
-            collided: Vec::new(),
-            chunks: ChunkTable::default(),
-            chunks_indexed: true,
-        };
+        let mut s =
+            Self { stored: Stored::default(), by_hash: HashMap::new(), collided: Vec::new(), budget: usize::MAX };
         let id = s.intern(StateMap::default());
         debug_assert_eq!(id, StateSetId::EMPTY);
         s
     }
 
+    /// Keeps built states and chunks to about `bytes` (beyond the newest
+    /// states and those in use), from the next [`intern`](Self::intern) on.
+    pub fn set_budget(&mut self, bytes: usize) {
+        self.budget = bytes;
+    }
+
+    /// Bytes of the states and chunks built now.
+    pub fn built_bytes(&self) -> usize {
+        self.stored.built_bytes()
+    }
+
+    /// Drops built states and chunks past the budget.
+    pub fn trim(&mut self) {
+        self.stored.trim(self.budget);
+    }
+
     /// Interns a map, returning the id of an equal map if one exists.
     pub fn intern(&mut self, map: StateMap) -> StateSetId {
-        let id = StateSetId(u32::try_from(self.maps.len()).expect("fewer than 2^32 states"));
+        self.trim();
+        let id = StateSetId(u32::try_from(self.stored.len()).expect("fewer than 2^32 states"));
         match self.by_hash.get(&map.hash) {
             Some(first) => {
                 let same = std::iter::once(first)
@@ -439,66 +407,32 @@ impl StateSets {
                 self.by_hash.insert(map.hash, id);
             }
         }
-        if !self.chunks_indexed {
-            self.index_chunks();
-        }
-        let map = self.chunks.canonical(map);
-        self.maps.push(OnceCell::from(map));
+        self.stored.push_map(map);
         id
     }
 
-    /// Builds the chunk table from every map's chunks, in order.
-    fn index_chunks(&mut self) {
-        let mut table = ChunkTable::default();
-        for i in 0..self.maps.len() {
-            self.each_chunk(i, |c| {
-                table.intern(c);
-            });
-        }
-        self.chunks = table;
-        self.chunks_indexed = true;
-    }
-
-    /// Calls `f` with each chunk of map `i`, in key order, without building
-    /// a map read back from an image.
-    fn each_chunk<'s>(&'s self, i: usize, mut f: impl FnMut(&'s Arc<[u64]>)) {
-        match self.maps[i].get() {
-            Some(m) => m.chunks.iter().for_each(f),
-            None => self.read.chunk_numbers(i).iter().for_each(|n| f(self.read.chunk(*n))),
-        }
-    }
-
-    /// Map `i`'s size, hash and chunk bits, without building it.
-    fn head(&self, i: usize) -> MapHead {
-        match self.maps[i].get() {
-            Some(m) => MapHead { len: m.len, hash: m.hash, bits: m.bits },
-            None => self.read.head(i),
-        }
-    }
-
     fn hash_of(&self, id: StateSetId) -> u64 {
-        self.head(id.0 as usize).hash
+        self.stored.head(id.0 as usize).hash
     }
 
     /// The map of an id.
     pub fn get(&self, id: StateSetId) -> &StateMap {
-        let i = id.0 as usize;
-        self.maps[i].get_or_init(|| self.read.build(i))
+        self.stored.map(id.0 as usize)
     }
 
     /// Number of distinct states.
     pub fn len(&self) -> usize {
-        self.maps.len()
+        self.stored.len()
     }
 
     /// Whether only the empty state exists.
     pub fn is_empty(&self) -> bool {
-        self.maps.len() <= 1
+        self.stored.len() <= 1
     }
 
     /// Forgets every state with an id ≥ `len` (rollback of a failed batch).
     pub fn truncate(&mut self, len: usize) {
-        if len >= self.maps.len() {
+        if len >= self.stored.len() {
             return;
         }
         // (A collided map comes after the first with its hash, so it goes
@@ -506,24 +440,13 @@ impl StateSets {
         let kept = |id: &StateSetId| (id.0 as usize) < len;
         self.by_hash.retain(|_, id| kept(id));
         self.collided.retain(kept);
-        self.maps.truncate(len);
-        self.read.truncate(len);
-        // Forget the chunks only the dropped maps held.
-        self.index_chunks();
+        self.stored.truncate(len);
     }
 
-    /// Total entries and chunks held (for memory accounting).
+    /// Total entries and chunks stored (for memory accounting).
     pub fn footprint(&self) -> (usize, usize) {
-        let mut seen = std::collections::HashSet::new();
-        let mut entries = 0;
-        for i in 0..self.maps.len() {
-            self.each_chunk(i, |c| {
-                if seen.insert(Arc::as_ptr(c) as *const u64 as usize) {
-                    entries += c.len();
-                }
-            });
-        }
-        (entries, seen.len())
+        let entries = self.stored.recipes.iter().map(|r| r.len as usize).sum();
+        (entries, self.stored.recipes.len())
     }
 }
 

@@ -142,7 +142,8 @@ impl Room {
     }
 
     /// Reads the room back from the image in `store` (the room's page
-    /// store, which then holds its PDUs behind a cache of `cache_bytes`).
+    /// store, which then holds its PDUs behind a cache of `cache_bytes`;
+    /// as many bytes of states are kept built).
     /// `Ok(None)` when the store holds no image.
     ///
     /// # Errors
@@ -159,7 +160,8 @@ impl Room {
             r.finish()?;
             parts
         };
-        let room = room.into_room(PageCache::new(store, Table::Pdu, cache_bytes))?;
+        let mut room = room.into_room(PageCache::new(store, Table::Pdu, cache_bytes))?;
+        room.states.set_budget(cache_bytes);
         if room.events.len() as u64 != info.events || room.rules.id != info.room_version {
             return Err(ImageError::Corrupt("the image does not match its meta".into()));
         }

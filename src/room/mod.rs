@@ -241,7 +241,8 @@ impl Room {
     }
 
     /// Keeps the room's PDU texts in a page store behind a cache of
-    /// `cache_bytes` from now on, instead of in memory.
+    /// `cache_bytes` from now on, instead of in memory, and as many bytes
+    /// of built states ([`StateSets::set_budget`]).
     ///
     /// # Errors
     /// [`PagesError::NotEmpty`] once events are stored.
@@ -250,7 +251,16 @@ impl Room {
             return Err(PagesError::NotEmpty(self.events.len()));
         }
         self.events.set_pages(PageCache::new(store, Table::Pdu, cache_bytes));
+        self.states.set_budget(cache_bytes);
         Ok(())
+    }
+
+    /// Drops the states and state chunks built beyond the room's budget
+    /// (that of its page cache, when it has a page store; ingest does this
+    /// as it goes): a host calls it after queries, which build the states
+    /// they read.
+    pub fn trim_caches(&mut self) {
+        self.states.trim();
     }
 
     /// See [`PageCache::set_restoring`] ([`crate::placement::restore_into`]).

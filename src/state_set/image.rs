@@ -1,253 +1,53 @@
-//! The interned states in a room image ([`crate::image`]): each distinct
-//! chunk once, then every map as its length, hash, bits and chunk numbers,
-//! so that chunks stay shared exactly as they were.
+//! The interned states in a room image ([`crate::image`]): every chunk as
+//! the room stores it ([`super::stored`]: its entries, or its change against
+//! an earlier chunk with the same first key, at most [`MAX_CHAIN`] changes
+//! from one stored whole), then every map as its length, hash, bits and
+//! chunk numbers, so that chunks stay shared exactly as they were.
 //!
-//! A chunk is mostly an earlier chunk with an entry or two changed (a state
-//! event replaces one entry of one chunk): it is written as that change
-//! against the last chunk written with the same first key, when that is
-//! less than half its size (a 100,000-member room's chunks hold hundreds of
-//! entries each), and when that chunk is itself fewer than [`MAX_CHAIN`]
-//! changes from one written whole.
-//!
-//! A room that reads its image keeps each chunk as it was written (its
-//! entries, or its base, removed positions and added entries) and builds it
-//! when a state that holds it is first built: at most [`MAX_CHAIN`] changes
-//! applied. The 150,000-event room's 36,015 chunks are 1.3 MB written and
-//! 19 MB built (2.4 M entries); a query after a restart builds the few it
-//! reads.
+//! A room that reads its image keeps each chunk as it was written and
+//! builds it when a state that holds it is first built. The 150,000-event
+//! room's 36,015 chunks are 1.3 MB written and 19 MB built (2.4 M entries);
+//! a query after a restart builds the few it reads.
 
-use std::cell::OnceCell;
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use super::{ChunkTable, StateMap, StateSetId, StateSets};
-use crate::image::{index, ImageError, Numbering, Reader, Writer};
+use super::stored::{removes_entries_there, MapHead, Stored, MAX_CHAIN, WHOLE};
+use super::{StateSetId, StateSets};
+use crate::image::{index, ImageError, Reader, Writer};
 
 const FULL: u8 = 0;
 const DELTA: u8 = 1;
 
-/// The most changes between a chunk and the chunk written whole it is
-/// built from (the writer writes a chunk whole rather than go further; the
-/// reader refuses longer chains). Without it the 150,000-event room had
-/// chains of 9,082.
-pub const MAX_CHAIN: u32 = 32;
-
-/// No base: a chunk written whole.
-const WHOLE: u32 = u32::MAX;
-
-/// A chunk as written: its `added` entries (whole), or its base chunk's
-/// entries without those at its `removed` positions, merged with `added`.
-/// Its lists are the runs of [`ReadMaps`]' pools that end at `removed_end`
-/// and `added_end`.
-#[derive(Clone, Copy, Debug)]
-struct Recipe {
-    base: u32,
-    len: u32,
-    /// Changes from the chunk written whole it is built from.
-    depth: u32,
-    removed_end: u32,
-    added_end: u32,
-}
-
-/// A map's size, content hash and chunk bits.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct MapHead {
-    pub(super) len: usize,
-    pub(super) hash: u64,
-    pub(super) bits: u32,
-}
-
-/// The maps of a room image as read: their heads and chunk numbers, each
-/// checked, built into a [`StateMap`] when first asked for
-/// ([`StateSets::get`]). Building one costs a reference count per chunk;
-/// building all 38,898 of a 150,000-event room's maps (385,645 chunk
-/// references) took a sixth of its read-back.
-#[derive(Debug, Default)]
-pub(super) struct ReadMaps {
-    recipes: Vec<Recipe>,
-    removed: Vec<u32>,
-    added: Vec<u64>,
-    /// Each chunk once built.
-    chunks: Vec<OnceCell<Arc<[u64]>>>,
-    heads: Vec<MapHead>,
-    /// Map `i`'s chunks are numbers `numbers[at[i]..at[i + 1]]` of `chunks`.
-    numbers: Vec<u32>,
-    at: Vec<usize>,
-}
-
-impl ReadMaps {
-    pub(super) fn head(&self, i: usize) -> MapHead {
-        self.heads[i]
-    }
-
-    pub(super) fn chunk_numbers(&self, i: usize) -> &[u32] {
-        &self.numbers[self.at[i]..self.at[i + 1]]
-    }
-
-    /// Chunk `n`, built on first use.
-    pub(super) fn chunk(&self, n: u32) -> &Arc<[u64]> {
-        self.chunks[n as usize].get_or_init(|| self.build_chunk(n))
-    }
-
-    fn lists(&self, n: u32) -> (&[u32], &[u64]) {
-        let r = &self.recipes[n as usize];
-        let (removed_from, added_from) = match n.checked_sub(1) {
-            Some(p) => (self.recipes[p as usize].removed_end, self.recipes[p as usize].added_end),
-            None => (0, 0),
-        };
-        (
-            &self.removed[removed_from as usize..r.removed_end as usize],
-            &self.added[added_from as usize..r.added_end as usize],
-        )
-    }
-
-    /// Chunk `n`'s entries: from the nearest built chunk or whole chunk
-    /// back along its bases, its changes applied in order (each recipe was
-    /// checked when read, and the chain is at most [`MAX_CHAIN`] long).
-    fn build_chunk(&self, n: u32) -> Arc<[u64]> {
-        let mut changes = Vec::new();
-        let mut at = n;
-        let mut entries: Vec<u64> = loop {
-            if let Some(built) = self.chunks[at as usize].get() {
-                break built.to_vec();
-            }
-            let r = &self.recipes[at as usize];
-            if r.base == WHOLE {
-                break self.lists(at).1.to_vec();
-            }
-            changes.push(at);
-            at = r.base;
-        };
-        let mut next = Vec::new();
-        for c in changes.iter().rev() {
-            let (removed, added) = self.lists(*c);
-            apply(&entries, removed, added, &mut next);
-            std::mem::swap(&mut entries, &mut next);
-        }
-        Arc::from(entries)
-    }
-
-    /// Map `i`, built (its numbers were checked when read).
-    pub(super) fn build(&self, i: usize) -> StateMap {
-        let MapHead { len, hash, bits } = self.heads[i];
-        let chunks = self.chunk_numbers(i).iter().map(|n| Arc::clone(self.chunk(*n))).collect();
-        StateMap { chunks, len, hash, bits }
-    }
-
-    /// Forgets maps `len..` (their chunks stay until the room is dropped).
-    pub(super) fn truncate(&mut self, len: usize) {
-        if len < self.heads.len() {
-            self.heads.truncate(len);
-            self.at.truncate(len + 1);
-            self.numbers.truncate(self.at[len]);
-        }
-    }
-}
-
-/// `c` against `base` (both sorted by key): the positions in `base` of the
-/// entries `c` lacks, and the entries of `c` that `base` lacks.
-fn delta(base: &[u64], c: &[u64]) -> (Vec<u32>, Vec<u64>) {
-    let (mut removed, mut added) = (Vec::new(), Vec::new());
-    let (mut i, mut j) = (0, 0);
-    while i < base.len() || j < c.len() {
-        match (base.get(i), c.get(j)) {
-            (Some(b), Some(x)) if b == x => {
-                i += 1;
-                j += 1;
-            }
-            (Some(b), Some(x)) if b >> 32 == x >> 32 => {
-                removed.push(i as u32);
-                added.push(*x);
-                i += 1;
-                j += 1;
-            }
-            (Some(b), Some(x)) if b >> 32 < x >> 32 => {
-                removed.push(i as u32);
-                i += 1;
-            }
-            (Some(_), None) => {
-                removed.push(i as u32);
-                i += 1;
-            }
-            (_, Some(x)) => {
-                added.push(*x);
-                j += 1;
-            }
-            (None, None) => unreachable!("the loop runs while either has entries"),
-        }
-    }
-    (removed, added)
-}
-
-/// Whether `removed` names entries of a chunk of `len`, each once, in order.
-fn removes_entries_there(removed: &[u32], len: u32) -> bool {
-    removed.windows(2).all(|w| w[0] < w[1]) && removed.last().is_none_or(|r| *r < len)
-}
-
-/// `base` without the entries at `removed` (ascending positions, checked
-/// with [`removes_entries_there`]), merged with `added` by key, into `kept`
-/// (cleared first).
-fn apply(base: &[u64], removed: &[u32], added: &[u64], kept: &mut Vec<u64>) {
-    kept.clear();
-    kept.reserve(base.len().saturating_sub(removed.len()) + added.len());
-    let mut gone = removed.iter().peekable();
-    let mut add = added.iter().peekable();
-    for (i, x) in base.iter().enumerate() {
-        if gone.peek() == Some(&&(i as u32)) {
-            gone.next();
-            continue;
-        }
-        while let Some(a) = add.next_if(|a| **a >> 32 < *x >> 32) {
-            kept.push(*a);
-        }
-        kept.push(*x);
-    }
-    kept.extend(add);
-}
-
 impl StateSets {
-    /// Writes every map and the chunks they share.
+    /// Writes every chunk as stored, then every map (its chunk numbers as
+    /// the change against the map before, when that is smaller). Nothing is
+    /// built.
     pub(crate) fn write_image(&self, w: &mut Writer<'_>) {
-        let mut numbers: Numbering<'_, [u64]> = Numbering::default();
-        for i in 0..self.maps.len() {
-            self.each_chunk(i, |c| numbers.number(c));
-        }
-        let chunks = &numbers.table;
-        w.len(chunks.len());
-        let mut by_first: HashMap<u32, u32> = HashMap::new();
-        let mut depth: Vec<u32> = Vec::with_capacity(chunks.len());
-        for (n, c) in chunks.iter().enumerate() {
-            let first = (c[0] >> 32) as u32;
-            let base = by_first.get(&first).filter(|b| depth[**b as usize] < MAX_CHAIN);
-            let delta = base.map(|b| (*b, delta(chunks[*b as usize], c)));
-            depth.push(0);
-            match delta {
-                Some((base, (removed, added))) if removed.len() * 4 + added.len() * 8 + 8 < c.len() * 4 => {
-                    depth[n] = depth[base as usize] + 1;
-                    w.u8(DELTA);
-                    w.u32(base);
-                    w.u32s(removed.into_iter());
-                    w.u64s(&added);
-                }
-                _ => {
-                    w.u8(FULL);
-                    w.u64s(c);
-                }
+        let stored = &self.stored;
+        w.len(stored.recipes.len());
+        for (n, r) in stored.recipes.iter().enumerate() {
+            let (removed, added) = stored.lists(n as u32);
+            if r.base == WHOLE {
+                w.u8(FULL);
+                w.u64s(added);
+            } else {
+                w.u8(DELTA);
+                w.u32(r.base);
+                w.u32s(removed.iter().copied());
+                w.u64s(added);
             }
-            by_first.insert(first, n as u32);
         }
-        w.len(self.maps.len());
-        let mut prev: Vec<u32> = Vec::new();
-        for i in 0..self.maps.len() {
-            let head = self.head(i);
+        w.len(stored.len());
+        let mut prev: &[u32] = &[];
+        for i in 0..stored.len() {
+            let head = stored.head(i);
             w.len(head.len);
             w.u64(head.hash);
             w.u32(head.bits);
-            let mut ids: Vec<u32> = Vec::new();
-            self.each_chunk(i, |c| ids.push(numbers.of(c)));
+            let ids = stored.chunk_numbers(i);
             // Most states are the one before with a chunk or two replaced:
             // the chunks they share at both ends, and the middle.
-            let p = ids.iter().zip(&prev).take_while(|(a, b)| a == b).count();
+            let p = ids.iter().zip(prev).take_while(|(a, b)| a == b).count();
             let q = ids[p..].iter().rev().zip(prev[p..].iter().rev()).take_while(|(a, b)| a == b).count();
             let middle = &ids[p..ids.len() - q];
             if middle.len() * 4 + 16 < ids.len() * 2 {
@@ -263,35 +63,35 @@ impl StateSets {
         }
     }
 
-    /// Reads maps written by [`write_image`](Self::write_image); the index
-    /// by hash is rebuilt, the chunk table when a state is next interned (as
-    /// [`truncate`](Self::truncate) rebuilds it). Every entry's key must be
-    /// below `keys` and its event below `events`.
+    /// Reads maps written by [`write_image`](Self::write_image), checking
+    /// every chunk's recipe and every map's numbers; the index by hash is
+    /// rebuilt. Every entry's key must be below `keys` and its event below
+    /// `events`.
     pub(crate) fn read_image(r: &mut Reader<'_>, keys: usize, events: usize) -> Result<Self, ImageError> {
         let n_chunks = r.len(8)?;
-        let mut read = ReadMaps::default();
-        read.recipes.reserve(n_chunks);
+        let mut stored = Stored::default();
+        stored.recipes.reserve(n_chunks);
         let (mut removed, mut added) = (Vec::new(), Vec::new());
         let corrupt = |what: &str| Err(ImageError::Corrupt(format!("a state chunk {what}")));
         for n in 0..n_chunks {
-            let (base, len, depth) = match r.u8()? {
+            let (base, len) = match r.u8()? {
                 FULL => {
                     removed.clear();
                     r.u64s_into(&mut added)?;
-                    (WHOLE, added.len(), 0)
+                    (WHOLE, added.len())
                 }
                 DELTA => {
                     let base = index(r.u32()?, n, "a base chunk")?;
                     r.u32s_into(&mut removed)?;
                     r.u64s_into(&mut added)?;
-                    let b = read.recipes[base as usize];
+                    let b = stored.recipes[base as usize];
                     if b.depth >= MAX_CHAIN {
                         return corrupt("is too many changes from one written whole");
                     }
                     if !removes_entries_there(&removed, b.len) {
                         return corrupt("removes entries that are not there");
                     }
-                    (base, b.len as usize - removed.len() + added.len(), b.depth + 1)
+                    (base, b.len as usize - removed.len() + added.len())
                 }
                 t => return corrupt(&format!("is tagged {t}")),
             };
@@ -314,23 +114,11 @@ impl StateSets {
                 index((last >> 32) as u32, keys, "a state key")?;
                 index(max_event, events, "a state's event")?;
             }
-            read.removed.extend_from_slice(&removed);
-            read.added.extend_from_slice(&added);
-            let end =
-                |l: usize| u32::try_from(l).map_err(|_| ImageError::Corrupt("state chunks past 2^32 entries".into()));
-            read.recipes.push(Recipe {
-                base,
-                len: end(len)?,
-                depth,
-                removed_end: end(read.removed.len())?,
-                added_end: end(read.added.len())?,
-            });
+            stored.push_recipe(base, &removed, &added).map_err(|e| ImageError::Corrupt(e.into()))?;
         }
-        read.chunks = (0..n_chunks).map(|_| OnceCell::new()).collect();
         let n_maps = r.len(24)?;
-        read.heads.reserve(n_maps);
-        read.at.reserve(n_maps + 1);
-        read.at.push(0);
+        stored.heads.reserve(n_maps);
+        stored.at.reserve(n_maps);
         let mut by_hash = HashMap::with_capacity(n_maps);
         let mut collided = Vec::new();
         let mut middle: Vec<u32> = Vec::new();
@@ -339,12 +127,12 @@ impl StateSets {
             let len = usize::try_from(r.u64()?).map_err(|_| ImageError::Corrupt("a state's size past usize".into()))?;
             let hash = r.u64()?;
             let bits = r.u32()?;
-            let start = read.numbers.len();
-            let prev = read.at[i.saturating_sub(1)]..start;
+            let start = stored.numbers.len();
+            let prev = stored.at[i.saturating_sub(1)]..start;
             match r.u8()? {
                 FULL => {
                     r.u32s_into(&mut middle)?;
-                    read.numbers.extend_from_slice(&middle);
+                    stored.numbers.extend_from_slice(&middle);
                 }
                 DELTA => {
                     let (p, q) = (r.len(0)?, r.len(0)?);
@@ -354,21 +142,20 @@ impl StateSets {
                             "state {i} shares more chunks than the state before has"
                         )));
                     }
-                    read.numbers.extend_from_within(prev.start..prev.start + p);
-                    read.numbers.extend_from_slice(&middle);
-                    read.numbers.extend_from_within(prev.end - q..prev.end);
+                    stored.numbers.extend_from_within(prev.start..prev.start + p);
+                    stored.numbers.extend_from_slice(&middle);
+                    stored.numbers.extend_from_within(prev.end - q..prev.end);
                 }
                 t => return Err(ImageError::Corrupt(format!("state {i}'s chunks tagged {t}"))),
             }
             let mut total = 0usize;
-            for n in &read.numbers[start..] {
-                total += read.recipes[index(*n, read.recipes.len(), "a state chunk")? as usize].len as usize;
+            for n in &stored.numbers[start..] {
+                total += stored.recipes[index(*n, stored.recipes.len(), "a state chunk")? as usize].len as usize;
             }
             if total != len || bits > 63 {
                 return Err(ImageError::Corrupt(format!("state {i} does not add up")));
             }
-            read.at.push(read.numbers.len());
-            read.heads.push(MapHead { len, hash, bits });
+            stored.push_head(MapHead { len, hash, bits });
             let id = StateSetId(i as u32);
             match by_hash.entry(hash) {
                 std::collections::hash_map::Entry::Occupied(_) => collided.push(id),
@@ -377,26 +164,18 @@ impl StateSets {
                 }
             }
         }
-        if read.heads.first().is_none_or(|m| m.len != 0) {
+        if stored.heads.first().is_none_or(|m| m.len != 0) {
             return Err(ImageError::Corrupt("the first state is not the empty state".into()));
         }
-        let sets = StateSets {
-            maps: (0..n_maps).map(|_| OnceCell::new()).collect(),
-            read,
-            by_hash,
-            collided,
-            chunks: ChunkTable::default(),
-            chunks_indexed: false,
-        };
-        Ok(sets)
+        Ok(StateSets { stored, by_hash, collided, budget: usize::MAX })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{apply, delta, removes_entries_there, MAX_CHAIN};
     use crate::event::StateKeyIdx;
     use crate::ids::EventIdx;
+    use crate::state_set::stored::{apply, delta, removes_entries_there, MAX_CHAIN};
     use crate::state_set::{StateMap, StateSetId, StateSets};
 
     /// Sorted entries `key << 32 | event` from a seed (a small PRNG).
@@ -476,15 +255,15 @@ mod tests {
         let (sets, ids) = history();
         let mut read = round_trip(&sets);
         assert_eq!(read.len(), sets.len());
-        assert!(read.maps.iter().all(|m| m.get().is_none()));
+        assert_eq!(read.stored.built_maps(), 0);
         let asked = ids[1500];
         assert_eq!(read.get(asked), sets.get(asked));
-        assert_eq!(read.maps.iter().filter(|m| m.get().is_some()).count(), 1);
+        assert_eq!(read.stored.built_maps(), 1);
         // Only its chunks are built, each at most MAX_CHAIN changes from a
         // chunk written whole (3,000 edits of 2,000 keys make longer runs).
-        assert_eq!(read.read.chunks.iter().filter(|c| c.get().is_some()).count(), read.get(asked).chunk_count());
-        assert!(read.read.recipes.iter().all(|r| r.depth <= MAX_CHAIN));
-        assert!(read.read.recipes.iter().any(|r| r.depth == MAX_CHAIN));
+        assert_eq!(read.stored.built_chunks(), read.get(asked).chunk_count());
+        assert!(read.stored.recipes.iter().all(|r| r.depth <= MAX_CHAIN));
+        assert!(read.stored.recipes.iter().any(|r| r.depth == MAX_CHAIN));
         // An equal state is the one read back; a new one shares its chunks.
         assert_eq!(read.intern(sets.get(ids[2999]).clone()), ids[2999]);
         let next = read.get(ids[2999]).with_changes(&[(StateKeyIdx(5), None)]);
@@ -495,10 +274,62 @@ mod tests {
             assert_eq!(read.get(*id), sets.get(*id));
         }
         assert_eq!(read.footprint(), {
+            // (A new state's chunks are found by address among those built,
+            // else by content among those stored or built since the read.)
             let mut all = round_trip(&sets);
+            all.get(ids[2999]);
             all.intern(next);
             all.footprint()
         });
+    }
+
+    /// Under a budget, interning keeps what is built near it; every state
+    /// is still the one interned, chunks held by a caller stay the ones the
+    /// room builds (one address per chunk), and the room stores the same
+    /// chunks and states as one without a budget.
+    #[test]
+    fn a_budget_bounds_what_is_built() {
+        let (sets, ids) = history();
+        let mut small = StateSets::new();
+        small.set_budget(16 << 10);
+        let mut map = StateMap::default();
+        let mut peak = 0;
+        let held = sets.get(ids[10]).clone();
+        let mut held_here = None;
+        for i in 0..3000u32 {
+            map = map.with_changes(&[(StateKeyIdx(i * 7919 % 2000), Some(EventIdx(i)))]);
+            let id = small.intern(map.clone());
+            assert_eq!(id, ids[i as usize + 1]);
+            if i == 9 {
+                held_here = Some(small.get(id).clone());
+            }
+            // The next state derives from the one the room built.
+            map = small.get(id).clone();
+            peak = peak.max(small.built_bytes());
+        }
+        // The newest states and their chunks, and at most as much again
+        // before a trim: not the room's states (3,000 of 2,000 entries).
+        let all: usize = {
+            for id in &ids {
+                sets.get(*id);
+            }
+            sets.built_bytes()
+        };
+        assert!(peak < 160 << 10 && peak * 10 < all, "built {peak} bytes under a 16 KiB budget, {all} unbounded");
+        assert!(small.stored.built_maps() <= 2 * crate::state_set::stored::KEEP_NEWEST);
+        assert_eq!(small.footprint(), sets.footprint());
+        for id in &ids {
+            assert_eq!(small.get(*id), sets.get(*id));
+        }
+        // The chunks a caller held through every trim are the room's.
+        let held_here = held_here.unwrap();
+        assert_eq!(held_here, held);
+        assert_eq!(small.get(ids[10]).shares_chunks_with(&held_here), held_here.chunk_count());
+        // The image of the budgeted room reads back the same states.
+        let again = round_trip(&small);
+        for id in &ids {
+            assert_eq!(again.get(*id), sets.get(*id));
+        }
     }
 
     /// An image written from a room read back, with some states built and

@@ -382,7 +382,7 @@ impl WasmRoom {
     /// for an authenticated origin: JSON `{status, body}`.
     #[wasm_bindgen(js_name = federationQuery)]
     pub fn federation_query(
-        &self,
+        &mut self,
         method: &str,
         target: &str,
         body: Option<String>,
@@ -390,9 +390,12 @@ impl WasmRoom {
         our_server_name: &str,
         now_ms: f64,
     ) -> String {
-        answer_json(routed(method, target, body.as_deref()).and_then(|(endpoint, t, body)| {
+        let answer = answer_json(routed(method, target, body.as_deref()).and_then(|(endpoint, t, body)| {
             http::room_query(&self.room, &endpoint, &t, body.as_ref(), origin, our_server_name, now_ms as i64)
-        }))
+        }));
+        // The states the query built stay only within the room's budget.
+        self.room.trim_caches();
+        answer
     }
 
     /// Whether `origin` may read the room's state (joined, then admitted by

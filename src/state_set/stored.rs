@@ -1,0 +1,460 @@
+//! The interned states as the room keeps them: every chunk as it is
+//! written to the room image (its entries, or its base chunk, the positions
+//! of the base's entries it drops and the entries it adds), every state as
+//! its size, hash, chunk bits and chunk numbers. That is about a tenth of
+//! the states built (the 150,000-event room's 36,015 chunks are 1.3 MB
+//! stored and 19 MB built).
+//!
+//! Chunks and states are built into [`StateMap`]s when first asked for, and
+//! kept built in a cache that [`Stored::trim`] empties past its budget: a
+//! state's cell is emptied (the newest few stay), then every chunk no built
+//! state, no caller and no current state holds (its only reference is the
+//! cache's). A chunk is therefore built at most once while anything holds
+//! it, so a chunk number stands for one address, and state resolution can
+//! still tell shared chunks by address ([`super::common_chunks`]).
+//!
+//! A new state's chunks get numbers when it is interned
+//! ([`Stored::number`]): a chunk it shares with a built state by address, a
+//! chunk equal to a known chunk by content (the equal chunk's built copy
+//! replaces it), else a new number and a recipe: its change against the
+//! last chunk stored with the same first key when that is less than half
+//! its size and that chunk is fewer than [`MAX_CHAIN`] changes from one
+//! stored whole, else its entries.
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{entry_hash, StateMap};
+
+/// The most changes between a chunk and the chunk stored whole it is
+/// built from (a chunk is stored whole rather than go further; an image
+/// reader refuses longer chains). Without it the 150,000-event room had
+/// chains of 9,082.
+pub const MAX_CHAIN: u32 = 32;
+
+/// No base: a chunk stored whole.
+pub(super) const WHOLE: u32 = u32::MAX;
+
+/// The newest states [`Stored::trim`] keeps built (the state before the
+/// next event is almost always one of them).
+pub(super) const KEEP_NEWEST: usize = 16;
+
+/// A chunk as stored: its `added` entries (whole), or its base chunk's
+/// entries without those at its `removed` positions, merged with `added`.
+/// Its lists are the runs of [`Stored`]'s pools that end at `removed_end`
+/// and `added_end`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Recipe {
+    pub(super) base: u32,
+    pub(super) len: u32,
+    /// Changes from the chunk stored whole it is built from.
+    pub(super) depth: u32,
+    pub(super) removed_end: u32,
+    pub(super) added_end: u32,
+}
+
+/// A map's size, content hash and chunk bits.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct MapHead {
+    pub(super) len: usize,
+    pub(super) hash: u64,
+    pub(super) bits: u32,
+}
+
+/// What is built, and how to find a built or stored chunk.
+#[derive(Debug, Default)]
+struct Built {
+    /// Built chunks by address (each is in its cell of `Stored::chunks`).
+    by_address: HashMap<usize, u32>,
+    /// Chunks by content hash: those stored since the room was created or
+    /// read back, and those read back once built (a chunk equal to one that
+    /// is in neither gets a number of its own, which costs only sharing).
+    by_content: HashMap<u64, u32>,
+    /// The last chunk stored or built with each first key (a new chunk's
+    /// base).
+    by_first: HashMap<u32, u32>,
+    /// The chunks and states whose cells are set.
+    chunks: Vec<u32>,
+    maps: Vec<u32>,
+    /// Their bytes, about.
+    bytes: usize,
+}
+
+/// Every state and chunk of a room, stored, and those built.
+#[derive(Debug)]
+pub(super) struct Stored {
+    pub(super) recipes: Vec<Recipe>,
+    pub(super) removed: Vec<u32>,
+    pub(super) added: Vec<u64>,
+    /// Each chunk while built.
+    chunks: Vec<OnceCell<Arc<[u64]>>>,
+    pub(super) heads: Vec<MapHead>,
+    /// Map `i`'s chunks are `numbers[at[i]..at[i + 1]]`.
+    pub(super) numbers: Vec<u32>,
+    pub(super) at: Vec<usize>,
+    /// Each map while built.
+    maps: Vec<OnceCell<StateMap>>,
+    built: RefCell<Built>,
+    /// Bytes built when the cache was last trimmed (what it could not drop).
+    floor: usize,
+}
+
+impl Default for Stored {
+    fn default() -> Self {
+        Self {
+            recipes: Vec::new(),
+            removed: Vec::new(),
+            added: Vec::new(),
+            chunks: Vec::new(),
+            heads: Vec::new(),
+            numbers: Vec::new(),
+            at: vec![0],
+            maps: Vec::new(),
+            built: RefCell::default(),
+            floor: 0,
+        }
+    }
+}
+
+/// The content hash of a chunk's entries (in order).
+pub(super) fn chunk_hash(c: &[u64]) -> u64 {
+    c.iter().fold(0x51_7c_c1_b7_27_22_0a_95u64, |h, x| entry_hash(h ^ *x))
+}
+
+fn address(c: &Arc<[u64]>) -> usize {
+    Arc::as_ptr(c) as *const u64 as usize
+}
+
+fn chunk_bytes(c: &[u64]) -> usize {
+    std::mem::size_of_val(c) + 2 * std::mem::size_of::<usize>()
+}
+
+fn map_bytes(chunks: usize) -> usize {
+    chunks * std::mem::size_of::<Arc<[u64]>>() + std::mem::size_of::<StateMap>()
+}
+
+impl Stored {
+    /// Number of maps.
+    pub(super) fn len(&self) -> usize {
+        self.heads.len()
+    }
+
+    pub(super) fn head(&self, i: usize) -> MapHead {
+        self.heads[i]
+    }
+
+    pub(super) fn chunk_numbers(&self, i: usize) -> &[u32] {
+        &self.numbers[self.at[i]..self.at[i + 1]]
+    }
+
+    /// Map `i`, built on first use (its numbers were checked when stored).
+    pub(super) fn map(&self, i: usize) -> &StateMap {
+        self.maps[i].get_or_init(|| {
+            let MapHead { len, hash, bits } = self.heads[i];
+            let chunks: Arc<[Arc<[u64]>]> = self.chunk_numbers(i).iter().map(|n| Arc::clone(self.chunk(*n))).collect();
+            let mut built = self.built.borrow_mut();
+            built.maps.push(i as u32);
+            built.bytes += map_bytes(chunks.len());
+            StateMap { chunks, len, hash, bits }
+        })
+    }
+
+    /// Chunk `n`, built on first use.
+    pub(super) fn chunk(&self, n: u32) -> &Arc<[u64]> {
+        self.chunks[n as usize].get_or_init(|| {
+            let c = self.build_chunk(n);
+            let mut built = self.built.borrow_mut();
+            built.by_address.insert(address(&c), n);
+            built.by_content.entry(chunk_hash(&c)).or_insert(n);
+            built.by_first.entry((c[0] >> 32) as u32).or_insert(n);
+            built.chunks.push(n);
+            built.bytes += chunk_bytes(&c);
+            c
+        })
+    }
+
+    /// Chunk `n`'s removed positions and added entries.
+    pub(super) fn lists(&self, n: u32) -> (&[u32], &[u64]) {
+        let r = &self.recipes[n as usize];
+        let (removed_from, added_from) = match n.checked_sub(1) {
+            Some(p) => (self.recipes[p as usize].removed_end, self.recipes[p as usize].added_end),
+            None => (0, 0),
+        };
+        (
+            &self.removed[removed_from as usize..r.removed_end as usize],
+            &self.added[added_from as usize..r.added_end as usize],
+        )
+    }
+
+    /// Chunk `n`'s entries: from the nearest built chunk or whole chunk
+    /// back along its bases, its changes applied in order (each recipe was
+    /// checked when stored, and the chain is at most [`MAX_CHAIN`] long).
+    fn build_chunk(&self, n: u32) -> Arc<[u64]> {
+        let mut changes = Vec::new();
+        let mut at = n;
+        let mut entries: Vec<u64> = loop {
+            if let Some(built) = self.chunks[at as usize].get() {
+                break built.to_vec();
+            }
+            let r = &self.recipes[at as usize];
+            if r.base == WHOLE {
+                break self.lists(at).1.to_vec();
+            }
+            changes.push(at);
+            at = r.base;
+        };
+        let mut next = Vec::new();
+        for c in changes.iter().rev() {
+            let (removed, added) = self.lists(*c);
+            apply(&entries, removed, added, &mut next);
+            std::mem::swap(&mut entries, &mut next);
+        }
+        Arc::from(entries)
+    }
+
+    /// Appends a chunk's recipe (checked by the caller).
+    pub(super) fn push_recipe(&mut self, base: u32, removed: &[u32], added: &[u64]) -> Result<(), &'static str> {
+        let (len, depth) = match base {
+            WHOLE => (added.len(), 0),
+            b => {
+                let b = self.recipes[b as usize];
+                (b.len as usize - removed.len() + added.len(), b.depth + 1)
+            }
+        };
+        self.removed.extend_from_slice(removed);
+        self.added.extend_from_slice(added);
+        let end = |l: usize| u32::try_from(l).map_err(|_| "state chunks past 2^32 entries");
+        self.recipes.push(Recipe {
+            base,
+            len: end(len)?,
+            depth,
+            removed_end: end(self.removed.len())?,
+            added_end: end(self.added.len())?,
+        });
+        self.chunks.push(OnceCell::new());
+        Ok(())
+    }
+
+    /// Appends a map's head and chunk numbers (checked by the caller).
+    pub(super) fn push_head(&mut self, head: MapHead) {
+        self.heads.push(head);
+        self.at.push(self.numbers.len());
+        self.maps.push(OnceCell::new());
+    }
+
+    /// Numbers `map`'s chunks, storing those new to the room, and stores
+    /// the map, built, as the next one. A chunk equal to a stored one is
+    /// replaced by it.
+    pub(super) fn push_map(&mut self, map: StateMap) {
+        let mut numbers = Vec::with_capacity(map.chunks.len());
+        let mut replaced: Option<Vec<Arc<[u64]>>> = None;
+        for (i, c) in map.chunks.iter().enumerate() {
+            if let Some(n) = self.built.get_mut().by_address.get(&address(c)) {
+                numbers.push(*n);
+                continue;
+            }
+            let hash = chunk_hash(c);
+            let same = self.built.get_mut().by_content.get(&hash).copied().filter(|n| **self.chunk(*n) == **c);
+            match same {
+                Some(n) => {
+                    replaced.get_or_insert_with(|| map.chunks.to_vec())[i] = Arc::clone(self.chunk(n));
+                    numbers.push(n);
+                }
+                None => numbers.push(self.push_chunk(c, hash)),
+            }
+        }
+        let map = match replaced {
+            Some(chunks) => StateMap { chunks: chunks.into(), ..map },
+            None => map,
+        };
+        self.numbers.extend_from_slice(&numbers);
+        self.push_head(MapHead { len: map.len, hash: map.hash, bits: map.bits });
+        let i = self.heads.len() - 1;
+        let built = self.built.get_mut();
+        built.maps.push(i as u32);
+        built.bytes += map_bytes(map.chunks.len());
+        let _ = self.maps[i].set(map);
+    }
+
+    /// Stores a chunk new to the room (as its change against the last
+    /// chunk with its first key, when that is small) and keeps it built.
+    fn push_chunk(&mut self, c: &Arc<[u64]>, hash: u64) -> u32 {
+        let n = self.recipes.len() as u32;
+        let first = (c[0] >> 32) as u32;
+        let base =
+            self.built.get_mut().by_first.get(&first).copied().filter(|b| self.recipes[*b as usize].depth < MAX_CHAIN);
+        let change = base.map(|b| (b, delta(self.chunk(b), c)));
+        let stored = match change {
+            Some((b, (removed, added))) if removed.len() * 4 + added.len() * 8 + 8 < c.len() * 4 => {
+                self.push_recipe(b, &removed, &added)
+            }
+            _ => self.push_recipe(WHOLE, &[], c),
+        };
+        stored.expect("a room's state chunks hold fewer than 2^32 entries");
+        let _ = self.chunks[n as usize].set(Arc::clone(c));
+        let built = self.built.get_mut();
+        built.by_address.insert(address(c), n);
+        built.by_content.entry(hash).or_insert(n);
+        built.by_first.insert(first, n);
+        built.chunks.push(n);
+        built.bytes += chunk_bytes(c);
+        n
+    }
+
+    /// Bytes of the states and chunks built.
+    pub(super) fn built_bytes(&self) -> usize {
+        self.built.borrow().bytes
+    }
+
+    /// Drops built states and chunks once they hold more than `budget`
+    /// bytes (or twice what the last trim could not drop): every built
+    /// state but the [`KEEP_NEWEST`] newest, then every chunk only the
+    /// cache holds.
+    pub(super) fn trim(&mut self, budget: usize) {
+        let built = self.built.get_mut();
+        if built.bytes <= budget.max(2 * self.floor) {
+            return;
+        }
+        let keep_from = self.heads.len().saturating_sub(KEEP_NEWEST);
+        let mut bytes = 0;
+        let maps = &mut self.maps;
+        built.maps.retain(|i| {
+            let i = *i as usize;
+            if i >= keep_from {
+                bytes += maps[i].get().map_or(0, |m| map_bytes(m.chunks.len()));
+                return true;
+            }
+            maps[i].take();
+            false
+        });
+        let chunks = &mut self.chunks;
+        let by_address = &mut built.by_address;
+        built.chunks.retain(|n| {
+            let cell = &mut chunks[*n as usize];
+            match cell.get() {
+                Some(c) if Arc::strong_count(c) == 1 => {
+                    by_address.remove(&address(c));
+                    cell.take();
+                    false
+                }
+                Some(c) => {
+                    bytes += chunk_bytes(c);
+                    true
+                }
+                None => false,
+            }
+        });
+        built.bytes = bytes;
+        self.floor = bytes;
+    }
+
+    /// Forgets maps `len..` and the chunks only they hold (chunks are
+    /// numbered in the order the maps that hold them were stored).
+    pub(super) fn truncate(&mut self, len: usize) {
+        if len >= self.heads.len() {
+            return;
+        }
+        self.heads.truncate(len);
+        self.at.truncate(len + 1);
+        self.numbers.truncate(self.at[len]);
+        self.maps.truncate(len);
+        let kept = self.numbers.iter().max().map_or(0, |n| *n as usize + 1);
+        if let Some(last) = kept.checked_sub(1).map(|l| self.recipes[l]) {
+            self.removed.truncate(last.removed_end as usize);
+            self.added.truncate(last.added_end as usize);
+        } else {
+            self.removed.clear();
+            self.added.clear();
+        }
+        self.recipes.truncate(kept);
+        self.chunks.truncate(kept);
+        let built = self.built.get_mut();
+        built.by_address.retain(|_, n| (*n as usize) < kept);
+        built.by_content.retain(|_, n| (*n as usize) < kept);
+        built.by_first.retain(|_, n| (*n as usize) < kept);
+        built.chunks.retain(|n| (*n as usize) < kept);
+        built.maps.retain(|i| (*i as usize) < len);
+        built.bytes =
+            built.chunks.iter().filter_map(|n| self.chunks[*n as usize].get()).map(|c| chunk_bytes(c)).sum::<usize>()
+                + built
+                    .maps
+                    .iter()
+                    .filter_map(|i| self.maps[*i as usize].get())
+                    .map(|m| map_bytes(m.chunks.len()))
+                    .sum::<usize>();
+    }
+
+    /// The numbers of the built chunks (tests).
+    #[cfg(test)]
+    pub(super) fn built_chunks(&self) -> usize {
+        self.chunks.iter().filter(|c| c.get().is_some()).count()
+    }
+
+    /// The number of built maps (tests).
+    #[cfg(test)]
+    pub(super) fn built_maps(&self) -> usize {
+        self.maps.iter().filter(|c| c.get().is_some()).count()
+    }
+}
+
+/// `c` against `base` (both sorted by key): the positions in `base` of the
+/// entries `c` lacks, and the entries of `c` that `base` lacks.
+pub(super) fn delta(base: &[u64], c: &[u64]) -> (Vec<u32>, Vec<u64>) {
+    let (mut removed, mut added) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < base.len() || j < c.len() {
+        match (base.get(i), c.get(j)) {
+            (Some(b), Some(x)) if b == x => {
+                i += 1;
+                j += 1;
+            }
+            (Some(b), Some(x)) if b >> 32 == x >> 32 => {
+                removed.push(i as u32);
+                added.push(*x);
+                i += 1;
+                j += 1;
+            }
+            (Some(b), Some(x)) if b >> 32 < x >> 32 => {
+                removed.push(i as u32);
+                i += 1;
+            }
+            (Some(_), None) => {
+                removed.push(i as u32);
+                i += 1;
+            }
+            (_, Some(x)) => {
+                added.push(*x);
+                j += 1;
+            }
+            (None, None) => unreachable!("the loop runs while either has entries"),
+        }
+    }
+    (removed, added)
+}
+
+/// Whether `removed` names entries of a chunk of `len`, each once, in order.
+pub(super) fn removes_entries_there(removed: &[u32], len: u32) -> bool {
+    removed.windows(2).all(|w| w[0] < w[1]) && removed.last().is_none_or(|r| *r < len)
+}
+
+/// `base` without the entries at `removed` (ascending positions, checked
+/// with [`removes_entries_there`]), merged with `added` by key, into `kept`
+/// (cleared first).
+pub(super) fn apply(base: &[u64], removed: &[u32], added: &[u64], kept: &mut Vec<u64>) {
+    kept.clear();
+    kept.reserve(base.len().saturating_sub(removed.len()) + added.len());
+    let mut gone = removed.iter().peekable();
+    let mut add = added.iter().peekable();
+    for (i, x) in base.iter().enumerate() {
+        if gone.peek() == Some(&&(i as u32)) {
+            gone.next();
+            continue;
+        }
+        while let Some(a) = add.next_if(|a| **a >> 32 < *x >> 32) {
+            kept.push(*a);
+        }
+        kept.push(*x);
+    }
+    kept.extend(add);
+}
