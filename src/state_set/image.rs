@@ -70,7 +70,7 @@ impl StateSets {
     pub(crate) fn read_image(r: &mut Reader<'_>, keys: usize, events: usize) -> Result<Self, ImageError> {
         let n_chunks = r.len(8)?;
         let mut stored = Stored::default();
-        stored.recipes.reserve(n_chunks);
+        stored.reserve(n_chunks, 0);
         let (mut removed, mut added) = (Vec::new(), Vec::new());
         let corrupt = |what: &str| Err(ImageError::Corrupt(format!("a state chunk {what}")));
         for n in 0..n_chunks {
@@ -117,8 +117,7 @@ impl StateSets {
             stored.push_recipe(base, &removed, &added).map_err(|e| ImageError::Corrupt(e.into()))?;
         }
         let n_maps = r.len(24)?;
-        stored.heads.reserve(n_maps);
-        stored.at.reserve(n_maps);
+        stored.reserve(0, n_maps);
         let mut by_hash = HashMap::with_capacity(n_maps);
         let mut collided = Vec::new();
         let mut middle: Vec<u32> = Vec::new();

@@ -213,6 +213,16 @@ impl Stored {
         Arc::from(entries)
     }
 
+    /// Makes room for `chunks` more chunks and `maps` more maps (a read
+    /// back knows its counts: no vector is grown twice).
+    pub(super) fn reserve(&mut self, chunks: usize, maps: usize) {
+        self.recipes.reserve_exact(chunks);
+        self.chunks.reserve_exact(chunks);
+        self.heads.reserve_exact(maps);
+        self.at.reserve_exact(maps);
+        self.maps.reserve_exact(maps);
+    }
+
     /// Appends a chunk's recipe (checked by the caller).
     pub(super) fn push_recipe(&mut self, base: u32, removed: &[u32], added: &[u64]) -> Result<(), &'static str> {
         let (len, depth) = match base {
