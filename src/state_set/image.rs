@@ -331,6 +331,40 @@ mod tests {
         }
     }
 
+    /// A rollback under a budget forgets the chunks only the dropped states
+    /// held, whether built or not; the states interned again after it are
+    /// stored as a room without a budget stores them.
+    #[test]
+    fn a_rollback_under_a_budget_forgets_what_it_dropped() {
+        let (sets, ids) = history();
+        let mut small = StateSets::new();
+        small.set_budget(0);
+        let mut map = StateMap::default();
+        let mut maps = Vec::new();
+        for i in 0..3000u32 {
+            map = map.with_changes(&[(StateKeyIdx(i * 7919 % 2000), Some(EventIdx(i)))]);
+            maps.push(map.clone());
+            small.intern(map.clone());
+            if i == 1999 {
+                // A batch that fails: states 2,001.. are dropped, then interned again.
+                let kept = small.len();
+                for j in 0..40u32 {
+                    small.intern(map.with_changes(&[(StateKeyIdx(j), Some(EventIdx(9000 + j)))]));
+                }
+                small.truncate(kept);
+                assert_eq!(small.len(), kept);
+            }
+        }
+        assert_eq!(small.footprint(), sets.footprint());
+        for (i, m) in maps.iter().enumerate() {
+            assert_eq!(small.get(ids[i + 1]), m);
+        }
+        let again = round_trip(&small);
+        for id in &ids {
+            assert_eq!(again.get(*id), sets.get(*id));
+        }
+    }
+
     /// An image written from a room read back, with some states built and
     /// some not, holds the same states; a rollback forgets those after it.
     #[test]
