@@ -21,7 +21,8 @@ USAGE:
         (default: stdout). --parallel verifies signatures on other threads
         (faster, a little more memory; same answers). --cache-mib N keeps the
         PDU texts in a scratch file in $TMPDIR (removed at exit) with at most
-        N MiB of them in memory, instead of all of them (same answers).
+        N MiB of them in memory, instead of all of them, and at most about
+        N MiB of built states (same answers).
         --image then writes the replayed room's image into that file, reads
         the room back from it, and answers from the room read back (same
         answers); its size and times go to stderr.
