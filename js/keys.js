@@ -116,11 +116,12 @@ export class KeyFetcher {
     if (!Array.isArray(pdus)) throw new TypeError("ensureForPdus: pdus must be an array");
     if (typeof roomVersion !== "string") throw new TypeError("ensureForPdus: roomVersion (string) is required");
     const raws = pdus.map(toText);
-    const needs = raws.map((raw) => json(call(() => wasm.pduKeyNeeds(raw, roomVersion, this.#ring))));
+    // One entry per PDU: null when every signer's key is held (most PDUs).
+    const needs = json(call(() => wasm.pduKeyNeedsBatch(raws, roomVersion, this.#ring)));
     const failures = new Map();
     const wanted = [];
     for (const n of needs) {
-      for (const server of n.missing ?? []) {
+      for (const server of n?.missing ?? []) {
         if (failures.has(server) || wanted.includes(server)) continue;
         if (!isValidServerName(server)) failures.set(server, `${JSON.stringify(server.slice(0, 300))} is not a valid server name`);
         else if (wanted.length >= this.#o.maxServersPerBatch) {
@@ -132,7 +133,7 @@ export class KeyFetcher {
     wanted.forEach((s, i) => {
       if (!results[i].ok) failures.set(s, results[i].reason);
     });
-    const capped = (n) => (n.missing ?? []).find((s) => failures.get(s)?.startsWith("not fetched: keys of more than"));
+    const capped = (n) => (n?.missing ?? []).find((s) => failures.get(s)?.startsWith("not fetched: keys of more than"));
     const keep = [];
     const refused = [];
     needs.forEach((n, i) => {
@@ -145,7 +146,7 @@ export class KeyFetcher {
       const all = new Array(raws.length);
       outcomes.forEach((o, j) => {
         const n = needs[keep[j]];
-        const why = o?.status === "dropped" && o.stage === "signature" ? (n.missing ?? []).filter((s) => failures.has(s)).map((s) => `keys of ${s} could not be fetched: ${failures.get(s)}`) : [];
+        const why = o?.status === "dropped" && o.stage === "signature" ? (n?.missing ?? []).filter((s) => failures.has(s)).map((s) => `keys of ${s} could not be fetched: ${failures.get(s)}`) : [];
         all[keep[j]] = why.length ? { ...o, reason: `${o.reason} (${why.join("; ")})` } : o;
       });
       for (const r of refused) all[r.index] = { eventId: r.eventId ?? null, status: "dropped", stage: "signature", reason: r.reason };

@@ -26,10 +26,19 @@ impl Signers {
     /// The sender's server (except for third-party invites), and for
     /// restricted joins (v8+) the server of `join_authorised_via_users_server`.
     pub fn of(pdu: &ParsedPdu, rules: &RoomVersionRules) -> Result<Self, &'static str> {
-        let sender_domain = domain_of(&pdu.sender).ok_or("sender is not a user ID")?.to_owned();
-        let content = pdu.json.get("content").and_then(Value::as_object);
+        Self::of_fields(&pdu.sender, &pdu.event_type, pdu.json.get("content").and_then(Value::as_object), rules)
+    }
+
+    /// [`of`](Self::of), from a PDU's `sender`, `type` and `content`.
+    fn of_fields(
+        sender: &str,
+        event_type: &str,
+        content: Option<&Map<String, Value>>,
+        rules: &RoomVersionRules,
+    ) -> Result<Self, &'static str> {
+        let sender_domain = domain_of(sender).ok_or("sender is not a user ID")?.to_owned();
         let membership = content.and_then(|c| c.get("membership")).and_then(Value::as_str);
-        let is_member = pdu.event_type == "m.room.member";
+        let is_member = event_type == "m.room.member";
         let is_3pid_invite =
             is_member && membership == Some("invite") && content.is_some_and(|c| c.contains_key("third_party_invite"));
         let authoriser_domain = (rules.restricted_join_rule && is_member && membership == Some("join"))
@@ -114,20 +123,55 @@ pub fn signers_missing_keys(
     keys: &dyn KeyStore,
 ) -> Result<Vec<String>, &'static str> {
     let signers = Signers::of(pdu, rules)?;
-    let sigs = pdu.json.get("signatures").and_then(Value::as_object);
-    Ok(signers
-        .servers()
-        .into_iter()
-        .filter(|server| {
+    Ok(signers.missing_keys(pdu.json.get("signatures"), pdu.origin_server_ts, rules, keys).map(str::to_owned).collect())
+}
+
+impl Signers {
+    /// The signers that signed (in `signatures`) with no key `keys` knows
+    /// valid at `origin_server_ts` (see [`signers_missing_keys`]).
+    fn missing_keys<'s>(
+        &'s self,
+        signatures: Option<&'s Value>,
+        origin_server_ts: i64,
+        rules: &'s RoomVersionRules,
+        keys: &'s dyn KeyStore,
+    ) -> impl Iterator<Item = &'s str> + 's {
+        let sigs = signatures.and_then(Value::as_object);
+        self.servers().into_iter().filter(move |server| {
             let Some(of_server) = sigs.and_then(|s| s.get(*server)).and_then(Value::as_object) else { return false };
             !of_server.keys().any(|key_id| {
                 keys.verify_key(server, key_id).is_some_and(|k| {
-                    !rules.enforce_key_validity || k.valid_until_ts.is_none_or(|v| v >= pdu.origin_server_ts)
+                    !rules.enforce_key_validity || k.valid_until_ts.is_none_or(|v| v >= origin_server_ts)
                 })
             })
         })
-        .map(str::to_owned)
-        .collect())
+    }
+}
+
+/// Whether `keys` holds a key for every required signer that signed the
+/// raw PDU `raw`, read without [`parse_pdu`] (no event ID, no signing
+/// bytes: a fetcher asks this of every PDU before ingesting it). `false`
+/// when a key is missing, and also when the PDU does not read as an object
+/// with a string `sender` and `type` and an integer `origin_server_ts`:
+/// then [`signers_missing_keys`] after [`parse_pdu`] says what is missing
+/// or why the PDU will be dropped. When `true`, that would find nothing
+/// missing.
+pub fn raw_pdu_has_keys(raw: &str, rules: &RoomVersionRules, keys: &dyn KeyStore) -> bool {
+    if raw.len() > crate::pdu::MAX_RAW_PDU_BYTES {
+        return false;
+    }
+    let Ok(Value::Object(json)) = serde_json::from_str::<Value>(raw) else { return false };
+    let (Some(sender), Some(event_type), Some(ts)) = (
+        json.get("sender").and_then(Value::as_str),
+        json.get("type").and_then(Value::as_str),
+        json.get("origin_server_ts").and_then(Value::as_i64),
+    ) else {
+        return false;
+    };
+    match Signers::of_fields(sender, event_type, json.get("content").and_then(Value::as_object), rules) {
+        Ok(signers) => signers.missing_keys(json.get("signatures"), ts, rules, keys).next().is_none(),
+        Err(_) => false,
+    }
 }
 
 /// A PDU parsed and signature-checked ahead of [`Room::ingest_prepared`].
@@ -344,6 +388,44 @@ mod tests {
         let mut b = [0u8; 64];
         b[..32].copy_from_slice(&r);
         ed25519_dalek::Signature::from_bytes(&b)
+    }
+
+    /// The light check agrees with the full one: on the demo room's PDUs
+    /// with every, some and none of the servers' keys, and on PDUs that
+    /// only the full parse refuses (it then says `false`).
+    #[test]
+    fn raw_pdu_has_keys_agrees_with_signers_missing_keys() {
+        let room = crate::demo::demo_room(60);
+        let rules = RoomVersionRules::supported(room["room_version"].as_str().unwrap()).unwrap();
+        let servers: Vec<(&String, &Value)> = room["servers"].as_object().unwrap().iter().collect();
+        let raws: Vec<String> = room["events"].as_array().unwrap().iter().map(|e| e["pdu"].to_string()).collect();
+        let mut checked = (0, 0);
+        for held in 0..=servers.len() {
+            let mut keys = crate::signing::PinnedKeys::new();
+            for (name, s) in &servers[..held] {
+                for (id, b64) in s["verify_keys"].as_object().unwrap() {
+                    keys.insert(name, id, b64.as_str().unwrap()).unwrap();
+                }
+            }
+            for raw in &raws {
+                let full = parse_pdu(raw, rules).map(|p| signers_missing_keys(&p, rules, &keys).unwrap().is_empty());
+                let light = raw_pdu_has_keys(raw, rules, &keys);
+                assert_eq!(light, full.unwrap(), "{raw}");
+                checked.0 += usize::from(light);
+                checked.1 += 1;
+            }
+        }
+        assert!(checked.0 > 0 && checked.0 < checked.1, "{checked:?}");
+        let keys = crate::signing::PinnedKeys::new();
+        for bad in [
+            "",
+            "[]",
+            "{}",
+            r#"{"sender":"@a:b","type":"x"}"#,
+            r#"{"sender":"nobody","type":"x","origin_server_ts":1}"#,
+        ] {
+            assert!(!raw_pdu_has_keys(bad, rules, &keys), "{bad}");
+        }
     }
 
     /// The blocklist is exactly the encodings of the points of small order.

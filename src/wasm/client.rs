@@ -11,7 +11,7 @@ use crate::client::request::{prepare_request, RequestError};
 use crate::client::server_name::{is_localhost_name, is_private_address, ServerName};
 use crate::client::well_known;
 use crate::room_version::RoomVersionRules;
-use crate::signatures::{required_signers, signers_missing_keys};
+use crate::signatures::{raw_pdu_has_keys, required_signers, signers_missing_keys};
 
 /// Why `name` is not a valid server name, or `undefined` if it is one.
 #[wasm_bindgen(js_name = serverNameError)]
@@ -246,6 +246,28 @@ pub fn signers(raw: &str, room_version: &str) -> Result<Vec<String>, JsError> {
     let rules = RoomVersionRules::supported(room_version).map_err(js_error)?;
     let pdu = crate::pdu::parse_pdu(raw, rules).map_err(js_error)?;
     required_signers(&pdu, rules).map_err(js_error)
+}
+
+/// [`pdu_key_needs`] of each PDU (a JSON array, in order), with `null` for
+/// each PDU whose signers' keys `keys` holds ([`raw_pdu_has_keys`]: read
+/// without computing its event ID, which a fetcher needs only for a PDU it
+/// refuses).
+#[wasm_bindgen(js_name = pduKeyNeedsBatch)]
+pub fn pdu_key_needs_batch(raws: Vec<String>, room_version: &str, keys: &WasmKeyRing) -> Result<String, JsError> {
+    let rules = RoomVersionRules::supported(room_version).map_err(js_error)?;
+    let mut out = String::from("[");
+    for (i, raw) in raws.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if raw_pdu_has_keys(raw, rules, &keys.ring) {
+            out.push_str("null");
+        } else {
+            out.push_str(&pdu_key_needs(raw, room_version, keys)?);
+        }
+    }
+    out.push(']');
+    Ok(out)
 }
 
 /// What checking a PDU's signatures needs (JSON): `{eventId, signers,
