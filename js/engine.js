@@ -295,13 +295,13 @@ export class RoomEngine {
         this.#room.rollback();
         throw new RoomdagError("M_UNKNOWN", `page store write failed; the batch was undone: ${e?.message ?? e}`, e);
       }
-      const records = json(this.#room.takeRecords(this.#logLength));
       // A stored event's PDU is in the store's own page store now (flushed
-      // above, committed with these records): a store may keep the record
-      // without it (`DurableObjectStore` does) and read it back on load.
-      if (this.#paging && this.#paging.pages === this.#store.pages) {
-        for (const r of records) if (r.status === "accepted" || r.status === "rejected") r.paged = true;
-      }
+      // above, committed with these records): its record is marked `paged`,
+      // and comes without the PDU to a store that keeps it so (the PDU is
+      // then not copied out of wasm and parsed only to be dropped).
+      const shared = Boolean(this.#paging && this.#paging.pages === this.#store.pages);
+      const records = json(this.#room.takeRecords(this.#logLength, shared && this.#store.pagedRecordsWithoutRaw === true));
+      if (shared) for (const r of records) if (r.status === "accepted" || r.status === "rejected") r.paged = true;
       if (records.length > 0) {
         try {
           await this.#store.append(records, { roomVersion: this.roomVersion, roomId: this.roomId });

@@ -104,7 +104,7 @@ export interface StoredRecord {
   i: number;
   eventId: EventId;
   status: "accepted" | "rejected";
-  /** The PDU exactly as received. */
+  /** The PDU exactly as received (absent from a `paged` record appended to a store with `pagedRecordsWithoutRaw`). */
   raw: string;
   /** How the event entered the room: in the timeline (the default) or as an outlier (state or auth chain only). */
   kind?: "timeline" | "outlier";
@@ -115,7 +115,8 @@ export interface StoredRecord {
   /**
    * The PDU is also in the store's own page store (`store.pages`), written
    * in the same turn: a store may keep this record without `raw` and must
-   * give `raw` back from its pages when it loads the record.
+   * give `raw` back from its pages when it loads the record. A store that
+   * says `pagedRecordsWithoutRaw` gets it without `raw` already.
    */
   paged?: boolean;
 }
@@ -159,6 +160,13 @@ export interface RoomStore {
   loadParts?(chunk?: number, opts?: { from?: number }): Promise<RoomMeta & { head: LogRecord[]; tail: AsyncIterable<LogRecord[]>; from?: number }>;
   /** Optional: the store's own page store (see `RoomEngine.open`). */
   readonly pages?: PageStore | null;
+  /**
+   * Optional, with `pages`: true when the store keeps the records of
+   * events whose PDU is in its pages without `raw` (and gives `raw` back
+   * from its pages on load): `append` then gets them without `raw`, marked
+   * `paged` (`DurableObjectStore` does this).
+   */
+  readonly pagedRecordsWithoutRaw?: boolean;
 }
 
 /** Records in memory (the default; lost when the process ends). */
@@ -285,6 +293,8 @@ export class DurableObjectStore implements RoomStore {
   append(records: LogRecord[], meta: RoomMeta): Promise<void>;
   /** The room's PDU texts in the object's SQLite database, or null when the storage has no `sql`. */
   readonly pages: PageStore | null;
+  /** True: the records of events whose PDU is in `pages` are kept without it. */
+  readonly pagedRecordsWithoutRaw: boolean;
   /**
    * The log in parts, read from storage a chunk at a time (`head`: before
    * the last rebuild marker; `tail`: from it on). An object written before

@@ -288,6 +288,11 @@ export class DurableObjectStore {
     return this.#pages;
   }
 
+  /** Records whose PDU is in `pages` are kept without it (and given it back on load). */
+  get pagedRecordsWithoutRaw() {
+    return true;
+  }
+
   async load() {
     const meta = (await this.#storage.get("meta")) ?? {};
     const list = await this.#storage.list({ prefix: "r:" });

@@ -536,23 +536,27 @@ pub struct PduRoom {
 
 /// Reads the room of a PDU (`None` if it is not a JSON object).
 pub fn pdu_room(raw: &str) -> Option<PduRoom> {
+    // `content` is read as text, and parsed only for a create event.
     #[derive(serde::Deserialize)]
-    struct Peek {
+    struct Peek<'a> {
         room_id: Option<Value>,
         #[serde(rename = "type")]
         ty: Option<Value>,
         state_key: Option<Value>,
-        content: Option<Value>,
+        #[serde(borrow)]
+        content: Option<&'a serde_json::value::RawValue>,
     }
-    let p: Peek = serde_json::from_str(raw).ok()?;
+    let p: Peek<'_> = serde_json::from_str(raw).ok()?;
     let is_create = p.ty.as_ref().and_then(Value::as_str) == Some("m.room.create")
         && p.state_key.as_ref().and_then(Value::as_str) == Some("");
-    Some(PduRoom {
-        room_id: p.room_id.and_then(|r| r.as_str().map(str::to_owned)),
-        create_room_version: is_create.then(|| {
-            p.content.as_ref().and_then(|c| c.get("room_version")).and_then(Value::as_str).unwrap_or("1").to_owned()
-        }),
-    })
+    let create_room_version = match is_create {
+        false => None,
+        true => {
+            let content: Option<Value> = p.content.and_then(|c| serde_json::from_str(c.get()).ok());
+            Some(content.as_ref().and_then(|c| c.get("room_version")).and_then(Value::as_str).unwrap_or("1").to_owned())
+        }
+    };
+    Some(PduRoom { room_id: p.room_id.and_then(|r| r.as_str().map(str::to_owned)), create_room_version })
 }
 
 /// The PDUs of a transaction for one room, in transaction order.

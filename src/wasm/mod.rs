@@ -277,8 +277,12 @@ impl WasmRoom {
     /// The records of what was stored since the last call, numbered from
     /// `first` (their positions in the store's log), as a JSON array of
     /// `{i, eventId, status, raw, kind, state?}` (what a store appends).
+    /// With `paged`, the store keeps the room's page store, where the PDU of
+    /// each accepted or rejected event already is: those records carry
+    /// `paged: true` instead of `raw` (a store reads it back on load).
     #[wasm_bindgen(js_name = takeRecords)]
-    pub fn take_records(&mut self, first: u32) -> String {
+    pub fn take_records(&mut self, first: u32, paged: Option<bool>) -> String {
+        let paged = paged == Some(true);
         let out: Vec<Value> = self
             .room
             .take_records()
@@ -286,7 +290,12 @@ impl WasmRoom {
             .enumerate()
             .map(|(n, r)| {
                 let status = r.status.map_or(json!("deferred"), |s| json!(s));
-                let mut v = json!({"i": first as usize + n, "eventId": r.event_id(), "status": status, "raw": r.raw(), "kind": r.kind});
+                let mut v = json!({"i": first as usize + n, "eventId": r.event_id(), "status": status, "kind": r.kind});
+                if paged && r.status.is_some() {
+                    v["paged"] = json!(true);
+                } else {
+                    v["raw"] = json!(r.raw());
+                }
                 if r.soft_failed {
                     v["softFailed"] = json!(true);
                 }
