@@ -157,19 +157,36 @@ impl Signers {
 /// or why the PDU will be dropped. When `true`, that would find nothing
 /// missing.
 pub fn raw_pdu_has_keys(raw: &str, rules: &RoomVersionRules, keys: &dyn KeyStore) -> bool {
-    if raw.len() > crate::pdu::MAX_RAW_PDU_BYTES {
+    use std::borrow::Cow;
+    /// The fields the signers depend on; the rest is skipped unread, and
+    /// `content` is parsed only for a membership (a repeated field, like
+    /// any irregularity, makes this `false`: the full parse then decides).
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow)]
+        sender: Cow<'a, str>,
+        #[serde(rename = "type", borrow)]
+        event_type: Cow<'a, str>,
+        origin_server_ts: serde_json::Number,
+        #[serde(borrow)]
+        content: Option<&'a serde_json::value::RawValue>,
+        signatures: Option<Value>,
+    }
+    // (A struct would also read from a JSON array, field by field.)
+    if raw.len() > crate::pdu::MAX_RAW_PDU_BYTES || !raw.trim_start().starts_with('{') {
         return false;
     }
-    let Ok(Value::Object(json)) = serde_json::from_str::<Value>(raw) else { return false };
-    let (Some(sender), Some(event_type), Some(ts)) = (
-        json.get("sender").and_then(Value::as_str),
-        json.get("type").and_then(Value::as_str),
-        json.get("origin_server_ts").and_then(Value::as_i64),
-    ) else {
-        return false;
+    let Ok(p) = serde_json::from_str::<Peek<'_>>(raw) else { return false };
+    let Some(ts) = p.origin_server_ts.as_i64() else { return false };
+    let content: Option<Value> = match (&*p.event_type, p.content) {
+        ("m.room.member", Some(c)) => match serde_json::from_str(c.get()) {
+            Ok(v) => Some(v),
+            Err(_) => return false,
+        },
+        _ => None,
     };
-    match Signers::of_fields(sender, event_type, json.get("content").and_then(Value::as_object), rules) {
-        Ok(signers) => signers.missing_keys(json.get("signatures"), ts, rules, keys).next().is_none(),
+    match Signers::of_fields(&p.sender, &p.event_type, content.as_ref().and_then(Value::as_object), rules) {
+        Ok(signers) => signers.missing_keys(p.signatures.as_ref(), ts, rules, keys).next().is_none(),
         Err(_) => false,
     }
 }
