@@ -22,10 +22,10 @@
 //! stored whole, else its entries.
 
 use std::cell::{OnceCell, RefCell};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{entry_hash, StateMap};
+use crate::ids::IntMap;
 
 /// The most changes between a chunk and the chunk stored whole it is
 /// built from (a chunk is stored whole rather than go further; an image
@@ -66,14 +66,14 @@ pub(super) struct MapHead {
 #[derive(Debug, Default)]
 struct Built {
     /// Built chunks by address (each is in its cell of `Stored::chunks`).
-    by_address: HashMap<usize, u32>,
+    by_address: IntMap<usize, u32>,
     /// Chunks by content hash: those stored since the room was created or
     /// read back, and those read back once built (a chunk equal to one that
     /// is in neither gets a number of its own, which costs only sharing).
-    by_content: HashMap<u64, u32>,
+    by_content: IntMap<u64, u32>,
     /// The last chunk stored or built with each first key (a new chunk's
     /// base).
-    by_first: HashMap<u32, u32>,
+    by_first: IntMap<u32, u32>,
     /// The chunks and states whose cells are set.
     chunks: Vec<u32>,
     maps: Vec<u32>,
