@@ -167,7 +167,9 @@ impl Stored {
             let mut built = self.built.borrow_mut();
             built.by_address.insert(address(&c), n);
             built.by_content.entry(chunk_hash(&c)).or_insert(n);
-            built.by_first.entry((c[0] >> 32) as u32).or_insert(n);
+            if let Some(first) = c.first() {
+                built.by_first.entry((first >> 32) as u32).or_insert(n);
+            }
             built.chunks.push(n);
             built.bytes += chunk_bytes(&c);
             c
@@ -291,7 +293,8 @@ impl Stored {
     /// chunk with its first key, when that is small) and keeps it built.
     fn push_chunk(&mut self, c: &Arc<[u64]>, hash: u64) -> u32 {
         let n = self.recipes.len() as u32;
-        let first = (c[0] >> 32) as u32;
+        // (A map's chunks are never empty: `StateMap` drops a chunk emptied.)
+        let first = c.first().map_or(0, |x| (x >> 32) as u32);
         let base =
             self.built.get_mut().by_first.get(&first).copied().filter(|b| self.recipes[*b as usize].depth < MAX_CHAIN);
         let change = base.map(|b| (b, delta(self.chunk(b), c)));
