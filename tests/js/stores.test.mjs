@@ -70,6 +70,60 @@ kinds["memory, PDU texts in a page store"] = {
   breakNext: breakNextAppend,
 };
 
+// A memory store with a page store that keeps paged records without their
+// PDU (as DurableObjectStore does): the engine hands them over so (`paged`,
+// no `raw`), and the store gives `raw` back from its pages on load.
+function barePagedStore() {
+  {
+    const s = new api.MemoryStore();
+    const rows = new Map();
+    s.pages = {
+      get: (table, key) => (table === "pdu" ? rows.get(key) ?? null : null),
+      put: (table, key, text) => void rows.set(key, text),
+      delete: (table, key) => void rows.delete(key),
+    };
+    s.pagedRecordsWithoutRaw = true;
+    s.handed = [];
+    const append = s.append.bind(s);
+    s.append = (records, meta) => {
+      s.handed.push(...records);
+      return append(records, meta);
+    };
+    const load = s.load.bind(s);
+    s.load = async () => {
+      const loaded = await load();
+      return { ...loaded, records: loaded.records.map((r) => (r.paged ? { ...r, raw: rows.get(r.eventId) } : r)) };
+    };
+    return s;
+  }
+}
+kinds["memory, paged records kept without their PDU"] = { make: barePagedStore, reopen: (s) => s, breakNext: breakNextAppend };
+
+test("a store that keeps paged records without their PDU gets them so, and every other record with it", async () => {
+  const keys = new api.KeyRing();
+  for (const [server, sv] of Object.entries(fixture.servers)) for (const [id, k] of Object.entries(sv.verify_keys)) keys.pin(server, id, k);
+  const pdus = fixture.events.map((e) => JSON.stringify(e.pdu));
+  const s = barePagedStore();
+  const engine = await api.RoomEngine.open({ store: s, roomVersion: fixture.room_version });
+  for (let i = 0; i < 300; i += 50) await engine.ingest(pdus.slice(i, i + 50), keys);
+  const stored = s.handed.filter((r) => r.status === "accepted" || r.status === "rejected");
+  assert.ok(stored.length > 200, `${stored.length} stored`);
+  for (const r of s.handed) {
+    const paged = r.status === "accepted" || r.status === "rejected";
+    assert.equal(r.paged === true, paged, `record ${r.i} (${r.status}) paged=${r.paged}`);
+    assert.equal(typeof r.raw, paged ? "undefined" : "string", `record ${r.i} (${r.status})`);
+  }
+  // The same engine over a store that does not say so gets every PDU.
+  const plain = barePagedStore();
+  plain.pagedRecordsWithoutRaw = false;
+  const other = await api.RoomEngine.open({ store: plain, roomVersion: fixture.room_version });
+  await other.ingest(pdus.slice(0, 50), keys);
+  assert.ok(plain.handed.every((r) => typeof r.raw === "string"), "raw kept for a store that keeps it");
+  const again = await api.RoomEngine.open({ store: s });
+  assert.equal(again.eventCount, engine.eventCount);
+  assert.equal(again.currentState().digest, engine.currentState().digest);
+});
+
 // The stand-in needs its storage object to inject a failure; build the store by hand.
 kinds["durable-object (stand-in)"] = (() => {
   const storages = new WeakMap();
