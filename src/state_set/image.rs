@@ -37,29 +37,23 @@ impl StateSets {
                 w.u64s(added);
             }
         }
+        // Each map's chunk list as stored: whole, or its change against the
+        // list before (the chunks kept at both ends, and the middle).
         w.len(stored.len());
-        let mut prev: &[u32] = &[];
         for i in 0..stored.len() {
             let head = stored.head(i);
             w.len(head.len);
             w.u64(head.hash);
             w.u32(head.bits);
-            let ids = stored.chunk_numbers(i);
-            // Most states are the one before with a chunk or two replaced:
-            // the chunks they share at both ends, and the middle.
-            let p = ids.iter().zip(prev).take_while(|(a, b)| a == b).count();
-            let q = ids[p..].iter().rev().zip(prev[p..].iter().rev()).take_while(|(a, b)| a == b).count();
-            let middle = &ids[p..ids.len() - q];
-            if middle.len() * 4 + 16 < ids.len() * 2 {
-                w.u8(DELTA);
-                w.len(p);
-                w.len(q);
-                w.u32s(middle.iter().copied());
-            } else {
+            let list = stored.lists[i];
+            if list.depth == 0 {
                 w.u8(FULL);
-                w.u32s(ids.iter().copied());
+            } else {
+                w.u8(DELTA);
+                w.len(list.keep_front as usize);
+                w.len(list.keep_back as usize);
             }
-            prev = ids;
+            w.u32s(stored.list_run(i).iter().copied());
         }
     }
 
@@ -120,40 +114,43 @@ impl StateSets {
         stored.reserve(0, n_maps);
         let mut by_hash = HashMap::with_capacity(n_maps);
         let mut collided = Vec::new();
-        let mut middle: Vec<u32> = Vec::new();
+        let (mut middle, mut prev, mut list): (Vec<u32>, Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..n_maps {
             // A size, not a count of what follows (checked against the chunks).
             let len = usize::try_from(r.u64()?).map_err(|_| ImageError::Corrupt("a state's size past usize".into()))?;
             let hash = r.u64()?;
             let bits = r.u32()?;
-            let start = stored.numbers.len();
-            let prev = stored.at[i.saturating_sub(1)]..start;
+            list.clear();
             match r.u8()? {
                 FULL => {
                     r.u32s_into(&mut middle)?;
-                    stored.numbers.extend_from_slice(&middle);
+                    list.extend_from_slice(&middle);
                 }
                 DELTA => {
                     let (p, q) = (r.len(0)?, r.len(0)?);
                     r.u32s_into(&mut middle)?;
-                    if p.checked_add(q).is_none_or(|n| n > prev.len()) {
+                    if i == 0 || p.checked_add(q).is_none_or(|n| n > prev.len()) {
                         return Err(ImageError::Corrupt(format!(
                             "state {i} shares more chunks than the state before has"
                         )));
                     }
-                    stored.numbers.extend_from_within(prev.start..prev.start + p);
-                    stored.numbers.extend_from_slice(&middle);
-                    stored.numbers.extend_from_within(prev.end - q..prev.end);
+                    list.extend_from_slice(&prev[..p]);
+                    list.extend_from_slice(&middle);
+                    list.extend_from_slice(&prev[prev.len() - q..]);
                 }
                 t => return Err(ImageError::Corrupt(format!("state {i}'s chunks tagged {t}"))),
             }
             let mut total = 0usize;
-            for n in &stored.numbers[start..] {
+            for n in &list {
                 total += stored.recipes[index(*n, stored.recipes.len(), "a state chunk")? as usize].len as usize;
             }
             if total != len || bits > 63 {
                 return Err(ImageError::Corrupt(format!("state {i} does not add up")));
             }
+            // Stored as the room stores it (a change against the list
+            // before, at most LIST_CHAIN from one stored whole).
+            stored.push_list(&list);
+            std::mem::swap(&mut prev, &mut list);
             stored.push_head(MapHead { len, hash, bits });
             let id = StateSetId(i as u32);
             match by_hash.entry(hash) {
@@ -263,6 +260,14 @@ mod tests {
         assert_eq!(read.stored.built_chunks(), read.get(asked).chunk_count());
         assert!(read.stored.recipes.iter().all(|r| r.depth <= MAX_CHAIN));
         assert!(read.stored.recipes.iter().any(|r| r.depth == MAX_CHAIN));
+        // Chunk lists are stored as changes too, at most LIST_CHAIN - 1 from
+        // one stored whole: a fraction of the numbers they hold.
+        use crate::state_set::stored::LIST_CHAIN;
+        assert!(read.stored.lists.iter().all(|l| l.depth < LIST_CHAIN));
+        assert!(read.stored.lists.iter().any(|l| l.depth == LIST_CHAIN - 1));
+        let held: usize = (0..read.len()).map(|i| read.stored.chunk_numbers(i).len()).sum();
+        let pooled = read.stored.lists.last().unwrap().end as usize;
+        assert!(pooled * 4 < held, "{pooled} numbers pooled for {held} held");
         // An equal state is the one read back; a new one shares its chunks.
         assert_eq!(read.intern(sets.get(ids[2999]).clone()), ids[2999]);
         let next = read.get(ids[2999]).with_changes(&[(StateKeyIdx(5), None)]);

@@ -36,6 +36,10 @@ pub const MAX_CHAIN: u32 = 32;
 /// No base: a chunk stored whole.
 pub(super) const WHOLE: u32 = u32::MAX;
 
+/// The most changes between a map's chunk list and a list stored whole
+/// (building a map reads at most this many lists back).
+pub(super) const LIST_CHAIN: u32 = 32;
+
 /// The newest states [`Stored::trim`] keeps built (the state before the
 /// next event is almost always one of them).
 pub(super) const KEEP_NEWEST: usize = 16;
@@ -52,6 +56,20 @@ pub(super) struct Recipe {
     pub(super) depth: u32,
     pub(super) removed_end: u32,
     pub(super) added_end: u32,
+}
+
+/// A map's chunk list as stored: whole (`depth` 0: its run of the pool), or
+/// the list before it with `keep_front` chunks kept at its start and
+/// `keep_back` at its end and its run between them (most states are the
+/// one before with a chunk or two replaced).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct List {
+    pub(super) keep_front: u32,
+    pub(super) keep_back: u32,
+    /// Changes from the list stored whole it is built from.
+    pub(super) depth: u32,
+    /// Its run of the pool ends here.
+    pub(super) end: u32,
 }
 
 /// A map's size, content hash and chunk bits.
@@ -90,9 +108,11 @@ pub(super) struct Stored {
     /// Each chunk while built.
     chunks: Vec<OnceCell<Arc<[u64]>>>,
     pub(super) heads: Vec<MapHead>,
-    /// Map `i`'s chunks are `numbers[at[i]..at[i + 1]]`.
-    pub(super) numbers: Vec<u32>,
-    pub(super) at: Vec<usize>,
+    /// Map `i`'s chunk list, and the pool of their runs.
+    pub(super) lists: Vec<List>,
+    list_pool: Vec<u32>,
+    /// The newest map's chunk list (the next one is stored against it).
+    last: Vec<u32>,
     /// Each map while built.
     maps: Vec<OnceCell<StateMap>>,
     built: RefCell<Built>,
@@ -108,8 +128,9 @@ impl Default for Stored {
             added: Vec::new(),
             chunks: Vec::new(),
             heads: Vec::new(),
-            numbers: Vec::new(),
-            at: vec![0],
+            lists: Vec::new(),
+            list_pool: Vec::new(),
+            last: Vec::new(),
             maps: Vec::new(),
             built: RefCell::default(),
             floor: 0,
@@ -144,15 +165,57 @@ impl Stored {
         self.heads[i]
     }
 
-    pub(super) fn chunk_numbers(&self, i: usize) -> &[u32] {
-        &self.numbers[self.at[i]..self.at[i + 1]]
+    /// Map `i`'s run of the list pool.
+    pub(super) fn list_run(&self, i: usize) -> &[u32] {
+        let start = i.checked_sub(1).map_or(0, |p| self.lists[p].end as usize);
+        &self.list_pool[start..self.lists[i].end as usize]
+    }
+
+    /// Map `i`'s chunk numbers: the list stored whole it is built from,
+    /// then each change after it (at most [`LIST_CHAIN`]).
+    pub(super) fn chunk_numbers(&self, i: usize) -> Vec<u32> {
+        let whole = i - self.lists[i].depth as usize;
+        let mut list = self.list_run(whole).to_vec();
+        let mut next = Vec::with_capacity(list.len() + 2);
+        for k in whole + 1..=i {
+            let l = self.lists[k];
+            next.clear();
+            next.extend_from_slice(&list[..l.keep_front as usize]);
+            next.extend_from_slice(self.list_run(k));
+            next.extend_from_slice(&list[list.len() - l.keep_back as usize..]);
+            std::mem::swap(&mut list, &mut next);
+        }
+        list
+    }
+
+    /// Appends the next map's chunk list (its numbers checked by the
+    /// caller): as its change against the list before when that is
+    /// smaller and fewer than [`LIST_CHAIN`] changes from one stored whole.
+    pub(super) fn push_list(&mut self, numbers: &[u32]) {
+        let prev = &self.last;
+        let p = numbers.iter().zip(prev).take_while(|(a, b)| a == b).count();
+        let q = numbers[p..].iter().rev().zip(prev[p..].iter().rev()).take_while(|(a, b)| a == b).count();
+        let depth = self.lists.last().map_or(LIST_CHAIN, |l| l.depth + 1);
+        let middle = &numbers[p..numbers.len() - q];
+        let list = if depth < LIST_CHAIN && middle.len() + 2 < numbers.len() {
+            self.list_pool.extend_from_slice(middle);
+            List { keep_front: p as u32, keep_back: q as u32, depth, end: 0 }
+        } else {
+            self.list_pool.extend_from_slice(numbers);
+            List { keep_front: 0, keep_back: 0, depth: 0, end: 0 }
+        };
+        let end = u32::try_from(self.list_pool.len()).expect("fewer than 2^32 chunk references in a room's states");
+        self.lists.push(List { end, ..list });
+        self.last.clear();
+        self.last.extend_from_slice(numbers);
     }
 
     /// Map `i`, built on first use (its numbers were checked when stored).
     pub(super) fn map(&self, i: usize) -> &StateMap {
         self.maps[i].get_or_init(|| {
             let MapHead { len, hash, bits } = self.heads[i];
-            let chunks: Arc<[Arc<[u64]>]> = self.chunk_numbers(i).iter().map(|n| Arc::clone(self.chunk(*n))).collect();
+            let chunks: Arc<[Arc<[u64]>]> =
+                self.chunk_numbers(i).into_iter().map(|n| Arc::clone(self.chunk(n))).collect();
             let mut built = self.built.borrow_mut();
             built.maps.push(i as u32);
             built.bytes += map_bytes(chunks.len());
@@ -221,7 +284,7 @@ impl Stored {
         self.recipes.reserve_exact(chunks);
         self.chunks.reserve_exact(chunks);
         self.heads.reserve_exact(maps);
-        self.at.reserve_exact(maps);
+        self.lists.reserve_exact(maps);
         self.maps.reserve_exact(maps);
     }
 
@@ -248,10 +311,9 @@ impl Stored {
         Ok(())
     }
 
-    /// Appends a map's head and chunk numbers (checked by the caller).
+    /// Appends a map's head (after its list, [`push_list`](Self::push_list)).
     pub(super) fn push_head(&mut self, head: MapHead) {
         self.heads.push(head);
-        self.at.push(self.numbers.len());
         self.maps.push(OnceCell::new());
     }
 
@@ -280,7 +342,7 @@ impl Stored {
             Some(chunks) => StateMap { chunks: chunks.into(), ..map },
             None => map,
         };
-        self.numbers.extend_from_slice(&numbers);
+        self.push_list(&numbers);
         self.push_head(MapHead { len: map.len, hash: map.hash, bits: map.bits });
         let i = self.heads.len() - 1;
         let built = self.built.get_mut();
@@ -369,10 +431,12 @@ impl Stored {
             return;
         }
         self.heads.truncate(len);
-        self.at.truncate(len + 1);
-        self.numbers.truncate(self.at[len]);
+        self.lists.truncate(len);
+        // Every number a kept list holds is in its run or an earlier one.
+        self.list_pool.truncate(self.lists.last().map_or(0, |l| l.end as usize));
+        self.last = len.checked_sub(1).map_or_else(Vec::new, |i| self.chunk_numbers(i));
         self.maps.truncate(len);
-        let kept = self.numbers.iter().max().map_or(0, |n| *n as usize + 1);
+        let kept = self.list_pool.iter().max().map_or(0, |n| *n as usize + 1);
         if let Some(last) = kept.checked_sub(1).map(|l| self.recipes[l]) {
             self.removed.truncate(last.removed_end as usize);
             self.added.truncate(last.added_end as usize);
