@@ -100,7 +100,7 @@ struct Built {
 }
 
 /// Every state and chunk of a room, stored, and those built.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct Stored {
     pub(super) recipes: Vec<Recipe>,
     pub(super) removed: Vec<u32>,
@@ -120,23 +120,6 @@ pub(super) struct Stored {
     floor: usize,
 }
 
-impl Default for Stored {
-    fn default() -> Self {
-        Self {
-            recipes: Vec::new(),
-            removed: Vec::new(),
-            added: Vec::new(),
-            chunks: Vec::new(),
-            heads: Vec::new(),
-            lists: Vec::new(),
-            list_pool: Vec::new(),
-            last: Vec::new(),
-            maps: Vec::new(),
-            built: RefCell::default(),
-            floor: 0,
-        }
-    }
-}
 
 /// The content hash of a chunk's entries (in order).
 pub(super) fn chunk_hash(c: &[u64]) -> u64 {
