@@ -54,18 +54,21 @@ const kinds = {
   })(),
 };
 
+// A memory store with a page store (its `pdu` rows in `rows`).
+function memoryStoreWithPages() {
+  const s = new api.MemoryStore();
+  const rows = new Map();
+  s.pages = {
+    get: (table, key) => (table === "pdu" ? rows.get(key) ?? null : null),
+    put: (table, key, text) => void rows.set(key, text),
+    delete: (table, key) => void rows.delete(key),
+  };
+  return { s, rows };
+}
+
 // A memory store with a page store: the engine keeps its PDU texts there.
 kinds["memory, PDU texts in a page store"] = {
-  make: () => {
-    const s = new api.MemoryStore();
-    const rows = new Map();
-    s.pages = {
-      get: (table, key) => (table === "pdu" ? rows.get(key) ?? null : null),
-      put: (table, key, text) => void rows.set(key, text),
-      delete: (table, key) => void rows.delete(key),
-    };
-    return s;
-  },
+  make: () => memoryStoreWithPages().s,
   reopen: (s) => s,
   breakNext: breakNextAppend,
 };
@@ -74,28 +77,20 @@ kinds["memory, PDU texts in a page store"] = {
 // PDU (as DurableObjectStore does): the engine hands them over so (`paged`,
 // no `raw`), and the store gives `raw` back from its pages on load.
 function barePagedStore() {
-  {
-    const s = new api.MemoryStore();
-    const rows = new Map();
-    s.pages = {
-      get: (table, key) => (table === "pdu" ? rows.get(key) ?? null : null),
-      put: (table, key, text) => void rows.set(key, text),
-      delete: (table, key) => void rows.delete(key),
-    };
-    s.pagedRecordsWithoutRaw = true;
-    s.handed = [];
-    const append = s.append.bind(s);
-    s.append = (records, meta) => {
-      s.handed.push(...records);
-      return append(records, meta);
-    };
-    const load = s.load.bind(s);
-    s.load = async () => {
-      const loaded = await load();
-      return { ...loaded, records: loaded.records.map((r) => (r.paged ? { ...r, raw: rows.get(r.eventId) } : r)) };
-    };
-    return s;
-  }
+  const { s, rows } = memoryStoreWithPages();
+  s.pagedRecordsWithoutRaw = true;
+  s.handed = [];
+  const append = s.append.bind(s);
+  s.append = (records, meta) => {
+    s.handed.push(...records);
+    return append(records, meta);
+  };
+  const load = s.load.bind(s);
+  s.load = async () => {
+    const loaded = await load();
+    return { ...loaded, records: loaded.records.map((r) => (r.paged ? { ...r, raw: rows.get(r.eventId) } : r)) };
+  };
+  return s;
 }
 kinds["memory, paged records kept without their PDU"] = { make: barePagedStore, reopen: (s) => s, breakNext: breakNextAppend };
 
