@@ -239,16 +239,17 @@ impl<'a> AuthState<'a> {
 }
 
 /// A `(type, state_key)` pair that may authorise an event.
-pub type AuthKey = (String, String);
+pub type AuthKey<'a> = (&'a str, &'a str);
 
 /// The auth events selection algorithm (spec: server-server API, "Auth
 /// events selection"): the keys of the state whose events authorise `event`.
-pub fn auth_types_for_event(event: &StoredEvent, rules: &RoomVersionRules) -> Result<Vec<AuthKey>> {
+pub fn auth_types_for_event<'a>(event: &'a StoredEvent, rules: &RoomVersionRules) -> Result<Vec<AuthKey<'a>>> {
     if event.is_create_type() {
         return Ok(Vec::new());
     }
-    let key = |t: &str, k: &str| (t.to_owned(), k.to_owned());
-    let mut keys = vec![key("m.room.power_levels", ""), key("m.room.member", &event.sender), key("m.room.create", "")];
+    let key = |t: &'a str, k: &'a str| (t, k);
+    let mut keys = Vec::with_capacity(6);
+    keys.extend([key("m.room.power_levels", ""), key("m.room.member", &event.sender), key("m.room.create", "")]);
     if &*event.event_type == "m.room.member" {
         let Facts::Member(m) = &event.facts else {
             return Err(AuthRejection::BadMembership("member event without a state key"));
@@ -387,7 +388,7 @@ pub fn check_state_independent_auth_rules(
         }
         // 2.2 have entries whose type and state_key don't match those the
         //     auth events selection algorithm picks;
-        let expected_here = key.1.is_some_and(|sk| expected.iter().any(|(t, k)| t == key.0 && k == sk));
+        let expected_here = key.1.is_some_and(|sk| expected.iter().any(|&(t, k)| t == key.0 && k == sk));
         if !expected_here {
             return Err(AuthRejection::UnexpectedAuthEvent(
                 events.id(a).to_owned(),

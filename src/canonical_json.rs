@@ -136,7 +136,7 @@ enum Frame<'a> {
     Key(&'a str),
 }
 
-fn write_value(out: &mut String, root: &Value) {
+pub(crate) fn write_value(out: &mut String, root: &Value) {
     write_frames(out, Frame::Value(root));
 }
 

@@ -11,9 +11,8 @@ use serde_json::{Map, Value};
 
 use crate::canonical_json::{validate_finite, validate_strict, CanonicalJsonError, MAX_SAFE_INT};
 use crate::ids::EventId;
-use crate::redaction::redact;
 use crate::room_version::RoomVersionRules;
-use crate::signing::{event_id_for_reference_hash, redacted_signing_bytes};
+use crate::signing::{event_id_for_reference_hash, redacted_signing_bytes_of};
 
 /// The largest PDU we parse at all. The spec limit (65,536 bytes of
 /// canonical JSON) is checked later, on the canonical form; a PDU is stored
@@ -243,7 +242,7 @@ fn parse_pdu_object(
     let (signing_bytes, event_id) = match stored_id {
         Some(id) => (String::new(), id.clone()),
         None => {
-            let bytes = redacted_signing_bytes(&redact(json, rules));
+            let bytes = redacted_signing_bytes_of(json, rules);
             let id = EventId::new(&event_id_for_reference_hash(&bytes, rules)).expect("starts with $");
             (bytes, id)
         }

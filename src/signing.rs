@@ -54,8 +54,68 @@ pub fn content_hash_and_size(event: &Map<String, Value>) -> ([u8; 32], usize) {
 /// The bytes that are both signed and hashed into the event ID: the canonical
 /// JSON of the *redacted* event without `signatures` and `unsigned`.
 pub fn redacted_signing_bytes(redacted: &Map<String, Value>) -> String {
-    object_to_canonical_string_except(redacted, &["signatures", "unsigned", "age_ts"])
+    object_to_canonical_string_except(redacted, &NOT_SIGNED)
 }
+
+/// [`redacted_signing_bytes`] of the redacted `event`, written from what
+/// the redaction keeps ([`crate::redaction::redacted_view`]) instead of a
+/// redacted copy: the same bytes, without copying the event.
+pub fn redacted_signing_bytes_of(event: &Map<String, Value>, rules: &RoomVersionRules) -> String {
+    use crate::canonical_json::{write_string, write_value};
+    use crate::redaction::Kept;
+    let view = crate::redaction::redacted_view(event, rules);
+    let mut out = String::with_capacity(512);
+    out.push('{');
+    // `content` goes where its key sorts among the others (`signatures` is
+    // not signed; `unsigned` and `age_ts` are never kept).
+    let mut content_written = false;
+    let mut first = true;
+    let mut member = |out: &mut String, key: &str| {
+        if !std::mem::take(&mut first) {
+            out.push(',');
+        }
+        write_string(out, key);
+        out.push(':');
+    };
+    let write_content = |out: &mut String| {
+        out.push('{');
+        for (i, (k, v)) in view.content.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_string(out, k);
+            out.push(':');
+            match v {
+                Kept::Whole(v) => write_value(out, v),
+                Kept::OnlySigned(None) => out.push_str("{}"),
+                Kept::OnlySigned(Some(signed)) => {
+                    out.push_str("{\"signed\":");
+                    write_value(out, signed);
+                    out.push('}');
+                }
+            }
+        }
+        out.push('}');
+    };
+    for &(k, v) in view.top.iter().filter(|(k, _)| !NOT_SIGNED.contains(k)) {
+        if !content_written && k > "content" {
+            member(&mut out, "content");
+            write_content(&mut out);
+            content_written = true;
+        }
+        member(&mut out, k);
+        write_value(&mut out, v);
+    }
+    if !content_written {
+        member(&mut out, "content");
+        write_content(&mut out);
+    }
+    out.push('}');
+    out
+}
+
+/// The keys [`redacted_signing_bytes`] leaves out.
+const NOT_SIGNED: [&str; 3] = ["signatures", "unsigned", "age_ts"];
 
 /// The event ID for the reference hash of an event, per the room version's
 /// format (`$` + unpadded standard base64 in v3, URL-safe from v4).
@@ -248,8 +308,7 @@ pub fn hash_and_sign_event(event: &mut Map<String, Value>, rules: &RoomVersionRu
     event.remove("hashes");
     let hash = encode_base64(&content_hash(event));
     event.insert("hashes".into(), serde_json::json!({ "sha256": hash }));
-    let redacted = crate::redaction::redact(event, rules);
-    let bytes = redacted_signing_bytes(&redacted);
+    let bytes = redacted_signing_bytes_of(event, rules);
     let sig = key.sign_bytes(bytes.as_bytes());
     event.insert("signatures".into(), serde_json::json!({ key.server_name.clone(): { key.key_id.clone(): sig } }));
     event_id_for_reference_hash(&bytes, rules)
