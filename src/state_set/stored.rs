@@ -120,7 +120,6 @@ pub(super) struct Stored {
     floor: usize,
 }
 
-
 /// The content hash of a chunk's entries (in order).
 pub(super) fn chunk_hash(c: &[u64]) -> u64 {
     c.iter().fold(0x51_7c_c1_b7_27_22_0a_95u64, |h, x| entry_hash(h ^ *x))
