@@ -111,6 +111,9 @@ if (both || flags.has("--worker") || flags.has("--import-only")) {
     TRUSTED_KEYS: JSON.stringify(trusted),
     KEY_SERVER_URL: "http://127.0.0.1:9/{server}",
     ACCEPT_ROOMS_FROM: "*",
+    // The image is due after 1,000 records by default: a smaller room would
+    // never get one, and the wait for it below would never end.
+    IMAGE_AFTER_RECORDS: String(Math.max(1, Math.min(1000, Math.floor(N / 2)))),
   };
   /** The room's admin status (image lag, wasm memory) from a Worker at `url`. */
   const roomStatus = async (url) =>
