@@ -78,8 +78,7 @@ pub fn replay_paged(reader: impl Read, pages: Pages) -> Result<Replay, FixtureEr
     replay_inner(reader, None, Some(pages))
 }
 
-/// A host's ed25519 check: `verify(public_key, message, signature)`.
-type HostVerify<'a> = &'a dyn Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool;
+pub use crate::signing::HostVerify;
 
 fn replay_inner(
     reader: impl Read,

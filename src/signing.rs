@@ -142,13 +142,16 @@ pub trait KeyStore {
     }
 }
 
+/// A host's ed25519 check: `verify(public_key, message, signature)`.
+pub type HostVerify<'a> = &'a dyn Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool;
+
 /// A key store whose signature checks go through a host function
 /// `verify(public_key, message, signature) -> bool`.
 pub struct WithVerifier<'a, K: KeyStore + ?Sized> {
     /// Where the keys come from.
     pub keys: &'a K,
     /// The signature check.
-    pub verify: &'a dyn Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool,
+    pub verify: HostVerify<'a>,
 }
 
 impl<K: KeyStore + ?Sized> KeyStore for WithVerifier<'_, K> {
