@@ -372,6 +372,17 @@ export class RoomEngine {
   }
 
   /**
+   * Whether PDUs pushed by `origin` are taken, before any work on them: the
+   * room's server ACL (`aclAllows`), then the origin's bound of rejected
+   * events (`refusal`: why it is refused, or `null`). One call, for a room
+   * behind an RPC (a Durable Object).
+   */
+  admission(origin, now = Date.now()) {
+    check.string("RoomEngine.admission", "origin", origin);
+    return { aclAllows: this.#room.aclAllows(origin), refusal: this.#rejections.refusal(origin, now) };
+  }
+
+  /**
    * Whether `origin` may read the room's state (joined, then the ACL):
    * `null`, or the error answer `{status, body}`.
    */

@@ -508,6 +508,8 @@ export class RoomEngine {
   stateAccess(origin: ServerName): { status: number; body: MatrixError } | null;
   /** Why PDUs from `origin` are refused now (past its bound of rejected events), or `null`. */
   rejectionRefusal(origin: ServerName, now?: number): string | null;
+  /** Whether PDUs pushed by `origin` are taken: the server ACL, then the origin's bound of rejected events, in one call. */
+  admission(origin: ServerName, now?: number): Admission;
   /**
    * Receives PDUs placed as each says, as one atomic batch: `{pdu, placement}`, or `{pdu, state}` for a
    * timeline event whose state before comes from a verified remote answer (used where its prev events are not placed).
@@ -574,6 +576,14 @@ export class RoomEngine {
   currentState(): StateSnapshot;
 }
 
+/** Whether a room takes PDUs pushed by a server, before any work on them. */
+export interface Admission {
+  /** The room's server ACL admits the server. */
+  aclAllows: boolean;
+  /** Why its PDUs are refused now (past its bound of rejected events), or `null`. */
+  refusal: string | null;
+}
+
 /** What a `FederationServer` needs of a room: a `RoomEngine`, or a proxy to one (e.g. in a Durable Object). */
 export interface FederatedRoom {
   /** The room version. */
@@ -582,6 +592,8 @@ export interface FederatedRoom {
   ingest(pdus: string[], keyRing: KeyRing, opts?: { origin?: ServerName; now?: number }): Promise<Outcome[]>;
   /** Why PDUs from `origin` are refused now (its bound of rejected events), or `null`. */
   rejectionRefusal?(origin: ServerName, now?: number): string | null | Promise<string | null>;
+  /** `aclAllows` and `rejectionRefusal` in one call (one round trip to a room behind an RPC); used when present. */
+  admission?(origin: ServerName, now?: number): Admission | Promise<Admission>;
   /** Without it, `/state` and `/state_ids` answers are not shared between requests. */
   stateAccess?(origin: ServerName): { status: number; body: MatrixError } | null | Promise<{ status: number; body: MatrixError } | null>;
   /** Answers a room federation request for an authenticated origin. */

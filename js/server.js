@@ -414,7 +414,11 @@ export class FederationServer {
         // The create event first: it is what the rest of the room needs.
         pdus = [txn.pdus[g.create.index], ...g.pdus.filter((i) => i !== g.create.index).map((i) => txn.pdus[i])];
       }
-      if (!(await engine.aclAllows(origin))) {
+      // Admission, before any work on the PDUs: the server ACL, then the
+      // origin's bound of rejected events (gap filling included) — one call
+      // when the room answers both (a Durable Object: one round trip).
+      const admission = typeof engine.admission === "function" ? await engine.admission(origin, now) : { aclAllows: await engine.aclAllows(origin) };
+      if (!admission.aclAllows) {
         const version = await engine.roomVersion;
         for (const raw of pdus) {
           try {
@@ -426,7 +430,7 @@ export class FederationServer {
         continue;
       }
       // An origin past its bound of rejected events: refused before any work (gap filling included).
-      const refusal = await engine.rejectionRefusal?.(origin, now);
+      const refusal = "refusal" in admission ? admission.refusal : await engine.rejectionRefusal?.(origin, now);
       if (refusal) {
         const version = await engine.roomVersion;
         for (const raw of pdus) {

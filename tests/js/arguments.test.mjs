@@ -65,6 +65,7 @@ const table = [
   ["event: an object event ID", () => engine.event(serverA, {}), T, TYPE, "eventId"],
   ["eventAuth: a number origin", () => engine.eventAuth(5, "$x"), T, TYPE, "origin"],
   ["aclAllows: a number", () => engine.aclAllows(5), T, TYPE, "server"],
+  ["admission: a number", () => engine.admission(5), T, TYPE, "origin"],
   ["hasEvent: undefined", () => engine.hasEvent(), T, TYPE, "eventId"],
   ["layout: an unknown row kind", () => engine.layout("time"), T, TYPE, "rows"],
   ["exportDot: a string flag", () => engine.exportDot("yes"), T, TYPE, "authEdges"],

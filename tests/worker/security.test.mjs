@@ -331,6 +331,19 @@ test("unknown rooms: 403 Host not in room (as Synapse) without starting a room o
   assert.equal(s.counts["room.info"], undefined);
 });
 
+test("/send asks its room object twice: one admission (ACL and rejection bound) before any work, then the receive", async () => {
+  await reset();
+  const pdu = room.events[5].pdu;
+  const res = await client.request(member, "PUT", `${FED}/send/admission-1`, { origin: member, origin_server_ts: 1, pdus: [pdu] });
+  assert.equal(res.status, 200);
+  assert.deepEqual(res.body.pdus[room.events[5].event_id], {}, JSON.stringify(res.body));
+  const c = (await spy()).counts;
+  assert.equal(c["room.admission"], 1, JSON.stringify(c));
+  assert.equal(c["room.receive"], 1, JSON.stringify(c));
+  assert.equal(c["room.aclAllows"], undefined, "no separate ACL call");
+  assert.equal(c["room.rejectionRefusal"], undefined, "no separate rejection-bound call");
+});
+
 test("rejected events per origin are bounded in the room's Durable Object: past 100, the origin's PDUs are refused and nothing is stored", { timeout: 120_000 }, async () => {
   const auth = { authorization: `Bearer ${TOKEN}` };
   const r = q(room.room_id);

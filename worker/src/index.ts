@@ -48,6 +48,10 @@ class RemoteRoom {
   rejectionRefusal(origin: string) {
     return this.stub.rejectionRefusal(origin);
   }
+  /** The ACL and the rejection bound in one round trip. */
+  admission(origin: string) {
+    return this.stub.admission(origin);
+  }
   stateAccess(origin: string) {
     return this.stub.stateAccess(origin);
   }

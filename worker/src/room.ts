@@ -464,6 +464,11 @@ export class RoomObject extends DurableObject<Env> {
     return this.#room().rejectionRefusal(origin, Date.now());
   }
 
+  /** The server ACL and the origin's bound of rejected events, in one call (a `/send` asks before any work). */
+  admission(origin: string): { aclAllows: boolean; refusal: string | null } {
+    return this.#room().admission(origin, Date.now());
+  }
+
   stateAccess(origin: string): { status: number; body: unknown } | null {
     return this.#room().stateAccess(origin);
   }

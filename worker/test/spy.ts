@@ -55,6 +55,22 @@ export class RoomObject extends Room {
     if (failing) throw new Error("secret internal detail: /var/lib/roomdag/disk7 exploded");
     return super.query(...a);
   }
+  aclAllows(server: string) {
+    hit("room.aclAllows");
+    return super.aclAllows(server);
+  }
+  rejectionRefusal(origin: string) {
+    hit("room.rejectionRefusal");
+    return super.rejectionRefusal(origin);
+  }
+  admission(origin: string) {
+    hit("room.admission");
+    return super.admission(origin);
+  }
+  receive(...a: Parameters<Room["receive"]>) {
+    hit("room.receive");
+    return super.receive(...a);
+  }
   stateAccess(origin: string) {
     hit("room.stateAccess");
     return super.stateAccess(origin);
