@@ -17,6 +17,7 @@ use crate::room_version::RoomVersionRules;
 use crate::state_set::StateSetId;
 
 mod image;
+mod packed;
 
 /// An interned `(type, state_key)` pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -377,8 +378,8 @@ impl StoredEvent {
 const TEXT_BLOCK: usize = 1 << 20;
 /// References per link-arena block.
 const LINK_BLOCK: usize = 1 << 16;
-/// Events per chunk of the event table.
-const EVENTS_CHUNK: usize = 1024;
+/// Events per block of the event table.
+const EVENTS_CHUNK: usize = 256;
 
 /// The room's events in arrival order, with their texts and references.
 ///
@@ -389,10 +390,27 @@ const EVENTS_CHUNK: usize = 1024;
 ///
 /// With a page store ([`set_pages`](Self::set_pages)), the PDU texts go to
 /// the store instead of the text arena (which then holds the event IDs) and
-/// are read back through its byte-bounded cache.
+/// are read back through its byte-bounded cache; and with a budget
+/// ([`set_budget`](Self::set_budget)) the table's full blocks are kept
+/// packed ([`packed`]: about a fifth of their size), built again when an
+/// event in them is asked for, and built ones past the budget dropped by
+/// [`trim`](Self::trim).
 #[derive(Debug, Default)]
 pub struct Events {
-    chunks: Vec<Vec<StoredEvent>>,
+    /// Full blocks of `EVENTS_CHUNK` events (never changed once full).
+    blocks: Vec<Block>,
+    /// The last block, being filled.
+    tail: Vec<StoredEvent>,
+    /// Blocks before this one are packed (with a budget).
+    packed_to: usize,
+    /// Blocks built now (full ones).
+    built: std::cell::Cell<usize>,
+    /// Bytes of built full blocks kept by [`trim`](Self::trim); `None`:
+    /// unbounded, nothing packed.
+    budget: Option<usize>,
+    /// The last use, for dropping the blocks used longest ago.
+    clock: std::cell::Cell<u64>,
+    names: packed::NameTable,
     len: usize,
     text: Vec<String>,
     links: Vec<Vec<EventIdx>>,
@@ -570,11 +588,95 @@ impl Events {
     /// Appends a prepared event.
     pub fn push(&mut self, e: StoredEvent) {
         debug_assert_eq!(e.idx.ix(), self.len);
-        if self.chunks.last().is_none_or(|c| c.len() == EVENTS_CHUNK) {
-            self.chunks.push(Vec::with_capacity(EVENTS_CHUNK));
+        if self.tail.capacity() == 0 {
+            self.tail.reserve_exact(EVENTS_CHUNK);
         }
-        self.chunks.last_mut().expect("just ensured").push(e);
+        self.tail.push(e);
         self.len += 1;
+        if self.tail.len() == EVENTS_CHUNK {
+            let full = std::mem::take(&mut self.tail).into_boxed_slice();
+            self.blocks.push(Block { packed: None, built: std::cell::OnceCell::from(full), used: self.tick().into() });
+            self.built.set(self.built.get() + 1);
+        }
+    }
+
+    fn tick(&self) -> u64 {
+        let t = self.clock.get() + 1;
+        self.clock.set(t);
+        t
+    }
+
+    /// The events of full block `b`, built from its packed form if needed.
+    fn block(&self, b: usize) -> &[StoredEvent] {
+        let blk = &self.blocks[b];
+        blk.used.set(self.tick());
+        blk.built.get_or_init(|| {
+            self.built.set(self.built.get() + 1);
+            let p = blk.packed.as_ref().expect("a block not built is packed");
+            packed::unpack(p, (b * EVENTS_CHUNK) as u32, EVENTS_CHUNK, &self.names).into_boxed_slice()
+        })
+    }
+
+    /// A table read back (an image): full chunks become built blocks, the
+    /// last one the tail.
+    fn from_read(
+        mut chunks: Vec<Vec<StoredEvent>>,
+        len: usize,
+        text: Vec<String>,
+        links: Vec<Vec<EventIdx>>,
+        pdus: PageCache,
+    ) -> Self {
+        let tail = if chunks.last().is_some_and(|c| c.len() < EVENTS_CHUNK) { chunks.pop() } else { None };
+        let blocks: Vec<Block> = chunks
+            .into_iter()
+            .map(|c| Block { packed: None, built: std::cell::OnceCell::from(c.into_boxed_slice()), used: 0.into() })
+            .collect();
+        let built = blocks.len().into();
+        Self { blocks, tail: tail.unwrap_or_default(), built, len, text, links, pdus: Some(pdus), ..Self::default() }
+    }
+
+    /// Keeps the table's full blocks packed, and about `bytes` of them
+    /// built, from the next [`trim`](Self::trim) on (`None`: all built,
+    /// none packed, as by default).
+    pub fn set_budget(&mut self, bytes: Option<usize>) {
+        self.budget = bytes;
+    }
+
+    /// With a budget: packs the full blocks not packed yet, then drops the
+    /// built blocks used longest ago until those left fit in the budget (a
+    /// quarter under it, so that trims are rare).
+    pub fn trim(&mut self) {
+        let Some(budget) = self.budget else { return };
+        for b in self.packed_to..self.blocks.len() {
+            let events = self.blocks[b].built.get().expect("a block not packed is built");
+            self.blocks[b].packed = Some(packed::pack(events, &mut self.names));
+        }
+        self.packed_to = self.blocks.len();
+        let block_bytes = EVENTS_CHUNK * std::mem::size_of::<StoredEvent>();
+        if self.built.get() * block_bytes <= budget {
+            return;
+        }
+        let keep = budget * 3 / 4 / block_bytes;
+        let mut built: Vec<(u64, usize)> = self
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, blk)| blk.built.get().is_some())
+            .map(|(b, blk)| (blk.used.get(), b))
+            .collect();
+        built.sort_unstable();
+        let drop = built.len().saturating_sub(keep);
+        for &(_, b) in &built[..drop] {
+            self.blocks[b].built.take();
+        }
+        self.built.set(built.len() - drop);
+    }
+
+    /// Bytes of the event table held: built blocks and the tail, and packed ones.
+    pub fn table_bytes(&self) -> usize {
+        let block_bytes = EVENTS_CHUNK * std::mem::size_of::<StoredEvent>();
+        let packed: usize = self.blocks.iter().filter_map(|b| b.packed.as_ref()).map(packed::Packed::size).sum();
+        self.built.get() * block_bytes + self.tail.capacity() * std::mem::size_of::<StoredEvent>() + packed
     }
 
     fn text_of(&self, e: &StoredEvent) -> &str {
@@ -621,12 +723,32 @@ impl Events {
 
     /// The event at `i`.
     pub fn get(&self, i: usize) -> Option<&StoredEvent> {
-        self.chunks.get(i / EVENTS_CHUNK).and_then(|c| c.get(i % EVENTS_CHUNK))
+        if i >= self.len {
+            return None;
+        }
+        let b = i / EVENTS_CHUNK;
+        Some(if b < self.blocks.len() { &self.block(b)[i % EVENTS_CHUNK] } else { &self.tail[i % EVENTS_CHUNK] })
     }
 
-    /// Every event in order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &StoredEvent> + '_ {
-        self.chunks.iter().flat_map(|c| c.iter())
+    /// Every event in order. A packed block that is not built is read into
+    /// a copy for the walk, not built: a walk over the room (an image, an
+    /// export) does not keep the whole table built.
+    pub fn iter(&self) -> impl Iterator<Item = std::borrow::Cow<'_, StoredEvent>> + '_ {
+        use std::borrow::Cow;
+        let blocks = self.blocks.iter().enumerate().flat_map(
+            move |(b, blk)| -> Box<dyn Iterator<Item = Cow<'_, StoredEvent>>> {
+                match (blk.built.get(), &blk.packed) {
+                    (Some(events), _) => Box::new(events.iter().map(Cow::Borrowed)),
+                    (None, Some(p)) => Box::new(
+                        packed::unpack(p, (b * EVENTS_CHUNK) as u32, EVENTS_CHUNK, &self.names)
+                            .into_iter()
+                            .map(Cow::Owned),
+                    ),
+                    (None, None) => unreachable!("a block is built or packed"),
+                }
+            },
+        );
+        blocks.chain(self.tail.iter().map(Cow::Borrowed))
     }
 
     /// The current extent of the arenas.
@@ -656,11 +778,25 @@ impl Events {
     pub fn cut(&mut self, mark: EventsMark) -> Vec<StoredEvent> {
         let mut removed = Vec::new();
         while self.len > mark.len {
-            let last = self.chunks.last_mut().expect("len > 0");
-            removed.push(last.pop().expect("chunks are never empty"));
-            if last.is_empty() {
-                self.chunks.pop();
+            if self.tail.is_empty() {
+                // The last full block becomes the tail again.
+                let b = self.blocks.len() - 1;
+                let mut blk = self.blocks.pop().expect("len > 0");
+                self.tail = match blk.built.take() {
+                    Some(events) => {
+                        self.built.set(self.built.get() - 1);
+                        events.into_vec()
+                    }
+                    None => packed::unpack(
+                        blk.packed.as_ref().expect("a block not built is packed"),
+                        (b * EVENTS_CHUNK) as u32,
+                        EVENTS_CHUNK,
+                        &self.names,
+                    ),
+                };
+                self.packed_to = self.packed_to.min(self.blocks.len());
             }
+            removed.push(self.tail.pop().expect("len > 0"));
             self.len -= 1;
         }
         removed.reverse();
@@ -694,19 +830,80 @@ impl Events {
 impl std::ops::Index<usize> for Events {
     type Output = StoredEvent;
     fn index(&self, i: usize) -> &StoredEvent {
-        &self.chunks[i / EVENTS_CHUNK][i % EVENTS_CHUNK]
+        self.get(i).expect("an event index within the room")
     }
 }
 
-impl std::ops::IndexMut<usize> for Events {
-    fn index_mut(&mut self, i: usize) -> &mut StoredEvent {
-        &mut self.chunks[i / EVENTS_CHUNK][i % EVENTS_CHUNK]
-    }
+/// A full block of the event table: built, packed, or both.
+#[derive(Debug)]
+struct Block {
+    packed: Option<packed::Packed>,
+    built: std::cell::OnceCell<Box<[StoredEvent]>>,
+    used: std::cell::Cell<u64>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With a budget, full blocks are packed and built again on use: every
+    /// event reads as pushed, whatever was dropped, before and after a cut
+    /// back into a packed block, and the table holds a fraction of the
+    /// bytes it holds built.
+    #[test]
+    fn a_budgeted_table_reads_every_event_as_pushed() {
+        let room = serde_json::to_vec(&crate::demo::demo_room(1500)).unwrap();
+        let replay = crate::conformance::replay(&room[..]).unwrap();
+        let all: Vec<StoredEvent> = replay.room.events().iter().map(std::borrow::Cow::into_owned).collect();
+        assert!(all.len() > 5 * EVENTS_CHUNK);
+        let same = |t: &Events, upto: usize| {
+            assert_eq!(t.len(), upto);
+            for (i, e) in all[..upto].iter().enumerate() {
+                assert_eq!(format!("{:?}", t.get(i).unwrap()), format!("{e:?}"), "event {i}");
+            }
+            assert!(t.get(upto).is_none());
+        };
+        let mut t = Events::default();
+        t.set_budget(Some(0));
+        let mut mark = None;
+        for (i, e) in all.iter().enumerate() {
+            if i == 3 * EVENTS_CHUNK - 5 {
+                mark = Some(t.mark());
+            }
+            t.push(e.clone());
+            if i % 100 == 0 {
+                t.trim();
+                assert_eq!(t.built.get(), 0, "a zero budget keeps no block built");
+            }
+        }
+        t.trim();
+        let walked: Vec<String> = t.iter().map(|e| format!("{:?}", &*e)).collect();
+        assert_eq!(walked, all.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>());
+        assert_eq!(t.built.get(), 0, "a walk builds nothing");
+        same(&t, all.len());
+        // The full blocks, packed, take under a quarter of their built size.
+        t.trim();
+        let size = std::mem::size_of::<StoredEvent>();
+        let full_bytes = t.blocks.len() * EVENTS_CHUNK * size;
+        let packed = t.table_bytes() - t.tail.capacity() * size;
+        assert!(packed * 4 < full_bytes, "{packed} of {full_bytes}");
+        t.cut(mark.unwrap());
+        same(&t, 3 * EVENTS_CHUNK - 5);
+        for e in &all[3 * EVENTS_CHUNK - 5..] {
+            t.push(e.clone());
+        }
+        t.trim();
+        same(&t, all.len());
+        // A budget of two blocks keeps two, those used last.
+        t.set_budget(Some(2 * EVENTS_CHUNK * std::mem::size_of::<StoredEvent>()));
+        for i in (0..all.len()).step_by(EVENTS_CHUNK) {
+            t.get(i);
+        }
+        t.trim();
+        assert!(t.built.get() <= 2, "{}", t.built.get());
+        let last_full = t.blocks.len() - 1;
+        assert!(t.blocks[last_full].built.get().is_some(), "the block used last is kept");
+    }
 
     /// The compact view stays compact: a 20,000-event room holds 20,000 of them.
     #[test]

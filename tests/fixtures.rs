@@ -107,6 +107,35 @@ fn every_fixture_answers_the_same_with_its_pdus_paged() {
         for i in 0..n {
             let idx = roomdag::EventIdx(i as u32);
             assert_eq!(&*held.room.raw(idx).unwrap(), &*paged.room.raw(idx).unwrap(), "{name}: event {i}");
+            // The event's record, read from the paged room's packed table.
+            let fields = |r: &roomdag::Room| {
+                let e = r.event(idx);
+                let ev = r.events();
+                format!(
+                    "{} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+                    ev.id(e),
+                    e.idx,
+                    e.outlier,
+                    e.soft_failed,
+                    e.status,
+                    e.redacted_on_receipt,
+                    e.recheck_redaction,
+                    e.first_prev(),
+                    e.sender,
+                    e.event_type,
+                    e.state_key,
+                    e.key,
+                    e.depth,
+                    e.origin_server_ts,
+                    e.facts,
+                    e.state_before,
+                    e.state_after,
+                    e.auth_node(),
+                    ev.prev_events(e),
+                    ev.auth_events(e),
+                )
+            };
+            assert_eq!(fields(&held.room), fields(&paged.room), "{name}: event {i}'s record");
             for pruned in [false, true] {
                 assert_eq!(
                     outgoing_pdu(&held.room, idx, pruned).unwrap(),
@@ -114,6 +143,14 @@ fn every_fixture_answers_the_same_with_its_pdus_paged() {
                     "{name}: event {i} (pruned: {pruned})"
                 );
             }
+        }
+        paged.room.trim_caches();
+        if n >= 4 * 256 {
+            let (held_table, paged_table) = (held.room.events().table_bytes(), paged.room.events().table_bytes());
+            assert!(
+                paged_table * 2 < held_table,
+                "{name}: the paged room's event table is packed: {paged_table} of {held_table} bytes"
+            );
         }
         let stats = paged.room.page_stats().expect("paged");
         assert!(stats.bytes <= MIN_CACHE_BYTES, "{name}: {stats:?}");

@@ -44,7 +44,7 @@ impl Events {
         }
         w.len(self.len);
         let named = |n: &Name| name(n).expect("the name table holds every event's names");
-        let mut with_facts: Vec<(u32, &Facts)> = Vec::new();
+        let mut with_facts: Vec<(u32, Facts)> = Vec::new();
         for e in self.iter() {
             let flag = |on: bool, bit: u8| if on { bit } else { 0 };
             let flags = flag(e.outlier, OUTLIER)
@@ -78,7 +78,7 @@ impl Events {
             }
             w.raw(&rec);
             if !matches!(e.facts, Facts::None) {
-                with_facts.push((e.idx.0, &e.facts));
+                with_facts.push((e.idx.0, e.facts.clone()));
             }
         }
         // The level-map chunks, each once (a power-levels event shares most
@@ -100,8 +100,8 @@ impl Events {
             }
         }
         w.len(with_facts.len());
-        for (i, f) in with_facts {
-            w.u32(i);
+        for (i, f) in &with_facts {
+            w.u32(*i);
             write_facts(w, f, &level_chunks);
         }
     }
@@ -195,7 +195,7 @@ impl Events {
             let i = index(r.u32()?, len, "a content fact's event")? as usize;
             chunks[i / EVENTS_CHUNK][i % EVENTS_CHUNK].facts = read_facts(r, &mut shared)?;
         }
-        Ok(Events { chunks, len, text, links, pdus: Some(pdus) })
+        Ok(Events::from_read(chunks, len, text, links, pdus))
     }
 }
 

@@ -75,7 +75,7 @@ impl IdIndex {
     /// Writes every event's ID hash and index, sorted.
     pub(super) fn write_image(events: &Events, w: &mut Writer<'_>) {
         let mut sorted: Vec<u64> =
-            events.iter().map(|e| u64::from(id_hash(events.id(e))) << 32 | u64::from(e.idx.0)).collect();
+            events.iter().map(|e| u64::from(id_hash(events.id(&e))) << 32 | u64::from(e.idx.0)).collect();
         sorted.sort_unstable();
         w.u64s(&sorted);
     }

@@ -78,17 +78,20 @@ impl Room {
         w.opt_str(self.room_id.as_deref());
         // Names: the interned set first (flag 1), then any other name an
         // event or a state key holds (flag 0).
-        let mut names: Vec<&Name> = self.strings.iter().collect();
-        let mut numbers: HashMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (&***n, i as u32)).collect();
+        // (The events' names are cloned: a packed block is read into a copy.)
+        let mut names: Vec<Name> = self.strings.iter().cloned().collect();
         let interned = names.len();
-        let more = self.events.iter().flat_map(|e| [Some(&e.sender), Some(&e.event_type), e.state_key.as_ref()]);
-        let more = more.flatten().chain(self.key_names.iter().flat_map(|(t, s)| [t, s]));
+        let mut seen: std::collections::HashSet<Name> = names.iter().cloned().collect();
+        let more =
+            self.events.iter().flat_map(|e| [Some(e.sender.clone()), Some(e.event_type.clone()), e.state_key.clone()]);
+        let more = more.flatten().chain(self.key_names.iter().flat_map(|(t, s)| [t.clone(), s.clone()]));
         for n in more {
-            if !numbers.contains_key(&**n) {
-                numbers.insert(n, names.len() as u32);
+            if seen.insert(n.clone()) {
                 names.push(n);
             }
         }
+        drop(seen);
+        let numbers: HashMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (&**n, i as u32)).collect();
         w.len(names.len());
         for (i, n) in names.iter().enumerate() {
             w.u8(u8::from(i < interned));
@@ -162,6 +165,7 @@ impl Room {
         };
         let mut room = room.into_room(PageCache::new(store, Table::Pdu, cache_bytes))?;
         room.states.set_budget(cache_bytes);
+        room.events.set_budget(Some(cache_bytes));
         if room.events.len() as u64 != info.events || room.rules.id != info.room_version {
             return Err(ImageError::Corrupt("the image does not match its meta".into()));
         }

@@ -242,7 +242,9 @@ impl Room {
 
     /// Keeps the room's PDU texts in a page store behind a cache of
     /// `cache_bytes` from now on, instead of in memory, and as many bytes
-    /// of built states ([`StateSets::set_budget`]).
+    /// of built states ([`StateSets::set_budget`]) and of built blocks of
+    /// the event table, the rest of which is kept packed
+    /// ([`Events::set_budget`](crate::event::Events::set_budget)).
     ///
     /// # Errors
     /// [`PagesError::NotEmpty`] once events are stored.
@@ -251,15 +253,17 @@ impl Room {
             return Err(PagesError::NotEmpty(self.events.len()));
         }
         self.events.set_pages(PageCache::new(store, Table::Pdu, cache_bytes));
+        self.events.set_budget(Some(cache_bytes));
         self.states.set_budget(cache_bytes);
         Ok(())
     }
 
-    /// Drops the states and state chunks built beyond the room's budget
-    /// (that of its page cache, when it has a page store; ingest does this
-    /// as it goes): a host calls it after queries, which build the states
-    /// they read.
+    /// Drops the states, state chunks and event-table blocks built beyond
+    /// the room's budget (that of its page cache, when it has a page store;
+    /// ingest does this as it goes): a host calls it after queries, which
+    /// build the states and blocks they read.
     pub fn trim_caches(&mut self) {
+        self.events.trim();
         self.states.trim();
     }
 

@@ -89,6 +89,9 @@ impl Room {
         placement: Placement<'_>,
         verification: Verification<'_>,
     ) -> Outcome {
+        // Built blocks of the event table past the budget (the states'
+        // are trimmed as states are interned).
+        self.events.trim();
         let outcome = match parsed {
             Ok(pdu) => self.ingest_parsed(raw, pdu, placement, verification),
             Err(e) => Outcome::drop(None, DropStage::Parse, e.to_string()),

@@ -98,7 +98,7 @@ pub fn snapshot(room: &Room) -> Snapshot {
         .iter()
         .map(|e| {
             (
-                room.events().id(e).to_owned(),
+                room.events().id(&e).to_owned(),
                 status_str(e.status),
                 hex(room.state_digest(e.state_before)),
                 hex(room.state_digest(e.state_after)),

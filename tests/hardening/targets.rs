@@ -383,7 +383,7 @@ fn observe(room: &Room) -> (Vec<(String, bool, [u8; 32], [u8; 32])>, Vec<String>
         .iter()
         .map(|e| {
             (
-                room.events().id(e).to_owned(),
+                room.events().id(&e).to_owned(),
                 e.is_accepted(),
                 room.state_digest(e.state_before),
                 room.state_digest(e.state_after),
@@ -407,12 +407,12 @@ fn check_room(room: &mut Room, src: &mut dyn Source) {
     let mut referenced = vec![false; n];
     for e in room.events().iter() {
         if e.is_accepted() {
-            for p in room.events().prev_events(e) {
+            for p in room.events().prev_events(&e) {
                 referenced[p.ix()] = true;
             }
         }
         // Links point backwards.
-        for l in room.events().prev_events(e).iter().chain(room.events().auth_events(e)) {
+        for l in room.events().prev_events(&e).iter().chain(room.events().auth_events(&e)) {
             assert!(l.ix() < e.idx.ix(), "a stored event cites a later one");
         }
         // State after = state before, plus the event if it is accepted state.
@@ -439,7 +439,7 @@ fn check_room(room: &mut Room, src: &mut dyn Source) {
     let cur = room.current_state();
     assert!(*room.state(cur) == *room.current_state_map(), "current_state and current_state_map disagree");
     // Queries stay within their caps and never fail other than 403/404.
-    let ids: Vec<String> = room.events().iter().map(|e| room.events().id(e).to_owned()).collect();
+    let ids: Vec<String> = room.events().iter().map(|e| room.events().id(&e).to_owned()).collect();
     let some_ids = |src: &mut dyn Source, k: usize| -> Vec<String> {
         (0..k)
             .map(|_| {
@@ -503,7 +503,7 @@ pub fn ingest(src: &mut dyn Source, corpus: &Corpus, limits: IngestLimits) -> In
         assert!(seen == observe(&room), "a duplicate changed the room");
     }
     // The stored records alone rebuild the same room.
-    let records: Vec<String> = room.events().iter().map(|e| room.events().raw(e).unwrap().to_string()).collect();
+    let records: Vec<String> = room.events().iter().map(|e| room.events().raw(&e).unwrap().to_string()).collect();
     let (rebuilt, lines3, _) = feed(corpus, &records);
     assert!(lines3.iter().all(|(s, _)| s != "dropped" && s != "duplicate"), "a stored record did not store again");
     let rebuilt_seen = observe(&rebuilt);
