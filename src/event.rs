@@ -381,6 +381,14 @@ const LINK_BLOCK: usize = 1 << 16;
 /// Events per block of the event table.
 const EVENTS_CHUNK: usize = 256;
 
+/// The built blocks of the event table a room keeps for a cache of
+/// `cache_bytes` (its page cache's): a quarter of it. Ingest reads the
+/// newest blocks and those of the auth events it checks against; queries
+/// read what they walk and are trimmed after.
+pub fn table_budget(cache_bytes: usize) -> usize {
+    cache_bytes / 4
+}
+
 /// The room's events in arrival order, with their texts and references.
 ///
 /// Three append-only arenas: the event table in fixed chunks, the texts
@@ -411,6 +419,10 @@ pub struct Events {
     /// The last use, for dropping the blocks used longest ago.
     clock: std::cell::Cell<u64>,
     names: packed::NameTable,
+    /// The state events of the packed blocks, kept built (in index order):
+    /// auth checks and state resolution read them all over the room, and a
+    /// block need not be built for one of them.
+    resident: Vec<StoredEvent>,
     len: usize,
     text: Vec<String>,
     links: Vec<Vec<EventIdx>>,
@@ -595,7 +607,12 @@ impl Events {
         self.len += 1;
         if self.tail.len() == EVENTS_CHUNK {
             let full = std::mem::take(&mut self.tail).into_boxed_slice();
-            self.blocks.push(Block { packed: None, built: std::cell::OnceCell::from(full), used: self.tick().into() });
+            self.blocks.push(Block {
+                packed: None,
+                built: std::cell::OnceCell::from(full),
+                used: self.tick().into(),
+                resident: 0..0,
+            });
             self.built.set(self.built.get() + 1);
         }
     }
@@ -629,7 +646,12 @@ impl Events {
         let tail = if chunks.last().is_some_and(|c| c.len() < EVENTS_CHUNK) { chunks.pop() } else { None };
         let blocks: Vec<Block> = chunks
             .into_iter()
-            .map(|c| Block { packed: None, built: std::cell::OnceCell::from(c.into_boxed_slice()), used: 0.into() })
+            .map(|c| Block {
+                packed: None,
+                built: std::cell::OnceCell::from(c.into_boxed_slice()),
+                used: 0.into(),
+                resident: 0..0,
+            })
             .collect();
         let built = blocks.len().into();
         Self { blocks, tail: tail.unwrap_or_default(), built, len, text, links, pdus: Some(pdus), ..Self::default() }
@@ -649,7 +671,11 @@ impl Events {
         let Some(budget) = self.budget else { return };
         for b in self.packed_to..self.blocks.len() {
             let events = self.blocks[b].built.get().expect("a block not packed is built");
-            self.blocks[b].packed = Some(packed::pack(events, &mut self.names));
+            let p = packed::pack(events, &mut self.names);
+            let from = self.resident.len() as u32;
+            self.resident.extend(events.iter().filter(|e| e.key.is_some()).cloned());
+            self.blocks[b].packed = Some(p);
+            self.blocks[b].resident = from..self.resident.len() as u32;
         }
         self.packed_to = self.blocks.len();
         let block_bytes = EVENTS_CHUNK * std::mem::size_of::<StoredEvent>();
@@ -672,11 +698,13 @@ impl Events {
         self.built.set(built.len() - drop);
     }
 
-    /// Bytes of the event table held: built blocks and the tail, and packed ones.
+    /// Bytes of the event table held: built blocks and the tail, packed
+    /// ones and the state events kept built.
     pub fn table_bytes(&self) -> usize {
         let block_bytes = EVENTS_CHUNK * std::mem::size_of::<StoredEvent>();
         let packed: usize = self.blocks.iter().filter_map(|b| b.packed.as_ref()).map(packed::Packed::size).sum();
-        self.built.get() * block_bytes + self.tail.capacity() * std::mem::size_of::<StoredEvent>() + packed
+        let resident = self.resident.capacity() * std::mem::size_of::<StoredEvent>();
+        self.built.get() * block_bytes + self.tail.capacity() * std::mem::size_of::<StoredEvent>() + packed + resident
     }
 
     fn text_of(&self, e: &StoredEvent) -> &str {
@@ -727,7 +755,17 @@ impl Events {
             return None;
         }
         let b = i / EVENTS_CHUNK;
-        Some(if b < self.blocks.len() { &self.block(b)[i % EVENTS_CHUNK] } else { &self.tail[i % EVENTS_CHUNK] })
+        if b == self.blocks.len() {
+            return Some(&self.tail[i % EVENTS_CHUNK]);
+        }
+        let blk = &self.blocks[b];
+        if blk.built.get().is_none() {
+            let mine = &self.resident[blk.resident.start as usize..blk.resident.end as usize];
+            if let Ok(k) = mine.binary_search_by_key(&(i as u32), |e| e.idx.0) {
+                return Some(&mine[k]);
+            }
+        }
+        Some(&self.block(b)[i % EVENTS_CHUNK])
     }
 
     /// Every event in order. A packed block that is not built is read into
@@ -795,6 +833,8 @@ impl Events {
                     ),
                 };
                 self.packed_to = self.packed_to.min(self.blocks.len());
+                let first = (self.blocks.len() * EVENTS_CHUNK) as u32;
+                self.resident.truncate(self.resident.partition_point(|e| e.idx.0 < first));
             }
             removed.push(self.tail.pop().expect("len > 0"));
             self.len -= 1;
@@ -840,6 +880,8 @@ struct Block {
     packed: Option<packed::Packed>,
     built: std::cell::OnceCell<Box<[StoredEvent]>>,
     used: std::cell::Cell<u64>,
+    /// Where its state events are in `Events::resident` (once packed).
+    resident: std::ops::Range<u32>,
 }
 
 #[cfg(test)]
@@ -880,6 +922,10 @@ mod tests {
         let walked: Vec<String> = t.iter().map(|e| format!("{:?}", &*e)).collect();
         assert_eq!(walked, all.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>());
         assert_eq!(t.built.get(), 0, "a walk builds nothing");
+        // A state event of a packed block is read without building it.
+        let state = all[..t.blocks.len() * EVENTS_CHUNK].iter().rposition(|e| e.key.is_some()).unwrap();
+        assert_eq!(format!("{:?}", t.get(state).unwrap()), format!("{:?}", all[state]));
+        assert_eq!(t.built.get(), 0, "a state event builds no block");
         same(&t, all.len());
         // The full blocks, packed, take under a quarter of their built size.
         t.trim();

@@ -165,7 +165,7 @@ impl Room {
         };
         let mut room = room.into_room(PageCache::new(store, Table::Pdu, cache_bytes))?;
         room.states.set_budget(cache_bytes);
-        room.events.set_budget(Some(cache_bytes));
+        room.events.set_budget(Some(crate::event::table_budget(cache_bytes)));
         if room.events.len() as u64 != info.events || room.rules.id != info.room_version {
             return Err(ImageError::Corrupt("the image does not match its meta".into()));
         }

@@ -253,7 +253,7 @@ impl Room {
             return Err(PagesError::NotEmpty(self.events.len()));
         }
         self.events.set_pages(PageCache::new(store, Table::Pdu, cache_bytes));
-        self.events.set_budget(Some(cache_bytes));
+        self.events.set_budget(Some(crate::event::table_budget(cache_bytes)));
         self.states.set_budget(cache_bytes);
         Ok(())
     }
