@@ -146,9 +146,12 @@ fn every_fixture_answers_the_same_with_its_pdus_paged() {
         }
         paged.room.trim_caches();
         if n >= 4 * 256 {
+            // Packed blocks take about a seventh of their built size; the
+            // state events (a fifth of these rooms' events) and the last,
+            // open block stay built.
             let (held_table, paged_table) = (held.room.events().table_bytes(), paged.room.events().table_bytes());
             assert!(
-                paged_table * 2 < held_table,
+                paged_table * 5 < held_table * 3,
                 "{name}: the paged room's event table is packed: {paged_table} of {held_table} bytes"
             );
         }
