@@ -380,6 +380,8 @@ const TEXT_BLOCK: usize = 1 << 20;
 const LINK_BLOCK: usize = 1 << 16;
 /// Events per block of the event table.
 const EVENTS_CHUNK: usize = 256;
+/// Blocks [`Events::trim`] packs at most a call (16,384 events, a few ms).
+const PACK_PER_TRIM: usize = 64;
 
 /// The built blocks of the event table a room keeps for a cache of
 /// `cache_bytes` (its page cache's): a quarter of it. Ingest reads the
@@ -666,28 +668,37 @@ impl Events {
 
     /// With a budget: packs the full blocks not packed yet, then drops the
     /// built blocks used longest ago until those left fit in the budget (a
-    /// quarter under it, so that trims are rare).
+    /// quarter under it, so that trims are rare). At most `PACK_PER_TRIM`
+    /// blocks are packed a call: a table read back whole (an image) is
+    /// packed over the next calls, not all before the first answer. A block
+    /// packed here that is not among the newest the budget holds is dropped
+    /// at once, so that packing never holds the table twice.
     pub fn trim(&mut self) {
         let Some(budget) = self.budget else { return };
-        for b in self.packed_to..self.blocks.len() {
+        let block_bytes = EVENTS_CHUNK * std::mem::size_of::<StoredEvent>();
+        let keep = budget * 3 / 4 / block_bytes;
+        let packed_to = (self.packed_to + PACK_PER_TRIM).min(self.blocks.len());
+        for b in self.packed_to..packed_to {
             let events = self.blocks[b].built.get().expect("a block not packed is built");
             let p = packed::pack(events, &mut self.names);
             let from = self.resident.len() as u32;
             self.resident.extend(events.iter().filter(|e| e.key.is_some()).cloned());
             self.blocks[b].packed = Some(p);
             self.blocks[b].resident = from..self.resident.len() as u32;
+            if b + keep < self.blocks.len() {
+                self.blocks[b].built.take();
+                self.built.set(self.built.get() - 1);
+            }
         }
-        self.packed_to = self.blocks.len();
-        let block_bytes = EVENTS_CHUNK * std::mem::size_of::<StoredEvent>();
+        self.packed_to = packed_to;
         if self.built.get() * block_bytes <= budget {
             return;
         }
-        let keep = budget * 3 / 4 / block_bytes;
         let mut built: Vec<(u64, usize)> = self
             .blocks
             .iter()
             .enumerate()
-            .filter(|(_, blk)| blk.built.get().is_some())
+            .filter(|(_, blk)| blk.built.get().is_some() && blk.packed.is_some())
             .map(|(b, blk)| (blk.used.get(), b))
             .collect();
         built.sort_unstable();
@@ -695,7 +706,7 @@ impl Events {
         for &(_, b) in &built[..drop] {
             self.blocks[b].built.take();
         }
-        self.built.set(built.len() - drop);
+        self.built.set(self.built.get() - drop);
     }
 
     /// Bytes of the event table held: built blocks and the tail, packed
@@ -949,6 +960,36 @@ mod tests {
         assert!(t.built.get() <= 2, "{}", t.built.get());
         let last_full = t.blocks.len() - 1;
         assert!(t.blocks[last_full].built.get().is_some(), "the block used last is kept");
+    }
+
+    /// A table built whole (as an image reads it back) is packed over
+    /// several trims, `PACK_PER_TRIM` blocks each, and reads as pushed
+    /// throughout; a block not packed yet is never dropped.
+    #[test]
+    fn a_table_built_whole_is_packed_over_several_trims() {
+        let room = serde_json::to_vec(&crate::demo::demo_room(300)).unwrap();
+        let replay = crate::conformance::replay(&room[..]).unwrap();
+        let demo: Vec<StoredEvent> = replay.room.events().iter().map(std::borrow::Cow::into_owned).collect();
+        let n = (PACK_PER_TRIM + 6) * EVENTS_CHUNK + 10;
+        let all: Vec<StoredEvent> =
+            (0..n).map(|i| StoredEvent { idx: EventIdx(i as u32), ..demo[i % demo.len()].clone() }).collect();
+        let mut t = Events::default();
+        for e in &all {
+            t.push(e.clone());
+        }
+        assert_eq!(t.built.get(), PACK_PER_TRIM + 6);
+        t.set_budget(Some(0));
+        t.trim();
+        assert_eq!(t.packed_to, PACK_PER_TRIM);
+        assert_eq!(t.built.get(), 6, "the blocks not packed yet stay built");
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(format!("{:?}", t.get(i).unwrap()), format!("{e:?}"), "event {i}");
+        }
+        t.trim();
+        assert_eq!((t.packed_to, t.built.get()), (PACK_PER_TRIM + 6, 0));
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(format!("{:?}", t.get(i).unwrap()), format!("{e:?}"), "event {i}");
+        }
     }
 
     /// The compact view stays compact: a 20,000-event room holds 20,000 of them.
