@@ -382,6 +382,8 @@ const LINK_BLOCK: usize = 1 << 16;
 const EVENTS_CHUNK: usize = 256;
 /// Blocks [`Events::trim`] packs at most a call (16,384 events, a few ms).
 const PACK_PER_TRIM: usize = 64;
+/// Bytes of a built full block.
+const BLOCK_BYTES: usize = EVENTS_CHUNK * std::mem::size_of::<StoredEvent>();
 
 /// The built blocks of the event table a room keeps for a cache of
 /// `cache_bytes` (its page cache's): a quarter of it. Ingest reads the
@@ -402,7 +404,7 @@ pub fn table_budget(cache_bytes: usize) -> usize {
 /// the store instead of the text arena (which then holds the event IDs) and
 /// are read back through its byte-bounded cache; and with a budget
 /// ([`set_budget`](Self::set_budget)) the table's full blocks are kept
-/// packed ([`packed`]: about a fifth of their size), built again when an
+/// packed ([`packed`]: about a fifth of their size, facts included), built again when an
 /// event in them is asked for, and built ones past the budget dropped by
 /// [`trim`](Self::trim).
 #[derive(Debug, Default)]
@@ -608,13 +610,8 @@ impl Events {
         self.tail.push(e);
         self.len += 1;
         if self.tail.len() == EVENTS_CHUNK {
-            let full = std::mem::take(&mut self.tail).into_boxed_slice();
-            self.blocks.push(Block {
-                packed: None,
-                built: std::cell::OnceCell::from(full),
-                used: self.tick().into(),
-                resident: 0..0,
-            });
+            let full = std::mem::take(&mut self.tail);
+            self.blocks.push(Block::built(full, self.tick()));
             self.built.set(self.built.get() + 1);
         }
     }
@@ -631,9 +628,14 @@ impl Events {
         blk.used.set(self.tick());
         blk.built.get_or_init(|| {
             self.built.set(self.built.get() + 1);
-            let p = blk.packed.as_ref().expect("a block not built is packed");
-            packed::unpack(p, (b * EVENTS_CHUNK) as u32, EVENTS_CHUNK, &self.names).into_boxed_slice()
+            self.unpack(b, blk).into_boxed_slice()
         })
+    }
+
+    /// The events of full block `b` (`blk`), read from its packed form.
+    fn unpack(&self, b: usize, blk: &Block) -> Vec<StoredEvent> {
+        let p = blk.packed.as_ref().expect("a block not built is packed");
+        packed::unpack(p, (b * EVENTS_CHUNK) as u32, EVENTS_CHUNK, &self.names)
     }
 
     /// A table read back (an image): full chunks become built blocks, the
@@ -646,15 +648,7 @@ impl Events {
         pdus: PageCache,
     ) -> Self {
         let tail = if chunks.last().is_some_and(|c| c.len() < EVENTS_CHUNK) { chunks.pop() } else { None };
-        let blocks: Vec<Block> = chunks
-            .into_iter()
-            .map(|c| Block {
-                packed: None,
-                built: std::cell::OnceCell::from(c.into_boxed_slice()),
-                used: 0.into(),
-                resident: 0..0,
-            })
-            .collect();
+        let blocks: Vec<Block> = chunks.into_iter().map(|c| Block::built(c, 0)).collect();
         let built = blocks.len().into();
         Self { blocks, tail: tail.unwrap_or_default(), built, len, text, links, pdus: Some(pdus), ..Self::default() }
     }
@@ -675,8 +669,7 @@ impl Events {
     /// at once, so that packing never holds the table twice.
     pub fn trim(&mut self) {
         let Some(budget) = self.budget else { return };
-        let block_bytes = EVENTS_CHUNK * std::mem::size_of::<StoredEvent>();
-        let keep = budget * 3 / 4 / block_bytes;
+        let keep = budget * 3 / 4 / BLOCK_BYTES;
         let packed_to = (self.packed_to + PACK_PER_TRIM).min(self.blocks.len());
         for b in self.packed_to..packed_to {
             let events = self.blocks[b].built.get().expect("a block not packed is built");
@@ -691,7 +684,7 @@ impl Events {
             }
         }
         self.packed_to = packed_to;
-        if self.built.get() * block_bytes <= budget {
+        if self.built.get() * BLOCK_BYTES <= budget {
             return;
         }
         let mut built: Vec<(u64, usize)> = self
@@ -712,10 +705,9 @@ impl Events {
     /// Bytes of the event table held: built blocks and the tail, packed
     /// ones and the state events kept built.
     pub fn table_bytes(&self) -> usize {
-        let block_bytes = EVENTS_CHUNK * std::mem::size_of::<StoredEvent>();
         let packed: usize = self.blocks.iter().filter_map(|b| b.packed.as_ref()).map(packed::Packed::size).sum();
-        let resident = self.resident.capacity() * std::mem::size_of::<StoredEvent>();
-        self.built.get() * block_bytes + self.tail.capacity() * std::mem::size_of::<StoredEvent>() + packed + resident
+        let unpacked = (self.resident.capacity() + self.tail.capacity()) * std::mem::size_of::<StoredEvent>();
+        self.built.get() * BLOCK_BYTES + unpacked + packed
     }
 
     fn text_of(&self, e: &StoredEvent) -> &str {
@@ -786,14 +778,9 @@ impl Events {
         use std::borrow::Cow;
         let blocks = self.blocks.iter().enumerate().flat_map(
             move |(b, blk)| -> Box<dyn Iterator<Item = Cow<'_, StoredEvent>>> {
-                match (blk.built.get(), &blk.packed) {
-                    (Some(events), _) => Box::new(events.iter().map(Cow::Borrowed)),
-                    (None, Some(p)) => Box::new(
-                        packed::unpack(p, (b * EVENTS_CHUNK) as u32, EVENTS_CHUNK, &self.names)
-                            .into_iter()
-                            .map(Cow::Owned),
-                    ),
-                    (None, None) => unreachable!("a block is built or packed"),
+                match blk.built.get() {
+                    Some(events) => Box::new(events.iter().map(Cow::Borrowed)),
+                    None => Box::new(self.unpack(b, blk).into_iter().map(Cow::Owned)),
                 }
             },
         );
@@ -836,12 +823,7 @@ impl Events {
                         self.built.set(self.built.get() - 1);
                         events.into_vec()
                     }
-                    None => packed::unpack(
-                        blk.packed.as_ref().expect("a block not built is packed"),
-                        (b * EVENTS_CHUNK) as u32,
-                        EVENTS_CHUNK,
-                        &self.names,
-                    ),
+                    None => self.unpack(b, &blk),
                 };
                 self.packed_to = self.packed_to.min(self.blocks.len());
                 let first = (self.blocks.len() * EVENTS_CHUNK) as u32;
@@ -893,6 +875,18 @@ struct Block {
     used: std::cell::Cell<u64>,
     /// Where its state events are in `Events::resident` (once packed).
     resident: std::ops::Range<u32>,
+}
+
+impl Block {
+    /// A block just filled (or read back): built, not packed yet.
+    fn built(events: Vec<StoredEvent>, used: u64) -> Self {
+        Self {
+            packed: None,
+            built: std::cell::OnceCell::from(events.into_boxed_slice()),
+            used: used.into(),
+            resident: 0..0,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -53,7 +53,8 @@ pub enum Kept<'a> {
 }
 
 impl Kept<'_> {
-    fn to_value(self) -> Value {
+    /// The kept value, copied.
+    pub fn to_value(self) -> Value {
         match self {
             Kept::Whole(v) => v.clone(),
             Kept::OnlySigned(signed) => {

@@ -87,12 +87,8 @@ pub fn redacted_signing_bytes_of(event: &Map<String, Value>, rules: &RoomVersion
             out.push(':');
             match v {
                 Kept::Whole(v) => write_value(out, v),
-                Kept::OnlySigned(None) => out.push_str("{}"),
-                Kept::OnlySigned(Some(signed)) => {
-                    out.push_str("{\"signed\":");
-                    write_value(out, signed);
-                    out.push('}');
-                }
+                // Rare (a v11+ third-party invite): its reduced copy.
+                reduced => write_value(out, &reduced.to_value()),
             }
         }
         out.push('}');
