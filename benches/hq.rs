@@ -40,6 +40,114 @@ use roomdag::{queries, Outcome, Room, RoomVersionRules, Verification};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+// ---------------------------------------------------------------- heap accounting
+
+/// The process's heap, counted by owner: a room object in a Worker keeps its
+/// page store's rows in the Durable Object's SQLite, outside its 128 MB, so
+/// the rows a [`CountedPages`] store holds are counted apart from the rest.
+/// Each block carries its owner in a header, so a row freed anywhere leaves
+/// the right count; the peak of what is not the store's is kept.
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        static IN_STORE: Cell<bool> = const { Cell::new(false) };
+    }
+    // One thread allocates in this bench: plain statics behind relaxed
+    // atomics cost next to nothing.
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+    static STORE: AtomicUsize = AtomicUsize::new(0);
+    static PEAK_OTHER: AtomicUsize = AtomicUsize::new(0);
+
+    fn header(layout: Layout) -> usize {
+        layout.align().max(16)
+    }
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let h = header(layout);
+            let Ok(full) = Layout::from_size_align(layout.size() + h, layout.align().max(16)) else {
+                return std::ptr::null_mut();
+            };
+            let base = System.alloc(full);
+            if base.is_null() {
+                return base;
+            }
+            let store = IN_STORE.try_with(Cell::get).unwrap_or(false);
+            base.cast::<usize>().write(store as usize);
+            let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
+            let in_store =
+                if store { STORE.fetch_add(layout.size(), Relaxed) + layout.size() } else { STORE.load(Relaxed) };
+            PEAK_OTHER.fetch_max(live - in_store, Relaxed);
+            base.add(h)
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            let h = header(layout);
+            let base = ptr.sub(h);
+            if base.cast::<usize>().read() == 1 {
+                STORE.fetch_sub(layout.size(), Relaxed);
+            }
+            LIVE.fetch_sub(layout.size(), Relaxed);
+            System.dealloc(base, Layout::from_size_align_unchecked(layout.size() + h, layout.align().max(16)));
+        }
+    }
+
+    /// Runs `f` with its allocations counted as the page store's.
+    pub fn in_store<T>(f: impl FnOnce() -> T) -> T {
+        IN_STORE.with(|c| c.set(true));
+        let out = f();
+        IN_STORE.with(|c| c.set(false));
+        out
+    }
+
+    /// Bytes live now: (everything, the page store's rows).
+    pub fn live() -> (usize, usize) {
+        (LIVE.load(Relaxed), STORE.load(Relaxed))
+    }
+
+    /// The highest the heap has been without the page store's rows.
+    pub fn peak_without_store() -> usize {
+        PEAK_OTHER.load(Relaxed)
+    }
+
+    /// Takes `peak` as the peak if it is higher.
+    pub fn raise_peak(peak: usize) {
+        PEAK_OTHER.fetch_max(peak, Relaxed);
+    }
+
+    /// Starts a new peak from what is live now.
+    pub fn reset_peak() {
+        PEAK_OTHER.store(LIVE.load(Relaxed) - STORE.load(Relaxed), Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: heap::Counting = heap::Counting;
+
+/// A memory page store whose rows count as the store's, not the room
+/// object's (in a Worker they are SQLite rows, outside the object's memory).
+struct CountedPages(roomdag::pages::MemoryPages);
+
+impl roomdag::pages::PageStore for CountedPages {
+    fn get(&self, table: roomdag::pages::Table, key: &str) -> Result<Option<Vec<u8>>, roomdag::pages::PageError> {
+        // What a read returns is the engine's (a copy, as from SQLite).
+        self.0.get(table, key)
+    }
+
+    fn put(&mut self, table: roomdag::pages::Table, key: &str, value: &[u8]) -> Result<(), roomdag::pages::PageError> {
+        heap::in_store(|| self.0.put(table, key, value))
+    }
+
+    fn delete(&mut self, table: roomdag::pages::Table, key: &str) -> Result<(), roomdag::pages::PageError> {
+        heap::in_store(|| self.0.delete(table, key))
+    }
+}
+
 // ---------------------------------------------------------------- arguments
 
 struct Args {
@@ -272,7 +380,7 @@ impl Hq {
         room.set_keep_records(true);
         if args.image {
             // The PDUs in a page store (memory here), as a room object keeps them.
-            room.set_pages(Box::new(roomdag::pages::MemoryPages::new()), 8 << 20).expect("an empty room");
+            room.set_pages(Box::new(CountedPages(roomdag::pages::MemoryPages::new())), 8 << 20).expect("an empty room");
         }
         Self {
             rules,
@@ -783,14 +891,17 @@ fn us(d: Duration) -> String {
     }
 }
 
-fn row(name: &str, mut v: Vec<Duration>) {
+/// A query's latencies, and the most heap one call of it used above what
+/// was live before it (the room's caches included, before they were trimmed).
+fn row(name: &str, (mut v, heap): (Vec<Duration>, usize)) {
     v.sort();
     println!(
-        "| {name} | {} | {} | {} | {} |",
+        "| {name} | {} | {} | {} | {} | {} |",
         v.len(),
         us(percentile(&v, 0.5)),
         us(percentile(&v, 0.99)),
-        us(*v.last().expect("samples"))
+        us(*v.last().expect("samples")),
+        mib(heap as u64)
     );
 }
 
@@ -809,6 +920,7 @@ fn thousands(n: u64) -> String {
 fn main() {
     let args = parse_args();
     let rss_start = proc_status_kib("VmRSS:") * 1024;
+    let heap_start = heap::live().0;
     println!(
         "# Simulated Matrix HQ: --events {} --members {} --servers {} --version {} --seed {}{}\n",
         args.events,
@@ -824,6 +936,8 @@ fn main() {
     let wall = wall.elapsed();
     let hwm = proc_status_kib("VmHWM:") * 1024;
     let rss = proc_status_kib("VmRSS:") * 1024;
+    let heap_ingest = heap::peak_without_store();
+    let (heap_live, heap_store) = heap::live();
     let gen_bytes = hq.generator_bytes() as u64;
     let s = &hq.stats;
     let room = &hq.room;
@@ -917,6 +1031,19 @@ fn main() {
     println!("| RSS after ingest | {} |", mib(rss));
     println!("| of which the generator's bookkeeping (estimate) | {} |", mib(gen_bytes));
     let room_mem = hwm.saturating_sub(rss_start).saturating_sub(gen_bytes);
+    let heap_room = |peak: usize| (peak as u64).saturating_sub(heap_start as u64).saturating_sub(gen_bytes);
+    if args.image {
+        println!(
+            "| page store rows (PDUs; SQLite in a Durable Object, outside the object's memory) | {} |",
+            mib(heap_store as u64)
+        );
+        println!(
+            "| **room object's heap at its peak during ingest, without the page store's rows** | **{}** ({:.2}× raw; {} live after ingest) |",
+            mib(heap_room(heap_ingest)),
+            heap_room(heap_ingest) as f64 / s.raw_bytes as f64,
+            mib(heap_room(heap_live - heap_store))
+        );
+    }
     println!("| room object ≈ peak − start − generator | {} |", mib(room_mem));
     println!("| room object / raw PDU bytes | {:.2}× |", room_mem as f64 / s.raw_bytes as f64);
     println!(
@@ -927,10 +1054,16 @@ fn main() {
     );
     println!();
 
-    // Queries, from a server with a joined member (the creator's).
+    // Queries, from a server with a joined member (the creator's). What the
+    // lines above built to describe the room is dropped first (it read
+    // every member's event: their blocks of the event table).
     let origin = "s0.example";
     let newest = *accepted.last().expect("an accepted event");
     let newest_id = room.id(newest).to_owned();
+    drop(current);
+    hq.room.trim_caches();
+    heap::reset_peak();
+    let room = &hq.room;
     let t = Instant::now();
     let first = queries::state_ids(room, origin, &newest_id).expect("state_ids");
     let first_time = t.elapsed();
@@ -950,44 +1083,68 @@ fn main() {
     );
     drop(first);
     let mut rng = Rng(args.seed ^ 0x5EED);
-    let pick = |rng: &mut Rng| room.id(accepted[rng.below(accepted.len())]).to_owned();
     let budget = |n: usize| if args.test_mode { n / 10 } else { n };
-    println!("| query (random accepted events) | samples | median | p99 | max |\n|---|---|---|---|---|");
-    let mut v = Vec::new();
-    for _ in 0..budget(500) {
-        let id = pick(&mut rng);
-        let t = Instant::now();
-        std::hint::black_box(queries::state_ids(room, origin, &id).expect("state_ids"));
-        v.push(t.elapsed());
-    }
-    row("/state_ids", v);
-    let mut v = Vec::new();
-    for _ in 0..budget(2_000) {
-        let id = vec![pick(&mut rng)];
-        let t = Instant::now();
-        std::hint::black_box(queries::backfill(room, origin, &id, 100).expect("backfill"));
-        v.push(t.elapsed());
-    }
-    row("/backfill limit 100", v);
-    let mut v = Vec::new();
-    for _ in 0..budget(2_000) {
-        let id = vec![pick(&mut rng)];
-        let t = Instant::now();
-        std::hint::black_box(queries::get_missing_events(room, origin, &[], &id, Some(10)).expect("gme"));
-        v.push(t.elapsed());
-    }
-    row("/get_missing_events limit 10", v);
-    let mut v = Vec::new();
-    for _ in 0..budget(10_000) {
-        let id = pick(&mut rng);
-        let t = Instant::now();
-        let served = queries::event(room, origin, &id).expect("event");
-        std::hint::black_box(room.raw(served.event).expect("stored PDU"));
-        v.push(t.elapsed());
-    }
-    row("/event", v);
+    // The bench's own list of accepted events, live from here on.
+    let bench_bytes = (accepted.capacity() * std::mem::size_of::<EventIdx>()) as u64;
+    println!(
+        "| query (random accepted events) | samples | median | p99 | max | most heap one call used |\n|---|---|---|---|---|---|"
+    );
+    // Each query on a random accepted event, timed; then the room's caches
+    // trimmed to its budget, as a room object does after each request.
+    let mut timed = |room: &mut Room, n: usize, query: &dyn Fn(&Room, &str)| {
+        let mut v = Vec::new();
+        let mut most = 0;
+        for _ in 0..budget(n) {
+            let id = room.id(accepted[rng.below(accepted.len())]).to_owned();
+            let peak = heap::peak_without_store();
+            heap::reset_peak();
+            let before = heap::live();
+            let t = Instant::now();
+            query(room, &id);
+            v.push(t.elapsed());
+            most = most.max(heap::peak_without_store() - (before.0 - before.1));
+            heap::raise_peak(peak);
+            room.trim_caches();
+        }
+        (v, most)
+    };
+    let room = &mut hq.room;
+    row(
+        "/state_ids",
+        timed(room, 500, &|room, id| {
+            std::hint::black_box(queries::state_ids(room, origin, id).expect("state_ids"));
+        }),
+    );
+    row(
+        "/backfill limit 100",
+        timed(room, 2_000, &|room, id| {
+            std::hint::black_box(queries::backfill(room, origin, &[id.to_owned()], 100).expect("backfill"));
+        }),
+    );
+    row(
+        "/get_missing_events limit 10",
+        timed(room, 2_000, &|room, id| {
+            std::hint::black_box(
+                queries::get_missing_events(room, origin, &[], &[id.to_owned()], Some(10)).expect("gme"),
+            );
+        }),
+    );
+    row(
+        "/event",
+        timed(room, 10_000, &|room, id| {
+            let served = queries::event(room, origin, id).expect("event");
+            std::hint::black_box(room.raw(served.event).expect("stored PDU"));
+        }),
+    );
     println!();
     println!("Query times are the engine's work only (no JSON serialisation of the answer, no HTTP).");
+    if args.image {
+        println!(
+            "\nThe room object's heap at its peak over these queries, the first answer included (the caches trimmed \
+             after each, as a room object does), without the page store's rows: {}.",
+            mib(heap_room(heap::peak_without_store()).saturating_sub(bench_bytes))
+        );
+    }
 
     if args.image {
         // The room written as an image into its page store and read back: a
@@ -997,22 +1154,27 @@ fn main() {
         let info = room.save_image(room.events().len() as u64).expect("an image");
         let written = t.elapsed();
         let store = room.into_page_store().expect("paged");
+        heap::reset_peak();
         let t = Instant::now();
         let (reopened, _) = Room::open_image(store, 8 << 20).expect("the image reads").expect("an image");
         let read = t.elapsed();
         let t = Instant::now();
         let a = queries::state_ids(&reopened, origin, &newest_id).expect("state_ids");
         let first = t.elapsed();
+        let first_ids = a.pdu_ids.len();
+        drop(a);
         println!(
             "\nCold start from a room image ({} bytes in {} parts of 1 MiB; written in {:.2} s): read back in {:.2} s, \
-             then the first `/state_ids` at the newest event ({} IDs) in {} (peak RSS, PDUs in a memory page store: {}).",
+             then the first `/state_ids` at the newest event ({} IDs) in {} (peak RSS, PDUs in a memory page store: {}; \
+             the reopened room object's heap at its peak, without the page store's rows: {}).",
             thousands(info.bytes),
             info.parts,
             written.as_secs_f64(),
             read.as_secs_f64(),
-            thousands(a.pdu_ids.len() as u64),
+            thousands(first_ids as u64),
             us(first),
-            mib(proc_status_kib("VmHWM:") * 1024)
+            mib(proc_status_kib("VmHWM:") * 1024),
+            mib(heap_room(heap::peak_without_store()).saturating_sub(bench_bytes))
         );
         hq.room = reopened;
     }

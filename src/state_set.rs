@@ -198,13 +198,18 @@ impl StateMap {
 
     /// The event at `key`.
     pub fn get(&self, key: StateKeyIdx) -> Option<EventIdx> {
+        let probe = pack(key, EventIdx(0));
+        self.get_packed(probe).map(unpack).filter(|(k, _)| *k == key).map(|(_, e)| e)
+    }
+
+    /// The first entry at or past `probe` in the chunk that would hold it.
+    fn get_packed(&self, probe: u64) -> Option<u64> {
         if self.chunks.is_empty() {
             return None;
         }
-        let c = &self.chunks[self.chunk_for(key)];
-        let probe = pack(key, EventIdx(0));
+        let c = &self.chunks[self.chunk_for(unpack(probe).0)];
         let i = c.partition_point(|x| *x < probe);
-        c.get(i).map(|x| unpack(*x)).filter(|(k, _)| *k == key).map(|(_, e)| e)
+        c.get(i).copied()
     }
 
     /// A copy with the given changes applied (`None` removes the key).
@@ -420,6 +425,13 @@ impl StateSets {
         self.stored.map(id.0 as usize)
     }
 
+    /// The event at `key` in the map of `id`, without building the map
+    /// (only the chunks a binary search visits): the same answer as
+    /// `self.get(id).get(key)`.
+    pub fn lookup(&self, id: StateSetId, key: StateKeyIdx) -> Option<EventIdx> {
+        self.stored.lookup(id.0 as usize, pack(key, EventIdx(0))).map(unpack).filter(|(k, _)| *k == key).map(|(_, e)| e)
+    }
+
     /// Number of distinct states.
     pub fn len(&self) -> usize {
         self.stored.len()
@@ -453,6 +465,7 @@ impl StateSets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn k(i: u32) -> StateKeyIdx {
         StateKeyIdx(i)
@@ -533,5 +546,57 @@ mod tests {
         assert_eq!(sets.len(), 2);
         let c2 = sets.intern(StateMap::from_entries(vec![(k(2), e(3)), (k(1), e(1))]));
         assert_eq!(c2, StateSetId(2));
+    }
+
+    #[test]
+    fn one_key_is_looked_up_without_building_its_state() {
+        // States of 0 to 3,000 entries, each the one before with a few keys
+        // added, replaced and removed (every chunk stored as a change
+        // against another, chains and list changes included); with nothing
+        // built, every key present and absent (before the first key, between
+        // keys, after the last) reads as in the entries, and the lookups
+        // build no state.
+        let mut sets = StateSets::new();
+        sets.set_budget(0);
+        let mut truth: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut map = StateMap::default();
+        let mut ids = vec![(StateSetId::EMPTY, truth.clone())];
+        let mut x = 7u64;
+        let mut next = || {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (x >> 33) as u32
+        };
+        for step in 0..120u32 {
+            let mut changes = Vec::new();
+            for _ in 0..25 {
+                let key = 2 * (next() % 3000) + 1;
+                let value = (next() % 2 == 0 || step < 60).then(|| next());
+                changes.push((k(key), value.map(e)));
+            }
+            changes.sort_by_key(|(k, _)| *k);
+            changes.dedup_by_key(|(k, _)| *k);
+            for (key, value) in &changes {
+                match value {
+                    Some(v) => truth.insert(key.0, v.0),
+                    None => truth.remove(&key.0),
+                };
+            }
+            map = map.with_changes(&changes);
+            ids.push((sets.intern(map.clone()), truth.clone()));
+        }
+        drop(map);
+        sets.trim();
+        // (Trimming keeps the newest states built.)
+        assert!(sets.stored.built_maps() < ids.len() / 4);
+        for (id, truth) in &ids {
+            let kept = sets.stored.built_maps();
+            for key in 0..=6002 {
+                assert_eq!(sets.lookup(*id, k(key)), truth.get(&key).map(|v| e(*v)), "state {id:?}, key {key}");
+            }
+            assert_eq!(sets.stored.built_maps(), kept, "no state built");
+            assert_eq!(sets.get(*id).iter().map(|(k, e)| (k.0, e.0)).collect::<BTreeMap<_, _>>(), *truth);
+            assert_eq!(sets.lookup(*id, k(1)), truth.get(&1).map(|v| e(*v)), "read from the built state");
+            sets.trim();
+        }
     }
 }

@@ -9,7 +9,7 @@
 use crate::event::{Facts, Membership};
 use crate::ids::{domain_of, EventIdx};
 use crate::room::Room;
-use crate::state_set::StateMap;
+use crate::state_set::{StateMap, StateSetId};
 
 /// `m.room.history_visibility` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,12 +24,13 @@ pub enum HistoryVisibility {
     Joined,
 }
 
-/// The history visibility in force in `state`.
-pub fn history_visibility(room: &Room, state: &StateMap) -> HistoryVisibility {
+/// The history visibility in force in state `state` (one entry of it is
+/// read: the state is not built for this).
+pub fn history_visibility(room: &Room, state: StateSetId) -> HistoryVisibility {
     let Some(k) = room.key_of("m.room.history_visibility", "") else {
         return HistoryVisibility::Shared;
     };
-    match state.get(k).map(|e| &room.event(e).facts) {
+    match room.state_entry(state, k).map(|e| &room.event(e).facts) {
         Some(Facts::HistoryVisibility(Some(v))) => match &**v {
             "world_readable" => HistoryVisibility::WorldReadable,
             "invited" => HistoryVisibility::Invited,
@@ -100,11 +101,11 @@ pub fn servers_in_room_ordered(room: &Room, state: &StateMap, except: &str) -> V
 /// and world-readable history is visible to anyone; `invited` needs a member
 /// of the server invited or joined; `joined` needs one joined.
 pub fn visible_to_server(room: &Room, idx: EventIdx, server: &str) -> bool {
-    let state = room.state(room.event(idx).state_after);
+    let state = room.event(idx).state_after;
     let hv = history_visibility(room, state);
     match hv {
         HistoryVisibility::WorldReadable | HistoryVisibility::Shared => true,
-        HistoryVisibility::Invited | HistoryVisibility::Joined => server_memberships(room, state, server)
+        HistoryVisibility::Invited | HistoryVisibility::Joined => server_memberships(room, room.state(state), server)
             .any(|m| *m == Membership::Join || (*m == Membership::Invite && hv == HistoryVisibility::Invited)),
     }
 }

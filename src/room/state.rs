@@ -66,6 +66,13 @@ impl Room {
         self.states.get(id)
     }
 
+    /// The event at `key` in state `id`, reading only what finding that one
+    /// key needs (a query that wants one entry of a large state it has not
+    /// built: history visibility).
+    pub fn state_entry(&self, id: StateSetId, key: StateKeyIdx) -> Option<EventIdx> {
+        self.states.lookup(id, key)
+    }
+
     /// The room's current state: the resolution of the states after the
     /// forward extremities.
     pub fn current_state(&mut self) -> StateSetId {

@@ -205,6 +205,23 @@ impl Stored {
         })
     }
 
+    /// The entry at `probe`'s key in map `i`, reading only the chunks a
+    /// binary search over its chunk list visits (a built map is read as it
+    /// is): one key of a large state costs O(log chunks) chunk builds, not
+    /// the whole state.
+    pub(super) fn lookup(&self, i: usize, probe: u64) -> Option<u64> {
+        if let Some(m) = self.maps[i].get() {
+            return m.get_packed(probe);
+        }
+        let numbers = self.chunk_numbers(i);
+        // As `StateMap::chunk_for`: the first chunk whose last entry is at
+        // or past the probe.
+        let at = numbers.partition_point(|n| self.chunk(*n).last().is_some_and(|l| *l < probe));
+        let c = self.chunk(*numbers.get(at)?);
+        let j = c.partition_point(|x| *x < probe);
+        c.get(j).copied()
+    }
+
     /// Chunk `n`, built on first use.
     pub(super) fn chunk(&self, n: u32) -> &Arc<[u64]> {
         self.chunks[n as usize].get_or_init(|| {
