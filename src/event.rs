@@ -17,6 +17,7 @@ use crate::room_version::RoomVersionRules;
 use crate::state_set::StateSetId;
 
 mod image;
+pub(crate) use image::RefBounds;
 mod packed;
 
 /// An interned `(type, state_key)` pair.
@@ -638,19 +639,52 @@ impl Events {
         packed::unpack(p, (b * EVENTS_CHUNK) as u32, EVENTS_CHUNK, &self.names)
     }
 
-    /// A table read back (an image): full chunks become built blocks, the
-    /// last one the tail.
-    fn from_read(
-        mut chunks: Vec<Vec<StoredEvent>>,
-        len: usize,
-        text: Vec<String>,
-        links: Vec<Vec<EventIdx>>,
-        pdus: PageCache,
-    ) -> Self {
-        let tail = if chunks.last().is_some_and(|c| c.len() < EVENTS_CHUNK) { chunks.pop() } else { None };
-        let blocks: Vec<Block> = chunks.into_iter().map(|c| Block::built(c, 0)).collect();
-        let built = blocks.len().into();
-        Self { blocks, tail: tail.unwrap_or_default(), built, len, text, links, pdus: Some(pdus), ..Self::default() }
+    /// An empty table that a read-back fills in order
+    /// ([`push_read`](Self::push_read)): each full block is packed as it
+    /// fills, so a table read back is never held built whole.
+    fn for_read(pdus: PageCache) -> Self {
+        Self { pdus: Some(pdus), ..Self::default() }
+    }
+
+    /// Appends an event read back (its content facts follow, by
+    /// [`set_read_facts`](Self::set_read_facts)); a full block is packed.
+    fn push_read(&mut self, e: StoredEvent) {
+        debug_assert_eq!(e.idx.ix(), self.len);
+        self.tail.push(e);
+        self.len += 1;
+        if self.tail.len() == EVENTS_CHUNK {
+            let (packed, resident) = pack_block(&self.tail, &mut self.names, &mut self.resident);
+            self.tail.clear();
+            self.blocks.push(Block::packed(packed, resident));
+            self.packed_to = self.blocks.len();
+        }
+    }
+
+    /// Gives events read back their content facts: `facts` by event index,
+    /// increasing. A packed block gets its facts in place of none, and its
+    /// state events kept built theirs too.
+    fn set_read_facts(&mut self, facts: Vec<(u32, Facts)>) {
+        let mut facts = facts.into_iter().peekable();
+        for (b, blk) in self.blocks.iter_mut().enumerate() {
+            let end = ((b + 1) * EVENTS_CHUNK) as u32;
+            let mut at = Vec::new();
+            let mut of_block = Vec::new();
+            while let Some((i, f)) = facts.next_if(|(i, _)| *i < end) {
+                let mine = &mut self.resident[blk.resident.start as usize..blk.resident.end as usize];
+                if let Ok(k) = mine.binary_search_by_key(&i, |e| e.idx.0) {
+                    mine[k].facts = f.clone();
+                }
+                at.push((i as usize % EVENTS_CHUNK) as u8);
+                of_block.push(f);
+            }
+            if !at.is_empty() {
+                blk.packed.as_mut().expect("a block read back is packed").set_facts(at, of_block);
+            }
+        }
+        let first = self.blocks.len() * EVENTS_CHUNK;
+        for (i, f) in facts {
+            self.tail[i as usize - first].facts = f;
+        }
     }
 
     /// Keeps the table's full blocks packed, and about `bytes` of them
@@ -673,11 +707,9 @@ impl Events {
         let packed_to = (self.packed_to + PACK_PER_TRIM).min(self.blocks.len());
         for b in self.packed_to..packed_to {
             let events = self.blocks[b].built.get().expect("a block not packed is built");
-            let p = packed::pack(events, &mut self.names);
-            let from = self.resident.len() as u32;
-            self.resident.extend(events.iter().filter(|e| e.key.is_some()).cloned());
+            let (p, resident) = pack_block(events, &mut self.names, &mut self.resident);
             self.blocks[b].packed = Some(p);
-            self.blocks[b].resident = from..self.resident.len() as u32;
+            self.blocks[b].resident = resident;
             if b + keep < self.blocks.len() {
                 self.blocks[b].built.take();
                 self.built.set(self.built.get() - 1);
@@ -878,7 +910,7 @@ struct Block {
 }
 
 impl Block {
-    /// A block just filled (or read back): built, not packed yet.
+    /// A block just filled: built, not packed yet.
     fn built(events: Vec<StoredEvent>, used: u64) -> Self {
         Self {
             packed: None,
@@ -887,6 +919,24 @@ impl Block {
             resident: 0..0,
         }
     }
+
+    /// A block read back: packed, not built.
+    fn packed(packed: packed::Packed, resident: std::ops::Range<u32>) -> Self {
+        Self { packed: Some(packed), built: std::cell::OnceCell::new(), used: 0.into(), resident }
+    }
+}
+
+/// Packs a full block's events, keeping a built copy of its state events in
+/// `resident` (their range there is returned with the packed block).
+fn pack_block(
+    events: &[StoredEvent],
+    names: &mut packed::NameTable,
+    resident: &mut Vec<StoredEvent>,
+) -> (packed::Packed, std::ops::Range<u32>) {
+    let p = packed::pack(events, names);
+    let from = resident.len() as u32;
+    resident.extend(events.iter().filter(|e| e.key.is_some()).cloned());
+    (p, from..resident.len() as u32)
 }
 
 #[cfg(test)]
@@ -956,7 +1006,44 @@ mod tests {
         assert!(t.blocks[last_full].built.get().is_some(), "the block used last is kept");
     }
 
-    /// A table built whole (as an image reads it back) is packed over
+    /// A table read back in order (an image: the records, then the content
+    /// facts) is packed as it is read, never held built: each event reads
+    /// as it was, a state event of a packed block with its facts without
+    /// building the block, and a walk builds nothing.
+    #[test]
+    fn a_table_read_back_is_packed_as_it_is_read() {
+        let room = serde_json::to_vec(&crate::demo::demo_room(1500)).unwrap();
+        let replay = crate::conformance::replay(&room[..]).unwrap();
+        let all: Vec<StoredEvent> = replay.room.events().iter().map(std::borrow::Cow::into_owned).collect();
+        assert!(all.len() > 5 * EVENTS_CHUNK && all.len() % EVENTS_CHUNK != 0);
+        let placeholder = PageCache::new(Box::new(crate::pages::MemoryPages::new()), crate::pages::Table::Pdu, 0);
+        let mut t = Events::for_read(placeholder);
+        let mut facts = Vec::new();
+        for e in &all {
+            if !matches!(e.facts, Facts::None) {
+                facts.push((e.idx.0, e.facts.clone()));
+            }
+            t.push_read(StoredEvent { facts: Facts::None, ..e.clone() });
+            assert_eq!(t.built.get(), 0);
+        }
+        t.set_read_facts(facts);
+        assert_eq!((t.blocks.len(), t.packed_to), (all.len() / EVENTS_CHUNK, all.len() / EVENTS_CHUNK));
+        let packed_events = t.blocks.len() * EVENTS_CHUNK;
+        let with_facts = all[..packed_events].iter().filter(|e| e.key.is_some() && !matches!(e.facts, Facts::None));
+        assert!(with_facts.clone().count() >= 10);
+        for e in with_facts {
+            assert_eq!(format!("{:?}", t.get(e.idx.ix()).unwrap()), format!("{e:?}"), "state event {}", e.idx.0);
+        }
+        assert_eq!(t.built.get(), 0, "state events are read without building their blocks");
+        let walked: Vec<String> = t.iter().map(|e| format!("{:?}", &*e)).collect();
+        assert_eq!(walked, all.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>());
+        assert_eq!(t.built.get(), 0, "a walk builds nothing");
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(format!("{:?}", t.get(i).unwrap()), format!("{e:?}"), "event {i}");
+        }
+    }
+
+    /// A table built whole (a room given its budget once filled) is packed over
     /// several trims, `PACK_PER_TRIM` blocks each, and reads as pushed
     /// throughout; a block not packed yet is never dropped.
     #[test]

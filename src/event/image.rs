@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{
     CreateFacts, EventStatus, Events, Facts, JoinRule, MemberFacts, Membership, StateKeyIdx, StoredEvent, TextRef,
-    EVENTS_CHUNK, LINK_BLOCK, TEXT_BLOCK,
+    LINK_BLOCK, TEXT_BLOCK,
 };
 use crate::ids::{EventIdx, Name};
 use crate::image::{index, ImageError, Numbering, Reader, Writer};
@@ -114,7 +114,7 @@ impl Events {
         names: &[Name],
         pdus: PageCache,
         level_chunks: &mut LevelChunkPool,
-    ) -> Result<Self, ImageError> {
+    ) -> Result<(Self, RefBounds), ImageError> {
         let n_text = r.len(8)?;
         let mut text = Vec::with_capacity(n_text);
         for _ in 0..n_text {
@@ -136,7 +136,8 @@ impl Events {
         }
         let len = r.len(RECORD_BYTES)?;
         let name = |v: u32| index(v, names.len(), "a name").map(|i| names[i as usize].clone());
-        let mut chunks: Vec<Vec<StoredEvent>> = Vec::with_capacity(len.div_ceil(EVENTS_CHUNK));
+        let mut bounds = RefBounds::default();
+        let mut events = Events::for_read(pdus);
         for i in 0..len {
             let rec = r.take(RECORD_BYTES)?;
             let u32_at = |at: usize| u32::from_le_bytes(rec[at..at + 4].try_into().expect("4 bytes"));
@@ -168,10 +169,8 @@ impl Events {
                 auth_node_plus_one: std::num::NonZeroU32::new(u32_at(65)),
             };
             check_refs(&e, &text, &links, len)?;
-            if chunks.last().is_none_or(|c| c.len() == EVENTS_CHUNK) {
-                chunks.push(Vec::with_capacity(EVENTS_CHUNK));
-            }
-            chunks.last_mut().expect("just ensured").push(e);
+            bounds.note(&e);
+            events.push_read(e);
         }
         let n_chunks = r.len(8)?;
         let mut table: Vec<LevelChunk> = Vec::with_capacity(n_chunks);
@@ -191,11 +190,40 @@ impl Events {
         }
         let n_facts = r.len(5)?;
         let mut shared = SharedFacts { table, plain_members: Default::default() };
+        let mut facts = Vec::with_capacity(n_facts);
         for _ in 0..n_facts {
-            let i = index(r.u32()?, len, "a content fact's event")? as usize;
-            chunks[i / EVENTS_CHUNK][i % EVENTS_CHUNK].facts = read_facts(r, &mut shared)?;
+            let i = index(r.u32()?, len, "a content fact's event")?;
+            if facts.last().is_some_and(|(last, _)| *last >= i) {
+                return Err(corrupt("content facts are out of event order"));
+            }
+            facts.push((i, read_facts(r, &mut shared)?));
         }
-        Ok(Events::from_read(chunks, len, text, links, pdus))
+        events.set_read_facts(facts);
+        events.text = text;
+        events.links = links;
+        Ok((events, bounds))
+    }
+}
+
+/// The largest state, state key and auth node numbers an event table read
+/// back refers to (plus one: the sizes those tables need), checked by the
+/// caller once it has read them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RefBounds {
+    pub(crate) states: u32,
+    pub(crate) keys: u32,
+    pub(crate) nodes: u32,
+}
+
+impl RefBounds {
+    fn note(&mut self, e: &StoredEvent) {
+        self.states = self.states.max(e.state_before.0.saturating_add(1)).max(e.state_after.0.saturating_add(1));
+        if let Some(k) = e.key {
+            self.keys = self.keys.max(k.0.saturating_add(1));
+        }
+        if let Some(node) = e.auth_node() {
+            self.nodes = self.nodes.max(node.saturating_add(1));
+        }
     }
 }
 

@@ -42,14 +42,26 @@ impl NameTable {
 #[derive(Debug)]
 pub(super) struct Packed {
     bytes: Box<[u8]>,
-    /// The content facts of the block's events that have any, in order.
+    /// The content facts of the block's events that have any, in order,
+    /// and where each event is in the block (kept apart from the bytes, so
+    /// that a block read back from an image, whose facts come after its
+    /// records, is packed before its facts are known).
     facts: Box<[Facts]>,
+    facts_at: Box<[u8]>,
 }
 
 impl Packed {
     /// Bytes held (the facts counted as their inline size).
     pub(super) fn size(&self) -> usize {
-        self.bytes.len() + std::mem::size_of_val::<[Facts]>(&self.facts)
+        self.bytes.len() + std::mem::size_of_val::<[Facts]>(&self.facts) + self.facts_at.len()
+    }
+
+    /// Gives the events at positions `at` (in the block, increasing) their
+    /// facts, in place of those they were packed with.
+    pub(super) fn set_facts(&mut self, at: Vec<u8>, facts: Vec<Facts>) {
+        debug_assert!(at.windows(2).all(|w| w[0] < w[1]) && at.len() == facts.len());
+        self.facts = facts.into_boxed_slice();
+        self.facts_at = at.into_boxed_slice();
     }
 }
 
@@ -62,13 +74,15 @@ const STATE_KEY: u64 = 1 << 5;
 const KEY: u64 = 1 << 6;
 const AUTH_NODE: u64 = 1 << 7;
 const FIRST_PREV: u64 = 1 << 8;
-const FACTS: u64 = 1 << 9;
 /// The text follows the event before's in the same arena block.
-const TEXT_FOLLOWS: u64 = 1 << 10;
+const TEXT_FOLLOWS: u64 = 1 << 9;
 /// The links follow the event before's.
-const LINKS_FOLLOW: u64 = 1 << 11;
+const LINKS_FOLLOW: u64 = 1 << 10;
 /// No change of state: `state_after == state_before`.
-const SAME_STATE: u64 = 1 << 12;
+const SAME_STATE: u64 = 1 << 11;
+
+// A fact's position in its block is a byte.
+const _: () = assert!(super::EVENTS_CHUNK <= 256);
 
 /// What the first event of a block is packed against.
 struct Before {
@@ -121,8 +135,9 @@ fn put_change(out: &mut Vec<u8>, a: i64, b: i64) {
 pub(super) fn pack(events: &[StoredEvent], names: &mut NameTable) -> Packed {
     let mut out = Vec::with_capacity(events.len() * 24);
     let mut facts = Vec::new();
+    let mut facts_at = Vec::new();
     let mut before = Before::START;
-    for e in events {
+    for (i, e) in events.iter().enumerate() {
         let text_follows = e.text.block == before.text.block && u64::from(e.text.offset) == before.text_end();
         let links_follow = u64::from(e.links_at) == before.links_end;
         let flags = [
@@ -135,7 +150,6 @@ pub(super) fn pack(events: &[StoredEvent], names: &mut NameTable) -> Packed {
             (e.key.is_some(), KEY),
             (e.auth_node_plus_one.is_some(), AUTH_NODE),
             (e.first_prev_ix != u32::MAX, FIRST_PREV),
-            (!matches!(e.facts, Facts::None), FACTS),
             (text_follows, TEXT_FOLLOWS),
             (links_follow, LINKS_FOLLOW),
             (e.state_after == e.state_before, SAME_STATE),
@@ -175,17 +189,18 @@ pub(super) fn pack(events: &[StoredEvent], names: &mut NameTable) -> Packed {
         }
         if !matches!(e.facts, Facts::None) {
             facts.push(e.facts.clone());
+            facts_at.push(u8::try_from(i).expect("a block holds at most 256 events"));
         }
         before = Before::after(e);
     }
-    Packed { bytes: out.into_boxed_slice(), facts: facts.into_boxed_slice() }
+    Packed { bytes: out.into_boxed_slice(), facts: facts.into_boxed_slice(), facts_at: facts_at.into_boxed_slice() }
 }
 
 /// Reads a packed block back (the events from `first` on). The bytes are
 /// the room's own, written by [`pack`]: a wrong byte is a bug, and panics.
 pub(super) fn unpack(p: &Packed, first: u32, len: usize, names: &NameTable) -> Vec<StoredEvent> {
     let mut r = Reader { bytes: &p.bytes, at: 0 };
-    let mut facts = p.facts.iter();
+    let mut facts = p.facts_at.iter().zip(p.facts.iter()).peekable();
     let mut events = Vec::with_capacity(len);
     let mut before = Before::START;
     for i in 0..len {
@@ -212,7 +227,7 @@ pub(super) fn unpack(p: &Packed, first: u32, len: usize, names: &NameTable) -> V
             StateSetId(narrow(i64::from(state_before.0).wrapping_add(r.change()) as u64))
         };
         let auth_node_plus_one = if on(AUTH_NODE) { std::num::NonZeroU32::new(r.u32()) } else { None };
-        let facts = if on(FACTS) { facts.next().expect("one facts value per flag").clone() } else { Facts::None };
+        let facts = facts.next_if(|(at, _)| usize::from(**at) == i).map_or(Facts::None, |(_, f)| f.clone());
         let e = StoredEvent {
             idx: EventIdx(idx),
             text,
@@ -305,7 +320,7 @@ mod tests {
         assert!(events.iter().any(|e| e.status == EventStatus::Rejected));
         assert!(events.iter().any(|e| e.state_key.is_some() && !matches!(e.facts, Facts::None)));
         let mut names = NameTable::default();
-        for size in [1, 7, 256, events.len()] {
+        for size in [1, 7, 100, 256] {
             for (b, block) in events.chunks(size).enumerate() {
                 let p = pack(block, &mut names);
                 let back = unpack(&p, (b * size) as u32, block.len(), &names);

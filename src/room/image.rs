@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::auth_chain::AuthChainIndex;
-use crate::event::{Events, StateKeyIdx};
+use crate::event::{Events, RefBounds, StateKeyIdx};
 use crate::ids::{EventIdx, Name};
 use crate::image::{self, index, ImageError, ImageInfo, Reader, Writer, FORMAT};
 use crate::pages::{PageCache, PageStore, Table};
@@ -183,6 +183,8 @@ struct Sections {
     level_chunks: LevelChunkPool,
     /// With a placeholder page cache until [`Sections::into_room`].
     events: Events,
+    /// What its events refer to in the tables read after it.
+    event_refs: RefBounds,
     by_id: IdIndex,
     key_names: Vec<(Name, Name)>,
     states: StateSets,
@@ -227,7 +229,7 @@ fn read_sections(r: &mut Reader<'_>) -> Result<Sections, ImageError> {
     // The event table refers to its page cache, attached once all is read.
     let placeholder = PageCache::new(Box::new(crate::pages::MemoryPages::new()), Table::Pdu, 0);
     let mut level_chunks = LevelChunkPool::default();
-    let events = Events::read_image(r, &names, placeholder, &mut level_chunks)?;
+    let (events, event_refs) = Events::read_image(r, &names, placeholder, &mut level_chunks)?;
     let events_len = events.len();
     let by_id = IdIndex::read_image(r, events_len)?;
     let flat = r.u32s()?;
@@ -294,6 +296,7 @@ fn read_sections(r: &mut Reader<'_>) -> Result<Sections, ImageError> {
         interned,
         level_chunks,
         events,
+        event_refs,
         by_id,
         key_names,
         states,
@@ -315,15 +318,15 @@ impl Sections {
         let mut events = self.events;
         events.restore_pages(pages);
         let (n_states, n_nodes, n_keys) = (self.states.len(), self.auth_index.len(), self.key_names.len());
-        for e in events.iter() {
-            index(e.state_before.0, n_states, "a state before")?;
-            index(e.state_after.0, n_states, "a state after")?;
-            if let Some(k) = e.key {
-                index(k.0, n_keys, "a state key")?;
-            }
-            if let Some(node) = e.auth_node() {
-                index(node, n_nodes, "an auth node")?;
-            }
+        let refs = self.event_refs;
+        if refs.states as usize > n_states {
+            return Err(corrupt("an event's state is not in the image"));
+        }
+        if refs.keys as usize > n_keys {
+            return Err(corrupt("an event's state key is not in the image"));
+        }
+        if refs.nodes as usize > n_nodes {
+            return Err(corrupt("an event's auth node is not in the image"));
         }
         let strings: HashSet<Name> = self.names.into_iter().take(self.interned).collect();
         let mut keys = HashMap::with_capacity(n_keys);
