@@ -570,7 +570,7 @@ mod tests {
             let mut changes = Vec::new();
             for _ in 0..25 {
                 let key = 2 * (next() % 3000) + 1;
-                let value = (next() % 2 == 0 || step < 60).then(|| next());
+                let value = (next() % 2 == 0 || step < 60).then(&mut next);
                 changes.push((k(key), value.map(e)));
             }
             changes.sort_by_key(|(k, _)| *k);
