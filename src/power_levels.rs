@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::event::{MemberFacts, Membership};
 use crate::ids::Name;
 
 /// One power-level value after Python `int()` conversion.
@@ -85,6 +86,11 @@ pub trait LevelInterner {
     fn name(&mut self, s: &str) -> Name;
     /// A chunk holding `entries`.
     fn chunk(&mut self, entries: &[(Name, Level)]) -> LevelChunk;
+    /// A membership event's facts (a room shares one value per plain
+    /// membership: most of a big room's state).
+    fn member(&mut self, m: MemberFacts) -> Arc<MemberFacts> {
+        Arc::new(m)
+    }
 }
 
 /// Every name and chunk its own.
@@ -122,12 +128,26 @@ fn name_hash(n: &Name) -> u64 {
 /// event that changes one user's level shares every other chunk of its
 /// `users` map with the event before (a 100,000-member room keeps a map of
 /// that size per `m.room.power_levels` event).
+///
+/// It also holds one shared value per plain membership (one that says
+/// nothing but `membership`): a 100,000-member room's membership events
+/// then cost no allocation each for their facts.
 #[derive(Debug, Default)]
 pub struct LevelChunkPool {
     by_hash: std::collections::HashMap<u64, Vec<LevelChunk>>,
+    plain_members: [Option<Arc<MemberFacts>>; Membership::COUNT],
 }
 
 impl LevelChunkPool {
+    /// `m`, shared with every other plain membership of its kind.
+    pub fn member(&mut self, m: MemberFacts) -> Arc<MemberFacts> {
+        if m.authorising_user.is_some() || m.third_party_invite.is_some() {
+            return Arc::new(m);
+        }
+        let at = m.membership.clone() as usize;
+        Arc::clone(self.plain_members[at].get_or_insert_with(|| Arc::new(m)))
+    }
+
     /// The pooled chunk equal to `entries`, pooling it if new.
     pub fn chunk(&mut self, entries: &[(Name, Level)]) -> LevelChunk {
         let h = entries.iter().fold(entries.len() as u64, |h, (k, l)| {

@@ -189,7 +189,7 @@ impl Events {
             table.push(level_chunks.chunk(&entries));
         }
         let n_facts = r.len(5)?;
-        let mut shared = SharedFacts { table, plain_members: Default::default() };
+        let mut shared = SharedFacts { table, pool: level_chunks };
         let mut facts = Vec::with_capacity(n_facts);
         for _ in 0..n_facts {
             let i = index(r.u32()?, len, "a content fact's event")?;
@@ -387,9 +387,9 @@ fn write_facts(w: &mut Writer<'_>, f: &Facts, level_chunks: &Numbering<'_, [(Nam
 /// What the facts of an image share: the level-map chunks, numbered as
 /// written (each held once, in the room's pool), and one value per plain
 /// membership.
-struct SharedFacts {
+struct SharedFacts<'p> {
     table: Vec<LevelChunk>,
-    plain_members: [Option<Arc<MemberFacts>>; MEMBERSHIPS.len()],
+    pool: &'p mut LevelChunkPool,
 }
 
 fn read_facts(r: &mut Reader<'_>, shared: &mut SharedFacts) -> Result<Facts, ImageError> {
@@ -414,11 +414,7 @@ fn read_facts(r: &mut Reader<'_>, shared: &mut SharedFacts) -> Result<Facts, Ima
                 third_party_invite: read_json(r)?,
             };
             // Most memberships say nothing else: one shared value each.
-            Facts::Member(if m.authorising_user.is_none() && m.third_party_invite.is_none() {
-                Arc::clone(shared.plain_members[at as usize].get_or_insert_with(|| Arc::new(m)))
-            } else {
-                Arc::new(m)
-            })
+            Facts::Member(shared.pool.member(m))
         }
         POWER_LEVELS => {
             let users = read_level_map(r, shared)?;

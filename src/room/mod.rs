@@ -38,7 +38,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::auth_chain::AuthChainIndex;
-use crate::event::{Events, PduText, StateKeyIdx, StoredEvent};
+use crate::event::{Events, MemberFacts, PduText, StateKeyIdx, StoredEvent};
 use crate::ids::{EventIdx, Name};
 use crate::pages::PageCache;
 pub use crate::pages::{CacheStats, MemoryPages, PageError, PageStore, RestoreRows, Table};
@@ -162,6 +162,9 @@ impl LevelInterner for RoomInterner<'_> {
     }
     fn chunk(&mut self, entries: &[(Name, Level)]) -> LevelChunk {
         self.level_chunks.chunk(entries)
+    }
+    fn member(&mut self, m: MemberFacts) -> Arc<MemberFacts> {
+        self.level_chunks.member(m)
     }
 }
 
