@@ -60,11 +60,8 @@ impl Room {
     pub fn rollback(&mut self, cp: Checkpoint) {
         self.checkpoint_open = false;
         let kept = cp.events.len();
-        for i in kept..self.events.len() {
-            let e = &self.events[i];
-            self.by_id.remove(self.events.id(e), e.idx);
-            self.rejections.remove(&e.idx);
-        }
+        self.by_id.remove_since(EventIdx(kept as u32));
+        self.rejections.retain(|e, _| e.ix() < kept);
         self.events.cut(cp.events);
         self.referenced.truncate(kept);
         for p in self.referenced_log.drain(cp.referenced_log..) {

@@ -9,17 +9,28 @@ use crate::image::{index, ImageError, Reader, Writer};
 /// Event ID → index, keyed by a 32-bit hash of the ID so that the ID text is
 /// stored once (in the event); the rare colliding IDs go to a plain map.
 ///
-/// A room read back from its image holds the events it had then as a
-/// sorted array of `hash << 32 | index`, read as written (a binary search
-/// finds an ID, colliding hashes side by side), and only the events stored
-/// since in the maps: hashing 150,000 IDs into a map again took a fifth of
-/// a read-back.
+/// Most events are in a sorted array of `hash << 32 | index` (8 bytes an
+/// event; a binary search within the run of its hash's top bits finds an
+/// ID, colliding hashes side by side): those read back from the room's
+/// image, read as written (hashing 150,000 IDs into a map again took a
+/// fifth of a read-back), and those merged in since. New events go to a
+/// map first, merged into the array once the map holds an eighth of it: a
+/// map of every event took 18 MiB at Matrix HQ's million events (hashbrown
+/// at its load factor), the array takes 8.
 #[derive(Debug, Default)]
 pub(super) struct IdIndex {
-    read: Box<[u64]>,
+    sorted: Vec<u64>,
+    /// Where the run of each value of a hash's top `bits` bits starts in
+    /// `sorted` (`2^bits + 1` entries; none while `sorted` is empty).
+    starts: Vec<u32>,
+    bits: u32,
     by_hash: IntMap<u32, EventIdx>,
     collisions: HashMap<Box<str>, EventIdx>,
 }
+
+/// The map is merged into the sorted array once it holds this many events
+/// and an eighth of the array.
+const MERGE_AT_LEAST: usize = 4096;
 
 /// 32 bits of a hash of the ID: enough to find the event (a collision
 /// costs one extra entry in the side map, keyed by the whole ID with a
@@ -35,11 +46,76 @@ fn id_hash(id: &str) -> u32 {
     (h.finish() >> 32) as u32
 }
 
+fn entry(h: u32, idx: EventIdx) -> u64 {
+    u64::from(h) << 32 | u64::from(idx.0)
+}
+
 impl IdIndex {
+    /// The sorted array read back from an image (checked by the caller).
+    fn from_sorted(sorted: Vec<u64>) -> Self {
+        let mut index = Self { sorted, ..Self::default() };
+        index.reindex();
+        index
+    }
+
+    /// The run of `sorted` whose hashes share `h`'s top bits.
+    fn run(&self, h: u32) -> &[u64] {
+        if self.starts.is_empty() {
+            return &[];
+        }
+        let b = (u64::from(h) >> (32 - self.bits)) as usize;
+        &self.sorted[self.starts[b] as usize..self.starts[b + 1] as usize]
+    }
+
+    /// Recomputes `starts` (about one run per 8 events, at most 2^16 runs).
+    fn reindex(&mut self) {
+        self.starts.clear();
+        if self.sorted.is_empty() {
+            return;
+        }
+        self.bits = (self.sorted.len() / 8).max(1).ilog2().min(16);
+        let runs = 1usize << self.bits;
+        self.starts.reserve_exact(runs + 1);
+        let mut at = 0;
+        for b in 0..runs as u64 {
+            while at < self.sorted.len() && (self.sorted[at] >> 32) >> (32 - self.bits) < b {
+                at += 1;
+            }
+            self.starts.push(at as u32);
+        }
+        self.starts.push(self.sorted.len() as u32);
+    }
+
+    /// Moves the map's events into the sorted array (merged from the back,
+    /// in place).
+    fn merge(&mut self) {
+        let mut new: Vec<u64> = self.by_hash.iter().map(|(h, i)| entry(*h, *i)).collect();
+        self.by_hash = IntMap::default();
+        new.sort_unstable();
+        let old = self.sorted.len();
+        self.sorted.reserve_exact(new.len());
+        self.sorted.resize(old + new.len(), 0);
+        let (mut i, mut j) = (old, new.len());
+        for k in (0..self.sorted.len()).rev() {
+            if j == 0 {
+                break;
+            }
+            if i > 0 && self.sorted[i - 1] > new[j - 1] {
+                self.sorted[k] = self.sorted[i - 1];
+                i -= 1;
+            } else {
+                self.sorted[k] = new[j - 1];
+                j -= 1;
+            }
+        }
+        self.reindex();
+    }
+
     pub(super) fn get(&self, id: &str, events: &Events) -> Option<EventIdx> {
         let h = id_hash(id);
-        let from = self.read.partition_point(|x| ((x >> 32) as u32) < h);
-        for x in self.read[from..].iter().take_while(|x| (*x >> 32) as u32 == h) {
+        let run = self.run(h);
+        let from = run.partition_point(|x| ((x >> 32) as u32) < h);
+        for x in run[from..].iter().take_while(|x| (*x >> 32) as u32 == h) {
             let i = EventIdx(*x as u32);
             if events.id(&events[i.ix()]) == id {
                 return Some(i);
@@ -62,13 +138,21 @@ impl IdIndex {
                 self.collisions.insert(id.into(), idx);
             }
         }
+        if self.by_hash.len() >= MERGE_AT_LEAST.max(self.sorted.len() / 8) {
+            self.merge();
+        }
     }
 
-    /// Forgets an event stored since the room opened (a rollback; the
-    /// events read back from its image stay).
-    pub(super) fn remove(&mut self, id: &str, idx: EventIdx) {
-        if self.collisions.remove(id).is_none() && self.by_hash.get(&id_hash(id)) == Some(&idx) {
-            self.by_hash.remove(&id_hash(id));
+    /// Forgets the events from `first` on (a rollback of the batch that
+    /// stored them).
+    pub(super) fn remove_since(&mut self, first: EventIdx) {
+        let kept = |i: &EventIdx| i.0 < first.0;
+        self.collisions.retain(|_, i| kept(i));
+        self.by_hash.retain(|_, i| kept(i));
+        let before = self.sorted.len();
+        self.sorted.retain(|x| kept(&EventIdx(*x as u32)));
+        if self.sorted.len() != before {
+            self.reindex();
         }
     }
 
@@ -96,7 +180,7 @@ impl IdIndex {
                 return Err(corrupt());
             }
         }
-        Ok(Self { read: read.into_boxed_slice(), ..Self::default() })
+        Ok(Self::from_sorted(read))
     }
 }
 
@@ -122,9 +206,49 @@ mod tests {
         assert_eq!(index.get(&b, &events), Some(EventIdx(1)));
         assert_eq!(index.get("$other", &events), Some(EventIdx(2)));
         assert_eq!(index.get("$absent", &events), None);
-        index.remove(&a, EventIdx(0));
+        index.remove_since(EventIdx(1));
+        assert_eq!(index.get(&a, &events), Some(EventIdx(0)));
+        assert_eq!(index.get(&b, &events), None);
+        assert_eq!(index.get("$other", &events), None);
+        index.remove_since(EventIdx(0));
         assert_eq!(index.get(&a, &events), None);
-        assert_eq!(index.get(&b, &events), Some(EventIdx(1)));
+    }
+
+    /// Over many events (the map merged into the sorted array again and
+    /// again, colliding IDs on either side of a merge), every ID is found
+    /// and no other; the map stays under an eighth of the array; a
+    /// rollback forgets exactly the events from its first on, wherever
+    /// they are, and the index takes new events after it.
+    #[test]
+    fn id_index_merges_as_it_grows_and_rolls_back() {
+        let (a, b) = colliding_ids();
+        let mut ids: Vec<String> = (0..20_000).map(|i| format!("$e{i}")).collect();
+        ids[5] = a.clone();
+        ids[15_000] = b.clone();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let events = events_with(&refs);
+        let mut index = IdIndex::default();
+        for (i, id) in ids.iter().enumerate() {
+            index.insert(id, EventIdx(i as u32));
+            assert!(index.by_hash.len() < MERGE_AT_LEAST.max(index.sorted.len() / 8));
+        }
+        assert!(index.sorted.len() > 15_000 && index.bits > 8, "{} sorted, {} bits", index.sorted.len(), index.bits);
+        let found = |index: &IdIndex, upto: usize| {
+            for (i, id) in ids.iter().enumerate() {
+                let want = (i < upto).then_some(EventIdx(i as u32));
+                assert_eq!(index.get(id, &events), want, "{id}");
+            }
+            assert_eq!(index.get("$e20000", &events), None);
+        };
+        found(&index, ids.len());
+        index.remove_since(EventIdx(12_500));
+        found(&index, 12_500);
+        for (i, id) in ids.iter().enumerate().skip(12_500) {
+            index.insert(id, EventIdx(i as u32));
+        }
+        found(&index, ids.len());
+        index.remove_since(EventIdx(3));
+        found(&index, 3);
     }
 
     /// Two IDs whose 32-bit hashes collide, as [`id_hash`] makes them.
@@ -183,7 +307,7 @@ mod tests {
         // The room as it is later, with one more event.
         refs.push("$later");
         let events = events_with(&refs);
-        assert!(index.by_hash.is_empty() && index.collisions.is_empty());
+        assert!(index.by_hash.is_empty() && index.collisions.is_empty() && index.sorted.len() == written.len());
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(index.get(id, &events), Some(EventIdx(i as u32)), "{id}");
         }
@@ -191,7 +315,7 @@ mod tests {
         assert_eq!(index.get("$later", &events), None);
         index.insert("$later", EventIdx(502));
         assert_eq!(index.get("$later", &events), Some(EventIdx(502)));
-        index.remove("$later", EventIdx(502));
+        index.remove_since(EventIdx(502));
         assert_eq!(index.get("$later", &events), None);
         assert_eq!(index.get(&a, &events), Some(EventIdx(17)));
         assert_eq!(index.get(&b, &events), Some(EventIdx(301)));
