@@ -937,9 +937,6 @@ fn main() {
     let hwm = proc_status_kib("VmHWM:") * 1024;
     let rss = proc_status_kib("VmRSS:") * 1024;
     let heap_ingest = heap::peak_without_store();
-    if std::env::var_os("HQ_EXIT_AFTER_INGEST").is_some() {
-        std::process::exit(0);
-    } // TEMP
     let (heap_live, heap_store) = heap::live();
     let gen_bytes = hq.generator_bytes() as u64;
     let s = &hq.stats;
