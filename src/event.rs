@@ -240,6 +240,8 @@ pub struct Events {
     /// auth checks and state resolution read them all over the room, and a
     /// block need not be built for one of them.
     resident: Vec<StoredEvent>,
+    /// While a table is read back: the name numbers of the tail's events.
+    read_numbers: Vec<[u32; 3]>,
     len: usize,
     text: Vec<String>,
     links: Vec<Vec<EventIdx>>,
@@ -459,17 +461,30 @@ impl Events {
     }
 
     /// Appends an event read back (its content facts follow, by
-    /// [`set_read_facts`](Self::set_read_facts)); a full block is packed.
-    fn push_read(&mut self, e: StoredEvent) {
+    /// [`set_read_facts`](Self::set_read_facts)), with the numbers its
+    /// names (sender, type, state key) have in the table's name table; a
+    /// full block is packed. An event that is packed and not a state event
+    /// is never read as it is pushed: its name fields may be placeholders.
+    fn push_read(&mut self, e: StoredEvent, numbers: [u32; 3]) {
         debug_assert_eq!(e.idx.ix(), self.len);
         self.tail.push(e);
+        self.read_numbers.push(numbers);
         self.len += 1;
         if self.tail.len() == EVENTS_CHUNK {
-            let (packed, resident) = pack_block(&self.tail, &mut self.names, &mut self.resident);
+            let numbers = std::mem::take(&mut self.read_numbers);
+            let p = packed::pack_numbered(&self.tail, |i, _| numbers[i]);
+            let resident = keep_resident(&self.tail, &mut self.resident);
             self.tail.clear();
-            self.blocks.push(Block::packed(packed, resident));
+            self.read_numbers = numbers;
+            self.read_numbers.clear();
+            self.blocks.push(Block::packed(p, resident));
             self.packed_to = self.blocks.len();
         }
+    }
+
+    /// The name table's number for `name` (a table being read back).
+    fn read_name_number(&mut self, name: &Name) -> u32 {
+        self.names.number(name)
     }
 
     /// Gives events read back their content facts: `facts` by event index,
@@ -745,7 +760,12 @@ fn pack_block(
     names: &mut packed::NameTable,
     resident: &mut Vec<StoredEvent>,
 ) -> (packed::Packed, std::ops::Range<u32>) {
-    let p = packed::pack(events, names);
+    (packed::pack(events, names), keep_resident(events, resident))
+}
+
+/// Keeps a built copy of a full block's state events in `resident`,
+/// returning their range there.
+fn keep_resident(events: &[StoredEvent], resident: &mut Vec<StoredEvent>) -> std::ops::Range<u32> {
     let from = resident.len() as u32;
     // Grown by an eighth, not doubled: at Matrix HQ's size the state events
     // are 110,000 (12 MB), and a doubled vector could hold as much unused.
@@ -754,7 +774,7 @@ fn pack_block(
         resident.reserve_exact(add.max(resident.len() / 8));
     }
     resident.extend(events.iter().filter(|e| e.key.is_some()).cloned());
-    (p, from..resident.len() as u32)
+    from..resident.len() as u32
 }
 
 #[cfg(test)]
@@ -837,11 +857,29 @@ mod tests {
         let placeholder = PageCache::new(Box::new(crate::pages::MemoryPages::new()), crate::pages::Table::Pdu, 0);
         let mut t = Events::for_read(placeholder);
         let mut facts = Vec::new();
-        for e in &all {
+        for (i, e) in all.iter().enumerate() {
             if !matches!(e.facts, Facts::None) {
                 facts.push((e.idx.0, e.facts.clone()));
             }
-            t.push_read(StoredEvent { facts: Facts::None, ..e.clone() });
+            let numbers = [
+                t.read_name_number(&e.sender),
+                t.read_name_number(&e.event_type),
+                e.state_key.as_ref().map_or(0, |k| t.read_name_number(k)),
+            ];
+            // What a packed event that is not a state event is pushed with
+            // does not matter beyond its numbers: a placeholder name.
+            let placeholder = (i < all.len() / EVENTS_CHUNK * EVENTS_CHUNK && e.key.is_none()).then(|| Name::new("?"));
+            let e = StoredEvent { facts: Facts::None, ..e.clone() };
+            let e = match placeholder {
+                Some(p) => StoredEvent {
+                    sender: p.clone(),
+                    event_type: p.clone(),
+                    state_key: e.state_key.as_ref().map(|_| p),
+                    ..e
+                },
+                None => e,
+            };
+            t.push_read(e, numbers);
             assert_eq!(t.built.get(), 0);
         }
         t.set_read_facts(facts);

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{
     CreateFacts, EventStatus, Events, Facts, JoinRule, MemberFacts, Membership, StateKeyIdx, StoredEvent, TextRef,
-    LINK_BLOCK, TEXT_BLOCK,
+    EVENTS_CHUNK, LINK_BLOCK, TEXT_BLOCK,
 };
 use crate::ids::{EventIdx, Name};
 use crate::image::{index, ImageError, Numbering, Reader, Writer};
@@ -139,14 +139,37 @@ impl Events {
             links.push(block);
         }
         let len = r.len(RECORD_BYTES)?;
-        let name = |v: u32| index(v, names.len(), "a name").map(|i| names[i as usize].clone());
         let mut bounds = RefBounds::default();
         let mut events = Events::for_read(pdus);
+        // The events packed as they are read that are not state events are
+        // never read as built: they get a placeholder for their names (a
+        // name's clone touches its reference count, scattered over memory
+        // for a room's 100,000 members: most of a read-back's time), and
+        // are packed from the image's name numbers, mapped once each to
+        // the table's.
+        let packed_len = len / EVENTS_CHUNK * EVENTS_CHUNK;
+        let placeholder = Name::new("");
+        let mut table_number: Vec<u32> = vec![u32::MAX; names.len()];
+        let mut number = |events: &mut Events, v: u32| -> Result<u32, ImageError> {
+            let i = index(v, names.len(), "a name")? as usize;
+            if table_number[i] == u32::MAX {
+                table_number[i] = events.read_name_number(&names[i]);
+            }
+            Ok(table_number[i])
+        };
         for i in 0..len {
             let rec = r.take(RECORD_BYTES)?;
             let u32_at = |at: usize| u32::from_le_bytes(rec[at..at + 4].try_into().expect("4 bytes"));
             let i64_at = |at: usize| i64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"));
             let flags = rec[0];
+            let built = i >= packed_len || flags & HAS_KEY != 0;
+            let name = |v: u32| -> Result<Name, ImageError> {
+                if built {
+                    index(v, names.len(), "a name").map(|i| names[i as usize].clone())
+                } else {
+                    Ok(placeholder.clone())
+                }
+            };
             let e = StoredEvent {
                 idx: EventIdx(i as u32),
                 text: TextRef { block: u32_at(1), offset: u32_at(5), len: u32_at(9) },
@@ -174,7 +197,9 @@ impl Events {
             };
             check_refs(&e, &text, &links, len)?;
             bounds.note(&e);
-            events.push_read(e);
+            let state_key = if flags & HAS_STATE_KEY != 0 { number(&mut events, u32_at(33))? } else { 0 };
+            let numbers = [number(&mut events, u32_at(25))?, number(&mut events, u32_at(29))?, state_key];
+            events.push_read(e, numbers);
         }
         let n_chunks = r.len(8)?;
         let mut table: Vec<LevelChunk> = Vec::with_capacity(n_chunks);

@@ -26,7 +26,7 @@ pub(super) struct NameTable {
 }
 
 impl NameTable {
-    fn number(&mut self, name: &Name) -> u32 {
+    pub(super) fn number(&mut self, name: &Name) -> u32 {
         *self.by_addr.entry(name.addr()).or_insert_with(|| {
             self.names.push(name.clone());
             u32::try_from(self.names.len() - 1).expect("fewer than 2^32 names")
@@ -133,6 +133,19 @@ fn put_change(out: &mut Vec<u8>, a: i64, b: i64) {
 
 /// Packs a full block's events.
 pub(super) fn pack(events: &[StoredEvent], names: &mut NameTable) -> Packed {
+    pack_numbered(events, |_, e| {
+        [names.number(&e.sender), names.number(&e.event_type), e.state_key.as_ref().map_or(0, |k| names.number(k))]
+    })
+}
+
+/// Packs a full block's events, their names (sender, type, state key) as
+/// `numbers` gives them: the table's numbers of those names. An event's
+/// own name fields are then not read (a table read back from an image packs
+/// its events from the image's name numbers without touching the names).
+pub(super) fn pack_numbered(
+    events: &[StoredEvent],
+    mut numbers: impl FnMut(usize, &StoredEvent) -> [u32; 3],
+) -> Packed {
     let mut out = Vec::with_capacity(events.len() * 24);
     let mut facts = Vec::new();
     let mut facts_at = Vec::new();
@@ -170,10 +183,11 @@ pub(super) fn pack(events: &[StoredEvent], names: &mut NameTable) -> Packed {
         if e.first_prev_ix != u32::MAX {
             put_change(&mut out, e.idx.0.into(), e.first_prev_ix.into());
         }
-        put(&mut out, names.number(&e.sender).into());
-        put(&mut out, names.number(&e.event_type).into());
-        if let Some(k) = &e.state_key {
-            put(&mut out, names.number(k).into());
+        let [sender, event_type, state_key] = numbers(i, e);
+        put(&mut out, sender.into());
+        put(&mut out, event_type.into());
+        if e.state_key.is_some() {
+            put(&mut out, state_key.into());
         }
         if let Some(k) = e.key {
             put(&mut out, k.0.into());
