@@ -471,20 +471,14 @@ impl Events {
         self.read_numbers.push(numbers);
         self.len += 1;
         if self.tail.len() == EVENTS_CHUNK {
-            let numbers = std::mem::take(&mut self.read_numbers);
+            let numbers = &self.read_numbers;
             let p = packed::pack_numbered(&self.tail, |i, _| numbers[i]);
             let resident = keep_resident(&self.tail, &mut self.resident);
             self.tail.clear();
-            self.read_numbers = numbers;
             self.read_numbers.clear();
             self.blocks.push(Block::packed(p, resident));
             self.packed_to = self.blocks.len();
         }
-    }
-
-    /// The name table's number for `name` (a table being read back).
-    fn read_name_number(&mut self, name: &Name) -> u32 {
-        self.names.number(name)
     }
 
     /// Gives events read back their content facts: `facts` by event index,
@@ -534,9 +528,9 @@ impl Events {
         let packed_to = (self.packed_to + PACK_PER_TRIM).min(self.blocks.len());
         for b in self.packed_to..packed_to {
             let events = self.blocks[b].built.get().expect("a block not packed is built");
-            let (p, resident) = pack_block(events, &mut self.names, &mut self.resident);
+            let p = packed::pack(events, &mut self.names);
+            self.blocks[b].resident = keep_resident(events, &mut self.resident);
             self.blocks[b].packed = Some(p);
-            self.blocks[b].resident = resident;
             if b + keep < self.blocks.len() {
                 self.blocks[b].built.take();
                 self.built.set(self.built.get() - 1);
@@ -753,16 +747,6 @@ impl Block {
     }
 }
 
-/// Packs a full block's events, keeping a built copy of its state events in
-/// `resident` (their range there is returned with the packed block).
-fn pack_block(
-    events: &[StoredEvent],
-    names: &mut packed::NameTable,
-    resident: &mut Vec<StoredEvent>,
-) -> (packed::Packed, std::ops::Range<u32>) {
-    (packed::pack(events, names), keep_resident(events, resident))
-}
-
 /// Keeps a built copy of a full block's state events in `resident`,
 /// returning their range there.
 fn keep_resident(events: &[StoredEvent], resident: &mut Vec<StoredEvent>) -> std::ops::Range<u32> {
@@ -862,9 +846,9 @@ mod tests {
                 facts.push((e.idx.0, e.facts.clone()));
             }
             let numbers = [
-                t.read_name_number(&e.sender),
-                t.read_name_number(&e.event_type),
-                e.state_key.as_ref().map_or(0, |k| t.read_name_number(k)),
+                t.names.number(&e.sender),
+                t.names.number(&e.event_type),
+                e.state_key.as_ref().map_or(0, |k| t.names.number(k)),
             ];
             // What a packed event that is not a state event is pushed with
             // does not matter beyond its numbers: a placeholder name.

@@ -28,15 +28,13 @@ pub enum Membership {
     Missing,
 }
 
-impl Membership {
-    /// Number of variants.
-    pub const COUNT: usize = 7;
-}
-
 // `COUNT` is every variant.
 const _: () = assert!(Membership::Missing as usize + 1 == Membership::COUNT);
 
 impl Membership {
+    /// Number of variants.
+    pub const COUNT: usize = 7;
+
     fn from_content(content: &Map<String, Value>) -> Self {
         match content.get("membership") {
             None => Membership::Missing,

@@ -153,7 +153,7 @@ impl Events {
         let mut number = |events: &mut Events, v: u32| -> Result<u32, ImageError> {
             let i = index(v, names.len(), "a name")? as usize;
             if table_number[i] == u32::MAX {
-                table_number[i] = events.read_name_number(&names[i]);
+                table_number[i] = events.names.number(&names[i]);
             }
             Ok(table_number[i])
         };
