@@ -99,7 +99,7 @@ impl Room {
         }
         let number = |s: &str| numbers.get(s).copied();
         self.events.write_image(w, &number);
-        IdIndex::write_image(&self.events, w);
+        self.by_id.write_image(w);
         let name = |n: &Name| numbers[&**n];
         w.u32s(self.key_names.iter().flat_map(|(t, s)| [name(t), name(s)]).collect::<Vec<_>>().into_iter());
         self.states.write_image(w);
