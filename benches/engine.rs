@@ -62,7 +62,7 @@ fn main() {
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     for e in &accepted {
-        let id = room.id(*e).to_owned();
+        let id = room.id(*e).unwrap().to_owned();
         let t = Instant::now();
         let a = queries::state_ids(room, &origin, &id).expect("state_ids");
         cold.push(t.elapsed());
@@ -77,7 +77,7 @@ fn main() {
     let mut bf = Vec::new();
     let mut gme = Vec::new();
     for e in accepted.iter().step_by(10) {
-        let id = vec![room.id(*e).to_owned()];
+        let id = vec![room.id(*e).unwrap().to_owned()];
         let t = Instant::now();
         std::hint::black_box(queries::backfill(room, &origin, &id, 100).expect("backfill"));
         bf.push(t.elapsed());

@@ -1063,7 +1063,7 @@ fn main() {
     // every member's event: their blocks of the event table).
     let origin = "s0.example";
     let newest = *accepted.last().expect("an accepted event");
-    let newest_id = room.id(newest).to_owned();
+    let newest_id = room.id(newest).unwrap().to_owned();
     drop(current);
     hq.room.trim_caches();
     heap::reset_peak();
@@ -1099,7 +1099,7 @@ fn main() {
         let mut v = Vec::new();
         let mut most = 0;
         for _ in 0..budget(n) {
-            let id = room.id(accepted[rng.below(accepted.len())]).to_owned();
+            let id = room.id(accepted[rng.below(accepted.len())]).unwrap().to_owned();
             let peak = heap::peak_without_store();
             heap::reset_peak();
             let before = heap::live();

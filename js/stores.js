@@ -152,8 +152,13 @@ export function sqlPages(sql) {
   // the log): binary parts of at most 1 MiB and a JSON meta row, written
   // straight away (an image is written in one turn, outside any batch).
   sql.exec("CREATE TABLE IF NOT EXISTS image (k TEXT PRIMARY KEY, v BLOB NOT NULL)");
+  // The event IDs of each full block of the engine's event table (text,
+  // keyed by a hash of the row: a row is never overwritten with other IDs),
+  // written straight away like the image: a block's row is written once its
+  // batch is stored, and read back instead of holding its IDs in memory.
+  sql.exec("CREATE TABLE IF NOT EXISTS ids (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
   const table = (t) => {
-    if (t !== "pdu" && t !== "image") throw new RoomdagError("M_UNKNOWN", `page store: no table ${JSON.stringify(t)}`);
+    if (t !== "pdu" && t !== "image" && t !== "ids") throw new RoomdagError("M_UNKNOWN", `page store: no table ${JSON.stringify(t)}`);
     return t;
   };
   const bytes = (v) => (v instanceof Uint8Array ? v : typeof v === "string" ? new TextEncoder().encode(v) : new Uint8Array(v));
@@ -200,6 +205,10 @@ export function sqlPages(sql) {
         for (const row of sql.exec("SELECT v FROM image WHERE k = ?", key)) return bytes(row.v);
         return null;
       }
+      if (t === "ids") {
+        for (const row of sql.exec("SELECT v FROM ids WHERE k = ?", key)) return row.v;
+        return null;
+      }
       write();
       if (failed) throw failed;
       for (const row of sql.exec("SELECT json FROM pdu WHERE event_id = ?", key)) return row.json;
@@ -221,13 +230,17 @@ export function sqlPages(sql) {
         sql.exec("INSERT OR REPLACE INTO image (k, v) VALUES (?, ?)", key, bytes(text));
         return;
       }
+      if (t === "ids") {
+        sql.exec("INSERT OR REPLACE INTO ids (k, v) VALUES (?, ?)", key, text);
+        return;
+      }
       pending.push(key, text);
       if (pending.length >= 2 * MAX_PENDING_ROWS) write();
     },
     delete(t, key) {
       table(t);
-      if (t === "image") {
-        sql.exec("DELETE FROM image WHERE k = ?", key);
+      if (t === "image" || t === "ids") {
+        sql.exec(`DELETE FROM ${t} WHERE k = ?`, key);
         return;
       }
       write();

@@ -390,15 +390,15 @@ pub fn check_state_independent_auth_rules(
         //     auth events selection algorithm picks;
         let expected_here = key.1.is_some_and(|sk| expected.iter().any(|&(t, k)| t == key.0 && k == sk));
         if !expected_here {
-            return Err(AuthRejection::UnexpectedAuthEvent(
-                events.id(a).to_owned(),
-                key.0.into(),
-                key.1.unwrap_or("").into(),
-            ));
+            // Not necessarily a state event: its ID may have to be read
+            // back from the page store, which may fail; the reason then
+            // says so (the rejection stands either way).
+            let id = events.id(a).map_or_else(|e| format!("(ID unreadable: {e})"), |id| id.to_string());
+            return Err(AuthRejection::UnexpectedAuthEvent(id, key.0.into(), key.1.unwrap_or("").into()));
         }
         // 2.3 have entries which were themselves rejected.
         if !a.is_accepted() {
-            return Err(AuthRejection::RejectedAuthEvent(events.id(a).to_owned()));
+            return Err(AuthRejection::RejectedAuthEvent(events.resident_id(a).to_owned()));
         }
         has_create |= a.is("m.room.create", "");
         seen.push(key);

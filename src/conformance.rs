@@ -7,9 +7,10 @@ use std::io::{Read, Write};
 
 use serde_json::{json, Value};
 
-use crate::event::EventStatus;
+use crate::event::{EventStatus, IdText};
 use crate::fixture::{read_queries, stream_room, FixtureError, FixtureHeader, Query};
 use crate::ids::EventIdx;
+use crate::pages::PageError;
 use crate::queries::{self, Direction, QueryError, Served};
 use crate::room::{DropStage, Outcome, Room, Verification};
 use crate::signing::{encode_base64, PinnedKeys};
@@ -193,7 +194,8 @@ impl ReplaySink {
             }
             o => {
                 let id = o.event_id().expect("stored outcomes have an ID");
-                let event = room.lookup(id.as_str()).expect("stored");
+                let event =
+                    room.lookup(id.as_str())?.ok_or_else(|| FixtureError::Invalid(format!("{id} is not stored")))?;
                 if matches!(o, Outcome::Duplicate { .. }) {
                     Line::Duplicate(event)
                 } else {
@@ -308,7 +310,7 @@ fn pipelined_inner(reader: impl Read + Send, pages: Option<Pages>) -> Result<Rep
 /// object of them is written in (sorted, like [`json!`] objects).
 #[derive(serde::Serialize)]
 struct LineEntry<'a> {
-    event_id: &'a str,
+    event_id: IdText<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -343,13 +345,16 @@ fn hex(d: [u8; 32]) -> String {
 
 impl Replay {
     /// The entry of the answers' `events` list for one fixture line.
-    pub fn line_json(&self, line: &Line) -> Value {
-        serde_json::to_value(self.line_entry(line)).expect("an entry is a JSON object")
+    ///
+    /// # Errors
+    /// The room's page store failed to read the event's ID back.
+    pub fn line_json(&self, line: &Line) -> Result<Value, PageError> {
+        Ok(serde_json::to_value(self.line_entry(line)?).expect("an entry is a JSON object"))
     }
 
-    fn line_entry(&self, line: &Line) -> LineEntry<'_> {
+    fn line_entry(&self, line: &Line) -> Result<LineEntry<'_>, PageError> {
         let mut entry = LineEntry {
-            event_id: "",
+            event_id: IdText::Held(""),
             reason: None,
             redacted_on_receipt: false,
             stage: None,
@@ -360,17 +365,17 @@ impl Replay {
         match *line {
             Line::Dropped(i) => {
                 let d = &self.dropped[i as usize];
-                entry.event_id = &d.event_id;
+                entry.event_id = IdText::Held(&d.event_id);
                 entry.reason = Some(&d.reason);
                 entry.stage = Some(d.stage);
             }
             Line::Duplicate(event) => {
-                entry.event_id = self.room.id(event);
+                entry.event_id = self.room.id(event)?;
                 entry.reason = Some("duplicate event");
             }
             Line::Stored(event) => {
                 let e = self.room.event(event);
-                entry.event_id = self.room.id(event);
+                entry.event_id = self.room.id(event)?;
                 entry.status = match e.status {
                     EventStatus::Accepted => "accepted",
                     EventStatus::Rejected => "rejected",
@@ -381,14 +386,16 @@ impl Replay {
                 entry.state_after = Some(Hex(self.room.state_digest(e.state_after)));
             }
         }
-        entry
+        Ok(entry)
     }
 
     /// Writes the `roomdag-answers/1` document for `queries`, streaming one
     /// event and one answer at a time.
     pub fn write_answers(&mut self, queries: &[Query], mut w: impl Write) -> std::io::Result<()> {
         let current = self.room.current_state();
-        let mut extremities: Vec<&str> = self.room.forward_extremities().map(|e| self.room.id(e)).collect();
+        let extremities: Result<Vec<String>, PageError> =
+            self.room.forward_extremities().map(|e| Ok(self.room.id(e)?.to_string())).collect();
+        let mut extremities = extremities.map_err(std::io::Error::other)?;
         extremities.sort_unstable();
         let head = json!({
             "format": "roomdag-answers/1",
@@ -404,7 +411,7 @@ impl Replay {
             if i > 0 {
                 w.write_all(b",")?;
             }
-            serde_json::to_writer(&mut w, &self.line_entry(line))?;
+            serde_json::to_writer(&mut w, &self.line_entry(line).map_err(std::io::Error::other)?)?;
         }
         w.write_all(b"],\"answers\":[")?;
         for (i, q) in queries.iter().enumerate() {
@@ -434,12 +441,15 @@ fn query_error(id: &str, e: QueryError) -> Value {
     error(id, e.status(), e.errcode(), &e.to_string())
 }
 
-fn served(room: &Room, list: Vec<Served>) -> Value {
-    Value::Array(list.into_iter().map(|s| json!({"event_id": room.id(s.event), "pruned": s.pruned})).collect())
+fn served(room: &Room, list: Vec<Served>) -> Result<Value, PageError> {
+    let list: Result<Vec<Value>, PageError> =
+        list.into_iter().map(|s| Ok(json!({"event_id": room.id(s.event)?.to_string(), "pruned": s.pruned}))).collect();
+    Ok(Value::Array(list?))
 }
 
-fn ids(room: &Room, list: impl IntoIterator<Item = EventIdx>) -> Value {
-    Value::Array(list.into_iter().map(|e| json!(room.id(e))).collect())
+/// State and auth-chain IDs (state events: held by the room).
+fn state_ids(room: &Room, list: impl IntoIterator<Item = EventIdx>) -> Value {
+    Value::Array(list.into_iter().map(|e| json!(room.state_id(e))).collect())
 }
 
 fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
@@ -457,7 +467,7 @@ pub fn answer(room: &Room, q: &Query) -> Value {
             };
             match queries::state_ids(room, &q.origin, event_id) {
                 Ok(s) => {
-                    json!({"id": id, "status": 200, "pdu_ids": ids(room, s.pdu_ids), "auth_chain_ids": ids(room, s.auth_chain_ids.iter().copied())})
+                    json!({"id": id, "status": 200, "pdu_ids": state_ids(room, s.pdu_ids), "auth_chain_ids": state_ids(room, s.auth_chain_ids.iter().copied())})
                 }
                 Err(e) => query_error(id, e),
             }
@@ -470,8 +480,8 @@ pub fn answer(room: &Room, q: &Query) -> Value {
                 Some(l) if l > 0 => l as usize,
                 _ => return error(id, 400, "M_INVALID_PARAM", "limit must be a positive integer"),
             };
-            match queries::backfill(room, &q.origin, v, limit) {
-                Ok(list) => json!({"id": id, "status": 200, "pdus": served(room, list)}),
+            match queries::backfill(room, &q.origin, v, limit).and_then(|l| Ok(served(room, l)?)) {
+                Ok(list) => json!({"id": id, "status": 200, "pdus": list}),
                 Err(e) => query_error(id, e),
             }
         }
@@ -490,8 +500,10 @@ pub fn answer(room: &Room, q: &Query) -> Value {
                     None => return error(id, 400, "M_INVALID_PARAM", "limit must be an integer"),
                 },
             };
-            match queries::get_missing_events(room, &q.origin, &earliest, &latest, limit) {
-                Ok(list) => json!({"id": id, "status": 200, "events": served(room, list)}),
+            match queries::get_missing_events(room, &q.origin, &earliest, &latest, limit)
+                .and_then(|l| Ok(served(room, l)?))
+            {
+                Ok(list) => json!({"id": id, "status": 200, "events": list}),
                 Err(e) => query_error(id, e),
             }
         }
@@ -502,9 +514,9 @@ pub fn answer(room: &Room, q: &Query) -> Value {
                 Some("b") => Direction::Backward,
                 _ => return error(id, 400, "M_INVALID_PARAM", "dir must be f or b"),
             };
-            match queries::timestamp_to_event(room, &q.origin, ts, dir) {
-                Ok(e) => {
-                    json!({"id": id, "status": 200, "event_id": room.id(e), "origin_server_ts": room.event(e).origin_server_ts})
+            match queries::timestamp_to_event(room, &q.origin, ts, dir).and_then(|e| Ok((e, room.id(e)?))) {
+                Ok((e, event_id)) => {
+                    json!({"id": id, "status": 200, "event_id": event_id, "origin_server_ts": room.event(e).origin_server_ts})
                 }
                 Err(e) => query_error(id, e),
             }
@@ -513,9 +525,9 @@ pub fn answer(room: &Room, q: &Query) -> Value {
             let Some(event_id) = q.event_id.as_deref() else {
                 return missing("event_id");
             };
-            match queries::event(room, &q.origin, event_id) {
-                Ok(s) => {
-                    json!({"id": id, "status": 200, "event_id": room.id(s.event), "pruned": s.pruned})
+            match queries::event(room, &q.origin, event_id).and_then(|s| Ok((room.id(s.event)?, s))) {
+                Ok((event_id, s)) => {
+                    json!({"id": id, "status": 200, "event_id": event_id, "pruned": s.pruned})
                 }
                 Err(e) => query_error(id, e),
             }

@@ -33,6 +33,12 @@ fn seed_for(server: &str) -> String {
 }
 
 impl Builder {
+    /// A stored event's ID (the builder's room keeps its IDs in memory: no
+    /// page store, so reading one never fails).
+    fn id(&self, e: EventIdx) -> String {
+        self.room.id(e).expect("a room without a page store holds every ID").to_string()
+    }
+
     fn key(&self, server: &str) -> &ServerSigningKey {
         self.keys.iter().find(|k| k.server_name == server).expect("a demo server")
     }
@@ -59,7 +65,7 @@ impl Builder {
         ev.insert("content".into(), content);
         ev.insert("origin_server_ts".into(), json!(self.ts));
         ev.insert("depth".into(), json!(depth));
-        ev.insert("prev_events".into(), json!(prev.iter().map(|p| self.room.id(*p)).collect::<Vec<_>>()));
+        ev.insert("prev_events".into(), json!(prev.iter().map(|p| self.id(*p)).collect::<Vec<_>>()));
         if !self.room_id.is_empty() {
             ev.insert("room_id".into(), json!(self.room_id));
         }
@@ -73,7 +79,7 @@ impl Builder {
                     continue; // implied in room v12
                 }
                 if let Some(e) = self.room.key_of(&t, &k).and_then(|key| self.room.state(before).get(key)) {
-                    auth.push(self.room.id(e).to_owned());
+                    auth.push(self.id(e));
                 }
             }
         }
@@ -86,7 +92,7 @@ impl Builder {
             self.room_id = self.room.room_id().unwrap_or_default().to_owned();
         }
         self.events.push(json!({"event_id": id, "origin": server, "pdu": ev, "meta": {"intent": outcome.status()}}));
-        self.room.lookup(&id)
+        self.room.lookup(&id).expect("a room without a page store holds every ID")
     }
 
     /// A throwaway stored view of an event under construction, for the auth
@@ -183,7 +189,7 @@ pub fn demo_room(events: usize) -> Value {
         .add(carol, "m.room.message", None, json!({"msgtype": "m.text", "body": "oops, wrong room"}), &[tip])
         .expect("message");
     tip = b
-        .add(carol, "m.room.redaction", None, json!({"redacts": b.room.id(oops).to_owned(), "reason": "typo"}), &[oops])
+        .add(carol, "m.room.redaction", None, json!({"redacts": b.id(oops), "reason": "typo"}), &[oops])
         .expect("redaction");
     // A partition: alpha's side and beta/gamma's side change state concurrently.
     let fork = tip;

@@ -9,10 +9,11 @@
 use std::sync::Arc;
 
 use crate::ids::{EventIdx, Name};
-use crate::pages::{PageCache, PageError, RestoreRows};
+use crate::pages::{PageCache, PageError, RestoreRows, Table};
 use crate::state_set::StateSetId;
 
 mod facts;
+mod id_rows;
 mod image;
 mod packed;
 
@@ -92,12 +93,19 @@ pub struct StoredEvent {
     auth_node_plus_one: Option<std::num::NonZeroU32>,
 }
 
-/// Where an event's ID and PDU text live in the text arena.
+/// Where an event's ID and PDU text live in the text arena; with a page
+/// store, where its ID lives (the arena, `Events::recent`, or its block's
+/// row: [`id_rows`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct TextRef {
     block: u32,
     offset: u32,
     len: u32,
+}
+
+impl TextRef {
+    /// An ID in its block's row ([`id_rows`]).
+    const PAGED: TextRef = TextRef { block: id_rows::PAGED, offset: 0, len: 0 };
 }
 
 /// The fields of a new [`StoredEvent`].
@@ -246,6 +254,82 @@ pub struct Events {
     text: Vec<String>,
     links: Vec<Vec<EventIdx>>,
     pdus: Option<PageCache>,
+    /// With a page store: the IDs of each block from `settled_to` on, the
+    /// tail's last (a string a block, the IDs one after the other), until
+    /// its row is written ([`id_rows`]).
+    recent: std::collections::VecDeque<String>,
+    /// Blocks before this one have their IDs in a row of the page store
+    /// (those of their state events also in the text arena).
+    settled_to: usize,
+    /// The key of each settled block's row.
+    row_keys: Vec<[u8; 16]>,
+    /// While a batch may be rolled back: the table's length when it began
+    /// (no block it may cut back is settled).
+    hold_from: Option<usize>,
+}
+
+/// An event's ID: borrowed from the room, or a slice of a row read back
+/// from the page store. Reads as a `&str` (and `to_owned` gives a `String`).
+#[derive(Debug)]
+pub enum IdText<'a> {
+    /// Held by the room.
+    Held(&'a str),
+    /// In its block's row of IDs.
+    Row(Arc<str>, std::ops::Range<usize>),
+}
+
+impl std::ops::Deref for IdText<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            IdText::Held(s) => s,
+            IdText::Row(row, at) => &row[at.clone()],
+        }
+    }
+}
+
+impl PartialEq for IdText<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for IdText<'_> {}
+
+impl PartialOrd for IdText<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for IdText<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+impl PartialEq<str> for IdText<'_> {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&str> for IdText<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Display for IdText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl serde::Serialize for IdText<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self)
+    }
 }
 
 /// An event's PDU text: borrowed from the text arena, or shared from the
@@ -280,6 +364,8 @@ pub struct EventsMark {
     len: usize,
     text_blocks: usize,
     text_len: usize,
+    /// The tail's IDs' length, with a page store.
+    recent_len: usize,
     link_blocks: usize,
     links_len: usize,
 }
@@ -341,18 +427,27 @@ impl Events {
     }
 
     fn push_text(&mut self, id: &str, raw: &str) -> TextRef {
-        // Paged: the arena holds the ID alone (the PDU went to the store).
-        let raw = if self.pdus.is_some() { "" } else { raw };
-        let need = id.len() + raw.len();
-        if self.text.last().is_none_or(|b| b.capacity() - b.len() < need) {
-            self.text.push(String::with_capacity(need.max(TEXT_BLOCK)));
+        if self.pdus.is_some() {
+            // Paged: the PDU went to the store, the ID is held with its
+            // block's until the block's row is written.
+            let tail = self.tail_ids();
+            if tail.capacity() == 0 {
+                tail.reserve_exact(EVENTS_CHUNK * id.len());
+            }
+            let offset = tail.len();
+            tail.push_str(id);
+            return TextRef { block: id_rows::RECENT, offset: offset as u32, len: id.len() as u32 };
         }
-        let block = self.text.len() - 1;
-        let b = self.text.last_mut().expect("just ensured");
-        let offset = b.len();
-        b.push_str(id);
-        b.push_str(raw);
-        TextRef { block: block as u32, offset: offset as u32, len: need as u32 }
+        push_arena(&mut self.text, &[id, raw])
+    }
+
+    /// The tail's IDs (with a page store).
+    fn tail_ids(&mut self) -> &mut String {
+        let at = self.blocks.len() - self.settled_to;
+        if self.recent.len() <= at {
+            self.recent.resize(at + 1, String::new());
+        }
+        &mut self.recent[at]
     }
 
     fn push_links(&mut self, prev: &[EventIdx], auth: &[EventIdx]) -> u32 {
@@ -508,6 +603,51 @@ impl Events {
         }
     }
 
+    /// Marks the start of a batch that may be cut back
+    /// ([`cut`](Self::cut)): until [`release`](Self::release), no block
+    /// filled since has its IDs written as a row and dropped.
+    pub fn hold(&mut self) {
+        self.hold_from = Some(self.len);
+    }
+
+    /// Ends [`hold`](Self::hold): the batch is stored, or was cut back.
+    pub fn release(&mut self) {
+        self.hold_from = None;
+    }
+
+    /// With a page store: writes the IDs of each full block not held
+    /// ([`hold`](Self::hold)) as a row of the store, and keeps those of
+    /// its state events only (in the text arena). A block whose row cannot
+    /// be written keeps its IDs (tried again at the next call).
+    ///
+    /// # Errors
+    /// The store failed to write a row.
+    pub fn settle_ids(&mut self) -> Result<(), PageError> {
+        let Some(pages) = self.pdus.as_mut() else { return Ok(()) };
+        let upto = (self.hold_from.unwrap_or(self.len) / EVENTS_CHUNK).min(self.blocks.len());
+        while self.settled_to < upto {
+            let b = self.settled_to;
+            // Blocks are packed once settled: this one is built.
+            let events = self.blocks[b].built.get_mut().expect("a block not settled is built");
+            let ids = &self.recent[0];
+            let row = id_rows::row(ids, events.iter().map(|e| e.id_len));
+            let key = id_rows::key(&row);
+            pages.put_row(Table::Ids, &id_rows::key_text(&key), &row)?;
+            for e in events.iter_mut() {
+                e.text = if e.key.is_some() {
+                    let at = e.text.offset as usize;
+                    push_arena(&mut self.text, &[&ids[at..at + usize::from(e.id_len)]])
+                } else {
+                    TextRef::PAGED
+                };
+            }
+            self.recent.pop_front();
+            self.row_keys.push(key);
+            self.settled_to += 1;
+        }
+        Ok(())
+    }
+
     /// Keeps the table's full blocks packed, and about `bytes` of them
     /// built, from the next [`trim`](Self::trim) on (`None`: all built,
     /// none packed, as by default).
@@ -522,10 +662,17 @@ impl Events {
     /// packed over the next calls, not all before the first answer. A block
     /// packed here that is not among the newest the budget holds is dropped
     /// at once, so that packing never holds the table twice.
+    ///
+    /// With a page store, first writes the rows of the full blocks' IDs
+    /// ([`settle_ids`](Self::settle_ids)); only settled blocks are packed.
     pub fn trim(&mut self) {
+        // A row not written is tried again at the next trim (its IDs are
+        // kept meanwhile), and an image refuses to be written without it.
+        let _ = self.settle_ids();
         let Some(budget) = self.budget else { return };
         let keep = budget * 3 / 4 / BLOCK_BYTES;
-        let packed_to = (self.packed_to + PACK_PER_TRIM).min(self.blocks.len());
+        let packable = if self.pdus.is_some() { self.settled_to } else { self.blocks.len() };
+        let packed_to = (self.packed_to + PACK_PER_TRIM).min(packable).max(self.packed_to);
         for b in self.packed_to..packed_to {
             let events = self.blocks[b].built.get().expect("a block not packed is built");
             let p = packed::pack(events, &mut self.names);
@@ -568,19 +715,58 @@ impl Events {
         &b[e.text.offset as usize..(e.text.offset + e.text.len) as usize]
     }
 
-    /// An event's ID.
-    pub fn id(&self, e: &StoredEvent) -> &str {
-        &self.text_of(e)[..e.id_len as usize]
+    /// An event's ID, read from its block's row if the room does not hold
+    /// it ([`id_rows`]: an event that is not a state event, in a full
+    /// block, with a page store).
+    ///
+    /// # Errors
+    /// The page store failed to read the row back, or it is corrupt.
+    pub fn id(&self, e: &StoredEvent) -> Result<IdText<'_>, PageError> {
+        if let Some(id) = self.held_id(e) {
+            return Ok(IdText::Held(id));
+        }
+        let b = e.idx.ix() / EVENTS_CHUNK;
+        let key = id_rows::key_text(&self.row_keys[b]);
+        let pages = self.pdus.as_ref().expect("IDs are paged with a page store");
+        let row = pages.get_row(Table::Ids, b as u32, &key)?;
+        match id_rows::find(&row, e.idx.ix() % EVENTS_CHUNK) {
+            Some(at) if at.len() == usize::from(e.id_len) => Ok(IdText::Row(row, at)),
+            _ => Err(PageError::Corrupt { table: Table::Ids, key }),
+        }
+    }
+
+    /// The ID of an event whose ID the room always holds: a state event,
+    /// or one stored since the last [`trim`](Self::trim) (or in a batch
+    /// held since: [`hold`](Self::hold)), such as one just prepared.
+    ///
+    /// # Panics
+    /// If `e` is none of those and its ID is paged.
+    pub fn resident_id(&self, e: &StoredEvent) -> &str {
+        self.held_id(e).expect("a state event's ID, or a new event's, is held")
+    }
+
+    /// An event's ID, when the room holds it.
+    fn held_id(&self, e: &StoredEvent) -> Option<&str> {
+        match e.text.block {
+            id_rows::PAGED => None,
+            id_rows::RECENT => {
+                let ids = &self.recent[e.idx.ix() / EVENTS_CHUNK - self.settled_to];
+                let at = e.text.offset as usize;
+                Some(&ids[at..at + usize::from(e.id_len)])
+            }
+            _ => Some(&self.text_of(e)[..e.id_len as usize]),
+        }
     }
 
     /// An event's PDU, exactly as received.
     ///
     /// # Errors
-    /// The PDU is paged and the page store failed to read it back.
+    /// The PDU is paged and the page store failed to read it (or its ID)
+    /// back.
     pub fn raw(&self, e: &StoredEvent) -> Result<PduText<'_>, PageError> {
         match &self.pdus {
             None => Ok(PduText::Held(&self.text_of(e)[e.id_len as usize..])),
-            Some(pages) => pages.get(e.idx.0, self.id(e)).map(PduText::Paged),
+            Some(pages) => pages.get(e.idx.0, &self.id(e)?).map(PduText::Paged),
         }
     }
 
@@ -646,6 +832,7 @@ impl Events {
             len: self.len,
             text_blocks: self.text.len(),
             text_len: self.text.last().map_or(0, String::len),
+            recent_len: self.recent.get(self.blocks.len() - self.settled_to).map_or(0, String::len),
             link_blocks: self.links.len(),
             links_len: self.links.last().map_or(0, Vec::len),
         }
@@ -657,7 +844,9 @@ impl Events {
         debug_assert_eq!(e.idx.ix(), self.len, "only the event prepared last, unpushed");
         if let Some(mut pages) = self.pdus.take() {
             // As in `cut`: a row left behind is never read.
-            let _ = pages.undo(e.idx.0, self.id(e));
+            if let Some(id) = self.held_id(e) {
+                let _ = pages.undo(e.idx.0, id);
+            }
             self.pdus = Some(pages);
         }
         self.cut(mark);
@@ -670,6 +859,7 @@ impl Events {
             if self.tail.is_empty() {
                 // The last full block becomes the tail again.
                 let b = self.blocks.len() - 1;
+                assert!(b >= self.settled_to, "a block is cut back only while held (Events::hold)");
                 let mut blk = self.blocks.pop().expect("len > 0");
                 self.tail = match blk.built.take() {
                     Some(events) => {
@@ -691,13 +881,26 @@ impl Events {
                 // A row that cannot be deleted is left behind: it is read
                 // only for a stored event, and storing the event writes it
                 // again.
-                let _ = pages.undo(e.idx.0, self.id(e));
+                if let Some(id) = self.held_id(e) {
+                    let _ = pages.undo(e.idx.0, id);
+                }
             }
             self.pdus = Some(pages);
         }
-        self.text.truncate(mark.text_blocks);
-        if let Some(b) = self.text.last_mut() {
-            b.truncate(mark.text_len);
+        // The IDs of the blocks cut back (read for the undo above) go, and
+        // the tail's are cut to the mark.
+        self.recent.truncate(self.blocks.len() - self.settled_to + 1);
+        if let Some(ids) = self.recent.get_mut(self.blocks.len() - self.settled_to) {
+            ids.truncate(mark.recent_len);
+        }
+        // With a page store the arena holds the IDs of settled blocks' state
+        // events only, which a cut never reaches (a block settled since the
+        // mark was full before it).
+        if self.pdus.is_none() {
+            self.text.truncate(mark.text_blocks);
+            if let Some(b) = self.text.last_mut() {
+                b.truncate(mark.text_len);
+            }
         }
         self.links.truncate(mark.link_blocks);
         if let Some(b) = self.links.last_mut() {
@@ -709,7 +912,8 @@ impl Events {
     /// (text bytes held, text bytes used) for memory accounting (the page
     /// cache is counted by [`pages`](Self::pages)).
     pub fn text_footprint(&self) -> (usize, usize) {
-        (self.text.iter().map(String::capacity).sum(), self.text.iter().map(String::len).sum())
+        let texts = || self.text.iter().chain(&self.recent);
+        (texts().map(String::capacity).sum::<usize>() + self.row_keys.capacity() * 16, texts().map(String::len).sum())
     }
 }
 
@@ -745,6 +949,19 @@ impl Block {
     fn packed(packed: packed::Packed, resident: std::ops::Range<u32>) -> Self {
         Self { packed: Some(packed), built: std::cell::OnceCell::new(), used: 0.into(), resident }
     }
+}
+
+/// Appends `parts` (an ID, or an ID and its PDU) to the text arena.
+fn push_arena(text: &mut Vec<String>, parts: &[&str]) -> TextRef {
+    let need: usize = parts.iter().map(|p| p.len()).sum();
+    if text.last().is_none_or(|b| b.capacity() - b.len() < need) {
+        text.push(String::with_capacity(need.max(TEXT_BLOCK)));
+    }
+    let block = text.len() - 1;
+    let b = text.last_mut().expect("just ensured");
+    let offset = b.len();
+    parts.iter().for_each(|p| b.push_str(p));
+    TextRef { block: block as u32, offset: offset as u32, len: need as u32 }
 }
 
 /// Keeps a built copy of a full block's state events in `resident`,

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use crate::event::Facts;
+use crate::pages::PageError;
 use crate::room::Room;
 
 /// The graph as JSON: `{room_id, room_version, events: [...], forward_extremities, dropped}`.
@@ -15,14 +16,18 @@ use crate::room::Room;
 /// Each event: `i` (arrival position), `event_id`, `type`, `state_key`,
 /// `sender`, `depth`, `origin_server_ts`, `status`, `rejection`,
 /// `redacted_on_receipt`, `redacted_by`, `prev` and `auth` (positions).
-pub fn graph_json(room: &Room) -> Value {
-    let events: Vec<Value> = room
+///
+/// # Errors
+/// The room's page store failed to read an event's ID back.
+pub fn graph_json(room: &Room) -> Result<Value, PageError> {
+    let events: Result<Vec<Value>, PageError> = room
         .events()
         .iter()
         .map(|e| {
-            json!({
+            let event_id = room.id(e.idx)?;
+            Ok(json!({
                 "i": e.idx.0,
-                "event_id": room.id(e.idx),
+                "event_id": event_id,
                 "type": &*e.event_type,
                 "state_key": e.state_key.as_deref(),
                 "sender": &*e.sender,
@@ -36,11 +41,12 @@ pub fn graph_json(room: &Room) -> Value {
                 "is_redaction": matches!(e.facts, Facts::Redaction(_)),
                 "prev": room.prev_events(e.idx).iter().map(|p| p.0).collect::<Vec<_>>(),
                 "auth": room.auth_events(e.idx).iter().map(|a| a.0).collect::<Vec<_>>(),
-            })
+            }))
         })
         .collect();
+    let events = events?;
     let (dropped, dropped_total) = room.dropped();
-    json!({
+    Ok(json!({
         "format": "roomdag-graph/1",
         "room_id": room.room_id(),
         "room_version": room.rules().id,
@@ -48,7 +54,7 @@ pub fn graph_json(room: &Room) -> Value {
         "forward_extremities": room.forward_extremities().map(|e| e.0).collect::<Vec<_>>(),
         "dropped": dropped,
         "dropped_total": dropped_total,
-    })
+    }))
 }
 
 fn dot_escape(s: &str) -> String {
@@ -58,14 +64,17 @@ fn dot_escape(s: &str) -> String {
 /// The graph as Graphviz DOT: solid edges are `prev_events`, dashed ones
 /// `auth_events`; rejected events are red, state events boxes, forward
 /// extremities bold.
-pub fn graph_dot(room: &Room, with_auth_edges: bool) -> String {
+///
+/// # Errors
+/// The room's page store failed to read an event's ID back.
+pub fn graph_dot(room: &Room, with_auth_edges: bool) -> Result<String, PageError> {
     let mut out = String::new();
     let name = room.room_id().unwrap_or("room");
     let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(name));
     out.push_str("  rankdir=BT;\n  node [fontname=\"monospace\" fontsize=10];\n");
     let extremities: std::collections::HashSet<_> = room.forward_extremities().collect();
     for e in room.events().iter() {
-        let short: String = room.id(e.idx).chars().take(8).collect();
+        let short: String = room.id(e.idx)?.chars().take(8).collect();
         let label = match e.state_key.as_deref() {
             Some(sk) => format!("{short}\\n{} {}\\n{}", e.event_type, sk, e.sender),
             None => format!("{short}\\n{}\\n{}", e.event_type, e.sender),
@@ -94,7 +103,7 @@ pub fn graph_dot(room: &Room, with_auth_edges: bool) -> String {
         }
     }
     out.push_str("}\n");
-    out
+    Ok(out)
 }
 
 fn hex(d: [u8; 32]) -> String {
@@ -106,7 +115,7 @@ pub fn state_json(room: &Room, id: crate::state_set::StateSetId) -> Value {
     let mut state = serde_json::Map::new();
     for (k, e) in room.state(id).iter() {
         let (t, s) = room.key_name(k);
-        state.insert(format!("{t}\u{0}{s}"), json!(room.id(e)));
+        state.insert(format!("{t}\u{0}{s}"), json!(room.state_id(e)));
     }
     json!({"digest": hex(room.state_digest(id)), "state": state})
 }
@@ -132,7 +141,7 @@ pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Result<Value, cr
         if b != a {
             let (t, s) = room.key_name(k);
             diff.push(
-                json!({"type": t, "state_key": s, "before": b.map(|x| room.id(x)), "after": a.map(|x| room.id(x))}),
+                json!({"type": t, "state_key": s, "before": b.map(|x| room.state_id(x)), "after": a.map(|x| room.state_id(x))}),
             );
         }
     }
@@ -147,12 +156,21 @@ pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Result<Value, cr
                 "inputs": r.inputs.iter().map(|s| hex(room.state_digest(*s))).collect::<Vec<_>>(),
                 "conflicted_keys": r.conflicted_keys.iter().map(|k| { let (t, s) = room.key_name(*k); json!([t, s]) }).collect::<Vec<_>>(),
                 "full_conflicted_set": r.full_conflicted_set,
-                "winners": r.conflicted_keys.iter().map(|k| before.get(*k).map(|x| room.id(x))).collect::<Vec<_>>(),
+                "winners": r.conflicted_keys.iter().map(|k| before.get(*k).map(|x| room.state_id(x))).collect::<Vec<_>>(),
             })
         });
+    let event_id = room.id(idx)?;
+    let ids = |list: &[crate::ids::EventIdx]| -> Result<Vec<String>, PageError> {
+        list.iter().map(|e| Ok(room.id(*e)?.to_string())).collect()
+    };
+    let redacted_by = room.redacted_by(idx).map(|r| room.id(r).map(|id| id.to_string())).transpose()?;
+    let prev_events = ids(room.prev_events(idx))?;
+    // A rejected event's auth events may be any events.
+    let auth_events = ids(room.auth_events(idx))?;
+    let auth_chain = ids(&room.auth_chain_of(idx))?;
     Ok(json!({
         "i": idx.0,
-        "event_id": room.id(idx),
+        "event_id": event_id,
         "type": &*e.event_type,
         "state_key": e.state_key.as_deref(),
         "sender": &*e.sender,
@@ -161,12 +179,12 @@ pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Result<Value, cr
         "status": e.status,
         "rejection": room.rejection(idx),
         "redacted_on_receipt": e.redacted_on_receipt,
-        "redacted_by": room.redacted_by(idx).map(|r| room.id(r)),
+        "redacted_by": redacted_by,
         "pdu": serde_json::from_str::<Value>(&room.raw(idx)?).unwrap_or(Value::Null),
         "pruned_pdu": crate::http::outgoing_pdu(room, idx, true)?,
-        "prev_events": room.prev_events(idx).iter().map(|p| room.id(*p)).collect::<Vec<_>>(),
-        "auth_events": room.auth_events(idx).iter().map(|a| room.id(*a)).collect::<Vec<_>>(),
-        "auth_chain": room.auth_chain_of(idx).iter().map(|a| room.id(*a)).collect::<Vec<_>>(),
+        "prev_events": prev_events,
+        "auth_events": auth_events,
+        "auth_chain": auth_chain,
         "state_before": state_json(room, e.state_before),
         "state_after": state_json(room, e.state_after),
         "state_diff": diff,

@@ -27,6 +27,9 @@ pub enum FixtureError {
     /// A semantic problem (wrong format tag, bad key, …).
     #[error("invalid fixture: {0}")]
     Invalid(String),
+    /// The room's page store failed.
+    #[error("{0}")]
+    Store(#[from] crate::pages::PageError),
 }
 
 /// One server of a fixture.

@@ -5,8 +5,9 @@
 //! runs the auth rules, resolves state at every merge and rebuilds every
 //! index: O(room) work on each cold start (about 6 s for a 150,000-event
 //! room in the Worker). An image holds the result of that work: the event
-//! table, the text arena of event IDs (the PDUs themselves are rows of
-//! [`Table::Pdu`] already), the prev/auth links, the interned names and
+//! table, the event IDs of its state events and of its last, open block
+//! (the PDUs are rows of [`Table::Pdu`] already, and the IDs of each full
+//! block rows of [`Table::Ids`], named here by key), the prev/auth links, the interned names and
 //! state keys, the state sets and their shared chunks, the auth-chain index,
 //! the resolutions, extremities, redactions and the partial-DAG bookkeeping
 //! (pending, unplaced prev events, deferred events). Caches are not written:
@@ -34,7 +35,8 @@
 //! its change against an earlier one at most
 //! [`MAX_CHAIN`](crate::state_set::MAX_CHAIN) changes from one written whole
 //! (format 5), and the resolutions as numbers, each built when first asked
-//! for.
+//! for. Format 6: the IDs of a full block's events that are not state
+//! events are not in the image (only its row's key), nor held once read.
 
 use std::sync::Arc;
 
@@ -46,7 +48,7 @@ use crate::pages::{PageError, PageStore, Table};
 pub const PART_BYTES: usize = 1 << 20;
 
 /// The image format this build writes and reads.
-pub const FORMAT: u32 = 5;
+pub const FORMAT: u32 = 6;
 
 /// What an image holds: the `meta` row of [`Table::Image`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

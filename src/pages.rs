@@ -29,6 +29,12 @@ pub enum Table {
     /// The room's image (`crate::image`): binary parts keyed
     /// `generation/part`, and `meta` (JSON) naming the current generation.
     Image,
+    /// The event IDs of a full block of the event table (text: each ID's
+    /// length, then the IDs), keyed by a hash of the row. The IDs of a
+    /// block's events that are not state events are held nowhere else once
+    /// the row is written; a row is never overwritten with other IDs, so a
+    /// room restored beside the one it replaces shares the rows safely.
+    Ids,
 }
 
 impl Table {
@@ -37,6 +43,7 @@ impl Table {
         match self {
             Table::Pdu => "pdu",
             Table::Image => "image",
+            Table::Ids => "ids",
         }
     }
 }
@@ -102,6 +109,11 @@ impl MemoryPages {
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
+
+    /// Number of rows of `table`.
+    pub fn len_of(&self, table: Table) -> usize {
+        self.rows.keys().filter(|(t, _)| *t == table).count()
+    }
 }
 
 impl PageStore for MemoryPages {
@@ -152,6 +164,11 @@ impl PageStore for std::rc::Rc<std::cell::RefCell<MemoryPages>> {
 /// The smallest cache: rows larger than this are read each time.
 pub const MIN_CACHE_BYTES: usize = 4096;
 
+/// Where row `n` of `table` is in a [`PageCache`].
+fn cache_key(table: Table, n: u32) -> u64 {
+    (table as u64) << 32 | u64::from(n)
+}
+
 /// Text rows of one table read through a store, the most recently used kept
 /// in memory up to a number of bytes.
 pub struct PageCache {
@@ -164,7 +181,8 @@ pub struct PageCache {
 }
 
 struct Cached {
-    rows: lru::LruCache<u32, Arc<str>>,
+    /// By [`cache_key`]: the table and the row's number.
+    rows: lru::LruCache<u64, Arc<str>>,
     bytes: usize,
     hits: u64,
     misses: u64,
@@ -206,22 +224,40 @@ impl PageCache {
 
     /// The row of the event at `idx` with ID `key`, from memory or from the store.
     pub fn get(&self, idx: u32, key: &str) -> Result<Arc<str>, PageError> {
+        self.get_row(self.table, idx, key)
+    }
+
+    /// Row `key` of `table`, numbered `n` in the cache (its number names
+    /// it there: one row per number), from memory or from the store. Rows
+    /// of every table share the cache's bytes.
+    pub(crate) fn get_row(&self, table: Table, n: u32, key: &str) -> Result<Arc<str>, PageError> {
         let mut c = self.cached.borrow_mut();
-        if let Some(row) = c.rows.get(&idx) {
+        let at = cache_key(table, n);
+        if let Some(row) = c.rows.get(&at) {
             let row = row.clone();
             c.hits += 1;
             return Ok(row);
         }
         c.misses += 1;
-        let table = self.table;
         let bytes = self.store.get(table, key)?.ok_or_else(|| PageError::Missing { table, key: key.into() })?;
         let text: Arc<str> =
             String::from_utf8(bytes).map_err(|_| PageError::Corrupt { table, key: key.into() })?.into();
-        Self::admit(&mut c, self.capacity, idx, text.clone());
+        Self::admit(&mut c, self.capacity, at, text.clone());
         Ok(text)
     }
 
-    fn admit(c: &mut Cached, capacity: usize, key: u32, text: Arc<str>) {
+    /// Writes row `key` of `table`, a row named by a hash of its content
+    /// (a row of IDs). A restore that trusts the store's rows writes it
+    /// only if it is missing: the events may have been numbered otherwise
+    /// when the rows were written.
+    pub(crate) fn put_row(&mut self, table: Table, key: &str, text: &str) -> Result<(), PageError> {
+        if self.restoring == Some(RestoreRows::Trust) && self.store.get(table, key)?.is_some() {
+            return Ok(());
+        }
+        self.store.put(table, key, text.as_bytes())
+    }
+
+    fn admit(c: &mut Cached, capacity: usize, key: u64, text: Arc<str>) {
         if text.len() > capacity {
             return;
         }
@@ -248,7 +284,7 @@ impl PageCache {
 
     fn forget(&mut self, idx: u32) {
         let c = self.cached.get_mut();
-        if let Some(old) = c.rows.pop(&idx) {
+        if let Some(old) = c.rows.pop(&cache_key(self.table, idx)) {
             c.bytes -= old.len();
         }
     }

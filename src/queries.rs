@@ -34,6 +34,10 @@ pub enum QueryError {
     /// 404 `M_NOT_FOUND`.
     #[error("{0}")]
     NotFound(String),
+    /// 500 `M_UNKNOWN`: the room's page store failed to read back what the
+    /// answer needs (an event's ID).
+    #[error("{0}")]
+    Store(#[from] crate::pages::PageError),
 }
 
 impl QueryError {
@@ -42,6 +46,7 @@ impl QueryError {
         match self {
             QueryError::NotInRoom => 403,
             QueryError::NotFound(_) => 404,
+            QueryError::Store(_) => 500,
         }
     }
 
@@ -50,6 +55,7 @@ impl QueryError {
         match self {
             QueryError::NotInRoom => "M_FORBIDDEN",
             QueryError::NotFound(_) => "M_NOT_FOUND",
+            QueryError::Store(_) => "M_UNKNOWN",
         }
     }
 }
@@ -92,15 +98,16 @@ pub fn require_in_room(room: &Room, origin: &str) -> Result<(), QueryError> {
 
 /// An accepted event in the timeline (outliers have no state: the reference
 /// server answers 404 "State not known at event" for them).
-fn accepted(room: &Room, event_id: &str) -> Option<EventIdx> {
-    room.lookup(event_id).filter(|e| room.event(*e).is_accepted() && !room.is_outlier(*e))
+fn accepted(room: &Room, event_id: &str) -> Result<Option<EventIdx>, QueryError> {
+    Ok(room.lookup(event_id)?.filter(|e| room.event(*e).is_accepted() && !room.is_outlier(*e)))
 }
 
 /// `GET /state_ids/{roomId}?event_id=`: the state before an accepted
 /// timeline event and its auth chain.
 pub fn state_ids(room: &Room, origin: &str, event_id: &str) -> Result<StateIds, QueryError> {
     require_in_room(room, origin)?;
-    let e = accepted(room, event_id).ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
+    let e =
+        accepted(room, event_id)?.ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
     let before = room.event(e).state_before;
     Ok(StateIds {
         pdu_ids: room.state(before).iter().map(|(_, e)| e).collect(),
@@ -120,7 +127,7 @@ pub fn state_ids(room: &Room, origin: &str, event_id: &str) -> Result<StateIds, 
 pub fn event_auth(room: &Room, origin: &str, event_id: &str) -> Result<Vec<EventIdx>, QueryError> {
     require_in_room(room, origin)?;
     let e = room
-        .lookup(event_id)
+        .lookup(event_id)?
         .filter(|e| room.event(*e).is_accepted())
         .ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
     let index = room.auth_index();
@@ -144,7 +151,7 @@ pub fn backfill(room: &Room, origin: &str, v: &[String], limit: usize) -> Result
     let mut heap: BinaryHeap<(i64, EventIdx)> = BinaryHeap::new();
     let mut queued: HashSet<EventIdx> = HashSet::new();
     for id in v.iter().take(MAX_REQUEST_IDS) {
-        if let Some(e) = room.lookup(id) {
+        if let Some(e) = room.lookup(id)? {
             if queued.insert(e) {
                 heap.push(key(e));
             }
@@ -184,14 +191,14 @@ pub fn get_missing_events(
     let limit = limit.unwrap_or(GET_MISSING_DEFAULT).min(GET_MISSING_CAP);
     let mut seen: HashSet<EventIdx> = HashSet::new();
     for id in earliest.iter().chain(latest).take(2 * MAX_REQUEST_IDS) {
-        if let Some(e) = room.lookup(id) {
+        if let Some(e) = room.lookup(id)? {
             seen.insert(e);
         }
     }
     let mut queue: VecDeque<EventIdx> = VecDeque::new();
     let mut queued_seeds: HashSet<EventIdx> = HashSet::new();
     for id in latest.iter().take(MAX_REQUEST_IDS) {
-        if let Some(e) = room.lookup(id) {
+        if let Some(e) = room.lookup(id)? {
             if queued_seeds.insert(e) {
                 queue.push_back(e);
             }
@@ -245,7 +252,7 @@ pub fn timestamp_to_event(room: &Room, origin: &str, ts: i128, dir: Direction) -
 
 /// `GET /event/{eventId}`: any stored event (rejected ones too).
 pub fn event(room: &Room, origin: &str, event_id: &str) -> Result<Served, QueryError> {
-    let e = room.lookup(event_id).ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
+    let e = room.lookup(event_id)?.ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
     require_in_room(room, origin)?;
     Ok(Served { event: e, pruned: pruned_for(room, e, origin) })
 }

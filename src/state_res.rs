@@ -303,7 +303,7 @@ impl ResolveContext<'_> {
                 Reverse((
                     Reverse(self.power_level_for_sender(e)),
                     self.ev(e).origin_server_ts,
-                    self.events.id(self.ev(e)).to_owned(),
+                    self.events.resident_id(self.ev(e)).to_owned(),
                 )),
                 e,
             )
@@ -369,7 +369,7 @@ impl ResolveContext<'_> {
             .iter()
             .map(|e| {
                 let d = self.mainline_depth(*e, &depth_of, &mut memo);
-                ((d, self.ev(*e).origin_server_ts, self.events.id(self.ev(*e))), *e)
+                ((d, self.ev(*e).origin_server_ts, self.events.resident_id(self.ev(*e))), *e)
             })
             .collect();
         keyed.sort();

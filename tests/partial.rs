@@ -58,7 +58,7 @@ fn tie_order_only(room: &roomdag::Room, ep: &str, want: &Value, have: &Value) ->
                     .unwrap_or_default()
             };
             let (w, h) = (ids(want), ids(have));
-            let depth = |id: &str| room.lookup(id).map(|e| room.event(e).depth);
+            let depth = |id: &str| room.lookup(id).unwrap().map(|e| room.event(e).depth);
             let Some(floor) = w.iter().chain(&h).map(|id| depth(id)).min().flatten() else { return w == h };
             let above = |l: &[String]| -> Vec<String> {
                 let mut v: Vec<String> = l.iter().filter(|id| depth(id) != Some(floor)).cloned().collect();
@@ -101,7 +101,7 @@ fn run(case: &Case) {
 
     // send_join: the state before J and its auth chain, as outliers.
     let before = room.event(j).state_before;
-    let state_ids: Vec<String> = room.state(before).iter().map(|(_, e)| room.id(e).to_owned()).collect();
+    let state_ids: Vec<String> = room.state(before).iter().map(|(_, e)| room.id(e).unwrap().to_owned()).collect();
     let mut outliers: Vec<EventIdx> = room.state(before).iter().map(|(_, e)| e).collect();
     outliers.extend(room.state_auth_chain(before).iter().copied());
     outliers.sort();
@@ -126,32 +126,35 @@ fn run(case: &Case) {
     {
         let partial = engine.room();
         let origin = full.header.servers.keys().next().unwrap().as_str();
-        let s = queries::state_ids(partial, origin, room.id(j)).expect("state at J");
-        let mut got: Vec<&str> = s.pdu_ids.iter().map(|e| partial.id(*e)).collect();
+        let s = queries::state_ids(partial, origin, &room.id(j).unwrap()).expect("state at J");
+        let mut got: Vec<&str> = s.pdu_ids.iter().map(|e| partial.state_id(*e)).collect();
         let mut want: Vec<&str> = state_ids.iter().map(String::as_str).collect();
         got.sort_unstable();
         want.sort_unstable();
         assert_eq!(got, want, "{}: state at J", case.name);
-        let served = queries::backfill(partial, origin, &[room.id(j).to_owned()], 100).unwrap();
+        let served = queries::backfill(partial, origin, &[room.id(j).unwrap().to_owned()], 100).unwrap();
         assert!(
             served.iter().all(|s| !partial.is_outlier(s.event)
-                && room.event(room.lookup(partial.id(s.event)).unwrap()).depth >= room.event(j).depth
-                || stored[j_pos..].iter().any(|e| room.id(*e) == partial.id(s.event))),
+                && room.event(room.lookup(&partial.id(s.event).unwrap()).unwrap().unwrap()).depth
+                    >= room.event(j).depth
+                || stored[j_pos..].iter().any(|e| room.id(*e).unwrap() == partial.id(s.event).unwrap())),
             "{}: backfill stops at the backward extremities",
             case.name
         );
         assert!(!partial.backward_extremities().is_empty(), "{}: J's prev events are missing", case.name);
         // Outliers have no state, and are not in the timeline.
-        let outlier =
-            outliers.iter().map(|e| room.id(*e)).find(|id| partial.lookup(id).is_some_and(|e| partial.is_outlier(e)));
+        let outlier = outliers
+            .iter()
+            .map(|e| room.id(*e).unwrap())
+            .find(|id| partial.lookup(id).unwrap().is_some_and(|e| partial.is_outlier(e)));
         if let Some(id) = outlier {
             assert_eq!(
-                queries::state_ids(partial, origin, id).unwrap_err().status(),
+                queries::state_ids(partial, origin, &id).unwrap_err().status(),
                 404,
                 "{}: no state at an outlier",
                 case.name
             );
-            assert!(queries::event(partial, origin, id).is_ok(), "{}: /event serves an outlier", case.name);
+            assert!(queries::event(partial, origin, &id).is_ok(), "{}: /event serves an outlier", case.name);
         }
         let first = queries::timestamp_to_event(partial, origin, 0, queries::Direction::Forward).unwrap();
         assert!(
@@ -195,7 +198,7 @@ fn compare(name: &str, room: &roomdag::Room, expected: &Value, q_path: &std::pat
     let mut mismatches = Vec::new();
     for e in expected["events"].as_array().unwrap() {
         let id = e["event_id"].as_str().unwrap();
-        let got = room.lookup(id);
+        let got = room.lookup(id).unwrap();
         match (e["status"].as_str().unwrap(), got) {
             ("dropped", None) => {}
             ("dropped", Some(_)) => mismatches.push(format!("{id}: dropped by Synapse, stored here")),
@@ -217,7 +220,7 @@ fn compare(name: &str, room: &roomdag::Room, expected: &Value, q_path: &std::pat
             }
         }
     }
-    let mut fwd: Vec<&str> = room.forward_extremities().map(|e| room.id(e)).collect();
+    let mut fwd: Vec<String> = room.forward_extremities().map(|e| room.id(e).unwrap().to_owned()).collect();
     fwd.sort_unstable();
     if serde_json::to_value(&fwd).unwrap() != expected["forward_extremities"] {
         mismatches.push("forward extremities differ".into());
@@ -225,7 +228,7 @@ fn compare(name: &str, room: &roomdag::Room, expected: &Value, q_path: &std::pat
     let map = room.current_state_map();
     let current = hex(roomdag::room::digest_of(map.iter().map(|(k, e)| {
         let (t, s) = room.key_name(k);
-        (t, s, room.id(e))
+        (t, s, room.state_id(e))
     })));
     if expected["current_state_digest"] != current {
         mismatches.push("current state differs".into());
@@ -242,7 +245,7 @@ fn compare(name: &str, room: &roomdag::Room, expected: &Value, q_path: &std::pat
                 o.status(),
                 serde_json::to_value(room.event(e).status).unwrap(),
                 "{name}: replay of {}",
-                room.id(e)
+                room.id(e).unwrap()
             );
         }
     }
@@ -336,12 +339,12 @@ fn soft_failure_keeps_a_stale_fork_out_of_the_forward_extremities() {
     let auth: Vec<String> = [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", user.as_str())]
         .iter()
         .filter_map(|(t, k)| room.key_of(t, k).and_then(|key| after.get(key)))
-        .map(|x| room.id(x).to_owned())
+        .map(|x| room.id(x).unwrap().to_owned())
         .collect();
     let mut ev = serde_json::json!({
         "type": "m.room.message", "room_id": room.room_id().unwrap(), "sender": user,
         "content": {"body": "from an old fork", "msgtype": "m.text"},
-        "prev_events": [room.id(e)], "auth_events": auth, "depth": room.event(e).depth + 1,
+        "prev_events": [room.id(e).unwrap()], "auth_events": auth, "depth": room.event(e).depth + 1,
         "origin_server_ts": room.event(e).origin_server_ts + 1, "origin": server,
     });
     let Value::Object(ref mut m) = ev else { unreachable!() };
@@ -352,7 +355,7 @@ fn soft_failure_keeps_a_stale_fork_out_of_the_forward_extremities() {
     // As the contract models it (no soft failure): a new forward extremity.
     let mut plain = replay().room;
     assert_eq!(plain.ingest(&raw, roomdag::Verification::Keys(&keys)).status(), "accepted");
-    assert!(plain.forward_extremities().any(|x| plain.id(x) == id));
+    assert!(plain.forward_extremities().any(|x| *plain.id(x).unwrap() == *id));
 
     // Pushed into a joined room: soft failed.
     let mut engine = RoomEngine::create(room.rules().id, MemoryStore::new()).unwrap();
@@ -362,11 +365,12 @@ fn soft_failure_keeps_a_stale_fork_out_of_the_forward_extremities() {
     let out = engine.ingest_placed([(raw.as_str(), Placement::Live)], &keys).unwrap();
     assert_eq!(out[0].status(), "accepted", "{out:?}");
     let check = |r: &roomdag::Room, what: &str| {
-        let x = r.lookup(&id).expect("stored");
+        let x = r.lookup(&id).unwrap().expect("stored");
         assert!(r.event(x).soft_failed, "{what}: soft failed");
         assert!(!r.forward_extremities().any(|f| f == x), "{what}: not a forward extremity");
         assert!(
-            r.forward_extremities().any(|f| r.id(f) == room.id(room.forward_extremities().next().unwrap())),
+            r.forward_extremities()
+                .any(|f| r.id(f).unwrap() == room.id(room.forward_extremities().next().unwrap()).unwrap()),
             "{what}: the old extremities stay"
         );
     };

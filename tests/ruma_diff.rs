@@ -335,7 +335,7 @@ fn named_roomdag(room: &Room, st: StateSetId) -> BTreeMap<(String, String), Stri
         .iter()
         .map(|(k, e)| {
             let (t, s) = room.key_name(k);
-            ((t.to_owned(), s.to_owned()), room.id(e).to_owned())
+            ((t.to_owned(), s.to_owned()), room.id(e).unwrap().to_owned())
         })
         .collect()
 }

@@ -33,11 +33,24 @@ pub(crate) type NameNumber<'a> = &'a dyn Fn(&str) -> Option<u32>;
 impl Events {
     /// Writes the table; `name` numbers the names of the room's name table
     /// (every sender, type and state key has one).
+    ///
+    /// The IDs of every full block must be settled
+    /// ([`settle_ids`](Events::settle_ids)): the image names their rows
+    /// and holds the IDs of the last, open block only.
     pub(crate) fn write_image(&self, w: &mut Writer<'_>, name: NameNumber<'_>) {
         w.len(self.text.len());
         for b in &self.text {
             w.bytes(b.as_bytes());
         }
+        assert!(
+            self.pdus.is_none() || self.settled_to == self.blocks.len(),
+            "an image of a table with its IDs settled"
+        );
+        w.len(self.row_keys.len());
+        for k in &self.row_keys {
+            w.raw(k);
+        }
+        w.bytes(self.recent.get(self.blocks.len() - self.settled_to).map_or("", String::as_str).as_bytes());
         w.len(self.links.len());
         for b in &self.links {
             w.u32s(b.iter().map(|e| e.0));
@@ -127,6 +140,12 @@ impl Events {
             }
             text.push(block);
         }
+        let n_rows = r.len(16)?;
+        let mut row_keys = Vec::with_capacity(n_rows);
+        for _ in 0..n_rows {
+            row_keys.push(<[u8; 16]>::try_from(r.take(16)?).expect("16 bytes"));
+        }
+        let tail_ids = String::from_utf8(r.bytes()?).map_err(|_| corrupt("the open block's IDs are not UTF-8"))?;
         let n_links = r.len(8)?;
         let mut links = Vec::with_capacity(n_links);
         for _ in 0..n_links {
@@ -139,6 +158,9 @@ impl Events {
             links.push(block);
         }
         let len = r.len(RECORD_BYTES)?;
+        if n_rows != len / EVENTS_CHUNK {
+            return Err(corrupt("the image names a row of IDs for other than each full block"));
+        }
         let mut bounds = RefBounds::default();
         let mut events = Events::for_read(pdus);
         // The events packed as they are read that are not state events are
@@ -195,7 +217,7 @@ impl Events {
                 state_after: StateSetId(u32_at(61)),
                 auth_node_plus_one: std::num::NonZeroU32::new(u32_at(65)),
             };
-            check_refs(&e, &text, &links, len)?;
+            check_refs(&e, &text, &tail_ids, packed_len, &links, len)?;
             bounds.note(&e);
             let state_key = if flags & HAS_STATE_KEY != 0 { number(&mut events, u32_at(33))? } else { 0 };
             let numbers = [number(&mut events, u32_at(25))?, number(&mut events, u32_at(29))?, state_key];
@@ -230,6 +252,9 @@ impl Events {
         events.set_read_facts(facts);
         events.text = text;
         events.links = links;
+        events.settled_to = n_rows;
+        events.row_keys = row_keys;
+        events.recent = std::collections::VecDeque::from([tail_ids]);
         Ok((events, bounds))
     }
 }
@@ -260,16 +285,29 @@ fn corrupt(what: &str) -> ImageError {
     ImageError::Corrupt(what.into())
 }
 
-/// The event's text and links are inside the arenas, its links and first
-/// prev event name stored events.
-fn check_refs(e: &StoredEvent, text: &[String], links: &[Vec<EventIdx>], len: usize) -> Result<(), ImageError> {
+/// The event's ID is where its text reference says (the arena; the open
+/// block's IDs `tail_ids`, for an event after the `full` events of full
+/// blocks; its block's row, for one before them that is not a state
+/// event), its links are inside the arena, and its links and first prev
+/// event name stored events.
+fn check_refs(
+    e: &StoredEvent,
+    text: &[String],
+    tail_ids: &str,
+    full: usize,
+    links: &[Vec<EventIdx>],
+    len: usize,
+) -> Result<(), ImageError> {
     let t = e.text;
-    let in_text = text
-        .get(t.block as usize)
-        .is_some_and(|b| (t.offset as usize).checked_add(t.len as usize).is_some_and(|end| end <= b.len()));
-    let id_ok = in_text && e.id_len as u32 <= t.len && {
-        let b = &text[t.block as usize];
-        b.is_char_boundary(t.offset as usize) && b.is_char_boundary((t.offset + e.id_len as u32) as usize)
+    let within = |b: &str, offset: u32, len: u32| {
+        (offset as usize).checked_add(len as usize).is_some_and(|end| end <= b.len())
+            && b.is_char_boundary(offset as usize)
+            && b.is_char_boundary(offset as usize + e.id_len as usize)
+    };
+    let id_ok = match t.block {
+        super::id_rows::PAGED => e.idx.ix() < full && e.key.is_none(),
+        super::id_rows::RECENT => e.idx.ix() >= full && within(tail_ids, t.offset, u32::from(e.id_len)),
+        b => e.id_len as u32 <= t.len && text.get(b as usize).is_some_and(|b| within(b, t.offset, t.len)),
     };
     if !id_ok {
         return Err(corrupt("an event's text is outside the arena"));

@@ -61,13 +61,13 @@ impl Fixture {
         let id = hash_and_sign_event(&mut ev, rules, &key);
         let raw = serde_json::to_string(&ev).unwrap();
         self.room.ingest(&raw, Verification::Keys(&self.pinned));
-        assert!(self.room.lookup(&id).is_some(), "{name} stored");
+        assert!(self.room.lookup(&id).unwrap().is_some(), "{name} stored");
         self.ids.insert(name, id.clone());
         self.last = Some(id);
     }
 
     fn idx(&self, name: &str) -> EventIdx {
-        self.room.lookup(&self.ids[name]).unwrap()
+        self.room.lookup(&self.ids[name]).unwrap().unwrap()
     }
 
     fn ask(&self, origin: &str, event_id: &str) -> Result<Value, HttpError> {
@@ -207,7 +207,7 @@ fn outliers_have_their_auth_chain_served() {
     let mut f = Fixture::new();
     for name in ["create", "alice", "pl", "join_rules", "bob"] {
         let out = f.room.ingest_as(&raw(name), crate::placement::Placement::Outlier, Verification::Keys(&full.pinned));
-        assert!(f.room.lookup(&full.ids[name]).is_some(), "{name}: {out:?}");
+        assert!(f.room.lookup(&full.ids[name]).unwrap().is_some(), "{name}: {out:?}");
     }
     let state: Vec<String> =
         ["create", "alice", "pl", "join_rules", "bob"].iter().map(|n| full.ids[n].clone()).collect();

@@ -403,7 +403,7 @@ pub fn room_query(
             let s = queries::state_ids(room, origin, event_id)?;
             if matches!(endpoint, Endpoint::StateIds { .. }) {
                 let ids = |l: &mut dyn Iterator<Item = EventIdx>| {
-                    l.map(|e| Value::String(room.id(e).to_owned())).collect::<Vec<_>>()
+                    l.map(|e| Value::String(room.state_id(e).to_owned())).collect::<Vec<_>>()
                 };
                 Ok(
                     json!({"pdu_ids": ids(&mut s.pdu_ids.iter().copied()), "auth_chain_ids": ids(&mut s.auth_chain_ids.iter().copied())}),
@@ -474,7 +474,8 @@ pub fn room_query(
             };
             check_acl(room, origin)?;
             let e = queries::timestamp_to_event(room, origin, ts, dir)?;
-            Ok(json!({"event_id": room.id(e), "origin_server_ts": room.event(e).origin_server_ts}))
+            let event_id = room.id(e)?;
+            Ok(json!({"event_id": event_id, "origin_server_ts": room.event(e).origin_server_ts}))
         }
         _ => Err(HttpError::new(400, "M_UNRECOGNIZED", "not a room query")),
     }

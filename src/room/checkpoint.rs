@@ -31,6 +31,7 @@ impl Room {
     /// to; [`release`](Self::release) it once the batch is safely stored.
     pub fn checkpoint(&mut self) -> Checkpoint {
         self.checkpoint_open = true;
+        self.events.hold();
         Checkpoint {
             events: self.events.mark(),
             states: self.states.len(),
@@ -50,6 +51,7 @@ impl Room {
     /// Ends a checkpoint whose batch was stored (nothing to undo any more).
     pub fn release(&mut self, _cp: Checkpoint) {
         self.checkpoint_open = false;
+        self.events.release();
         self.referenced_log.clear();
         self.pending_log.clear();
         self.deferred_log.clear();
@@ -63,6 +65,7 @@ impl Room {
         self.by_id.remove_since(EventIdx(kept as u32));
         self.rejections.retain(|e, _| e.ix() < kept);
         self.events.cut(cp.events);
+        self.events.release();
         self.referenced.truncate(kept);
         for p in self.referenced_log.drain(cp.referenced_log..) {
             if p.ix() < self.referenced.len() {
@@ -95,9 +98,13 @@ impl Room {
         for i in 0..self.events.len() {
             let e = &self.events[i];
             if let (Facts::Redaction(Some(target)), EventStatus::Accepted) = (&e.facts, e.status) {
-                let target = target.clone();
-                self.redactions.pending.entry(target.clone()).or_default().push(e.idx);
-                self.apply_pending_redactions(&target);
+                let (target, r) = (target.clone(), e.idx);
+                self.redactions.pending.entry(target.clone()).or_default().push(r);
+                // A target whose ID cannot be read back now is redacted when
+                // the room is next restored (its redaction stays pending).
+                if let Ok(Some(t)) = self.lookup(&target) {
+                    self.apply_pending_redactions(&target, t);
+                }
             }
         }
         *self.caches.borrow_mut() = Caches::default();

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use crate::event::Events;
 use crate::ids::{EventIdx, IntHasher, IntMap};
 use crate::image::{index, ImageError, Reader, Writer};
+use crate::pages::PageError;
 
 /// Event ID → index, keyed by a 32-bit hash of the ID so that the ID text is
 /// stored once (in the event); the rare colliding IDs go to a plain map.
@@ -111,22 +112,27 @@ impl IdIndex {
         self.reindex();
     }
 
-    pub(super) fn get(&self, id: &str, events: &Events) -> Option<EventIdx> {
+    /// The event of ID `id`, if stored: those of its hash whose ID is
+    /// `id` (an ID the room does not hold is read back from the page store).
+    ///
+    /// # Errors
+    /// The page store failed to read back the ID of an event of that hash.
+    pub(super) fn get(&self, id: &str, events: &Events) -> Result<Option<EventIdx>, PageError> {
         let h = id_hash(id);
         let run = self.run(h);
         let from = run.partition_point(|x| ((x >> 32) as u32) < h);
         for x in run[from..].iter().take_while(|x| (*x >> 32) as u32 == h) {
             let i = EventIdx(*x as u32);
-            if events.id(&events[i.ix()]) == id {
-                return Some(i);
+            if events.id(&events[i.ix()])? == id {
+                return Ok(Some(i));
             }
         }
         if let Some(i) = self.by_hash.get(&h) {
-            if events.id(&events[i.ix()]) == id {
-                return Some(*i);
+            if events.id(&events[i.ix()])? == id {
+                return Ok(Some(*i));
             }
         }
-        self.collisions.get(id).copied()
+        Ok(self.collisions.get(id).copied())
     }
 
     pub(super) fn insert(&mut self, id: &str, idx: EventIdx) {
@@ -207,16 +213,16 @@ mod tests {
         for (i, id) in [&a, &b, &"$other".to_owned()].into_iter().enumerate() {
             index.insert(id, EventIdx(i as u32));
         }
-        assert_eq!(index.get(&a, &events), Some(EventIdx(0)));
-        assert_eq!(index.get(&b, &events), Some(EventIdx(1)));
-        assert_eq!(index.get("$other", &events), Some(EventIdx(2)));
-        assert_eq!(index.get("$absent", &events), None);
+        assert_eq!(index.get(&a, &events).unwrap(), Some(EventIdx(0)));
+        assert_eq!(index.get(&b, &events).unwrap(), Some(EventIdx(1)));
+        assert_eq!(index.get("$other", &events).unwrap(), Some(EventIdx(2)));
+        assert_eq!(index.get("$absent", &events).unwrap(), None);
         index.remove_since(EventIdx(1));
-        assert_eq!(index.get(&a, &events), Some(EventIdx(0)));
-        assert_eq!(index.get(&b, &events), None);
-        assert_eq!(index.get("$other", &events), None);
+        assert_eq!(index.get(&a, &events).unwrap(), Some(EventIdx(0)));
+        assert_eq!(index.get(&b, &events).unwrap(), None);
+        assert_eq!(index.get("$other", &events).unwrap(), None);
         index.remove_since(EventIdx(0));
-        assert_eq!(index.get(&a, &events), None);
+        assert_eq!(index.get(&a, &events).unwrap(), None);
     }
 
     /// Over many events (the map merged into the sorted array again and
@@ -241,9 +247,9 @@ mod tests {
         let found = |index: &IdIndex, upto: usize| {
             for (i, id) in ids.iter().enumerate() {
                 let want = (i < upto).then_some(EventIdx(i as u32));
-                assert_eq!(index.get(id, &events), want, "{id}");
+                assert_eq!(index.get(id, &events).unwrap(), want, "{id}");
             }
-            assert_eq!(index.get("$e20000", &events), None);
+            assert_eq!(index.get("$e20000", &events).unwrap(), None);
         };
         found(&index, ids.len());
         // Written from its parts (the sorted array, the map, the side map)
@@ -322,16 +328,16 @@ mod tests {
         let events = events_with(&refs);
         assert!(index.by_hash.is_empty() && index.collisions.is_empty() && index.sorted.len() == written.len());
         for (i, id) in ids.iter().enumerate() {
-            assert_eq!(index.get(id, &events), Some(EventIdx(i as u32)), "{id}");
+            assert_eq!(index.get(id, &events).unwrap(), Some(EventIdx(i as u32)), "{id}");
         }
-        assert_eq!(index.get("$absent", &events), None);
-        assert_eq!(index.get("$later", &events), None);
+        assert_eq!(index.get("$absent", &events).unwrap(), None);
+        assert_eq!(index.get("$later", &events).unwrap(), None);
         index.insert("$later", EventIdx(502));
-        assert_eq!(index.get("$later", &events), Some(EventIdx(502)));
+        assert_eq!(index.get("$later", &events).unwrap(), Some(EventIdx(502)));
         index.remove_since(EventIdx(502));
-        assert_eq!(index.get("$later", &events), None);
-        assert_eq!(index.get(&a, &events), Some(EventIdx(17)));
-        assert_eq!(index.get(&b, &events), Some(EventIdx(301)));
+        assert_eq!(index.get("$later", &events).unwrap(), None);
+        assert_eq!(index.get(&a, &events).unwrap(), Some(EventIdx(17)));
+        assert_eq!(index.get(&b, &events).unwrap(), Some(EventIdx(301)));
     }
 
     /// An index that does not list each event once, in order, is refused.

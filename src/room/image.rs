@@ -32,6 +32,11 @@ impl Room {
         if self.checkpoint_open {
             return Err(ImageError::BatchOpen);
         }
+        if self.events.pages().is_none() {
+            return Err(ImageError::NotPaged);
+        }
+        // The image names the rows of the full blocks' IDs: each written.
+        self.events.settle_ids()?;
         let mut pages = self.events.take_pages().ok_or(ImageError::NotPaged)?;
         let result = self.write_into(pages.store_mut(), log_length);
         self.events.restore_pages(pages);

@@ -38,6 +38,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::auth_chain::AuthChainIndex;
+pub use crate::event::IdText;
 use crate::event::{Events, MemberFacts, PduText, StateKeyIdx, StoredEvent};
 use crate::ids::{EventIdx, Name};
 use crate::pages::PageCache;
@@ -230,8 +231,18 @@ impl Room {
     }
 
     /// A stored event's ID.
-    pub fn id(&self, idx: EventIdx) -> &str {
+    ///
+    /// # Errors
+    /// The ID is paged (an event that is not a state event, with a page
+    /// store) and the store failed to read it back.
+    pub fn id(&self, idx: EventIdx) -> Result<IdText<'_>, PageError> {
         self.events.id(self.event(idx))
+    }
+
+    /// A state event's ID, or that of an event stored since the last
+    /// trim: the room holds those ([`Events::resident_id`]).
+    pub fn state_id(&self, idx: EventIdx) -> &str {
+        self.events.resident_id(self.event(idx))
     }
 
     /// A stored event's PDU, exactly as received.
@@ -301,7 +312,11 @@ impl Room {
     }
 
     /// A stored event's index by ID.
-    pub fn lookup(&self, event_id: &str) -> Option<EventIdx> {
+    ///
+    /// # Errors
+    /// The page store failed to read back the ID of an event whose ID has
+    /// the same hash (IDs of events that are not state events are paged).
+    pub fn lookup(&self, event_id: &str) -> Result<Option<EventIdx>, PageError> {
         self.by_id.get(event_id, &self.events)
     }
 

@@ -45,7 +45,7 @@ impl Room {
         let e = self.event(existing);
         let record = match self.keep_records {
             true => Some(EventRecord::with_kind(
-                self.id(existing),
+                &self.id(existing)?,
                 &self.raw(existing)?,
                 Some(e.status),
                 RecordKind::Timeline,
@@ -53,12 +53,13 @@ impl Room {
             )),
             false => None,
         };
-        let unplaced: Box<[Box<str>]> = pdu
-            .prev_events
-            .iter()
-            .filter(|p| self.lookup(p).is_none_or(|i| self.event(i).outlier))
-            .map(|p| Box::from(p.as_str()))
-            .collect();
+        let mut unplaced: Vec<Box<str>> = Vec::new();
+        for p in &pdu.prev_events {
+            if self.lookup(p)?.is_none_or(|i| self.event(i).outlier) {
+                unplaced.push(Box::from(p.as_str()));
+            }
+        }
+        let unplaced = unplaced.into_boxed_slice();
         if !already_pending {
             self.unplaced_prevs.insert(existing, unplaced);
             self.make_pending(existing);
@@ -102,7 +103,7 @@ impl Room {
         let mut entries = Vec::with_capacity(ids.len());
         let mut missing: Vec<&str> = Vec::new();
         for id in ids {
-            let Some(e) = self.lookup(id) else {
+            let Some(e) = self.lookup(id).map_err(|e| (DropStage::Store, e.to_string()))? else {
                 missing.push(id);
                 continue;
             };
@@ -159,7 +160,7 @@ impl Room {
             [one] => self.state(*one).clone(),
             many => self.resolve_ids(many).state,
         };
-        Ok(resolved.iter().map(|(_, e)| self.id(e).to_owned()).collect())
+        Ok(resolved.iter().map(|(_, e)| self.state_id(e).to_owned()).collect())
     }
 
     /// History events logged before their auth events (see [`Outcome::Deferred`]).
@@ -168,13 +169,15 @@ impl Room {
     }
 
     /// Auth events of deferred events that are neither stored nor deferred
-    /// themselves: what to fetch when history stops bringing them.
+    /// themselves: what to fetch when history stops bringing them. One whose
+    /// lookup could not read the page store counts as not stored: fetched
+    /// again, it is a duplicate or stored then.
     pub fn missing_auth_events(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .deferred
             .values()
             .flat_map(|d| d.auth_events.iter())
-            .filter(|a| self.lookup(a).is_none() && !self.deferred.contains_key(&***a))
+            .filter(|a| !matches!(self.lookup(a), Ok(Some(_))) && !self.deferred.contains_key(&***a))
             .map(|a| a.to_string())
             .collect();
         out.sort_unstable();
@@ -185,12 +188,13 @@ impl Room {
     /// The backward extremities: prev events of timeline events (placed or
     /// pending) that are not in the timeline, by event ID — what
     /// `/backfill` is asked for. Sorted by the greatest depth of an event
-    /// that lists them (newest gaps first), then by ID.
+    /// that lists them (newest gaps first), then by ID. One whose lookup
+    /// could not read the page store counts as missing (asked for again).
     pub fn backward_extremities(&self) -> Vec<(String, i64)> {
         let mut found: HashMap<&str, i64> = HashMap::new();
         let in_timeline = |p: &str| {
             self.deferred.contains_key(p)
-                || self.lookup(p).is_some_and(|i| !self.event(i).outlier || self.pending.contains(&i))
+                || self.lookup(p).ok().flatten().is_some_and(|i| !self.event(i).outlier || self.pending.contains(&i))
         };
         let lists = self
             .unplaced_prevs

@@ -22,7 +22,7 @@ use crate::signatures::{prepare_batch, PreparedPdu, Signers, SIGNATURE_BATCH};
 use crate::signing::{content_hash_and_size, decode_base64, KeyStore};
 use crate::state_set::{StateMap, StateSetId};
 
-use super::{bounded_reason, intern, DropStage, Outcome, Room, RoomInterner};
+use super::{bounded_reason, intern, DropStage, Outcome, PageError, Room, RoomInterner};
 
 /// Most `prev_events` a PDU may list.
 pub const MAX_PREV_EVENTS: usize = 20;
@@ -165,7 +165,11 @@ impl Room {
         let rules = self.rules;
         let id = pdu.event_id.clone();
         // 2. Duplicates, counts, room.
-        if let Some(existing) = self.lookup(id.as_str()) {
+        let stored = match self.lookup(id.as_str()) {
+            Ok(stored) => stored,
+            Err(e) => return Outcome::drop(Some(&id), DropStage::Store, e.to_string()),
+        };
+        if let Some(existing) = stored {
             if let Err(e) = self.outlier_seen_in_timeline(existing, &pdu, placement) {
                 return Outcome::drop(Some(&id), DropStage::Store, e.to_string());
             }
@@ -239,16 +243,27 @@ impl Room {
         // 5. Every auth event must be stored; prev events as the placement says.
         let mut auth_events = Vec::with_capacity(pdu.auth_events.len());
         let mut missing: Vec<&str> = Vec::new();
+        let unreadable = |e: PageError| Outcome::drop(Some(&id), DropStage::Store, e.to_string());
         for e in pdu.auth_events.iter() {
             match self.lookup(e) {
-                Some(idx) => auth_events.push(idx),
-                None => missing.push(e.as_str()),
+                Ok(Some(idx)) => auth_events.push(idx),
+                Ok(None) => missing.push(e.as_str()),
+                Err(e) => return unreadable(e),
             }
         }
         let mut prev_events = Vec::with_capacity(pdu.prev_events.len());
         let mut unplaced: Vec<&str> = Vec::new();
-        for e in pdu.prev_events.iter() {
-            match self.lookup(e) {
+        // The PDU's first prev event, if stored (placed or not).
+        let mut first_prev = None;
+        for (i, e) in pdu.prev_events.iter().enumerate() {
+            let found = match self.lookup(e) {
+                Ok(found) => found,
+                Err(e) => return unreadable(e),
+            };
+            if i == 0 {
+                first_prev = found;
+            }
+            match found {
                 Some(idx) if !self.event(idx).outlier => prev_events.push(idx),
                 _ => unplaced.push(e.as_str()),
             }
@@ -284,7 +299,6 @@ impl Room {
             Mode::Placed if pdu.event_type == "m.room.create" => StateSetId::EMPTY,
             Mode::Placed => self.resolve_after(&prev_events),
         };
-        let first_prev = pdu.prev_events.first().and_then(|p| self.lookup(p));
         let outlier = matches!(mode, Mode::Outlier | Mode::Pending);
         // Build the compact view.
         let sender = intern(&mut self.strings, &pdu.sender);
@@ -369,6 +383,19 @@ impl Room {
                 rejection = Some(bounded_reason(reason.to_string()));
             }
         }
+        // The target of an accepted redaction, if stored: looked up before
+        // anything is kept (its ID may have to be read back from the page
+        // store, which may fail).
+        let redacts = match (&event.facts, event.status) {
+            (Facts::Redaction(Some(target)), EventStatus::Accepted) => match self.lookup(target) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.events.discard(&event, mark);
+                    return Outcome::drop(Some(&id), DropStage::Store, e.to_string());
+                }
+            },
+            _ => None,
+        };
         let outcome = match &rejection {
             None => Outcome::Accepted { event_id: id, redacted_on_receipt },
             Some(reason) => {
@@ -381,18 +408,25 @@ impl Room {
         }
         let record = self.keep_records.then(|| {
             let state = match &mode {
-                Mode::WithState(map) => Some(map.iter().map(|(_, e)| self.id(e).to_owned()).collect()),
+                Mode::WithState(map) => {
+                    Some(map.iter().map(|(_, e)| self.events.resident_id(self.event(e)).to_owned()).collect())
+                }
                 _ => None,
             };
-            let mut record =
-                EventRecord::with_kind(self.events.id(&event), raw, Some(event.status), placement.kind(), state);
+            let mut record = EventRecord::with_kind(
+                self.events.resident_id(&event),
+                raw,
+                Some(event.status),
+                placement.kind(),
+                state,
+            );
             record.soft_failed = event.soft_failed;
             record
         });
         if matches!(mode, Mode::Pending | Mode::WithState(_)) {
             self.unplaced_prevs.insert(idx, unplaced.iter().map(|p| Box::from(*p)).collect());
         }
-        self.commit(event);
+        self.commit(event, redacts);
         if mode == Mode::Pending {
             self.make_pending(idx);
         }
@@ -482,7 +516,9 @@ impl Room {
         Ok(allowed)
     }
 
-    fn commit(&mut self, mut event: StoredEvent) {
+    /// Keeps a prepared event; `redacts`: the stored target of an accepted
+    /// redaction.
+    fn commit(&mut self, mut event: StoredEvent, redacts: Option<EventIdx>) {
         let idx = event.idx;
         if event.is_accepted() {
             if let Some(k) = event.key {
@@ -512,7 +548,7 @@ impl Room {
             }
             self.extremities.insert(idx);
         }
-        let id = EventId::new(self.events.id(&event)).expect("stored event IDs start with $");
+        let id = EventId::new(self.events.resident_id(&event)).expect("stored event IDs start with $");
         self.by_id.insert(id.as_str(), idx);
         self.referenced.push(false);
         let accepted_redaction = match (&event.facts, event.status) {
@@ -523,9 +559,11 @@ impl Room {
         self.caches.get_mut().current = None;
         if let Some(target) = accepted_redaction {
             self.redactions.pending.entry(target.clone()).or_default().push(idx);
-            self.apply_pending_redactions(&target);
+            if let Some(t) = redacts {
+                self.apply_pending_redactions(&target, t);
+            }
         }
-        self.apply_pending_redactions(id.as_str());
+        self.apply_pending_redactions(id.as_str(), idx);
     }
 }
 

@@ -18,9 +18,8 @@ pub(super) struct Redactions {
 }
 
 impl Room {
-    /// Applies the first qualifying pending redaction of `target`, if stored.
-    pub(super) fn apply_pending_redactions(&mut self, target: &str) {
-        let Some(t) = self.lookup(target) else { return };
+    /// Applies the first qualifying pending redaction of `target`, stored at `t`.
+    pub(super) fn apply_pending_redactions(&mut self, target: &str, t: EventIdx) {
         if self.redactions.applied.contains_key(&t) {
             return;
         }

@@ -175,14 +175,14 @@ impl Room {
                     h.update([0]);
                     h.update(s);
                     h.update([0]);
-                    h.update(self.events.id(self.event(EventIdx(line as u32))));
+                    h.update(self.events.resident_id(self.event(EventIdx(line as u32))));
                     h.update(b"\n");
                 };
                 self.caches.borrow_mut().digest_cursors.digest(lines, write)
             }
             None => digest_of(self.state(id).iter().map(|(k, e)| {
                 let (t, s) = self.key_name(k);
-                (t, s, self.events.id(self.event(e)))
+                (t, s, self.events.resident_id(self.event(e)))
             })),
         };
         self.caches.borrow_mut().digests.insert(id, d);
@@ -268,7 +268,7 @@ mod tests {
     fn digest_by_lines(room: &Room, id: StateSetId) -> [u8; 32] {
         digest_of(room.state(id).iter().map(|(k, e)| {
             let (t, s) = room.key_name(k);
-            (t, s, room.id(e))
+            (t, s, room.state_id(e))
         }))
     }
 

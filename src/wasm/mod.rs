@@ -463,8 +463,8 @@ pub fn replay_fixture(fixture: &[u8], queries: &[u8], verify: Option<js_sys::Fun
 pub fn export_fixture(fixture: &[u8], format: &str, auth_edges: bool) -> Result<String, JsError> {
     let replay = conformance::replay(fixture).map_err(js_error)?;
     match format {
-        "json" => Ok(to_json(&export::graph_json(&replay.room))),
-        "dot" => Ok(export::graph_dot(&replay.room, auth_edges)),
+        "json" => Ok(to_json(&export::graph_json(&replay.room).map_err(js_error)?)),
+        "dot" => export::graph_dot(&replay.room, auth_edges).map_err(js_error),
         other => Err(js_error(format!("unknown format {other:?} (json or dot)"))),
     }
 }

@@ -77,9 +77,11 @@ impl PageStore for JsPageStore {
     }
 
     fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), PageError> {
-        // PDU rows are text (JSON); image parts are bytes.
+        // PDU rows (JSON) and rows of IDs are text; image parts are bytes.
         let value: JsValue = match table {
-            Table::Pdu => std::str::from_utf8(value).map_err(|_| PageError::Corrupt { table, key: key.into() })?.into(),
+            Table::Pdu | Table::Ids => {
+                std::str::from_utf8(value).map_err(|_| PageError::Corrupt { table, key: key.into() })?.into()
+            }
             Table::Image => js_sys::Uint8Array::from(value).into(),
         };
         self.put.call3(&self.this, &table.name().into(), &key.into(), &value).map_err(|e| thrown("put", e))?;

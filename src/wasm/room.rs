@@ -216,8 +216,8 @@ impl WasmRoom {
 
     /// The forward extremities (event IDs).
     #[wasm_bindgen(js_name = forwardExtremities)]
-    pub fn forward_extremities(&self) -> Vec<String> {
-        self.room.forward_extremities().map(|e| self.room.id(e).to_owned()).collect()
+    pub fn forward_extremities(&self) -> Result<Vec<String>, JsError> {
+        self.room.forward_extremities().map(|e| Ok(self.room.id(e).map_err(js_error)?.to_owned())).collect()
     }
 
     /// The least depth of the timeline (`min_depth` of `/get_missing_events`).
@@ -231,11 +231,13 @@ impl WasmRoom {
     #[wasm_bindgen(js_name = unplacedPrevEvents)]
     pub fn unplaced_prev_events(&self, pdu: &str) -> Result<Vec<String>, JsError> {
         let parsed = crate::pdu::parse_pdu(pdu, self.room.rules()).map_err(js_error)?;
-        Ok(parsed
-            .prev_events
-            .into_iter()
-            .filter(|p| self.room.lookup(p).is_none_or(|e| self.room.is_outlier(e)))
-            .collect())
+        let mut unplaced = Vec::new();
+        for p in parsed.prev_events {
+            if self.room.lookup(&p).map_err(js_error)?.is_none_or(|e| self.room.is_outlier(e)) {
+                unplaced.push(p);
+            }
+        }
+        Ok(unplaced)
     }
 
     /// The state resolved from several remote states (a JSON array of
@@ -260,8 +262,8 @@ impl WasmRoom {
 
     /// Whether a stored event is an outlier (`undefined` if not stored).
     #[wasm_bindgen(js_name = isOutlier)]
-    pub fn is_outlier(&self, event_id: &str) -> Option<bool> {
-        self.room.lookup(event_id).map(|e| self.room.is_outlier(e))
+    pub fn is_outlier(&self, event_id: &str) -> Result<Option<bool>, JsError> {
+        Ok(self.room.lookup(event_id).map_err(js_error)?.map(|e| self.room.is_outlier(e)))
     }
 
     /// Answers a room-scoped federation query (`/state_ids`, `/state`,
@@ -304,14 +306,14 @@ impl WasmRoom {
 
     /// Whether the event is stored here.
     #[wasm_bindgen(js_name = hasEvent)]
-    pub fn has_event(&self, event_id: &str) -> bool {
-        self.room.lookup(event_id).is_some()
+    pub fn has_event(&self, event_id: &str) -> Result<bool, JsError> {
+        Ok(self.room.lookup(event_id).map_err(js_error)?.is_some())
     }
 
     /// The room graph (`roomdag-graph/1` JSON) for the visualizer.
     #[wasm_bindgen(js_name = exportGraph)]
-    pub fn export_graph(&self) -> String {
-        to_json(&export::graph_json(&self.room))
+    pub fn export_graph(&self) -> Result<String, JsError> {
+        Ok(to_json(&export::graph_json(&self.room).map_err(js_error)?))
     }
 
     /// The lane layout (`rows`: "depth" or "arrival"): `[lane, row]` per
@@ -327,15 +329,19 @@ impl WasmRoom {
 
     /// The room graph as Graphviz DOT.
     #[wasm_bindgen(js_name = exportDot)]
-    pub fn export_dot(&self, auth_edges: bool) -> String {
-        export::graph_dot(&self.room, auth_edges)
+    pub fn export_dot(&self, auth_edges: bool) -> Result<String, JsError> {
+        export::graph_dot(&self.room, auth_edges).map_err(js_error)
     }
 
     /// Details of one event (JSON): status, states before and after, auth
     /// chain, redaction, and the servers that see it whole.
     #[wasm_bindgen(js_name = eventDetails)]
     pub fn event_details(&self, event_id: &str) -> Result<String, JsError> {
-        let idx = self.room.lookup(event_id).ok_or_else(|| js_error(format!("unknown event {event_id}")))?;
+        let idx = self
+            .room
+            .lookup(event_id)
+            .map_err(js_error)?
+            .ok_or_else(|| js_error(format!("unknown event {event_id}")))?;
         Ok(to_json(&export::event_details(&self.room, idx).map_err(|e| JsError::new(&e.to_string()))?))
     }
 

@@ -195,7 +195,7 @@ fn deep_linear_room() {
     measure("deep linear room, ingest", n, t);
     eprintln!("measure: deep linear room, ingest time per fifth of the room: {segments:.2?}");
     assert_eq!(b.room.forward_extremities().count(), 1);
-    let (chain, t) = timed(|| b.room.auth_chain_of(b.room.lookup(&tip).unwrap()));
+    let (chain, t) = timed(|| b.room.auth_chain_of(b.room.lookup(&tip).unwrap().unwrap()));
     eprintln!("measure: auth_chain_of(tip) → {} events in {t:.2?}", chain.len());
     let (aidx, atxt) = (b.room.auth_index().footprint(), b.room.events().text_footprint());
     eprintln!("measure: deep linear room footprint: auth index {aidx} bytes; text {atxt:?} (held, used bytes)");
@@ -238,15 +238,17 @@ fn huge_conflicted_set() {
     let prev: Vec<&str> = fork_tips.iter().map(String::as_str).collect();
     let ((_, o), t) = timed(|| b.event("m.room.message", None, &creator, json!({"body": "the merge"}), &prev));
     let merge = accepted_id(&o);
-    let info =
-        b.room.resolution_for(b.room.prev_events(b.room.lookup(&merge).unwrap())).expect("a resolution happened");
+    let info = b
+        .room
+        .resolution_for(b.room.prev_events(b.room.lookup(&merge).unwrap().unwrap()))
+        .expect("a resolution happened");
     eprintln!(
         "measure: final merge of 2 × {k} joins: conflicted keys {}, full conflicted set {}, in {t:.2?} (includes auth selection)",
         info.conflicted_keys.len(),
         info.full_conflicted_set
     );
     assert!(info.conflicted_keys.len() >= 2 * k, "every join is conflicted");
-    let state = b.room.state(b.room.event(b.room.lookup(&merge).unwrap()).state_before);
+    let state = b.room.state(b.room.event(b.room.lookup(&merge).unwrap().unwrap()).state_before);
     assert_eq!(state.len(), 4 + 2 * k + 1, "every join and one topic survive");
     check_queries(&b.room, &[merge], &[b.create.clone()], "huge conflicted set", Duration::from_secs(2));
 }
@@ -278,7 +280,7 @@ fn conflicting_power_levels_on_long_forks() {
     let prev: Vec<&str> = tips.iter().map(String::as_str).collect();
     let ((_, o), t) = timed(|| b.event("m.room.message", None, &creator, json!({"body": "merge"}), &prev));
     let merge = accepted_id(&o);
-    let info = b.room.resolution_for(b.room.prev_events(b.room.lookup(&merge).unwrap())).unwrap();
+    let info = b.room.resolution_for(b.room.prev_events(b.room.lookup(&merge).unwrap().unwrap())).unwrap();
     eprintln!(
         "measure: merge of two forks with {k} power-level events each: conflicted keys {}, full conflicted set {}, in {t:.2?}",
         info.conflicted_keys.len(),

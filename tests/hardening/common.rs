@@ -86,27 +86,29 @@ pub struct Snapshot {
 /// A snapshot of `room` (computes the current state through the
 /// non-mutating cache, so taking a snapshot changes nothing).
 pub fn snapshot(room: &Room) -> Snapshot {
-    let mut extremities: Vec<String> = room.forward_extremities().map(|e| room.id(e).to_owned()).collect();
+    let mut extremities: Vec<String> = room.forward_extremities().map(|e| room.id(e).unwrap().to_owned()).collect();
     extremities.sort();
     let current = room.current_state_map();
     let current_state = hex(roomdag::room::digest_of(current.iter().map(|(k, e)| {
         let (t, s) = room.key_name(k);
-        (t, s, room.id(e))
+        (t, s, room.state_id(e))
     })));
     let per_event = room
         .events()
         .iter()
         .map(|e| {
             (
-                room.events().id(&e).to_owned(),
+                room.events().id(&e).unwrap().to_owned(),
                 status_str(e.status),
                 hex(room.state_digest(e.state_before)),
                 hex(room.state_digest(e.state_after)),
             )
         })
         .collect();
-    let mut redactions: Vec<(String, String)> =
-        room.applied_redactions().map(|(t, r)| (room.id(t).to_owned(), room.id(r).to_owned())).collect();
+    let mut redactions: Vec<(String, String)> = room
+        .applied_redactions()
+        .map(|(t, r)| (room.id(t).unwrap().to_owned(), room.id(r).unwrap().to_owned()))
+        .collect();
     redactions.sort();
     Snapshot { events: room.events().len(), extremities, current_state, per_event, redactions }
 }
@@ -307,7 +309,7 @@ impl Builder {
         sender: &str,
         membership: Option<&str>,
     ) -> Vec<String> {
-        let idx: Vec<roomdag::EventIdx> = prev.iter().filter_map(|p| self.room.lookup(p)).collect();
+        let idx: Vec<roomdag::EventIdx> = prev.iter().filter_map(|p| self.room.lookup(p).unwrap()).collect();
         let st = self.room.resolve_after(&idx);
         let mut keys: Vec<(&str, &str)> =
             vec![("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", sender)];
@@ -323,7 +325,7 @@ impl Builder {
         let mut out: Vec<String> = Vec::new();
         for (t, k) in keys {
             if let Some(e) = self.room.key_of(t, k).and_then(|key| state.get(key)) {
-                let id = self.room.id(e).to_owned();
+                let id = self.room.id(e).unwrap().to_owned();
                 if !out.contains(&id) {
                     out.push(id);
                 }

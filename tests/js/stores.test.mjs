@@ -54,14 +54,18 @@ const kinds = {
   })(),
 };
 
-// A memory store with a page store (its `pdu` rows in `rows`).
+// A memory store with a page store (its `pdu` rows in `rows`, the other
+// tables' in `other`).
 function memoryStoreWithPages() {
   const s = new api.MemoryStore();
   const rows = new Map();
+  const other = new Map();
+  const of = (table) => (table === "pdu" ? rows : other);
+  const at = (table, key) => (table === "pdu" ? key : `${table}/${key}`);
   s.pages = {
-    get: (table, key) => (table === "pdu" ? rows.get(key) ?? null : null),
-    put: (table, key, text) => void rows.set(key, text),
-    delete: (table, key) => void rows.delete(key),
+    get: (table, key) => of(table).get(at(table, key)) ?? null,
+    put: (table, key, text) => void of(table).set(at(table, key), text),
+    delete: (table, key) => void of(table).delete(at(table, key)),
   };
   return { s, rows };
 }

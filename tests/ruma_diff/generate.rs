@@ -163,7 +163,7 @@ impl Gen<'_> {
     }
 
     fn id(&self, i: usize) -> String {
-        self.room.id(EventIdx(i as u32)).to_owned()
+        self.room.id(EventIdx(i as u32)).unwrap().to_owned()
     }
 
     /// Builds, hashes and ingests a PDU; returns its index, or `None` when
@@ -212,7 +212,7 @@ impl Gen<'_> {
             Outcome::Dropped { stage: DropStage::Auth, .. } => return None,
             other => panic!("generator bug: PDU not stored as generated: {other:?}\n{raw}"),
         };
-        let idx = self.room.lookup(outcome.event_id().unwrap().as_str()).expect("stored").ix();
+        let idx = self.room.lookup(outcome.event_id().unwrap().as_str()).unwrap().expect("stored").ix();
         assert_eq!(idx, self.pdus.len(), "events are stored in order");
         self.pdus.push(raw);
         self.depth.push(depth);

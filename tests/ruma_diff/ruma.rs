@@ -158,7 +158,7 @@ impl RumaRoom {
                 .and_then(|s| OwnedEventId::try_from(s).ok());
             let ts = json["origin_server_ts"].as_u64().expect("non-negative origin_server_ts");
             let pdu = RPdu {
-                event_id: OwnedEventId::try_from(room.id(idx)).expect("ruma parses the event ID"),
+                event_id: OwnedEventId::try_from(&*room.id(idx).unwrap()).expect("ruma parses the event ID"),
                 room_id: json
                     .get("room_id")
                     .and_then(Value::as_str)

@@ -18,13 +18,14 @@ pub fn view(room: &mut Room, queries: &[Query]) -> Vec<String> {
         let idx = EventIdx(i as u32);
         let e = room.event(idx);
         let state = |id| {
-            let mut v: Vec<_> = room.states().get(id).iter().map(|(k, e)| (room.key_name(k), room.id(e))).collect();
+            let mut v: Vec<_> =
+                room.states().get(id).iter().map(|(k, e)| (room.key_name(k), room.id(e).unwrap())).collect();
             v.sort();
             format!("{v:?}")
         };
         out.push(format!(
             "{} {:?} outlier={} soft={} redacted={} before={} after={} node={:?} prev={:?} auth={:?} rejection={:?} facts={:?} resolved={:?}",
-            room.id(idx),
+            room.id(idx).unwrap(),
             e.status,
             e.outlier,
             e.soft_failed,
@@ -39,11 +40,12 @@ pub fn view(room: &mut Room, queries: &[Query]) -> Vec<String> {
             room.resolution_for(room.prev_events(idx)),
         ));
     }
-    let mut fwd: Vec<_> = room.forward_extremities().map(|e| room.id(e).to_owned()).collect();
+    let mut fwd: Vec<_> = room.forward_extremities().map(|e| room.id(e).unwrap().to_owned()).collect();
     fwd.sort();
     out.push(format!("forward {fwd:?}"));
     let current = room.current_state();
-    let mut cur: Vec<_> = room.states().get(current).iter().map(|(k, e)| (room.key_name(k), room.id(e))).collect();
+    let mut cur: Vec<_> =
+        room.states().get(current).iter().map(|(k, e)| (room.key_name(k), room.id(e).unwrap())).collect();
     cur.sort();
     out.push(format!("current {cur:?}"));
     for q in queries {
@@ -71,7 +73,7 @@ pub fn image_round_trip(what: &str, version: &str, log: Vec<LogRecord>, queries:
         assert_eq!(x, y, "{what}: read back from its image");
     }
     let listed = |r: &Room| {
-        let mut v: Vec<String> = r.pending().map(|e| r.id(e).to_owned()).collect();
+        let mut v: Vec<String> = r.pending().map(|e| r.id(e).unwrap().to_owned()).collect();
         v.extend(r.backward_extremities().into_iter().map(|(id, depth)| format!("backward {id} {depth}")));
         v.sort();
         v

@@ -67,7 +67,7 @@ pub fn named_map(room: &Room, map: &StateMap) -> BTreeMap<String, String> {
     map.iter()
         .map(|(k, e)| {
             let (t, s) = room.key_name(k);
-            (format!("{t}\u{0}{s}"), room.id(e).to_owned())
+            (format!("{t}\u{0}{s}"), room.id(e).unwrap().to_owned())
         })
         .collect()
 }

@@ -49,7 +49,7 @@ fn state_resolution_matches_synapse() {
             if outcome.status() != want || outcome.event_id().map(|e| e.as_str()) != Some(id.as_str()) {
                 report.fail(name, format!("{}: Synapse {want} / roomdag {}", labels(&id), describe(&outcome)));
             }
-            let Some(idx) = room.lookup(&id) else { continue };
+            let Some(idx) = room.lookup(&id).unwrap() else { continue };
             match state_at.get(&id) {
                 None => report.fail(name, format!("{}: no expected_state_at entry", labels(&id))),
                 Some(want) => {
@@ -65,7 +65,7 @@ fn state_resolution_matches_synapse() {
         let mut want_fx: Vec<String> =
             array(current, "forward_extremities").iter().map(|v| labels(v.as_str().expect("event ID"))).collect();
         want_fx.sort();
-        let mut got_fx: Vec<String> = room.forward_extremities().map(|e| labels(room.id(e))).collect();
+        let mut got_fx: Vec<String> = room.forward_extremities().map(|e| labels(&room.id(e).unwrap())).collect();
         got_fx.sort();
         report.check_eq(name, "forward extremities", got_fx, want_fx);
         let current_state = room.current_state();
@@ -83,7 +83,7 @@ fn state_resolution_matches_synapse() {
                 for (k, e) in obj(m) {
                     let (t, s) = k.split_once('\u{0}').expect("type NUL state_key");
                     let e = e.as_str().expect("event ID");
-                    match (room.key_of(t, s), room.lookup(e)) {
+                    match (room.key_of(t, s), room.lookup(e).unwrap()) {
                         (Some(key), Some(idx)) => entries.push((key, idx)),
                         _ => report.fail(&case, format!("state map entry {k:?} → {} is not in the room", labels(e))),
                     }

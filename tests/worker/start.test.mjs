@@ -97,6 +97,15 @@ const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
 let keyServer;
 before(() => {
   assert.ok(existsSync(join(root, "pkg", "roomdag_wasm_bg.wasm")), "pkg/ is built (npm run build)");
+  // The visualizer's dependencies, installed (as `npm start` would) with this
+  // process's environment: the tests below replace NODE_EXTRA_CA_CERTS with
+  // their test CA, and on a machine whose registry is reached through a
+  // proxy trusted by NODE_EXTRA_CA_CERTS, npm could not install them then.
+  if (!existsSync(join(root, "www", "node_modules", "cytoscape"))) {
+    const npm = process.platform === "win32" ? "npm.cmd" : "npm";
+    const r = spawnSync(npm, ["install", "--prefix", join(root, "www"), "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
+    assert.equal(r.status, 0, "npm install --prefix www");
+  }
 });
 after(() => {
   keyServer?.close();

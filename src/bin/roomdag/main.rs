@@ -242,12 +242,14 @@ fn run(args: &[String]) -> Result<(), CliError> {
                 .map_err(|e| CliError::Failed(format!("{fixture_path}: {e}")))?;
             let bytes = match o.format.as_deref().unwrap_or("json") {
                 "json" => {
-                    let mut b = serde_json::to_vec(&export::graph_json(&replay.room))
-                        .map_err(|e| CliError::Failed(e.to_string()))?;
+                    let graph = export::graph_json(&replay.room).map_err(|e| CliError::Failed(e.to_string()))?;
+                    let mut b = serde_json::to_vec(&graph).map_err(|e| CliError::Failed(e.to_string()))?;
                     b.push(b'\n');
                     b
                 }
-                "dot" => export::graph_dot(&replay.room, o.auth_edges).into_bytes(),
+                "dot" => export::graph_dot(&replay.room, o.auth_edges)
+                    .map_err(|e| CliError::Failed(e.to_string()))?
+                    .into_bytes(),
                 other => return Err(CliError::Usage(format!("unknown format {other:?} (json or dot)"))),
             };
             write_out(o.output.as_deref(), &bytes)

@@ -1,0 +1,91 @@
+//! The event IDs of a full block of the event table, as one row of the page
+//! store ([`Table::Ids`](crate::pages::Table::Ids)).
+//!
+//! With a page store, the event IDs are most of what a room holds per event
+//! (44 bytes of 150 at Matrix HQ's size), and those of messages are read
+//! rarely: to answer with an event's ID or read its PDU (whose row is keyed
+//! by ID), and to tell apart two IDs of one 32-bit hash in the ID index. So
+//! once a block is full and its batch stored, its IDs are written as a row
+//! ([`super::Events::trim`]); the room keeps those of its state events
+//! (read all over the room by auth checks and state resolution, and answered
+//! by `/state_ids`) and reads the others back through the page cache.
+//!
+//! A row is text: the length of each of the block's IDs as two hex digits,
+//! then the IDs one after the other. Its key is a hash of the row, so a row
+//! is never overwritten with other IDs: a room restored beside the one it
+//! replaces, or a block cut back by a rollback and filled again, writes
+//! rows of its own.
+
+use sha2::{Digest, Sha256};
+
+use super::EVENTS_CHUNK;
+
+/// A [`super::TextRef`]'s block for an ID in the block's row.
+pub(super) const PAGED: u32 = u32::MAX;
+/// A [`super::TextRef`]'s block for an ID held in `Events::recent` (its
+/// block's row is not written yet); the offset is in its block's string.
+pub(super) const RECENT: u32 = u32::MAX - 1;
+
+/// Bytes of a row's header: two hex digits an event.
+const HEADER: usize = 2 * EVENTS_CHUNK;
+
+/// The row of a full block whose IDs, in order, are `ids` one after the
+/// other, of lengths `lens`.
+pub(super) fn row(ids: &str, lens: impl Iterator<Item = u8>) -> String {
+    let mut row = String::with_capacity(HEADER + ids.len());
+    for len in lens {
+        row.push_str(&format!("{len:02x}"));
+    }
+    debug_assert_eq!(row.len(), HEADER, "a full block's row");
+    row.push_str(ids);
+    row
+}
+
+/// A row's key (the first 16 bytes of its SHA-256).
+pub(super) fn key(row: &str) -> [u8; 16] {
+    Sha256::digest(row.as_bytes())[..16].try_into().expect("16 of 32 bytes")
+}
+
+/// A key as the store's row key (hex).
+pub(super) fn key_text(key: &[u8; 16]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where the ID of the block's event `at` is in `row`; `None` if the row
+/// is not one [`row`] wrote for a full block.
+pub(super) fn find(row: &str, at: usize) -> Option<std::ops::Range<usize>> {
+    let header = row.as_bytes().get(..HEADER)?;
+    let len_of = |k: usize| -> Option<usize> {
+        let hex = std::str::from_utf8(&header[2 * k..2 * k + 2]).ok()?;
+        usize::from_str_radix(hex, 16).ok()
+    };
+    let mut start = HEADER;
+    for k in 0..at {
+        start += len_of(k)?;
+    }
+    let end = start + len_of(at)?;
+    (end <= row.len() && row.is_char_boundary(start) && row.is_char_boundary(end)).then_some(start..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_id_of_a_row_is_found_and_a_damaged_row_is_refused() {
+        let ids: Vec<String> = (0..EVENTS_CHUNK).map(|i| format!("${}é", "x".repeat(i % 50))).collect();
+        let row = row(&ids.concat(), ids.iter().map(|id| id.len() as u8));
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(&row[find(&row, i).unwrap()], id, "ID {i}");
+        }
+        assert_eq!(key(&row), key(&row.clone()));
+        assert_ne!(key(&row), key(&row.replacen('x', "y", 1)));
+        assert_eq!(key_text(&key(&row)).len(), 32);
+        // Cut short, a header that is not hex, a length splitting a character.
+        assert_eq!(find(&row[..row.len() - 2], EVENTS_CHUNK - 1), None);
+        assert_eq!(find(&row[..100], 0), None);
+        assert_eq!(find(&format!("zz{}", &row[2..]), 0), None);
+        let split = format!("{:02x}{}", ids[0].len() - 1, &row[2..]);
+        assert_eq!(find(&split, 0), None);
+    }
+}
