@@ -244,10 +244,6 @@ pub struct Events {
     /// The last use, for dropping the blocks used longest ago.
     clock: std::cell::Cell<u64>,
     names: packed::NameTable,
-    /// The state events of the packed blocks, kept built (in index order):
-    /// auth checks and state resolution read them all over the room, and a
-    /// block need not be built for one of them.
-    resident: Vec<StoredEvent>,
     /// While a table is read back: the name numbers of the tail's events.
     read_numbers: Vec<[u32; 3]>,
     len: usize,
@@ -568,7 +564,7 @@ impl Events {
         if self.tail.len() == EVENTS_CHUNK {
             let numbers = &self.read_numbers;
             let p = packed::pack_numbered(&self.tail, |i, _| numbers[i]);
-            let resident = keep_resident(&self.tail, &mut self.resident);
+            let resident = keep_resident(&self.tail);
             self.tail.clear();
             self.read_numbers.clear();
             self.blocks.push(Block::packed(p, resident));
@@ -586,9 +582,8 @@ impl Events {
             let mut at = Vec::new();
             let mut of_block = Vec::new();
             while let Some((i, f)) = facts.next_if(|(i, _)| *i < end) {
-                let mine = &mut self.resident[blk.resident.start as usize..blk.resident.end as usize];
-                if let Ok(k) = mine.binary_search_by_key(&i, |e| e.idx.0) {
-                    mine[k].facts = f.clone();
+                if let Ok(k) = blk.resident.binary_search_by_key(&i, |e| e.idx.0) {
+                    blk.resident[k].facts = f.clone();
                 }
                 at.push((i as usize % EVENTS_CHUNK) as u8);
                 of_block.push(f);
@@ -676,7 +671,7 @@ impl Events {
         for b in self.packed_to..packed_to {
             let events = self.blocks[b].built.get().expect("a block not packed is built");
             let p = packed::pack(events, &mut self.names);
-            self.blocks[b].resident = keep_resident(events, &mut self.resident);
+            self.blocks[b].resident = keep_resident(events);
             self.blocks[b].packed = Some(p);
             if b + keep < self.blocks.len() {
                 self.blocks[b].built.take();
@@ -706,7 +701,8 @@ impl Events {
     /// ones and the state events kept built.
     pub fn table_bytes(&self) -> usize {
         let packed: usize = self.blocks.iter().filter_map(|b| b.packed.as_ref()).map(packed::Packed::size).sum();
-        let unpacked = (self.resident.capacity() + self.tail.capacity()) * std::mem::size_of::<StoredEvent>();
+        let resident: usize = self.blocks.iter().map(|b| b.resident.len()).sum();
+        let unpacked = (resident + self.tail.capacity()) * std::mem::size_of::<StoredEvent>();
         self.built.get() * BLOCK_BYTES + unpacked + packed
     }
 
@@ -802,9 +798,8 @@ impl Events {
         }
         let blk = &self.blocks[b];
         if blk.built.get().is_none() {
-            let mine = &self.resident[blk.resident.start as usize..blk.resident.end as usize];
-            if let Ok(k) = mine.binary_search_by_key(&(i as u32), |e| e.idx.0) {
-                return Some(&mine[k]);
+            if let Ok(k) = blk.resident.binary_search_by_key(&(i as u32), |e| e.idx.0) {
+                return Some(&blk.resident[k]);
             }
         }
         Some(&self.block(b)[i % EVENTS_CHUNK])
@@ -869,8 +864,6 @@ impl Events {
                     None => self.unpack(b, &blk),
                 };
                 self.packed_to = self.packed_to.min(self.blocks.len());
-                let first = (self.blocks.len() * EVENTS_CHUNK) as u32;
-                self.resident.truncate(self.resident.partition_point(|e| e.idx.0 < first));
             }
             removed.push(self.tail.pop().expect("len > 0"));
             self.len -= 1;
@@ -930,8 +923,12 @@ struct Block {
     packed: Option<packed::Packed>,
     built: std::cell::OnceCell<Box<[StoredEvent]>>,
     used: std::cell::Cell<u64>,
-    /// Where its state events are in `Events::resident` (once packed).
-    resident: std::ops::Range<u32>,
+    /// Its state events, kept built once it is packed (in index order):
+    /// auth checks and state resolution read them all over the room, and a
+    /// block need not be built for one of them. A slice a block, not one
+    /// vector for the room: growing that one (12 MB at Matrix HQ's size)
+    /// held it twice while it was copied.
+    resident: Box<[StoredEvent]>,
 }
 
 impl Block {
@@ -941,12 +938,12 @@ impl Block {
             packed: None,
             built: std::cell::OnceCell::from(events.into_boxed_slice()),
             used: used.into(),
-            resident: 0..0,
+            resident: Box::default(),
         }
     }
 
     /// A block read back: packed, not built.
-    fn packed(packed: packed::Packed, resident: std::ops::Range<u32>) -> Self {
+    fn packed(packed: packed::Packed, resident: Box<[StoredEvent]>) -> Self {
         Self { packed: Some(packed), built: std::cell::OnceCell::new(), used: 0.into(), resident }
     }
 }
@@ -964,18 +961,9 @@ fn push_arena(text: &mut Vec<String>, parts: &[&str]) -> TextRef {
     TextRef { block: block as u32, offset: offset as u32, len: need as u32 }
 }
 
-/// Keeps a built copy of a full block's state events in `resident`,
-/// returning their range there.
-fn keep_resident(events: &[StoredEvent], resident: &mut Vec<StoredEvent>) -> std::ops::Range<u32> {
-    let from = resident.len() as u32;
-    // Grown by an eighth, not doubled: at Matrix HQ's size the state events
-    // are 110,000 (12 MB), and a doubled vector could hold as much unused.
-    let add = events.iter().filter(|e| e.key.is_some()).count();
-    if resident.capacity() - resident.len() < add {
-        resident.reserve_exact(add.max(resident.len() / 8));
-    }
-    resident.extend(events.iter().filter(|e| e.key.is_some()).cloned());
-    from..resident.len() as u32
+/// A built copy of a full block's state events.
+fn keep_resident(events: &[StoredEvent]) -> Box<[StoredEvent]> {
+    events.iter().filter(|e| e.key.is_some()).cloned().collect()
 }
 
 #[cfg(test)]
