@@ -221,13 +221,22 @@ impl<'s> Writer<'s> {
 
     /// `u64`s with their count.
     pub(crate) fn u64s(&mut self, v: &[u64]) {
-        self.len(v.len());
-        for x in v {
+        self.u64s_from(v.len(), v.iter().copied());
+    }
+
+    /// `n` u64s from `items` (which must give exactly `n`), as
+    /// [`u64s`](Self::u64s) writes a slice.
+    pub(crate) fn u64s_from(&mut self, n: usize, items: impl Iterator<Item = u64>) {
+        self.len(n);
+        let mut written = 0;
+        for x in items {
             self.buf.extend_from_slice(&x.to_le_bytes());
+            written += 1;
             if self.buf.len() >= PART_BYTES {
                 self.flush();
             }
         }
+        assert_eq!(written, n, "u64s_from: as many items as said");
     }
 
     /// Writes the last part; the parts written and their bytes, or the
@@ -383,6 +392,17 @@ impl<'s> Reader<'s> {
         let n = self.len(N)?;
         out.clear();
         out.reserve(n);
+        self.items_onto(n, from, out)
+    }
+
+    /// `n` more items onto `out`.
+    fn items_onto<const N: usize, T>(
+        &mut self,
+        n: usize,
+        from: fn([u8; N]) -> T,
+        out: &mut Vec<T>,
+    ) -> Result<(), ImageError> {
+        let n = out.len() + n;
         while out.len() < n {
             let whole = (self.buf.len() - self.pos) / N;
             if whole == 0 {
@@ -410,6 +430,21 @@ impl<'s> Reader<'s> {
     /// `n` little-endian u64s into `out` (cleared first; its allocation reused).
     pub(crate) fn u64s_into(&mut self, out: &mut Vec<u64>) -> Result<(), ImageError> {
         self.items_into(u64::from_le_bytes, out)
+    }
+
+    /// Little-endian u64s written by `Writer::u64s`, in chunks of `chunk`
+    /// (the last shorter): never one allocation of them all.
+    pub(crate) fn u64s_chunked(&mut self, chunk: usize) -> Result<Vec<Box<[u64]>>, ImageError> {
+        let mut left = self.len(8)?;
+        let mut chunks = Vec::with_capacity(left.div_ceil(chunk.max(1)));
+        while left > 0 {
+            let n = left.min(chunk.max(1));
+            let mut c = Vec::with_capacity(n);
+            self.items_onto(n, u64::from_le_bytes, &mut c)?;
+            chunks.push(c.into_boxed_slice());
+            left -= n;
+        }
+        Ok(chunks)
     }
 
     /// Checks that every byte was read.

@@ -8,23 +8,26 @@ use crate::image::{index, ImageError, Reader, Writer};
 use crate::pages::PageError;
 
 /// Event ID → index, keyed by a 32-bit hash of the ID so that the ID text is
-/// stored once (in the event); the rare colliding IDs go to a plain map.
+/// stored once (with the event, or in its block's row of IDs); the rare
+/// colliding IDs go to a plain map.
 ///
 /// Most events are in a sorted array of `hash << 32 | index` (8 bytes an
-/// event; a binary search within the run of its hash's top bits finds an
-/// ID, colliding hashes side by side): those read back from the room's
-/// image, read as written (hashing 150,000 IDs into a map again took a
-/// fifth of a read-back), and those merged in since. New events go to a
-/// map first, merged into the array once the map holds an eighth of it: a
-/// map of every event took 18 MiB at Matrix HQ's million events (hashbrown
-/// at its load factor), the array takes 8.
+/// event; a binary search finds an ID, colliding hashes side by side):
+/// those read back from the room's image, read as written (hashing 150,000
+/// IDs into a map again took a fifth of a read-back), and those merged in
+/// since. New events go to a map first, merged into the array once the map
+/// holds an eighth of it: a map of every event took 18 MiB at Matrix HQ's
+/// million events (hashbrown at its load factor), the array takes 8. The
+/// array is cut into chunks of at most `2 * CHUNK` entries (each sorted, each
+/// below the next), so that a merge copies one chunk at a time: growing one
+/// array held it twice while it was copied (8 MiB more at HQ's size).
 #[derive(Debug, Default)]
 pub(super) struct IdIndex {
-    sorted: Vec<u64>,
-    /// Where the run of each value of a hash's top `bits` bits starts in
-    /// `sorted` (`2^bits + 1` entries; none while `sorted` is empty).
-    starts: Vec<u32>,
-    bits: u32,
+    chunks: Vec<Box<[u64]>>,
+    /// The first entry of each chunk.
+    firsts: Vec<u64>,
+    /// Entries in `chunks`.
+    sorted: usize,
     by_hash: IntMap<u32, EventIdx>,
     collisions: HashMap<Box<str>, EventIdx>,
 }
@@ -32,6 +35,13 @@ pub(super) struct IdIndex {
 /// The map is merged into the sorted array once it holds this many events
 /// and an eighth of the array.
 const MERGE_AT_LEAST: usize = 4096;
+
+/// Entries of a chunk of the sorted array (256 KiB); a chunk grown past
+/// twice this is split. (The unit tests use small chunks, to have many.)
+#[cfg(not(test))]
+const CHUNK: usize = 1 << 15;
+#[cfg(test)]
+const CHUNK: usize = 1 << 8;
 
 /// 32 bits of a hash of the ID: enough to find the event (a collision
 /// costs one extra entry in the side map, keyed by the whole ID with a
@@ -51,64 +61,88 @@ fn entry(h: u32, idx: EventIdx) -> u64 {
     u64::from(h) << 32 | u64::from(idx.0)
 }
 
+/// `sorted` cut into chunks of `CHUNK` entries.
+fn chunked(sorted: &[u64]) -> Vec<Box<[u64]>> {
+    sorted.chunks(CHUNK).map(Box::from).collect()
+}
+
 impl IdIndex {
-    /// The sorted array read back from an image (checked by the caller).
-    fn from_sorted(sorted: Vec<u64>) -> Self {
-        let mut index = Self { sorted, ..Self::default() };
+    /// The sorted array read back from an image, in chunks (checked by the
+    /// caller).
+    fn from_chunks(chunks: Vec<Box<[u64]>>) -> Self {
+        let mut index = Self { chunks, ..Self::default() };
         index.reindex();
         index
     }
 
-    /// The run of `sorted` whose hashes share `h`'s top bits.
-    fn run(&self, h: u32) -> &[u64] {
-        if self.starts.is_empty() {
-            return &[];
-        }
-        let b = (u64::from(h) >> (32 - self.bits)) as usize;
-        &self.sorted[self.starts[b] as usize..self.starts[b + 1] as usize]
-    }
-
-    /// Recomputes `starts` (about one run per 8 events, at most 2^16 runs).
+    /// Drops empty chunks and recomputes `firsts` and `sorted`.
     fn reindex(&mut self) {
-        self.starts.clear();
-        if self.sorted.is_empty() {
-            return;
-        }
-        self.bits = (self.sorted.len() / 8).max(1).ilog2().min(16);
-        let runs = 1usize << self.bits;
-        self.starts.reserve_exact(runs + 1);
-        let mut at = 0;
-        for b in 0..runs as u64 {
-            while at < self.sorted.len() && (self.sorted[at] >> 32) >> (32 - self.bits) < b {
-                at += 1;
-            }
-            self.starts.push(at as u32);
-        }
-        self.starts.push(self.sorted.len() as u32);
+        self.chunks.retain(|c| !c.is_empty());
+        self.firsts = self.chunks.iter().map(|c| c[0]).collect();
+        self.sorted = self.chunks.iter().map(|c| c.len()).sum();
     }
 
-    /// Moves the map's events into the sorted array (merged from the back,
-    /// in place).
+    /// The sorted array's entries, in order.
+    fn entries(&self) -> impl Iterator<Item = u64> + '_ {
+        self.chunks.iter().flat_map(|c| c.iter().copied())
+    }
+
+    /// The sorted array's entries of hash `h`, in order.
+    fn of_hash(&self, h: u32) -> impl Iterator<Item = EventIdx> + '_ {
+        let lo = u64::from(h) << 32;
+        let c = self.firsts.partition_point(|f| *f < lo).saturating_sub(1);
+        let at = self.chunks.get(c).map_or(0, |chunk| chunk.partition_point(|x| *x < lo));
+        let tail = self.chunks.get(c).map_or(&[][..], |chunk| &chunk[at..]);
+        let rest = self.chunks.iter().skip(c + 1).flat_map(|chunk| chunk.iter());
+        tail.iter().chain(rest).take_while(move |x| (*x >> 32) as u32 == h).map(|x| EventIdx(*x as u32))
+    }
+
+    /// Moves the map's events into the sorted array, one chunk at a time:
+    /// each chunk that gets new entries is merged into a new chunk (split
+    /// in two past `2 * CHUNK`), the old one freed.
     fn merge(&mut self) {
         let mut new: Vec<u64> = self.by_hash.iter().map(|(h, i)| entry(*h, *i)).collect();
         self.by_hash = IntMap::default();
         new.sort_unstable();
-        let old = self.sorted.len();
-        self.sorted.reserve_exact(new.len());
-        self.sorted.resize(old + new.len(), 0);
-        let (mut i, mut j) = (old, new.len());
-        for k in (0..self.sorted.len()).rev() {
-            if j == 0 {
-                break;
+        if self.chunks.is_empty() {
+            self.chunks = chunked(&new);
+            self.reindex();
+            return;
+        }
+        let mut at = 0;
+        let n = self.chunks.len();
+        let mut chunks = Vec::with_capacity(n + 1);
+        for (c, old) in std::mem::take(&mut self.chunks).into_iter().enumerate() {
+            // The new entries below the next chunk's first (all the rest
+            // for the last chunk) go into this one.
+            let end = match self.firsts.get(c + 1) {
+                Some(next) => at + new[at..].partition_point(|x| x < next),
+                None => new.len(),
+            };
+            if end == at {
+                chunks.push(old);
+                continue;
             }
-            if i > 0 && self.sorted[i - 1] > new[j - 1] {
-                self.sorted[k] = self.sorted[i - 1];
-                i -= 1;
+            let mut merged = Vec::with_capacity(old.len() + end - at);
+            let (mut i, mut j) = (0, at);
+            while i < old.len() || j < end {
+                if j == end || (i < old.len() && old[i] < new[j]) {
+                    merged.push(old[i]);
+                    i += 1;
+                } else {
+                    merged.push(new[j]);
+                    j += 1;
+                }
+            }
+            drop(old);
+            at = end;
+            if merged.len() > 2 * CHUNK {
+                chunks.extend(chunked(&merged));
             } else {
-                self.sorted[k] = new[j - 1];
-                j -= 1;
+                chunks.push(merged.into_boxed_slice());
             }
         }
+        self.chunks = chunks;
         self.reindex();
     }
 
@@ -119,10 +153,7 @@ impl IdIndex {
     /// The page store failed to read back the ID of an event of that hash.
     pub(super) fn get(&self, id: &str, events: &Events) -> Result<Option<EventIdx>, PageError> {
         let h = id_hash(id);
-        let run = self.run(h);
-        let from = run.partition_point(|x| ((x >> 32) as u32) < h);
-        for x in run[from..].iter().take_while(|x| (*x >> 32) as u32 == h) {
-            let i = EventIdx(*x as u32);
+        for i in self.of_hash(h) {
             if events.id(&events[i.ix()])? == id {
                 return Ok(Some(i));
             }
@@ -144,7 +175,7 @@ impl IdIndex {
                 self.collisions.insert(id.into(), idx);
             }
         }
-        if self.by_hash.len() >= MERGE_AT_LEAST.max(self.sorted.len() / 8) {
+        if self.by_hash.len() >= MERGE_AT_LEAST.max(self.sorted / 8) {
             self.merge();
         }
     }
@@ -155,43 +186,52 @@ impl IdIndex {
         let kept = |i: &EventIdx| i.0 < first.0;
         self.collisions.retain(|_, i| kept(i));
         self.by_hash.retain(|_, i| kept(i));
-        let before = self.sorted.len();
-        self.sorted.retain(|x| kept(&EventIdx(*x as u32)));
-        if self.sorted.len() != before {
-            self.reindex();
+        for chunk in &mut self.chunks {
+            if chunk.iter().any(|x| !kept(&EventIdx(*x as u32))) {
+                *chunk = chunk.iter().copied().filter(|x| kept(&EventIdx(*x as u32))).collect();
+            }
         }
+        self.reindex();
     }
 
     /// Writes every event's ID hash and index, sorted.
     ///
     /// From the index itself (every stored event is in one of its parts):
     /// no walk over the event table, no ID hashed again.
+    /// The sorted array is merged with the map and side map as it is
+    /// written (they are small), never copied whole.
     pub(super) fn write_image(&self, w: &mut Writer<'_>) {
-        let mut all: Vec<u64> = Vec::with_capacity(self.sorted.len() + self.by_hash.len() + self.collisions.len());
-        all.extend_from_slice(&self.sorted);
-        all.extend(self.by_hash.iter().map(|(h, i)| entry(*h, *i)));
-        all.extend(self.collisions.iter().map(|(id, i)| entry(id_hash(id), *i)));
-        all.sort_unstable();
-        w.u64s(&all);
+        let mut more: Vec<u64> = self.by_hash.iter().map(|(h, i)| entry(*h, *i)).collect();
+        more.extend(self.collisions.iter().map(|(id, i)| entry(id_hash(id), *i)));
+        more.sort_unstable();
+        let mut sorted = self.entries().peekable();
+        let mut more = more.into_iter().peekable();
+        let merged = std::iter::from_fn(|| match (sorted.peek(), more.peek()) {
+            (Some(a), Some(b)) if b < a => more.next(),
+            (Some(_), _) => sorted.next(),
+            (None, _) => more.next(),
+        });
+        w.u64s_from(self.sorted + self.by_hash.len() + self.collisions.len(), merged);
     }
 
     /// Reads what [`write_image`](Self::write_image) wrote for `events`
     /// events: each of them once, in order.
     pub(super) fn read_image(r: &mut Reader<'_>, events: usize) -> Result<Self, ImageError> {
-        let mut read = Vec::new();
-        r.u64s_into(&mut read)?;
+        let chunks = r.u64s_chunked(CHUNK)?;
         let corrupt = || ImageError::Corrupt("the event ID index does not list each event once, in order".into());
-        if read.len() != events || read.windows(2).any(|w| w[0] >= w[1]) {
+        let read = || chunks.iter().flat_map(|c| c.iter().copied());
+        let n: usize = chunks.iter().map(|c| c.len()).sum();
+        if n != events || read().zip(read().skip(1)).any(|(a, b)| a >= b) {
             return Err(corrupt());
         }
         let mut seen = vec![false; events];
-        for x in &read {
-            let i = index(*x as u32, events, "an indexed event")? as usize;
+        for x in read() {
+            let i = index(x as u32, events, "an indexed event")? as usize;
             if std::mem::replace(&mut seen[i], true) {
                 return Err(corrupt());
             }
         }
-        Ok(Self::from_sorted(read))
+        Ok(Self::from_chunks(chunks))
     }
 }
 
@@ -241,9 +281,15 @@ mod tests {
         let mut index = IdIndex::default();
         for (i, id) in ids.iter().enumerate() {
             index.insert(id, EventIdx(i as u32));
-            assert!(index.by_hash.len() < MERGE_AT_LEAST.max(index.sorted.len() / 8));
+            assert!(index.by_hash.len() < MERGE_AT_LEAST.max(index.sorted / 8));
         }
-        assert!(index.sorted.len() > 15_000 && index.bits > 8, "{} sorted, {} bits", index.sorted.len(), index.bits);
+        assert!(index.sorted > 15_000, "{} sorted", index.sorted);
+        // In chunks of at most twice CHUNK, each sorted and below the next.
+        assert!(index.chunks.len() > 30, "{} chunks", index.chunks.len());
+        assert!(index.chunks.iter().all(|c| !c.is_empty() && c.len() <= 2 * CHUNK));
+        let all: Vec<u64> = index.entries().collect();
+        assert!(all.windows(2).all(|w| w[0] < w[1]) && all.len() == index.sorted);
+        assert_eq!(index.firsts, index.chunks.iter().map(|c| c[0]).collect::<Vec<_>>());
         let found = |index: &IdIndex, upto: usize| {
             for (i, id) in ids.iter().enumerate() {
                 let want = (i < upto).then_some(EventIdx(i as u32));
@@ -255,7 +301,8 @@ mod tests {
         // Written from its parts (the sorted array, the map, the side map)
         // and read back, it lists each event once and finds every one.
         let read = crate::image::round_trip(|w| index.write_image(w), |r| IdIndex::read_image(r, ids.len())).unwrap();
-        assert!(read.by_hash.is_empty() && read.sorted.len() == ids.len());
+        assert!(read.by_hash.is_empty() && read.sorted == ids.len());
+        assert!(read.chunks.len() > 1 && read.chunks.iter().all(|c| c.len() <= CHUNK), "read back in chunks");
         found(&read, ids.len());
         index.remove_since(EventIdx(12_500));
         found(&index, 12_500);
@@ -326,7 +373,7 @@ mod tests {
         // The room as it is later, with one more event.
         refs.push("$later");
         let events = events_with(&refs);
-        assert!(index.by_hash.is_empty() && index.collisions.is_empty() && index.sorted.len() == written.len());
+        assert!(index.by_hash.is_empty() && index.collisions.is_empty() && index.sorted == written.len());
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(index.get(id, &events).unwrap(), Some(EventIdx(i as u32)), "{id}");
         }
