@@ -193,12 +193,20 @@ impl StoredEvent {
     pub fn is_accepted(&self) -> bool {
         self.status == EventStatus::Accepted
     }
+
+    /// Entries it has in the link arena: its prev events, and where its
+    /// auth events are in the auth-list arena (if it has any).
+    fn links_len(&self) -> u32 {
+        u32::from(self.n_prev) + u32::from(self.n_auth > 0)
+    }
 }
 
 /// Bytes per text-arena block (an event larger than this gets its own block).
 const TEXT_BLOCK: usize = 1 << 20;
 /// References per link-arena block.
 const LINK_BLOCK: usize = 1 << 16;
+/// Slots of the cache of recent auth lists (256 KiB).
+const AUTH_CACHE: usize = 1 << 16;
 /// Events per block of the event table.
 const EVENTS_CHUNK: usize = 256;
 /// Blocks [`Events::trim`] packs at most a call (16,384 events, a few ms).
@@ -248,7 +256,17 @@ pub struct Events {
     read_numbers: Vec<[u32; 3]>,
     len: usize,
     text: Vec<String>,
+    /// Each event's prev events, then (if it has auth events) where its
+    /// auth events are in `auth_lists`.
     links: Vec<Vec<EventIdx>>,
+    /// Lists of auth events, shared: the events of one sender under one
+    /// power levels list the same auth events (create, power levels, the
+    /// sender's membership), and most events are those.
+    auth_lists: Vec<Vec<EventIdx>>,
+    /// Where recent auth lists are in `auth_lists`, by a hash of the list
+    /// (`AUTH_CACHE` slots, `u32::MAX` for none): a list found there again
+    /// is shared, not stored again.
+    auth_cache: Vec<u32>,
     pdus: Option<PageCache>,
     /// With a page store: the IDs of each block from `settled_to` on, the
     /// tail's last (a string a block, the IDs one after the other), until
@@ -364,6 +382,8 @@ pub struct EventsMark {
     recent_len: usize,
     link_blocks: usize,
     links_len: usize,
+    auth_blocks: usize,
+    auth_len: usize,
 }
 
 impl EventsMark {
@@ -447,15 +467,26 @@ impl Events {
     }
 
     fn push_links(&mut self, prev: &[EventIdx], auth: &[EventIdx]) -> u32 {
-        let need = prev.len() + auth.len();
-        if self.links.last().is_none_or(|b| b.capacity() - b.len() < need) {
-            self.links.push(Vec::with_capacity(need.max(LINK_BLOCK)));
+        let auth_at = (!auth.is_empty()).then(|| EventIdx(self.auth_list(auth)));
+        push_refs(&mut self.links, &[prev, auth_at.as_slice()])
+    }
+
+    /// Where `auth` is in the auth-list arena: a list stored recently, or
+    /// stored now.
+    fn auth_list(&mut self, auth: &[EventIdx]) -> u32 {
+        use std::hash::Hasher;
+        let mut h = crate::ids::IntHasher::default();
+        auth.iter().for_each(|a| h.write_u32(a.0));
+        let slot = (h.finish() >> 32) as usize % AUTH_CACHE;
+        if self.auth_cache.is_empty() {
+            self.auth_cache = vec![u32::MAX; AUTH_CACHE];
         }
-        let block = self.links.len() - 1;
-        let b = self.links.last_mut().expect("just ensured");
-        let at = (block * LINK_BLOCK + b.len()) as u32;
-        b.extend_from_slice(prev);
-        b.extend_from_slice(auth);
+        let cached = self.auth_cache[slot];
+        if cached != u32::MAX && refs_at(&self.auth_lists, cached, auth.len()) == Some(auth) {
+            return cached;
+        }
+        let at = push_refs(&mut self.auth_lists, &[auth]);
+        self.auth_cache[slot] = at;
         at
     }
 
@@ -767,14 +798,11 @@ impl Events {
     }
 
     fn links_of(&self, e: &StoredEvent) -> &[EventIdx] {
-        if e.n_prev == 0 && e.n_auth == 0 {
+        if e.links_len() == 0 {
             // No links: `links_at` may point just past a full block.
             return &[];
         }
-        let at = e.links_at as usize;
-        let b = &self.links[at / LINK_BLOCK];
-        let start = at % LINK_BLOCK;
-        &b[start..start + e.n_prev as usize + e.n_auth as usize]
+        refs_at(&self.links, e.links_at, e.links_len() as usize).expect("an event's links are stored")
     }
 
     /// An event's `prev_events`, in PDU order.
@@ -784,7 +812,10 @@ impl Events {
 
     /// An event's auth events, in PDU order (room v12: with the create event appended).
     pub fn auth_events(&self, e: &StoredEvent) -> &[EventIdx] {
-        &self.links_of(e)[e.n_prev as usize..]
+        match self.links_of(e).get(e.n_prev as usize) {
+            None => &[],
+            Some(at) => refs_at(&self.auth_lists, at.0, e.n_auth as usize).expect("an event's auth list is stored"),
+        }
     }
 
     /// The event at `i`.
@@ -830,6 +861,8 @@ impl Events {
             recent_len: self.recent.get(self.blocks.len() - self.settled_to).map_or(0, String::len),
             link_blocks: self.links.len(),
             links_len: self.links.last().map_or(0, Vec::len),
+            auth_blocks: self.auth_lists.len(),
+            auth_len: self.auth_lists.last().map_or(0, Vec::len),
         }
     }
 
@@ -899,6 +932,12 @@ impl Events {
         if let Some(b) = self.links.last_mut() {
             b.truncate(mark.links_len);
         }
+        // A cached auth list cut here is found no more (its slot's list is
+        // compared before it is shared).
+        self.auth_lists.truncate(mark.auth_blocks);
+        if let Some(b) = self.auth_lists.last_mut() {
+            b.truncate(mark.auth_len);
+        }
         removed
     }
 
@@ -946,6 +985,26 @@ impl Block {
     fn packed(packed: packed::Packed, resident: Box<[StoredEvent]>) -> Self {
         Self { packed: Some(packed), built: std::cell::OnceCell::new(), used: 0.into(), resident }
     }
+}
+
+/// `n` references at `at` of a reference arena, if there.
+fn refs_at(arena: &[Vec<EventIdx>], at: u32, n: usize) -> Option<&[EventIdx]> {
+    let at = at as usize;
+    arena.get(at / LINK_BLOCK)?.get(at % LINK_BLOCK..at % LINK_BLOCK + n)
+}
+
+/// Appends `parts` to a reference arena (`LINK_BLOCK` a block, a list never
+/// split over two), returning where they start.
+fn push_refs(arena: &mut Vec<Vec<EventIdx>>, parts: &[&[EventIdx]]) -> u32 {
+    let need: usize = parts.iter().map(|p| p.len()).sum();
+    if arena.last().is_none_or(|b| b.capacity() - b.len() < need) {
+        arena.push(Vec::with_capacity(need.max(LINK_BLOCK)));
+    }
+    let block = arena.len() - 1;
+    let b = arena.last_mut().expect("just ensured");
+    let at = (block * LINK_BLOCK + b.len()) as u32;
+    parts.iter().for_each(|p| b.extend_from_slice(p));
+    at
 }
 
 /// Appends `parts` (an ID, or an ID and its PDU) to the text arena.
@@ -1116,6 +1175,68 @@ mod tests {
         for (i, e) in all.iter().enumerate() {
             assert_eq!(format!("{:?}", t.get(i).unwrap()), format!("{e:?}"), "event {i}");
         }
+    }
+
+    /// Events that list the same auth events share one stored list; each
+    /// reads its own prev and auth events back, through a cut that drops
+    /// lists and new lists stored where they were.
+    #[test]
+    fn auth_lists_are_shared_and_read_back_through_a_cut() {
+        let push = |t: &mut Events, prev: &[EventIdx], auth: &[EventIdx]| {
+            let e = t
+                .prepare(NewEvent {
+                    id: &format!("$e{}", t.len()),
+                    raw: "{}",
+                    prev_events: prev,
+                    pdu_prev_count: prev.len(),
+                    first_prev: prev.first().copied(),
+                    outlier: false,
+                    auth_events: auth,
+                    sender: Name::new("@a:x"),
+                    event_type: Name::new("m.room.message"),
+                    state_key: None,
+                    key: None,
+                    depth: 0,
+                    origin_server_ts: 0,
+                    facts: Facts::None,
+                    state_before: StateSetId::EMPTY,
+                    redacted_on_receipt: false,
+                })
+                .unwrap();
+            t.push(e);
+        };
+        let ix = |v: &[u32]| v.iter().map(|i| EventIdx(*i)).collect::<Vec<_>>();
+        // 3,000 events over five auth lists (and some with none).
+        let lists: Vec<Vec<EventIdx>> = (0..5).map(|k| ix(&[0, 1, 2 + k])).collect();
+        let mut t = Events::default();
+        let mut want: Vec<(Vec<EventIdx>, Vec<EventIdx>)> = Vec::new();
+        for i in 0..3000u32 {
+            let prev = if i == 0 { vec![] } else { ix(&[i - 1]) };
+            let auth = if i % 7 == 0 { vec![] } else { lists[i as usize % 5].clone() };
+            push(&mut t, &prev, &auth);
+            want.push((prev, auth));
+        }
+        let stored: usize = t.auth_lists.iter().map(Vec::len).sum();
+        assert_eq!(stored, 5 * 3, "each list stored once");
+        let reads = |t: &Events, want: &[(Vec<EventIdx>, Vec<EventIdx>)]| {
+            for (i, (prev, auth)) in want.iter().enumerate() {
+                let e = &t[i];
+                assert_eq!((t.prev_events(e), t.auth_events(e)), (&prev[..], &auth[..]), "event {i}");
+            }
+        };
+        reads(&t, &want);
+        // A list stored after a mark, cut, another stored where it was,
+        // then the first again: not shared with what now sits there.
+        let mark = t.mark();
+        let (a, b) = (ix(&[5, 6, 7]), ix(&[8, 9, 10]));
+        push(&mut t, &ix(&[2999]), &a);
+        t.cut(mark);
+        push(&mut t, &ix(&[2999]), &b);
+        push(&mut t, &ix(&[3000]), &a);
+        push(&mut t, &ix(&[3001]), &lists[2]);
+        want.extend([(ix(&[2999]), b), (ix(&[3000]), a), (ix(&[3001]), lists[2].clone())]);
+        reads(&t, &want);
+        assert_eq!(t.auth_lists.iter().map(Vec::len).sum::<usize>(), 5 * 3 + 2 * 3);
     }
 
     /// The compact view stays compact: a 20,000-event room holds 20,000 of them.

@@ -51,9 +51,11 @@ impl Events {
             w.raw(k);
         }
         w.bytes(self.recent.get(self.blocks.len() - self.settled_to).map_or("", String::as_str).as_bytes());
-        w.len(self.links.len());
-        for b in &self.links {
-            w.u32s(b.iter().map(|e| e.0));
+        for arena in [&self.links, &self.auth_lists] {
+            w.len(arena.len());
+            for b in arena {
+                w.u32s(b.iter().map(|e| e.0));
+            }
         }
         w.len(self.len);
         let named = |n: &Name| name(n).expect("the name table holds every event's names");
@@ -146,17 +148,8 @@ impl Events {
             row_keys.push(<[u8; 16]>::try_from(r.take(16)?).expect("16 bytes"));
         }
         let tail_ids = String::from_utf8(r.bytes()?).map_err(|_| corrupt("the open block's IDs are not UTF-8"))?;
-        let n_links = r.len(8)?;
-        let mut links = Vec::with_capacity(n_links);
-        for _ in 0..n_links {
-            let b = r.u32s()?;
-            if b.len() > LINK_BLOCK {
-                return Err(corrupt("a link block is oversized"));
-            }
-            let mut block = Vec::with_capacity(LINK_BLOCK);
-            block.extend(b.into_iter().map(EventIdx));
-            links.push(block);
-        }
+        let links = read_refs(r)?;
+        let auth_lists = read_refs(r)?;
         let len = r.len(RECORD_BYTES)?;
         if n_rows != len / EVENTS_CHUNK {
             return Err(corrupt("the image names a row of IDs for other than each full block"));
@@ -217,7 +210,7 @@ impl Events {
                 state_after: StateSetId(u32_at(61)),
                 auth_node_plus_one: std::num::NonZeroU32::new(u32_at(65)),
             };
-            check_refs(&e, &text, &tail_ids, packed_len, &links, len)?;
+            check_refs(&e, &text, &tail_ids, packed_len, [&links, &auth_lists], len)?;
             bounds.note(&e);
             let state_key = if flags & HAS_STATE_KEY != 0 { number(&mut events, u32_at(33))? } else { 0 };
             let numbers = [number(&mut events, u32_at(25))?, number(&mut events, u32_at(29))?, state_key];
@@ -252,6 +245,7 @@ impl Events {
         events.set_read_facts(facts);
         events.text = text;
         events.links = links;
+        events.auth_lists = auth_lists;
         events.settled_to = n_rows;
         events.row_keys = row_keys;
         events.recent = std::collections::VecDeque::from([tail_ids]);
@@ -295,7 +289,7 @@ fn check_refs(
     text: &[String],
     tail_ids: &str,
     full: usize,
-    links: &[Vec<EventIdx>],
+    [links, auth_lists]: [&[Vec<EventIdx>]; 2],
     len: usize,
 ) -> Result<(), ImageError> {
     let t = e.text;
@@ -315,18 +309,35 @@ fn check_refs(
     if e.first_prev_ix != u32::MAX {
         index(e.first_prev_ix, len, "a first prev event")?;
     }
-    let n = e.n_prev as usize + e.n_auth as usize;
+    let refs =
+        |arena, at, n| super::refs_at(arena, at, n).ok_or_else(|| corrupt("an event's links are outside the arena"));
+    let events = |refs: &[EventIdx]| refs.iter().try_for_each(|l| index(l.0, len, "a linked event").map(|_| ()));
+    let n = e.links_len() as usize;
     if n > 0 {
-        let at = e.links_at as usize;
-        let ok = links.get(at / LINK_BLOCK).is_some_and(|b| at % LINK_BLOCK + n <= b.len());
-        if !ok {
-            return Err(corrupt("an event's links are outside the arena"));
-        }
-        for l in &links[at / LINK_BLOCK][at % LINK_BLOCK..at % LINK_BLOCK + n] {
-            index(l.0, len, "a linked event")?;
+        let linked = refs(links, e.links_at, n)?;
+        events(&linked[..e.n_prev as usize])?;
+        if e.n_auth > 0 {
+            events(refs(auth_lists, linked[n - 1].0, e.n_auth as usize)?)?;
         }
     }
     Ok(())
+}
+
+/// A reference arena (`Writer::u32s` a block), each block at most
+/// `LINK_BLOCK` long and read back with room for that many.
+fn read_refs(r: &mut Reader<'_>) -> Result<Vec<Vec<EventIdx>>, ImageError> {
+    let n = r.len(8)?;
+    let mut arena = Vec::with_capacity(n);
+    for _ in 0..n {
+        let b = r.u32s()?;
+        if b.len() > LINK_BLOCK {
+            return Err(corrupt("a link block is oversized"));
+        }
+        let mut block = Vec::with_capacity(LINK_BLOCK);
+        block.extend(b.into_iter().map(EventIdx));
+        arena.push(block);
+    }
+    Ok(arena)
 }
 
 // Content facts: a tag, then the variant's fields. Strings that are names

@@ -105,7 +105,7 @@ impl Before {
     fn after(e: &StoredEvent) -> Before {
         Before {
             text: e.text,
-            links_end: u64::from(e.links_at) + u64::from(e.n_prev) + u64::from(e.n_auth),
+            links_end: u64::from(e.links_at) + u64::from(e.links_len()),
             depth: e.depth,
             ts: e.origin_server_ts,
             state_before: e.state_before.0,
