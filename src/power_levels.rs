@@ -460,10 +460,19 @@ pub fn for_each_level_change<'a, E>(
     let mut keyed: Vec<(&LevelMap, &LevelMap, bool, Vec<PyKey<'a>>)> = Vec::new();
     for (o, n, users) in maps {
         let mut keys: Vec<PyKey<'a>> = Vec::new();
+        // Each key once, in first-seen order. A string key equals only a
+        // string key: those are found in a set (a `users` map of thousands
+        // of entries took a quadratic scan per power-levels check); the rare
+        // other keys (containers that are not objects) by a scan of those.
+        let mut strings: std::collections::HashSet<std::borrow::Cow<'a, str>> = std::collections::HashSet::new();
         for k in
             o.py_keys().map_err(|e| invalid(e.into()))?.into_iter().chain(n.py_keys().map_err(|e| invalid(e.into()))?)
         {
-            if !keys.contains(&k) {
+            let new = match &k {
+                PyKey::Str(s) => strings.insert(s.clone()),
+                other => !keys.iter().any(|x| x == other),
+            };
+            if new {
                 keys.push(k);
             }
         }
@@ -634,5 +643,41 @@ mod tests {
         assert_eq!(pl.scalar("ban"), Some(Level::Int(10)));
         assert_eq!(pl.scalar("kick"), Some(Level::Null));
         assert_eq!(pl.scalar("redact"), None);
+    }
+
+    /// Rule 10's comparisons visit each key once, the old content's keys
+    /// first, then the new content's others (a users map of thousands).
+    #[test]
+    fn level_changes_visit_each_key_once_in_first_seen_order() {
+        let visit = |old: Value, new: Value| -> Vec<(Option<i128>, Option<i128>, Option<String>)> {
+            let (old, new) = (
+                PowerLevels::from_content(old.as_object().unwrap()),
+                PowerLevels::from_content(new.as_object().unwrap()),
+            );
+            let mut seen = Vec::new();
+            for_each_level_change(
+                &old,
+                &new,
+                false,
+                |e| e,
+                |o, n, u| {
+                    seen.push((o, n, u.map(str::to_owned)));
+                    Ok::<(), String>(())
+                },
+            )
+            .unwrap();
+            seen.split_off(SCALAR_KEYS.len())
+        };
+        let users = |range: std::ops::Range<u32>| -> Value {
+            Value::Object(range.map(|i| (format!("@u{i:05}:x"), serde_json::json!(i % 100))).collect())
+        };
+        let got = visit(serde_json::json!({"users": users(0..3000)}), serde_json::json!({"users": users(1000..4000)}));
+        assert_eq!(got.len(), 4000, "each user once");
+        let who: Vec<&str> = got.iter().map(|(_, _, u)| u.as_deref().unwrap()).collect();
+        let mut want: Vec<String> = (0..4000).map(|i| format!("@u{i:05}:x")).collect();
+        want.sort();
+        assert_eq!(who, want.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(got[0], (Some(0), None, Some("@u00000:x".into())));
+        assert_eq!(got[1500], (Some(0), Some(0), Some("@u01500:x".into())));
     }
 }
