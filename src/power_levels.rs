@@ -484,6 +484,14 @@ pub fn for_each_level_change<'a, E>(
     for (o, n, users, keys) in keyed {
         for k in &keys {
             let level = |m: &LevelMap| -> Result<Option<i128>, E> {
+                if let (None, PyKey::Str(key)) = (&m.other, k) {
+                    // An object: one lookup for `in` and the level.
+                    return match m.entries.get(key) {
+                        None => Ok(None),
+                        Some(Level::Int(i)) => Ok(Some(*i)),
+                        Some(_) => Err(invalid(format!("{k:?}: level is not an integer"))),
+                    };
+                }
                 if m.py_contains(k).map_err(|e| invalid(e.into()))? {
                     m.py_level(k).map(Some).map_err(|e| invalid(format!("{k:?}: {e}")))
                 } else {
