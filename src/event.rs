@@ -144,6 +144,31 @@ pub struct NewEvent<'a> {
     pub redacted_on_receipt: bool,
 }
 
+#[cfg(test)]
+impl<'a> NewEvent<'a> {
+    /// A message from `@a:x` with these links, `{}` as its PDU (tests).
+    pub(crate) fn message(id: &'a str, prev: &'a [EventIdx], auth: &'a [EventIdx]) -> Self {
+        NewEvent {
+            id,
+            raw: "{}",
+            prev_events: prev,
+            pdu_prev_count: prev.len(),
+            first_prev: prev.first().copied(),
+            outlier: false,
+            auth_events: auth,
+            sender: Name::new("@a:x"),
+            event_type: Name::new("m.room.message"),
+            state_key: None,
+            key: None,
+            depth: 0,
+            origin_server_ts: 0,
+            facts: Facts::None,
+            state_before: StateSetId::EMPTY,
+            redacted_on_receipt: false,
+        }
+    }
+}
+
 impl StoredEvent {
     /// Whether this is a state event.
     pub fn is_state(&self) -> bool {
@@ -1183,26 +1208,7 @@ mod tests {
     #[test]
     fn auth_lists_are_shared_and_read_back_through_a_cut() {
         let push = |t: &mut Events, prev: &[EventIdx], auth: &[EventIdx]| {
-            let e = t
-                .prepare(NewEvent {
-                    id: &format!("$e{}", t.len()),
-                    raw: "{}",
-                    prev_events: prev,
-                    pdu_prev_count: prev.len(),
-                    first_prev: prev.first().copied(),
-                    outlier: false,
-                    auth_events: auth,
-                    sender: Name::new("@a:x"),
-                    event_type: Name::new("m.room.message"),
-                    state_key: None,
-                    key: None,
-                    depth: 0,
-                    origin_server_ts: 0,
-                    facts: Facts::None,
-                    state_before: StateSetId::EMPTY,
-                    redacted_on_receipt: false,
-                })
-                .unwrap();
+            let e = t.prepare(NewEvent::message(&format!("$e{}", t.len()), prev, auth)).unwrap();
             t.push(e);
         };
         let ix = |v: &[u32]| v.iter().map(|i| EventIdx(*i)).collect::<Vec<_>>();

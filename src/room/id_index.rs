@@ -238,9 +238,7 @@ impl IdIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Facts, NewEvent};
-    use crate::ids::Name;
-    use crate::state_set::StateSetId;
+    use crate::event::NewEvent;
 
     /// IDs whose 32-bit hashes collide are all found (the second goes to
     /// the side map), and removing one leaves the other.
@@ -328,26 +326,7 @@ mod tests {
     fn events_with(ids: &[&str]) -> Events {
         let mut events = Events::default();
         for id in ids {
-            let e = events
-                .prepare(NewEvent {
-                    id,
-                    raw: "{}",
-                    prev_events: &[],
-                    pdu_prev_count: 0,
-                    first_prev: None,
-                    outlier: false,
-                    auth_events: &[],
-                    sender: Name::new("@a:x"),
-                    event_type: Name::new("m.room.message"),
-                    state_key: None,
-                    key: None,
-                    depth: 0,
-                    origin_server_ts: 0,
-                    facts: Facts::None,
-                    state_before: StateSetId::EMPTY,
-                    redacted_on_receipt: false,
-                })
-                .unwrap();
+            let e = events.prepare(NewEvent::message(id, &[], &[])).unwrap();
             events.push(e);
         }
         events
