@@ -778,12 +778,12 @@ impl Events {
             return Ok(IdText::Held(id));
         }
         let b = e.idx.ix() / EVENTS_CHUNK;
-        let key = id_rows::key_text(&self.row_keys[b]);
+        let key = || id_rows::key_text(&self.row_keys[b]);
         let pages = self.pdus.as_ref().expect("IDs are paged with a page store");
-        let row = pages.get_row(Table::Ids, b as u32, &key)?;
+        let row = pages.get_row(Table::Ids, b as u32, key)?;
         match id_rows::find(&row, e.idx.ix() % EVENTS_CHUNK) {
             Some(at) if at.len() == usize::from(e.id_len) => Ok(IdText::Row(row, at)),
-            _ => Err(PageError::Corrupt { table: Table::Ids, key }),
+            _ => Err(PageError::Corrupt { table: Table::Ids, key: key() }),
         }
     }
 

@@ -224,13 +224,13 @@ impl PageCache {
 
     /// The row of the event at `idx` with ID `key`, from memory or from the store.
     pub fn get(&self, idx: u32, key: &str) -> Result<Arc<str>, PageError> {
-        self.get_row(self.table, idx, key)
+        self.get_row(self.table, idx, || key.to_owned())
     }
 
-    /// Row `key` of `table`, numbered `n` in the cache (its number names
-    /// it there: one row per number), from memory or from the store. Rows
-    /// of every table share the cache's bytes.
-    pub(crate) fn get_row(&self, table: Table, n: u32, key: &str) -> Result<Arc<str>, PageError> {
+    /// Row `key()` of `table`, numbered `n` in the cache (its number names
+    /// it there: one row per number), from memory or from the store (the
+    /// key is made only then). Rows of every table share the cache's bytes.
+    pub(crate) fn get_row(&self, table: Table, n: u32, key: impl FnOnce() -> String) -> Result<Arc<str>, PageError> {
         let mut c = self.cached.borrow_mut();
         let at = cache_key(table, n);
         if let Some(row) = c.rows.get(&at) {
@@ -239,9 +239,9 @@ impl PageCache {
             return Ok(row);
         }
         c.misses += 1;
-        let bytes = self.store.get(table, key)?.ok_or_else(|| PageError::Missing { table, key: key.into() })?;
-        let text: Arc<str> =
-            String::from_utf8(bytes).map_err(|_| PageError::Corrupt { table, key: key.into() })?.into();
+        let key = key();
+        let bytes = self.store.get(table, &key)?.ok_or_else(|| PageError::Missing { table, key: key.clone() })?;
+        let text: Arc<str> = String::from_utf8(bytes).map_err(|_| PageError::Corrupt { table, key })?.into();
         Self::admit(&mut c, self.capacity, at, text.clone());
         Ok(text)
     }

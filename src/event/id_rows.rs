@@ -34,7 +34,7 @@ const HEADER: usize = 2 * EVENTS_CHUNK;
 pub(super) fn row(ids: &str, lens: impl Iterator<Item = u8>) -> String {
     let mut row = String::with_capacity(HEADER + ids.len());
     for len in lens {
-        row.push_str(&format!("{len:02x}"));
+        push_hex(&mut row, len);
     }
     debug_assert_eq!(row.len(), HEADER, "a full block's row");
     row.push_str(ids);
@@ -48,17 +48,33 @@ pub(super) fn key(row: &str) -> [u8; 16] {
 
 /// A key as the store's row key (hex).
 pub(super) fn key_text(key: &[u8; 16]) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
+    let mut text = String::with_capacity(32);
+    key.iter().for_each(|b| push_hex(&mut text, *b));
+    text
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `b` as two lowercase hex digits.
+fn push_hex(s: &mut String, b: u8) {
+    s.push(char::from(HEX[usize::from(b >> 4)]));
+    s.push(char::from(HEX[usize::from(b & 15)]));
+}
+
+/// The value of a lowercase hex digit (what [`push_hex`] writes).
+fn hex_digit(d: u8) -> Option<usize> {
+    match d {
+        b'0'..=b'9' => Some(usize::from(d - b'0')),
+        b'a'..=b'f' => Some(usize::from(d - b'a' + 10)),
+        _ => None,
+    }
 }
 
 /// Where the ID of the block's event `at` is in `row`; `None` if the row
 /// is not one [`row`] wrote for a full block.
 pub(super) fn find(row: &str, at: usize) -> Option<std::ops::Range<usize>> {
     let header = row.as_bytes().get(..HEADER)?;
-    let len_of = |k: usize| -> Option<usize> {
-        let hex = std::str::from_utf8(&header[2 * k..2 * k + 2]).ok()?;
-        usize::from_str_radix(hex, 16).ok()
-    };
+    let len_of = |k: usize| -> Option<usize> { Some(hex_digit(header[2 * k])? << 4 | hex_digit(header[2 * k + 1])?) };
     let mut start = HEADER;
     for k in 0..at {
         start += len_of(k)?;
