@@ -32,7 +32,7 @@ use crate::ids::IntMap;
 /// reader refuses longer chains). Without it the 150,000-event room had
 /// chains of 9,082. 64 rather than 32: at Matrix HQ's size the chunks
 /// stored whole every 32 changes were 4 MiB of the room's 117.6 (its
-/// `/state_ids` p99 13–15 ms → 15–18 ms, building chunks through longer
+/// `/state_ids` p99 12–15 ms → 15–18 ms, building chunks through longer
 /// chains; an image with such chains is refused by builds before this one,
 /// which then replay the room's log).
 pub const MAX_CHAIN: u32 = 64;
