@@ -41,8 +41,9 @@ pub const MAX_CHAIN: u32 = 64;
 pub(super) const WHOLE: u32 = u32::MAX;
 
 /// The most changes between a map's chunk list and a list stored whole
-/// (building a map reads at most this many lists back).
-pub(super) const LIST_CHAIN: u32 = 32;
+/// (building a map reads at most this many lists back). 64 rather than 32:
+/// 2 MiB less at Matrix HQ's size, its `/state_ids` no slower.
+pub(super) const LIST_CHAIN: u32 = 64;
 
 /// The newest states [`Stored::trim`] keeps built (the state before the
 /// next event is almost always one of them).
