@@ -230,8 +230,13 @@ impl StoredEvent {
 const TEXT_BLOCK: usize = 1 << 20;
 /// References per link-arena block.
 const LINK_BLOCK: usize = 1 << 16;
-/// Slots of the cache of recent auth lists (256 KiB).
-const AUTH_CACHE: usize = 1 << 16;
+/// Slots of the cache of recent auth lists: half the events stored, a
+/// power of two between these (4 KiB to 1 MiB; it was 256 KiB for every
+/// room). A room's auth lists are
+/// mostly its senders' (create, power levels, their membership): more
+/// members, more lists in use at once.
+const AUTH_CACHE_MIN: usize = 1 << 10;
+const AUTH_CACHE_MAX: usize = 1 << 18;
 /// Events per block of the event table.
 const EVENTS_CHUNK: usize = 256;
 /// Blocks [`Events::trim`] packs at most a call (16,384 events, a few ms).
@@ -502,10 +507,17 @@ impl Events {
         use std::hash::Hasher;
         let mut h = crate::ids::IntHasher::default();
         auth.iter().for_each(|a| h.write_u32(a.0));
-        let slot = (h.finish() >> 32) as usize % AUTH_CACHE;
-        if self.auth_cache.is_empty() {
-            self.auth_cache = vec![u32::MAX; AUTH_CACHE];
+        let slots = (self.len / 2).next_power_of_two().clamp(AUTH_CACHE_MIN, AUTH_CACHE_MAX);
+        if self.auth_cache.len() < slots {
+            // Grown by tiling: both lengths are powers of two, so a list's
+            // new slot `h % slots` holds what its old slot `h % old` held.
+            let old = std::mem::take(&mut self.auth_cache);
+            self.auth_cache = match old.len() {
+                0 => vec![u32::MAX; slots],
+                n => (0..slots).map(|i| old[i % n]).collect(),
+            };
         }
+        let slot = (h.finish() >> 32) as usize % self.auth_cache.len();
         let cached = self.auth_cache[slot];
         if cached != u32::MAX && refs_at(&self.auth_lists, cached, auth.len()) == Some(auth) {
             return cached;
@@ -1223,6 +1235,7 @@ mod tests {
             want.push((prev, auth));
         }
         let stored: usize = t.auth_lists.iter().map(Vec::len).sum();
+        assert!(t.auth_cache.len() > AUTH_CACHE_MIN, "the cache grew on the way");
         assert_eq!(stored, 5 * 3, "each list stored once");
         let reads = |t: &Events, want: &[(Vec<EventIdx>, Vec<EventIdx>)]| {
             for (i, (prev, auth)) in want.iter().enumerate() {
