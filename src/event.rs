@@ -232,9 +232,8 @@ const TEXT_BLOCK: usize = 1 << 20;
 const LINK_BLOCK: usize = 1 << 16;
 /// Slots of the cache of recent auth lists: half the events stored, a
 /// power of two between these (4 KiB to 1 MiB; it was 256 KiB for every
-/// room). A room's auth lists are
-/// mostly its senders' (create, power levels, their membership): more
-/// members, more lists in use at once.
+/// room). A room's auth lists are mostly its senders' (create, power
+/// levels, their membership): more members, more lists in use at once.
 const AUTH_CACHE_MIN: usize = 1 << 10;
 const AUTH_CACHE_MAX: usize = 1 << 18;
 /// Events per block of the event table.

@@ -57,29 +57,26 @@ pub(super) fn verify_batch(messages: &[&[u8]], signatures: &[Signature], keys: &
     scalars.push(Scalar::ZERO);
     points.push(ED25519_BASEPOINT_POINT);
     let mut b_coefficient = Scalar::ZERO;
-    // Distinct keys: their encoding, and where their term is.
-    let mut distinct: Vec<(&[u8; 32], usize)> = Vec::new();
-    let mut key_terms: Vec<(Scalar, EdwardsPoint)> = Vec::new();
+    // One term per distinct key: its encoding, coefficient and point.
+    let mut key_terms: Vec<(&[u8; 32], Scalar, EdwardsPoint)> = Vec::new();
     for ((sig, hram), key) in signatures.iter().zip(&hrams).zip(keys) {
         let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(*sig.s_bytes())) else { return false };
         let Some(r) = CompressedEdwardsY(*sig.r_bytes()).decompress() else { return false };
-        // 3. z_i, as verify_batch draws it (after checking every s).
+        // 3. z_i: the transcript RNG's i-th draw, as verify_batch's (which
+        // checks every s first: the draws do not depend on that).
         let z = Scalar::from(next_u128(&mut rng));
         b_coefficient += z * s;
         scalars.push(z);
         points.push(r);
         // 4. z_i·h_i added to its key's coefficient.
         let zh = z * Scalar::from_bytes_mod_order_wide(hram);
-        match distinct.iter().find(|(bytes, _)| *bytes == key.as_bytes()) {
-            Some(&(_, at)) => key_terms[at].0 += zh,
-            None => {
-                distinct.push((key.as_bytes(), key_terms.len()));
-                key_terms.push((zh, key.to_edwards()));
-            }
+        match key_terms.iter_mut().find(|(bytes, ..)| *bytes == key.as_bytes()) {
+            Some((_, coefficient, _)) => *coefficient += zh,
+            None => key_terms.push((key.as_bytes(), zh, key.to_edwards())),
         }
     }
     scalars[0] = -b_coefficient;
-    for (coefficient, point) in key_terms {
+    for (_, coefficient, point) in key_terms {
         scalars.push(coefficient);
         points.push(point);
     }
