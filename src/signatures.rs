@@ -215,9 +215,11 @@ pub fn prepare_batch(raws: &[&str], rules: &RoomVersionRules, keys: &dyn KeyStor
 }
 
 /// How many signatures are checked together by [`verify_batch_signatures`].
-/// Larger batches were slower on a 50,000-event replay (32: +5 %, 128:
-/// +20 %): their parsed PDUs and curve tables outgrow the caches.
-pub const SIGNATURE_BATCH: usize = 16;
+/// 32 rather than 16 since each signer's key is one term of the batch
+/// (`ed25519_batch`): the wasm replay of a 5,000-event room 5 % faster, the
+/// native replay of a 50,000-event room the same (docs/benchmarks.md); 64
+/// was slower natively (its parsed PDUs and curve tables outgrow the caches).
+pub const SIGNATURE_BATCH: usize = 32;
 
 /// Checks the signatures of many PDUs at once, for [`Verification::Precomputed`]:
 /// one ed25519 batch verification (about three times as fast per signature
@@ -278,7 +280,8 @@ fn batch_verify(
             let sigs: Vec<Signature> = jobs[a..b].iter().map(|j| j.sig).collect();
             let vkeys: Vec<VerifyingKey> = jobs[a..b].iter().map(|j| j.key).collect();
             ed25519_batch::verify_batch(&messages[a..b], &sigs, &vkeys)
-                && jobs[a..b].iter().all(|j| !j.key.is_weak() && !r_is_small_order(&j.sig))
+                && jobs[a..b].iter().all(|j| !r_is_small_order(&j.sig))
+                && no_weak_key(&vkeys)
         };
         if !ok {
             if b - a == 1 {
@@ -299,6 +302,20 @@ fn batch_verify(
         }
     }
     (parsed, verdicts)
+}
+
+/// Whether none of `keys` is weak (of small order, which `verify_strict`
+/// refuses), each distinct key checked once: a batch holds a few signers'
+/// keys many times, and each check is three doublings and a comparison.
+fn no_weak_key(keys: &[ed25519_dalek::VerifyingKey]) -> bool {
+    let mut checked: Vec<&[u8; 32]> = Vec::new();
+    keys.iter().all(|k| {
+        if checked.contains(&k.as_bytes()) {
+            return true;
+        }
+        checked.push(k.as_bytes());
+        !k.is_weak()
+    })
 }
 
 /// Whether `R` of a signature that passed batch verification (so `R`
@@ -397,6 +414,7 @@ mod tests {
     use super::*;
     use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
     use curve25519_dalek::traits::Identity;
+    use serde_json::json;
 
     fn with_sign(y: &[u8; 32], sign: bool) -> [u8; 32] {
         let mut b = *y;
@@ -508,5 +526,52 @@ mod tests {
             }
         }
         assert!(checked > 2500, "{checked} points checked");
+    }
+
+    /// A weak key (of small order) verifies any signature `(s·B, s)` on
+    /// any message under the batch equation: the batch check must still
+    /// refuse it, as `verify_strict` does, whether the weak key comes first
+    /// in its batch or after good keys, once or many times.
+    #[test]
+    fn batches_refuse_weak_keys_as_one_by_one_does() {
+        use crate::signing::{encode_base64, PinnedKeys, PublicKey};
+        let room = crate::demo::demo_room(40);
+        let rules = RoomVersionRules::supported(room["room_version"].as_str().unwrap()).unwrap();
+        let mut keys = PinnedKeys::new();
+        for (name, s) in room["servers"].as_object().unwrap() {
+            for (id, b64) in s["verify_keys"].as_object().unwrap() {
+                keys.insert(name, id, b64.as_str().unwrap()).unwrap();
+            }
+        }
+        let identity = CompressedEdwardsY(EdwardsPoint::identity().compress().to_bytes());
+        let weak = ed25519_dalek::VerifyingKey::from_bytes(&identity.to_bytes()).expect("decompresses");
+        assert!(weak.is_weak());
+        keys.insert_key("weak.example", "ed25519:w", PublicKey { key: weak, valid_until_ts: None });
+        let good: Vec<String> = room["events"].as_array().unwrap().iter().map(|e| e["pdu"].to_string()).collect();
+        let forged = |n: u64| {
+            let mut pdu: Value = serde_json::from_str(&good[good.len() - 1]).unwrap();
+            pdu["sender"] = json!("@w:weak.example");
+            pdu["content"] = json!({"body": format!("forged {n}"), "msgtype": "m.text"});
+            let s = curve25519_dalek::Scalar::from(n + 7);
+            let r = (curve25519_dalek::constants::ED25519_BASEPOINT_POINT * s).compress();
+            let sig = [r.to_bytes(), s.to_bytes()].concat();
+            pdu["signatures"] = json!({"weak.example": {"ed25519:w": encode_base64(&sig)}});
+            pdu.to_string()
+        };
+        let w: Vec<String> = (0..3).map(forged).collect();
+        for batch in [
+            vec![&w[0], &good[3], &good[4]],
+            vec![&good[3], &good[4], &w[0]],
+            vec![&good[3], &w[0], &w[1], &good[4], &w[2], &good[5]],
+            vec![&w[0], &w[1], &w[2]],
+        ] {
+            let raws: Vec<&str> = batch.iter().map(|r| r.as_str()).collect();
+            let batched = verify_batch_signatures(&raws, rules, &keys);
+            for (raw, verdict) in raws.iter().zip(&batched) {
+                let one = verify_pdu_signatures(raw, rules, &keys);
+                assert_eq!(verdict, &one, "{raw}");
+                assert_eq!(verdict.is_ok(), !raw.contains("weak.example"), "{raw}: {verdict:?}");
+            }
+        }
     }
 }
