@@ -3,7 +3,8 @@
 //!
 //! Prints a Markdown table: replay time, then per-query latencies over every
 //! accepted event (`/state_ids` cold and warm, `/backfill` of 100,
-//! `/get_missing_events` of 20), and the state resolution count.
+//! `/get_missing_events` of 20, `/backfill` and `/state` with their PDUs read
+//! back), and the state resolution count.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ mod shared;
 
 use roomdag::conformance;
 use roomdag::fixture;
+use roomdag::http::outgoing_pdu;
 use roomdag::ids::EventIdx;
 use roomdag::queries;
 
@@ -87,4 +89,27 @@ fn main() {
     }
     row("/backfill limit 100", bf);
     row("/get_missing_events limit 20", gme);
+    // The same walks with each PDU read back in its outgoing form (what
+    // the HTTP answers hold; a room without a page store holds its PDUs
+    // compressed in groups).
+    let mut bf_pdus = Vec::new();
+    let mut state_pdus = Vec::new();
+    for (n, e) in accepted.iter().enumerate().step_by(10) {
+        let id = vec![room.id(*e).unwrap().to_owned()];
+        let t = Instant::now();
+        for s in queries::backfill(room, &origin, &id, 100).expect("backfill") {
+            std::hint::black_box(outgoing_pdu(room, s.event, s.pruned).expect("PDU"));
+        }
+        bf_pdus.push(t.elapsed());
+        if n % 50 == 0 {
+            let t = Instant::now();
+            let a = queries::state_ids(room, &origin, &id[0]).expect("state_ids");
+            for &p in a.pdu_ids.iter().chain(a.auth_chain_ids.iter()) {
+                std::hint::black_box(outgoing_pdu(room, p, false).expect("PDU"));
+            }
+            state_pdus.push(t.elapsed());
+        }
+    }
+    row("/backfill limit 100, with its PDUs", bf_pdus);
+    row("/state (state and auth chain PDUs), every 50th event", state_pdus);
 }

@@ -16,6 +16,7 @@ mod facts;
 mod id_rows;
 mod image;
 mod packed;
+mod pdu_groups;
 
 pub use facts::{CreateFacts, Facts, JoinRule, MemberFacts, Membership};
 pub(crate) use image::RefBounds;
@@ -93,7 +94,7 @@ pub struct StoredEvent {
     auth_node_plus_one: Option<std::num::NonZeroU32>,
 }
 
-/// Where an event's ID and PDU text live in the text arena; with a page
+/// Where an event's ID lives in the text arena; with a page
 /// store, where its ID lives (the arena, `Events::recent`, or its block's
 /// row: [`id_rows`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,7 +227,7 @@ impl StoredEvent {
     }
 }
 
-/// Bytes per text-arena block (an event larger than this gets its own block).
+/// Bytes per block of the ID arena (the text arena).
 const TEXT_BLOCK: usize = 1 << 20;
 /// References per link-arena block.
 const LINK_BLOCK: usize = 1 << 16;
@@ -253,14 +254,15 @@ pub fn table_budget(cache_bytes: usize) -> usize {
 
 /// The room's events in arrival order, with their texts and references.
 ///
-/// Three append-only arenas: the event table in fixed chunks, the texts
-/// (event ID followed by the PDU) in 1 MiB blocks, and the prev/auth
-/// references in blocks of 65,536. Appending never moves or copies what is
-/// stored, and a room costs a handful of allocations per megabyte.
+/// Append-only arenas: the event table in fixed chunks, the event IDs in
+/// 1 MiB blocks, the prev/auth references in blocks of 65,536, and the PDUs
+/// compressed in groups of consecutive events' ([`pdu_groups`]: about 0.45×
+/// their size). Appending never moves or copies what is stored, and a room
+/// costs a handful of allocations per megabyte.
 ///
 /// With a page store ([`set_pages`](Self::set_pages)), the PDU texts go to
-/// the store instead of the text arena (which then holds the event IDs) and
-/// are read back through its byte-bounded cache; and with a budget
+/// the store instead and are read back through its byte-bounded cache (and
+/// the IDs of full blocks follow: [`id_rows`]); and with a budget
 /// ([`set_budget`](Self::set_budget)) the table's full blocks are kept
 /// packed ([`packed`]: about a fifth of their size, facts included), built again when an
 /// event in them is asked for, and built ones past the budget dropped by
@@ -284,7 +286,10 @@ pub struct Events {
     /// While a table is read back: the name numbers of the tail's events.
     read_numbers: Vec<[u32; 3]>,
     len: usize,
+    /// Event IDs (with a page store, those held: see `recent`).
     text: Vec<String>,
+    /// The PDUs, without a page store.
+    groups: pdu_groups::PduGroups,
     /// Each event's prev events, then (if it has auth events) where its
     /// auth events are in `auth_lists`.
     links: Vec<Vec<EventIdx>>,
@@ -375,14 +380,16 @@ impl serde::Serialize for IdText<'_> {
     }
 }
 
-/// An event's PDU text: borrowed from the text arena, or shared from the
-/// page cache. Reads as a `&str`.
+/// An event's PDU text: borrowed from the group being filled, or shared
+/// from a group decompressed or from the page cache. Reads as a `&str`.
 #[derive(Clone, Debug)]
 pub enum PduText<'a> {
-    /// In the text arena.
+    /// In the group of PDUs being filled (without a page store).
     Held(&'a str),
     /// From the page store.
     Paged(Arc<str>),
+    /// A slice of a group of PDUs held compressed (without a page store).
+    Grouped(Arc<str>, std::ops::Range<usize>),
 }
 
 impl std::ops::Deref for PduText<'_> {
@@ -391,6 +398,7 @@ impl std::ops::Deref for PduText<'_> {
         match self {
             PduText::Held(s) => s,
             PduText::Paged(s) => s,
+            PduText::Grouped(group, at) => &group[at.clone()],
         }
     }
 }
@@ -471,7 +479,9 @@ impl Events {
         }
     }
 
-    fn push_text(&mut self, id: &str, raw: &str) -> TextRef {
+    /// Stores an event's ID, and its PDU when there is no page store (in
+    /// [`pdu_groups`], compressed with its neighbours).
+    fn push_text(&mut self, id: &str, raw: &str, state: bool) -> TextRef {
         if self.pdus.is_some() {
             // Paged: the PDU went to the store, the ID is held with its
             // block's until the block's row is written.
@@ -483,7 +493,9 @@ impl Events {
             tail.push_str(id);
             return TextRef { block: id_rows::RECENT, offset: offset as u32, len: id.len() as u32 };
         }
-        push_arena(&mut self.text, &[id, raw])
+        debug_assert_eq!(self.groups.len(), self.len, "the PDU of the event prepared next");
+        self.groups.push(raw, state);
+        push_arena(&mut self.text, id)
     }
 
     /// The tail's IDs (with a page store).
@@ -545,7 +557,7 @@ impl Events {
         if let Some(pages) = self.pdus.as_mut() {
             pages.put(idx.0, n.id, n.raw)?;
         }
-        let text = self.push_text(n.id, n.raw);
+        let text = self.push_text(n.id, n.raw, n.key.is_some());
         let links_at = self.push_links(n.prev_events, n.auth_events);
         Ok(StoredEvent {
             idx,
@@ -698,7 +710,7 @@ impl Events {
             for e in events.iter_mut() {
                 e.text = if e.key.is_some() {
                     let at = e.text.offset as usize;
-                    push_arena(&mut self.text, &[&ids[at..at + usize::from(e.id_len)]])
+                    push_arena(&mut self.text, &ids[at..at + usize::from(e.id_len)])
                 } else {
                     TextRef::PAGED
                 };
@@ -828,7 +840,11 @@ impl Events {
     /// back.
     pub fn raw(&self, e: &StoredEvent) -> Result<PduText<'_>, PageError> {
         match &self.pdus {
-            None => Ok(PduText::Held(&self.text_of(e)[e.id_len as usize..])),
+            None => match self.groups.get(e.idx.ix()) {
+                Ok(pdu_groups::GroupText::Open(s)) => Ok(PduText::Held(s)),
+                Ok(pdu_groups::GroupText::Sealed(group, at)) => Ok(PduText::Grouped(group, at)),
+                Err(pdu_groups::Damaged) => Err(PageError::Corrupt { table: Table::Pdu, key: self.id(e)?.to_string() }),
+            },
             Some(pages) => pages.get(e.idx.0, &self.id(e)?).map(PduText::Paged),
         }
     }
@@ -959,6 +975,7 @@ impl Events {
         // events only, which a cut never reaches (a block settled since the
         // mark was full before it).
         if self.pdus.is_none() {
+            self.groups.truncate(mark.len).expect("a group of PDUs this room compressed decompresses");
             self.text.truncate(mark.text_blocks);
             if let Some(b) = self.text.last_mut() {
                 b.truncate(mark.text_len);
@@ -981,7 +998,11 @@ impl Events {
     /// cache is counted by [`pages`](Self::pages)).
     pub fn text_footprint(&self) -> (usize, usize) {
         let texts = || self.text.iter().chain(&self.recent);
-        (texts().map(String::capacity).sum::<usize>() + self.row_keys.capacity() * 16, texts().map(String::len).sum())
+        let (pdus_held, pdus) = self.groups.footprint();
+        (
+            texts().map(String::capacity).sum::<usize>() + self.row_keys.capacity() * 16 + pdus_held,
+            texts().map(String::len).sum::<usize>() + pdus,
+        )
     }
 }
 
@@ -1043,17 +1064,16 @@ fn push_refs(arena: &mut Vec<Vec<EventIdx>>, parts: &[&[EventIdx]]) -> u32 {
     at
 }
 
-/// Appends `parts` (an ID, or an ID and its PDU) to the text arena.
-fn push_arena(text: &mut Vec<String>, parts: &[&str]) -> TextRef {
-    let need: usize = parts.iter().map(|p| p.len()).sum();
-    if text.last().is_none_or(|b| b.capacity() - b.len() < need) {
-        text.push(String::with_capacity(need.max(TEXT_BLOCK)));
+/// Appends an event ID to the text arena.
+fn push_arena(text: &mut Vec<String>, id: &str) -> TextRef {
+    if text.last().is_none_or(|b| b.capacity() - b.len() < id.len()) {
+        text.push(String::with_capacity(id.len().max(TEXT_BLOCK)));
     }
     let block = text.len() - 1;
     let b = text.last_mut().expect("just ensured");
     let offset = b.len();
-    parts.iter().for_each(|p| b.push_str(p));
-    TextRef { block: block as u32, offset: offset as u32, len: need as u32 }
+    b.push_str(id);
+    TextRef { block: block as u32, offset: offset as u32, len: id.len() as u32 }
 }
 
 /// A built copy of a full block's state events.

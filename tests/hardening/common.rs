@@ -13,6 +13,7 @@ use roomdag::pdu::parse_pdu;
 use roomdag::signing::{content_hash, encode_base64};
 use roomdag::{Outcome, Room, RoomVersionRules, Verification};
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 /// Whether the long variants were asked for (`ROOMDAG_HARDENING_LONG=1`).
 pub fn long() -> bool {
@@ -77,8 +78,9 @@ pub struct Snapshot {
     /// Sorted extremity IDs.
     pub extremities: Vec<String>,
     pub current_state: String,
-    /// Per stored event, in arrival order: (id, status, state before, state after).
-    pub per_event: Vec<(String, &'static str, String, String)>,
+    /// Per stored event, in arrival order: (id, status, state before, state
+    /// after, a hash of its PDU as the room reads it back).
+    pub per_event: Vec<(String, &'static str, String, String, String)>,
     /// Applied redactions (target, redaction), sorted.
     pub redactions: Vec<(String, String)>,
 }
@@ -102,6 +104,7 @@ pub fn snapshot(room: &Room) -> Snapshot {
                 status_str(e.status),
                 hex(room.state_digest(e.state_before)),
                 hex(room.state_digest(e.state_after)),
+                hex(<[u8; 32]>::from(Sha256::digest(room.raw(e.idx).unwrap().as_bytes()))),
             )
         })
         .collect();
