@@ -12,8 +12,10 @@
 //! * Durable Object SQLite (the Worker), through the wasm bindings.
 //!
 //! What is paged today: the PDU text (`Table::Pdu`), the largest part of a
-//! room (about 1× the raw PDU bytes). The event table, state chunks and the
-//! auth-chain index follow the same interface (docs/paged-store.md).
+//! room (its raw PDU bytes; a room without a page store holds them
+//! compressed, about 0.45× of them), and the IDs of full blocks of messages
+//! (`Table::Ids`). The event table, state chunks and the auth-chain index
+//! follow the same interface (docs/paged-store.md).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

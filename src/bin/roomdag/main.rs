@@ -19,10 +19,10 @@ USAGE:
         the full PDU receipt pipeline, answer every query of QUERIES
         (roomdag-queries/1) and write roomdag-answers/1 JSON to ANSWERS
         (default: stdout). --parallel verifies signatures on other threads
-        (faster, a little more memory; same answers). --cache-mib N keeps the
-        PDU texts in a scratch file in $TMPDIR (removed at exit) with at most
-        N MiB of them in memory, instead of all of them, and at most about
-        N MiB of built states (same answers).
+        (faster, a little more memory; same answers). The room holds every
+        PDU, compressed; --cache-mib N keeps the PDU texts in a scratch file
+        in $TMPDIR (removed at exit) instead, with at most N MiB of them in
+        memory, and at most about N MiB of built states (same answers).
         --image then writes the replayed room's image into that file, reads
         the room back from it, and answers from the room read back (same
         answers); its size and times go to stderr.
