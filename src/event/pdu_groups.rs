@@ -20,8 +20,11 @@ use std::sync::Arc;
 
 /// PDUs per group.
 const GROUP: usize = 32;
-/// Decompressed groups kept for reads (a group is about 20 KiB).
+/// Decompressed groups kept for reads (a group is about 20 KiB), and the
+/// bytes they may hold together (PDUs can be 1 MiB each: the group read
+/// last is kept whatever its size).
 const CACHED: usize = 8;
+const CACHED_BYTES: usize = 1 << 20;
 
 /// A full group could not be decompressed (the room's memory was
 /// overwritten: never expected).
@@ -60,9 +63,6 @@ struct Sequence {
 
 impl Sequence {
     fn push(&mut self, raw: &str) {
-        if self.open.capacity() == 0 {
-            self.open.reserve(GROUP * (raw.len() + 64));
-        }
         self.open.push_str(raw);
         self.ends.push(u32::try_from(self.open.len()).expect("a group's PDUs are under 4 GiB"));
         if self.ends.len() % GROUP == 0 {
@@ -155,8 +155,14 @@ impl PduGroups {
             }
             None => {
                 let text: Arc<str> = decompress(&seq.sealed[group])?.into();
-                cache.truncate(CACHED - 1);
                 cache.insert(0, ((s, group), text.clone()));
+                let mut bytes = 0;
+                let keep = cache.iter().take(CACHED).take_while(|(_, t)| {
+                    bytes += t.len();
+                    bytes <= CACHED_BYTES
+                });
+                let keep = keep.count().max(1);
+                cache.truncate(keep);
                 text
             }
         };
@@ -264,5 +270,28 @@ mod tests {
             }
             check(&g, &held);
         }
+    }
+
+    /// Decompressed groups are kept by count and by bytes: groups of big
+    /// PDUs (the raw cap is far above a typical PDU) do not pile up.
+    #[test]
+    fn the_cache_is_bounded_by_bytes() {
+        let mut g = PduGroups::default();
+        let big = |i: usize| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(100_000));
+        for i in 0..4 * GROUP {
+            g.push(&big(i), false);
+        }
+        for i in [0, GROUP, 2 * GROUP, 1] {
+            assert_eq!(text(&g.get(i).unwrap()), big(i));
+            assert_eq!(g.cache.borrow().len(), 1, "one 3 MB group kept");
+        }
+        let mut g = PduGroups::default();
+        for i in 0..20 * GROUP {
+            g.push(&format!("{{\"n\":{i}}}"), i % 2 == 0);
+        }
+        for i in (0..20 * GROUP).step_by(GROUP / 2 + 1) {
+            assert_eq!(text(&g.get(i).unwrap()), format!("{{\"n\":{i}}}"));
+        }
+        assert_eq!(g.cache.borrow().len(), CACHED);
     }
 }
