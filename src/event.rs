@@ -389,7 +389,7 @@ pub enum PduText<'a> {
     /// From the page store.
     Paged(Arc<str>),
     /// A slice of a group of PDUs held compressed (without a page store).
-    Grouped(Arc<str>, std::ops::Range<usize>),
+    Grouped(Arc<String>, std::ops::Range<usize>),
 }
 
 impl std::ops::Deref for PduText<'_> {

@@ -43,7 +43,7 @@ pub(super) struct PduGroups {
     state_before: Vec<u32>,
     len: usize,
     /// Full groups read last, most recent first.
-    cache: RefCell<Vec<(GroupKey, Arc<str>)>>,
+    cache: RefCell<Vec<(GroupKey, Arc<String>)>>,
 }
 
 /// A full group: (sequence, group).
@@ -154,7 +154,7 @@ impl PduGroups {
                 hit.1
             }
             None => {
-                let text: Arc<str> = decompress(&seq.sealed[group])?.into();
+                let text = Arc::new(decompress(&seq.sealed[group])?);
                 cache.insert(0, ((s, group), text.clone()));
                 let mut bytes = 0;
                 let keep = cache.iter().take(CACHED).take_while(|(_, t)| {
@@ -216,7 +216,7 @@ pub(super) enum GroupText<'a> {
     /// In a group being filled.
     Open(&'a str),
     /// A slice of a full group's text.
-    Sealed(Arc<str>, std::ops::Range<usize>),
+    Sealed(Arc<String>, std::ops::Range<usize>),
 }
 
 #[cfg(test)]
