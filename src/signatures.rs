@@ -543,8 +543,8 @@ mod tests {
                 keys.insert(name, id, b64.as_str().unwrap()).unwrap();
             }
         }
-        let identity = CompressedEdwardsY(EdwardsPoint::identity().compress().to_bytes());
-        let weak = ed25519_dalek::VerifyingKey::from_bytes(&identity.to_bytes()).expect("decompresses");
+        let weak = ed25519_dalek::VerifyingKey::from_bytes(&EdwardsPoint::identity().compress().to_bytes())
+            .expect("decompresses");
         assert!(weak.is_weak());
         keys.insert_key("weak.example", "ed25519:w", PublicKey { key: weak, valid_until_ts: None });
         let good: Vec<String> = room["events"].as_array().unwrap().iter().map(|e| e["pdu"].to_string()).collect();

@@ -126,14 +126,21 @@ impl PduGroups {
         self.len += 1;
     }
 
+    /// State events among the first `i` events (`i` at most `len`).
+    fn states_before(&self, i: usize) -> usize {
+        let (word, bit) = (i / 64, i % 64);
+        match self.state_before.get(word) {
+            Some(&before) => before as usize + (self.state[word] & ((1u64 << bit) - 1)).count_ones() as usize,
+            None => self.seqs[1].ends.len(),
+        }
+    }
+
     /// Event `i`'s sequence, and its place there.
     fn place(&self, i: usize) -> (usize, usize) {
-        let (word, bit) = (i / 64, i % 64);
-        let state_before =
-            self.state_before[word] as usize + (self.state[word] & ((1u64 << bit) - 1)).count_ones() as usize;
-        match self.state[word] >> bit & 1 {
-            1 => (1, state_before),
-            _ => (0, i - state_before),
+        let before = self.states_before(i);
+        match self.state[i / 64] >> (i % 64) & 1 {
+            1 => (1, before),
+            _ => (0, i - before),
         }
     }
 
@@ -181,12 +188,7 @@ impl PduGroups {
         if len >= self.len {
             return Ok(());
         }
-        let state = match self.state_before.get(len / 64) {
-            Some(&before) => {
-                before as usize + (self.state[len / 64] & ((1u64 << (len % 64)) - 1)).count_ones() as usize
-            }
-            None => self.seqs[1].ends.len(),
-        };
+        let state = self.states_before(len);
         self.seqs[1].truncate(state)?;
         self.seqs[0].truncate(len - state)?;
         let words = len.div_ceil(64);
