@@ -38,7 +38,15 @@ run(wasmBindgen, [
 ]);
 const wasmFile = join(pkg, "roomdag_wasm_bg.wasm");
 if (process.env.ROOMDAG_SKIP_WASM_OPT !== "1") {
-  run(bin("wasm-opt"), [process.env.ROOMDAG_WASM_OPT ?? "-O3", "--enable-bulk-memory", "--enable-nontrapping-float-to-int", "--enable-sign-ext",
+  // A function with one caller is inlined only when small (`-ocimfs 50`;
+  // binaryen's default inlines every one): V8 runs a wasm function in its
+  // baseline tier until the optimizing tier has compiled it, and giant
+  // functions took long to compile there. On the 5,000-event replay the
+  // optimizing compiler's work fell from 0.71–0.83 s to 0.27–0.44 s and a
+  // one-shot `node pkg/cli.mjs replay` from 0.60 to 0.53 s (median of five,
+  // interleaved); warm calls unchanged (docs/benchmarks.md, "Eleventh session").
+  const level = (process.env.ROOMDAG_WASM_OPT ?? "-O3 -ocimfs 50").split(/\s+/).filter(Boolean);
+  run(bin("wasm-opt"), [...level, "--enable-bulk-memory", "--enable-nontrapping-float-to-int", "--enable-sign-ext",
     "--enable-mutable-globals", "--enable-reference-types", "--enable-multivalue", wasmFile, "-o", wasmFile]);
 }
 for (const f of readdirSync(join(root, "js"))) copyFileSync(join(root, "js", f), join(pkg, f));
