@@ -43,7 +43,7 @@ if (process.env.ROOMDAG_SKIP_WASM_OPT !== "1") {
   // baseline tier until the optimizing tier has compiled it, and giant
   // functions took long to compile there. On the 5,000-event replay the
   // optimizing compiler's work fell from 0.71–0.83 s to 0.27–0.44 s and a
-  // one-shot `node pkg/cli.mjs replay` from 0.60 to 0.53 s (median of five,
+  // one-shot `node pkg/cli.mjs replay` from 0.65 to 0.54 s (median of six,
   // interleaved); warm calls unchanged (docs/benchmarks.md, "Eleventh session").
   const level = (process.env.ROOMDAG_WASM_OPT ?? "-O3 -ocimfs 50").split(/\s+/).filter(Boolean);
   run(bin("wasm-opt"), [...level, "--enable-bulk-memory", "--enable-nontrapping-float-to-int", "--enable-sign-ext",
