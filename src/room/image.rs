@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::auth_chain::AuthChainIndex;
-use crate::event::{Events, RefBounds, StateKeyIdx};
+use crate::event::{Events, RefBounds};
 use crate::ids::{EventIdx, Name};
 use crate::image::{self, index, ImageError, ImageInfo, Reader, Writer, FORMAT};
 use crate::pages::{PageCache, PageStore, Table};
@@ -334,10 +334,7 @@ impl Sections {
             return Err(corrupt("an event's auth node is not in the image"));
         }
         let strings: HashSet<Name> = self.names.into_iter().take(self.interned).collect();
-        let mut keys = HashMap::with_capacity(n_keys);
-        for (i, (t, s)) in self.key_names.iter().enumerate() {
-            keys.insert((t.clone(), s.clone()), StateKeyIdx(i as u32));
-        }
+        let keys = super::KeyIndex::of(&self.key_names);
         Ok(Room {
             rules: self.rules,
             room_id: self.room_id,

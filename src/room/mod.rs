@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use crate::auth_chain::AuthChainIndex;
 pub use crate::event::IdText;
-use crate::event::{Events, MemberFacts, PduText, StateKeyIdx, StoredEvent};
+use crate::event::{Events, MemberFacts, PduText, StoredEvent};
 use crate::ids::{EventIdx, Name};
 use crate::pages::PageCache;
 pub use crate::pages::{CacheStats, MemoryPages, PageError, PageStore, RestoreRows, Table};
@@ -56,6 +56,7 @@ use crate::state_set::{StateMap, StateSetId, StateSets};
 mod checkpoint;
 mod id_index;
 mod image;
+mod key_index;
 mod outcome;
 mod outliers;
 mod receipt;
@@ -65,6 +66,7 @@ mod state;
 
 pub use checkpoint::Checkpoint;
 use id_index::IdIndex;
+use key_index::KeyIndex;
 pub use outcome::{
     bounded_reason, DropStage, DroppedEvent, Outcome, MAX_DROPPED_LOG, MAX_DROPPED_LOG_BYTES, MAX_REASON_BYTES,
 };
@@ -92,7 +94,7 @@ pub struct Room {
     strings: HashSet<Name>,
     /// The chunks of the power-level maps the room's events hold.
     level_chunks: LevelChunkPool,
-    keys: HashMap<(Name, Name), StateKeyIdx>,
+    keys: KeyIndex,
     key_names: Vec<(Name, Name)>,
     states: StateSets,
     auth_index: AuthChainIndex,
@@ -190,7 +192,7 @@ impl Room {
             rejections: HashMap::new(),
             strings: HashSet::new(),
             level_chunks: LevelChunkPool::default(),
-            keys: HashMap::new(),
+            keys: KeyIndex::default(),
             key_names: Vec::new(),
             states: StateSets::new(),
             auth_index: AuthChainIndex::new(),

@@ -40,18 +40,16 @@ impl Room {
 
     /// The interned key of `(type, state_key)`, if any event ever used it.
     pub fn key_of(&self, ty: &str, state_key: &str) -> Option<StateKeyIdx> {
-        let t = self.strings.get(ty)?;
-        let s = self.strings.get(state_key)?;
-        self.keys.get(&(t.clone(), s.clone())).copied()
+        self.keys.get(&self.key_names, ty, state_key)
     }
 
     pub(super) fn intern_key(&mut self, ty: &Name, state_key: &Name) -> StateKeyIdx {
-        if let Some(k) = self.keys.get(&(ty.clone(), state_key.clone())) {
-            return *k;
+        if let Some(k) = self.keys.get(&self.key_names, ty, state_key) {
+            return k;
         }
         let k = StateKeyIdx(u32::try_from(self.key_names.len()).expect("fewer than 2^32 state keys"));
-        self.keys.insert((ty.clone(), state_key.clone()), k);
         self.key_names.push((ty.clone(), state_key.clone()));
+        self.keys.insert(&self.key_names, ty, state_key, k);
         k
     }
 
