@@ -10,27 +10,51 @@
 //! is asked for ([`super::Events::get`]); built blocks past the room's
 //! budget are dropped by [`super::Events::trim`].
 
-use std::collections::HashMap;
+use hashbrown::HashTable;
 
 use super::{EventStatus, Facts, StoredEvent, TextRef};
-use crate::ids::{EventIdx, Name};
+use crate::ids::{EventIdx, IntHasher, Name};
 use crate::state_set::StateSetId;
 
 /// Interned names as numbers: the packed blocks' `sender`, `type` and
 /// `state_key`. A name keeps its number (and the table a clone of it) for
-/// the room's life.
-#[derive(Debug, Default)]
+/// the room's life. Names are found by address (the room interns them), in
+/// a hash table of their numbers alone: 4 bytes a slot, where a map from
+/// address to number took 16 (2.2 of this table's 3.1 MiB at Matrix HQ's
+/// size, ~100,000 names).
+#[derive(Default)]
 pub(super) struct NameTable {
     names: Vec<Name>,
-    by_addr: HashMap<usize, u32>,
+    by_addr: HashTable<u32>,
+}
+
+impl std::fmt::Debug for NameTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NameTable").field("names", &self.names.len()).finish()
+    }
+}
+
+/// A name's address, hashed: addresses are ours, not an attacker's. Their
+/// low bits are the allocator's alignment (zero), shifted out first: the
+/// multiply leaves zero low bits zero, and the table's buckets are chosen by
+/// the low bits.
+fn addr_hash(addr: usize) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<IntHasher>::default().hash_one(addr >> 3)
 }
 
 impl NameTable {
     pub(super) fn number(&mut self, name: &Name) -> u32 {
-        *self.by_addr.entry(name.addr()).or_insert_with(|| {
-            self.names.push(name.clone());
-            u32::try_from(self.names.len() - 1).expect("fewer than 2^32 names")
-        })
+        let addr = name.addr();
+        let names = &self.names;
+        if let Some(n) = self.by_addr.find(addr_hash(addr), |n| names[*n as usize].addr() == addr) {
+            return *n;
+        }
+        let n = u32::try_from(self.names.len()).expect("fewer than 2^32 names");
+        self.names.push(name.clone());
+        let names = &self.names;
+        self.by_addr.insert_unique(addr_hash(addr), n, |n| addr_hash(names[*n as usize].addr()));
+        n
     }
 
     fn name(&self, n: u64) -> Name {
