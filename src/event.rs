@@ -6,20 +6,26 @@
 //! content facts that auth rules, state resolution, visibility and redaction
 //! read ([`Facts`]).
 
-use std::sync::Arc;
-
 use crate::ids::{EventIdx, Name};
 use crate::pages::{PageCache, PageError, RestoreRows, Table};
 use crate::state_set::StateSetId;
 
+mod blocks;
 mod facts;
 mod id_rows;
 mod image;
+mod links;
 mod packed;
 mod pdu_groups;
+mod text;
 
+pub use blocks::table_budget;
 pub use facts::{CreateFacts, Facts, JoinRule, MemberFacts, Membership};
 pub(crate) use image::RefBounds;
+pub use text::{IdText, PduText};
+
+use blocks::Block;
+use links::{refs_at, LINK_BLOCK};
 
 /// An interned `(type, state_key)` pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -229,28 +235,8 @@ impl StoredEvent {
 
 /// Bytes per block of the ID arena (the text arena).
 const TEXT_BLOCK: usize = 1 << 20;
-/// References per link-arena block.
-const LINK_BLOCK: usize = 1 << 16;
-/// Slots of the cache of recent auth lists: half the events stored, a
-/// power of two between these (4 KiB to 1 MiB; it was 256 KiB for every
-/// room). A room's auth lists are mostly its senders' (create, power
-/// levels, their membership): more members, more lists in use at once.
-const AUTH_CACHE_MIN: usize = 1 << 10;
-const AUTH_CACHE_MAX: usize = 1 << 18;
 /// Events per block of the event table.
 const EVENTS_CHUNK: usize = 256;
-/// Blocks [`Events::trim`] packs at most a call (16,384 events, a few ms).
-const PACK_PER_TRIM: usize = 64;
-/// Bytes of a built full block.
-const BLOCK_BYTES: usize = EVENTS_CHUNK * std::mem::size_of::<StoredEvent>();
-
-/// The built blocks of the event table a room keeps for a cache of
-/// `cache_bytes` (its page cache's): a quarter of it. Ingest reads the
-/// newest blocks and those of the auth events it checks against; queries
-/// read what they walk and are trimmed after.
-pub fn table_budget(cache_bytes: usize) -> usize {
-    cache_bytes / 4
-}
 
 /// The room's events in arrival order, with their texts and references.
 ///
@@ -314,99 +300,6 @@ pub struct Events {
     /// While a batch may be rolled back: the table's length when it began
     /// (no block it may cut back is settled).
     hold_from: Option<usize>,
-}
-
-/// An event's ID: borrowed from the room, or a slice of a row read back
-/// from the page store. Reads as a `&str` (and `to_owned` gives a `String`).
-#[derive(Debug)]
-pub enum IdText<'a> {
-    /// Held by the room.
-    Held(&'a str),
-    /// In its block's row of IDs.
-    Row(Arc<str>, std::ops::Range<usize>),
-}
-
-impl std::ops::Deref for IdText<'_> {
-    type Target = str;
-    fn deref(&self) -> &str {
-        match self {
-            IdText::Held(s) => s,
-            IdText::Row(row, at) => &row[at.clone()],
-        }
-    }
-}
-
-impl PartialEq for IdText<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        **self == **other
-    }
-}
-
-impl Eq for IdText<'_> {}
-
-impl PartialOrd for IdText<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for IdText<'_> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (**self).cmp(&**other)
-    }
-}
-
-impl PartialEq<str> for IdText<'_> {
-    fn eq(&self, other: &str) -> bool {
-        **self == *other
-    }
-}
-
-impl PartialEq<&str> for IdText<'_> {
-    fn eq(&self, other: &&str) -> bool {
-        **self == **other
-    }
-}
-
-impl std::fmt::Display for IdText<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self)
-    }
-}
-
-impl serde::Serialize for IdText<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self)
-    }
-}
-
-/// An event's PDU text: borrowed from the group being filled, or shared
-/// from a group decompressed or from the page cache. Reads as a `&str`.
-#[derive(Clone, Debug)]
-pub enum PduText<'a> {
-    /// In the group of PDUs being filled (without a page store).
-    Held(&'a str),
-    /// From the page store.
-    Paged(Arc<str>),
-    /// A slice of a group of PDUs held compressed (without a page store).
-    Grouped(Arc<String>, std::ops::Range<usize>),
-}
-
-impl std::ops::Deref for PduText<'_> {
-    type Target = str;
-    fn deref(&self) -> &str {
-        match self {
-            PduText::Held(s) => s,
-            PduText::Paged(s) => s,
-            PduText::Grouped(group, at) => &group[at.clone()],
-        }
-    }
-}
-
-impl PartialEq<str> for PduText<'_> {
-    fn eq(&self, other: &str) -> bool {
-        **self == *other
-    }
 }
 
 /// A position in the arenas, to cut them back to (rollback).
@@ -507,37 +400,6 @@ impl Events {
         &mut self.recent[at]
     }
 
-    fn push_links(&mut self, prev: &[EventIdx], auth: &[EventIdx]) -> u32 {
-        let auth_at = (!auth.is_empty()).then(|| EventIdx(self.auth_list(auth)));
-        push_refs(&mut self.links, &[prev, auth_at.as_slice()])
-    }
-
-    /// Where `auth` is in the auth-list arena: a list stored recently, or
-    /// stored now.
-    fn auth_list(&mut self, auth: &[EventIdx]) -> u32 {
-        use std::hash::Hasher;
-        let mut h = crate::ids::IntHasher::default();
-        auth.iter().for_each(|a| h.write_u32(a.0));
-        let slots = (self.len / 2).next_power_of_two().clamp(AUTH_CACHE_MIN, AUTH_CACHE_MAX);
-        if self.auth_cache.len() < slots {
-            // Grown by tiling: both lengths are powers of two, so a list's
-            // new slot `h % slots` holds what its old slot `h % old` held.
-            let old = std::mem::take(&mut self.auth_cache);
-            self.auth_cache = match old.len() {
-                0 => vec![u32::MAX; slots],
-                n => (0..slots).map(|i| old[i % n]).collect(),
-            };
-        }
-        let slot = (h.finish() >> 32) as usize % self.auth_cache.len();
-        let cached = self.auth_cache[slot];
-        if cached != u32::MAX && refs_at(&self.auth_lists, cached, auth.len()) == Some(auth) {
-            return cached;
-        }
-        let at = push_refs(&mut self.auth_lists, &[auth]);
-        self.auth_cache[slot] = at;
-        at
-    }
-
     /// Stores the texts and references of a new event and returns it (not
     /// yet in the table: see [`push`](Self::push)). If it is never pushed,
     /// [`cut`](Self::cut) back to a mark taken before.
@@ -601,82 +463,6 @@ impl Events {
         }
     }
 
-    fn tick(&self) -> u64 {
-        let t = self.clock.get() + 1;
-        self.clock.set(t);
-        t
-    }
-
-    /// The events of full block `b`, built from its packed form if needed.
-    fn block(&self, b: usize) -> &[StoredEvent] {
-        let blk = &self.blocks[b];
-        blk.used.set(self.tick());
-        blk.built.get_or_init(|| {
-            self.built.set(self.built.get() + 1);
-            self.unpack(b, blk).into_boxed_slice()
-        })
-    }
-
-    /// The events of full block `b` (`blk`), read from its packed form.
-    fn unpack(&self, b: usize, blk: &Block) -> Vec<StoredEvent> {
-        let p = blk.packed.as_ref().expect("a block not built is packed");
-        packed::unpack(p, (b * EVENTS_CHUNK) as u32, EVENTS_CHUNK, &self.names)
-    }
-
-    /// An empty table that a read-back fills in order
-    /// ([`push_read`](Self::push_read)): each full block is packed as it
-    /// fills, so a table read back is never held built whole.
-    fn for_read(pdus: PageCache) -> Self {
-        Self { pdus: Some(pdus), ..Self::default() }
-    }
-
-    /// Appends an event read back (its content facts follow, by
-    /// [`set_read_facts`](Self::set_read_facts)), with the numbers its
-    /// names (sender, type, state key) have in the table's name table; a
-    /// full block is packed. An event that is packed and not a state event
-    /// is never read as it is pushed: its name fields may be placeholders.
-    fn push_read(&mut self, e: StoredEvent, numbers: [u32; 3]) {
-        debug_assert_eq!(e.idx.ix(), self.len);
-        self.tail.push(e);
-        self.read_numbers.push(numbers);
-        self.len += 1;
-        if self.tail.len() == EVENTS_CHUNK {
-            let numbers = &self.read_numbers;
-            let p = packed::pack_numbered(&self.tail, |i, _| numbers[i]);
-            let resident = keep_resident(&self.tail);
-            self.tail.clear();
-            self.read_numbers.clear();
-            self.blocks.push(Block::packed(p, resident));
-            self.packed_to = self.blocks.len();
-        }
-    }
-
-    /// Gives events read back their content facts: `facts` by event index,
-    /// increasing. A packed block gets its facts in place of none, and its
-    /// state events kept built theirs too.
-    fn set_read_facts(&mut self, facts: Vec<(u32, Facts)>) {
-        let mut facts = facts.into_iter().peekable();
-        for (b, blk) in self.blocks.iter_mut().enumerate() {
-            let end = ((b + 1) * EVENTS_CHUNK) as u32;
-            let mut at = Vec::new();
-            let mut of_block = Vec::new();
-            while let Some((i, f)) = facts.next_if(|(i, _)| *i < end) {
-                if let Ok(k) = blk.resident.binary_search_by_key(&i, |e| e.idx.0) {
-                    blk.resident[k].facts = f.clone();
-                }
-                at.push((i as usize % EVENTS_CHUNK) as u8);
-                of_block.push(f);
-            }
-            if !at.is_empty() {
-                blk.packed.as_mut().expect("a block read back is packed").set_facts(at, of_block);
-            }
-        }
-        let first = self.blocks.len() * EVENTS_CHUNK;
-        for (i, f) in facts {
-            self.tail[i as usize - first].facts = f;
-        }
-    }
-
     /// Marks the start of a batch that may be cut back
     /// ([`cut`](Self::cut)): until [`release`](Self::release), no block
     /// filled since has its IDs written as a row and dropped.
@@ -720,69 +506,6 @@ impl Events {
             self.settled_to += 1;
         }
         Ok(())
-    }
-
-    /// Keeps the table's full blocks packed, and about `bytes` of them
-    /// built, from the next [`trim`](Self::trim) on (`None`: all built,
-    /// none packed, as by default).
-    pub fn set_budget(&mut self, bytes: Option<usize>) {
-        self.budget = bytes;
-    }
-
-    /// With a budget: packs the full blocks not packed yet, then drops the
-    /// built blocks used longest ago until those left fit in the budget (a
-    /// quarter under it, so that trims are rare). At most `PACK_PER_TRIM`
-    /// blocks are packed a call: a table read back whole (an image) is
-    /// packed over the next calls, not all before the first answer. A block
-    /// packed here that is not among the newest the budget holds is dropped
-    /// at once, so that packing never holds the table twice.
-    ///
-    /// With a page store, first writes the rows of the full blocks' IDs
-    /// ([`settle_ids`](Self::settle_ids)); only settled blocks are packed.
-    pub fn trim(&mut self) {
-        // A row not written is tried again at the next trim (its IDs are
-        // kept meanwhile), and an image refuses to be written without it.
-        let _ = self.settle_ids();
-        let Some(budget) = self.budget else { return };
-        let keep = budget * 3 / 4 / BLOCK_BYTES;
-        let packable = if self.pdus.is_some() { self.settled_to } else { self.blocks.len() };
-        let packed_to = (self.packed_to + PACK_PER_TRIM).min(packable).max(self.packed_to);
-        for b in self.packed_to..packed_to {
-            let events = self.blocks[b].built.get().expect("a block not packed is built");
-            let p = packed::pack(events, &mut self.names);
-            self.blocks[b].resident = keep_resident(events);
-            self.blocks[b].packed = Some(p);
-            if b + keep < self.blocks.len() {
-                self.blocks[b].built.take();
-                self.built.set(self.built.get() - 1);
-            }
-        }
-        self.packed_to = packed_to;
-        if self.built.get() * BLOCK_BYTES <= budget {
-            return;
-        }
-        let mut built: Vec<(u64, usize)> = self
-            .blocks
-            .iter()
-            .enumerate()
-            .filter(|(_, blk)| blk.built.get().is_some() && blk.packed.is_some())
-            .map(|(b, blk)| (blk.used.get(), b))
-            .collect();
-        built.sort_unstable();
-        let drop = built.len().saturating_sub(keep);
-        for &(_, b) in &built[..drop] {
-            self.blocks[b].built.take();
-        }
-        self.built.set(self.built.get() - drop);
-    }
-
-    /// Bytes of the event table held: built blocks and the tail, packed
-    /// ones and the state events kept built.
-    pub fn table_bytes(&self) -> usize {
-        let packed: usize = self.blocks.iter().filter_map(|b| b.packed.as_ref()).map(packed::Packed::size).sum();
-        let resident: usize = self.blocks.iter().map(|b| b.resident.len()).sum();
-        let unpacked = (resident + self.tail.capacity()) * std::mem::size_of::<StoredEvent>();
-        self.built.get() * BLOCK_BYTES + unpacked + packed
     }
 
     fn text_of(&self, e: &StoredEvent) -> &str {
@@ -846,27 +569,6 @@ impl Events {
                 Err(pdu_groups::Damaged) => Err(PageError::Corrupt { table: Table::Pdu, key: self.id(e)?.to_string() }),
             },
             Some(pages) => pages.get(e.idx.0, &self.id(e)?).map(PduText::Paged),
-        }
-    }
-
-    fn links_of(&self, e: &StoredEvent) -> &[EventIdx] {
-        if e.links_len() == 0 {
-            // No links: `links_at` may point just past a full block.
-            return &[];
-        }
-        refs_at(&self.links, e.links_at, e.links_len() as usize).expect("an event's links are stored")
-    }
-
-    /// An event's `prev_events`, in PDU order.
-    pub fn prev_events(&self, e: &StoredEvent) -> &[EventIdx] {
-        &self.links_of(e)[..e.n_prev as usize]
-    }
-
-    /// An event's auth events, in PDU order (room v12: with the create event appended).
-    pub fn auth_events(&self, e: &StoredEvent) -> &[EventIdx] {
-        match self.links_of(e).get(e.n_prev as usize) {
-            None => &[],
-            Some(at) => refs_at(&self.auth_lists, at.0, e.n_auth as usize).expect("an event's auth list is stored"),
         }
     }
 
@@ -1013,57 +715,6 @@ impl std::ops::Index<usize> for Events {
     }
 }
 
-/// A full block of the event table: built, packed, or both.
-#[derive(Debug)]
-struct Block {
-    packed: Option<packed::Packed>,
-    built: std::cell::OnceCell<Box<[StoredEvent]>>,
-    used: std::cell::Cell<u64>,
-    /// Its state events, kept built once it is packed (in index order):
-    /// auth checks and state resolution read them all over the room, and a
-    /// block need not be built for one of them. A slice a block, not one
-    /// vector for the room: growing that one (12 MB at Matrix HQ's size)
-    /// held it twice while it was copied.
-    resident: Box<[StoredEvent]>,
-}
-
-impl Block {
-    /// A block just filled: built, not packed yet.
-    fn built(events: Vec<StoredEvent>, used: u64) -> Self {
-        Self {
-            packed: None,
-            built: std::cell::OnceCell::from(events.into_boxed_slice()),
-            used: used.into(),
-            resident: Box::default(),
-        }
-    }
-
-    /// A block read back: packed, not built.
-    fn packed(packed: packed::Packed, resident: Box<[StoredEvent]>) -> Self {
-        Self { packed: Some(packed), built: std::cell::OnceCell::new(), used: 0.into(), resident }
-    }
-}
-
-/// `n` references at `at` of a reference arena, if there.
-fn refs_at(arena: &[Vec<EventIdx>], at: u32, n: usize) -> Option<&[EventIdx]> {
-    let at = at as usize;
-    arena.get(at / LINK_BLOCK)?.get(at % LINK_BLOCK..at % LINK_BLOCK + n)
-}
-
-/// Appends `parts` to a reference arena (`LINK_BLOCK` a block, a list never
-/// split over two), returning where they start.
-fn push_refs(arena: &mut Vec<Vec<EventIdx>>, parts: &[&[EventIdx]]) -> u32 {
-    let need: usize = parts.iter().map(|p| p.len()).sum();
-    if arena.last().is_none_or(|b| b.capacity() - b.len() < need) {
-        arena.push(Vec::with_capacity(need.max(LINK_BLOCK)));
-    }
-    let block = arena.len() - 1;
-    let b = arena.last_mut().expect("just ensured");
-    let at = (block * LINK_BLOCK + b.len()) as u32;
-    parts.iter().for_each(|p| b.extend_from_slice(p));
-    at
-}
-
 /// Appends an event ID to the text arena.
 fn push_arena(text: &mut Vec<String>, id: &str) -> TextRef {
     if text.last().is_none_or(|b| b.capacity() - b.len() < id.len()) {
@@ -1076,13 +727,10 @@ fn push_arena(text: &mut Vec<String>, id: &str) -> TextRef {
     TextRef { block: block as u32, offset: offset as u32, len: id.len() as u32 }
 }
 
-/// A built copy of a full block's state events.
-fn keep_resident(events: &[StoredEvent]) -> Box<[StoredEvent]> {
-    events.iter().filter(|e| e.key.is_some()).cloned().collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use super::blocks::PACK_PER_TRIM;
+    use super::links::AUTH_CACHE_MIN;
     use super::*;
 
     /// With a budget, full blocks are packed and built again on use: every

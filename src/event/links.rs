@@ -1,0 +1,93 @@
+//! Each event's links: its prev events, and where its auth list is. Auth
+//! lists are stored once and shared (most events of one sender under one
+//! power levels list the same create, power levels and membership events),
+//! found again through a cache of recent lists by hash. Both live in
+//! append-only arenas of `LINK_BLOCK` references a block.
+
+use super::{Events, StoredEvent};
+use crate::ids::EventIdx;
+
+/// References per link-arena block.
+pub(super) const LINK_BLOCK: usize = 1 << 16;
+/// Slots of the cache of recent auth lists: half the events stored, a
+/// power of two between these (4 KiB to 1 MiB; it was 256 KiB for every
+/// room). A room's auth lists are mostly its senders' (create, power
+/// levels, their membership): more members, more lists in use at once.
+pub(super) const AUTH_CACHE_MIN: usize = 1 << 10;
+pub(super) const AUTH_CACHE_MAX: usize = 1 << 18;
+
+impl Events {
+    /// Stores an event's links (its prev events, then where its auth list
+    /// is, if it has one) and returns where they start.
+    pub(super) fn push_links(&mut self, prev: &[EventIdx], auth: &[EventIdx]) -> u32 {
+        let auth_at = (!auth.is_empty()).then(|| EventIdx(self.auth_list(auth)));
+        push_refs(&mut self.links, &[prev, auth_at.as_slice()])
+    }
+
+    /// Where `auth` is in the auth-list arena: a list stored recently, or
+    /// stored now.
+    pub(super) fn auth_list(&mut self, auth: &[EventIdx]) -> u32 {
+        use std::hash::Hasher;
+        let mut h = crate::ids::IntHasher::default();
+        auth.iter().for_each(|a| h.write_u32(a.0));
+        let slots = (self.len / 2).next_power_of_two().clamp(AUTH_CACHE_MIN, AUTH_CACHE_MAX);
+        if self.auth_cache.len() < slots {
+            // Grown by tiling: both lengths are powers of two, so a list's
+            // new slot `h % slots` holds what its old slot `h % old` held.
+            let old = std::mem::take(&mut self.auth_cache);
+            self.auth_cache = match old.len() {
+                0 => vec![u32::MAX; slots],
+                n => (0..slots).map(|i| old[i % n]).collect(),
+            };
+        }
+        let slot = (h.finish() >> 32) as usize % self.auth_cache.len();
+        let cached = self.auth_cache[slot];
+        if cached != u32::MAX && refs_at(&self.auth_lists, cached, auth.len()) == Some(auth) {
+            return cached;
+        }
+        let at = push_refs(&mut self.auth_lists, &[auth]);
+        self.auth_cache[slot] = at;
+        at
+    }
+
+    pub(super) fn links_of(&self, e: &StoredEvent) -> &[EventIdx] {
+        if e.links_len() == 0 {
+            // No links: `links_at` may point just past a full block.
+            return &[];
+        }
+        refs_at(&self.links, e.links_at, e.links_len() as usize).expect("an event's links are stored")
+    }
+
+    /// An event's `prev_events`, in PDU order.
+    pub fn prev_events(&self, e: &StoredEvent) -> &[EventIdx] {
+        &self.links_of(e)[..e.n_prev as usize]
+    }
+
+    /// An event's auth events, in PDU order (room v12: with the create event appended).
+    pub fn auth_events(&self, e: &StoredEvent) -> &[EventIdx] {
+        match self.links_of(e).get(e.n_prev as usize) {
+            None => &[],
+            Some(at) => refs_at(&self.auth_lists, at.0, e.n_auth as usize).expect("an event's auth list is stored"),
+        }
+    }
+}
+
+/// `n` references at `at` of a reference arena, if there.
+pub(super) fn refs_at(arena: &[Vec<EventIdx>], at: u32, n: usize) -> Option<&[EventIdx]> {
+    let at = at as usize;
+    arena.get(at / LINK_BLOCK)?.get(at % LINK_BLOCK..at % LINK_BLOCK + n)
+}
+
+/// Appends `parts` to a reference arena (`LINK_BLOCK` a block, a list never
+/// split over two), returning where they start.
+pub(super) fn push_refs(arena: &mut Vec<Vec<EventIdx>>, parts: &[&[EventIdx]]) -> u32 {
+    let need: usize = parts.iter().map(|p| p.len()).sum();
+    if arena.last().is_none_or(|b| b.capacity() - b.len() < need) {
+        arena.push(Vec::with_capacity(need.max(LINK_BLOCK)));
+    }
+    let block = arena.len() - 1;
+    let b = arena.last_mut().expect("just ensured");
+    let at = (block * LINK_BLOCK + b.len()) as u32;
+    parts.iter().for_each(|p| b.extend_from_slice(p));
+    at
+}
