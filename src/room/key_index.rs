@@ -7,6 +7,7 @@
 
 use std::hash::BuildHasher;
 
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 
 use crate::event::StateKeyIdx;
@@ -26,41 +27,52 @@ impl KeyIndex {
     /// as a map filled in order would).
     pub(super) fn of(names: &[(Name, Name)]) -> Self {
         let mut index = Self { table: HashTable::with_capacity(names.len()), ..Self::default() };
-        for i in 0..names.len() {
+        for (i, (t, s)) in names.iter().enumerate() {
             let k = StateKeyIdx(u32::try_from(i).expect("fewer than 2^32 state keys"));
-            let (t, s) = &names[i];
-            index.insert(names, t, s, k);
+            match index.entry(names, t, s) {
+                Entry::Occupied(mut slot) => *slot.get_mut() = k,
+                Entry::Vacant(slot) => {
+                    slot.insert(k);
+                }
+            }
         }
         index
     }
 
-    fn hash(&self, ty: &str, state_key: &str) -> u64 {
-        self.hasher.hash_one((ty, state_key))
-    }
-
     /// The number of `(ty, state_key)`, if interned.
     pub(super) fn get(&self, names: &[(Name, Name)], ty: &str, state_key: &str) -> Option<StateKeyIdx> {
-        let h = self.hash(ty, state_key);
-        self.table.find(h, |k| is(names, *k, ty, state_key)).copied()
+        self.table.find(hash(&self.hasher, ty, state_key), |k| is(names, *k, ty, state_key)).copied()
     }
 
-    /// Sets the number of `(ty, state_key)` to `k` (`names` already lists
-    /// `k`, or will before the next call: only the keys already in the
-    /// table are read, to rehash them when it grows).
-    pub(super) fn insert(&mut self, names: &[(Name, Name)], ty: &str, state_key: &str, k: StateKeyIdx) {
-        let h = self.hash(ty, state_key);
-        let hasher = &self.hasher;
-        let rehash = |k: &StateKeyIdx| {
-            let (t, s) = &names[k.0 as usize];
-            hasher.hash_one((&**t, &**s))
-        };
-        match self.table.find_mut(h, |k| is(names, *k, ty, state_key)) {
-            Some(slot) => *slot = k,
-            None => {
-                self.table.insert_unique(h, k, rehash);
+    /// The number of `(ty, state_key)`, interned now (listed at the end of
+    /// `names`) if it was not: one hash and one probe either way.
+    pub(super) fn intern(&mut self, names: &mut Vec<(Name, Name)>, ty: &Name, state_key: &Name) -> StateKeyIdx {
+        match self.entry(names, ty, state_key) {
+            Entry::Occupied(slot) => *slot.get(),
+            Entry::Vacant(slot) => {
+                let k = StateKeyIdx(u32::try_from(names.len()).expect("fewer than 2^32 state keys"));
+                slot.insert(k);
+                names.push((ty.clone(), state_key.clone()));
+                k
             }
         }
     }
+
+    /// The table's slot for `(ty, state_key)` (keys already in the table
+    /// are read from `names` to rehash them when it grows).
+    fn entry(&mut self, names: &[(Name, Name)], ty: &str, state_key: &str) -> Entry<'_, StateKeyIdx> {
+        let hasher = &self.hasher;
+        let rehash = |k: &StateKeyIdx| {
+            let (t, s) = &names[k.0 as usize];
+            hash(hasher, t, s)
+        };
+        self.table.entry(hash(hasher, ty, state_key), |k| is(names, *k, ty, state_key), rehash)
+    }
+}
+
+/// The hash of a key's names.
+fn hash(hasher: &std::hash::RandomState, ty: &str, state_key: &str) -> u64 {
+    hasher.hash_one((ty, state_key))
 }
 
 /// Whether key `k` is `(ty, state_key)`.
@@ -80,9 +92,10 @@ mod tests {
         let mut index = KeyIndex::default();
         for i in 0..5000u32 {
             let (t, s) = (Name::new(&format!("m.type.{}", i % 7)), Name::new(&format!("@u{i}:example.org")));
-            names.push((t.clone(), s.clone()));
-            index.insert(&names, &t, &s, StateKeyIdx(i));
+            assert_eq!(index.intern(&mut names, &t, &s), StateKeyIdx(i));
+            assert_eq!(index.intern(&mut names, &t, &s), StateKeyIdx(i), "interned once");
         }
+        assert_eq!(names.len(), 5000);
         for i in 0..5000u32 {
             let got = index.get(&names, &format!("m.type.{}", i % 7), &format!("@u{i}:example.org"));
             assert_eq!(got, Some(StateKeyIdx(i)));

@@ -44,13 +44,7 @@ impl Room {
     }
 
     pub(super) fn intern_key(&mut self, ty: &Name, state_key: &Name) -> StateKeyIdx {
-        if let Some(k) = self.keys.get(&self.key_names, ty, state_key) {
-            return k;
-        }
-        let k = StateKeyIdx(u32::try_from(self.key_names.len()).expect("fewer than 2^32 state keys"));
-        self.key_names.push((ty.clone(), state_key.clone()));
-        self.keys.insert(&self.key_names, ty, state_key, k);
-        k
+        self.keys.intern(&mut self.key_names, ty, state_key)
     }
 
     /// The forward extremities: accepted events that no accepted event lists
