@@ -25,7 +25,6 @@ pub(crate) use image::RefBounds;
 pub use text::{IdText, PduText};
 
 use blocks::Block;
-use links::{refs_at, LINK_BLOCK};
 
 /// An interned `(type, state_key)` pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

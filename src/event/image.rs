@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::links::{refs_at, LINK_BLOCK};
 use super::{
     CreateFacts, EventStatus, Events, Facts, JoinRule, MemberFacts, Membership, StateKeyIdx, StoredEvent, TextRef,
-    EVENTS_CHUNK, LINK_BLOCK, TEXT_BLOCK,
+    EVENTS_CHUNK, TEXT_BLOCK,
 };
 use crate::ids::{EventIdx, Name};
 use crate::image::{index, ImageError, Numbering, Reader, Writer};
@@ -309,8 +310,7 @@ fn check_refs(
     if e.first_prev_ix != u32::MAX {
         index(e.first_prev_ix, len, "a first prev event")?;
     }
-    let refs =
-        |arena, at, n| super::refs_at(arena, at, n).ok_or_else(|| corrupt("an event's links are outside the arena"));
+    let refs = |arena, at, n| refs_at(arena, at, n).ok_or_else(|| corrupt("an event's links are outside the arena"));
     let events = |refs: &[EventIdx]| refs.iter().try_for_each(|l| index(l.0, len, "a linked event").map(|_| ()));
     let n = e.links_len() as usize;
     if n > 0 {
