@@ -96,7 +96,7 @@ pub struct StoredEvent {
     pub state_after: StateSetId,
     /// Position + 1 in the auth-chain index (accepted state events only;
     /// read it with [`auth_node`](Self::auth_node)).
-    auth_node_plus_one: Option<std::num::NonZeroU32>,
+    pub(super) auth_node_plus_one: Option<std::num::NonZeroU32>,
 }
 
 /// Where an event's ID lives in the text arena; with a page
@@ -262,6 +262,10 @@ pub struct Events {
     packed_to: usize,
     /// Blocks built now (full ones).
     built: std::cell::Cell<usize>,
+    /// State events of packed blocks built apart now (`StateRef::built`),
+    /// and the block the clock's hand dropping them is at.
+    residents: std::cell::Cell<usize>,
+    resident_hand: usize,
     /// Bytes of built full blocks kept by [`trim`](Self::trim); `None`:
     /// unbounded, nothing packed.
     budget: Option<usize>,
@@ -532,6 +536,23 @@ impl Events {
         }
     }
 
+    /// The ID of event `i` ([`id`](Self::id)), read without building it
+    /// when it is a state event of a packed block (an ID lookup confirms
+    /// the event it finds by its ID, and a PDU's auth events are state
+    /// events).
+    ///
+    /// # Errors
+    /// As [`id`](Self::id).
+    ///
+    /// # Panics
+    /// If `i` is past the table.
+    pub fn id_at(&self, i: usize) -> Result<IdText<'_>, PageError> {
+        match self.packed_state_id(i) {
+            Some(id) => Ok(IdText::Held(id)),
+            None => self.id(&self[i]),
+        }
+    }
+
     /// The ID of an event whose ID the room always holds: a state event,
     /// or one stored since the last [`trim`](Self::trim) (or in a batch
     /// held since: [`hold`](Self::hold)), such as one just prepared.
@@ -540,6 +561,17 @@ impl Events {
     /// If `e` is none of those and its ID is paged.
     pub fn resident_id(&self, e: &StoredEvent) -> &str {
         self.held_id(e).expect("a state event's ID, or a new event's, is held")
+    }
+
+    /// The ID of state event `i`, or of an event stored since the last
+    /// [`trim`](Self::trim) (as [`resident_id`](Self::resident_id)), read
+    /// without building the state event when its block is packed: a
+    /// `/state_ids` answer lists thousands.
+    ///
+    /// # Panics
+    /// If `i` is past the table, or its ID is paged.
+    pub fn state_id(&self, i: usize) -> &str {
+        self.packed_state_id(i).unwrap_or_else(|| self.resident_id(&self[i]))
     }
 
     /// An event's ID, when the room holds it.
@@ -582,8 +614,9 @@ impl Events {
         }
         let blk = &self.blocks[b];
         if blk.built.get().is_none() {
-            if let Ok(k) = blk.resident.binary_search_by_key(&(i as u32), |e| e.idx.0) {
-                return Some(&blk.resident[k]);
+            let at = (i % EVENTS_CHUNK) as u8;
+            if let Ok(k) = blk.states.binary_search_by_key(&at, |s| s.at) {
+                return Some(self.resident(b, &blk.states[k]));
             }
         }
         Some(&self.block(b)[i % EVENTS_CHUNK])
@@ -642,6 +675,7 @@ impl Events {
                 let b = self.blocks.len() - 1;
                 assert!(b >= self.settled_to, "a block is cut back only while held (Events::hold)");
                 let mut blk = self.blocks.pop().expect("len > 0");
+                self.residents.set(self.residents.get() - blk.states_built());
                 self.tail = match blk.built.take() {
                     Some(events) => {
                         self.built.set(self.built.get() - 1);
@@ -793,6 +827,52 @@ mod tests {
         assert!(t.built.get() <= 2, "{}", t.built.get());
         let last_full = t.blocks.len() - 1;
         assert!(t.blocks[last_full].built.get().is_some(), "the block used last is kept");
+    }
+
+    /// A packed block's state events are built apart from it, as a cache
+    /// that the budget bounds, and read as pushed; their IDs are read
+    /// without building anything.
+    #[test]
+    fn state_events_of_packed_blocks_are_a_bounded_cache() {
+        let room = serde_json::to_vec(&crate::demo::demo_room(1500)).unwrap();
+        let replay = crate::conformance::replay(&room[..]).unwrap();
+        let all: Vec<StoredEvent> = replay.room.events().iter().map(std::borrow::Cow::into_owned).collect();
+        let one = std::mem::size_of::<StoredEvent>();
+        let mut t = Events { text: replay.room.events().text.clone(), ..Events::default() };
+        t.set_budget(Some(4 * one));
+        for e in &all {
+            t.push(e.clone());
+        }
+        while t.packed_to < t.blocks.len() {
+            t.trim();
+        }
+        let full = t.blocks.len() * EVENTS_CHUNK;
+        let states: Vec<usize> = (0..full).filter(|i| all[*i].key.is_some()).collect();
+        assert!(states.len() > 8, "{} state events in full blocks", states.len());
+        assert_eq!((t.built.get(), t.residents.get()), (0, 0));
+        for i in &states {
+            assert_eq!(t.state_id(*i), replay.room.state_id(EventIdx(*i as u32)), "event {i}");
+            assert_eq!(t.auth_node_of(*i), all[*i].auth_node(), "event {i}");
+        }
+        assert!(states.iter().any(|i| all[*i].auth_node().is_some()));
+        assert_eq!((t.built.get(), t.residents.get()), (0, 0), "IDs and auth nodes are read without building events");
+        for i in &states {
+            assert_eq!(format!("{:?}", t.get(*i).unwrap()), format!("{:?}", all[*i]), "event {i}");
+        }
+        assert_eq!(t.built.get(), 0, "a state event builds no block");
+        assert_eq!(t.residents.get(), states.len());
+        t.trim();
+        assert!(t.residents.get() <= 3, "{} state events kept built", t.residents.get());
+        // Those dropped are built again, as they were.
+        for i in states.iter().rev() {
+            assert_eq!(format!("{:?}", t.get(*i).unwrap()), format!("{:?}", all[*i]), "event {i}");
+        }
+        // A message builds its block.
+        let message = (0..full).find(|i| all[*i].key.is_none()).unwrap();
+        assert_eq!(format!("{:?}", t.get(message).unwrap()), format!("{:?}", all[message]));
+        assert_eq!(t.built.get(), 1);
+        t.trim();
+        assert_eq!(t.built.get(), 0);
     }
 
     /// A table read back in order (an image: the records, then the content

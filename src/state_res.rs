@@ -99,7 +99,7 @@ impl ResolveContext<'_> {
     }
 
     fn node(&self, e: EventIdx) -> AuthNode {
-        AuthNode(self.ev(e).auth_node().expect("state events are accepted state events, which are indexed"))
+        AuthNode(self.events.auth_node_of(e.ix()).expect("state events are accepted state events, which are indexed"))
     }
 
     /// Resolves `states` (two or more distinct states).

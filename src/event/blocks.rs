@@ -2,11 +2,20 @@
 //! ([`packed`](super::packed): about a fifth of that), or both. With a
 //! budget, [`Events::trim`] packs full blocks and drops the built ones used
 //! longest ago; a block is built again when an event in it is asked for
-//! ([`Events::get`]). A packed block keeps its state events built
-//! (`Block::resident`): auth checks and state resolution read them all over
-//! the room.
+//! ([`Events::get`]).
+//!
+//! A packed block's state events (`Block::states`: where each is in the
+//! block, its ID and its auth-chain node) are built one by one, apart from
+//! their block (`StateRef::built`): auth checks and state resolution read
+//! state events all over the room (a message's auth check reads its
+//! sender's membership), so a block is not built for one of them. They are
+//! a cache too, bounded by [`resident_budget`] (dropped by the clock
+//! algorithm: one not read since the last sweep goes); `/state_ids` and
+//! auth-chain walks read only their IDs and auth nodes, and build none.
 
-use super::{packed, Events, Facts, StoredEvent, EVENTS_CHUNK};
+use std::cell::{Cell, OnceCell};
+
+use super::{packed, Events, Facts, StoredEvent, TextRef, EVENTS_CHUNK};
 use crate::pages::PageCache;
 
 /// Blocks [`Events::trim`] packs at most a call (16,384 events, a few ms).
@@ -37,6 +46,17 @@ impl Events {
         packed::unpack(p, (b * EVENTS_CHUNK) as u32, EVENTS_CHUNK, &self.names)
     }
 
+    /// State event `s` of packed block `b`, built alone from its packed
+    /// form if needed.
+    pub(super) fn resident<'a>(&'a self, b: usize, s: &'a StateRef) -> &'a StoredEvent {
+        s.read.set(true);
+        s.built.get_or_init(|| {
+            self.residents.set(self.residents.get() + 1);
+            let p = self.blocks[b].packed.as_ref().expect("a block not built is packed");
+            Box::new(packed::unpack_one(p, (b * EVENTS_CHUNK) as u32, usize::from(s.at), &self.names))
+        })
+    }
+
     /// An empty table that a read-back fills in order
     /// ([`push_read`](Self::push_read)): each full block is packed as it
     /// fills, so a table read back is never held built whole.
@@ -57,27 +77,26 @@ impl Events {
         if self.tail.len() == EVENTS_CHUNK {
             let numbers = &self.read_numbers;
             let p = packed::pack_numbered(&self.tail, |i, _| numbers[i]);
-            let resident = keep_resident(&self.tail);
+            let states = state_refs(&self.tail);
             self.tail.clear();
             self.read_numbers.clear();
-            self.blocks.push(Block::packed(p, resident));
+            self.blocks.push(Block::packed(p, states));
             self.packed_to = self.blocks.len();
         }
     }
 
     /// Gives events read back their content facts: `facts` by event index,
-    /// increasing. A packed block gets its facts in place of none, and its
-    /// state events kept built theirs too.
+    /// increasing. A packed block gets its facts in place of none (its
+    /// state events built before are dropped, to be built again with them).
     pub(super) fn set_read_facts(&mut self, facts: Vec<(u32, Facts)>) {
         let mut facts = facts.into_iter().peekable();
         for (b, blk) in self.blocks.iter_mut().enumerate() {
             let end = ((b + 1) * EVENTS_CHUNK) as u32;
             let mut at = Vec::new();
             let mut of_block = Vec::new();
+            let dropped = blk.states.iter_mut().filter_map(|s| s.built.take()).count();
+            self.residents.set(self.residents.get() - dropped);
             while let Some((i, f)) = facts.next_if(|(i, _)| *i < end) {
-                if let Ok(k) = blk.resident.binary_search_by_key(&i, |e| e.idx.0) {
-                    blk.resident[k].facts = f.clone();
-                }
                 at.push((i as usize % EVENTS_CHUNK) as u8);
                 of_block.push(f);
             }
@@ -92,15 +111,17 @@ impl Events {
     }
 
     /// Keeps the table's full blocks packed, and about `bytes` of them
-    /// built, from the next [`trim`](Self::trim) on (`None`: all built,
-    /// none packed, as by default).
+    /// built (and as many bytes of their state events built apart:
+    /// [`resident_budget`]), from the next [`trim`](Self::trim) on (`None`:
+    /// all built, none packed, as by default).
     pub fn set_budget(&mut self, bytes: Option<usize>) {
         self.budget = bytes;
     }
 
     /// With a budget: packs the full blocks not packed yet, then drops the
     /// built blocks used longest ago until those left fit in the budget (a
-    /// quarter under it, so that trims are rare). At most `PACK_PER_TRIM`
+    /// quarter under it, so that trims are rare), and the state events
+    /// built apart likewise ([`resident_budget`]). At most `PACK_PER_TRIM`
     /// blocks are packed a call: a table read back whole (an image) is
     /// packed over the next calls, not all before the first answer. A block
     /// packed here that is not among the newest the budget holds is dropped
@@ -119,7 +140,7 @@ impl Events {
         for b in self.packed_to..packed_to {
             let events = self.blocks[b].built.get().expect("a block not packed is built");
             let p = packed::pack(events, &mut self.names);
-            self.blocks[b].resident = keep_resident(events);
+            self.blocks[b].states = state_refs(events);
             self.blocks[b].packed = Some(p);
             if b + keep < self.blocks.len() {
                 self.blocks[b].built.take();
@@ -127,6 +148,7 @@ impl Events {
             }
         }
         self.packed_to = packed_to;
+        self.trim_residents(resident_budget(budget));
         if self.built.get() * BLOCK_BYTES <= budget {
             return;
         }
@@ -145,15 +167,85 @@ impl Events {
         self.built.set(self.built.get() - drop);
     }
 
+    /// Drops state events built apart (`StateRef::built`) once they hold
+    /// more than `budget` bytes, until they hold a quarter less: the clock
+    /// algorithm, its hand going round the blocks from where it stopped
+    /// last; a state event read since the hand last passed it is kept (and
+    /// marked unread), one not read is dropped. Two rounds at most (after
+    /// one, none is marked read).
+    fn trim_residents(&mut self, budget: usize) {
+        if self.residents.get() * RESIDENT_BYTES <= budget || self.blocks.is_empty() {
+            return;
+        }
+        let keep = budget * 3 / 4 / RESIDENT_BYTES;
+        let mut left = self.residents.get();
+        let n = self.blocks.len();
+        for step in 0..2 * n {
+            if left <= keep {
+                break;
+            }
+            let b = (self.resident_hand + step) % n;
+            for s in self.blocks[b].states.iter_mut().filter(|s| s.built.get().is_some()) {
+                if left > keep && !s.read.replace(false) {
+                    s.built.take();
+                    left -= 1;
+                }
+            }
+            self.resident_hand = (b + 1) % n;
+        }
+        self.residents.set(left);
+    }
+
     /// Bytes of the event table held: built blocks and the tail, packed
-    /// ones and the state events kept built.
+    /// ones, the state events built apart and where packed blocks' state
+    /// events are.
     pub fn table_bytes(&self) -> usize {
         let packed: usize = self.blocks.iter().filter_map(|b| b.packed.as_ref()).map(packed::Packed::size).sum();
-        let resident: usize = self.blocks.iter().map(|b| b.resident.len()).sum();
-        let unpacked = (resident + self.tail.capacity()) * std::mem::size_of::<StoredEvent>();
-        self.built.get() * BLOCK_BYTES + unpacked + packed
+        let states: usize = self.blocks.iter().map(|b| std::mem::size_of_val::<[StateRef]>(&b.states)).sum();
+        let tail = self.tail.capacity() * std::mem::size_of::<StoredEvent>();
+        self.built.get() * BLOCK_BYTES + self.residents.get() * RESIDENT_BYTES + tail + packed + states
+    }
+
+    /// Event `i` when it is a state event of a packed block that is not
+    /// built: where its ID is and its auth node (read without building it).
+    fn packed_state(&self, i: usize) -> Option<&StateRef> {
+        let blk = self.blocks.get(i / EVENTS_CHUNK).filter(|blk| blk.built.get().is_none())?;
+        let at = u8::try_from(i % EVENTS_CHUNK).expect("a block holds at most 256 events");
+        blk.states.get(blk.states.binary_search_by_key(&at, |s| s.at).ok()?)
+    }
+
+    /// The ID of event `i` when it is a state event of a packed block that
+    /// is not built.
+    pub(super) fn packed_state_id(&self, i: usize) -> Option<&str> {
+        let s = self.packed_state(i)?;
+        let text = self.text.get(s.text_block as usize)?;
+        text.get(s.offset as usize..s.offset as usize + usize::from(s.id_len))
+    }
+
+    /// The auth-chain node of event `i` ([`StoredEvent::auth_node`]), read
+    /// without building it when it is a state event of a packed block.
+    ///
+    /// # Panics
+    /// If `i` is past the table.
+    pub fn auth_node_of(&self, i: usize) -> Option<u32> {
+        match self.packed_state(i) {
+            Some(s) => s.auth_node_plus_one.map(|n| n.get() - 1),
+            None => self[i].auth_node(),
+        }
     }
 }
+
+/// The bytes of state events a room keeps built apart from their blocks
+/// for a table budget of `table_bytes` ([`table_budget`]): as many.
+/// Ingest reads its senders' memberships (a few active senders send most
+/// messages) and the state it resolves against; a query is trimmed after.
+pub fn resident_budget(table_bytes: usize) -> usize {
+    table_bytes
+}
+
+/// Bytes of a state event built apart (its box, with the allocator's
+/// header).
+const RESIDENT_BYTES: usize = std::mem::size_of::<StoredEvent>() + 16;
 
 /// The built blocks of the event table a room keeps for a cache of
 /// `cache_bytes` (its page cache's): a quarter of it. Ingest reads the
@@ -169,12 +261,27 @@ pub(super) struct Block {
     pub(super) packed: Option<packed::Packed>,
     pub(super) built: std::cell::OnceCell<Box<[StoredEvent]>>,
     pub(super) used: std::cell::Cell<u64>,
-    /// Its state events, kept built once it is packed (in index order):
-    /// auth checks and state resolution read them all over the room, and a
-    /// block need not be built for one of them. A slice a block, not one
-    /// vector for the room: growing that one (12 MB at Matrix HQ's size)
-    /// held it twice while it was copied.
-    pub(super) resident: Box<[StoredEvent]>,
+    /// Once packed: its state events (in index order): where each is in
+    /// the block, its ID and auth node, and the event while built alone.
+    /// (They were all kept built for the room's life before: 12 MB at
+    /// Matrix HQ's size.)
+    pub(super) states: Box<[StateRef]>,
+}
+
+/// A packed block's state event: its place in the block, where its ID is in
+/// the text arena and its auth-chain node (what `/state_ids` and state
+/// resolution's auth-chain walks read of every state event they meet), and
+/// the event while it is built (24 bytes, and 128 while built).
+#[derive(Debug)]
+pub(super) struct StateRef {
+    text_block: u32,
+    offset: u32,
+    auth_node_plus_one: Option<std::num::NonZeroU32>,
+    pub(super) at: u8,
+    id_len: u8,
+    /// Read since the clock's hand last passed it ([`Events::trim`]).
+    read: Cell<bool>,
+    built: OnceCell<Box<StoredEvent>>,
 }
 
 impl Block {
@@ -184,17 +291,38 @@ impl Block {
             packed: None,
             built: std::cell::OnceCell::from(events.into_boxed_slice()),
             used: used.into(),
-            resident: Box::default(),
+            states: Box::default(),
         }
     }
 
+    /// Its state events built apart now.
+    pub(super) fn states_built(&self) -> usize {
+        self.states.iter().filter(|s| s.built.get().is_some()).count()
+    }
+
     /// A block read back: packed, not built.
-    pub(super) fn packed(packed: packed::Packed, resident: Box<[StoredEvent]>) -> Self {
-        Self { packed: Some(packed), built: std::cell::OnceCell::new(), used: 0.into(), resident }
+    pub(super) fn packed(packed: packed::Packed, states: Box<[StateRef]>) -> Self {
+        Self { packed: Some(packed), built: OnceCell::new(), used: 0.into(), states }
     }
 }
 
-/// A built copy of a full block's state events.
-pub(super) fn keep_resident(events: &[StoredEvent]) -> Box<[StoredEvent]> {
-    events.iter().filter(|e| e.key.is_some()).cloned().collect()
+/// Where a full block's state events are, and their IDs.
+fn state_refs(events: &[StoredEvent]) -> Box<[StateRef]> {
+    events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.key.is_some())
+        .map(|(at, e)| {
+            let TextRef { block, offset, .. } = e.text;
+            StateRef {
+                text_block: block,
+                offset,
+                auth_node_plus_one: e.auth_node_plus_one,
+                at: at as u8,
+                id_len: e.id_len,
+                read: Cell::new(false),
+                built: OnceCell::new(),
+            }
+        })
+        .collect()
 }

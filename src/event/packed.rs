@@ -234,30 +234,40 @@ pub(super) fn pack_numbered(
     Packed { bytes: out.into_boxed_slice(), facts: facts.into_boxed_slice(), facts_at: facts_at.into_boxed_slice() }
 }
 
-/// Reads a packed block back (the events from `first` on). The bytes are
-/// the room's own, written by [`pack`]: a wrong byte is a bug, and panics.
-pub(super) fn unpack(p: &Packed, first: u32, len: usize, names: &NameTable) -> Vec<StoredEvent> {
-    let mut r = Reader { bytes: &p.bytes, at: 0 };
-    let mut facts = p.facts_at.iter().zip(p.facts.iter()).peekable();
-    let mut events = Vec::with_capacity(len);
-    let mut before = Before::START;
-    for i in 0..len {
-        let idx = first + u32::try_from(i).expect("a block holds fewer than 2^32 events");
+/// One event's fields as packed, its names as their numbers.
+struct Fields {
+    flags: u64,
+    text: TextRef,
+    links_at: u32,
+    counts: [u8; 4],
+    first_prev_ix: u32,
+    names: [u64; 3],
+    key: Option<super::StateKeyIdx>,
+    depth: i64,
+    ts: i64,
+    state_before: StateSetId,
+    state_after: StateSetId,
+    auth_node_plus_one: Option<std::num::NonZeroU32>,
+}
+
+impl Fields {
+    /// The next event's fields (event `idx`, after `before`).
+    fn read(r: &mut Reader<'_>, before: &Before, idx: u32) -> Fields {
         let flags = r.next();
         let on = |bit: u64| flags & bit != 0;
         let (block, offset) =
             if on(TEXT_FOLLOWS) { (before.text.block, before.text_end()) } else { (r.u32(), r.next()) };
         let text = TextRef { block, offset: narrow(offset), len: r.u32() };
         let links_at = if on(LINKS_FOLLOW) { narrow(before.links_end) } else { r.u32() };
-        let [id_len, n_prev, n_auth, pdu_prev_count] = r.four();
+        let counts = r.four();
         let first_prev_ix =
             if on(FIRST_PREV) { narrow(i64::from(idx).wrapping_sub(r.change()) as u64) } else { u32::MAX };
-        let sender = names.name(r.next());
-        let event_type = names.name(r.next());
-        let state_key = on(STATE_KEY).then(|| names.name(r.next()));
+        let sender = r.next();
+        let event_type = r.next();
+        let state_key = if on(STATE_KEY) { r.next() } else { 0 };
         let key = on(KEY).then(|| super::StateKeyIdx(r.u32()));
         let depth = before.depth.wrapping_add(r.change());
-        let origin_server_ts = before.ts.wrapping_add(r.change());
+        let ts = before.ts.wrapping_add(r.change());
         let state_before = StateSetId(narrow(i64::from(before.state_before).wrapping_add(r.change()) as u64));
         let state_after = if on(SAME_STATE) {
             state_before
@@ -265,11 +275,42 @@ pub(super) fn unpack(p: &Packed, first: u32, len: usize, names: &NameTable) -> V
             StateSetId(narrow(i64::from(state_before.0).wrapping_add(r.change()) as u64))
         };
         let auth_node_plus_one = if on(AUTH_NODE) { std::num::NonZeroU32::new(r.u32()) } else { None };
-        let facts = facts.next_if(|(at, _)| usize::from(**at) == i).map_or(Facts::None, |(_, f)| f.clone());
-        let e = StoredEvent {
-            idx: EventIdx(idx),
+        Fields {
+            flags,
             text,
             links_at,
+            counts,
+            first_prev_ix,
+            names: [sender, event_type, state_key],
+            key,
+            depth,
+            ts,
+            state_before,
+            state_after,
+            auth_node_plus_one,
+        }
+    }
+
+    /// What the event after this one is packed against.
+    fn before_next(&self) -> Before {
+        let [_, n_prev, n_auth, _] = self.counts;
+        Before {
+            text: self.text,
+            links_end: u64::from(self.links_at) + u64::from(n_prev) + u64::from(n_auth > 0),
+            depth: self.depth,
+            ts: self.ts,
+            state_before: self.state_before.0,
+        }
+    }
+
+    fn event(self, idx: u32, names: &NameTable, facts: Facts) -> StoredEvent {
+        let on = |bit: u64| self.flags & bit != 0;
+        let [id_len, n_prev, n_auth, pdu_prev_count] = self.counts;
+        let [sender, event_type, state_key] = self.names;
+        StoredEvent {
+            idx: EventIdx(idx),
+            text: self.text,
+            links_at: self.links_at,
             id_len,
             n_prev,
             n_auth,
@@ -279,23 +320,54 @@ pub(super) fn unpack(p: &Packed, first: u32, len: usize, names: &NameTable) -> V
             status: if on(REJECTED) { EventStatus::Rejected } else { EventStatus::Accepted },
             redacted_on_receipt: on(REDACTED_ON_RECEIPT),
             recheck_redaction: on(RECHECK_REDACTION),
-            first_prev_ix,
-            sender,
-            event_type,
-            state_key,
-            key,
-            depth,
-            origin_server_ts,
+            first_prev_ix: self.first_prev_ix,
+            sender: names.name(sender),
+            event_type: names.name(event_type),
+            state_key: on(STATE_KEY).then(|| names.name(state_key)),
+            key: self.key,
+            depth: self.depth,
+            origin_server_ts: self.ts,
             facts,
-            state_before,
-            state_after,
-            auth_node_plus_one,
-        };
-        before = Before::after(&e);
-        events.push(e);
+            state_before: self.state_before,
+            state_after: self.state_after,
+            auth_node_plus_one: self.auth_node_plus_one,
+        }
+    }
+}
+
+/// Reads a packed block back (the events from `first` on). The bytes are
+/// the room's own, written by [`pack`]: a wrong byte is a bug, and panics.
+pub(super) fn unpack(p: &Packed, first: u32, len: usize, names: &NameTable) -> Vec<StoredEvent> {
+    let mut r = Reader { bytes: &p.bytes, at: 0 };
+    let mut facts = p.facts_at.iter().zip(p.facts.iter()).peekable();
+    let mut events = Vec::with_capacity(len);
+    let mut before = Before::START;
+    for i in 0..len {
+        let idx = first + u32::try_from(i).expect("a block holds fewer than 2^32 events");
+        let fields = Fields::read(&mut r, &before, idx);
+        before = fields.before_next();
+        let facts = facts.next_if(|(at, _)| usize::from(**at) == i).map_or(Facts::None, |(_, f)| f.clone());
+        events.push(fields.event(idx, names, facts));
     }
     debug_assert_eq!(r.at, p.bytes.len(), "a packed block is read to its end");
     events
+}
+
+/// Reads event `at` of a packed block back alone (the block's events
+/// from `first` on): the events before it are read, not built.
+pub(super) fn unpack_one(p: &Packed, first: u32, at: usize, names: &NameTable) -> StoredEvent {
+    let mut r = Reader { bytes: &p.bytes, at: 0 };
+    let mut before = Before::START;
+    for i in 0..at {
+        let idx = first + u32::try_from(i).expect("a block holds fewer than 2^32 events");
+        before = Fields::read(&mut r, &before, idx).before_next();
+    }
+    let idx = first + u32::try_from(at).expect("a block holds fewer than 2^32 events");
+    let facts = match p.facts_at.binary_search(&u8::try_from(at).expect("a block holds at most 256 events")) {
+        Ok(k) => p.facts[k].clone(),
+        Err(_) => Facts::None,
+    };
+    Fields::read(&mut r, &before, idx).event(idx, names, facts)
 }
 
 fn narrow(v: u64) -> u32 {
@@ -363,6 +435,10 @@ mod tests {
                 let p = pack(block, &mut names);
                 let back = unpack(&p, (b * size) as u32, block.len(), &names);
                 assert_eq!(format!("{block:?}"), format!("{back:?}"), "block {b} of {size}");
+                for (i, e) in block.iter().enumerate() {
+                    let one = unpack_one(&p, (b * size) as u32, i, &names);
+                    assert_eq!(format!("{e:?}"), format!("{one:?}"), "event {i} of block {b} of {size}, alone");
+                }
             }
         }
         let p = pack(&events[..256], &mut names);

@@ -154,12 +154,12 @@ impl IdIndex {
     pub(super) fn get(&self, id: &str, events: &Events) -> Result<Option<EventIdx>, PageError> {
         let h = id_hash(id);
         for i in self.of_hash(h) {
-            if events.id(&events[i.ix()])? == id {
+            if events.id_at(i.ix())? == id {
                 return Ok(Some(i));
             }
         }
         if let Some(i) = self.by_hash.get(&h) {
-            if events.id(&events[i.ix()])? == id {
+            if events.id_at(i.ix())? == id {
                 return Ok(Some(*i));
             }
         }

@@ -238,13 +238,13 @@ impl Room {
     /// The ID is paged (an event that is not a state event, with a page
     /// store) and the store failed to read it back.
     pub fn id(&self, idx: EventIdx) -> Result<IdText<'_>, PageError> {
-        self.events.id(self.event(idx))
+        self.events.id_at(idx.ix())
     }
 
     /// A state event's ID, or that of an event stored since the last
     /// trim: the room holds those ([`Events::resident_id`]).
     pub fn state_id(&self, idx: EventIdx) -> &str {
-        self.events.resident_id(self.event(idx))
+        self.events.state_id(idx.ix())
     }
 
     /// A stored event's PDU, exactly as received.

@@ -408,9 +408,7 @@ impl Room {
         }
         let record = self.keep_records.then(|| {
             let state = match &mode {
-                Mode::WithState(map) => {
-                    Some(map.iter().map(|(_, e)| self.events.resident_id(self.event(e)).to_owned()).collect())
-                }
+                Mode::WithState(map) => Some(map.iter().map(|(_, e)| self.state_id(e).to_owned()).collect()),
                 _ => None,
             };
             let mut record = EventRecord::with_kind(

@@ -167,14 +167,14 @@ impl Room {
                     h.update([0]);
                     h.update(s);
                     h.update([0]);
-                    h.update(self.events.resident_id(self.event(EventIdx(line as u32))));
+                    h.update(self.state_id(EventIdx(line as u32)));
                     h.update(b"\n");
                 };
                 self.caches.borrow_mut().digest_cursors.digest(lines, write)
             }
             None => digest_of(self.state(id).iter().map(|(k, e)| {
                 let (t, s) = self.key_name(k);
-                (t, s, self.events.resident_id(self.event(e)))
+                (t, s, self.state_id(e))
             })),
         };
         self.caches.borrow_mut().digests.insert(id, d);
@@ -202,7 +202,7 @@ impl Room {
             return Arc::clone(c);
         }
         let nodes: Vec<AuthNode> =
-            self.state(id).iter().filter_map(|(_, e)| self.event(e).auth_node().map(AuthNode)).collect();
+            self.state(id).iter().filter_map(|(_, e)| self.events.auth_node_of(e.ix()).map(AuthNode)).collect();
         let set = self.auth_index.chains(&nodes, false);
         let chain: Arc<[EventIdx]> = set.iter().map(|n| self.auth_index.event(n)).collect();
         let mut caches = self.caches.borrow_mut();
