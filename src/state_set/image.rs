@@ -42,7 +42,7 @@ impl StateSets {
         w.len(stored.len());
         for i in 0..stored.len() {
             let head = stored.head(i);
-            w.len(head.len);
+            w.len(head.len as usize);
             w.u64(head.hash);
             w.u32(head.bits);
             let list = stored.lists[i];
@@ -151,6 +151,7 @@ impl StateSets {
             // before, at most LIST_CHAIN from one stored whole).
             stored.push_list(&list);
             std::mem::swap(&mut prev, &mut list);
+            let len = u32::try_from(len).map_err(|_| ImageError::Corrupt(format!("state {i} is too large")))?;
             stored.push_head(MapHead { len, hash, bits });
             let id = StateSetId(i as u32);
             match by_hash.entry(hash) {

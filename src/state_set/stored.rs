@@ -77,10 +77,12 @@ pub(super) struct List {
     pub(super) end: u32,
 }
 
-/// A map's size, content hash and chunk bits.
+/// A map's size, content hash and chunk bits (16 bytes: one a state, 111,120
+/// at Matrix HQ's size; its size as a `usize` made it 24).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct MapHead {
-    pub(super) len: usize,
+    /// Entries (fewer than 2^32: one a state key, and state keys are `u32`).
+    pub(super) len: u32,
     pub(super) hash: u64,
     pub(super) bits: u32,
 }
@@ -110,8 +112,10 @@ pub(super) struct Stored {
     pub(super) recipes: Vec<Recipe>,
     pub(super) removed: Vec<u32>,
     pub(super) added: Vec<u64>,
-    /// Each chunk while built.
-    chunks: Vec<OnceCell<Arc<[u64]>>>,
+    /// Each chunk while built (boxed: a cell per chunk, most of them empty,
+    /// is then a pointer wide, not an `Arc<[u64]>`'s two: 1.7 MB at Matrix
+    /// HQ's size).
+    chunks: Vec<OnceCell<Box<Arc<[u64]>>>>,
     pub(super) heads: Vec<MapHead>,
     /// Map `i`'s chunk list, and the pool of their runs.
     pub(super) lists: Vec<List>,
@@ -203,6 +207,7 @@ impl Stored {
     pub(super) fn map(&self, i: usize) -> &StateMap {
         self.maps[i].get_or_init(|| {
             let MapHead { len, hash, bits } = self.heads[i];
+            let len = len as usize;
             let chunks: Arc<[Arc<[u64]>]> =
                 self.chunk_numbers(i).into_iter().map(|n| Arc::clone(self.chunk(n))).collect();
             let mut built = self.built.borrow_mut();
@@ -241,7 +246,7 @@ impl Stored {
             }
             built.chunks.push(n);
             built.bytes += chunk_bytes(&c);
-            c
+            Box::new(c)
         })
     }
 
@@ -349,7 +354,8 @@ impl Stored {
             None => map,
         };
         self.push_list(&numbers);
-        self.push_head(MapHead { len: map.len, hash: map.hash, bits: map.bits });
+        let len = u32::try_from(map.len).expect("a state has fewer than 2^32 entries (its keys are u32)");
+        self.push_head(MapHead { len, hash: map.hash, bits: map.bits });
         let i = self.heads.len() - 1;
         let built = self.built.get_mut();
         built.maps.push(i as u32);
@@ -373,7 +379,7 @@ impl Stored {
             _ => self.push_recipe(WHOLE, &[], c),
         };
         stored.expect("a room's state chunks hold fewer than 2^32 entries");
-        let _ = self.chunks[n as usize].set(Arc::clone(c));
+        let _ = self.chunks[n as usize].set(Box::new(Arc::clone(c)));
         let built = self.built.get_mut();
         built.by_address.insert(address(c), n);
         built.by_content.entry(hash).or_insert(n);
