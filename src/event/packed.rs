@@ -89,21 +89,37 @@ impl Packed {
     }
 }
 
-const OUTLIER: u64 = 1;
-const SOFT_FAILED: u64 = 1 << 1;
-const REJECTED: u64 = 1 << 2;
-const REDACTED_ON_RECEIPT: u64 = 1 << 3;
-const RECHECK_REDACTION: u64 = 1 << 4;
-const STATE_KEY: u64 = 1 << 5;
-const KEY: u64 = 1 << 6;
-const AUTH_NODE: u64 = 1 << 7;
-const FIRST_PREV: u64 = 1 << 8;
+// The flags a message has (its first prev event the event before, its text
+// and links after the event before's, with the same text length and link
+// counts, the same state before and no change of state) are the low seven
+// bits: a message's flags are one byte, and its fields ~4 bytes fewer.
+/// The first prev event is the event before (none of its bytes written).
+const FIRST_PREV_BEFORE: u64 = 1;
 /// The text follows the event before's in the same arena block.
-const TEXT_FOLLOWS: u64 = 1 << 9;
+const TEXT_FOLLOWS: u64 = 1 << 1;
 /// The links follow the event before's.
-const LINKS_FOLLOW: u64 = 1 << 10;
+const LINKS_FOLLOW: u64 = 1 << 2;
 /// No change of state: `state_after == state_before`.
-const SAME_STATE: u64 = 1 << 11;
+const SAME_STATE: u64 = 1 << 3;
+/// The ID's length and the link counts are the event before's (a v4+
+/// event ID is always 44 bytes, and most events have one prev event and
+/// the auth events of the one before).
+const SAME_COUNTS: u64 = 1 << 4;
+/// The text's length is the event before's (0 for two messages whose IDs
+/// are paged).
+const SAME_TEXT_LEN: u64 = 1 << 5;
+/// The state before is the event before's.
+const SAME_STATE_BEFORE: u64 = 1 << 6;
+const STATE_KEY: u64 = 1 << 7;
+const KEY: u64 = 1 << 8;
+const AUTH_NODE: u64 = 1 << 9;
+/// A first prev event other than the event before (its change written).
+const FIRST_PREV: u64 = 1 << 10;
+const OUTLIER: u64 = 1 << 11;
+const SOFT_FAILED: u64 = 1 << 12;
+const REJECTED: u64 = 1 << 13;
+const REDACTED_ON_RECEIPT: u64 = 1 << 14;
+const RECHECK_REDACTION: u64 = 1 << 15;
 
 // A fact's position in its block is a byte.
 const _: () = assert!(super::EVENTS_CHUNK <= 256);
@@ -111,6 +127,8 @@ const _: () = assert!(super::EVENTS_CHUNK <= 256);
 /// What the first event of a block is packed against.
 struct Before {
     text: TextRef,
+    /// ID length, prev events linked, auth events, prev events in the PDU.
+    counts: [u8; 4],
     links_end: u64,
     depth: i64,
     ts: i64,
@@ -120,6 +138,7 @@ struct Before {
 impl Before {
     const START: Before = Before {
         text: TextRef { block: u32::MAX, offset: 0, len: 0 },
+        counts: [0; 4],
         links_end: u64::MAX,
         depth: 0,
         ts: 0,
@@ -129,6 +148,7 @@ impl Before {
     fn after(e: &StoredEvent) -> Before {
         Before {
             text: e.text,
+            counts: [e.id_len, e.n_prev, e.n_auth, e.pdu_prev_count],
             links_end: u64::from(e.links_at) + u64::from(e.links_len()),
             depth: e.depth,
             ts: e.origin_server_ts,
@@ -177,6 +197,11 @@ pub(super) fn pack_numbered(
     for (i, e) in events.iter().enumerate() {
         let text_follows = e.text.block == before.text.block && u64::from(e.text.offset) == before.text_end();
         let links_follow = u64::from(e.links_at) == before.links_end;
+        let counts = [e.id_len, e.n_prev, e.n_auth, e.pdu_prev_count];
+        let same_counts = counts == before.counts;
+        let same_text_len = e.text.len == before.text.len;
+        let same_state_before = e.state_before.0 == before.state_before;
+        let first_prev_before = e.idx.0.checked_sub(1).is_some_and(|p| p == e.first_prev_ix);
         let flags = [
             (e.outlier, OUTLIER),
             (e.soft_failed, SOFT_FAILED),
@@ -186,10 +211,14 @@ pub(super) fn pack_numbered(
             (e.state_key.is_some(), STATE_KEY),
             (e.key.is_some(), KEY),
             (e.auth_node_plus_one.is_some(), AUTH_NODE),
-            (e.first_prev_ix != u32::MAX, FIRST_PREV),
+            (first_prev_before, FIRST_PREV_BEFORE),
+            (e.first_prev_ix != u32::MAX && !first_prev_before, FIRST_PREV),
             (text_follows, TEXT_FOLLOWS),
             (links_follow, LINKS_FOLLOW),
             (e.state_after == e.state_before, SAME_STATE),
+            (same_counts, SAME_COUNTS),
+            (same_text_len, SAME_TEXT_LEN),
+            (same_state_before, SAME_STATE_BEFORE),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -199,12 +228,16 @@ pub(super) fn pack_numbered(
             put(&mut out, e.text.block.into());
             put(&mut out, e.text.offset.into());
         }
-        put(&mut out, e.text.len.into());
+        if !same_text_len {
+            put(&mut out, e.text.len.into());
+        }
         if !links_follow {
             put(&mut out, e.links_at.into());
         }
-        out.extend_from_slice(&[e.id_len, e.n_prev, e.n_auth, e.pdu_prev_count]);
-        if e.first_prev_ix != u32::MAX {
+        if !same_counts {
+            out.extend_from_slice(&counts);
+        }
+        if e.first_prev_ix != u32::MAX && !first_prev_before {
             put_change(&mut out, e.idx.0.into(), e.first_prev_ix.into());
         }
         let [sender, event_type, state_key] = numbers(i, e);
@@ -218,7 +251,9 @@ pub(super) fn pack_numbered(
         }
         put_change(&mut out, e.depth, before.depth);
         put_change(&mut out, e.origin_server_ts, before.ts);
-        put_change(&mut out, e.state_before.0.into(), before.state_before.into());
+        if !same_state_before {
+            put_change(&mut out, e.state_before.0.into(), before.state_before.into());
+        }
         if e.state_after != e.state_before {
             put_change(&mut out, e.state_after.0.into(), e.state_before.0.into());
         }
@@ -257,18 +292,28 @@ impl Fields {
         let on = |bit: u64| flags & bit != 0;
         let (block, offset) =
             if on(TEXT_FOLLOWS) { (before.text.block, before.text_end()) } else { (r.u32(), r.next()) };
-        let text = TextRef { block, offset: narrow(offset), len: r.u32() };
+        let len = if on(SAME_TEXT_LEN) { before.text.len } else { r.u32() };
+        let text = TextRef { block, offset: narrow(offset), len };
         let links_at = if on(LINKS_FOLLOW) { narrow(before.links_end) } else { r.u32() };
-        let counts = r.four();
-        let first_prev_ix =
-            if on(FIRST_PREV) { narrow(i64::from(idx).wrapping_sub(r.change()) as u64) } else { u32::MAX };
+        let counts = if on(SAME_COUNTS) { before.counts } else { r.four() };
+        let first_prev_ix = if on(FIRST_PREV_BEFORE) {
+            idx - 1
+        } else if on(FIRST_PREV) {
+            narrow(i64::from(idx).wrapping_sub(r.change()) as u64)
+        } else {
+            u32::MAX
+        };
         let sender = r.next();
         let event_type = r.next();
         let state_key = if on(STATE_KEY) { r.next() } else { 0 };
         let key = on(KEY).then(|| super::StateKeyIdx(r.u32()));
         let depth = before.depth.wrapping_add(r.change());
         let ts = before.ts.wrapping_add(r.change());
-        let state_before = StateSetId(narrow(i64::from(before.state_before).wrapping_add(r.change()) as u64));
+        let state_before = if on(SAME_STATE_BEFORE) {
+            StateSetId(before.state_before)
+        } else {
+            StateSetId(narrow(i64::from(before.state_before).wrapping_add(r.change()) as u64))
+        };
         let state_after = if on(SAME_STATE) {
             state_before
         } else {
@@ -296,6 +341,7 @@ impl Fields {
         let [_, n_prev, n_auth, _] = self.counts;
         Before {
             text: self.text,
+            counts: self.counts,
             links_end: u64::from(self.links_at) + u64::from(n_prev) + u64::from(n_auth > 0),
             depth: self.depth,
             ts: self.ts,
