@@ -131,6 +131,17 @@ pub(super) struct Stored {
     floor: usize,
 }
 
+/// Makes room in `v` for `extra` more values, growing it by an eighth when
+/// it is full rather than doubling it: these vectors grow with the room for
+/// its life (8 MiB of chunk entries at Matrix HQ's size), and doubling left
+/// up to half of each unused, and held the old and the new copies (three
+/// times the values) while it moved them.
+fn grow<T>(v: &mut Vec<T>, extra: usize) {
+    if v.capacity() - v.len() < extra {
+        v.reserve_exact(extra.max(v.len() / 8));
+    }
+}
+
 /// The content hash of a chunk's entries (in order).
 pub(super) fn chunk_hash(c: &[u64]) -> u64 {
     c.iter().fold(0x51_7c_c1_b7_27_22_0a_95u64, |h, x| entry_hash(h ^ *x))
@@ -191,13 +202,16 @@ impl Stored {
         let depth = self.lists.last().map_or(LIST_CHAIN, |l| l.depth + 1);
         let middle = &numbers[p..numbers.len() - q];
         let list = if depth < LIST_CHAIN && middle.len() + 2 < numbers.len() {
+            grow(&mut self.list_pool, middle.len());
             self.list_pool.extend_from_slice(middle);
             List { keep_front: p as u32, keep_back: q as u32, depth, end: 0 }
         } else {
+            grow(&mut self.list_pool, numbers.len());
             self.list_pool.extend_from_slice(numbers);
             List { keep_front: 0, keep_back: 0, depth: 0, end: 0 }
         };
         let end = u32::try_from(self.list_pool.len()).expect("fewer than 2^32 chunk references in a room's states");
+        grow(&mut self.lists, 1);
         self.lists.push(List { end, ..list });
         self.last.clear();
         self.last.extend_from_slice(numbers);
@@ -308,6 +322,10 @@ impl Stored {
                 (b.len as usize - removed.len() + added.len(), b.depth + 1)
             }
         };
+        grow(&mut self.removed, removed.len());
+        grow(&mut self.added, added.len());
+        grow(&mut self.recipes, 1);
+        grow(&mut self.chunks, 1);
         self.removed.extend_from_slice(removed);
         self.added.extend_from_slice(added);
         let end = |l: usize| u32::try_from(l).map_err(|_| "state chunks past 2^32 entries");
@@ -324,6 +342,8 @@ impl Stored {
 
     /// Appends a map's head (after its list, [`push_list`](Self::push_list)).
     pub(super) fn push_head(&mut self, head: MapHead) {
+        grow(&mut self.heads, 1);
+        grow(&mut self.maps, 1);
         self.heads.push(head);
         self.maps.push(OnceCell::new());
     }
