@@ -53,76 +53,44 @@ impl std::borrow::Borrow<str> for EventId {
 }
 
 /// An interned string (sender, event type, state key): one pointer wide,
-/// shared by every event that uses it, compared by content. One allocation
-/// (the counts, the length and the bytes together: `triomphe::ThinArc`);
-/// an `Arc<String>` took two, ~30 bytes more a name (3 MB of Matrix HQ's
-/// 100,000 members).
-#[derive(Clone)]
-pub struct Name(triomphe::ThinArc<(), u8>);
+/// shared by every event that uses it, compared by content.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(Arc<String>);
 
 impl Name {
     /// Wraps a string.
     pub fn new(s: &str) -> Self {
-        Self(triomphe::ThinArc::from_header_and_slice((), s.as_bytes()))
+        Self(Arc::new(s.to_owned()))
     }
 
     /// The address of the shared string (equal for clones of one name).
     pub fn addr(&self) -> usize {
-        self.0.ptr() as usize
+        Arc::as_ptr(&self.0) as usize
     }
 }
 
 impl std::ops::Deref for Name {
     type Target = str;
     fn deref(&self) -> &str {
-        // SAFETY: the bytes are those of the `&str` `new` was given, and
-        // nothing changes them (a `ThinArc`'s slice is immutable).
-        unsafe { std::str::from_utf8_unchecked(&self.0.slice) }
-    }
-}
-
-impl PartialEq for Name {
-    fn eq(&self, other: &Self) -> bool {
-        **self == **other
-    }
-}
-
-impl Eq for Name {}
-
-impl PartialOrd for Name {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Name {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (**self).cmp(&**other)
-    }
-}
-
-impl std::hash::Hash for Name {
-    /// As the `str` it holds (`Borrow<str>` lookups rely on it).
-    fn hash<S: std::hash::Hasher>(&self, state: &mut S) {
-        (**self).hash(state);
+        &self.0
     }
 }
 
 impl std::borrow::Borrow<str> for Name {
     fn borrow(&self) -> &str {
-        self
+        &self.0
     }
 }
 
 impl fmt::Debug for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
+        fmt::Debug::fmt(&**self.0, f)
     }
 }
 
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self)
+        f.write_str(&self.0)
     }
 }
 
