@@ -249,7 +249,7 @@ const EVENTS_CHUNK: usize = 256;
 /// the store instead and are read back through its byte-bounded cache (and
 /// the IDs of full blocks follow: [`id_rows`]); and with a budget
 /// ([`set_budget`](Self::set_budget)) the table's full blocks are kept
-/// packed ([`packed`]: about a fifth of their size, facts included), built again when an
+/// packed ([`packed`]: about a tenth of their size, facts included), built again when an
 /// event in them is asked for, and built ones past the budget dropped by
 /// [`trim`](Self::trim).
 #[derive(Debug, Default)]

@@ -1,5 +1,5 @@
 //! The event table's full blocks: built (a `StoredEvent` per event), packed
-//! ([`packed`](super::packed): about a fifth of that), or both. With a
+//! ([`packed`](super::packed): about a tenth of that), or both. With a
 //! budget, [`Events::trim`] packs full blocks and drops the built ones used
 //! longest ago; a block is built again when an event in it is asked for
 //! ([`Events::get`]).

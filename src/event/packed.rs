@@ -5,8 +5,10 @@
 //! as bytes: each field as a varint, most as the change from the event
 //! before it (depth, timestamp, states, where its text and links start), the
 //! interned names as numbers in a [`NameTable`], and the content facts of
-//! the few events that have them as they are. About a fifth of the 112
-//! bytes an event takes built. A block is built again when an event in it
+//! the few events that have them as they are, and what is the event
+//! before's (its ID length and link counts, its text length, its state
+//! before; its first prev event being the event before) as a flag alone:
+//! about 12 of the 112 bytes an event takes built (Matrix HQ's messages). A block is built again when an event in it
 //! is asked for ([`super::Events::get`]); built blocks past the room's
 //! budget are dropped by [`super::Events::trim`].
 
