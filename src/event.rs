@@ -228,8 +228,15 @@ impl StoredEvent {
     /// Entries it has in the link arena: its prev events, and where its
     /// auth events are in the auth-list arena (if it has any).
     fn links_len(&self) -> u32 {
-        u32::from(self.n_prev) + u32::from(self.n_auth > 0)
+        links_len(self.n_prev, self.n_auth)
     }
+}
+
+/// Entries an event with `n_prev` linked prev events and `n_auth` auth
+/// events has in the link arena: its prev events, and where its auth
+/// events are (if it has any).
+fn links_len(n_prev: u8, n_auth: u8) -> u32 {
+    u32::from(n_prev) + u32::from(n_auth > 0)
 }
 
 /// Bytes per block of the ID arena (the text arena).

@@ -8,9 +8,10 @@
 //! the few events that have them as they are, and what is the event
 //! before's (its ID length and link counts, its text length, its state
 //! before; its first prev event being the event before) as a flag alone:
-//! about 12 of the 112 bytes an event takes built (Matrix HQ's messages). A block is built again when an event in it
-//! is asked for ([`super::Events::get`]); built blocks past the room's
-//! budget are dropped by [`super::Events::trim`].
+//! about 12 of the 112 bytes an event takes built (Matrix HQ's messages).
+//! A block is built again when an event in it is asked for
+//! ([`super::Events::get`]); built blocks past the room's budget are dropped
+//! by [`super::Events::trim`].
 
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
@@ -344,7 +345,7 @@ impl Fields {
         Before {
             text: self.text,
             counts: self.counts,
-            links_end: u64::from(self.links_at) + u64::from(n_prev) + u64::from(n_auth > 0),
+            links_end: u64::from(self.links_at) + u64::from(super::links_len(n_prev, n_auth)),
             depth: self.depth,
             ts: self.ts,
             state_before: self.state_before.0,
