@@ -26,6 +26,11 @@ pub use text::{IdText, PduText};
 
 use blocks::Block;
 
+/// A block's events in a walk ([`Events::walk_blocks`]): borrowed if built.
+type BlockEvents<'a> = std::borrow::Cow<'a, [StoredEvent]>;
+/// A block's links in a walk: each event's from its `links_at` on.
+type BlockLinks<'a> = std::borrow::Cow<'a, [EventIdx]>;
+
 /// An interned `(type, state_key)` pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StateKeyIdx(pub u32);
@@ -286,9 +291,10 @@ pub struct Events {
     text: Vec<String>,
     /// The PDUs, without a page store.
     groups: pdu_groups::PduGroups,
-    /// Each event's prev events, then (if it has auth events) where its
-    /// auth events are in `auth_lists`.
-    links: Vec<Vec<EventIdx>>,
+    /// The tail's links: each event's prev events, then (if it has auth
+    /// events) where its auth events are in `auth_lists` (a full block's
+    /// are with it: [`links`]).
+    tail_links: Vec<EventIdx>,
     /// Lists of auth events, shared: the events of one sender under one
     /// power levels list the same auth events (create, power levels, the
     /// sender's membership), and most events are those.
@@ -320,8 +326,6 @@ pub struct EventsMark {
     text_len: usize,
     /// The tail's IDs' length, with a page store.
     recent_len: usize,
-    link_blocks: usize,
-    links_len: usize,
     auth_blocks: usize,
     auth_len: usize,
 }
@@ -468,7 +472,8 @@ impl Events {
         self.len += 1;
         if self.tail.len() == EVENTS_CHUNK {
             let full = std::mem::take(&mut self.tail);
-            self.blocks.push(Block::built(full, self.tick()));
+            let links = std::mem::take(&mut self.tail_links);
+            self.blocks.push(Block::built(full, links, self.tick()));
             self.built.set(self.built.get() + 1);
         }
     }
@@ -498,7 +503,7 @@ impl Events {
         while self.settled_to < upto {
             let b = self.settled_to;
             // Blocks are packed once settled: this one is built.
-            let events = self.blocks[b].built.get_mut().expect("a block not settled is built");
+            let events = &mut self.blocks[b].built.get_mut().expect("a block not settled is built").events;
             let ids = &self.recent[0];
             let row = id_rows::row(ids, events.iter().map(|e| e.id_len));
             let key = id_rows::key(&row);
@@ -634,15 +639,29 @@ impl Events {
     /// export) does not keep the whole table built.
     pub fn iter(&self) -> impl Iterator<Item = std::borrow::Cow<'_, StoredEvent>> + '_ {
         use std::borrow::Cow;
-        let blocks = self.blocks.iter().enumerate().flat_map(
-            move |(b, blk)| -> Box<dyn Iterator<Item = Cow<'_, StoredEvent>>> {
-                match blk.built.get() {
-                    Some(events) => Box::new(events.iter().map(Cow::Borrowed)),
-                    None => Box::new(self.unpack(b, blk).into_iter().map(Cow::Owned)),
-                }
-            },
-        );
-        blocks.chain(self.tail.iter().map(Cow::Borrowed))
+        self.walk_blocks().flat_map(|(events, _)| -> Box<dyn Iterator<Item = Cow<'_, StoredEvent>>> {
+            match events {
+                Cow::Borrowed(events) => Box::new(events.iter().map(Cow::Borrowed)),
+                Cow::Owned(events) => Box::new(events.into_iter().map(Cow::Owned)),
+            }
+        })
+    }
+
+    /// Every block in order (the open one last, if it holds any event), its
+    /// events and their links ([`links`]): a packed block that is not
+    /// built is read into a copy, not built.
+    pub(super) fn walk_blocks(&self) -> impl Iterator<Item = (BlockEvents<'_>, BlockLinks<'_>)> + '_ {
+        use std::borrow::Cow;
+        let full = self.blocks.iter().enumerate().map(move |(b, blk)| match blk.built.get() {
+            Some(built) => (Cow::Borrowed(&built.events[..]), Cow::Borrowed(&built.links[..])),
+            None => {
+                let built = self.unpack(b, blk);
+                (Cow::Owned(built.events.into_vec()), Cow::Owned(built.links.into_vec()))
+            }
+        });
+        let tail =
+            (!self.tail.is_empty()).then(|| (Cow::Borrowed(&self.tail[..]), Cow::Borrowed(&self.tail_links[..])));
+        full.chain(tail)
     }
 
     /// The current extent of the arenas.
@@ -652,8 +671,6 @@ impl Events {
             text_blocks: self.text.len(),
             text_len: self.text.last().map_or(0, String::len),
             recent_len: self.recent.get(self.blocks.len() - self.settled_to).map_or(0, String::len),
-            link_blocks: self.links.len(),
-            links_len: self.links.last().map_or(0, Vec::len),
             auth_blocks: self.auth_lists.len(),
             auth_len: self.auth_lists.last().map_or(0, Vec::len),
         }
@@ -683,13 +700,15 @@ impl Events {
                 assert!(b >= self.settled_to, "a block is cut back only while held (Events::hold)");
                 let mut blk = self.blocks.pop().expect("len > 0");
                 self.residents.set(self.residents.get() - blk.states_built());
-                self.tail = match blk.built.take() {
-                    Some(events) => {
+                let built = match blk.built.take() {
+                    Some(built) => {
                         self.built.set(self.built.get() - 1);
-                        events.into_vec()
+                        built
                     }
                     None => self.unpack(b, &blk),
                 };
+                self.tail = built.events.into_vec();
+                self.tail_links = built.links.into_vec();
                 self.packed_to = self.packed_to.min(self.blocks.len());
             }
             removed.push(self.tail.pop().expect("len > 0"));
@@ -723,10 +742,9 @@ impl Events {
                 b.truncate(mark.text_len);
             }
         }
-        self.links.truncate(mark.link_blocks);
-        if let Some(b) = self.links.last_mut() {
-            b.truncate(mark.links_len);
-        }
+        // The tail's links end where its last event's do (those of the
+        // events cut, and of an event prepared and discarded, go).
+        self.tail_links.truncate(self.tail.last().map_or(0, |e| (e.links_at + e.links_len()) as usize));
         // A cached auth list cut here is found no more (its slot's list is
         // compared before it is shared).
         self.auth_lists.truncate(mark.auth_blocks);
@@ -773,6 +791,25 @@ mod tests {
     use super::links::AUTH_CACHE_MIN;
     use super::*;
 
+    /// Pushes event `e` of `from` as event `idx` of `t`, with its links.
+    fn push_copy(t: &mut Events, from: &Events, e: &StoredEvent, idx: usize) {
+        let links_at = t.push_links(from.prev_events(e), from.auth_events(e));
+        t.push(StoredEvent { idx: EventIdx(idx as u32), links_at, ..e.clone() });
+    }
+
+    /// Every event of `t` has the links it has in `from`.
+    fn same_links(t: &Events, from: &Events, upto: usize) {
+        for i in 0..upto {
+            let (e, want) = (&t[i], &from[i]);
+            assert_eq!(t.prev_events(e), from.prev_events(want), "event {i}");
+            assert_eq!(
+                t.auth_events(e).iter().map(|a| from.id_at(a.ix()).unwrap().to_string()).collect::<Vec<_>>(),
+                from.auth_events(want).iter().map(|a| from.id_at(a.ix()).unwrap().to_string()).collect::<Vec<_>>(),
+                "event {i}"
+            );
+        }
+    }
+
     /// With a budget, full blocks are packed and built again on use: every
     /// event reads as pushed, whatever was dropped, before and after a cut
     /// back into a packed block, and the table holds a fraction of the
@@ -797,7 +834,7 @@ mod tests {
             if i == 3 * EVENTS_CHUNK - 5 {
                 mark = Some(t.mark());
             }
-            t.push(e.clone());
+            push_copy(&mut t, replay.room.events(), e, i);
             if i % 100 == 0 {
                 t.trim();
                 assert_eq!(t.built.get(), 0, "a zero budget keeps no block built");
@@ -812,6 +849,8 @@ mod tests {
         assert_eq!(format!("{:?}", t.get(state).unwrap()), format!("{:?}", all[state]));
         assert_eq!(t.built.get(), 0, "a state event builds no block");
         same(&t, all.len());
+        same_links(&t, replay.room.events(), all.len());
+        t.trim();
         // The full blocks, packed, take under a quarter of their built size.
         t.trim();
         let size = std::mem::size_of::<StoredEvent>();
@@ -820,11 +859,13 @@ mod tests {
         assert!(packed * 4 < full_bytes, "{packed} of {full_bytes}");
         t.cut(mark.unwrap());
         same(&t, 3 * EVENTS_CHUNK - 5);
-        for e in &all[3 * EVENTS_CHUNK - 5..] {
-            t.push(e.clone());
+        same_links(&t, replay.room.events(), 3 * EVENTS_CHUNK - 5);
+        for (i, e) in all.iter().enumerate().skip(3 * EVENTS_CHUNK - 5) {
+            push_copy(&mut t, replay.room.events(), e, i);
         }
         t.trim();
         same(&t, all.len());
+        same_links(&t, replay.room.events(), all.len());
         // A budget of two blocks keeps two, those used last.
         t.set_budget(Some(2 * EVENTS_CHUNK * std::mem::size_of::<StoredEvent>()));
         for i in (0..all.len()).step_by(EVENTS_CHUNK) {
@@ -847,8 +888,8 @@ mod tests {
         let one = std::mem::size_of::<StoredEvent>();
         let mut t = Events { text: replay.room.events().text.clone(), ..Events::default() };
         t.set_budget(Some(4 * one));
-        for e in &all {
-            t.push(e.clone());
+        for (i, e) in all.iter().enumerate() {
+            push_copy(&mut t, replay.room.events(), e, i);
         }
         while t.packed_to < t.blocks.len() {
             t.trim();
@@ -868,6 +909,16 @@ mod tests {
         }
         assert_eq!(t.built.get(), 0, "a state event builds no block");
         assert_eq!(t.residents.get(), states.len());
+        // Nor do its links (the auth checks and state resolution read them).
+        for i in &states {
+            let e = t.get(*i).unwrap();
+            let from = replay.room.events();
+            assert_eq!(
+                (t.prev_events(e), t.auth_events(e).len()),
+                (from.prev_events(&all[*i]), all[*i].n_auth as usize)
+            );
+        }
+        assert_eq!(t.built.get(), 0, "a state event's links build no block");
         t.trim();
         assert!(t.residents.get() <= 3, "{} state events kept built", t.residents.get());
         // Those dropped are built again, as they were.
@@ -917,7 +968,9 @@ mod tests {
                 },
                 None => e,
             };
-            t.push_read(e, numbers);
+            let source = replay.room.events();
+            let links = source.links_of(&source[i]).to_vec();
+            t.push_read(e, &links, numbers);
             assert_eq!(t.built.get(), 0);
         }
         t.set_read_facts(facts);
@@ -949,10 +1002,12 @@ mod tests {
         let all: Vec<StoredEvent> =
             (0..n).map(|i| StoredEvent { idx: EventIdx(i as u32), ..demo[i % demo.len()].clone() }).collect();
         let mut t = Events::default();
-        for e in &all {
-            t.push(e.clone());
+        for (i, e) in all.iter().enumerate() {
+            push_copy(&mut t, replay.room.events(), &demo[i % demo.len()], e.idx.ix());
         }
         assert_eq!(t.built.get(), PACK_PER_TRIM + 6);
+        // Each as pushed (its links where they are in its block).
+        let all: Vec<StoredEvent> = t.iter().map(std::borrow::Cow::into_owned).collect();
         t.set_budget(Some(0));
         t.trim();
         assert_eq!(t.packed_to, PACK_PER_TRIM);

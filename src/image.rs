@@ -37,6 +37,8 @@
 //! (format 5), and the resolutions as numbers, each built when first asked
 //! for. Format 6: the IDs of a full block's events that are not state
 //! events are not in the image (only its row's key), nor held once read.
+//! Format 7: each event's links follow its record (there is no link
+//! arena: a room keeps a block's links with the block).
 
 use std::sync::Arc;
 
@@ -48,7 +50,7 @@ use crate::pages::{PageError, PageStore, Table};
 pub const PART_BYTES: usize = 1 << 20;
 
 /// The image format this build writes and reads.
-pub const FORMAT: u32 = 6;
+pub const FORMAT: u32 = 7;
 
 /// What an image holds: the `meta` row of [`Table::Image`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,12 +16,14 @@
 use std::cell::{Cell, OnceCell};
 
 use super::{packed, Events, Facts, StoredEvent, TextRef, EVENTS_CHUNK};
+use crate::ids::EventIdx;
 use crate::pages::PageCache;
 
 /// Blocks [`Events::trim`] packs at most a call (16,384 events, a few ms).
 pub(super) const PACK_PER_TRIM: usize = 64;
-/// Bytes of a built full block.
-pub(super) const BLOCK_BYTES: usize = EVENTS_CHUNK * std::mem::size_of::<StoredEvent>();
+/// Bytes of a built full block (its links counted as two an event).
+pub(super) const BLOCK_BYTES: usize =
+    EVENTS_CHUNK * (std::mem::size_of::<StoredEvent>() + 2 * std::mem::size_of::<EventIdx>());
 
 impl Events {
     pub(super) fn tick(&self) -> u64 {
@@ -32,18 +34,26 @@ impl Events {
 
     /// The events of full block `b`, built from its packed form if needed.
     pub(super) fn block(&self, b: usize) -> &[StoredEvent] {
+        &self.built_block(b).events
+    }
+
+    /// Full block `b` built (its events and their links), from its packed
+    /// form if needed.
+    pub(super) fn built_block(&self, b: usize) -> &Built {
         let blk = &self.blocks[b];
         blk.used.set(self.tick());
         blk.built.get_or_init(|| {
             self.built.set(self.built.get() + 1);
-            self.unpack(b, blk).into_boxed_slice()
+            self.unpack(b, blk)
         })
     }
 
-    /// The events of full block `b` (`blk`), read from its packed form.
-    pub(super) fn unpack(&self, b: usize, blk: &Block) -> Vec<StoredEvent> {
+    /// The events of full block `b` (`blk`) and their links, read from its
+    /// packed form.
+    pub(super) fn unpack(&self, b: usize, blk: &Block) -> Built {
         let p = blk.packed.as_ref().expect("a block not built is packed");
-        packed::unpack(p, (b * EVENTS_CHUNK) as u32, EVENTS_CHUNK, &self.names)
+        let (events, links) = packed::unpack(p, (b * EVENTS_CHUNK) as u32, EVENTS_CHUNK, &self.names);
+        Built { events: events.into_boxed_slice(), links: links.into_boxed_slice() }
     }
 
     /// State event `s` of packed block `b`, built alone from its packed
@@ -65,22 +75,27 @@ impl Events {
     }
 
     /// Appends an event read back (its content facts follow, by
-    /// [`set_read_facts`](Self::set_read_facts)), with the numbers its
-    /// names (sender, type, state key) have in the table's name table; a
-    /// full block is packed. An event that is packed and not a state event
-    /// is never read as it is pushed: its name fields may be placeholders.
-    pub(super) fn push_read(&mut self, e: StoredEvent, numbers: [u32; 3]) {
+    /// [`set_read_facts`](Self::set_read_facts)), with its links (its prev
+    /// events, then where its auth list is) and the numbers its names
+    /// (sender, type, state key) have in the table's name table; a full
+    /// block is packed. An event that is packed and not a state event is
+    /// never read as it is pushed: its name fields may be placeholders.
+    pub(super) fn push_read(&mut self, mut e: StoredEvent, links: &[EventIdx], numbers: [u32; 3]) {
         debug_assert_eq!(e.idx.ix(), self.len);
+        debug_assert_eq!(links.len(), e.links_len() as usize);
+        e.links_at = u32::try_from(self.tail_links.len()).expect("a block's links are fewer than 2^32");
+        self.tail_links.extend_from_slice(links);
         self.tail.push(e);
         self.read_numbers.push(numbers);
         self.len += 1;
         if self.tail.len() == EVENTS_CHUNK {
             let numbers = &self.read_numbers;
-            let p = packed::pack_numbered(&self.tail, |i, _| numbers[i]);
-            let states = state_refs(&self.tail);
+            let p = packed::pack_numbered(&self.tail, &self.tail_links, |i, _| numbers[i]);
+            let (states, state_links) = state_refs(&self.tail, &self.tail_links);
             self.tail.clear();
+            self.tail_links.clear();
             self.read_numbers.clear();
-            self.blocks.push(Block::packed(p, states));
+            self.blocks.push(Block::packed(p, states, state_links));
             self.packed_to = self.blocks.len();
         }
     }
@@ -138,10 +153,11 @@ impl Events {
         let packable = if self.pdus.is_some() { self.settled_to } else { self.blocks.len() };
         let packed_to = (self.packed_to + PACK_PER_TRIM).min(packable).max(self.packed_to);
         for b in self.packed_to..packed_to {
-            let events = self.blocks[b].built.get().expect("a block not packed is built");
-            let p = packed::pack(events, &mut self.names);
-            self.blocks[b].states = state_refs(events);
-            self.blocks[b].packed = Some(p);
+            let blk = &mut self.blocks[b];
+            let built = blk.built.get().expect("a block not packed is built");
+            let p = packed::pack(&built.events, &built.links, &mut self.names);
+            (blk.states, blk.state_links) = state_refs(&built.events, &built.links);
+            blk.packed = Some(p);
             if b + keep < self.blocks.len() {
                 self.blocks[b].built.take();
                 self.built.set(self.built.get() - 1);
@@ -196,13 +212,20 @@ impl Events {
         self.residents.set(left);
     }
 
-    /// Bytes of the event table held: built blocks and the tail, packed
-    /// ones, the state events built apart and where packed blocks' state
-    /// events are.
+    /// Bytes of the event table held: built blocks (their links counted
+    /// as two an event) and the tail, packed ones, the state events built
+    /// apart, and where packed blocks' state events are and their links.
     pub fn table_bytes(&self) -> usize {
         let packed: usize = self.blocks.iter().filter_map(|b| b.packed.as_ref()).map(packed::Packed::size).sum();
-        let states: usize = self.blocks.iter().map(|b| std::mem::size_of_val::<[StateRef]>(&b.states)).sum();
-        let tail = self.tail.capacity() * std::mem::size_of::<StoredEvent>();
+        let states: usize = self
+            .blocks
+            .iter()
+            .map(|b| {
+                std::mem::size_of_val::<[StateRef]>(&b.states) + std::mem::size_of_val::<[EventIdx]>(&b.state_links)
+            })
+            .sum();
+        let tail = self.tail.capacity() * std::mem::size_of::<StoredEvent>()
+            + self.tail_links.capacity() * std::mem::size_of::<EventIdx>();
         self.built.get() * BLOCK_BYTES + self.residents.get() * RESIDENT_BYTES + tail + packed + states
     }
 
@@ -259,13 +282,24 @@ pub fn table_budget(cache_bytes: usize) -> usize {
 #[derive(Debug)]
 pub(super) struct Block {
     pub(super) packed: Option<packed::Packed>,
-    pub(super) built: std::cell::OnceCell<Box<[StoredEvent]>>,
+    pub(super) built: std::cell::OnceCell<Built>,
     pub(super) used: std::cell::Cell<u64>,
     /// Once packed: its state events (in index order): where each is in
     /// the block, its ID and auth node, and the event while built alone.
     /// (They were all kept built for the room's life before: 12 MB at
     /// Matrix HQ's size.)
     pub(super) states: Box<[StateRef]>,
+    /// Once packed: the links of its state events, one after the other
+    /// (`StateRef::n_links` each).
+    pub(super) state_links: Box<[EventIdx]>,
+}
+
+/// A full block's events built, and their links (an event's `links_at` is
+/// where its links start here).
+#[derive(Debug)]
+pub(super) struct Built {
+    pub(super) events: Box<[StoredEvent]>,
+    pub(super) links: Box<[EventIdx]>,
 }
 
 /// A packed block's state event: its place in the block, where its ID is in
@@ -279,6 +313,8 @@ pub(super) struct StateRef {
     auth_node_plus_one: Option<std::num::NonZeroU32>,
     pub(super) at: u8,
     id_len: u8,
+    /// Its links in the block's `state_links`.
+    n_links: u8,
     /// Read since the clock's hand last passed it ([`Events::trim`]).
     read: Cell<bool>,
     built: OnceCell<Box<StoredEvent>>,
@@ -286,13 +322,25 @@ pub(super) struct StateRef {
 
 impl Block {
     /// A block just filled: built, not packed yet.
-    pub(super) fn built(events: Vec<StoredEvent>, used: u64) -> Self {
+    pub(super) fn built(events: Vec<StoredEvent>, links: Vec<EventIdx>, used: u64) -> Self {
+        let built = Built { events: events.into_boxed_slice(), links: links.into_boxed_slice() };
         Self {
             packed: None,
-            built: std::cell::OnceCell::from(events.into_boxed_slice()),
+            built: OnceCell::from(built),
             used: used.into(),
             states: Box::default(),
+            state_links: Box::default(),
         }
+    }
+
+    /// The links of its state event at `at` (in the block), once packed.
+    ///
+    /// # Panics
+    /// If the block is not packed, or that event is not a state event.
+    pub(super) fn state_links(&self, at: usize) -> &[EventIdx] {
+        let k = self.states.binary_search_by_key(&at, |s| usize::from(s.at)).expect("a packed block's state event");
+        let start: usize = self.states[..k].iter().map(|s| usize::from(s.n_links)).sum();
+        &self.state_links[start..start + usize::from(self.states[k].n_links)]
     }
 
     /// Its state events built apart now.
@@ -301,28 +349,34 @@ impl Block {
     }
 
     /// A block read back: packed, not built.
-    pub(super) fn packed(packed: packed::Packed, states: Box<[StateRef]>) -> Self {
-        Self { packed: Some(packed), built: OnceCell::new(), used: 0.into(), states }
+    pub(super) fn packed(packed: packed::Packed, states: Box<[StateRef]>, state_links: Box<[EventIdx]>) -> Self {
+        Self { packed: Some(packed), built: OnceCell::new(), used: 0.into(), states, state_links }
     }
 }
 
-/// Where a full block's state events are, and their IDs.
-fn state_refs(events: &[StoredEvent]) -> Box<[StateRef]> {
-    events
+/// Where a full block's state events are, their IDs, and their links
+/// (`links`: the block's).
+fn state_refs(events: &[StoredEvent], links: &[EventIdx]) -> (Box<[StateRef]>, Box<[EventIdx]>) {
+    let mut state_links = Vec::new();
+    let states = events
         .iter()
         .enumerate()
         .filter(|(_, e)| e.key.is_some())
         .map(|(at, e)| {
             let TextRef { block, offset, .. } = e.text;
+            let n = e.links_len() as usize;
+            state_links.extend_from_slice(&links[e.links_at as usize..e.links_at as usize + n]);
             StateRef {
                 text_block: block,
                 offset,
                 auth_node_plus_one: e.auth_node_plus_one,
                 at: at as u8,
                 id_len: e.id_len,
+                n_links: u8::try_from(n).expect("at most 255 prev events and an auth list"),
                 read: Cell::new(false),
                 built: OnceCell::new(),
             }
         })
-        .collect()
+        .collect();
+    (states, state_links.into_boxed_slice())
 }

@@ -1,6 +1,7 @@
 //! The event table in a room image ([`crate::image`]): the text arena (event
-//! IDs), the link arena (prev and auth events), one fixed-width record per
-//! [`StoredEvent`], and the content facts of the events that have some.
+//! IDs), the auth-list arena, one fixed-width record per [`StoredEvent`]
+//! followed by its links (prev events, where its auth list is), and the
+//! content facts of the events that have some.
 
 use std::sync::Arc;
 
@@ -25,8 +26,8 @@ const RECHECK_REDACTION: u8 = 16;
 const HAS_STATE_KEY: u8 = 32;
 const HAS_KEY: u8 = 64;
 
-/// Bytes of one event's record.
-const RECORD_BYTES: usize = 1 + 4 * 4 + 4 + 4 + 4 * 4 + 8 * 2 + 4 * 3;
+/// Bytes of one event's record (its links follow it, four bytes each).
+const RECORD_BYTES: usize = 1 + 4 * 3 + 4 + 4 + 4 * 4 + 8 * 2 + 4 * 3;
 
 /// The number of a name in the image's name table, if it has one.
 pub(crate) type NameNumber<'a> = &'a dyn Fn(&str) -> Option<u32>;
@@ -52,49 +53,52 @@ impl Events {
             w.raw(k);
         }
         w.bytes(self.recent.get(self.blocks.len() - self.settled_to).map_or("", String::as_str).as_bytes());
-        for arena in [&self.links, &self.auth_lists] {
-            w.len(arena.len());
-            for b in arena {
-                w.u32s(b.iter().map(|e| e.0));
-            }
+        w.len(self.auth_lists.len());
+        for b in &self.auth_lists {
+            w.u32s(b.iter().map(|e| e.0));
         }
         w.len(self.len);
         let named = |n: &Name| name(n).expect("the name table holds every event's names");
         let mut with_facts: Vec<(u32, Facts)> = Vec::new();
-        for e in self.iter() {
-            let flag = |on: bool, bit: u8| if on { bit } else { 0 };
-            let flags = flag(e.outlier, OUTLIER)
-                | flag(e.soft_failed, SOFT_FAILED)
-                | flag(e.status == EventStatus::Rejected, REJECTED)
-                | flag(e.redacted_on_receipt, REDACTED_ON_RECEIPT)
-                | flag(e.recheck_redaction, RECHECK_REDACTION)
-                | flag(e.state_key.is_some(), HAS_STATE_KEY)
-                | flag(e.key.is_some(), HAS_KEY);
-            let mut rec = [0u8; RECORD_BYTES];
-            let mut at = 0;
-            let mut put = |b: &[u8]| {
-                rec[at..at + b.len()].copy_from_slice(b);
-                at += b.len();
-            };
-            put(&[flags]);
-            for v in [e.text.block, e.text.offset, e.text.len, e.links_at] {
-                put(&v.to_le_bytes());
-            }
-            put(&[e.id_len, e.n_prev, e.n_auth, e.pdu_prev_count]);
-            put(&e.first_prev_ix.to_le_bytes());
-            let state_key = e.state_key.as_ref().map_or(0, named);
-            for v in [named(&e.sender), named(&e.event_type), state_key, e.key.map_or(0, |k| k.0)] {
-                put(&v.to_le_bytes());
-            }
-            put(&e.depth.to_le_bytes());
-            put(&e.origin_server_ts.to_le_bytes());
-            let node = e.auth_node_plus_one.map_or(0, std::num::NonZeroU32::get);
-            for v in [e.state_before.0, e.state_after.0, node] {
-                put(&v.to_le_bytes());
-            }
-            w.raw(&rec);
-            if !matches!(e.facts, Facts::None) {
-                with_facts.push((e.idx.0, e.facts.clone()));
+        for (events, links) in self.walk_blocks() {
+            for e in events.iter() {
+                let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+                let flags = flag(e.outlier, OUTLIER)
+                    | flag(e.soft_failed, SOFT_FAILED)
+                    | flag(e.status == EventStatus::Rejected, REJECTED)
+                    | flag(e.redacted_on_receipt, REDACTED_ON_RECEIPT)
+                    | flag(e.recheck_redaction, RECHECK_REDACTION)
+                    | flag(e.state_key.is_some(), HAS_STATE_KEY)
+                    | flag(e.key.is_some(), HAS_KEY);
+                let mut rec = [0u8; RECORD_BYTES];
+                let mut at = 0;
+                let mut put = |b: &[u8]| {
+                    rec[at..at + b.len()].copy_from_slice(b);
+                    at += b.len();
+                };
+                put(&[flags]);
+                for v in [e.text.block, e.text.offset, e.text.len] {
+                    put(&v.to_le_bytes());
+                }
+                put(&[e.id_len, e.n_prev, e.n_auth, e.pdu_prev_count]);
+                put(&e.first_prev_ix.to_le_bytes());
+                let state_key = e.state_key.as_ref().map_or(0, named);
+                for v in [named(&e.sender), named(&e.event_type), state_key, e.key.map_or(0, |k| k.0)] {
+                    put(&v.to_le_bytes());
+                }
+                put(&e.depth.to_le_bytes());
+                put(&e.origin_server_ts.to_le_bytes());
+                let node = e.auth_node_plus_one.map_or(0, std::num::NonZeroU32::get);
+                for v in [e.state_before.0, e.state_after.0, node] {
+                    put(&v.to_le_bytes());
+                }
+                w.raw(&rec);
+                for l in &links[e.links_at as usize..][..e.links_len() as usize] {
+                    w.raw(&l.0.to_le_bytes());
+                }
+                if !matches!(e.facts, Facts::None) {
+                    with_facts.push((e.idx.0, e.facts.clone()));
+                }
             }
         }
         // The level-map chunks, each once (a power-levels event shares most
@@ -149,7 +153,6 @@ impl Events {
             row_keys.push(<[u8; 16]>::try_from(r.take(16)?).expect("16 bytes"));
         }
         let tail_ids = String::from_utf8(r.bytes()?).map_err(|_| corrupt("the open block's IDs are not UTF-8"))?;
-        let links = read_refs(r)?;
         let auth_lists = read_refs(r)?;
         let len = r.len(RECORD_BYTES)?;
         if n_rows != len / EVENTS_CHUNK {
@@ -166,6 +169,7 @@ impl Events {
         let packed_len = len / EVENTS_CHUNK * EVENTS_CHUNK;
         let placeholder = Name::new("");
         let mut table_number: Vec<u32> = vec![u32::MAX; names.len()];
+        let mut links: Vec<EventIdx> = Vec::new();
         let mut number = |events: &mut Events, v: u32| -> Result<u32, ImageError> {
             let i = index(v, names.len(), "a name")? as usize;
             if table_number[i] == u32::MAX {
@@ -189,33 +193,38 @@ impl Events {
             let e = StoredEvent {
                 idx: EventIdx(i as u32),
                 text: TextRef { block: u32_at(1), offset: u32_at(5), len: u32_at(9) },
-                links_at: u32_at(13),
-                id_len: rec[17],
-                n_prev: rec[18],
-                n_auth: rec[19],
-                pdu_prev_count: rec[20],
+                links_at: 0,
+                id_len: rec[13],
+                n_prev: rec[14],
+                n_auth: rec[15],
+                pdu_prev_count: rec[16],
                 outlier: flags & OUTLIER != 0,
                 soft_failed: flags & SOFT_FAILED != 0,
                 status: if flags & REJECTED != 0 { EventStatus::Rejected } else { EventStatus::Accepted },
                 redacted_on_receipt: flags & REDACTED_ON_RECEIPT != 0,
                 recheck_redaction: flags & RECHECK_REDACTION != 0,
-                first_prev_ix: u32_at(21),
-                sender: name(u32_at(25))?,
-                event_type: name(u32_at(29))?,
-                state_key: if flags & HAS_STATE_KEY != 0 { Some(name(u32_at(33))?) } else { None },
-                key: (flags & HAS_KEY != 0).then(|| StateKeyIdx(u32_at(37))),
-                depth: i64_at(41),
-                origin_server_ts: i64_at(49),
+                first_prev_ix: u32_at(17),
+                sender: name(u32_at(21))?,
+                event_type: name(u32_at(25))?,
+                state_key: if flags & HAS_STATE_KEY != 0 { Some(name(u32_at(29))?) } else { None },
+                key: (flags & HAS_KEY != 0).then(|| StateKeyIdx(u32_at(33))),
+                depth: i64_at(37),
+                origin_server_ts: i64_at(45),
                 facts: Facts::None,
-                state_before: StateSetId(u32_at(57)),
-                state_after: StateSetId(u32_at(61)),
-                auth_node_plus_one: std::num::NonZeroU32::new(u32_at(65)),
+                state_before: StateSetId(u32_at(53)),
+                state_after: StateSetId(u32_at(57)),
+                auth_node_plus_one: std::num::NonZeroU32::new(u32_at(61)),
             };
-            check_refs(&e, &text, &tail_ids, packed_len, [&links, &auth_lists], len)?;
+            let (sender, event_type, state_key) = (u32_at(21), u32_at(25), u32_at(29));
+            links.clear();
+            for l in r.take(4 * e.links_len() as usize)?.chunks_exact(4) {
+                links.push(EventIdx(u32::from_le_bytes(l.try_into().expect("4 bytes"))));
+            }
+            check_refs(&e, &text, &tail_ids, packed_len, &links, &auth_lists, len)?;
             bounds.note(&e);
-            let state_key = if flags & HAS_STATE_KEY != 0 { number(&mut events, u32_at(33))? } else { 0 };
-            let numbers = [number(&mut events, u32_at(25))?, number(&mut events, u32_at(29))?, state_key];
-            events.push_read(e, numbers);
+            let state_key = if flags & HAS_STATE_KEY != 0 { number(&mut events, state_key)? } else { 0 };
+            let numbers = [number(&mut events, sender)?, number(&mut events, event_type)?, state_key];
+            events.push_read(e, &links, numbers);
         }
         let n_chunks = r.len(8)?;
         let mut table: Vec<LevelChunk> = Vec::with_capacity(n_chunks);
@@ -245,7 +254,6 @@ impl Events {
         }
         events.set_read_facts(facts);
         events.text = text;
-        events.links = links;
         events.auth_lists = auth_lists;
         events.settled_to = n_rows;
         events.row_keys = row_keys;
@@ -283,14 +291,15 @@ fn corrupt(what: &str) -> ImageError {
 /// The event's ID is where its text reference says (the arena; the open
 /// block's IDs `tail_ids`, for an event after the `full` events of full
 /// blocks; its block's row, for one before them that is not a state
-/// event), its links are inside the arena, and its links and first prev
-/// event name stored events.
+/// event), its auth list is inside the arena, and its links (`links`) and
+/// first prev event name stored events.
 fn check_refs(
     e: &StoredEvent,
     text: &[String],
     tail_ids: &str,
     full: usize,
-    [links, auth_lists]: [&[Vec<EventIdx>]; 2],
+    links: &[EventIdx],
+    auth_lists: &[Vec<EventIdx>],
     len: usize,
 ) -> Result<(), ImageError> {
     let t = e.text;
@@ -310,20 +319,18 @@ fn check_refs(
     if e.first_prev_ix != u32::MAX {
         index(e.first_prev_ix, len, "a first prev event")?;
     }
-    let refs = |arena, at, n| refs_at(arena, at, n).ok_or_else(|| corrupt("an event's links are outside the arena"));
     let events = |refs: &[EventIdx]| refs.iter().try_for_each(|l| index(l.0, len, "a linked event").map(|_| ()));
-    let n = e.links_len() as usize;
-    if n > 0 {
-        let linked = refs(links, e.links_at, n)?;
-        events(&linked[..e.n_prev as usize])?;
-        if e.n_auth > 0 {
-            events(refs(auth_lists, linked[n - 1].0, e.n_auth as usize)?)?;
-        }
+    let (prevs, auth_at) = links.split_at(usize::from(e.n_prev));
+    events(prevs)?;
+    if let Some(at) = auth_at.first() {
+        let list = refs_at(auth_lists, at.0, usize::from(e.n_auth))
+            .ok_or_else(|| corrupt("an event's auth list is outside the arena"))?;
+        events(list)?;
     }
     Ok(())
 }
 
-/// A reference arena (`Writer::u32s` a block), each block at most
+/// The auth-list arena (`Writer::u32s` a block), each block at most
 /// `LINK_BLOCK` long and read back with room for that many.
 fn read_refs(r: &mut Reader<'_>) -> Result<Vec<Vec<EventIdx>>, ImageError> {
     let n = r.len(8)?;

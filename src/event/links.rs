@@ -1,13 +1,21 @@
 //! Each event's links: its prev events, and where its auth list is. Auth
 //! lists are stored once and shared (most events of one sender under one
 //! power levels list the same create, power levels and membership events),
-//! found again through a cache of recent lists by hash. Both live in
-//! append-only arenas of `LINK_BLOCK` references a block.
+//! found again through a cache of recent lists by hash, in an append-only
+//! arena of `LINK_BLOCK` references a block.
+//!
+//! The links themselves live with their block of the event table (an
+//! event's `links_at` is where they start in its block's): the open block's
+//! in `Events::tail_links`, a full block's with its built events, and a
+//! packed block's in its packed bytes (a message's first prev event, the
+//! event before, costs nothing there), its state events' also apart
+//! (`Block::state_links`), so that the auth checks and state resolution
+//! read a state event's auth events without building its block.
 
-use super::{Events, StoredEvent};
+use super::{Events, StoredEvent, EVENTS_CHUNK};
 use crate::ids::EventIdx;
 
-/// References per link-arena block.
+/// References per auth-list arena block.
 pub(super) const LINK_BLOCK: usize = 1 << 16;
 /// Slots of the cache of recent auth lists: half the events stored, a
 /// power of two between these (4 KiB to 1 MiB; it was 256 KiB for every
@@ -17,11 +25,19 @@ pub(super) const AUTH_CACHE_MIN: usize = 1 << 10;
 pub(super) const AUTH_CACHE_MAX: usize = 1 << 18;
 
 impl Events {
-    /// Stores an event's links (its prev events, then where its auth list
-    /// is, if it has one) and returns where they start.
+    /// Stores the links of the event prepared next (its prev events, then
+    /// where its auth list is, if it has one) with the open block's, and
+    /// returns where they start there.
     pub(super) fn push_links(&mut self, prev: &[EventIdx], auth: &[EventIdx]) -> u32 {
         let auth_at = (!auth.is_empty()).then(|| EventIdx(self.auth_list(auth)));
-        push_refs(&mut self.links, &[prev, auth_at.as_slice()])
+        if self.tail_links.capacity() == 0 {
+            // Most events have one prev event and auth events.
+            self.tail_links.reserve_exact(2 * EVENTS_CHUNK);
+        }
+        let at = u32::try_from(self.tail_links.len()).expect("a block's links are fewer than 2^32");
+        self.tail_links.extend_from_slice(prev);
+        self.tail_links.extend(auth_at);
+        at
     }
 
     /// Where `auth` is in the auth-list arena: a list stored recently, or
@@ -50,12 +66,24 @@ impl Events {
         at
     }
 
+    /// An event's links: those of its block (built again if it is packed
+    /// and `e` is a copy read in a walk), or a packed block's state event's,
+    /// kept apart.
     pub(super) fn links_of(&self, e: &StoredEvent) -> &[EventIdx] {
-        if e.links_len() == 0 {
-            // No links: `links_at` may point just past a full block.
+        let n = e.links_len() as usize;
+        if n == 0 {
             return &[];
         }
-        refs_at(&self.links, e.links_at, e.links_len() as usize).expect("an event's links are stored")
+        let b = e.idx.ix() / EVENTS_CHUNK;
+        let links = match self.blocks.get(b) {
+            None => &self.tail_links[..],
+            Some(blk) => match blk.built.get() {
+                Some(built) => &built.links[..],
+                None if e.key.is_some() => return blk.state_links(e.idx.ix() % EVENTS_CHUNK),
+                None => &self.built_block(b).links[..],
+            },
+        };
+        links.get(e.links_at as usize..e.links_at as usize + n).expect("an event's links are stored")
     }
 
     /// An event's `prev_events`, in PDU order.

@@ -3,12 +3,15 @@
 //! A room with a page store keeps the [`StoredEvent`]s of its full blocks
 //! ([`EVENTS_CHUNK`](super::EVENTS_CHUNK) events, never changed once full)
 //! as bytes: each field as a varint, most as the change from the event
-//! before it (depth, timestamp, states, where its text and links start), the
-//! interned names as numbers in a [`NameTable`], and the content facts of
-//! the few events that have them as they are, and what is the event
-//! before's (its ID length and link counts, its text length, its state
-//! before; its first prev event being the event before) as a flag alone:
-//! about 12 of the 112 bytes an event takes built (Matrix HQ's messages).
+//! before it (depth, timestamp, states, where its text starts), the
+//! interned names as numbers in a [`NameTable`], its links (prev events as
+//! their distance back, where its auth list is as the change from the
+//! event before's), and the content facts of the few events that have them
+//! as they are, and what is the event before's (its ID length and link
+//! counts, its text length, its state before; its first prev event being
+//! the event before, and its first linked prev event its first prev event)
+//! as a flag alone: about 14 bytes an event where it took 112 built and 8
+//! more for its links (Matrix HQ's messages).
 //! A block is built again when an event in it is asked for
 //! ([`super::Events::get`]); built blocks past the room's budget are dropped
 //! by [`super::Events::trim`].
@@ -92,16 +95,17 @@ impl Packed {
     }
 }
 
-// The flags a message has (its first prev event the event before, its text
-// and links after the event before's, with the same text length and link
+// The flags a message has (its first prev event the event before and linked,
+// its text after the event before's, with the same text length and link
 // counts, the same state before and no change of state) are the low seven
 // bits: a message's flags are one byte, and its fields ~4 bytes fewer.
 /// The first prev event is the event before (none of its bytes written).
 const FIRST_PREV_BEFORE: u64 = 1;
 /// The text follows the event before's in the same arena block.
 const TEXT_FOLLOWS: u64 = 1 << 1;
-/// The links follow the event before's.
-const LINKS_FOLLOW: u64 = 1 << 2;
+/// The first linked prev event is the first prev event (none of its bytes
+/// written).
+const PREV_IS_FIRST: u64 = 1 << 2;
 /// No change of state: `state_after == state_before`.
 const SAME_STATE: u64 = 1 << 3;
 /// The ID's length and the link counts are the event before's (a v4+
@@ -132,7 +136,10 @@ struct Before {
     text: TextRef,
     /// ID length, prev events linked, auth events, prev events in the PDU.
     counts: [u8; 4],
+    /// Where its links end in the block's.
     links_end: u64,
+    /// Where the last auth list of the block so far is.
+    auth_at: i64,
     depth: i64,
     ts: i64,
     state_before: u32,
@@ -142,17 +149,19 @@ impl Before {
     const START: Before = Before {
         text: TextRef { block: u32::MAX, offset: 0, len: 0 },
         counts: [0; 4],
-        links_end: u64::MAX,
+        links_end: 0,
+        auth_at: 0,
         depth: 0,
         ts: 0,
         state_before: 0,
     };
 
-    fn after(e: &StoredEvent) -> Before {
+    fn after(e: &StoredEvent, auth_at: i64) -> Before {
         Before {
             text: e.text,
             counts: [e.id_len, e.n_prev, e.n_auth, e.pdu_prev_count],
             links_end: u64::from(e.links_at) + u64::from(e.links_len()),
+            auth_at,
             depth: e.depth,
             ts: e.origin_server_ts,
             state_before: e.state_before.0,
@@ -178,9 +187,9 @@ fn put_change(out: &mut Vec<u8>, a: i64, b: i64) {
     put(out, ((d << 1) ^ (d >> 63)) as u64);
 }
 
-/// Packs a full block's events.
-pub(super) fn pack(events: &[StoredEvent], names: &mut NameTable) -> Packed {
-    pack_numbered(events, |_, e| {
+/// Packs a full block's events, with their links (`links`: the block's).
+pub(super) fn pack(events: &[StoredEvent], links: &[EventIdx], names: &mut NameTable) -> Packed {
+    pack_numbered(events, links, |_, e| {
         [names.number(&e.sender), names.number(&e.event_type), e.state_key.as_ref().map_or(0, |k| names.number(k))]
     })
 }
@@ -191,6 +200,7 @@ pub(super) fn pack(events: &[StoredEvent], names: &mut NameTable) -> Packed {
 /// its events from the image's name numbers without touching the names).
 pub(super) fn pack_numbered(
     events: &[StoredEvent],
+    links: &[EventIdx],
     mut numbers: impl FnMut(usize, &StoredEvent) -> [u32; 3],
 ) -> Packed {
     let mut out = Vec::with_capacity(events.len() * 24);
@@ -199,7 +209,10 @@ pub(super) fn pack_numbered(
     let mut before = Before::START;
     for (i, e) in events.iter().enumerate() {
         let text_follows = e.text.block == before.text.block && u64::from(e.text.offset) == before.text_end();
-        let links_follow = u64::from(e.links_at) == before.links_end;
+        debug_assert_eq!(u64::from(e.links_at), before.links_end, "a block's links are its events', in order");
+        let own = &links[e.links_at as usize..][..e.links_len() as usize];
+        let (prevs, auth_at) = own.split_at(usize::from(e.n_prev));
+        let prev_is_first = prevs.first().is_some_and(|p| p.0 == e.first_prev_ix);
         let counts = [e.id_len, e.n_prev, e.n_auth, e.pdu_prev_count];
         let same_counts = counts == before.counts;
         let same_text_len = e.text.len == before.text.len;
@@ -217,7 +230,7 @@ pub(super) fn pack_numbered(
             (first_prev_before, FIRST_PREV_BEFORE),
             (e.first_prev_ix != u32::MAX && !first_prev_before, FIRST_PREV),
             (text_follows, TEXT_FOLLOWS),
-            (links_follow, LINKS_FOLLOW),
+            (prev_is_first, PREV_IS_FIRST),
             (e.state_after == e.state_before, SAME_STATE),
             (same_counts, SAME_COUNTS),
             (same_text_len, SAME_TEXT_LEN),
@@ -234,15 +247,19 @@ pub(super) fn pack_numbered(
         if !same_text_len {
             put(&mut out, e.text.len.into());
         }
-        if !links_follow {
-            put(&mut out, e.links_at.into());
-        }
         if !same_counts {
             out.extend_from_slice(&counts);
         }
         if e.first_prev_ix != u32::MAX && !first_prev_before {
             put_change(&mut out, e.idx.0.into(), e.first_prev_ix.into());
         }
+        for p in &prevs[usize::from(prev_is_first)..] {
+            put_change(&mut out, e.idx.0.into(), p.0.into());
+        }
+        let auth_at = auth_at.first().map_or(before.auth_at, |a| {
+            put_change(&mut out, a.0.into(), before.auth_at);
+            a.0.into()
+        });
         let [sender, event_type, state_key] = numbers(i, e);
         put(&mut out, sender.into());
         put(&mut out, event_type.into());
@@ -267,7 +284,7 @@ pub(super) fn pack_numbered(
             facts.push(e.facts.clone());
             facts_at.push(u8::try_from(i).expect("a block holds at most 256 events"));
         }
-        before = Before::after(e);
+        before = Before::after(e, auth_at);
     }
     Packed { bytes: out.into_boxed_slice(), facts: facts.into_boxed_slice(), facts_at: facts_at.into_boxed_slice() }
 }
@@ -277,6 +294,7 @@ struct Fields {
     flags: u64,
     text: TextRef,
     links_at: u32,
+    auth_at: i64,
     counts: [u8; 4],
     first_prev_ix: u32,
     names: [u64; 3],
@@ -289,23 +307,34 @@ struct Fields {
 }
 
 impl Fields {
-    /// The next event's fields (event `idx`, after `before`).
-    fn read(r: &mut Reader<'_>, before: &Before, idx: u32) -> Fields {
+    /// The next event's fields (event `idx`, after `before`), its links
+    /// appended to `links`.
+    fn read(r: &mut Reader<'_>, before: &Before, idx: u32, links: &mut Vec<EventIdx>) -> Fields {
         let flags = r.next();
         let on = |bit: u64| flags & bit != 0;
         let (block, offset) =
             if on(TEXT_FOLLOWS) { (before.text.block, before.text_end()) } else { (r.u32(), r.next()) };
         let len = if on(SAME_TEXT_LEN) { before.text.len } else { r.u32() };
         let text = TextRef { block, offset: narrow(offset), len };
-        let links_at = if on(LINKS_FOLLOW) { narrow(before.links_end) } else { r.u32() };
+        let links_at = narrow(before.links_end);
         let counts = if on(SAME_COUNTS) { before.counts } else { r.four() };
+        let back = |r: &mut Reader<'_>| narrow(i64::from(idx).wrapping_sub(r.change()) as u64);
         let first_prev_ix = if on(FIRST_PREV_BEFORE) {
             idx - 1
         } else if on(FIRST_PREV) {
-            narrow(i64::from(idx).wrapping_sub(r.change()) as u64)
+            back(r)
         } else {
             u32::MAX
         };
+        let [_, n_prev, n_auth, _] = counts;
+        for k in 0..n_prev {
+            links.push(EventIdx(if k == 0 && on(PREV_IS_FIRST) { first_prev_ix } else { back(r) }));
+        }
+        let mut auth_at = before.auth_at;
+        if n_auth > 0 {
+            auth_at = auth_at.wrapping_add(r.change());
+            links.push(EventIdx(narrow(auth_at as u64)));
+        }
         let sender = r.next();
         let event_type = r.next();
         let state_key = if on(STATE_KEY) { r.next() } else { 0 };
@@ -327,6 +356,7 @@ impl Fields {
             flags,
             text,
             links_at,
+            auth_at,
             counts,
             first_prev_ix,
             names: [sender, event_type, state_key],
@@ -346,6 +376,7 @@ impl Fields {
             text: self.text,
             counts: self.counts,
             links_end: u64::from(self.links_at) + u64::from(super::links_len(n_prev, n_auth)),
+            auth_at: self.auth_at,
             depth: self.depth,
             ts: self.ts,
             state_before: self.state_before.0,
@@ -384,22 +415,24 @@ impl Fields {
     }
 }
 
-/// Reads a packed block back (the events from `first` on). The bytes are
-/// the room's own, written by [`pack`]: a wrong byte is a bug, and panics.
-pub(super) fn unpack(p: &Packed, first: u32, len: usize, names: &NameTable) -> Vec<StoredEvent> {
+/// Reads a packed block back (the events from `first` on), and their links.
+/// The bytes are the room's own, written by [`pack`]: a wrong byte is a
+/// bug, and panics.
+pub(super) fn unpack(p: &Packed, first: u32, len: usize, names: &NameTable) -> (Vec<StoredEvent>, Vec<EventIdx>) {
     let mut r = Reader { bytes: &p.bytes, at: 0 };
     let mut facts = p.facts_at.iter().zip(p.facts.iter()).peekable();
     let mut events = Vec::with_capacity(len);
+    let mut links = Vec::with_capacity(2 * len);
     let mut before = Before::START;
     for i in 0..len {
         let idx = first + u32::try_from(i).expect("a block holds fewer than 2^32 events");
-        let fields = Fields::read(&mut r, &before, idx);
+        let fields = Fields::read(&mut r, &before, idx, &mut links);
         before = fields.before_next();
         let facts = facts.next_if(|(at, _)| usize::from(**at) == i).map_or(Facts::None, |(_, f)| f.clone());
         events.push(fields.event(idx, names, facts));
     }
     debug_assert_eq!(r.at, p.bytes.len(), "a packed block is read to its end");
-    events
+    (events, links)
 }
 
 /// Reads event `at` of a packed block back alone (the block's events
@@ -407,16 +440,18 @@ pub(super) fn unpack(p: &Packed, first: u32, len: usize, names: &NameTable) -> V
 pub(super) fn unpack_one(p: &Packed, first: u32, at: usize, names: &NameTable) -> StoredEvent {
     let mut r = Reader { bytes: &p.bytes, at: 0 };
     let mut before = Before::START;
+    let mut links = Vec::new();
     for i in 0..at {
         let idx = first + u32::try_from(i).expect("a block holds fewer than 2^32 events");
-        before = Fields::read(&mut r, &before, idx).before_next();
+        before = Fields::read(&mut r, &before, idx, &mut links).before_next();
+        links.clear();
     }
     let idx = first + u32::try_from(at).expect("a block holds fewer than 2^32 events");
     let facts = match p.facts_at.binary_search(&u8::try_from(at).expect("a block holds at most 256 events")) {
         Ok(k) => p.facts[k].clone(),
         Err(_) => Facts::None,
     };
-    Fields::read(&mut r, &before, idx).event(idx, names, facts)
+    Fields::read(&mut r, &before, idx, &mut links).event(idx, names, facts)
 }
 
 fn narrow(v: u64) -> u32 {
@@ -463,42 +498,62 @@ impl Reader<'_> {
 mod tests {
     use super::*;
 
-    fn demo_events() -> Vec<StoredEvent> {
+    /// The demo room's events, each with its own links.
+    fn demo_events() -> Vec<(StoredEvent, Vec<EventIdx>)> {
         let room = serde_json::to_vec(&crate::demo::demo_room(700)).unwrap();
         let replay = crate::conformance::replay(&room[..]).unwrap();
-        replay.room.events().iter().map(std::borrow::Cow::into_owned).collect()
+        let t = replay.room.events();
+        t.iter().map(|e| (e.clone().into_owned(), t.links_of(&e).to_vec())).collect()
     }
 
-    /// Every field of every event reads back as it was packed, whatever
-    /// the block size (the demo room has forks, a rejection, a redaction,
-    /// outliers, state and content facts).
+    /// `events` as a block: each event's `links_at` where its links are in
+    /// the block's, and those links.
+    fn as_block(events: &[(StoredEvent, Vec<EventIdx>)]) -> (Vec<StoredEvent>, Vec<EventIdx>) {
+        let mut links = Vec::new();
+        let block = events
+            .iter()
+            .map(|(e, own)| {
+                let e = StoredEvent { links_at: links.len() as u32, ..e.clone() };
+                links.extend_from_slice(own);
+                e
+            })
+            .collect();
+        (block, links)
+    }
+
+    /// Every field of every event, and its links, read back as they were
+    /// packed, whatever the block size (the demo room has forks, a
+    /// rejection, a redaction, outliers, state and content facts).
     #[test]
     fn a_packed_block_reads_back_every_field() {
         let events = demo_events();
         assert!(events.len() > 600);
-        assert!(events.iter().any(|e| e.status == EventStatus::Rejected));
-        assert!(events.iter().any(|e| e.state_key.is_some() && !matches!(e.facts, Facts::None)));
+        assert!(events.iter().any(|(e, _)| e.status == EventStatus::Rejected));
+        assert!(events.iter().any(|(e, _)| e.state_key.is_some() && !matches!(e.facts, Facts::None)));
+        assert!(events.iter().any(|(e, _)| e.n_prev > 1), "merges");
         let mut names = NameTable::default();
         for size in [1, 7, 100, 256] {
-            for (b, block) in events.chunks(size).enumerate() {
-                let p = pack(block, &mut names);
+            for (b, chunk) in events.chunks(size).enumerate() {
+                let (block, links) = as_block(chunk);
+                let p = pack(&block, &links, &mut names);
                 let back = unpack(&p, (b * size) as u32, block.len(), &names);
-                assert_eq!(format!("{block:?}"), format!("{back:?}"), "block {b} of {size}");
+                assert_eq!(format!("{:?}", (&block, &links)), format!("{back:?}"), "block {b} of {size}");
                 for (i, e) in block.iter().enumerate() {
                     let one = unpack_one(&p, (b * size) as u32, i, &names);
                     assert_eq!(format!("{e:?}"), format!("{one:?}"), "event {i} of block {b} of {size}, alone");
                 }
             }
         }
-        let p = pack(&events[..256], &mut names);
+        let (block, links) = as_block(&events[..256]);
+        let p = pack(&block, &links, &mut names);
         assert!(p.size() * 4 < 256 * std::mem::size_of::<StoredEvent>(), "packed: {} bytes", p.size());
     }
 
     /// Extreme values (any `i64` depth and timestamp, the largest numbers a
-    /// field holds, changes that wrap) read back exactly.
+    /// field holds, changes that wrap, 255 prev events) read back exactly.
     #[test]
     fn extreme_values_read_back() {
-        let base = demo_events().into_iter().find(|e| e.state_key.is_some() && e.key.is_some()).unwrap();
+        let (base, _) = demo_events().into_iter().find(|(e, _)| e.state_key.is_some() && e.key.is_some()).unwrap();
         let mut block = Vec::new();
         for (i, (depth, ts)) in
             [(i64::MIN, i64::MAX), (i64::MAX, i64::MIN), (0, -1), (-5, 0), (i64::MAX, i64::MAX)].into_iter().enumerate()
@@ -513,16 +568,23 @@ mod tests {
             e.auth_node_plus_one = std::num::NonZeroU32::new(if i == 2 { u32::MAX } else { 0 });
             e.key = Some(super::super::StateKeyIdx(u32::MAX - i as u32));
             e.text = TextRef { block: u32::MAX - 1, offset: u32::MAX - 100, len: 7 };
-            e.links_at = u32::MAX;
-            e.n_prev = 255;
-            e.n_auth = 0;
-            e.soft_failed = i == 3;
-            e.outlier = i == 4;
-            block.push(e);
+            // 255 prev events (the first the first prev event, or not), or
+            // two and an auth list at either end of the arena.
+            let links: Vec<EventIdx> = if i % 2 == 0 {
+                e.n_prev = 255;
+                e.n_auth = 0;
+                (0..255u32).map(|k| EventIdx(if k % 2 == i as u32 / 2 % 2 { 0 } else { u32::MAX - k })).collect()
+            } else {
+                e.n_prev = 2;
+                e.n_auth = 3;
+                vec![EventIdx(u32::MAX), EventIdx(1), EventIdx(if i == 1 { u32::MAX } else { 0 })]
+            };
+            block.push((e, links));
         }
+        let (block, links) = as_block(&block);
         let mut names = NameTable::default();
-        let p = pack(&block, &mut names);
+        let p = pack(&block, &links, &mut names);
         let back = unpack(&p, u32::MAX - 10, block.len(), &names);
-        assert_eq!(format!("{block:?}"), format!("{back:?}"));
+        assert_eq!(format!("{:?}", (&block, &links)), format!("{back:?}"));
     }
 }
