@@ -9,8 +9,6 @@
 //! room's 36,015 chunks are 1.3 MB written and 19 MB built (2.4 M entries);
 //! a query after a restart builds the few it reads.
 
-use std::collections::HashMap;
-
 use super::stored::{removes_entries_there, MapHead, Stored, MAX_CHAIN, WHOLE};
 use super::{StateSetId, StateSets};
 use crate::image::{index, ImageError, Reader, Writer};
@@ -112,7 +110,8 @@ impl StateSets {
         }
         let n_maps = r.len(24)?;
         stored.reserve(0, n_maps);
-        let mut by_hash = HashMap::with_capacity(n_maps);
+        let mut by_hash =
+            super::FirstByHash { table: hashbrown::HashTable::with_capacity(n_maps), ..Default::default() };
         let mut collided = Vec::new();
         let (mut middle, mut prev, mut list): (Vec<u32>, Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..n_maps {
@@ -154,11 +153,8 @@ impl StateSets {
             let len = u32::try_from(len).map_err(|_| ImageError::Corrupt(format!("state {i} is too large")))?;
             stored.push_head(MapHead { len, hash, bits });
             let id = StateSetId(i as u32);
-            match by_hash.entry(hash) {
-                std::collections::hash_map::Entry::Occupied(_) => collided.push(id),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(id);
-                }
+            if !by_hash.insert_first(&stored, id) {
+                collided.push(id);
             }
         }
         if stored.heads.first().is_none_or(|m| m.len != 0) {
