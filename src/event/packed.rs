@@ -8,10 +8,11 @@
 //! their distance back, where its auth list is as the change from the
 //! event before's), and the content facts of the few events that have them
 //! as they are, and what is the event before's (its ID length and link
-//! counts, its text length, its state before; its first prev event being
+//! counts, where its text is, its state before; its first prev event being
 //! the event before, and its first linked prev event its first prev event)
-//! as a flag alone: about 14 bytes an event where it took 112 built and 8
-//! more for its links (Matrix HQ's messages).
+//! or an earlier event's (its sender and auth list) as a flag alone: about
+//! 14 bytes an event where it took 112 built and 8 more for its links
+//! (Matrix HQ's messages).
 //! A block is built again when an event in it is asked for
 //! ([`super::Events::get`]); built blocks past the room's budget are dropped
 //! by [`super::Events::trim`].
@@ -96,13 +97,15 @@ impl Packed {
 }
 
 // The flags a message has (its first prev event the event before and linked,
-// its text after the event before's, with the same text length and link
-// counts, the same state before and no change of state) are the low seven
-// bits: a message's flags are one byte, and its fields ~4 bytes fewer.
+// its text after the event before's and as long, the same link counts, the
+// same state before and no change of state, its sender and auth list an
+// earlier event's) are the low seven bits: a message's flags are one byte,
+// and its fields ~4 bytes fewer.
 /// The first prev event is the event before (none of its bytes written).
 const FIRST_PREV_BEFORE: u64 = 1;
-/// The text follows the event before's in the same arena block.
-const TEXT_FOLLOWS: u64 = 1 << 1;
+/// The text follows the event before's in the same arena block and is as
+/// long (two messages whose IDs are paged, two state events).
+const TEXT_AS_BEFORE: u64 = 1 << 1;
 /// The first linked prev event is the first prev event (none of its bytes
 /// written).
 const PREV_IS_FIRST: u64 = 1 << 2;
@@ -112,9 +115,11 @@ const SAME_STATE: u64 = 1 << 3;
 /// event ID is always 44 bytes, and most events have one prev event and
 /// the auth events of the one before).
 const SAME_COUNTS: u64 = 1 << 4;
-/// The text's length is the event before's (0 for two messages whose IDs
-/// are paged).
-const SAME_TEXT_LEN: u64 = 1 << 5;
+/// The sender and auth list are those of an earlier event of the block (its
+/// place among the block's senders written): a member who speaks often
+/// sends several of a block's messages, each with the same auth events
+/// (create, power levels, the sender's membership) until one changes.
+const SAME_SENDER_AUTH: u64 = 1 << 5;
 /// The state before is the event before's.
 const SAME_STATE_BEFORE: u64 = 1 << 6;
 const STATE_KEY: u64 = 1 << 7;
@@ -130,6 +135,11 @@ const RECHECK_REDACTION: u64 = 1 << 15;
 
 // A fact's position in its block is a byte.
 const _: () = assert!(super::EVENTS_CHUNK <= 256);
+
+/// The senders of a block's events so far that have auth events, each with
+/// where its auth list is, in order (a sender again for each other list).
+#[derive(Default)]
+struct Senders(Vec<(u64, i64)>);
 
 /// What the first event of a block is packed against.
 struct Before {
@@ -207,15 +217,20 @@ pub(super) fn pack_numbered(
     let mut facts = Vec::new();
     let mut facts_at = Vec::new();
     let mut before = Before::START;
+    let mut senders = Senders::default();
     for (i, e) in events.iter().enumerate() {
-        let text_follows = e.text.block == before.text.block && u64::from(e.text.offset) == before.text_end();
+        let [sender, event_type, state_key] = numbers(i, e);
+        let text_as_before = e.text.block == before.text.block
+            && u64::from(e.text.offset) == before.text_end()
+            && e.text.len == before.text.len;
         debug_assert_eq!(u64::from(e.links_at), before.links_end, "a block's links are its events', in order");
         let own = &links[e.links_at as usize..][..e.links_len() as usize];
         let (prevs, auth_at) = own.split_at(usize::from(e.n_prev));
+        let auth_at = auth_at.first().map(|a| i64::from(a.0));
+        let same_sender_auth = auth_at.and_then(|a| senders.0.iter().rposition(|s| *s == (sender.into(), a)));
         let prev_is_first = prevs.first().is_some_and(|p| p.0 == e.first_prev_ix);
         let counts = [e.id_len, e.n_prev, e.n_auth, e.pdu_prev_count];
         let same_counts = counts == before.counts;
-        let same_text_len = e.text.len == before.text.len;
         let same_state_before = e.state_before.0 == before.state_before;
         let first_prev_before = e.idx.0.checked_sub(1).is_some_and(|p| p == e.first_prev_ix);
         let flags = [
@@ -229,22 +244,20 @@ pub(super) fn pack_numbered(
             (e.auth_node_plus_one.is_some(), AUTH_NODE),
             (first_prev_before, FIRST_PREV_BEFORE),
             (e.first_prev_ix != u32::MAX && !first_prev_before, FIRST_PREV),
-            (text_follows, TEXT_FOLLOWS),
+            (text_as_before, TEXT_AS_BEFORE),
             (prev_is_first, PREV_IS_FIRST),
             (e.state_after == e.state_before, SAME_STATE),
             (same_counts, SAME_COUNTS),
-            (same_text_len, SAME_TEXT_LEN),
+            (same_sender_auth.is_some(), SAME_SENDER_AUTH),
             (same_state_before, SAME_STATE_BEFORE),
         ]
         .iter()
         .filter(|(on, _)| *on)
         .fold(0, |f, (_, bit)| f | bit);
         put(&mut out, flags);
-        if !text_follows {
+        if !text_as_before {
             put(&mut out, e.text.block.into());
             put(&mut out, e.text.offset.into());
-        }
-        if !same_text_len {
             put(&mut out, e.text.len.into());
         }
         if !same_counts {
@@ -256,12 +269,16 @@ pub(super) fn pack_numbered(
         for p in &prevs[usize::from(prev_is_first)..] {
             put_change(&mut out, e.idx.0.into(), p.0.into());
         }
-        let auth_at = auth_at.first().map_or(before.auth_at, |a| {
-            put_change(&mut out, a.0.into(), before.auth_at);
-            a.0.into()
-        });
-        let [sender, event_type, state_key] = numbers(i, e);
-        put(&mut out, sender.into());
+        match (same_sender_auth, auth_at) {
+            (Some(p), _) => put(&mut out, p as u64),
+            (None, Some(a)) => {
+                put(&mut out, sender.into());
+                put_change(&mut out, a, before.auth_at);
+                senders.0.push((sender.into(), a));
+            }
+            (None, None) => put(&mut out, sender.into()),
+        }
+        let auth_at = auth_at.unwrap_or(before.auth_at);
         put(&mut out, event_type.into());
         if e.state_key.is_some() {
             put(&mut out, state_key.into());
@@ -307,15 +324,16 @@ struct Fields {
 }
 
 impl Fields {
-    /// The next event's fields (event `idx`, after `before`), its links
-    /// appended to `links`.
-    fn read(r: &mut Reader<'_>, before: &Before, idx: u32, links: &mut Vec<EventIdx>) -> Fields {
+    /// The next event's fields (event `idx`, after `before` and the block's
+    /// `senders` so far), its links appended to `links`.
+    fn read(r: &mut Reader<'_>, before: &Before, senders: &mut Senders, idx: u32, links: &mut Vec<EventIdx>) -> Fields {
         let flags = r.next();
         let on = |bit: u64| flags & bit != 0;
-        let (block, offset) =
-            if on(TEXT_FOLLOWS) { (before.text.block, before.text_end()) } else { (r.u32(), r.next()) };
-        let len = if on(SAME_TEXT_LEN) { before.text.len } else { r.u32() };
-        let text = TextRef { block, offset: narrow(offset), len };
+        let text = if on(TEXT_AS_BEFORE) {
+            TextRef { offset: narrow(before.text_end()), ..before.text }
+        } else {
+            TextRef { block: r.u32(), offset: r.u32(), len: r.u32() }
+        };
         let links_at = narrow(before.links_end);
         let counts = if on(SAME_COUNTS) { before.counts } else { r.four() };
         let back = |r: &mut Reader<'_>| narrow(i64::from(idx).wrapping_sub(r.change()) as u64);
@@ -330,12 +348,17 @@ impl Fields {
         for k in 0..n_prev {
             links.push(EventIdx(if k == 0 && on(PREV_IS_FIRST) { first_prev_ix } else { back(r) }));
         }
-        let mut auth_at = before.auth_at;
-        if n_auth > 0 {
-            auth_at = auth_at.wrapping_add(r.change());
-            links.push(EventIdx(narrow(auth_at as u64)));
-        }
-        let sender = r.next();
+        let (sender, auth_at) = if on(SAME_SENDER_AUTH) {
+            let (sender, at) = senders.0[usize::try_from(r.next()).expect("a place in a block")];
+            (sender, Some(at))
+        } else {
+            let sender = r.next();
+            let at = (n_auth > 0).then(|| before.auth_at.wrapping_add(r.change()));
+            senders.0.extend(at.map(|a| (sender, a)));
+            (sender, at)
+        };
+        links.extend(auth_at.map(|a| EventIdx(narrow(a as u64))));
+        let auth_at = auth_at.unwrap_or(before.auth_at);
         let event_type = r.next();
         let state_key = if on(STATE_KEY) { r.next() } else { 0 };
         let key = on(KEY).then(|| super::StateKeyIdx(r.u32()));
@@ -424,9 +447,10 @@ pub(super) fn unpack(p: &Packed, first: u32, len: usize, names: &NameTable) -> (
     let mut events = Vec::with_capacity(len);
     let mut links = Vec::with_capacity(2 * len);
     let mut before = Before::START;
+    let mut senders = Senders::default();
     for i in 0..len {
         let idx = first + u32::try_from(i).expect("a block holds fewer than 2^32 events");
-        let fields = Fields::read(&mut r, &before, idx, &mut links);
+        let fields = Fields::read(&mut r, &before, &mut senders, idx, &mut links);
         before = fields.before_next();
         let facts = facts.next_if(|(at, _)| usize::from(**at) == i).map_or(Facts::None, |(_, f)| f.clone());
         events.push(fields.event(idx, names, facts));
@@ -441,9 +465,10 @@ pub(super) fn unpack_one(p: &Packed, first: u32, at: usize, names: &NameTable) -
     let mut r = Reader { bytes: &p.bytes, at: 0 };
     let mut before = Before::START;
     let mut links = Vec::new();
+    let mut senders = Senders::default();
     for i in 0..at {
         let idx = first + u32::try_from(i).expect("a block holds fewer than 2^32 events");
-        before = Fields::read(&mut r, &before, idx, &mut links).before_next();
+        before = Fields::read(&mut r, &before, &mut senders, idx, &mut links).before_next();
         links.clear();
     }
     let idx = first + u32::try_from(at).expect("a block holds fewer than 2^32 events");
@@ -451,7 +476,7 @@ pub(super) fn unpack_one(p: &Packed, first: u32, at: usize, names: &NameTable) -
         Ok(k) => p.facts[k].clone(),
         Err(_) => Facts::None,
     };
-    Fields::read(&mut r, &before, idx, &mut links).event(idx, names, facts)
+    Fields::read(&mut r, &before, &mut senders, idx, &mut links).event(idx, names, facts)
 }
 
 fn narrow(v: u64) -> u32 {
@@ -531,6 +556,17 @@ mod tests {
         assert!(events.iter().any(|(e, _)| e.status == EventStatus::Rejected));
         assert!(events.iter().any(|(e, _)| e.state_key.is_some() && !matches!(e.facts, Facts::None)));
         assert!(events.iter().any(|(e, _)| e.n_prev > 1), "merges");
+        // A block's sender again with its auth list, and with another.
+        let auth = |(e, l): &(StoredEvent, Vec<EventIdx>)| (e.sender.clone(), l.get(usize::from(e.n_prev)).copied());
+        let again = |same: bool| {
+            events.chunks(256).any(|b| {
+                (1..b.len()).any(|i| {
+                    let (sender, list) = auth(&b[i]);
+                    b[..i].iter().map(auth).any(|(s, l)| s == sender && (l == list) == same)
+                })
+            })
+        };
+        assert!(again(true) && again(false));
         let mut names = NameTable::default();
         for size in [1, 7, 100, 256] {
             for (b, chunk) in events.chunks(size).enumerate() {
