@@ -115,10 +115,11 @@ const SAME_STATE: u64 = 1 << 3;
 /// event ID is always 44 bytes, and most events have one prev event and
 /// the auth events of the one before).
 const SAME_COUNTS: u64 = 1 << 4;
-/// The sender and auth list are those of an earlier event of the block (its
-/// place among the block's senders written): a member who speaks often
-/// sends several of a block's messages, each with the same auth events
-/// (create, power levels, the sender's membership) until one changes.
+/// The sender and auth list are those of the sender's last event with auth
+/// events in the block (its place among the block's senders written): a
+/// member who speaks often sends several of a block's messages, each with
+/// the same auth events (create, power levels, the sender's membership)
+/// until one changes.
 const SAME_SENDER_AUTH: u64 = 1 << 5;
 /// The state before is the event before's.
 const SAME_STATE_BEFORE: u64 = 1 << 6;
@@ -218,6 +219,8 @@ pub(super) fn pack_numbered(
     let mut facts_at = Vec::new();
     let mut before = Before::START;
     let mut senders = Senders::default();
+    // Each sender's last place among them (a block is packed in O(events)).
+    let mut last_place: crate::ids::IntMap<u32, usize> = crate::ids::IntMap::default();
     for (i, e) in events.iter().enumerate() {
         let [sender, event_type, state_key] = numbers(i, e);
         let text_as_before = e.text.block == before.text.block
@@ -227,7 +230,7 @@ pub(super) fn pack_numbered(
         let own = &links[e.links_at as usize..][..e.links_len() as usize];
         let (prevs, auth_at) = own.split_at(usize::from(e.n_prev));
         let auth_at = auth_at.first().map(|a| i64::from(a.0));
-        let same_sender_auth = auth_at.and_then(|a| senders.0.iter().rposition(|s| *s == (sender.into(), a)));
+        let same_sender_auth = last_place.get(&sender).copied().filter(|p| Some(senders.0[*p].1) == auth_at);
         let prev_is_first = prevs.first().is_some_and(|p| p.0 == e.first_prev_ix);
         let counts = [e.id_len, e.n_prev, e.n_auth, e.pdu_prev_count];
         let same_counts = counts == before.counts;
@@ -274,6 +277,7 @@ pub(super) fn pack_numbered(
             (None, Some(a)) => {
                 put(&mut out, sender.into());
                 put_change(&mut out, a, before.auth_at);
+                last_place.insert(sender, senders.0.len());
                 senders.0.push((sender.into(), a));
             }
             (None, None) => put(&mut out, sender.into()),
