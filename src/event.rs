@@ -47,9 +47,10 @@ pub enum EventStatus {
 
 /// One stored event.
 ///
-/// Kept small (the room holds one per event): the event ID, the PDU text and
-/// the prev/auth references live in the arenas of [`Events`] (one large
-/// allocation per megabyte of events instead of several per event), and
+/// Kept small (the room holds one per event): the event ID and the PDU text
+/// live in the arenas of [`Events`] (one large allocation per megabyte of
+/// events instead of several per event), the prev/auth references with its
+/// block of the table (module `links`: `links_at` is where they start), and
 /// rarely needed fields (rejection reasons) in side tables of the room. Read
 /// them through [`Events::id`], [`Events::raw`], [`Events::prev_events`] and
 /// [`Events::auth_events`].
@@ -230,7 +231,7 @@ impl StoredEvent {
         self.status == EventStatus::Accepted
     }
 
-    /// Entries it has in the link arena: its prev events, and where its
+    /// Entries it has in its block's links: its prev events, and where its
     /// auth events are in the auth-list arena (if it has any).
     fn links_len(&self) -> u32 {
         links_len(self.n_prev, self.n_auth)
@@ -238,7 +239,7 @@ impl StoredEvent {
 }
 
 /// Entries an event with `n_prev` linked prev events and `n_auth` auth
-/// events has in the link arena: its prev events, and where its auth
+/// events has in its block's links: its prev events, and where its auth
 /// events are (if it has any).
 fn links_len(n_prev: u8, n_auth: u8) -> u32 {
     u32::from(n_prev) + u32::from(n_auth > 0)
@@ -251,11 +252,12 @@ const EVENTS_CHUNK: usize = 256;
 
 /// The room's events in arrival order, with their texts and references.
 ///
-/// Append-only arenas: the event table in fixed chunks, the event IDs in
-/// 1 MiB blocks, the prev/auth references in blocks of 65,536, and the PDUs
-/// compressed in groups of consecutive events' ([`pdu_groups`]: about 0.45×
-/// their size). Appending never moves or copies what is stored, and a room
-/// costs a handful of allocations per megabyte.
+/// Append-only arenas: the event table in fixed chunks (each block's links
+/// with it), the event IDs in 1 MiB blocks, the shared auth lists
+/// in blocks of 65,536 references, and the PDUs compressed in groups of
+/// consecutive events' ([`pdu_groups`]: about 0.45× their size). Appending
+/// never moves or copies what is stored, and a room costs a handful of
+/// allocations per megabyte.
 ///
 /// With a page store ([`set_pages`](Self::set_pages)), the PDU texts go to
 /// the store instead and are read back through its byte-bounded cache (and
