@@ -38,7 +38,8 @@
 //! for. Format 6: the IDs of a full block's events that are not state
 //! events are not in the image (only its row's key), nor held once read.
 //! Format 7: each event's links follow its record (there is no link
-//! arena: a room keeps a block's links with the block).
+//! arena: a room keeps a block's links with the block), and the flags of
+//! events referenced as a prev event are bits.
 
 use std::sync::Arc;
 

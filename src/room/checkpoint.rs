@@ -69,7 +69,7 @@ impl Room {
         self.referenced.truncate(kept);
         for p in self.referenced_log.drain(cp.referenced_log..) {
             if p.ix() < self.referenced.len() {
-                self.referenced[p.ix()] = false;
+                self.referenced.set(p.ix(), false);
             }
         }
         for p in self.pending_log.drain(cp.pending_log..) {

@@ -117,7 +117,8 @@ impl Room {
             w.str(why);
         }
         self.resolutions.write_image(w);
-        w.bytes(&self.referenced.iter().map(|r| u8::from(*r)).collect::<Vec<u8>>());
+        w.u64(self.referenced.len() as u64);
+        w.bytes(&self.referenced.to_bytes());
         w.u32s(self.extremities.iter().map(|e| e.0));
         let mut applied: Vec<_> = self.redactions.applied.iter().collect();
         applied.sort();
@@ -196,7 +197,7 @@ struct Sections {
     auth_index: AuthChainIndex,
     rejections: HashMap<EventIdx, Box<str>>,
     resolutions: Resolutions,
-    referenced: Vec<bool>,
+    referenced: super::bits::Bits,
     extremities: BTreeSet<EventIdx>,
     redactions: Redactions,
     pending: BTreeSet<EventIdx>,
@@ -259,10 +260,10 @@ fn read_sections(r: &mut Reader<'_>) -> Result<Sections, ImageError> {
         rejections.insert(ev(r.u32()?)?, r.str()?.into_boxed_str());
     }
     let resolutions = Resolutions::read_image(r, states.len(), key_names.len())?;
-    let referenced: Vec<bool> = r.bytes()?.into_iter().map(|b| b != 0).collect();
-    if referenced.len() != events_len {
-        return Err(corrupt("the referenced flags do not match the events"));
-    }
+    let n_referenced = r.u64()?;
+    let referenced = super::bits::Bits::from_bytes(&r.bytes()?, events_len)
+        .filter(|_| n_referenced == events_len as u64)
+        .ok_or_else(|| corrupt("the referenced flags do not match the events"))?;
     let extremities = r.u32s()?.into_iter().map(ev).collect::<Result<BTreeSet<_>, _>>()?;
     let applied = r.u32s()?;
     if applied.len() % 2 != 0 {

@@ -53,6 +53,7 @@ use crate::state_digest::{DigestCursors, KeyOrder};
 use crate::state_res::MainlineCache;
 use crate::state_set::{StateMap, StateSetId, StateSets};
 
+mod bits;
 mod checkpoint;
 mod id_index;
 mod image;
@@ -100,7 +101,7 @@ pub struct Room {
     auth_index: AuthChainIndex,
     resolutions: Resolutions,
     mainlines: MainlineCache,
-    referenced: Vec<bool>,
+    referenced: bits::Bits,
     /// Prev events marked referenced since the open checkpoint (only kept
     /// while one is open, to undo them).
     referenced_log: Vec<EventIdx>,
@@ -198,7 +199,7 @@ impl Room {
             auth_index: AuthChainIndex::new(),
             resolutions: Resolutions::default(),
             mainlines: MainlineCache::default(),
-            referenced: Vec::new(),
+            referenced: bits::Bits::default(),
             referenced_log: Vec::new(),
             checkpoint_open: false,
             extremities: BTreeSet::new(),

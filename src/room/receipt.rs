@@ -536,8 +536,8 @@ impl Room {
         }
         if event.is_accepted() && !event.outlier && !event.soft_failed {
             for p in self.events.prev_events(&event) {
-                if !self.referenced[p.ix()] {
-                    self.referenced[p.ix()] = true;
+                if !self.referenced.get(p.ix()) {
+                    self.referenced.set(p.ix(), true);
                     if self.checkpoint_open {
                         self.referenced_log.push(*p);
                     }
