@@ -122,13 +122,84 @@ pub(super) struct Stored {
     list_pool: Vec<u32>,
     /// The newest map's chunk list (the next one is stored against it).
     last: Vec<u32>,
-    /// Each map while built (boxed: a cell per state, most of them empty,
-    /// is then a pointer wide, not a map's 40 bytes: 3.5 MB at Matrix HQ's
-    /// 110,000 states).
-    maps: Vec<OnceCell<Box<StateMap>>>,
+    /// Each map while built (boxed: a cell is then a pointer wide, not a
+    /// map's 40 bytes), in pages allocated while one of their maps is
+    /// built: few are at once (the newest, and those queries read).
+    maps: PagedCells<Box<StateMap>>,
     built: RefCell<Built>,
     /// Bytes built when the cache was last trimmed (what it could not drop).
     floor: usize,
+}
+
+/// Cells of which few are set at once, in pages of [`CELLS_PAGE`] allocated
+/// when one of their cells is set and freed when the last is taken (a cell
+/// per state was 8 bytes a state: 0.9 MiB at Matrix HQ's 111,120 states,
+/// nearly all of them empty).
+#[derive(Debug)]
+struct PagedCells<T> {
+    pages: Vec<OnceCell<Box<[OnceCell<T>; CELLS_PAGE]>>>,
+    len: usize,
+}
+
+const CELLS_PAGE: usize = 64;
+
+impl<T> Default for PagedCells<T> {
+    fn default() -> Self {
+        Self { pages: Vec::new(), len: 0 }
+    }
+}
+
+impl<T> PagedCells<T> {
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn reserve(&mut self, extra: usize) {
+        self.pages.reserve_exact((self.len + extra).div_ceil(CELLS_PAGE).saturating_sub(self.pages.len()));
+    }
+
+    /// One more cell, empty.
+    fn push_empty(&mut self) {
+        if self.len % CELLS_PAGE == 0 {
+            grow(&mut self.pages, 1);
+            self.pages.push(OnceCell::new());
+        }
+        self.len += 1;
+    }
+
+    fn get(&self, i: usize) -> Option<&T> {
+        debug_assert!(i < self.len);
+        self.pages[i / CELLS_PAGE].get()?[i % CELLS_PAGE].get()
+    }
+
+    /// Cell `i`'s value, set by `init` if empty (its page allocated if
+    /// none of its cells is set).
+    fn get_or_init(&self, i: usize, init: impl FnOnce() -> T) -> &T {
+        assert!(i < self.len, "cell {i} of {}", self.len);
+        let page = self.pages[i / CELLS_PAGE].get_or_init(|| Box::new(std::array::from_fn(|_| OnceCell::new())));
+        page[i % CELLS_PAGE].get_or_init(init)
+    }
+
+    /// Empties cell `i`, and frees its page once none of its cells is set.
+    fn take(&mut self, i: usize) -> Option<T> {
+        let page = self.pages[i / CELLS_PAGE].get_mut()?;
+        let v = page[i % CELLS_PAGE].take();
+        if page.iter().all(|c| c.get().is_none()) {
+            self.pages[i / CELLS_PAGE].take();
+        }
+        v
+    }
+
+    /// Keeps the first `len` cells.
+    fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        (len..self.len.min(len.div_ceil(CELLS_PAGE) * CELLS_PAGE)).for_each(|i| drop(self.take(i)));
+        self.pages.truncate(len.div_ceil(CELLS_PAGE));
+        self.len = len;
+    }
 }
 
 /// Makes room in `v` for `extra` more values, growing it by an eighth when
@@ -219,7 +290,7 @@ impl Stored {
 
     /// Map `i`, built on first use (its numbers were checked when stored).
     pub(super) fn map(&self, i: usize) -> &StateMap {
-        self.maps[i].get_or_init(|| {
+        self.maps.get_or_init(i, || {
             let MapHead { len, hash, bits } = self.heads[i];
             let len = len as usize;
             let chunks: Arc<[Arc<[u64]>]> =
@@ -236,7 +307,7 @@ impl Stored {
     /// is): one key of a large state costs O(log chunks) chunk builds, not
     /// the whole state.
     pub(super) fn lookup(&self, i: usize, probe: u64) -> Option<u64> {
-        if let Some(m) = self.maps[i].get() {
+        if let Some(m) = self.maps.get(i) {
             return m.get_packed(probe);
         }
         let numbers = self.chunk_numbers(i);
@@ -310,7 +381,7 @@ impl Stored {
         self.chunks.reserve_exact(chunks);
         self.heads.reserve_exact(maps);
         self.lists.reserve_exact(maps);
-        self.maps.reserve_exact(maps);
+        self.maps.reserve(maps);
     }
 
     /// Appends a chunk's recipe (checked by the caller).
@@ -343,9 +414,8 @@ impl Stored {
     /// Appends a map's head (after its list, [`push_list`](Self::push_list)).
     pub(super) fn push_head(&mut self, head: MapHead) {
         grow(&mut self.heads, 1);
-        grow(&mut self.maps, 1);
         self.heads.push(head);
-        self.maps.push(OnceCell::new());
+        self.maps.push_empty();
     }
 
     /// Numbers `map`'s chunks, storing those new to the room, and stores
@@ -380,7 +450,7 @@ impl Stored {
         let built = self.built.get_mut();
         built.maps.push(i as u32);
         built.bytes += map_bytes(map.chunks.len());
-        let _ = self.maps[i].set(Box::new(map));
+        let _ = self.maps.get_or_init(i, || Box::new(map));
     }
 
     /// Stores a chunk new to the room (as its change against the last
@@ -429,10 +499,10 @@ impl Stored {
         built.maps.retain(|i| {
             let i = *i as usize;
             if i >= keep_from {
-                bytes += maps[i].get().map_or(0, |m| map_bytes(m.chunks.len()));
+                bytes += maps.get(i).map_or(0, |m| map_bytes(m.chunks.len()));
                 return true;
             }
-            maps[i].take();
+            maps.take(i);
             false
         });
         let chunks = &mut self.chunks;
@@ -489,7 +559,7 @@ impl Stored {
                 + built
                     .maps
                     .iter()
-                    .filter_map(|i| self.maps[*i as usize].get())
+                    .filter_map(|i| self.maps.get(*i as usize))
                     .map(|m| map_bytes(m.chunks.len()))
                     .sum::<usize>();
     }
@@ -503,7 +573,7 @@ impl Stored {
     /// The number of built maps (tests).
     #[cfg(test)]
     pub(super) fn built_maps(&self) -> usize {
-        self.maps.iter().filter(|c| c.get().is_some()).count()
+        (0..self.maps.len()).filter(|i| self.maps.get(*i).is_some()).count()
     }
 }
 
@@ -566,4 +636,35 @@ pub(super) fn apply(base: &[u64], removed: &[u32], added: &[u64], kept: &mut Vec
         kept.push(*x);
     }
     kept.extend(add);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cells read back as set; a page is allocated while one of its cells
+    /// is set, freed when the last is taken or cut.
+    #[test]
+    fn paged_cells_hold_pages_only_while_set() {
+        let mut cells: PagedCells<Box<usize>> = PagedCells::default();
+        (0..200).for_each(|_| cells.push_empty());
+        let held = |c: &PagedCells<Box<usize>>| c.pages.iter().filter(|p| p.get().is_some()).count();
+        assert_eq!((cells.len(), held(&cells)), (200, 0));
+        for i in [3, 5, 70, 199] {
+            assert_eq!(**cells.get_or_init(i, || Box::new(i)), i);
+            assert_eq!(**cells.get_or_init(i, || Box::new(0)), i, "set once");
+        }
+        assert_eq!(held(&cells), 3);
+        assert_eq!((cells.get(4), cells.get(5).map(|b| **b)), (None, Some(5)));
+        assert_eq!(cells.take(3).map(|b| *b), Some(3));
+        assert_eq!(held(&cells), 3, "cell 5 holds its page");
+        assert_eq!(cells.take(5).map(|b| *b), Some(5));
+        assert_eq!((held(&cells), cells.take(5)), (2, None));
+        cells.truncate(100);
+        assert_eq!((cells.len(), held(&cells), cells.get(70).map(|b| **b)), (100, 1, Some(70)));
+        cells.truncate(70);
+        assert_eq!((cells.len(), held(&cells)), (70, 0), "the cut cell's page goes");
+        (0..10).for_each(|_| cells.push_empty());
+        assert_eq!((cells.get(70), **cells.get_or_init(75, || Box::new(75))), (None, 75));
+    }
 }
