@@ -236,6 +236,16 @@ impl StoredEvent {
     fn links_len(&self) -> u32 {
         links_len(self.n_prev, self.n_auth)
     }
+
+    /// Its links (prev events, then where its auth list is) in `links`,
+    /// its block's.
+    ///
+    /// # Panics
+    /// If they are not there (`links` is not its block's).
+    fn links_in<'a>(&self, links: &'a [EventIdx]) -> &'a [EventIdx] {
+        let at = self.links_at as usize;
+        links.get(at..at + self.links_len() as usize).expect("an event's links are in its block's")
+    }
 }
 
 /// Entries an event with `n_prev` linked prev events and `n_auth` auth
@@ -628,8 +638,7 @@ impl Events {
         }
         let blk = &self.blocks[b];
         if blk.built.get().is_none() {
-            let at = (i % EVENTS_CHUNK) as u8;
-            if let Ok(k) = blk.states.binary_search_by_key(&at, |s| s.at) {
+            if let Some(k) = blk.state_place(i % EVENTS_CHUNK) {
                 return Some(self.resident(b, &blk.states[k]));
             }
         }

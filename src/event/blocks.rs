@@ -233,8 +233,7 @@ impl Events {
     /// built: where its ID is and its auth node (read without building it).
     fn packed_state(&self, i: usize) -> Option<&StateRef> {
         let blk = self.blocks.get(i / EVENTS_CHUNK).filter(|blk| blk.built.get().is_none())?;
-        let at = u8::try_from(i % EVENTS_CHUNK).expect("a block holds at most 256 events");
-        blk.states.get(blk.states.binary_search_by_key(&at, |s| s.at).ok()?)
+        blk.states.get(blk.state_place(i % EVENTS_CHUNK)?)
     }
 
     /// The ID of event `i` when it is a state event of a packed block that
@@ -333,12 +332,18 @@ impl Block {
         }
     }
 
+    /// Where its event at `at` (in the block) is among its state events
+    /// (`states`), if it is one of them.
+    pub(super) fn state_place(&self, at: usize) -> Option<usize> {
+        self.states.binary_search_by_key(&at, |s| usize::from(s.at)).ok()
+    }
+
     /// The links of its state event at `at` (in the block), once packed.
     ///
     /// # Panics
     /// If the block is not packed, or that event is not a state event.
     pub(super) fn state_links(&self, at: usize) -> &[EventIdx] {
-        let k = self.states.binary_search_by_key(&at, |s| usize::from(s.at)).expect("a packed block's state event");
+        let k = self.state_place(at).expect("a packed block's state event");
         let start: usize = self.states[..k].iter().map(|s| usize::from(s.n_links)).sum();
         &self.state_links[start..start + usize::from(self.states[k].n_links)]
     }
@@ -364,15 +369,15 @@ fn state_refs(events: &[StoredEvent], links: &[EventIdx]) -> (Box<[StateRef]>, B
         .filter(|(_, e)| e.key.is_some())
         .map(|(at, e)| {
             let TextRef { block, offset, .. } = e.text;
-            let n = e.links_len() as usize;
-            state_links.extend_from_slice(&links[e.links_at as usize..e.links_at as usize + n]);
+            let own = e.links_in(links);
+            state_links.extend_from_slice(own);
             StateRef {
                 text_block: block,
                 offset,
                 auth_node_plus_one: e.auth_node_plus_one,
                 at: at as u8,
                 id_len: e.id_len,
-                n_links: u8::try_from(n).expect("at most 255 prev events and an auth list"),
+                n_links: u8::try_from(own.len()).expect("at most 255 prev events and an auth list"),
                 read: Cell::new(false),
                 built: OnceCell::new(),
             }

@@ -93,7 +93,7 @@ impl Events {
                     put(&v.to_le_bytes());
                 }
                 w.raw(&rec);
-                for l in &links[e.links_at as usize..][..e.links_len() as usize] {
+                for l in e.links_in(&links) {
                     w.raw(&l.0.to_le_bytes());
                 }
                 if !matches!(e.facts, Facts::None) {

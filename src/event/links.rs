@@ -70,8 +70,7 @@ impl Events {
     /// and `e` is a copy read in a walk), or a packed block's state event's,
     /// kept apart.
     pub(super) fn links_of(&self, e: &StoredEvent) -> &[EventIdx] {
-        let n = e.links_len() as usize;
-        if n == 0 {
+        if e.links_len() == 0 {
             return &[];
         }
         let b = e.idx.ix() / EVENTS_CHUNK;
@@ -83,7 +82,7 @@ impl Events {
                 None => &self.built_block(b).links[..],
             },
         };
-        links.get(e.links_at as usize..e.links_at as usize + n).expect("an event's links are stored")
+        e.links_in(links)
     }
 
     /// An event's `prev_events`, in PDU order.

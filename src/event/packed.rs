@@ -253,7 +253,7 @@ pub(super) fn pack_numbered(
             && u64::from(e.text.offset) == before.text_end()
             && e.text.len == before.text.len;
         debug_assert_eq!(u64::from(e.links_at), before.links_end, "a block's links are its events', in order");
-        let own = &links[e.links_at as usize..][..e.links_len() as usize];
+        let own = e.links_in(links);
         let (prevs, auth_at) = own.split_at(usize::from(e.n_prev));
         let auth_at = auth_at.first().map(|a| i64::from(a.0));
         let slot = sender as usize % SENDER_SLOTS;
