@@ -54,7 +54,8 @@ fn main() {
         .into_iter()
         .next()
         .expect("a server in the room");
-    let accepted: Vec<EventIdx> = room.events().iter().filter(|e| e.is_accepted()).map(|e| e.idx).collect();
+    let accepted: Vec<EventIdx> =
+        room.events().iter().map(Result::unwrap).filter(|e| e.is_accepted()).map(|e| e.idx).collect();
     println!("fixture: {} ({} events, {} accepted)\n", path.display(), room.events().len(), accepted.len());
     println!("| operation | time |\n|---|---|");
     println!("| replay (sequential, signatures included) | {:.0} ms |", replay_time.as_secs_f64() * 1e3);

@@ -978,15 +978,17 @@ fn main() {
         let (t, user) = room.key_name(k);
         if t == "m.room.member" {
             members += 1;
-            if room.event(e).membership() == Some(&Membership::Join) {
+            if room.event(e).unwrap().membership() == Some(&Membership::Join) {
                 joined += 1;
                 servers.insert(user.rsplit_once(':').map_or("", |(_, s)| s).to_owned());
             }
         }
     }
-    let state_events = room.events().iter().filter(|e| e.state_key.is_some()).count();
-    let accepted: Vec<EventIdx> = room.events().iter().filter(|e| e.is_accepted()).map(|e| e.idx).collect();
-    let fork_events = room.events().iter().filter(|e| room.prev_events(e.idx).len() > 1).count();
+    let state_events = room.events().iter().map(Result::unwrap).filter(|e| e.state_key.is_some()).count();
+    let accepted: Vec<EventIdx> =
+        room.events().iter().map(Result::unwrap).filter(|e| e.is_accepted()).map(|e| e.idx).collect();
+    let fork_events =
+        room.events().iter().map(Result::unwrap).filter(|e| room.prev_events(e.idx).unwrap().len() > 1).count();
     println!("## The room\n");
     println!("| | |\n|---|---|");
     println!("| events stored | {} |", thousands(room.events().len() as u64));

@@ -374,7 +374,7 @@ impl Replay {
                 entry.reason = Some("duplicate event");
             }
             Line::Stored(event) => {
-                let e = self.room.event(event);
+                let e = self.room.event(event)?;
                 entry.event_id = self.room.id(event)?;
                 entry.status = match e.status {
                     EventStatus::Accepted => "accepted",
@@ -514,10 +514,10 @@ pub fn answer(room: &Room, q: &Query) -> Value {
                 Some("b") => Direction::Backward,
                 _ => return error(id, 400, "M_INVALID_PARAM", "dir must be f or b"),
             };
-            match queries::timestamp_to_event(room, &q.origin, ts, dir).and_then(|e| Ok((e, room.id(e)?))) {
-                Ok((e, event_id)) => {
-                    json!({"id": id, "status": 200, "event_id": event_id, "origin_server_ts": room.event(e).origin_server_ts})
-                }
+            let found = queries::timestamp_to_event(room, &q.origin, ts, dir)
+                .and_then(|e| Ok((room.id(e)?, room.event(e)?.origin_server_ts)));
+            match found {
+                Ok((event_id, ts)) => json!({"id": id, "status": 200, "event_id": event_id, "origin_server_ts": ts}),
                 Err(e) => query_error(id, e),
             }
         }

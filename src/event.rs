@@ -573,7 +573,7 @@ impl Events {
     pub fn id_at(&self, i: usize) -> Result<IdText<'_>, PageError> {
         match self.packed_state_id(i) {
             Some(id) => Ok(IdText::Held(id)),
-            None => self.id(&self[i]),
+            None => self.id(self.event(i)?),
         }
     }
 
@@ -595,7 +595,7 @@ impl Events {
     /// # Panics
     /// If `i` is past the table, or its ID is paged.
     pub fn state_id(&self, i: usize) -> &str {
-        self.packed_state_id(i).unwrap_or_else(|| self.resident_id(&self[i]))
+        self.packed_state_id(i).unwrap_or_else(|| self.resident_id(self.state_event(i)))
     }
 
     /// An event's ID, when the room holds it.
@@ -627,33 +627,56 @@ impl Events {
         }
     }
 
-    /// The event at `i`.
-    pub fn get(&self, i: usize) -> Option<&StoredEvent> {
-        if i >= self.len {
-            return None;
-        }
+    /// The event at `i`, its block built again from its packed form if
+    /// needed (a packed block of a room with a page store is a row there).
+    ///
+    /// # Errors
+    /// The page store failed to read the block's row back, or it is corrupt.
+    ///
+    /// # Panics
+    /// If `i` is past the table.
+    pub fn event(&self, i: usize) -> Result<&StoredEvent, PageError> {
+        assert!(i < self.len, "an event index within the room");
         let b = i / EVENTS_CHUNK;
         if b == self.blocks.len() {
-            return Some(&self.tail[i % EVENTS_CHUNK]);
+            return Ok(&self.tail[i % EVENTS_CHUNK]);
         }
         let blk = &self.blocks[b];
         if blk.built.get().is_none() {
             if let Some(k) = blk.state_place(i % EVENTS_CHUNK) {
-                return Some(self.resident(b, &blk.states[k]));
+                return Ok(self.resident(b, &blk.states[k]));
             }
         }
-        Some(&self.block(b)[i % EVENTS_CHUNK])
+        Ok(&self.block(b)?[i % EVENTS_CHUNK])
+    }
+
+    /// State event `i`, or any event of a block the room holds built (the
+    /// open block, a batch not trimmed yet): read without the page store (a
+    /// packed block's state events are built alone from what the room
+    /// holds), so infallibly. The auth checks and state resolution read
+    /// state events only.
+    ///
+    /// # Panics
+    /// If `i` is past the table, or it is an event that is not a state
+    /// event, of a block not built, whose row cannot be read back.
+    pub fn state_event(&self, i: usize) -> &StoredEvent {
+        self.event(i).expect("a state event, or an event of a block built, is read without the page store")
     }
 
     /// Every event in order. A packed block that is not built is read into
     /// a copy for the walk, not built: a walk over the room (an image, an
     /// export) does not keep the whole table built.
-    pub fn iter(&self) -> impl Iterator<Item = std::borrow::Cow<'_, StoredEvent>> + '_ {
+    ///
+    /// # Errors
+    /// At a block whose row the page store failed to read back.
+    pub fn iter(&self) -> impl Iterator<Item = Result<std::borrow::Cow<'_, StoredEvent>, PageError>> + '_ {
         use std::borrow::Cow;
-        self.walk_blocks().flat_map(|(events, _)| -> Box<dyn Iterator<Item = Cow<'_, StoredEvent>>> {
-            match events {
-                Cow::Borrowed(events) => Box::new(events.iter().map(Cow::Borrowed)),
-                Cow::Owned(events) => Box::new(events.into_iter().map(Cow::Owned)),
+        type Walk<'a> = Box<dyn Iterator<Item = Result<Cow<'a, StoredEvent>, PageError>> + 'a>;
+        self.walk_blocks().flat_map(|block| -> Walk<'_> {
+            match block {
+                Err(e) => Box::new(std::iter::once(Err(e))),
+                Ok((Cow::Borrowed(events), _)) => Box::new(events.iter().map(|e| Ok(Cow::Borrowed(e)))),
+                Ok((Cow::Owned(events), _)) => Box::new(events.into_iter().map(|e| Ok(Cow::Owned(e)))),
             }
         })
     }
@@ -661,17 +684,22 @@ impl Events {
     /// Every block in order (the open one last, if it holds any event), its
     /// events and their links ([`links`]): a packed block that is not
     /// built is read into a copy, not built.
-    pub(super) fn walk_blocks(&self) -> impl Iterator<Item = (BlockEvents<'_>, BlockLinks<'_>)> + '_ {
+    ///
+    /// # Errors
+    /// At a block whose row the page store failed to read back.
+    pub(super) fn walk_blocks(
+        &self,
+    ) -> impl Iterator<Item = Result<(BlockEvents<'_>, BlockLinks<'_>), PageError>> + '_ {
         use std::borrow::Cow;
         let full = self.blocks.iter().enumerate().map(move |(b, blk)| match blk.built.get() {
-            Some(built) => (Cow::Borrowed(&built.events[..]), Cow::Borrowed(&built.links[..])),
+            Some(built) => Ok((Cow::Borrowed(&built.events[..]), Cow::Borrowed(&built.links[..]))),
             None => {
-                let built = self.unpack(b, blk);
-                (Cow::Owned(built.events.into_vec()), Cow::Owned(built.links.into_vec()))
+                let built = self.unpack(b, blk)?;
+                Ok((Cow::Owned(built.events.into_vec()), Cow::Owned(built.links.into_vec())))
             }
         });
         let tail =
-            (!self.tail.is_empty()).then(|| (Cow::Borrowed(&self.tail[..]), Cow::Borrowed(&self.tail_links[..])));
+            (!self.tail.is_empty()).then(|| Ok((Cow::Borrowed(&self.tail[..]), Cow::Borrowed(&self.tail_links[..]))));
         full.chain(tail)
     }
 
@@ -716,7 +744,8 @@ impl Events {
                         self.built.set(self.built.get() - 1);
                         built
                     }
-                    None => self.unpack(b, &blk),
+                    // A block cut back is held, so never paged.
+                    None => self.unpack(b, &blk).expect("a block cut back is held, not paged"),
                 };
                 self.tail = built.events.into_vec();
                 self.tail_links = built.links.into_vec();
@@ -777,13 +806,6 @@ impl Events {
     }
 }
 
-impl std::ops::Index<usize> for Events {
-    type Output = StoredEvent;
-    fn index(&self, i: usize) -> &StoredEvent {
-        self.get(i).expect("an event index within the room")
-    }
-}
-
 /// Appends an event ID to the text arena.
 fn push_arena(text: &mut Vec<String>, id: &str) -> TextRef {
     if text.last().is_none_or(|b| b.capacity() - b.len() < id.len()) {
@@ -804,18 +826,22 @@ mod tests {
 
     /// Pushes event `e` of `from` as event `idx` of `t`, with its links.
     fn push_copy(t: &mut Events, from: &Events, e: &StoredEvent, idx: usize) {
-        let links_at = t.push_links(from.prev_events(e), from.auth_events(e));
+        let links_at = t.push_links(from.prev_events(e).unwrap(), from.auth_events(e).unwrap());
         t.push(StoredEvent { idx: EventIdx(idx as u32), links_at, ..e.clone() });
     }
 
     /// Every event of `t` has the links it has in `from`.
     fn same_links(t: &Events, from: &Events, upto: usize) {
         for i in 0..upto {
-            let (e, want) = (&t[i], &from[i]);
-            assert_eq!(t.prev_events(e), from.prev_events(want), "event {i}");
+            let (e, want) = (t.event(i).unwrap(), from.event(i).unwrap());
+            assert_eq!(t.prev_events(e).unwrap(), from.prev_events(want).unwrap(), "event {i}");
             assert_eq!(
-                t.auth_events(e).iter().map(|a| from.id_at(a.ix()).unwrap().to_string()).collect::<Vec<_>>(),
-                from.auth_events(want).iter().map(|a| from.id_at(a.ix()).unwrap().to_string()).collect::<Vec<_>>(),
+                t.auth_events(e).unwrap().iter().map(|a| from.id_at(a.ix()).unwrap().to_string()).collect::<Vec<_>>(),
+                from.auth_events(want)
+                    .unwrap()
+                    .iter()
+                    .map(|a| from.id_at(a.ix()).unwrap().to_string())
+                    .collect::<Vec<_>>(),
                 "event {i}"
             );
         }
@@ -829,14 +855,13 @@ mod tests {
     fn a_budgeted_table_reads_every_event_as_pushed() {
         let room = serde_json::to_vec(&crate::demo::demo_room(1500)).unwrap();
         let replay = crate::conformance::replay(&room[..]).unwrap();
-        let all: Vec<StoredEvent> = replay.room.events().iter().map(std::borrow::Cow::into_owned).collect();
+        let all: Vec<StoredEvent> = replay.room.events().iter().map(|e| e.unwrap().into_owned()).collect();
         assert!(all.len() > 5 * EVENTS_CHUNK);
         let same = |t: &Events, upto: usize| {
             assert_eq!(t.len(), upto);
             for (i, e) in all[..upto].iter().enumerate() {
-                assert_eq!(format!("{:?}", t.get(i).unwrap()), format!("{e:?}"), "event {i}");
+                assert_eq!(format!("{:?}", t.event(i).unwrap()), format!("{e:?}"), "event {i}");
             }
-            assert!(t.get(upto).is_none());
         };
         let mut t = Events::default();
         t.set_budget(Some(0));
@@ -852,12 +877,12 @@ mod tests {
             }
         }
         t.trim();
-        let walked: Vec<String> = t.iter().map(|e| format!("{:?}", &*e)).collect();
+        let walked: Vec<String> = t.iter().map(|e| format!("{:?}", &*e.unwrap())).collect();
         assert_eq!(walked, all.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>());
         assert_eq!(t.built.get(), 0, "a walk builds nothing");
         // A state event of a packed block is read without building it.
         let state = all[..t.blocks.len() * EVENTS_CHUNK].iter().rposition(|e| e.key.is_some()).unwrap();
-        assert_eq!(format!("{:?}", t.get(state).unwrap()), format!("{:?}", all[state]));
+        assert_eq!(format!("{:?}", t.event(state).unwrap()), format!("{:?}", all[state]));
         assert_eq!(t.built.get(), 0, "a state event builds no block");
         same(&t, all.len());
         same_links(&t, replay.room.events(), all.len());
@@ -880,7 +905,7 @@ mod tests {
         // A budget of two blocks keeps two, those used last.
         t.set_budget(Some(2 * EVENTS_CHUNK * std::mem::size_of::<StoredEvent>()));
         for i in (0..all.len()).step_by(EVENTS_CHUNK) {
-            t.get(i);
+            t.event(i).unwrap();
         }
         t.trim();
         assert!(t.built.get() <= 2, "{}", t.built.get());
@@ -895,7 +920,7 @@ mod tests {
     fn state_events_of_packed_blocks_are_a_bounded_cache() {
         let room = serde_json::to_vec(&crate::demo::demo_room(1500)).unwrap();
         let replay = crate::conformance::replay(&room[..]).unwrap();
-        let all: Vec<StoredEvent> = replay.room.events().iter().map(std::borrow::Cow::into_owned).collect();
+        let all: Vec<StoredEvent> = replay.room.events().iter().map(|e| e.unwrap().into_owned()).collect();
         let one = std::mem::size_of::<StoredEvent>();
         let mut t = Events { text: replay.room.events().text.clone(), ..Events::default() };
         t.set_budget(Some(4 * one));
@@ -916,17 +941,17 @@ mod tests {
         assert!(states.iter().any(|i| all[*i].auth_node().is_some()));
         assert_eq!((t.built.get(), t.residents.get()), (0, 0), "IDs and auth nodes are read without building events");
         for i in &states {
-            assert_eq!(format!("{:?}", t.get(*i).unwrap()), format!("{:?}", all[*i]), "event {i}");
+            assert_eq!(format!("{:?}", t.event(*i).unwrap()), format!("{:?}", all[*i]), "event {i}");
         }
         assert_eq!(t.built.get(), 0, "a state event builds no block");
         assert_eq!(t.residents.get(), states.len());
         // Nor do its links (the auth checks and state resolution read them).
         for i in &states {
-            let e = t.get(*i).unwrap();
+            let e = t.event(*i).unwrap();
             let from = replay.room.events();
             assert_eq!(
-                (t.prev_events(e), t.auth_events(e).len()),
-                (from.prev_events(&all[*i]), all[*i].n_auth as usize)
+                (t.prev_events(e).unwrap(), t.auth_events(e).unwrap().len()),
+                (from.prev_events(&all[*i]).unwrap(), all[*i].n_auth as usize)
             );
         }
         assert_eq!(t.built.get(), 0, "a state event's links build no block");
@@ -934,11 +959,11 @@ mod tests {
         assert!(t.residents.get() <= 3, "{} state events kept built", t.residents.get());
         // Those dropped are built again, as they were.
         for i in states.iter().rev() {
-            assert_eq!(format!("{:?}", t.get(*i).unwrap()), format!("{:?}", all[*i]), "event {i}");
+            assert_eq!(format!("{:?}", t.event(*i).unwrap()), format!("{:?}", all[*i]), "event {i}");
         }
         // A message builds its block.
         let message = (0..full).find(|i| all[*i].key.is_none()).unwrap();
-        assert_eq!(format!("{:?}", t.get(message).unwrap()), format!("{:?}", all[message]));
+        assert_eq!(format!("{:?}", t.event(message).unwrap()), format!("{:?}", all[message]));
         assert_eq!(t.built.get(), 1);
         t.trim();
         assert_eq!(t.built.get(), 0);
@@ -952,7 +977,7 @@ mod tests {
     fn a_table_read_back_is_packed_as_it_is_read() {
         let room = serde_json::to_vec(&crate::demo::demo_room(1500)).unwrap();
         let replay = crate::conformance::replay(&room[..]).unwrap();
-        let all: Vec<StoredEvent> = replay.room.events().iter().map(std::borrow::Cow::into_owned).collect();
+        let all: Vec<StoredEvent> = replay.room.events().iter().map(|e| e.unwrap().into_owned()).collect();
         assert!(all.len() > 5 * EVENTS_CHUNK && all.len() % EVENTS_CHUNK != 0);
         let placeholder = PageCache::new(Box::new(crate::pages::MemoryPages::new()), crate::pages::Table::Pdu, 0);
         let mut t = Events::for_read(placeholder);
@@ -980,7 +1005,7 @@ mod tests {
                 None => e,
             };
             let source = replay.room.events();
-            let links = source.links_of(&source[i]).to_vec();
+            let links = source.links_of(source.event(i).unwrap()).unwrap().to_vec();
             t.push_read(e, &links, numbers);
             assert_eq!(t.built.get(), 0);
         }
@@ -990,14 +1015,14 @@ mod tests {
         let with_facts = all[..packed_events].iter().filter(|e| e.key.is_some() && !matches!(e.facts, Facts::None));
         assert!(with_facts.clone().count() >= 10);
         for e in with_facts {
-            assert_eq!(format!("{:?}", t.get(e.idx.ix()).unwrap()), format!("{e:?}"), "state event {}", e.idx.0);
+            assert_eq!(format!("{:?}", t.event(e.idx.ix()).unwrap()), format!("{e:?}"), "state event {}", e.idx.0);
         }
         assert_eq!(t.built.get(), 0, "state events are read without building their blocks");
-        let walked: Vec<String> = t.iter().map(|e| format!("{:?}", &*e)).collect();
+        let walked: Vec<String> = t.iter().map(|e| format!("{:?}", &*e.unwrap())).collect();
         assert_eq!(walked, all.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>());
         assert_eq!(t.built.get(), 0, "a walk builds nothing");
         for (i, e) in all.iter().enumerate() {
-            assert_eq!(format!("{:?}", t.get(i).unwrap()), format!("{e:?}"), "event {i}");
+            assert_eq!(format!("{:?}", t.event(i).unwrap()), format!("{e:?}"), "event {i}");
         }
     }
 
@@ -1008,7 +1033,7 @@ mod tests {
     fn a_table_built_whole_is_packed_over_several_trims() {
         let room = serde_json::to_vec(&crate::demo::demo_room(300)).unwrap();
         let replay = crate::conformance::replay(&room[..]).unwrap();
-        let demo: Vec<StoredEvent> = replay.room.events().iter().map(std::borrow::Cow::into_owned).collect();
+        let demo: Vec<StoredEvent> = replay.room.events().iter().map(|e| e.unwrap().into_owned()).collect();
         let n = (PACK_PER_TRIM + 6) * EVENTS_CHUNK + 10;
         let all: Vec<StoredEvent> =
             (0..n).map(|i| StoredEvent { idx: EventIdx(i as u32), ..demo[i % demo.len()].clone() }).collect();
@@ -1018,18 +1043,18 @@ mod tests {
         }
         assert_eq!(t.built.get(), PACK_PER_TRIM + 6);
         // Each as pushed (its links where they are in its block).
-        let all: Vec<StoredEvent> = t.iter().map(std::borrow::Cow::into_owned).collect();
+        let all: Vec<StoredEvent> = t.iter().map(|e| e.unwrap().into_owned()).collect();
         t.set_budget(Some(0));
         t.trim();
         assert_eq!(t.packed_to, PACK_PER_TRIM);
         assert_eq!(t.built.get(), 6, "the blocks not packed yet stay built");
         for (i, e) in all.iter().enumerate() {
-            assert_eq!(format!("{:?}", t.get(i).unwrap()), format!("{e:?}"), "event {i}");
+            assert_eq!(format!("{:?}", t.event(i).unwrap()), format!("{e:?}"), "event {i}");
         }
         t.trim();
         assert_eq!((t.packed_to, t.built.get()), (PACK_PER_TRIM + 6, 0));
         for (i, e) in all.iter().enumerate() {
-            assert_eq!(format!("{:?}", t.get(i).unwrap()), format!("{e:?}"), "event {i}");
+            assert_eq!(format!("{:?}", t.event(i).unwrap()), format!("{e:?}"), "event {i}");
         }
     }
 
@@ -1058,8 +1083,8 @@ mod tests {
         assert_eq!(stored, 5 * 3, "each list stored once");
         let reads = |t: &Events, want: &[(Vec<EventIdx>, Vec<EventIdx>)]| {
             for (i, (prev, auth)) in want.iter().enumerate() {
-                let e = &t[i];
-                assert_eq!((t.prev_events(e), t.auth_events(e)), (&prev[..], &auth[..]), "event {i}");
+                let e = t.event(i).unwrap();
+                assert_eq!((t.prev_events(e).unwrap(), t.auth_events(e).unwrap()), (&prev[..], &auth[..]), "event {i}");
             }
         };
         reads(&t, &want);

@@ -24,6 +24,7 @@ pub fn graph_json(room: &Room) -> Result<Value, PageError> {
         .events()
         .iter()
         .map(|e| {
+            let e = e?;
             let event_id = room.id(e.idx)?;
             Ok(json!({
                 "i": e.idx.0,
@@ -39,8 +40,8 @@ pub fn graph_json(room: &Room) -> Result<Value, PageError> {
                 "redacted_by": room.redacted_by(e.idx).map(|r| r.0),
                 "membership": e.membership().map(|m| m.as_str()),
                 "is_redaction": matches!(e.facts, Facts::Redaction(_)),
-                "prev": room.prev_events(e.idx).iter().map(|p| p.0).collect::<Vec<_>>(),
-                "auth": room.auth_events(e.idx).iter().map(|a| a.0).collect::<Vec<_>>(),
+                "prev": room.prev_events(e.idx)?.iter().map(|p| p.0).collect::<Vec<_>>(),
+                "auth": room.auth_events(e.idx)?.iter().map(|a| a.0).collect::<Vec<_>>(),
             }))
         })
         .collect();
@@ -74,6 +75,7 @@ pub fn graph_dot(room: &Room, with_auth_edges: bool) -> Result<String, PageError
     out.push_str("  rankdir=BT;\n  node [fontname=\"monospace\" fontsize=10];\n");
     let extremities: std::collections::HashSet<_> = room.forward_extremities().collect();
     for e in room.events().iter() {
+        let e = e?;
         let short: String = room.id(e.idx)?.chars().take(8).collect();
         let label = match e.state_key.as_deref() {
             Some(sk) => format!("{short}\\n{} {}\\n{}", e.event_type, sk, e.sender),
@@ -93,11 +95,12 @@ pub fn graph_dot(room: &Room, with_auth_edges: bool) -> Result<String, PageError
         let _ = writeln!(out, "  e{} [{}];", e.idx.0, attrs.join(" "));
     }
     for e in room.events().iter() {
-        for p in room.prev_events(e.idx).iter() {
+        let e = e?;
+        for p in room.prev_events(e.idx)?.iter() {
             let _ = writeln!(out, "  e{} -> e{};", e.idx.0, p.0);
         }
         if with_auth_edges {
-            for a in room.auth_events(e.idx).iter() {
+            for a in room.auth_events(e.idx)?.iter() {
                 let _ = writeln!(out, "  e{} -> e{} [style=dashed color=gray];", e.idx.0, a.0);
             }
         }
@@ -129,7 +132,7 @@ pub fn state_json(room: &Room, id: crate::state_set::StateSetId) -> Value {
 /// # Errors
 /// The room's page store failed to read the PDU back.
 pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Result<Value, crate::pages::PageError> {
-    let e = room.event(idx);
+    let e = room.event(idx)?;
     let before = room.state(e.state_before);
     let after = room.state(e.state_after);
     let mut diff = Vec::new();
@@ -146,12 +149,13 @@ pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Result<Value, cr
         }
     }
     let servers = crate::visibility::servers_in_room(room, &room.current_state_map());
-    let visible: serde_json::Map<String, Value> =
-        servers.iter().map(|s| (s.clone(), json!(!crate::visibility::pruned_for(room, idx, s)))).collect();
-    let resolution = (room.prev_events(idx).len() > 1)
-        .then(|| room.resolution_for(room.prev_events(idx)))
-        .flatten()
-        .map(|r| {
+    let visible = servers
+        .iter()
+        .map(|s| Ok((s.clone(), json!(!crate::visibility::pruned_for(room, idx, s)?))))
+        .collect::<Result<serde_json::Map<String, Value>, PageError>>()?;
+    let prevs = room.prev_events(idx)?;
+    let resolution = if prevs.len() > 1 { room.resolution_for(prevs)? } else { None };
+    let resolution = resolution.map(|r| {
             json!({
                 "inputs": r.inputs.iter().map(|s| hex(room.state_digest(*s))).collect::<Vec<_>>(),
                 "conflicted_keys": r.conflicted_keys.iter().map(|k| { let (t, s) = room.key_name(*k); json!([t, s]) }).collect::<Vec<_>>(),
@@ -164,10 +168,10 @@ pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Result<Value, cr
         list.iter().map(|e| Ok(room.id(*e)?.to_string())).collect()
     };
     let redacted_by = room.redacted_by(idx).map(|r| room.id(r).map(|id| id.to_string())).transpose()?;
-    let prev_events = ids(room.prev_events(idx))?;
+    let prev_events = ids(prevs)?;
     // A rejected event's auth events may be any events.
-    let auth_events = ids(room.auth_events(idx))?;
-    let auth_chain = ids(&room.auth_chain_of(idx))?;
+    let auth_events = ids(room.auth_events(idx)?)?;
+    let auth_chain = ids(&room.auth_chain_of(idx)?)?;
     Ok(json!({
         "i": idx.0,
         "event_id": event_id,

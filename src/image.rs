@@ -39,7 +39,9 @@
 //! events are not in the image (only its row's key), nor held once read.
 //! Format 7: each event's links follow its record (there is no link
 //! arena: a room keeps a block's links with the block), and the flags of
-//! events referenced as a prev event are bits.
+//! events referenced as a prev event are bits. Format 8: each forward
+//! extremity with the state after it (the room's current state is found
+//! without reading its events, which may be paged).
 
 use std::sync::Arc;
 
@@ -51,7 +53,7 @@ use crate::pages::{PageError, PageStore, Table};
 pub const PART_BYTES: usize = 1 << 20;
 
 /// The image format this build writes and reads.
-pub const FORMAT: u32 = 7;
+pub const FORMAT: u32 = 8;
 
 /// What an image holds: the `meta` row of [`Table::Image`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@
 //! moves earlier ones (the picture stays still while stepping through a room).
 
 use crate::ids::EventIdx;
+use crate::pages::PageError;
 use crate::room::Room;
 
 /// How rows are assigned.
@@ -33,18 +34,32 @@ pub struct Cell {
 }
 
 /// The layout of every stored event, indexed by [`EventIdx`].
-pub fn layout(room: &Room, rows: Rows) -> Vec<Cell> {
+///
+/// # Errors
+/// The room's page store failed to read a block of events back.
+pub fn layout(room: &Room, rows: Rows) -> Result<Vec<Cell>, PageError> {
     let n = room.events().len();
-    let row_of = |i: usize| -> u32 {
-        match rows {
-            Rows::Arrival => i as u32,
-            Rows::Depth => u32::try_from(room.events()[i].depth.max(0)).unwrap_or(u32::MAX),
-        }
-    };
+    // One walk over the events: each one's row, and its prev events (one
+    // list, `prev_at` saying where each event's start).
+    let mut row = Vec::with_capacity(n);
+    let mut prev_at = Vec::with_capacity(n + 1);
+    let mut prev_list: Vec<EventIdx> = Vec::with_capacity(n);
+    prev_at.push(0);
+    room.events().walk(|e, prev, _| -> Result<(), PageError> {
+        row.push(match rows {
+            Rows::Arrival => e.idx.0,
+            Rows::Depth => u32::try_from(e.depth.max(0)).unwrap_or(u32::MAX),
+        });
+        prev_list.extend_from_slice(prev);
+        prev_at.push(prev_list.len());
+        Ok(())
+    })?;
+    let row_of = |i: usize| row[i];
+    let prev_events = |i: usize| &prev_list[prev_at[i]..prev_at[i + 1]];
     // Children counts (only edges to stored prev events exist).
     let mut remaining_children = vec![0u32; n];
     for i in 0..n {
-        for p in room.prev_events(EventIdx(i as u32)) {
+        for p in prev_events(i) {
             remaining_children[p.ix()] += 1;
         }
     }
@@ -61,7 +76,7 @@ pub fn layout(room: &Room, rows: Rows) -> Vec<Cell> {
     for &i in &order {
         let i = i as usize;
         let row = row_of(i);
-        let prevs = room.prev_events(EventIdx(i as u32));
+        let prevs = prev_events(i);
         let mut lane = None;
         for p in prevs {
             if !continued[p.ix()] && lane.is_none() {
@@ -98,7 +113,7 @@ pub fn layout(room: &Room, rows: Rows) -> Vec<Cell> {
             lane_free[lane as usize] = true;
         }
     }
-    cells
+    Ok(cells)
 }
 
 #[cfg(test)]
@@ -115,7 +130,7 @@ mod tests {
             room.ingest(&e["pdu"].to_string(), Verification::Unsigned);
         }
         for rows in [Rows::Depth, Rows::Arrival] {
-            let cells = layout(&room, rows);
+            let cells = layout(&room, rows).unwrap();
             let mut seen = std::collections::HashSet::new();
             for c in &cells {
                 assert!(seen.insert((c.lane, c.row)), "{rows:?}: two events in one cell {c:?}");

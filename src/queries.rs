@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::auth_chain::AuthNode;
 use crate::ids::EventIdx;
+use crate::pages::PageError;
 use crate::room::Room;
 use crate::visibility::{pruned_for, server_in_room};
 
@@ -99,7 +100,9 @@ pub fn require_in_room(room: &Room, origin: &str) -> Result<(), QueryError> {
 /// An accepted event in the timeline (outliers have no state: the reference
 /// server answers 404 "State not known at event" for them).
 fn accepted(room: &Room, event_id: &str) -> Result<Option<EventIdx>, QueryError> {
-    Ok(room.lookup(event_id)?.filter(|e| room.event(*e).is_accepted() && !room.is_outlier(*e)))
+    let Some(e) = room.lookup(event_id)? else { return Ok(None) };
+    let ev = room.event(e)?;
+    Ok((ev.is_accepted() && !ev.outlier).then_some(e))
 }
 
 /// `GET /state_ids/{roomId}?event_id=`: the state before an accepted
@@ -108,7 +111,7 @@ pub fn state_ids(room: &Room, origin: &str, event_id: &str) -> Result<StateIds, 
     require_in_room(room, origin)?;
     let e =
         accepted(room, event_id)?.ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
-    let before = room.event(e).state_before;
+    let before = room.event(e)?.state_before;
     Ok(StateIds {
         pdu_ids: room.state(before).iter().map(|(_, e)| e).collect(),
         auth_chain_ids: room.state_auth_chain(before),
@@ -126,14 +129,15 @@ pub fn state_ids(room: &Room, origin: &str, event_id: &str) -> Result<StateIds, 
 /// index, which visits each node of the answer once).
 pub fn event_auth(room: &Room, origin: &str, event_id: &str) -> Result<Vec<EventIdx>, QueryError> {
     require_in_room(room, origin)?;
-    let e = room
-        .lookup(event_id)?
-        .filter(|e| room.event(*e).is_accepted())
-        .ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
+    let not_found = || QueryError::NotFound(format!("Could not find event {event_id}"));
+    let e = room.lookup(event_id)?.ok_or_else(not_found)?;
+    if !room.event(e)?.is_accepted() {
+        return Err(not_found());
+    }
     let index = room.auth_index();
     // An accepted event's auth events are accepted state events, all indexed.
     let auth: Vec<AuthNode> =
-        room.auth_events(e).iter().filter_map(|a| room.event(*a).auth_node().map(AuthNode)).collect();
+        room.auth_events(e)?.iter().filter_map(|a| room.events().auth_node_of(a.ix()).map(AuthNode)).collect();
     let chain = index.chains(&auth, true);
     Ok(chain.iter().map(|n| index.event(n)).collect())
 }
@@ -147,29 +151,34 @@ pub fn event_auth(room: &Room, origin: &str, event_id: &str) -> Result<Vec<Event
 pub fn backfill(room: &Room, origin: &str, v: &[String], limit: usize) -> Result<Vec<Served>, QueryError> {
     require_in_room(room, origin)?;
     let limit = limit.min(BACKFILL_CAP);
-    let key = |e: EventIdx| (room.event(e).depth, e);
+    let key = |e: EventIdx| -> Result<(i64, EventIdx), PageError> { Ok((room.event(e)?.depth, e)) };
     let mut heap: BinaryHeap<(i64, EventIdx)> = BinaryHeap::new();
     let mut queued: HashSet<EventIdx> = HashSet::new();
     for id in v.iter().take(MAX_REQUEST_IDS) {
         if let Some(e) = room.lookup(id)? {
             if queued.insert(e) {
-                heap.push(key(e));
+                heap.push(key(e)?);
             }
         }
     }
-    let mut result: Vec<EventIdx> = Vec::with_capacity(limit);
+    let mut result: Vec<(i64, EventIdx)> = Vec::with_capacity(limit);
     while result.len() < limit {
-        let Some((_, e)) = heap.pop() else { break };
-        result.push(e);
-        for p in room.prev_events(e).iter() {
+        let Some(popped) = heap.pop() else { break };
+        result.push(popped);
+        for p in room.prev_events(popped.1)?.iter() {
             if queued.insert(*p) {
-                heap.push(key(*p));
+                heap.push(key(*p)?);
             }
         }
     }
-    result.retain(|e| room.event(*e).is_accepted());
-    result.sort_by_key(|e| Reverse(key(*e)));
-    Ok(result.into_iter().map(|e| Served { event: e, pruned: pruned_for(room, e, origin) }).collect())
+    result.sort_by_key(|k| Reverse(*k));
+    let mut served = Vec::with_capacity(result.len());
+    for (_, e) in result {
+        if room.event(e)?.is_accepted() {
+            served.push(e);
+        }
+    }
+    served_to(room, served, origin)
 }
 
 /// `POST /get_missing_events/{roomId}`.
@@ -209,7 +218,7 @@ pub fn get_missing_events(
         if result.len() >= limit {
             break;
         }
-        for p in room.prev_events(e).iter() {
+        for p in room.prev_events(e)?.iter() {
             if result.len() >= limit {
                 break 'walk;
             }
@@ -220,11 +229,18 @@ pub fn get_missing_events(
         }
     }
     result.reverse();
-    Ok(result
-        .into_iter()
-        .filter(|e| room.event(*e).is_accepted())
-        .map(|e| Served { event: e, pruned: pruned_for(room, e, origin) })
-        .collect())
+    let mut accepted = Vec::with_capacity(result.len());
+    for e in result {
+        if room.event(e)?.is_accepted() {
+            accepted.push(e);
+        }
+    }
+    served_to(room, accepted, origin)
+}
+
+/// `events` as served to `origin` (each pruned as it may see it).
+fn served_to(room: &Room, events: Vec<EventIdx>, origin: &str) -> Result<Vec<Served>, QueryError> {
+    events.into_iter().map(|e| Ok(Served { event: e, pruned: pruned_for(room, e, origin)? })).collect()
 }
 
 /// `GET /timestamp_to_event/{roomId}?ts=&dir=`: among accepted timeline events
@@ -235,15 +251,19 @@ pub fn get_missing_events(
 /// 20,000-event room is scanned in tens of microseconds).
 pub fn timestamp_to_event(room: &Room, origin: &str, ts: i128, dir: Direction) -> Result<EventIdx, QueryError> {
     require_in_room(room, origin)?;
-    let candidates = room
-        .events()
-        .iter()
-        .filter(|e| e.is_accepted() && !e.outlier)
-        .map(|e| (i128::from(e.origin_server_ts), e.depth, e.idx));
-    let found = match dir {
-        Direction::Forward => candidates.filter(|k| k.0 >= ts).min(),
-        Direction::Backward => candidates.filter(|k| k.0 <= ts).max(),
-    };
+    let mut found: Option<(i128, i64, EventIdx)> = None;
+    for e in room.events().iter() {
+        let e = e?;
+        if !e.is_accepted() || e.outlier {
+            continue;
+        }
+        let k = (i128::from(e.origin_server_ts), e.depth, e.idx);
+        found = match dir {
+            Direction::Forward if k.0 >= ts => Some(found.map_or(k, |f| f.min(k))),
+            Direction::Backward if k.0 <= ts => Some(found.map_or(k, |f| f.max(k))),
+            _ => found,
+        };
+    }
     found.map(|(_, _, e)| e).ok_or_else(|| {
         let d = if dir == Direction::Forward { "forward" } else { "backward" };
         QueryError::NotFound(format!("Unable to find event from {ts} in {d} direction"))
@@ -254,5 +274,5 @@ pub fn timestamp_to_event(room: &Room, origin: &str, ts: i128, dir: Direction) -
 pub fn event(room: &Room, origin: &str, event_id: &str) -> Result<Served, QueryError> {
     let e = room.lookup(event_id)?.ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
     require_in_room(room, origin)?;
-    Ok(Served { event: e, pruned: pruned_for(room, e, origin) })
+    Ok(Served { event: e, pruned: pruned_for(room, e, origin)? })
 }

@@ -94,8 +94,9 @@ pub struct Resolution {
 }
 
 impl ResolveContext<'_> {
+    /// A state event (state resolution reads no other).
     fn ev(&self, e: EventIdx) -> &StoredEvent {
-        &self.events[e.ix()]
+        self.events.state_event(e.ix())
     }
 
     fn node(&self, e: EventIdx) -> AuthNode {
@@ -222,7 +223,7 @@ impl ResolveContext<'_> {
         let ev = self.ev(e);
         let mut pl = None;
         let mut create = None;
-        for a in self.events.auth_events(ev).iter() {
+        for a in self.events.held_auth_events(ev).iter() {
             let aev = self.ev(*a);
             if aev.is("m.room.power_levels", "") {
                 pl = Some(aev);
@@ -238,7 +239,7 @@ impl ResolveContext<'_> {
         }
         let Some(pl) = pl else {
             let first_create =
-                self.events.auth_events(ev).iter().map(|a| self.ev(*a)).find(|a| a.is("m.room.create", ""));
+                self.events.held_auth_events(ev).iter().map(|a| self.ev(*a)).find(|a| a.is("m.room.create", ""));
             if let Some(c) = first_create {
                 let creator = if self.rules.implicit_room_creator {
                     Some(c.sender.to_string())
@@ -285,7 +286,7 @@ impl ResolveContext<'_> {
                     continue;
                 }
                 let mut edges: Vec<EventIdx> = Vec::new();
-                for a in self.events.auth_events(self.ev(e)).iter() {
+                for a in self.events.held_auth_events(self.ev(e)).iter() {
                     if in_full.contains(a) {
                         if !edges.contains(a) {
                             edges.push(*a);
@@ -321,7 +322,7 @@ impl ResolveContext<'_> {
                 continue;
             }
             let mut auth = AuthState::new();
-            for a in self.events.auth_events(ev).iter() {
+            for a in self.events.held_auth_events(ev).iter() {
                 let aev = self.ev(*a);
                 if aev.is_accepted() && aev.is_state() {
                     auth.insert(aev);
@@ -348,7 +349,7 @@ impl ResolveContext<'_> {
 
     /// The first power-levels event among an event's auth events.
     fn pl_auth_event(&self, e: EventIdx) -> Option<EventIdx> {
-        self.events.auth_events(self.ev(e)).iter().copied().find(|a| self.ev(*a).is("m.room.power_levels", ""))
+        self.events.held_auth_events(self.ev(e)).iter().copied().find(|a| self.ev(*a).is("m.room.power_levels", ""))
     }
 
     /// Sorts by `(mainline position, origin_server_ts, event_id)`: the

@@ -8,6 +8,7 @@
 
 use crate::event::{Facts, Membership};
 use crate::ids::{domain_of, EventIdx};
+use crate::pages::PageError;
 use crate::room::Room;
 use crate::state_set::{StateMap, StateSetId};
 
@@ -30,7 +31,7 @@ pub fn history_visibility(room: &Room, state: StateSetId) -> HistoryVisibility {
     let Some(k) = room.key_of("m.room.history_visibility", "") else {
         return HistoryVisibility::Shared;
     };
-    match room.state_entry(state, k).map(|e| &room.event(e).facts) {
+    match room.state_entry(state, k).map(|e| &room.state_event(e).facts) {
         Some(Facts::HistoryVisibility(Some(v))) => match &**v {
             "world_readable" => HistoryVisibility::WorldReadable,
             "invited" => HistoryVisibility::Invited,
@@ -49,7 +50,7 @@ pub fn server_memberships<'r>(
 ) -> impl Iterator<Item = &'r Membership> + 'r {
     state.iter().filter_map(move |(k, e)| {
         let (t, user) = room.key_name(k);
-        (t == "m.room.member" && domain_of(user) == Some(server)).then(|| room.event(e).membership()).flatten()
+        (t == "m.room.member" && domain_of(user) == Some(server)).then(|| room.state_event(e).membership()).flatten()
     })
 }
 
@@ -64,7 +65,7 @@ pub fn servers_in_room(room: &Room, state: &StateMap) -> Vec<String> {
         .iter()
         .filter_map(|(k, e)| {
             let (t, user) = room.key_name(k);
-            (t == "m.room.member" && room.event(e).membership() == Some(&Membership::Join))
+            (t == "m.room.member" && room.state_event(e).membership() == Some(&Membership::Join))
                 .then(|| domain_of(user).map(str::to_owned))
                 .flatten()
         })
@@ -82,7 +83,7 @@ pub fn servers_in_room_ordered(room: &Room, state: &StateMap, except: &str) -> V
     let mut first: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
     for (k, e) in state.iter() {
         let (t, user) = room.key_name(k);
-        if t != "m.room.member" || room.event(e).membership() != Some(&Membership::Join) {
+        if t != "m.room.member" || room.state_event(e).membership() != Some(&Membership::Join) {
             continue;
         }
         let Some(server) = domain_of(user) else { continue };
@@ -90,7 +91,7 @@ pub fn servers_in_room_ordered(room: &Room, state: &StateMap, except: &str) -> V
             continue;
         }
         let d = first.entry(server).or_insert(i64::MAX);
-        *d = (*d).min(room.event(e).depth);
+        *d = (*d).min(room.state_event(e).depth);
     }
     let mut out: Vec<(i64, &str)> = first.into_iter().map(|(s, d)| (d, s)).collect();
     out.sort();
@@ -100,19 +101,27 @@ pub fn servers_in_room_ordered(room: &Room, state: &StateMap, except: &str) -> V
 /// Whether `server` may see an event, judged on the state after it: shared
 /// and world-readable history is visible to anyone; `invited` needs a member
 /// of the server invited or joined; `joined` needs one joined.
-pub fn visible_to_server(room: &Room, idx: EventIdx, server: &str) -> bool {
-    let state = room.event(idx).state_after;
+///
+/// # Errors
+/// The page store failed to read the event back.
+pub fn visible_to_server(room: &Room, idx: EventIdx, server: &str) -> Result<bool, PageError> {
+    let state = room.event(idx)?.state_after;
     let hv = history_visibility(room, state);
-    match hv {
+    Ok(match hv {
         HistoryVisibility::WorldReadable | HistoryVisibility::Shared => true,
         HistoryVisibility::Invited | HistoryVisibility::Joined => server_memberships(room, room.state(state), server)
             .any(|m| *m == Membership::Join || (*m == Membership::Invite && hv == HistoryVisibility::Invited)),
-    }
+    })
 }
 
 /// Whether `server` gets the redacted form of a stored event: its content
 /// hash failed on receipt, a redaction applies to it, or history visibility
 /// hides it from the server.
-pub fn pruned_for(room: &Room, idx: EventIdx, server: &str) -> bool {
-    room.event(idx).redacted_on_receipt || room.redacted_by(idx).is_some() || !visible_to_server(room, idx, server)
+///
+/// # Errors
+/// The page store failed to read the event back.
+pub fn pruned_for(room: &Room, idx: EventIdx, server: &str) -> Result<bool, PageError> {
+    Ok(room.event(idx)?.redacted_on_receipt
+        || room.redacted_by(idx).is_some()
+        || !visible_to_server(room, idx, server)?)
 }

@@ -109,7 +109,7 @@ fn every_fixture_answers_the_same_with_its_pdus_paged() {
             assert_eq!(&*held.room.raw(idx).unwrap(), &*paged.room.raw(idx).unwrap(), "{name}: event {i}");
             // The event's record, read from the paged room's packed table.
             let fields = |r: &roomdag::Room| {
-                let e = r.event(idx);
+                let e = r.event(idx).unwrap();
                 let ev = r.events();
                 format!(
                     "{} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
@@ -131,8 +131,8 @@ fn every_fixture_answers_the_same_with_its_pdus_paged() {
                     e.state_before,
                     e.state_after,
                     e.auth_node(),
-                    ev.prev_events(e),
-                    ev.auth_events(e),
+                    ev.prev_events(e).unwrap(),
+                    ev.auth_events(e).unwrap(),
                 )
             };
             assert_eq!(fields(&held.room), fields(&paged.room), "{name}: event {i}'s record");

@@ -207,7 +207,7 @@ fn oracle_python() -> Option<PathBuf> {
 fn synapse_agrees(version: &str, room: &Room, pdus: &[String], d: &Disagreement) -> bool {
     let Some(python) = oracle_python() else { return false };
     let (upto, indices): (usize, Vec<usize>) = match &d.subject {
-        Subject::Merge(i) => (i + 1, room.prev_events(EventIdx(*i as u32)).iter().map(|p| p.ix()).collect()),
+        Subject::Merge(i) => (i + 1, room.prev_events(EventIdx(*i as u32)).unwrap().iter().map(|p| p.ix()).collect()),
         Subject::Status(i) => (i + 1, Vec::new()),
         Subject::Current(k) => (*k, Vec::new()),
         Subject::Arbitrary(es) => (es.iter().max().map_or(0, |m| m + 1), es.clone()),
@@ -236,8 +236,11 @@ fn synapse_agrees(version: &str, room: &Room, pdus: &[String], d: &Disagreement)
     };
     match &d.subject {
         Subject::Status(i) => {
-            let ours =
-                if room.event(EventIdx(*i as u32)).status == EventStatus::Rejected { "rejected" } else { "accepted" };
+            let ours = if room.event(EventIdx(*i as u32)).unwrap().status == EventStatus::Rejected {
+                "rejected"
+            } else {
+                "accepted"
+            };
             verdict["statuses"][*i].as_str() == Some(ours)
         }
         _ => {
@@ -363,7 +366,7 @@ fn compare_resolution(
 fn states_after(room: &Room, events: &[usize]) -> Vec<(String, StateSetId)> {
     let mut out: Vec<(String, StateSetId)> = Vec::new();
     for e in events {
-        let st = room.event(EventIdx(*e as u32)).state_after;
+        let st = room.event(EventIdx(*e as u32)).unwrap().state_after;
         if !out.iter().any(|(_, s)| *s == st) {
             out.push((format!("state after e{e}"), st));
         }
@@ -387,7 +390,7 @@ fn check_room(version: &'static str, seed: u64, n: usize, verbose: bool) -> Resu
 
     for i in 0..total {
         let idx = EventIdx(i as u32);
-        let ev = room.event(idx);
+        let ev = room.event(idx).unwrap();
         let rejected = ev.status == EventStatus::Rejected;
         stats.rejected += usize::from(rejected);
         // Statuses.
@@ -404,7 +407,7 @@ fn check_room(version: &'static str, seed: u64, n: usize, verbose: bool) -> Resu
             note(Disagreement { subject: Subject::Status(i), inputs, roomdag: None, detail }, &mut stats, &ruma);
         }
         // Merges.
-        let prevs: Vec<usize> = room.prev_events(idx).iter().map(|p| p.ix()).collect();
+        let prevs: Vec<usize> = room.prev_events(idx).unwrap().iter().map(|p| p.ix()).collect();
         let inputs = states_after(&room, &prevs);
         if inputs.len() >= 2 && i > 0 {
             stats.merges += 1;
@@ -423,7 +426,7 @@ fn check_room(version: &'static str, seed: u64, n: usize, verbose: bool) -> Resu
             continue;
         }
         let idxs: Vec<EventIdx> = events.iter().map(|e| EventIdx(*e as u32)).collect();
-        let got = room.resolve_after(&idxs);
+        let got = room.resolve_after(&idxs).unwrap();
         stats.arbitrary += 1;
         if let Some(d) = compare_resolution(&room, &ruma, Subject::Arbitrary(events), &inputs, got) {
             note(d, &mut stats, &ruma);

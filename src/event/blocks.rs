@@ -17,7 +17,7 @@ use std::cell::{Cell, OnceCell};
 
 use super::{packed, Events, Facts, StoredEvent, TextRef, EVENTS_CHUNK};
 use crate::ids::EventIdx;
-use crate::pages::PageCache;
+use crate::pages::{PageCache, PageError};
 
 /// Blocks [`Events::trim`] packs at most a call (16,384 events, a few ms).
 pub(super) const PACK_PER_TRIM: usize = 64;
@@ -33,27 +33,39 @@ impl Events {
     }
 
     /// The events of full block `b`, built from its packed form if needed.
-    pub(super) fn block(&self, b: usize) -> &[StoredEvent] {
-        &self.built_block(b).events
+    ///
+    /// # Errors
+    /// As [`built_block`](Self::built_block).
+    pub(super) fn block(&self, b: usize) -> Result<&[StoredEvent], PageError> {
+        Ok(&self.built_block(b)?.events)
     }
 
     /// Full block `b` built (its events and their links), from its packed
     /// form if needed.
-    pub(super) fn built_block(&self, b: usize) -> &Built {
+    ///
+    /// # Errors
+    /// The page store failed to read the block's row back, or it is
+    /// corrupt.
+    pub(super) fn built_block(&self, b: usize) -> Result<&Built, PageError> {
         let blk = &self.blocks[b];
         blk.used.set(self.tick());
-        blk.built.get_or_init(|| {
-            self.built.set(self.built.get() + 1);
-            self.unpack(b, blk)
-        })
+        if let Some(built) = blk.built.get() {
+            return Ok(built);
+        }
+        let built = self.unpack(b, blk)?;
+        self.built.set(self.built.get() + 1);
+        Ok(blk.built.get_or_init(|| built))
     }
 
     /// The events of full block `b` (`blk`) and their links, read from its
     /// packed form.
-    pub(super) fn unpack(&self, b: usize, blk: &Block) -> Built {
+    ///
+    /// # Errors
+    /// As [`built_block`](Self::built_block).
+    pub(super) fn unpack(&self, b: usize, blk: &Block) -> Result<Built, PageError> {
         let p = blk.packed.as_ref().expect("a block not built is packed");
         let (events, links) = packed::unpack(p, (b * EVENTS_CHUNK) as u32, EVENTS_CHUNK, &self.names);
-        Built { events: events.into_boxed_slice(), links: links.into_boxed_slice() }
+        Ok(Built { events: events.into_boxed_slice(), links: links.into_boxed_slice() })
     }
 
     /// State event `s` of packed block `b`, built alone from its packed
@@ -245,14 +257,19 @@ impl Events {
     }
 
     /// The auth-chain node of event `i` ([`StoredEvent::auth_node`]), read
-    /// without building it when it is a state event of a packed block.
+    /// without building it when its block is packed (only state events
+    /// have one).
     ///
     /// # Panics
     /// If `i` is past the table.
     pub fn auth_node_of(&self, i: usize) -> Option<u32> {
-        match self.packed_state(i) {
-            Some(s) => s.auth_node_plus_one.map(|n| n.get() - 1),
-            None => self[i].auth_node(),
+        let at = i % EVENTS_CHUNK;
+        match self.blocks.get(i / EVENTS_CHUNK) {
+            None => self.tail[at].auth_node(),
+            Some(blk) => match blk.built.get() {
+                Some(built) => built.events[at].auth_node(),
+                None => blk.state_place(at).and_then(|k| blk.states[k].auth_node_plus_one).map(|n| n.get() - 1),
+            },
         }
     }
 }

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::ids::{EventIdx, Name};
 use crate::image::{index, ImageError, Numbering, Reader, Writer};
-use crate::pages::PageCache;
+use crate::pages::{PageCache, PageError};
 use crate::power_levels::{Level, LevelChunk, LevelChunkPool, LevelEntries, LevelMap, PowerLevels};
 use crate::state_set::StateSetId;
 
@@ -39,7 +39,10 @@ impl Events {
     /// The IDs of every full block must be settled
     /// ([`settle_ids`](Events::settle_ids)): the image names their rows
     /// and holds the IDs of the last, open block only.
-    pub(crate) fn write_image(&self, w: &mut Writer<'_>, name: NameNumber<'_>) {
+    ///
+    /// # Errors
+    /// A packed block's row could not be read back.
+    pub(crate) fn write_image(&self, w: &mut Writer<'_>, name: NameNumber<'_>) -> Result<(), PageError> {
         w.len(self.text.len());
         for b in &self.text {
             w.bytes(b.as_bytes());
@@ -60,7 +63,8 @@ impl Events {
         w.len(self.len);
         let named = |n: &Name| name(n).expect("the name table holds every event's names");
         let mut with_facts: Vec<(u32, Facts)> = Vec::new();
-        for (events, links) in self.walk_blocks() {
+        for block in self.walk_blocks() {
+            let (events, links) = block?;
             for e in events.iter() {
                 let flag = |on: bool, bit: u8| if on { bit } else { 0 };
                 let flags = flag(e.outlier, OUTLIER)
@@ -124,6 +128,7 @@ impl Events {
             w.u32(*i);
             write_facts(w, f, &level_chunks);
         }
+        Ok(())
     }
 
     /// Reads a table written by [`write_image`](Self::write_image), its PDU

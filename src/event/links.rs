@@ -14,6 +14,7 @@
 
 use super::{Events, StoredEvent, EVENTS_CHUNK};
 use crate::ids::EventIdx;
+use crate::pages::PageError;
 
 /// References per auth-list arena block.
 pub(super) const LINK_BLOCK: usize = 1 << 16;
@@ -69,33 +70,96 @@ impl Events {
     /// An event's links: those of its block (built again if it is packed
     /// and `e` is a copy read in a walk), or a packed block's state event's,
     /// kept apart.
-    pub(super) fn links_of(&self, e: &StoredEvent) -> &[EventIdx] {
+    ///
+    /// # Errors
+    /// `e` is a copy of an event of a block not built, whose row the page
+    /// store failed to read back.
+    pub(super) fn links_of(&self, e: &StoredEvent) -> Result<&[EventIdx], PageError> {
         if e.links_len() == 0 {
-            return &[];
+            return Ok(&[]);
         }
         let b = e.idx.ix() / EVENTS_CHUNK;
         let links = match self.blocks.get(b) {
             None => &self.tail_links[..],
+            // A packed block's state events read their links apart, even
+            // while it is built (one built alone has its place there).
+            Some(blk) if e.key.is_some() && blk.packed.is_some() => {
+                return Ok(blk.state_links(e.idx.ix() % EVENTS_CHUNK))
+            }
             Some(blk) => match blk.built.get() {
                 Some(built) => &built.links[..],
-                None if e.key.is_some() => return blk.state_links(e.idx.ix() % EVENTS_CHUNK),
-                None => &self.built_block(b).links[..],
+                None => &self.built_block(b)?.links[..],
             },
         };
-        e.links_in(links)
+        Ok(e.links_in(links))
     }
 
     /// An event's `prev_events`, in PDU order.
-    pub fn prev_events(&self, e: &StoredEvent) -> &[EventIdx] {
-        &self.links_of(e)[..e.n_prev as usize]
+    ///
+    /// # Errors
+    /// As [`links_of`](Self::links_of) (never for an event read by
+    /// reference from the table, whose links are held).
+    pub fn prev_events(&self, e: &StoredEvent) -> Result<&[EventIdx], PageError> {
+        Ok(&self.links_of(e)?[..e.n_prev as usize])
     }
 
-    /// An event's auth events, in PDU order (room v12: with the create event appended).
-    pub fn auth_events(&self, e: &StoredEvent) -> &[EventIdx] {
-        match self.links_of(e).get(e.n_prev as usize) {
+    /// An event's auth events, in PDU order (room v12: with the create
+    /// event appended).
+    ///
+    /// # Errors
+    /// As [`prev_events`](Self::prev_events).
+    pub fn auth_events(&self, e: &StoredEvent) -> Result<&[EventIdx], PageError> {
+        Ok(match self.links_of(e)?.get(e.n_prev as usize) {
             None => &[],
             Some(at) => refs_at(&self.auth_lists, at.0, e.n_auth as usize).expect("an event's auth list is stored"),
+        })
+    }
+
+    /// Calls `f` with every event in order, its prev events and its auth
+    /// events, read block by block (a packed block not built is read into
+    /// a copy, not built: a walk over the room does not keep it built).
+    ///
+    /// # Errors
+    /// The page store failed to read a block back, or `f` failed.
+    pub fn walk<E: From<PageError>>(
+        &self,
+        mut f: impl FnMut(&StoredEvent, &[EventIdx], &[EventIdx]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for block in self.walk_blocks() {
+            let (events, links) = block?;
+            for e in events.iter() {
+                let own = e.links_in(&links);
+                let (prev, auth_at) = own.split_at(usize::from(e.n_prev));
+                let auth = match auth_at.first() {
+                    None => &[][..],
+                    Some(at) => {
+                        refs_at(&self.auth_lists, at.0, e.n_auth as usize).expect("an event's auth list is stored")
+                    }
+                };
+                f(e, prev, auth)?;
+            }
         }
+        Ok(())
+    }
+
+    /// A state event's auth events ([`auth_events`](Self::auth_events)),
+    /// or those of an event read by reference from the table or prepared
+    /// next: their links are held (a packed block's state events' apart,
+    /// a built block's with it), so this reads no row.
+    ///
+    /// # Panics
+    /// If `e` is a copy of an event that is not a state event, of a block
+    /// not built, whose row cannot be read back.
+    pub fn held_auth_events(&self, e: &StoredEvent) -> &[EventIdx] {
+        self.auth_events(e).expect("a state event's links, or a held event's, are read without the page store")
+    }
+
+    /// A held event's `prev_events` (as [`held_auth_events`](Self::held_auth_events)).
+    ///
+    /// # Panics
+    /// As [`held_auth_events`](Self::held_auth_events).
+    pub fn held_prev_events(&self, e: &StoredEvent) -> &[EventIdx] {
+        self.prev_events(e).expect("a state event's links, or a held event's, are read without the page store")
     }
 }
 

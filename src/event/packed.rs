@@ -562,7 +562,13 @@ mod tests {
         let room = serde_json::to_vec(&crate::demo::demo_room(700)).unwrap();
         let replay = crate::conformance::replay(&room[..]).unwrap();
         let t = replay.room.events();
-        t.iter().map(|e| (e.clone().into_owned(), t.links_of(&e).to_vec())).collect()
+        t.iter()
+            .map(|e| {
+                let e = e.unwrap();
+                let links = t.links_of(&e).unwrap().to_vec();
+                (e.into_owned(), links)
+            })
+            .collect()
     }
 
     /// `events` as a block: each event's `links_at` where its links are in

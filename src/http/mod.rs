@@ -275,7 +275,7 @@ pub fn parse_body(body: &[u8]) -> Result<Value, HttpError> {
 pub fn current_acl(room: &Room) -> Option<ServerAcl> {
     let key = room.key_of("m.room.server_acl", "")?;
     let ev = room.current_state_map().get(key)?;
-    match &room.event(ev).facts {
+    match &room.state_event(ev).facts {
         Facts::ServerAcl(_) if room.redacted_by(ev).is_some() => Some(ServerAcl::from_content(&Map::new())),
         Facts::ServerAcl(content) => Some(ServerAcl::from_content(content)),
         _ => None,
@@ -338,7 +338,7 @@ pub fn outgoing_pdu(room: &Room, idx: EventIdx, pruned: bool) -> Result<Value, P
     let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(&raw) else {
         return Ok(Value::Null);
     };
-    let pruned = pruned || room.event(idx).redacted_on_receipt;
+    let pruned = pruned || room.event(idx)?.redacted_on_receipt;
     if pruned {
         return Ok(Value::Object(redact(&m, room.rules())));
     }
@@ -358,9 +358,10 @@ fn served(room: &Room, list: &[Served]) -> Result<Vec<Value>, PageError> {
 }
 
 /// Whether a stored event is served redacted to everyone (hash failure or
-/// an applied redaction); used where visibility does not apply (`/state`).
+/// an applied redaction); used where visibility does not apply (`/state`:
+/// state events).
 fn redacted_for_all(room: &Room, idx: EventIdx) -> bool {
-    room.event(idx).redacted_on_receipt || room.redacted_by(idx).is_some()
+    room.state_event(idx).redacted_on_receipt || room.redacted_by(idx).is_some()
 }
 
 fn require_param<'a>(target: &'a Target, name: &str) -> Result<&'a str, HttpError> {
@@ -475,7 +476,7 @@ pub fn room_query(
             check_acl(room, origin)?;
             let e = queries::timestamp_to_event(room, origin, ts, dir)?;
             let event_id = room.id(e)?;
-            Ok(json!({"event_id": event_id, "origin_server_ts": room.event(e).origin_server_ts}))
+            Ok(json!({"event_id": event_id, "origin_server_ts": room.event(e)?.origin_server_ts}))
         }
         _ => Err(HttpError::new(400, "M_UNRECOGNIZED", "not a room query")),
     }

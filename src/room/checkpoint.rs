@@ -1,12 +1,13 @@
 //! Checkpoints: marking the room's extent before a batch and undoing the
 //! batch when its write fails.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
-use crate::event::{EventStatus, EventsMark, Facts};
+use crate::event::EventsMark;
 use crate::ids::EventIdx;
+use crate::state_set::StateSetId;
 
-use super::{Caches, Redactions, Room};
+use super::{Caches, Room};
 
 /// The lengths of the room's append-only parts at a point in time, to undo a
 /// failed batch.
@@ -19,7 +20,7 @@ pub struct Checkpoint {
     dropped_bytes: usize,
     dropped_total: u64,
     room_id: Option<String>,
-    extremities: BTreeSet<EventIdx>,
+    extremities: BTreeMap<EventIdx, StateSetId>,
     referenced_log: usize,
     pending_log: usize,
     deferred_log: usize,
@@ -94,19 +95,7 @@ impl Room {
         self.trim_dropped_log();
         self.room_id = cp.room_id;
         self.extremities = cp.extremities;
-        self.redactions = Redactions::default();
-        for i in 0..self.events.len() {
-            let e = &self.events[i];
-            if let (Facts::Redaction(Some(target)), EventStatus::Accepted) = (&e.facts, e.status) {
-                let (target, r) = (target.clone(), e.idx);
-                self.redactions.pending.entry(target.clone()).or_default().push(r);
-                // A target whose ID cannot be read back now is redacted when
-                // the room is next restored (its redaction stays pending).
-                if let Ok(Some(t)) = self.lookup(&target) {
-                    self.apply_pending_redactions(&target, t);
-                }
-            }
-        }
+        self.redactions.truncate(kept);
         *self.caches.borrow_mut() = Caches::default();
         self.mainlines.clear();
     }

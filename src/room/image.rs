@@ -3,17 +3,17 @@
 //! section, each read back with its indexes checked.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::auth_chain::AuthChainIndex;
 use crate::event::{Events, RefBounds};
 use crate::ids::{EventIdx, Name};
 use crate::image::{self, index, ImageError, ImageInfo, Reader, Writer, FORMAT};
-use crate::pages::{PageCache, PageStore, Table};
+use crate::pages::{PageCache, PageError, PageStore, Table};
 use crate::power_levels::LevelChunkPool;
 use crate::room_version::RoomVersionRules;
 use crate::state_res::MainlineCache;
-use crate::state_set::StateSets;
+use crate::state_set::{StateSetId, StateSets};
 
 use super::{Caches, Deferred, IdIndex, Redactions, Resolutions, Room};
 
@@ -53,7 +53,11 @@ impl Room {
         let previous = image::info(store).ok().flatten();
         let generation = previous.as_ref().map_or(1, |p| p.generation + 1);
         let mut w = Writer::new(store, generation);
-        self.write_sections(&mut w);
+        if let Err(e) = self.write_sections(&mut w) {
+            let parts = w.finish().map_or_else(|(_, parts)| parts, |(parts, _)| parts);
+            image::discard(store, generation, parts);
+            return Err(e.into());
+        }
         let (parts, bytes) = match w.finish() {
             Ok(done) => done,
             Err((e, parts)) => {
@@ -77,7 +81,7 @@ impl Room {
         Ok(info)
     }
 
-    fn write_sections(&self, w: &mut Writer<'_>) {
+    fn write_sections(&self, w: &mut Writer<'_>) -> Result<(), PageError> {
         w.raw(MAGIC);
         w.str(self.rules.id);
         w.opt_str(self.room_id.as_deref());
@@ -87,9 +91,13 @@ impl Room {
         let mut names: Vec<Name> = self.strings.iter().cloned().collect();
         let interned = names.len();
         let mut seen: std::collections::HashSet<Name> = names.iter().cloned().collect();
+        let mut event_names = Vec::new();
+        for e in self.events.iter() {
+            let e = e?;
+            event_names.extend([Some(e.sender.clone()), Some(e.event_type.clone()), e.state_key.clone()]);
+        }
         let more =
-            self.events.iter().flat_map(|e| [Some(e.sender.clone()), Some(e.event_type.clone()), e.state_key.clone()]);
-        let more = more.flatten().chain(self.key_names.iter().flat_map(|(t, s)| [t.clone(), s.clone()]));
+            event_names.into_iter().flatten().chain(self.key_names.iter().flat_map(|(t, s)| [t.clone(), s.clone()]));
         for n in more {
             if seen.insert(n.clone()) {
                 names.push(n);
@@ -103,7 +111,7 @@ impl Room {
             w.str(n);
         }
         let number = |s: &str| numbers.get(s).copied();
-        self.events.write_image(w, &number);
+        self.events.write_image(w, &number)?;
         self.by_id.write_image(w);
         let name = |n: &Name| numbers[&**n];
         w.u32s(self.key_names.iter().flat_map(|(t, s)| [name(t), name(s)]).collect::<Vec<_>>().into_iter());
@@ -119,7 +127,7 @@ impl Room {
         self.resolutions.write_image(w);
         w.u64(self.referenced.len() as u64);
         w.bytes(&self.referenced.to_bytes());
-        w.u32s(self.extremities.iter().map(|e| e.0));
+        w.u32s(self.extremities.iter().flat_map(|(e, s)| [e.0, s.0]).collect::<Vec<_>>().into_iter());
         let mut applied: Vec<_> = self.redactions.applied.iter().collect();
         applied.sort();
         w.u32s(applied.iter().flat_map(|(t, r)| [t.0, r.0]).collect::<Vec<_>>().into_iter());
@@ -148,6 +156,7 @@ impl Room {
             w.i64(d.depth);
         }
         w.raw(MAGIC);
+        Ok(())
     }
 
     /// Reads the room back from the image in `store` (the room's page
@@ -198,7 +207,7 @@ struct Sections {
     rejections: HashMap<EventIdx, Box<str>>,
     resolutions: Resolutions,
     referenced: super::bits::Bits,
-    extremities: BTreeSet<EventIdx>,
+    extremities: BTreeMap<EventIdx, StateSetId>,
     redactions: Redactions,
     pending: BTreeSet<EventIdx>,
     unplaced_prevs: HashMap<EventIdx, Box<[Box<str>]>>,
@@ -264,7 +273,14 @@ fn read_sections(r: &mut Reader<'_>) -> Result<Sections, ImageError> {
     let referenced = super::bits::Bits::from_bytes(&r.bytes()?, events_len)
         .filter(|_| n_referenced == events_len as u64)
         .ok_or_else(|| corrupt("the referenced flags do not match the events"))?;
-    let extremities = r.u32s()?.into_iter().map(ev).collect::<Result<BTreeSet<_>, _>>()?;
+    let flat = r.u32s()?;
+    if flat.len() % 2 != 0 {
+        return Err(corrupt("the forward extremities do not pair up with their states"));
+    }
+    let extremities = flat
+        .chunks(2)
+        .map(|p| Ok((ev(p[0])?, StateSetId(index(p[1], states.len(), "a state")?))))
+        .collect::<Result<BTreeMap<_, _>, ImageError>>()?;
     let applied = r.u32s()?;
     if applied.len() % 2 != 0 {
         return Err(corrupt("the applied redactions do not pair up"));

@@ -34,7 +34,7 @@
 //! * `id_index`: the event ID → index map.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::auth_chain::AuthChainIndex;
@@ -106,7 +106,7 @@ pub struct Room {
     /// while one is open, to undo them).
     referenced_log: Vec<EventIdx>,
     checkpoint_open: bool,
-    extremities: BTreeSet<EventIdx>,
+    extremities: BTreeMap<EventIdx, StateSetId>,
     dropped: Vec<DroppedEvent>,
     /// Sum of the entries' [`DroppedEvent::weight`].
     dropped_bytes: usize,
@@ -202,7 +202,7 @@ impl Room {
             referenced: bits::Bits::default(),
             referenced_log: Vec::new(),
             checkpoint_open: false,
-            extremities: BTreeSet::new(),
+            extremities: BTreeMap::new(),
             dropped: Vec::new(),
             dropped_bytes: 0,
             dropped_total: 0,
@@ -254,7 +254,7 @@ impl Room {
     /// The PDU texts are paged ([`set_pages`](Self::set_pages)) and the page
     /// store failed to read this one back.
     pub fn raw(&self, idx: EventIdx) -> Result<PduText<'_>, PageError> {
-        self.events.raw(self.event(idx))
+        self.events.raw(self.event(idx)?)
     }
 
     /// Keeps the room's PDU texts in a page store behind a cache of
@@ -295,13 +295,19 @@ impl Room {
     }
 
     /// A stored event's `prev_events`.
-    pub fn prev_events(&self, idx: EventIdx) -> &[EventIdx] {
-        self.events.prev_events(self.event(idx))
+    ///
+    /// # Errors
+    /// As [`event`](Self::event).
+    pub fn prev_events(&self, idx: EventIdx) -> Result<&[EventIdx], PageError> {
+        self.events.prev_events(self.event(idx)?)
     }
 
     /// A stored event's auth events (room v12: with the create event).
-    pub fn auth_events(&self, idx: EventIdx) -> &[EventIdx] {
-        self.events.auth_events(self.event(idx))
+    ///
+    /// # Errors
+    /// As [`event`](Self::event).
+    pub fn auth_events(&self, idx: EventIdx) -> Result<&[EventIdx], PageError> {
+        self.events.auth_events(self.event(idx)?)
     }
 
     /// Why a stored event was rejected.
@@ -309,9 +315,24 @@ impl Room {
         self.rejections.get(&idx).map(|r| &**r)
     }
 
-    /// A stored event.
-    pub fn event(&self, idx: EventIdx) -> &StoredEvent {
-        &self.events[idx.ix()]
+    /// A stored event (its block read back from the page store if needed:
+    /// the blocks of messages are paged).
+    ///
+    /// # Errors
+    /// The page store failed to read its block back.
+    pub fn event(&self, idx: EventIdx) -> Result<&StoredEvent, PageError> {
+        self.events.event(idx.ix())
+    }
+
+    /// A stored state event, or any event of a block the room holds built
+    /// (the open block, a batch not trimmed yet), read infallibly
+    /// ([`Events::state_event`]): what the auth checks, state resolution
+    /// and visibility read (the events of states and auth chains).
+    ///
+    /// # Panics
+    /// If `idx` is a message of a paged block that cannot be read back.
+    pub fn state_event(&self, idx: EventIdx) -> &StoredEvent {
+        self.events.state_event(idx.ix())
     }
 
     /// A stored event's index by ID.

@@ -35,14 +35,14 @@ impl Room {
     ) -> Result<(), PageError> {
         let already_pending = self.pending.contains(&existing);
         let new_state = matches!(placement, Placement::WithState(_));
-        if placement == Placement::Outlier || !self.event(existing).outlier || (already_pending && !new_state) {
+        if placement == Placement::Outlier || !self.event(existing)?.outlier || (already_pending && !new_state) {
             return Ok(());
         }
         let state = match placement {
             Placement::WithState(s) => Some(s.to_vec()),
             _ => None,
         };
-        let e = self.event(existing);
+        let e = self.event(existing)?;
         let record = match self.keep_records {
             true => Some(EventRecord::with_kind(
                 &self.id(existing)?,
@@ -55,7 +55,7 @@ impl Room {
         };
         let mut unplaced: Vec<Box<str>> = Vec::new();
         for p in &pdu.prev_events {
-            if self.lookup(p)?.is_none_or(|i| self.event(i).outlier) {
+            if self.lookup(p)?.map(|i| self.is_outlier(i)).transpose()?.unwrap_or(true) {
                 unplaced.push(Box::from(p.as_str()));
             }
         }
@@ -107,7 +107,7 @@ impl Room {
                 missing.push(id);
                 continue;
             };
-            let ev = self.event(e);
+            let ev = self.event(e).map_err(|e| (DropStage::Store, e.to_string()))?;
             match ev.key {
                 Some(k) if ev.is_accepted() => entries.push((k, e)),
                 Some(_) => {}
@@ -128,8 +128,11 @@ impl Room {
 
     /// Whether an event is an outlier (known only as state or auth chain,
     /// or a history event waiting for its prev events).
-    pub fn is_outlier(&self, idx: EventIdx) -> bool {
-        self.event(idx).outlier
+    ///
+    /// # Errors
+    /// As [`event`](Self::event).
+    pub fn is_outlier(&self, idx: EventIdx) -> Result<bool, PageError> {
+        Ok(self.event(idx)?.outlier)
     }
 
     /// History events stored as outliers until a rebuild places them.
@@ -139,8 +142,18 @@ impl Room {
 
     /// The least depth of the room's timeline events (`min_depth` of
     /// `/get_missing_events`), 0 when there are none.
-    pub fn min_depth(&self) -> i64 {
-        self.events.iter().filter(|e| !e.outlier).map(|e| e.depth).min().unwrap_or(0)
+    ///
+    /// # Errors
+    /// The page store failed to read a block back.
+    pub fn min_depth(&self) -> Result<i64, PageError> {
+        let mut min = None;
+        for e in self.events.iter() {
+            let e = e?;
+            if !e.outlier {
+                min = Some(min.map_or(e.depth, |m: i64| m.min(e.depth)));
+            }
+        }
+        Ok(min.unwrap_or(0))
     }
 
     /// The state after each of `states` (lists of stored state event IDs,
@@ -190,17 +203,24 @@ impl Room {
     /// `/backfill` is asked for. Sorted by the greatest depth of an event
     /// that lists them (newest gaps first), then by ID. One whose lookup
     /// could not read the page store counts as missing (asked for again).
-    pub fn backward_extremities(&self) -> Vec<(String, i64)> {
+    ///
+    /// # Errors
+    /// The page store failed to read back an event that lists them.
+    pub fn backward_extremities(&self) -> Result<Vec<(String, i64)>, PageError> {
         let mut found: HashMap<&str, i64> = HashMap::new();
         let in_timeline = |p: &str| {
             self.deferred.contains_key(p)
-                || self.lookup(p).ok().flatten().is_some_and(|i| !self.event(i).outlier || self.pending.contains(&i))
+                || self
+                    .lookup(p)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|i| self.is_outlier(i).is_ok_and(|o| !o) || self.pending.contains(&i))
         };
-        let lists = self
-            .unplaced_prevs
-            .iter()
-            .map(|(e, prevs)| (self.event(*e).depth, prevs))
-            .chain(self.deferred.values().map(|d| (d.depth, &d.prev_events)));
+        let mut lists = Vec::with_capacity(self.unplaced_prevs.len() + self.deferred.len());
+        for (e, prevs) in &self.unplaced_prevs {
+            lists.push((self.event(*e)?.depth, prevs));
+        }
+        lists.extend(self.deferred.values().map(|d| (d.depth, &d.prev_events)));
         for (depth, prevs) in lists {
             for p in prevs.iter().filter(|p| !in_timeline(p)) {
                 let d = found.entry(p).or_insert(depth);
@@ -209,6 +229,6 @@ impl Room {
         }
         let mut out: Vec<(String, i64)> = found.into_iter().map(|(id, d)| (id.to_owned(), d)).collect();
         out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        out
+        Ok(out)
     }
 }

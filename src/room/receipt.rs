@@ -245,7 +245,10 @@ impl Room {
         let mut missing: Vec<&str> = Vec::new();
         let unreadable = |e: PageError| Outcome::drop(Some(&id), DropStage::Store, e.to_string());
         for e in pdu.auth_events.iter() {
-            match self.lookup(e) {
+            // Each is read now (a message listed as an auth event is read
+            // back from the page store), so that the auth checks read them
+            // from built blocks.
+            match self.lookup(e).and_then(|found| found.map(|idx| self.event(idx).map(|_| idx)).transpose()) {
                 Ok(Some(idx)) => auth_events.push(idx),
                 Ok(None) => missing.push(e.as_str()),
                 Err(e) => return unreadable(e),
@@ -263,9 +266,10 @@ impl Room {
             if i == 0 {
                 first_prev = found;
             }
-            match found {
-                Some(idx) if !self.event(idx).outlier => prev_events.push(idx),
-                _ => unplaced.push(e.as_str()),
+            match found.map(|idx| self.event(idx).map(|ev| (idx, ev.outlier))).transpose() {
+                Ok(Some((idx, false))) => prev_events.push(idx),
+                Ok(_) => unplaced.push(e.as_str()),
+                Err(e) => return unreadable(e),
             }
         }
         if placement == Placement::History && !missing.is_empty() {
@@ -297,7 +301,10 @@ impl Room {
             Mode::Outlier | Mode::Pending => StateSetId::EMPTY,
             Mode::WithState(map) => self.states.intern(map.clone()),
             Mode::Placed if pdu.event_type == "m.room.create" => StateSetId::EMPTY,
-            Mode::Placed => self.resolve_after(&prev_events),
+            Mode::Placed => match self.resolve_after(&prev_events) {
+                Ok(state) => state,
+                Err(e) => return Outcome::drop(Some(&id), DropStage::Store, e.to_string()),
+            },
         };
         let outlier = matches!(mode, Mode::Outlier | Mode::Pending);
         // Build the compact view.
@@ -396,6 +403,14 @@ impl Room {
             },
             _ => None,
         };
+        let target = match (&event.facts, redacts) {
+            (Facts::Redaction(Some(target)), Some(t)) => Some((&**target, t)),
+            _ => None,
+        };
+        if let Err(e) = self.read_redaction_parties(id.as_str(), target) {
+            self.events.discard(&event, mark);
+            return Outcome::drop(Some(&id), DropStage::Store, e.to_string());
+        }
         let outcome = match &rejection {
             None => Outcome::Accepted { event_id: id, redacted_on_receipt },
             Some(reason) => {
@@ -441,8 +456,8 @@ impl Room {
     /// returned: Synapse's `_check_for_soft_fail` catches only `AuthError`,
     /// so the event is never stored.
     fn soft_fails(&self, event: &StoredEvent) -> Result<bool, AuthRejection> {
-        let prevs: BTreeSet<EventIdx> = self.events.prev_events(event).iter().copied().collect();
-        if prevs == self.extremities || event.is_create_type() {
+        let prevs: BTreeSet<EventIdx> = self.events.held_prev_events(event).iter().copied().collect();
+        if prevs.iter().eq(self.extremities.keys()) || event.is_create_type() {
             return Ok(false);
         }
         let current = self.current_state_map();
@@ -450,7 +465,7 @@ impl Room {
         let auth: Vec<&StoredEvent> = types
             .iter()
             .filter_map(|(t, k)| self.key_of(t, k).and_then(|key| current.get(key)))
-            .map(|e| self.event(e))
+            .map(|e| self.state_event(e))
             .collect();
         match check_state_dependent_auth_rules(event, &AuthState::from_events(auth), self.rules) {
             Ok(_) => Ok(false),
@@ -491,7 +506,9 @@ impl Room {
         envelope: &CreateEnvelope<'_>,
         against_state: bool,
     ) -> Result<Allowed, AuthRejection> {
-        let claimed: Vec<&StoredEvent> = self.events.auth_events(event).iter().map(|a| self.event(*a)).collect();
+        // Read when they were looked up (`receive`): built, or state events.
+        let claimed: Vec<&StoredEvent> =
+            self.events.held_auth_events(event).iter().map(|a| self.state_event(*a)).collect();
         check_state_independent_auth_rules(event, envelope, &claimed, &self.events, self.rules)?;
         let mut allowed =
             check_state_dependent_auth_rules(event, &AuthState::from_events(claimed.iter().copied()), self.rules)?;
@@ -503,11 +520,11 @@ impl Room {
             .iter()
             .filter_map(|(t, k)| self.key_of(t, k).and_then(|key| before.get(key)))
             .collect();
-        let mut claimed_ids: Vec<EventIdx> = self.events.auth_events(event).to_vec();
+        let mut claimed_ids: Vec<EventIdx> = self.events.held_auth_events(event).to_vec();
         calculated.sort();
         claimed_ids.sort();
         if calculated != claimed_ids {
-            let state = AuthState::from_events(calculated.iter().map(|e| self.event(*e)));
+            let state = AuthState::from_events(calculated.iter().map(|e| self.state_event(*e)));
             let again = check_state_dependent_auth_rules(event, &state, self.rules)?;
             allowed.recheck_redaction |= again.recheck_redaction;
         }
@@ -526,16 +543,16 @@ impl Room {
                 }
                 let parents: Vec<AuthNode> = self
                     .events
-                    .auth_events(&event)
+                    .held_auth_events(&event)
                     .iter()
-                    .filter_map(|a| self.event(*a).auth_node().map(AuthNode))
+                    .filter_map(|a| self.events.auth_node_of(a.ix()).map(AuthNode))
                     .collect();
                 let node = self.auth_index.add(idx, &parents);
                 event.set_auth_node(node.0);
             }
         }
         if event.is_accepted() && !event.outlier && !event.soft_failed {
-            for p in self.events.prev_events(&event) {
+            for p in self.events.held_prev_events(&event) {
                 if !self.referenced.get(p.ix()) {
                     self.referenced.set(p.ix(), true);
                     if self.checkpoint_open {
@@ -544,7 +561,7 @@ impl Room {
                 }
                 self.extremities.remove(p);
             }
-            self.extremities.insert(idx);
+            self.extremities.insert(idx, event.state_after);
         }
         let id = EventId::new(self.events.resident_id(&event)).expect("stored event IDs start with $");
         self.by_id.insert(id.as_str(), idx);
@@ -555,13 +572,15 @@ impl Room {
         };
         self.events.push(event);
         self.caches.get_mut().current = None;
+        // What these read was read before the event was kept
+        // (`read_redaction_parties`), so they do not fail.
         if let Some(target) = accepted_redaction {
             self.redactions.pending.entry(target.clone()).or_default().push(idx);
             if let Some(t) = redacts {
-                self.apply_pending_redactions(&target, t);
+                let _ = self.apply_pending_redactions(&target, t);
             }
         }
-        self.apply_pending_redactions(id.as_str(), idx);
+        let _ = self.apply_pending_redactions(id.as_str(), idx);
     }
 }
 

@@ -14,7 +14,7 @@ use crate::state_digest::KeyOrder;
 use crate::state_res::{Resolution, ResolveContext};
 use crate::state_set::{StateMap, StateSetId};
 
-use super::Room;
+use super::{PageError, Room};
 
 /// How many `/state_ids` auth chains stay cached (they are requested in
 /// waves for the same few events; each can hold thousands of IDs).
@@ -50,7 +50,7 @@ impl Room {
     /// The forward extremities: accepted events that no accepted event lists
     /// in `prev_events`.
     pub fn forward_extremities(&self) -> impl Iterator<Item = EventIdx> + '_ {
-        self.extremities.iter().copied()
+        self.extremities.keys().copied()
     }
 
     /// A state map.
@@ -68,8 +68,8 @@ impl Room {
     /// The room's current state: the resolution of the states after the
     /// forward extremities.
     pub fn current_state(&mut self) -> StateSetId {
-        let ext: Vec<EventIdx> = self.extremities.iter().copied().collect();
-        self.resolve_after(&ext)
+        let ids = sorted_states(self.extremities.values().copied());
+        self.resolve_states(ids)
     }
 
     /// The current state (cached until the next stored event).
@@ -83,9 +83,7 @@ impl Room {
     }
 
     fn compute_current_state(&self) -> StateMap {
-        let mut ids: Vec<StateSetId> = self.extremities.iter().map(|e| self.event(*e).state_after).collect();
-        ids.sort();
-        ids.dedup();
+        let ids = sorted_states(self.extremities.values().copied());
         match ids.as_slice() {
             [] => StateMap::default(),
             [one] => self.state(*one).clone(),
@@ -99,11 +97,18 @@ impl Room {
     }
 
     /// How a merge point's state was resolved, when it was.
-    pub fn resolution_for(&self, prev_events: &[EventIdx]) -> Option<Arc<ResolutionInfo>> {
-        let mut ids: Vec<StateSetId> = prev_events.iter().map(|e| self.event(*e).state_after).collect();
-        ids.sort();
-        ids.dedup();
-        self.resolutions.get(&ids).map(|(_, info)| Arc::clone(info))
+    ///
+    /// # Errors
+    /// The page store failed to read a prev event back.
+    pub fn resolution_for(&self, prev_events: &[EventIdx]) -> Result<Option<Arc<ResolutionInfo>>, PageError> {
+        let ids = self.states_after(prev_events)?;
+        Ok(self.resolutions.get(&ids).map(|(_, info)| Arc::clone(info)))
+    }
+
+    /// The states after `events`, sorted, each once.
+    fn states_after(&self, events: &[EventIdx]) -> Result<Vec<StateSetId>, PageError> {
+        let ids: Result<Vec<StateSetId>, PageError> = events.iter().map(|e| Ok(self.event(*e)?.state_after)).collect();
+        Ok(sorted_states(ids?))
     }
 
     pub(super) fn resolve_ids(&self, ids: &[StateSetId]) -> Resolution {
@@ -122,10 +127,16 @@ impl Room {
     /// The state before an event with these prev events: the states after
     /// each of them, resolved if they differ (a rejected event's state after
     /// is its state before).
-    pub fn resolve_after(&mut self, prev_events: &[EventIdx]) -> StateSetId {
-        let mut ids: Vec<StateSetId> = prev_events.iter().map(|e| self.event(*e).state_after).collect();
-        ids.sort();
-        ids.dedup();
+    ///
+    /// # Errors
+    /// The page store failed to read a prev event back.
+    pub fn resolve_after(&mut self, prev_events: &[EventIdx]) -> Result<StateSetId, PageError> {
+        let ids = self.states_after(prev_events)?;
+        Ok(self.resolve_states(ids))
+    }
+
+    /// States `ids` (sorted, each once) resolved, if they differ.
+    fn resolve_states(&mut self, ids: Vec<StateSetId>) -> StateSetId {
         match ids.as_slice() {
             [] => StateSetId::EMPTY,
             [one] => *one,
@@ -216,17 +227,21 @@ impl Room {
     /// The auth chain of any stored event (strict ancestors over
     /// `auth_events`), by an explicit-stack walk. For accepted state events
     /// prefer the index.
-    pub fn auth_chain_of(&self, idx: EventIdx) -> Vec<EventIdx> {
+    ///
+    /// # Errors
+    /// The page store failed to read back an event of the chain (a
+    /// rejected event's auth events may be any stored events).
+    pub fn auth_chain_of(&self, idx: EventIdx) -> Result<Vec<EventIdx>, PageError> {
         let mut seen: HashSet<EventIdx> = HashSet::new();
-        let mut stack: Vec<EventIdx> = self.events.auth_events(self.event(idx)).to_vec();
+        let mut stack: Vec<EventIdx> = self.auth_events(idx)?.to_vec();
         while let Some(e) = stack.pop() {
             if seen.insert(e) {
-                stack.extend(self.events.auth_events(self.event(e)).iter().copied());
+                stack.extend(self.auth_events(e)?.iter().copied());
             }
         }
         let mut v: Vec<EventIdx> = seen.into_iter().collect();
         v.sort();
-        v
+        Ok(v)
     }
 }
 
@@ -250,6 +265,14 @@ pub fn digest_of<'a>(entries: impl Iterator<Item = (&'a str, &'a str, &'a str)>)
         h.update(l);
     }
     h.finalize().into()
+}
+
+/// `ids` sorted, each once.
+fn sorted_states(ids: impl IntoIterator<Item = StateSetId>) -> Vec<StateSetId> {
+    let mut ids: Vec<StateSetId> = ids.into_iter().collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 #[cfg(test)]

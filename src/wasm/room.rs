@@ -190,8 +190,8 @@ impl WasmRoom {
     /// The backward extremities (`[[eventId, depth], …]`, newest gaps first):
     /// what `/backfill` is asked for.
     #[wasm_bindgen(js_name = backwardExtremities)]
-    pub fn backward_extremities(&self) -> String {
-        to_json(&json!(self.room.backward_extremities()))
+    pub fn backward_extremities(&self) -> Result<String, JsError> {
+        Ok(to_json(&json!(self.room.backward_extremities().map_err(js_error)?)))
     }
 
     /// History events waiting for a rebuild to place them.
@@ -222,8 +222,8 @@ impl WasmRoom {
 
     /// The least depth of the timeline (`min_depth` of `/get_missing_events`).
     #[wasm_bindgen(getter, js_name = minDepth)]
-    pub fn min_depth(&self) -> f64 {
-        self.room.min_depth() as f64
+    pub fn min_depth(&self) -> Result<f64, JsError> {
+        Ok(self.room.min_depth().map_err(js_error)? as f64)
     }
 
     /// The prev events of a PDU (JSON text) that are not placed in the
@@ -233,7 +233,8 @@ impl WasmRoom {
         let parsed = crate::pdu::parse_pdu(pdu, self.room.rules()).map_err(js_error)?;
         let mut unplaced = Vec::new();
         for p in parsed.prev_events {
-            if self.room.lookup(&p).map_err(js_error)?.is_none_or(|e| self.room.is_outlier(e)) {
+            let found = self.room.lookup(&p).map_err(js_error)?;
+            if found.map(|e| self.room.is_outlier(e)).transpose().map_err(js_error)?.unwrap_or(true) {
                 unplaced.push(p);
             }
         }
@@ -263,7 +264,8 @@ impl WasmRoom {
     /// Whether a stored event is an outlier (`undefined` if not stored).
     #[wasm_bindgen(js_name = isOutlier)]
     pub fn is_outlier(&self, event_id: &str) -> Result<Option<bool>, JsError> {
-        Ok(self.room.lookup(event_id).map_err(js_error)?.map(|e| self.room.is_outlier(e)))
+        let found = self.room.lookup(event_id).map_err(js_error)?;
+        found.map(|e| self.room.is_outlier(e)).transpose().map_err(js_error)
     }
 
     /// Answers a room-scoped federation query (`/state_ids`, `/state`,
@@ -324,7 +326,11 @@ impl WasmRoom {
             "arrival" => crate::layout::Rows::Arrival,
             other => return Err(js_error(format!("rows must be \"depth\" or \"arrival\", not {other:?}"))),
         };
-        Ok(crate::layout::layout(&self.room, rows).into_iter().flat_map(|c| [c.lane, c.row]).collect())
+        Ok(crate::layout::layout(&self.room, rows)
+            .map_err(js_error)?
+            .into_iter()
+            .flat_map(|c| [c.lane, c.row])
+            .collect())
     }
 
     /// The room graph as Graphviz DOT.

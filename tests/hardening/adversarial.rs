@@ -100,7 +100,7 @@ fn twenty_prev_events_everywhere() {
     segments.push(seg_start.elapsed());
     measure("20 prev events per event, ingest", n, t);
     eprintln!("measure: 20 prev events per event, ingest time per fifth of the room: {segments:.2?}");
-    let resolutions = b.room.events().iter().filter(|e| e.prev_count() == 20).count();
+    let resolutions = b.room.events().iter().map(Result::unwrap).filter(|e| e.prev_count() == 20).count();
     assert!(resolutions > n * 9 / 10);
     let tip = recent.last().unwrap().clone();
     check_queries(&b.room, &[tip], &[b.create.clone()], "20-prev room", Duration::from_secs(2));
@@ -195,7 +195,7 @@ fn deep_linear_room() {
     measure("deep linear room, ingest", n, t);
     eprintln!("measure: deep linear room, ingest time per fifth of the room: {segments:.2?}");
     assert_eq!(b.room.forward_extremities().count(), 1);
-    let (chain, t) = timed(|| b.room.auth_chain_of(b.room.lookup(&tip).unwrap().unwrap()));
+    let (chain, t) = timed(|| b.room.auth_chain_of(b.room.lookup(&tip).unwrap().unwrap()).unwrap());
     eprintln!("measure: auth_chain_of(tip) → {} events in {t:.2?}", chain.len());
     let (aidx, atxt) = (b.room.auth_index().footprint(), b.room.events().text_footprint());
     eprintln!("measure: deep linear room footprint: auth index {aidx} bytes; text {atxt:?} (held, used bytes)");
@@ -240,7 +240,8 @@ fn huge_conflicted_set() {
     let merge = accepted_id(&o);
     let info = b
         .room
-        .resolution_for(b.room.prev_events(b.room.lookup(&merge).unwrap().unwrap()))
+        .resolution_for(b.room.prev_events(b.room.lookup(&merge).unwrap().unwrap()).unwrap())
+        .unwrap()
         .expect("a resolution happened");
     eprintln!(
         "measure: final merge of 2 × {k} joins: conflicted keys {}, full conflicted set {}, in {t:.2?} (includes auth selection)",
@@ -248,7 +249,7 @@ fn huge_conflicted_set() {
         info.full_conflicted_set
     );
     assert!(info.conflicted_keys.len() >= 2 * k, "every join is conflicted");
-    let state = b.room.state(b.room.event(b.room.lookup(&merge).unwrap().unwrap()).state_before);
+    let state = b.room.state(b.room.event(b.room.lookup(&merge).unwrap().unwrap()).unwrap().state_before);
     assert_eq!(state.len(), 4 + 2 * k + 1, "every join and one topic survive");
     check_queries(&b.room, &[merge], &[b.create.clone()], "huge conflicted set", Duration::from_secs(2));
 }
@@ -280,7 +281,8 @@ fn conflicting_power_levels_on_long_forks() {
     let prev: Vec<&str> = tips.iter().map(String::as_str).collect();
     let ((_, o), t) = timed(|| b.event("m.room.message", None, &creator, json!({"body": "merge"}), &prev));
     let merge = accepted_id(&o);
-    let info = b.room.resolution_for(b.room.prev_events(b.room.lookup(&merge).unwrap().unwrap())).unwrap();
+    let info =
+        b.room.resolution_for(b.room.prev_events(b.room.lookup(&merge).unwrap().unwrap()).unwrap()).unwrap().unwrap();
     eprintln!(
         "measure: merge of two forks with {k} power-level events each: conflicted keys {}, full conflicted set {}, in {t:.2?}",
         info.conflicted_keys.len(),

@@ -86,7 +86,7 @@ fn check(name: &str, f: &Fixture, pdus: &[String], want: &[Verdict<'_>], current
         let got = match room.lookup(id).unwrap() {
             None => (o.status(), None),
             Some(idx) => {
-                let e = room.event(idx);
+                let e = room.event(idx).unwrap();
                 (o.status(), Some((hex(room.state_digest(e.state_before)), hex(room.state_digest(e.state_after)))))
             }
         };

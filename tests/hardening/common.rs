@@ -98,6 +98,7 @@ pub fn snapshot(room: &Room) -> Snapshot {
     let per_event = room
         .events()
         .iter()
+        .map(Result::unwrap)
         .map(|e| {
             (
                 room.events().id(&e).unwrap().to_owned(),
@@ -313,7 +314,7 @@ impl Builder {
         membership: Option<&str>,
     ) -> Vec<String> {
         let idx: Vec<roomdag::EventIdx> = prev.iter().filter_map(|p| self.room.lookup(p).unwrap()).collect();
-        let st = self.room.resolve_after(&idx);
+        let st = self.room.resolve_after(&idx).unwrap();
         let mut keys: Vec<(&str, &str)> =
             vec![("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", sender)];
         if ty == "m.room.member" {

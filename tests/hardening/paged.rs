@@ -189,7 +189,7 @@ fn the_ids_of_full_blocks_are_rows_read_back_when_needed() {
     room.rollback(cp);
     assert_eq!(room.events().len(), 3 * 256);
     for i in 512..768 {
-        if room.event(EventIdx(i as u32)).is_state() {
+        if room.event(EventIdx(i as u32)).unwrap().is_state() {
             assert_eq!(room.state_id(EventIdx(i as u32)), b.stored[i], "state event {i}");
         }
     }
@@ -221,7 +221,7 @@ fn the_ids_of_full_blocks_are_rows_read_back_when_needed() {
     assert_eq!(room.lookup("$not-stored").unwrap(), None);
     room.trim_caches();
     let (n, full) = (b.stored.len(), 4 * 256);
-    let states = (0..full).filter(|i| room.event(EventIdx(*i as u32)).is_state()).count();
+    let states = (0..full).filter(|i| room.event(EventIdx(*i as u32)).unwrap().is_state()).count();
     let held = room.events().text_footprint().1;
     assert!(held <= (states + n - full) * 44, "{held} bytes of IDs held for {states} state events");
 
@@ -230,8 +230,8 @@ fn the_ids_of_full_blocks_are_rows_read_back_when_needed() {
     let mut b = b;
     room.trim_caches();
     fail_gets.set(true);
-    let old = (1..256usize).find(|i| !room.event(EventIdx(*i as u32)).is_state()).unwrap();
-    let join = (1..256usize).find(|i| room.event(EventIdx(*i as u32)).is_state()).unwrap();
+    let old = (1..256usize).find(|i| !room.event(EventIdx(*i as u32)).unwrap().is_state()).unwrap();
+    let join = (1..256usize).find(|i| room.event(EventIdx(*i as u32)).unwrap().is_state()).unwrap();
     assert_eq!(room.id(EventIdx(old as u32)).unwrap_err(), PageError::Backend("disk on fire".into()));
     assert_eq!(room.state_id(EventIdx(join as u32)), b.stored[join]);
     let path = format!("/_matrix/federation/v1/event/{}", b.stored[old]);

@@ -181,7 +181,7 @@ fn check_against_synapse(
             }
             continue;
         }
-        let e = room.event(room.lookup(id).unwrap().unwrap());
+        let e = room.event(room.lookup(id).unwrap().unwrap()).unwrap();
         let hex = super::common::hex;
         let got = (o.status(), hex(room.state_digest(e.state_before)), hex(room.state_digest(e.state_after)));
         if got != (*status, before.to_string(), after.to_string()) {

@@ -368,7 +368,7 @@ impl Gen<'_> {
     fn step(&mut self, step: usize) {
         let prevs = self.choose_prevs();
         let prev_idx: Vec<EventIdx> = prevs.iter().map(|p| EventIdx(*p as u32)).collect();
-        let st = self.room.resolve_after(&prev_idx);
+        let st = self.room.resolve_after(&prev_idx).unwrap();
         let view = self.view(st);
         let (ty, key, sender, content) = self.choose_event(&view, step);
 
@@ -377,7 +377,7 @@ impl Gen<'_> {
         if r < 8 {
             // Stale: selected from the state after some other event.
             let other = self.some_accepted();
-            let st = self.room.event(EventIdx(other as u32)).state_after;
+            let st = self.room.event(EventIdx(other as u32)).unwrap().state_after;
             auth = self.select_auth(st, &ty, key.as_deref(), &sender, &content);
         } else if r < 11 && !auth.is_empty() {
             auth.remove(self.rng.below(auth.len()));

@@ -171,7 +171,7 @@ impl RumaRoom {
                 prev_events: ids("prev_events"),
                 auth_events: ids("auth_events"),
                 redacts,
-                rejected: room.event(idx).status == EventStatus::Rejected,
+                rejected: room.event(idx).unwrap().status == EventStatus::Rejected,
             };
             by_id.insert(pdu.event_id.clone(), i);
             pdus.push(Arc::new(pdu));

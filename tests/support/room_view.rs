@@ -16,7 +16,7 @@ pub fn view(room: &mut Room, queries: &[Query]) -> Vec<String> {
     let mut out = Vec::new();
     for i in 0..room.events().len() {
         let idx = EventIdx(i as u32);
-        let e = room.event(idx);
+        let e = room.event(idx).unwrap();
         let state = |id| {
             let mut v: Vec<_> =
                 room.states().get(id).iter().map(|(k, e)| (room.key_name(k), room.id(e).unwrap())).collect();
@@ -33,11 +33,11 @@ pub fn view(room: &mut Room, queries: &[Query]) -> Vec<String> {
             state(e.state_before),
             state(e.state_after),
             e.auth_node().is_some(),
-            room.prev_events(idx),
-            room.auth_events(idx),
+            room.prev_events(idx).unwrap(),
+            room.auth_events(idx).unwrap(),
             room.rejection(idx),
             e.facts,
-            room.resolution_for(room.prev_events(idx)),
+            room.resolution_for(room.prev_events(idx).unwrap()).unwrap(),
         ));
     }
     let mut fwd: Vec<_> = room.forward_extremities().map(|e| room.id(e).unwrap().to_owned()).collect();
@@ -74,7 +74,7 @@ pub fn image_round_trip(what: &str, version: &str, log: Vec<LogRecord>, queries:
     }
     let listed = |r: &Room| {
         let mut v: Vec<String> = r.pending().map(|e| r.id(e).unwrap().to_owned()).collect();
-        v.extend(r.backward_extremities().into_iter().map(|(id, depth)| format!("backward {id} {depth}")));
+        v.extend(r.backward_extremities().unwrap().into_iter().map(|(id, depth)| format!("backward {id} {depth}")));
         v.sort();
         v
     };

@@ -53,7 +53,7 @@ fn state_resolution_matches_synapse() {
             match state_at.get(&id) {
                 None => report.fail(name, format!("{}: no expected_state_at entry", labels(&id))),
                 Some(want) => {
-                    let got = state_map(&room, room.event(idx).state_before);
+                    let got = state_map(&room, room.event(idx).unwrap().state_before);
                     for d in map_diff(&expected_map(want), &got, &labels) {
                         report.fail(name, format!("state before {}: {d}", labels(&id)));
                     }
