@@ -99,8 +99,9 @@ export class RoomEngine {
    *
    * The PDU texts (about the size of the room's raw PDUs) are kept in a
    * page store instead of wasm memory when there is one: `pages` (an object
-   * with synchronous `get(table, key)`, `put(table, key, text)`,
-   * `delete(table, key)`), else the store's own `pages` (a
+   * with synchronous `get(table, key)`, `put(table, key, value)`,
+   * `delete(table, key)`; values are text, or a `Uint8Array` for the
+   * `image` and `blocks` tables), else the store's own `pages` (a
    * `DurableObjectStore` over a SQLite-backed Durable Object has one);
    * `pages: null` keeps them in memory. `cacheBytes` bounds the texts held
    * in memory (default 8 MiB).

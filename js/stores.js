@@ -157,8 +157,12 @@ export function sqlPages(sql) {
   // written straight away like the image: a block's row is written once its
   // batch is stored, and read back instead of holding its IDs in memory.
   sql.exec("CREATE TABLE IF NOT EXISTS ids (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
+  // Each full block of the engine's event table, packed (binary, keyed by a
+  // hash of the row, like ids): written once its batch is stored, and read
+  // back instead of holding the records of its messages in memory.
+  sql.exec("CREATE TABLE IF NOT EXISTS blocks (k TEXT PRIMARY KEY, v BLOB NOT NULL)");
   const table = (t) => {
-    if (t !== "pdu" && t !== "image" && t !== "ids") throw new RoomdagError("M_UNKNOWN", `page store: no table ${JSON.stringify(t)}`);
+    if (t !== "pdu" && t !== "image" && t !== "ids" && t !== "blocks") throw new RoomdagError("M_UNKNOWN", `page store: no table ${JSON.stringify(t)}`);
     return t;
   };
   const bytes = (v) => (v instanceof Uint8Array ? v : typeof v === "string" ? new TextEncoder().encode(v) : new Uint8Array(v));
@@ -201,8 +205,8 @@ export function sqlPages(sql) {
     },
     get(t, key) {
       table(t);
-      if (t === "image") {
-        for (const row of sql.exec("SELECT v FROM image WHERE k = ?", key)) return bytes(row.v);
+      if (t === "image" || t === "blocks") {
+        for (const row of sql.exec(`SELECT v FROM ${t} WHERE k = ?`, key)) return bytes(row.v);
         return null;
       }
       if (t === "ids") {
@@ -226,8 +230,8 @@ export function sqlPages(sql) {
     },
     put(t, key, text) {
       table(t);
-      if (t === "image") {
-        sql.exec("INSERT OR REPLACE INTO image (k, v) VALUES (?, ?)", key, bytes(text));
+      if (t === "image" || t === "blocks") {
+        sql.exec(`INSERT OR REPLACE INTO ${t} (k, v) VALUES (?, ?)`, key, bytes(text));
         return;
       }
       if (t === "ids") {
@@ -239,7 +243,7 @@ export function sqlPages(sql) {
     },
     delete(t, key) {
       table(t);
-      if (t === "image" || t === "ids") {
+      if (t === "image" || t === "ids" || t === "blocks") {
         sql.exec(`DELETE FROM ${t} WHERE k = ?`, key);
         return;
       }

@@ -284,6 +284,9 @@ pub struct Events {
     tail: Vec<StoredEvent>,
     /// Blocks before this one are packed (with a budget).
     packed_to: usize,
+    /// Blocks before this one are paged (with a page store): their packing
+    /// is a row of the store, and they hold their state events' alone.
+    paged_to: usize,
     /// Blocks built now (full ones).
     built: std::cell::Cell<usize>,
     /// State events of packed blocks built apart now (`StateRef::built`),
@@ -518,8 +521,8 @@ impl Events {
             let events = &mut self.blocks[b].built.get_mut().expect("a block not settled is built").events;
             let ids = &self.recent[0];
             let row = id_rows::row(ids, events.iter().map(|e| e.id_len));
-            let key = id_rows::key(&row);
-            pages.put_row(Table::Ids, &id_rows::key_text(&key), &row)?;
+            let key = id_rows::key(row.as_bytes());
+            pages.put_row(Table::Ids, &id_rows::key_text(&key), row.as_bytes())?;
             for e in events.iter_mut() {
                 e.text = if e.key.is_some() {
                     let at = e.text.offset as usize;
@@ -644,7 +647,7 @@ impl Events {
         let blk = &self.blocks[b];
         if blk.built.get().is_none() {
             if let Some(k) = blk.state_place(i % EVENTS_CHUNK) {
-                return Ok(self.resident(b, &blk.states[k]));
+                return Ok(self.resident(b, k));
             }
         }
         Ok(&self.block(b)?[i % EVENTS_CHUNK])
@@ -672,7 +675,7 @@ impl Events {
     pub fn iter(&self) -> impl Iterator<Item = Result<std::borrow::Cow<'_, StoredEvent>, PageError>> + '_ {
         use std::borrow::Cow;
         type Walk<'a> = Box<dyn Iterator<Item = Result<Cow<'a, StoredEvent>, PageError>> + 'a>;
-        self.walk_blocks().flat_map(|block| -> Walk<'_> {
+        self.walk_blocks(0).flat_map(|block| -> Walk<'_> {
             match block {
                 Err(e) => Box::new(std::iter::once(Err(e))),
                 Ok((Cow::Borrowed(events), _)) => Box::new(events.iter().map(|e| Ok(Cow::Borrowed(e)))),
@@ -681,7 +684,7 @@ impl Events {
         })
     }
 
-    /// Every block in order (the open one last, if it holds any event), its
+    /// Every block from block `from` on in order (the open one last, if it holds any event), its
     /// events and their links ([`links`]): a packed block that is not
     /// built is read into a copy, not built.
     ///
@@ -689,9 +692,10 @@ impl Events {
     /// At a block whose row the page store failed to read back.
     pub(super) fn walk_blocks(
         &self,
+        from: usize,
     ) -> impl Iterator<Item = Result<(BlockEvents<'_>, BlockLinks<'_>), PageError>> + '_ {
         use std::borrow::Cow;
-        let full = self.blocks.iter().enumerate().map(move |(b, blk)| match blk.built.get() {
+        let full = self.blocks.iter().enumerate().skip(from).map(move |(b, blk)| match blk.built.get() {
             Some(built) => Ok((Cow::Borrowed(&built.events[..]), Cow::Borrowed(&built.links[..]))),
             None => {
                 let built = self.unpack(b, blk)?;
@@ -750,6 +754,7 @@ impl Events {
                 self.tail = built.events.into_vec();
                 self.tail_links = built.links.into_vec();
                 self.packed_to = self.packed_to.min(self.blocks.len());
+                debug_assert!(self.paged_to <= self.blocks.len(), "a paged block is settled, never cut");
             }
             removed.push(self.tail.pop().expect("len > 0"));
             self.len -= 1;

@@ -37,6 +37,11 @@ pub enum Table {
     /// the row is written; a row is never overwritten with other IDs, so a
     /// room restored beside the one it replaces shares the rows safely.
     Ids,
+    /// A full block of the event table, packed (binary: its events' records
+    /// and links, `event/packed.rs`), keyed by a hash of the row like
+    /// [`Table::Ids`]. The records of a block's events that are not state
+    /// events are held nowhere else once the row is written.
+    Blocks,
 }
 
 impl Table {
@@ -46,6 +51,7 @@ impl Table {
             Table::Pdu => "pdu",
             Table::Image => "image",
             Table::Ids => "ids",
+            Table::Blocks => "blocks",
         }
     }
 }
@@ -184,10 +190,26 @@ pub struct PageCache {
 
 struct Cached {
     /// By [`cache_key`]: the table and the row's number.
-    rows: lru::LruCache<u64, Arc<str>>,
+    rows: lru::LruCache<u64, Row>,
     bytes: usize,
     hits: u64,
     misses: u64,
+}
+
+/// A row held by a [`PageCache`]: text (PDUs, IDs) or bytes (packed blocks).
+#[derive(Clone)]
+enum Row {
+    Text(Arc<str>),
+    Bytes(Arc<[u8]>),
+}
+
+impl Row {
+    fn len(&self) -> usize {
+        match self {
+            Row::Text(t) => t.len(),
+            Row::Bytes(b) => b.len(),
+        }
+    }
 }
 
 /// What a [`PageCache`] did (for benchmarks and tests).
@@ -233,6 +255,47 @@ impl PageCache {
     /// it there: one row per number), from memory or from the store (the
     /// key is made only then). Rows of every table share the cache's bytes.
     pub(crate) fn get_row(&self, table: Table, n: u32, key: impl FnOnce() -> String) -> Result<Arc<str>, PageError> {
+        let row = self.get_cached(table, n, key, |bytes, key| {
+            let text = String::from_utf8(bytes).map_err(|_| PageError::Corrupt { table, key: key.to_owned() })?;
+            Ok(Row::Text(text.into()))
+        })?;
+        match row {
+            Row::Text(text) => Ok(text),
+            Row::Bytes(_) => unreachable!("a table's rows are all text or all bytes"),
+        }
+    }
+
+    /// Binary row `key()` of `table`, numbered `n` in the cache (as
+    /// [`get_row`](Self::get_row)); read from the store only if `valid`
+    /// says it is the row the engine wrote (a row named by its hash).
+    pub(crate) fn get_bytes(
+        &self,
+        table: Table,
+        n: u32,
+        key: impl FnOnce() -> String,
+        valid: impl FnOnce(&[u8]) -> bool,
+    ) -> Result<Arc<[u8]>, PageError> {
+        let row = self.get_cached(table, n, key, |bytes, key| {
+            if !valid(&bytes) {
+                return Err(PageError::Corrupt { table, key: key.to_owned() });
+            }
+            Ok(Row::Bytes(bytes.into()))
+        })?;
+        match row {
+            Row::Bytes(bytes) => Ok(bytes),
+            Row::Text(_) => unreachable!("a table's rows are all text or all bytes"),
+        }
+    }
+
+    /// Row `key()` of `table` (numbered `n`) from memory, or from the store
+    /// made a row by `admit` and kept.
+    fn get_cached(
+        &self,
+        table: Table,
+        n: u32,
+        key: impl FnOnce() -> String,
+        admit: impl FnOnce(Vec<u8>, &str) -> Result<Row, PageError>,
+    ) -> Result<Row, PageError> {
         let mut c = self.cached.borrow_mut();
         let at = cache_key(table, n);
         if let Some(row) = c.rows.get(&at) {
@@ -243,28 +306,28 @@ impl PageCache {
         c.misses += 1;
         let key = key();
         let bytes = self.store.get(table, &key)?.ok_or_else(|| PageError::Missing { table, key: key.clone() })?;
-        let text: Arc<str> = String::from_utf8(bytes).map_err(|_| PageError::Corrupt { table, key })?.into();
-        Self::admit(&mut c, self.capacity, at, text.clone());
-        Ok(text)
+        let row = admit(bytes, &key)?;
+        Self::admit(&mut c, self.capacity, at, row.clone());
+        Ok(row)
     }
 
     /// Writes row `key` of `table`, a row named by a hash of its content
     /// (a row of IDs). A restore that trusts the store's rows writes it
     /// only if it is missing: the events may have been numbered otherwise
     /// when the rows were written.
-    pub(crate) fn put_row(&mut self, table: Table, key: &str, text: &str) -> Result<(), PageError> {
+    pub(crate) fn put_row(&mut self, table: Table, key: &str, row: &[u8]) -> Result<(), PageError> {
         if self.restoring == Some(RestoreRows::Trust) && self.store.get(table, key)?.is_some() {
             return Ok(());
         }
-        self.store.put(table, key, text.as_bytes())
+        self.store.put(table, key, row)
     }
 
-    fn admit(c: &mut Cached, capacity: usize, key: u64, text: Arc<str>) {
-        if text.len() > capacity {
+    fn admit(c: &mut Cached, capacity: usize, key: u64, row: Row) {
+        if row.len() > capacity {
             return;
         }
-        c.bytes += text.len();
-        if let Some(old) = c.rows.put(key, text) {
+        c.bytes += row.len();
+        if let Some(old) = c.rows.put(key, row) {
             c.bytes -= old.len();
         }
         while c.bytes > capacity {

@@ -15,9 +15,9 @@
 
 use std::cell::{Cell, OnceCell};
 
-use super::{packed, Events, Facts, StoredEvent, TextRef, EVENTS_CHUNK};
+use super::{id_rows, packed, Events, Facts, StoredEvent, TextRef, EVENTS_CHUNK};
 use crate::ids::EventIdx;
-use crate::pages::{PageCache, PageError};
+use crate::pages::{PageCache, PageError, Table};
 
 /// Blocks [`Events::trim`] packs at most a call (16,384 events, a few ms).
 pub(super) const PACK_PER_TRIM: usize = 64;
@@ -64,18 +64,74 @@ impl Events {
     /// As [`built_block`](Self::built_block).
     pub(super) fn unpack(&self, b: usize, blk: &Block) -> Result<Built, PageError> {
         let p = blk.packed.as_ref().expect("a block not built is packed");
-        let (events, links) = packed::unpack(p, (b * EVENTS_CHUNK) as u32, EVENTS_CHUNK, &self.names);
+        let first = (b * EVENTS_CHUNK) as u32;
+        let (events, links) = match p.bytes() {
+            Some(_) => packed::unpack(p, first, EVENTS_CHUNK, &self.names),
+            None => packed::unpack_bytes(&self.block_row(b, blk)?, p, first, EVENTS_CHUNK, &self.names),
+        };
         Ok(Built { events: events.into_boxed_slice(), links: links.into_boxed_slice() })
     }
 
-    /// State event `s` of packed block `b`, built alone from its packed
-    /// form if needed.
-    pub(super) fn resident<'a>(&'a self, b: usize, s: &'a StateRef) -> &'a StoredEvent {
+    /// The packing of paged block `b` (`blk`), read back through the page
+    /// cache and checked against its key.
+    fn block_row(&self, b: usize, blk: &Block) -> Result<std::sync::Arc<[u8]>, PageError> {
+        let key = blk.row.expect("a paged block has a row");
+        let pages = self.pdus.as_ref().expect("blocks are paged with a page store");
+        pages.get_bytes(Table::Blocks, b as u32, || id_rows::key_text(&key), |row| id_rows::key(row) == key)
+    }
+
+    /// With a page store: writes the packing of each packed block (at most
+    /// `PACK_PER_TRIM` a call) as a row of [`Table::Blocks`], and keeps of
+    /// it only its state events, packed alone (read all over the room by
+    /// the auth checks and state resolution, so never read from a row).
+    /// A row not written is tried again at the next call.
+    fn page_blocks(&mut self) {
+        let Some(pages) = self.pdus.as_mut() else { return };
+        let upto = (self.paged_to + PACK_PER_TRIM).min(self.packed_to);
+        while self.paged_to < upto {
+            let b = self.paged_to;
+            let blk = &mut self.blocks[b];
+            let p = blk.packed.as_mut().expect("a block before packed_to is packed");
+            let bytes = p.bytes().expect("a block is paged once");
+            let key = id_rows::key(bytes);
+            if pages.put_row(Table::Blocks, &id_rows::key_text(&key), bytes).is_err() {
+                return;
+            }
+            let unpacked;
+            let (events, links) = match blk.built.get() {
+                Some(built) => (&built.events[..], &built.links[..]),
+                None => {
+                    unpacked = packed::unpack(p, (b * EVENTS_CHUNK) as u32, EVENTS_CHUNK, &self.names);
+                    (&unpacked.0[..], &unpacked.1[..])
+                }
+            };
+            let names = &self.names;
+            let known = |n: &crate::ids::Name| names.known(n).expect("a packed block's names are numbered");
+            let states = pack_states(events, links, |_, e| {
+                [known(&e.sender), known(&e.event_type), e.state_key.as_ref().map_or(0, known)]
+            });
+            p.page(states);
+            blk.row = Some(key);
+            self.paged_to += 1;
+        }
+    }
+
+    /// The `k`th state event of packed block `b`, built alone from its
+    /// packed form (the block's, or its state events' alone once the block
+    /// is paged) if needed.
+    pub(super) fn resident(&self, b: usize, k: usize) -> &StoredEvent {
+        let blk = &self.blocks[b];
+        let s = &blk.states[k];
         s.read.set(true);
         s.built.get_or_init(|| {
             self.residents.set(self.residents.get() + 1);
-            let p = self.blocks[b].packed.as_ref().expect("a block not built is packed");
-            Box::new(packed::unpack_one(p, (b * EVENTS_CHUNK) as u32, usize::from(s.at), &self.names))
+            let p = blk.packed.as_ref().expect("a block not built is packed");
+            let first = (b * EVENTS_CHUNK) as u32;
+            let at = usize::from(s.at);
+            Box::new(match p.is_paged() {
+                false => packed::unpack_one(p, first, at, &self.names),
+                true => packed::unpack_nth(p, |j| first + u32::from(blk.states[j].at), k, at, &self.names),
+            })
         })
     }
 
@@ -107,9 +163,34 @@ impl Events {
             self.tail.clear();
             self.tail_links.clear();
             self.read_numbers.clear();
-            self.blocks.push(Block::packed(p, states, state_links));
+            self.blocks.push(Block::packed(p, states, state_links, None));
             self.packed_to = self.blocks.len();
         }
+    }
+
+    /// Appends a full block read back whose packing is row `key` of the
+    /// page store (after any other such block: they are the table's first
+    /// ones), from its state events alone (`states`: each with its links
+    /// and the table's numbers of its names, in order).
+    pub(super) fn push_paged(&mut self, key: [u8; 16], states: &[(StoredEvent, Vec<EventIdx>, [u32; 3])]) {
+        debug_assert!(self.tail.is_empty() && self.paged_to == self.blocks.len());
+        let mut events = Vec::with_capacity(states.len());
+        let mut links = Vec::new();
+        for (e, own, _) in states {
+            let links_at = u32::try_from(links.len()).expect("a block's links are fewer than 2^32");
+            links.extend_from_slice(own);
+            events.push(StoredEvent { links_at, ..e.clone() });
+        }
+        let number = |e: &StoredEvent| {
+            let k = states.binary_search_by_key(&e.idx, |(s, _, _)| s.idx).expect("one of the block's state events");
+            states[k].2
+        };
+        let p = packed::Packed::paged(pack_states(&events, &links, |_, e| number(e)));
+        let (refs, state_links) = state_refs(&events, &links);
+        self.blocks.push(Block::packed(p, refs, state_links, Some(key)));
+        self.len += EVENTS_CHUNK;
+        self.packed_to = self.blocks.len();
+        self.paged_to = self.blocks.len();
     }
 
     /// Gives events read back their content facts: `facts` by event index,
@@ -176,6 +257,7 @@ impl Events {
             }
         }
         self.packed_to = packed_to;
+        self.page_blocks();
         self.trim_residents(resident_budget(budget));
         if self.built.get() * BLOCK_BYTES <= budget {
             return;
@@ -193,6 +275,19 @@ impl Events {
             self.blocks[b].built.take();
         }
         self.built.set(self.built.get() - drop);
+    }
+
+    /// Every name an event of the table has (some more than once): the
+    /// packed blocks' name table (every name of a packed event is in it),
+    /// then the names of the events of blocks not packed yet and of the
+    /// open block. Reads no row.
+    pub(crate) fn event_names(&self) -> impl Iterator<Item = &crate::ids::Name> + '_ {
+        let unpacked = self.blocks[self.packed_to..]
+            .iter()
+            .flat_map(|blk| blk.built.get().map_or(&[][..], |b| &b.events[..]))
+            .chain(self.tail.iter());
+        let of_event = unpacked.flat_map(|e| [Some(&e.sender), Some(&e.event_type), e.state_key.as_ref()]);
+        self.names.names().iter().chain(of_event.flatten())
     }
 
     /// Drops state events built apart (`StateRef::built`) once they hold
@@ -308,6 +403,9 @@ pub(super) struct Block {
     /// Once packed: the links of its state events, one after the other
     /// (`StateRef::n_links` each).
     pub(super) state_links: Box<[EventIdx]>,
+    /// Once paged: the key of its packing's row in [`Table::Blocks`] (the
+    /// packing holds its state events alone then).
+    pub(super) row: Option<[u8; 16]>,
 }
 
 /// A full block's events built, and their links (an event's `links_at` is
@@ -346,6 +444,7 @@ impl Block {
             used: used.into(),
             states: Box::default(),
             state_links: Box::default(),
+            row: None,
         }
     }
 
@@ -370,21 +469,26 @@ impl Block {
         self.states.iter().filter(|s| s.built.get().is_some()).count()
     }
 
-    /// A block read back: packed, not built.
-    pub(super) fn packed(packed: packed::Packed, states: Box<[StateRef]>, state_links: Box<[EventIdx]>) -> Self {
-        Self { packed: Some(packed), built: OnceCell::new(), used: 0.into(), states, state_links }
+    /// A block read back: packed (and paged, with `row`), not built.
+    pub(super) fn packed(
+        packed: packed::Packed,
+        states: Box<[StateRef]>,
+        state_links: Box<[EventIdx]>,
+        row: Option<[u8; 16]>,
+    ) -> Self {
+        Self { packed: Some(packed), built: OnceCell::new(), used: 0.into(), states, state_links, row }
     }
 }
 
 /// Where a full block's state events are, their IDs, and their links
-/// (`links`: the block's).
+/// (`events`: the block's, or its state events alone; `links`: theirs).
 fn state_refs(events: &[StoredEvent], links: &[EventIdx]) -> (Box<[StateRef]>, Box<[EventIdx]>) {
     let mut state_links = Vec::new();
     let states = events
         .iter()
-        .enumerate()
-        .filter(|(_, e)| e.key.is_some())
-        .map(|(at, e)| {
+        .filter(|e| e.key.is_some())
+        .map(|e| {
+            let at = e.idx.ix() % EVENTS_CHUNK;
             let TextRef { block, offset, .. } = e.text;
             let own = e.links_in(links);
             state_links.extend_from_slice(own);
@@ -401,4 +505,23 @@ fn state_refs(events: &[StoredEvent], links: &[EventIdx]) -> (Box<[StateRef]>, B
         })
         .collect();
     (states, state_links.into_boxed_slice())
+}
+
+/// The packing of a full block's state events alone (`links`: the block's),
+/// their names as `numbers` gives them: each event packed with its own
+/// index (so its prev events read back), its links one after the other as
+/// the block's `state_links` hold them.
+pub(super) fn pack_states(
+    events: &[StoredEvent],
+    links: &[EventIdx],
+    mut numbers: impl FnMut(usize, &StoredEvent) -> [u32; 3],
+) -> Box<[u8]> {
+    let mut alone = Vec::new();
+    let mut alone_links = Vec::new();
+    for e in events.iter().filter(|e| e.key.is_some()) {
+        let links_at = u32::try_from(alone_links.len()).expect("a block's links are fewer than 2^32");
+        alone_links.extend_from_slice(e.links_in(links));
+        alone.push(StoredEvent { links_at, ..e.clone() });
+    }
+    packed::pack_numbered(&alone, &alone_links, |_, e| numbers(e.idx.ix() % EVENTS_CHUNK, e)).into_bytes()
 }

@@ -41,9 +41,10 @@ pub(super) fn row(ids: &str, lens: impl Iterator<Item = u8>) -> String {
     row
 }
 
-/// A row's key (the first 16 bytes of its SHA-256).
-pub(super) fn key(row: &str) -> [u8; 16] {
-    Sha256::digest(row.as_bytes())[..16].try_into().expect("16 of 32 bytes")
+/// A row's key (the first 16 bytes of its SHA-256): rows of IDs, and of
+/// packed blocks ([`Table::Blocks`](crate::pages::Table::Blocks)).
+pub(super) fn key(row: &[u8]) -> [u8; 16] {
+    Sha256::digest(row)[..16].try_into().expect("16 of 32 bytes")
 }
 
 /// A key as the store's row key (hex).
@@ -94,9 +95,9 @@ mod tests {
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(&row[find(&row, i).unwrap()], id, "ID {i}");
         }
-        assert_eq!(key(&row), key(&row.clone()));
-        assert_ne!(key(&row), key(&row.replacen('x', "y", 1)));
-        assert_eq!(key_text(&key(&row)).len(), 32);
+        assert_eq!(key(row.as_bytes()), key(row.clone().as_bytes()));
+        assert_ne!(key(row.as_bytes()), key(row.replacen('x', "y", 1).as_bytes()));
+        assert_eq!(key_text(&key(row.as_bytes())).len(), 32);
         // Cut short, a header that is not hex, a length splitting a character.
         assert_eq!(find(&row[..row.len() - 2], EVENTS_CHUNK - 1), None);
         assert_eq!(find(&row[..100], 0), None);

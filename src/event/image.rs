@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 
 use super::links::{refs_at, LINK_BLOCK};
 use super::{
-    CreateFacts, EventStatus, Events, Facts, JoinRule, MemberFacts, Membership, StateKeyIdx, StoredEvent, TextRef,
-    EVENTS_CHUNK, TEXT_BLOCK,
+    packed, CreateFacts, EventStatus, Events, Facts, JoinRule, MemberFacts, Membership, StateKeyIdx, StoredEvent,
+    TextRef, EVENTS_CHUNK, TEXT_BLOCK,
 };
 use crate::ids::{EventIdx, Name};
 use crate::image::{index, ImageError, Numbering, Reader, Writer};
@@ -28,6 +28,101 @@ const HAS_KEY: u8 = 64;
 
 /// Bytes of one event's record (its links follow it, four bytes each).
 const RECORD_BYTES: usize = 1 + 4 * 3 + 4 + 4 + 4 * 4 + 8 * 2 + 4 * 3;
+
+/// A full block written as its events' records.
+const BLOCK_RECORDS: u8 = 0;
+/// A full block that is paged: its row's key, then its state events'
+/// records alone, each after its place in the block.
+const BLOCK_PAGED: u8 = 1;
+
+/// Reads the record of event `i` (in a block read `packed`: a message's
+/// names are then `placeholder`), and the image's numbers of its names
+/// (sender, type, state key).
+fn read_record(
+    r: &mut Reader<'_>,
+    i: usize,
+    packed: bool,
+    names: &[Name],
+    placeholder: &Name,
+) -> Result<(StoredEvent, [u32; 3]), ImageError> {
+    let rec = r.take(RECORD_BYTES)?;
+    let u32_at = |at: usize| u32::from_le_bytes(rec[at..at + 4].try_into().expect("4 bytes"));
+    let i64_at = |at: usize| i64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"));
+    let flags = rec[0];
+    // A packed message is never read as built (see `read_image`).
+    let named = !packed || flags & HAS_KEY != 0;
+    let name = |v: u32| -> Result<Name, ImageError> {
+        if named {
+            index(v, names.len(), "a name").map(|i| names[i as usize].clone())
+        } else {
+            Ok(placeholder.clone())
+        }
+    };
+    let e = StoredEvent {
+        idx: EventIdx(i as u32),
+        text: TextRef { block: u32_at(1), offset: u32_at(5), len: u32_at(9) },
+        links_at: 0,
+        id_len: rec[13],
+        n_prev: rec[14],
+        n_auth: rec[15],
+        pdu_prev_count: rec[16],
+        outlier: flags & OUTLIER != 0,
+        soft_failed: flags & SOFT_FAILED != 0,
+        status: if flags & REJECTED != 0 { EventStatus::Rejected } else { EventStatus::Accepted },
+        redacted_on_receipt: flags & REDACTED_ON_RECEIPT != 0,
+        recheck_redaction: flags & RECHECK_REDACTION != 0,
+        first_prev_ix: u32_at(17),
+        sender: name(u32_at(21))?,
+        event_type: name(u32_at(25))?,
+        state_key: if flags & HAS_STATE_KEY != 0 { Some(name(u32_at(29))?) } else { None },
+        key: (flags & HAS_KEY != 0).then(|| StateKeyIdx(u32_at(33))),
+        depth: i64_at(37),
+        origin_server_ts: i64_at(45),
+        facts: Facts::None,
+        state_before: StateSetId(u32_at(53)),
+        state_after: StateSetId(u32_at(57)),
+        auth_node_plus_one: std::num::NonZeroU32::new(u32_at(61)),
+    };
+    Ok((e, [u32_at(21), u32_at(25), u32_at(29)]))
+}
+
+/// Writes an event's record, then its links (`links`: its own).
+fn write_record(w: &mut Writer<'_>, e: &StoredEvent, links: &[EventIdx], named: &dyn Fn(&Name) -> u32) {
+    let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+    let flags = flag(e.outlier, OUTLIER)
+        | flag(e.soft_failed, SOFT_FAILED)
+        | flag(e.status == EventStatus::Rejected, REJECTED)
+        | flag(e.redacted_on_receipt, REDACTED_ON_RECEIPT)
+        | flag(e.recheck_redaction, RECHECK_REDACTION)
+        | flag(e.state_key.is_some(), HAS_STATE_KEY)
+        | flag(e.key.is_some(), HAS_KEY);
+    let mut rec = [0u8; RECORD_BYTES];
+    let mut at = 0;
+    let mut put = |b: &[u8]| {
+        rec[at..at + b.len()].copy_from_slice(b);
+        at += b.len();
+    };
+    put(&[flags]);
+    for v in [e.text.block, e.text.offset, e.text.len] {
+        put(&v.to_le_bytes());
+    }
+    put(&[e.id_len, e.n_prev, e.n_auth, e.pdu_prev_count]);
+    put(&e.first_prev_ix.to_le_bytes());
+    let state_key = e.state_key.as_ref().map_or(0, named);
+    for v in [named(&e.sender), named(&e.event_type), state_key, e.key.map_or(0, |k| k.0)] {
+        put(&v.to_le_bytes());
+    }
+    put(&e.depth.to_le_bytes());
+    put(&e.origin_server_ts.to_le_bytes());
+    let node = e.auth_node_plus_one.map_or(0, std::num::NonZeroU32::get);
+    for v in [e.state_before.0, e.state_after.0, node] {
+        put(&v.to_le_bytes());
+    }
+    w.raw(&rec);
+    for l in links {
+        w.raw(&l.0.to_le_bytes());
+    }
+}
 
 /// The number of a name in the image's name table, if it has one.
 pub(crate) type NameNumber<'a> = &'a dyn Fn(&str) -> Option<u32>;
@@ -62,44 +157,33 @@ impl Events {
         }
         w.len(self.len);
         let named = |n: &Name| name(n).expect("the name table holds every event's names");
+        // The packed blocks' name numbers, in order: a paged block's row
+        // holds them.
+        w.u32s(self.names.names().iter().map(named).collect::<Vec<_>>().into_iter());
         let mut with_facts: Vec<(u32, Facts)> = Vec::new();
-        for block in self.walk_blocks() {
+        // Paged blocks first (they are a prefix): each names its row and
+        // holds its state events' records alone, with their places.
+        for (b, blk) in self.blocks[..self.paged_to].iter().enumerate() {
+            let p = blk.packed.as_ref().expect("a paged block is packed");
+            w.u8(BLOCK_PAGED);
+            w.raw(&blk.row.expect("a paged block has a row"));
+            w.len(blk.states.len());
+            let first = (b * EVENTS_CHUNK) as u32;
+            let index = |j: usize| first + u32::from(blk.states[j].at);
+            for (k, e) in packed::unpack_alone(p, index, blk.states.len(), &self.names).iter().enumerate() {
+                let at = usize::from(blk.states[k].at);
+                w.u8(blk.states[k].at);
+                write_record(w, e, blk.state_links(at), &named);
+            }
+            with_facts.extend(p.with_facts().map(|(at, f)| (first + at as u32, f.clone())));
+        }
+        for block in self.walk_blocks(self.paged_to) {
             let (events, links) = block?;
+            if events.len() == EVENTS_CHUNK {
+                w.u8(BLOCK_RECORDS);
+            }
             for e in events.iter() {
-                let flag = |on: bool, bit: u8| if on { bit } else { 0 };
-                let flags = flag(e.outlier, OUTLIER)
-                    | flag(e.soft_failed, SOFT_FAILED)
-                    | flag(e.status == EventStatus::Rejected, REJECTED)
-                    | flag(e.redacted_on_receipt, REDACTED_ON_RECEIPT)
-                    | flag(e.recheck_redaction, RECHECK_REDACTION)
-                    | flag(e.state_key.is_some(), HAS_STATE_KEY)
-                    | flag(e.key.is_some(), HAS_KEY);
-                let mut rec = [0u8; RECORD_BYTES];
-                let mut at = 0;
-                let mut put = |b: &[u8]| {
-                    rec[at..at + b.len()].copy_from_slice(b);
-                    at += b.len();
-                };
-                put(&[flags]);
-                for v in [e.text.block, e.text.offset, e.text.len] {
-                    put(&v.to_le_bytes());
-                }
-                put(&[e.id_len, e.n_prev, e.n_auth, e.pdu_prev_count]);
-                put(&e.first_prev_ix.to_le_bytes());
-                let state_key = e.state_key.as_ref().map_or(0, named);
-                for v in [named(&e.sender), named(&e.event_type), state_key, e.key.map_or(0, |k| k.0)] {
-                    put(&v.to_le_bytes());
-                }
-                put(&e.depth.to_le_bytes());
-                put(&e.origin_server_ts.to_le_bytes());
-                let node = e.auth_node_plus_one.map_or(0, std::num::NonZeroU32::get);
-                for v in [e.state_before.0, e.state_after.0, node] {
-                    put(&v.to_le_bytes());
-                }
-                w.raw(&rec);
-                for l in e.links_in(&links) {
-                    w.raw(&l.0.to_le_bytes());
-                }
+                write_record(w, e, e.links_in(&links), &named);
                 if !matches!(e.facts, Facts::None) {
                     with_facts.push((e.idx.0, e.facts.clone()));
                 }
@@ -159,7 +243,10 @@ impl Events {
         }
         let tail_ids = String::from_utf8(r.bytes()?).map_err(|_| corrupt("the open block's IDs are not UTF-8"))?;
         let auth_lists = read_refs(r)?;
-        let len = r.len(RECORD_BYTES)?;
+        // Paged blocks hold their state events' records only: the count is
+        // bounded by the bytes left, and must match the row keys of IDs read
+        // above (one a full block).
+        let len = r.len(1)?;
         if n_rows != len / EVENTS_CHUNK {
             return Err(corrupt("the image names a row of IDs for other than each full block"));
         }
@@ -170,11 +257,18 @@ impl Events {
         // name's clone touches its reference count, scattered over memory
         // for a room's 100,000 members: most of a read-back's time), and
         // are packed from the image's name numbers, mapped once each to
-        // the table's.
+        // the table's: numbered as the room numbered them (the rows of
+        // paged blocks hold those numbers), then as they come.
         let packed_len = len / EVENTS_CHUNK * EVENTS_CHUNK;
         let placeholder = Name::new("");
         let mut table_number: Vec<u32> = vec![u32::MAX; names.len()];
-        let mut links: Vec<EventIdx> = Vec::new();
+        for v in r.u32s()? {
+            let i = index(v, names.len(), "a name")? as usize;
+            let n = events.names.push(names[i].clone());
+            if table_number[i] == u32::MAX {
+                table_number[i] = n;
+            }
+        }
         let mut number = |events: &mut Events, v: u32| -> Result<u32, ImageError> {
             let i = index(v, names.len(), "a name")? as usize;
             if table_number[i] == u32::MAX {
@@ -182,53 +276,50 @@ impl Events {
             }
             Ok(table_number[i])
         };
-        for i in 0..len {
-            let rec = r.take(RECORD_BYTES)?;
-            let u32_at = |at: usize| u32::from_le_bytes(rec[at..at + 4].try_into().expect("4 bytes"));
-            let i64_at = |at: usize| i64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"));
-            let flags = rec[0];
-            let built = i >= packed_len || flags & HAS_KEY != 0;
-            let name = |v: u32| -> Result<Name, ImageError> {
-                if built {
-                    index(v, names.len(), "a name").map(|i| names[i as usize].clone())
-                } else {
-                    Ok(placeholder.clone())
-                }
-            };
-            let e = StoredEvent {
-                idx: EventIdx(i as u32),
-                text: TextRef { block: u32_at(1), offset: u32_at(5), len: u32_at(9) },
-                links_at: 0,
-                id_len: rec[13],
-                n_prev: rec[14],
-                n_auth: rec[15],
-                pdu_prev_count: rec[16],
-                outlier: flags & OUTLIER != 0,
-                soft_failed: flags & SOFT_FAILED != 0,
-                status: if flags & REJECTED != 0 { EventStatus::Rejected } else { EventStatus::Accepted },
-                redacted_on_receipt: flags & REDACTED_ON_RECEIPT != 0,
-                recheck_redaction: flags & RECHECK_REDACTION != 0,
-                first_prev_ix: u32_at(17),
-                sender: name(u32_at(21))?,
-                event_type: name(u32_at(25))?,
-                state_key: if flags & HAS_STATE_KEY != 0 { Some(name(u32_at(29))?) } else { None },
-                key: (flags & HAS_KEY != 0).then(|| StateKeyIdx(u32_at(33))),
-                depth: i64_at(37),
-                origin_server_ts: i64_at(45),
-                facts: Facts::None,
-                state_before: StateSetId(u32_at(53)),
-                state_after: StateSetId(u32_at(57)),
-                auth_node_plus_one: std::num::NonZeroU32::new(u32_at(61)),
-            };
-            let (sender, event_type, state_key) = (u32_at(21), u32_at(25), u32_at(29));
+        let mut links: Vec<EventIdx> = Vec::new();
+        let mut read = |r: &mut Reader<'_>, events: &mut Events, i: usize, links: &mut Vec<EventIdx>| {
+            let (e, [sender, event_type, state_key]) = read_record(r, i, i < packed_len, names, &placeholder)?;
             links.clear();
             for l in r.take(4 * e.links_len() as usize)?.chunks_exact(4) {
                 links.push(EventIdx(u32::from_le_bytes(l.try_into().expect("4 bytes"))));
             }
-            check_refs(&e, &text, &tail_ids, packed_len, &links, &auth_lists, len)?;
+            check_refs(&e, &text, &tail_ids, packed_len, links, &auth_lists, len)?;
             bounds.note(&e);
-            let state_key = if flags & HAS_STATE_KEY != 0 { number(&mut events, state_key)? } else { 0 };
-            let numbers = [number(&mut events, sender)?, number(&mut events, event_type)?, state_key];
+            let state_key = if e.state_key.is_some() { number(events, state_key)? } else { 0 };
+            let numbers = [number(events, sender)?, number(events, event_type)?, state_key];
+            Ok::<_, ImageError>((e, numbers))
+        };
+        for b in 0..len / EVENTS_CHUNK {
+            let first = b * EVENTS_CHUNK;
+            match r.u8()? {
+                BLOCK_RECORDS => {
+                    for i in first..first + EVENTS_CHUNK {
+                        let (e, numbers) = read(r, &mut events, i, &mut links)?;
+                        events.push_read(e, &links, numbers);
+                    }
+                }
+                BLOCK_PAGED if events.paged_to == b => {
+                    let key = <[u8; 16]>::try_from(r.take(16)?).expect("16 bytes");
+                    let n = r.len(1 + RECORD_BYTES)?;
+                    let mut states = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        let at = usize::from(r.u8()?);
+                        if states.last().is_some_and(|(e, _, _): &(StoredEvent, _, _)| e.idx.ix() >= first + at) {
+                            return Err(corrupt("a paged block's state events are out of order"));
+                        }
+                        let (e, numbers) = read(r, &mut events, first + at, &mut links)?;
+                        if e.key.is_none() {
+                            return Err(corrupt("a paged block lists an event that is not a state event"));
+                        }
+                        states.push((e, links.clone(), numbers));
+                    }
+                    events.push_paged(key, &states);
+                }
+                _ => return Err(corrupt("a block of the event table is neither records nor paged after paged ones")),
+            }
+        }
+        for i in packed_len..len {
+            let (e, numbers) = read(r, &mut events, i, &mut links)?;
             events.push_read(e, &links, numbers);
         }
         let n_chunks = r.len(8)?;

@@ -125,7 +125,7 @@ impl Events {
         &self,
         mut f: impl FnMut(&StoredEvent, &[EventIdx], &[EventIdx]) -> Result<(), E>,
     ) -> Result<(), E> {
-        for block in self.walk_blocks() {
+        for block in self.walk_blocks(0) {
             let (events, links) = block?;
             for e in events.iter() {
                 let own = e.links_in(&links);

@@ -64,15 +64,47 @@ impl NameTable {
         }
     }
 
+    /// The number `name` has, if numbered.
+    pub(super) fn known(&self, name: &Name) -> Option<u32> {
+        let (addr, names) = (name.addr(), &self.names);
+        self.by_addr.find(addr_hash(addr), |n| names[*n as usize].addr() == addr).copied()
+    }
+
+    /// The names, by number (the numbers packed blocks hold: a room image
+    /// writes them in this order, and a room read back numbers them so
+    /// again, so that the rows of paged blocks read back the same).
+    pub(super) fn names(&self) -> &[Name] {
+        &self.names
+    }
+
+    /// Gives `name` the next number, even if it has one (a room read back
+    /// numbers its names as they were: [`names`](Self::names)); found by
+    /// address, a name numbered twice is found at its first number.
+    pub(super) fn push(&mut self, name: Name) -> u32 {
+        let n = u32::try_from(self.names.len()).expect("fewer than 2^32 names");
+        if self.known(&name).is_none() {
+            let names = &self.names;
+            self.by_addr.insert_unique(addr_hash(name.addr()), n, |k| addr_hash(names[*k as usize].addr()));
+        }
+        self.names.push(name);
+        n
+    }
+
     fn name(&self, n: u64) -> Name {
         self.names[usize::try_from(n).expect("a name's number fits")].clone()
     }
 }
 
-/// A full block's events, packed.
+/// A full block's events, packed: all of them, or (once the block's bytes
+/// are a row of the page store: `paged`) its state events alone, packed the
+/// same way one after the other, so that a state event is built without
+/// reading the row.
 #[derive(Debug)]
 pub(super) struct Packed {
     bytes: Box<[u8]>,
+    /// `bytes` packs the block's state events alone (the block's own
+    /// packing is a row of the page store).
+    paged: bool,
     /// The content facts of the block's events that have any, in order,
     /// and where each event is in the block (kept apart from the bytes, so
     /// that a block read back from an image, whose facts come after its
@@ -85,6 +117,48 @@ impl Packed {
     /// Bytes held (the facts counted as their inline size).
     pub(super) fn size(&self) -> usize {
         self.bytes.len() + std::mem::size_of_val::<[Facts]>(&self.facts) + self.facts_at.len()
+    }
+
+    /// The packed bytes held (the block's, or its state events' alone).
+    pub(super) fn into_bytes(self) -> Box<[u8]> {
+        self.bytes
+    }
+
+    /// The block's packing (not held once paged).
+    pub(super) fn bytes(&self) -> Option<&[u8]> {
+        (!self.paged).then_some(&self.bytes[..])
+    }
+
+    /// Whether the block's packing is a row of the page store.
+    pub(super) fn is_paged(&self) -> bool {
+        self.paged
+    }
+
+    /// The block's packing now held as a row of the page store: holds
+    /// `states` (the packing of its state events alone, [`pack`]ed) instead.
+    pub(super) fn page(&mut self, states: Box<[u8]>) {
+        self.bytes = states;
+        self.paged = true;
+    }
+
+    /// A block read back whose packing is a row of the page store: its
+    /// state events alone packed (`states`), and its facts (set later, by
+    /// [`set_facts`](Self::set_facts)).
+    pub(super) fn paged(states: Box<[u8]>) -> Self {
+        Packed { bytes: states, paged: true, facts: Box::default(), facts_at: Box::default() }
+    }
+
+    /// The facts of the block's event at `at`.
+    pub(super) fn facts_of(&self, at: usize) -> Facts {
+        match u8::try_from(at).ok().and_then(|at| self.facts_at.binary_search(&at).ok()) {
+            Some(k) => self.facts[k].clone(),
+            None => Facts::None,
+        }
+    }
+
+    /// The events with facts: their places in the block and facts.
+    pub(super) fn with_facts(&self) -> impl Iterator<Item = (usize, &Facts)> + '_ {
+        self.facts_at.iter().map(|a| usize::from(*a)).zip(self.facts.iter())
     }
 
     /// Gives the events at positions `at` (in the block, increasing) their
@@ -335,7 +409,12 @@ pub(super) fn pack_numbered(
         }
         before = Before::after(e, auth_at);
     }
-    Packed { bytes: out.into_boxed_slice(), facts: facts.into_boxed_slice(), facts_at: facts_at.into_boxed_slice() }
+    Packed {
+        bytes: out.into_boxed_slice(),
+        paged: false,
+        facts: facts.into_boxed_slice(),
+        facts_at: facts_at.into_boxed_slice(),
+    }
 }
 
 /// One event's fields as packed, its names as their numbers.
@@ -476,7 +555,21 @@ impl Fields {
 /// The bytes are the room's own, written by [`pack`]: a wrong byte is a
 /// bug, and panics.
 pub(super) fn unpack(p: &Packed, first: u32, len: usize, names: &NameTable) -> (Vec<StoredEvent>, Vec<EventIdx>) {
-    let mut r = Reader { bytes: &p.bytes, at: 0 };
+    debug_assert!(!p.paged, "a paged block is read from its row");
+    unpack_bytes(&p.bytes, p, first, len, names)
+}
+
+/// Reads a block packed as `bytes` back (the events from `first` on), its
+/// facts those of `p`, and their links. The bytes are the room's own: a
+/// row of the page store is checked against its key (a hash of it) first.
+pub(super) fn unpack_bytes(
+    bytes: &[u8],
+    p: &Packed,
+    first: u32,
+    len: usize,
+    names: &NameTable,
+) -> (Vec<StoredEvent>, Vec<EventIdx>) {
+    let mut r = Reader { bytes, at: 0 };
     let mut facts = p.facts_at.iter().zip(p.facts.iter()).peekable();
     let mut events = Vec::with_capacity(len);
     let mut links = Vec::with_capacity(2 * len);
@@ -489,28 +582,56 @@ pub(super) fn unpack(p: &Packed, first: u32, len: usize, names: &NameTable) -> (
         let facts = facts.next_if(|(at, _)| usize::from(**at) == i).map_or(Facts::None, |(_, f)| f.clone());
         events.push(fields.event(idx, names, facts));
     }
-    debug_assert_eq!(r.at, p.bytes.len(), "a packed block is read to its end");
+    debug_assert_eq!(r.at, bytes.len(), "a packed block is read to its end");
     (events, links)
+}
+
+/// Reads the `k`th event packed in `p` back alone (the events before it
+/// are read, not built): `index(j)` is the index of the `j`th event packed
+/// (the block's events, or its state events alone once paged), `at(k)`
+/// where the `k`th is in its block (its facts).
+pub(super) fn unpack_nth(
+    p: &Packed,
+    index: impl Fn(usize) -> u32,
+    k: usize,
+    at: usize,
+    names: &NameTable,
+) -> StoredEvent {
+    let mut r = Reader { bytes: &p.bytes, at: 0 };
+    let mut before = Before::START;
+    let mut links = Vec::new();
+    let mut senders = Senders::new();
+    for j in 0..k {
+        before = Fields::read(&mut r, &before, &mut senders, index(j), &mut links).before_next();
+        links.clear();
+    }
+    Fields::read(&mut r, &before, &mut senders, index(k), &mut links).event(index(k), names, p.facts_of(at))
+}
+
+/// Reads the `n` events packed in `p` back (`index(j)` the index of the
+/// `j`th: a paged block's state events, packed alone), without their facts
+/// or links (a room image writes their records).
+pub(super) fn unpack_alone(p: &Packed, index: impl Fn(usize) -> u32, n: usize, names: &NameTable) -> Vec<StoredEvent> {
+    let mut r = Reader { bytes: &p.bytes, at: 0 };
+    let mut before = Before::START;
+    let mut links = Vec::new();
+    let mut senders = Senders::new();
+    let mut events = Vec::with_capacity(n);
+    for j in 0..n {
+        let fields = Fields::read(&mut r, &before, &mut senders, index(j), &mut links);
+        before = fields.before_next();
+        links.clear();
+        events.push(fields.event(index(j), names, Facts::None));
+    }
+    events
 }
 
 /// Reads event `at` of a packed block back alone (the block's events
 /// from `first` on): the events before it are read, not built.
 pub(super) fn unpack_one(p: &Packed, first: u32, at: usize, names: &NameTable) -> StoredEvent {
-    let mut r = Reader { bytes: &p.bytes, at: 0 };
-    let mut before = Before::START;
-    let mut links = Vec::new();
-    let mut senders = Senders::new();
-    for i in 0..at {
-        let idx = first + u32::try_from(i).expect("a block holds fewer than 2^32 events");
-        before = Fields::read(&mut r, &before, &mut senders, idx, &mut links).before_next();
-        links.clear();
-    }
-    let idx = first + u32::try_from(at).expect("a block holds fewer than 2^32 events");
-    let facts = match p.facts_at.binary_search(&u8::try_from(at).expect("a block holds at most 256 events")) {
-        Ok(k) => p.facts[k].clone(),
-        Err(_) => Facts::None,
-    };
-    Fields::read(&mut r, &before, &mut senders, idx, &mut links).event(idx, names, facts)
+    debug_assert!(!p.paged, "a paged block's state events are packed alone");
+    let index = |j: usize| first + u32::try_from(j).expect("a block holds fewer than 2^32 events");
+    unpack_nth(p, index, at, at, names)
 }
 
 fn narrow(v: u64) -> u32 {

@@ -86,18 +86,12 @@ impl Room {
         w.str(self.rules.id);
         w.opt_str(self.room_id.as_deref());
         // Names: the interned set first (flag 1), then any other name an
-        // event or a state key holds (flag 0).
-        // (The events' names are cloned: a packed block is read into a copy.)
+        // event or a state key holds (flag 0), read without reading rows.
         let mut names: Vec<Name> = self.strings.iter().cloned().collect();
         let interned = names.len();
         let mut seen: std::collections::HashSet<Name> = names.iter().cloned().collect();
-        let mut event_names = Vec::new();
-        for e in self.events.iter() {
-            let e = e?;
-            event_names.extend([Some(e.sender.clone()), Some(e.event_type.clone()), e.state_key.clone()]);
-        }
         let more =
-            event_names.into_iter().flatten().chain(self.key_names.iter().flat_map(|(t, s)| [t.clone(), s.clone()]));
+            self.events.event_names().cloned().chain(self.key_names.iter().flat_map(|(t, s)| [t.clone(), s.clone()]));
         for n in more {
             if seen.insert(n.clone()) {
                 names.push(n);

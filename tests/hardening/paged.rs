@@ -225,15 +225,24 @@ fn the_ids_of_full_blocks_are_rows_read_back_when_needed() {
     let held = room.events().text_footprint().1;
     assert!(held <= (states + n - full) * 44, "{held} bytes of IDs held for {states} state events");
 
-    // The store stops answering: an old message's ID is an error, a state
-    // event's is still held.
+    // The store stops answering: an old message's ID is an error, and so
+    // is its record (its block is paged: a row of packed records); a state
+    // event's ID and record are still held.
     let mut b = b;
-    room.trim_caches();
-    fail_gets.set(true);
     let old = (1..256usize).find(|i| !room.event(EventIdx(*i as u32)).unwrap().is_state()).unwrap();
     let join = (1..256usize).find(|i| room.event(EventIdx(*i as u32)).unwrap().is_state()).unwrap();
+    let other = (256..512usize).find(|i| !room.event(EventIdx(*i as u32)).unwrap().is_state()).unwrap();
+    assert!(pages.borrow().len_of(Table::Blocks) >= 4, "a row per full block settled");
+    room.trim_caches();
+    // The cache holds one block's row (4 KiB): block 0's, read last.
+    room.event(EventIdx(old as u32)).unwrap();
+    fail_gets.set(true);
     assert_eq!(room.id(EventIdx(old as u32)).unwrap_err(), PageError::Backend("disk on fire".into()));
+    assert!(!room.event(EventIdx(old as u32)).unwrap().is_state(), "a row in the cache is read from it");
+    assert_eq!(room.event(EventIdx(other as u32)).unwrap_err(), PageError::Backend("disk on fire".into()));
+    assert_eq!(room.prev_events(EventIdx(other as u32)).unwrap_err(), PageError::Backend("disk on fire".into()));
     assert_eq!(room.state_id(EventIdx(join as u32)), b.stored[join]);
+    assert!(room.state_event(EventIdx(join as u32)).is_state());
     let path = format!("/_matrix/federation/v1/event/{}", b.stored[old]);
     let target = Target::parse(&path).unwrap();
     let endpoint = route("GET", &target).unwrap();
