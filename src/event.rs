@@ -19,7 +19,7 @@ mod packed;
 mod pdu_groups;
 mod text;
 
-pub use blocks::table_budget;
+pub use blocks::{table_budget, BLOCK_EVENTS};
 pub use facts::{CreateFacts, Facts, JoinRule, MemberFacts, Membership};
 pub(crate) use image::RefBounds;
 pub use text::{IdText, PduText};

@@ -122,6 +122,11 @@ impl MemoryPages {
     pub fn len_of(&self, table: Table) -> usize {
         self.rows.keys().filter(|(t, _)| *t == table).count()
     }
+
+    /// The rows of `table`, key and value (to look into what a room wrote).
+    pub fn rows_of(&self, table: Table) -> Vec<(String, Vec<u8>)> {
+        self.rows.iter().filter(|((t, _), _)| *t == table).map(|((_, k), v)| (k.to_string(), v.to_vec())).collect()
+    }
 }
 
 impl PageStore for MemoryPages {

@@ -19,6 +19,9 @@ use super::{id_rows, packed, Events, Facts, StoredEvent, TextRef, EVENTS_CHUNK};
 use crate::ids::EventIdx;
 use crate::pages::{PageCache, PageError, Table};
 
+/// Events of a full block of the event table.
+pub const BLOCK_EVENTS: usize = EVENTS_CHUNK;
+
 /// Blocks [`Events::trim`] packs at most a call (16,384 events, a few ms).
 pub(super) const PACK_PER_TRIM: usize = 64;
 /// Bytes of a built full block (its links counted as two an event).
@@ -163,7 +166,8 @@ impl Events {
             self.tail.clear();
             self.tail_links.clear();
             self.read_numbers.clear();
-            self.blocks.push(Block::packed(p, states, state_links, None));
+            let range = ts_range(&self.tail);
+            self.blocks.push(Block::packed(p, states, state_links, None, range));
             self.packed_to = self.blocks.len();
         }
     }
@@ -172,7 +176,12 @@ impl Events {
     /// page store (after any other such block: they are the table's first
     /// ones), from its state events alone (`states`: each with its links
     /// and the table's numbers of its names, in order).
-    pub(super) fn push_paged(&mut self, key: [u8; 16], states: &[(StoredEvent, Vec<EventIdx>, [u32; 3])]) {
+    pub(super) fn push_paged(
+        &mut self,
+        key: [u8; 16],
+        states: &[(StoredEvent, Vec<EventIdx>, [u32; 3])],
+        ts_range: Option<(i64, i64)>,
+    ) {
         debug_assert!(self.tail.is_empty() && self.paged_to == self.blocks.len());
         let mut events = Vec::with_capacity(states.len());
         let mut links = Vec::new();
@@ -187,7 +196,7 @@ impl Events {
         };
         let p = packed::Packed::paged(pack_states(&events, &links, |_, e| number(e)));
         let (refs, state_links) = state_refs(&events, &links);
-        self.blocks.push(Block::packed(p, refs, state_links, Some(key)));
+        self.blocks.push(Block::packed(p, refs, state_links, Some(key), ts_range));
         self.len += EVENTS_CHUNK;
         self.packed_to = self.blocks.len();
         self.paged_to = self.blocks.len();
@@ -275,6 +284,33 @@ impl Events {
             self.blocks[b].built.take();
         }
         self.built.set(self.built.get() - drop);
+    }
+
+    /// Full blocks of the table ([`BLOCK_EVENTS`] events each; the open
+    /// block follows them).
+    pub fn full_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// The events of full block `b`, built again if it is packed (its row
+    /// read back if it is paged).
+    ///
+    /// # Errors
+    /// The page store failed to read its row back, or it is corrupt.
+    pub fn block_events(&self, b: usize) -> Result<&[StoredEvent], PageError> {
+        self.block(b)
+    }
+
+    /// The events of the open block (after the full blocks).
+    pub fn open_block(&self) -> &[StoredEvent] {
+        &self.tail
+    }
+
+    /// The least and greatest `origin_server_ts` of full block `b`'s
+    /// accepted timeline events (none if it has none), held for every
+    /// block.
+    pub fn block_ts_range(&self, b: usize) -> Option<(i64, i64)> {
+        self.blocks[b].ts_range
     }
 
     /// Every name an event of the table has (some more than once): the
@@ -406,6 +442,19 @@ pub(super) struct Block {
     /// Once paged: the key of its packing's row in [`Table::Blocks`] (the
     /// packing holds its state events alone then).
     pub(super) row: Option<[u8; 16]>,
+    /// The least and greatest `origin_server_ts` of its accepted timeline
+    /// events, if it has any (`/timestamp_to_event` reads only the blocks
+    /// that may hold its answer).
+    pub(super) ts_range: Option<(i64, i64)>,
+}
+
+/// The least and greatest `origin_server_ts` of `events` that are accepted
+/// timeline events (not outliers), if any.
+pub(super) fn ts_range<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> Option<(i64, i64)> {
+    events.into_iter().filter(|e| e.is_accepted() && !e.outlier).fold(None, |r, e| {
+        let t = e.origin_server_ts;
+        Some(r.map_or((t, t), |(lo, hi): (i64, i64)| (lo.min(t), hi.max(t))))
+    })
 }
 
 /// A full block's events built, and their links (an event's `links_at` is
@@ -437,8 +486,10 @@ pub(super) struct StateRef {
 impl Block {
     /// A block just filled: built, not packed yet.
     pub(super) fn built(events: Vec<StoredEvent>, links: Vec<EventIdx>, used: u64) -> Self {
+        let ts_range = ts_range(&events);
         let built = Built { events: events.into_boxed_slice(), links: links.into_boxed_slice() };
         Self {
+            ts_range,
             packed: None,
             built: OnceCell::from(built),
             used: used.into(),
@@ -475,8 +526,9 @@ impl Block {
         states: Box<[StateRef]>,
         state_links: Box<[EventIdx]>,
         row: Option<[u8; 16]>,
+        ts_range: Option<(i64, i64)>,
     ) -> Self {
-        Self { packed: Some(packed), built: OnceCell::new(), used: 0.into(), states, state_links, row }
+        Self { packed: Some(packed), built: OnceCell::new(), used: 0.into(), states, state_links, row, ts_range }
     }
 }
 

@@ -31,7 +31,8 @@ const RECORD_BYTES: usize = 1 + 4 * 3 + 4 + 4 + 4 * 4 + 8 * 2 + 4 * 3;
 
 /// A full block written as its events' records.
 const BLOCK_RECORDS: u8 = 0;
-/// A full block that is paged: its row's key, then its state events'
+/// A full block that is paged: its row's key, the least and greatest
+/// timestamps of its timeline (1 and 0 for none), then its state events'
 /// records alone, each after its place in the block.
 const BLOCK_PAGED: u8 = 1;
 
@@ -167,6 +168,9 @@ impl Events {
             let p = blk.packed.as_ref().expect("a paged block is packed");
             w.u8(BLOCK_PAGED);
             w.raw(&blk.row.expect("a paged block has a row"));
+            let (lo, hi) = blk.ts_range.unwrap_or((1, 0));
+            w.i64(lo);
+            w.i64(hi);
             w.len(blk.states.len());
             let first = (b * EVENTS_CHUNK) as u32;
             let index = |j: usize| first + u32::from(blk.states[j].at);
@@ -300,6 +304,9 @@ impl Events {
                 }
                 BLOCK_PAGED if events.paged_to == b => {
                     let key = <[u8; 16]>::try_from(r.take(16)?).expect("16 bytes");
+                    // Its timeline's timestamps (none: greatest under least).
+                    let (lo, hi) = (r.i64()?, r.i64()?);
+                    let ts_range = (lo <= hi).then_some((lo, hi));
                     let n = r.len(1 + RECORD_BYTES)?;
                     let mut states = Vec::with_capacity(n);
                     for _ in 0..n {
@@ -313,7 +320,7 @@ impl Events {
                         }
                         states.push((e, links.clone(), numbers));
                     }
-                    events.push_paged(key, &states);
+                    events.push_paged(key, &states, ts_range);
                 }
                 _ => return Err(corrupt("a block of the event table is neither records nor paged after paged ones")),
             }

@@ -21,6 +21,7 @@ pub struct Checkpoint {
     dropped_total: u64,
     room_id: Option<String>,
     extremities: BTreeMap<EventIdx, StateSetId>,
+    timeline_min_depth: Option<i64>,
     referenced_log: usize,
     pending_log: usize,
     deferred_log: usize,
@@ -42,6 +43,7 @@ impl Room {
             dropped_total: self.dropped_total,
             room_id: self.room_id.clone(),
             extremities: self.extremities.clone(),
+            timeline_min_depth: self.timeline_min_depth,
             referenced_log: self.referenced_log.len(),
             pending_log: self.pending_log.len(),
             deferred_log: self.deferred_log.len(),
@@ -95,6 +97,7 @@ impl Room {
         self.trim_dropped_log();
         self.room_id = cp.room_id;
         self.extremities = cp.extremities;
+        self.timeline_min_depth = cp.timeline_min_depth;
         self.redactions.truncate(kept);
         *self.caches.borrow_mut() = Caches::default();
         self.mainlines.clear();

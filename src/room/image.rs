@@ -122,6 +122,8 @@ impl Room {
         w.u64(self.referenced.len() as u64);
         w.bytes(&self.referenced.to_bytes());
         w.u32s(self.extremities.iter().flat_map(|(e, s)| [e.0, s.0]).collect::<Vec<_>>().into_iter());
+        w.u8(u8::from(self.timeline_min_depth.is_some()));
+        w.i64(self.timeline_min_depth.unwrap_or(0));
         let mut applied: Vec<_> = self.redactions.applied.iter().collect();
         applied.sort();
         w.u32s(applied.iter().flat_map(|(t, r)| [t.0, r.0]).collect::<Vec<_>>().into_iter());
@@ -202,6 +204,7 @@ struct Sections {
     resolutions: Resolutions,
     referenced: super::bits::Bits,
     extremities: BTreeMap<EventIdx, StateSetId>,
+    timeline_min_depth: Option<i64>,
     redactions: Redactions,
     pending: BTreeSet<EventIdx>,
     unplaced_prevs: HashMap<EventIdx, Box<[Box<str>]>>,
@@ -275,6 +278,11 @@ fn read_sections(r: &mut Reader<'_>) -> Result<Sections, ImageError> {
         .chunks(2)
         .map(|p| Ok((ev(p[0])?, StateSetId(index(p[1], states.len(), "a state")?))))
         .collect::<Result<BTreeMap<_, _>, ImageError>>()?;
+    let timeline_min_depth = match (r.u8()?, r.i64()?) {
+        (0, _) => None,
+        (1, d) => Some(d),
+        _ => return Err(corrupt("the timeline's least depth is neither set nor unset")),
+    };
     let applied = r.u32s()?;
     if applied.len() % 2 != 0 {
         return Err(corrupt("the applied redactions do not pair up"));
@@ -321,6 +329,7 @@ fn read_sections(r: &mut Reader<'_>) -> Result<Sections, ImageError> {
         resolutions,
         referenced,
         extremities,
+        timeline_min_depth,
         redactions,
         pending,
         unplaced_prevs,
@@ -364,6 +373,7 @@ impl Sections {
             referenced_log: Vec::new(),
             checkpoint_open: false,
             extremities: self.extremities,
+            timeline_min_depth: self.timeline_min_depth,
             dropped: Vec::new(),
             dropped_bytes: 0,
             dropped_total: 0,

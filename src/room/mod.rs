@@ -107,6 +107,10 @@ pub struct Room {
     referenced_log: Vec<EventIdx>,
     checkpoint_open: bool,
     extremities: BTreeMap<EventIdx, StateSetId>,
+    /// The least depth of the timeline events (those stored not as
+    /// outliers: an event's flag never changes once stored), kept as they
+    /// are stored rather than found by reading every event.
+    timeline_min_depth: Option<i64>,
     dropped: Vec<DroppedEvent>,
     /// Sum of the entries' [`DroppedEvent::weight`].
     dropped_bytes: usize,
@@ -203,6 +207,7 @@ impl Room {
             referenced_log: Vec::new(),
             checkpoint_open: false,
             extremities: BTreeMap::new(),
+            timeline_min_depth: None,
             dropped: Vec::new(),
             dropped_bytes: 0,
             dropped_total: 0,

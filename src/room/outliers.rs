@@ -142,18 +142,9 @@ impl Room {
 
     /// The least depth of the room's timeline events (`min_depth` of
     /// `/get_missing_events`), 0 when there are none.
-    ///
-    /// # Errors
-    /// The page store failed to read a block back.
-    pub fn min_depth(&self) -> Result<i64, PageError> {
-        let mut min = None;
-        for e in self.events.iter() {
-            let e = e?;
-            if !e.outlier {
-                min = Some(min.map_or(e.depth, |m: i64| m.min(e.depth)));
-            }
-        }
-        Ok(min.unwrap_or(0))
+    /// (Kept as events are stored: no event is read.)
+    pub fn min_depth(&self) -> i64 {
+        self.timeline_min_depth.unwrap_or(0)
     }
 
     /// The state after each of `states` (lists of stored state event IDs,

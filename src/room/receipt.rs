@@ -563,6 +563,9 @@ impl Room {
             }
             self.extremities.insert(idx, event.state_after);
         }
+        if !event.outlier {
+            self.timeline_min_depth = Some(self.timeline_min_depth.map_or(event.depth, |d| d.min(event.depth)));
+        }
         let id = EventId::new(self.events.resident_id(&event)).expect("stored event IDs start with $");
         self.by_id.insert(id.as_str(), idx);
         self.referenced.push(false);

@@ -222,8 +222,8 @@ impl WasmRoom {
 
     /// The least depth of the timeline (`min_depth` of `/get_missing_events`).
     #[wasm_bindgen(getter, js_name = minDepth)]
-    pub fn min_depth(&self) -> Result<f64, JsError> {
-        Ok(self.room.min_depth().map_err(js_error)? as f64)
+    pub fn min_depth(&self) -> f64 {
+        self.room.min_depth() as f64
     }
 
     /// The prev events of a PDU (JSON text) that are not placed in the

@@ -83,6 +83,8 @@ pub struct Snapshot {
     pub per_event: Vec<(String, &'static str, String, String, String)>,
     /// Applied redactions (target, redaction), sorted.
     pub redactions: Vec<(String, String)>,
+    /// The timeline's least depth.
+    pub min_depth: i64,
 }
 
 /// A snapshot of `room` (computes the current state through the
@@ -114,7 +116,14 @@ pub fn snapshot(room: &Room) -> Snapshot {
         .map(|(t, r)| (room.id(t).unwrap().to_owned(), room.id(r).unwrap().to_owned()))
         .collect();
     redactions.sort();
-    Snapshot { events: room.events().len(), extremities, current_state, per_event, redactions }
+    Snapshot {
+        events: room.events().len(),
+        extremities,
+        current_state,
+        per_event,
+        redactions,
+        min_depth: room.min_depth(),
+    }
 }
 
 /// `accepted` or `rejected`.

@@ -264,3 +264,130 @@ fn the_ids_of_full_blocks_are_rows_read_back_when_needed() {
     assert!(matches!(room.ingest(&late, Verification::Unsigned), Outcome::Accepted { .. }));
     assert!(room_query(&room, &endpoint, &target, None, "a.example", "roomdag.example", 0).is_ok());
 }
+
+/// A paged room holding `b`'s events behind a cache of `cache` bytes, and
+/// its page store.
+fn paged_copy(b: &Builder, cache: usize) -> (Room, Rc<RefCell<MemoryPages>>) {
+    let pages: Rc<RefCell<MemoryPages>> = Rc::default();
+    let mut room = Room::new("11").unwrap();
+    room.set_pages(Box::new(pages.clone()), cache).unwrap();
+    for raw in &b.raws {
+        assert!(matches!(room.ingest(raw, Verification::Unsigned), Outcome::Accepted { .. }));
+    }
+    room.trim_caches();
+    (room, pages)
+}
+
+/// `/timestamp_to_event` answers as a scan of every event does, reading
+/// only the blocks whose timestamps may hold a better answer: in a room
+/// whose timestamps jump back and forth, and in one whose timestamps rise
+/// (one or two blocks read a query, of a room of any size).
+#[test]
+fn timestamp_to_event_reads_only_the_blocks_that_may_hold_its_answer() {
+    use roomdag::queries::{timestamp_to_event, Direction};
+    let mut b = Builder::new_v11();
+    let (creator, join) = (b.creator.clone(), b.creator_join.clone());
+    let mut prev = b.join_rules.clone();
+    let base = b.ts;
+    let mut seed = 7u64;
+    for i in 0..1500i64 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        // One in ten thrown anywhere in the room's span; some repeated.
+        b.ts = match i % 10 {
+            7 => base + (seed >> 33) as i64 % 1_600_000,
+            3 => b.ts - 1,
+            _ => base + i * 1000,
+        };
+        let raw = b.message(&creator, &join, &[&prev], &format!("message {i}"));
+        prev = b.add_ok(raw);
+    }
+    let (room, _) = paged_copy(&b, 4096);
+    let mut all: Vec<(i128, i64, EventIdx)> = Vec::new();
+    room.events()
+        .walk(|e, _, _| -> Result<(), PageError> {
+            if e.is_accepted() && !e.outlier {
+                all.push((i128::from(e.origin_server_ts), e.depth, e.idx));
+            }
+            Ok(())
+        })
+        .unwrap();
+    let scan = |ts: i128, forward: bool| {
+        let fit = all.iter().copied().filter(|k| if forward { k.0 >= ts } else { k.0 <= ts });
+        if forward { fit.min() } else { fit.max() }.map(|k| k.2)
+    };
+    let mut probes: Vec<i128> = all.iter().step_by(7).flat_map(|k| [k.0 - 1, k.0, k.0 + 1]).collect();
+    probes.extend([0, i128::from(base) - 1, i128::from(b.ts) * 2, i128::from(i64::MAX) + 5, -5]);
+    for ts in probes {
+        for (dir, forward) in [(Direction::Forward, true), (Direction::Backward, false)] {
+            let got = timestamp_to_event(&room, "a.example", ts, dir).ok();
+            assert_eq!(got, scan(ts, forward), "ts {ts}, forward {forward}");
+        }
+    }
+
+    // Timestamps that rise: a query reads at most two blocks' rows.
+    let b = a_long_room(3000);
+    let (mut room, _) = paged_copy(&b, 4096);
+    for i in (5..3000).step_by(97) {
+        let ts = i128::from(room.event(EventIdx(i as u32)).unwrap().origin_server_ts);
+        room.trim_caches();
+        let misses = room.page_stats().unwrap().misses;
+        let found = timestamp_to_event(&room, "a.example", ts, Direction::Forward).unwrap();
+        assert_eq!(found, EventIdx(i as u32));
+        assert!(room.page_stats().unwrap().misses - misses <= 2, "event {i}: blocks read");
+    }
+}
+
+/// A row of a paged block that is not the one written (its hash differs
+/// from its key) is a typed error, never a panic: reading one of its
+/// messages fails, a query of one answers 500, a PDU after one is dropped
+/// at the store stage with nothing stored, and its state events are still
+/// read (they are held packed apart).
+#[test]
+fn a_damaged_block_row_is_a_typed_error() {
+    let mut b = a_long_room(1200);
+    let (mut room, pages) = paged_copy(&b, 4096);
+    let rows = pages.borrow().rows_of(Table::Blocks);
+    assert_eq!(rows.len(), room.events().full_blocks(), "a row per full block");
+    for (key, mut row) in rows {
+        let at = row.len() / 2;
+        row[at] ^= 0x5a;
+        pages.borrow_mut().put(Table::Blocks, &key, &row).unwrap();
+    }
+    let is_state = |b: &Builder, i: usize| b.room.event(EventIdx(i as u32)).unwrap().is_state();
+    let message = (256..512).find(|i| !is_state(&b, *i)).unwrap();
+    let state = (256..512).find(|i| is_state(&b, *i)).unwrap();
+    match room.event(EventIdx(message as u32)) {
+        Err(PageError::Corrupt { table: Table::Blocks, .. }) => {}
+        other => panic!("expected a corrupt row, got {other:?}"),
+    }
+    let fields = |r: &Room| {
+        let idx = EventIdx(state as u32);
+        let e = r.state_event(idx);
+        let auth: Vec<String> = r.auth_events(idx).unwrap().iter().map(|a| r.state_id(*a).to_owned()).collect();
+        format!(
+            "{} {:?} {:?} {:?} {} {} {:?} {auth:?}",
+            r.state_id(idx),
+            e.sender,
+            e.event_type,
+            e.state_key,
+            e.depth,
+            e.origin_server_ts,
+            e.facts
+        )
+    };
+    assert_eq!(fields(&room), fields(&b.room), "a state event of a damaged block reads as stored");
+    let path = format!("/_matrix/federation/v1/event/{}", b.stored[message]);
+    let target = Target::parse(&path).unwrap();
+    let endpoint = route("GET", &target).unwrap();
+    let e = room_query(&room, &endpoint, &target, None, "a.example", "roomdag.example", 0).unwrap_err();
+    assert_eq!((e.status, e.errcode), (500, "M_UNKNOWN"), "{e:?}");
+    let (creator, member) = (b.creator.clone(), b.creator_join.clone());
+    let late = b.message(&creator, &member, &[&b.stored[message].clone()], "a late reply");
+    let before = (room.events().len(), pages.borrow().len());
+    match room.ingest(&late, Verification::Unsigned) {
+        Outcome::Dropped { stage: DropStage::Store, reason, .. } => assert!(reason.contains("corrupt"), "{reason}"),
+        other => panic!("expected a store drop, got {other:?}"),
+    }
+    assert_eq!((room.events().len(), pages.borrow().len()), before, "nothing stored");
+    room.trim_caches();
+}

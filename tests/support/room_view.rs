@@ -79,4 +79,8 @@ pub fn image_round_trip(what: &str, version: &str, log: Vec<LogRecord>, queries:
         v
     };
     assert_eq!(listed(&room), listed(&opened), "{what}: pending events and backward extremities");
+    // The timeline's least depth, kept as events are stored, is the least
+    // depth of the events not stored as outliers, and read back.
+    let walked = room.events().iter().map(Result::unwrap).filter(|e| !e.outlier).map(|e| e.depth).min().unwrap_or(0);
+    assert_eq!((room.min_depth(), opened.min_depth()), (walked, walked), "{what}: min_depth");
 }
