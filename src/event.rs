@@ -271,7 +271,8 @@ const EVENTS_CHUNK: usize = 256;
 ///
 /// With a page store ([`set_pages`](Self::set_pages)), the PDU texts go to
 /// the store instead and are read back through its byte-bounded cache (and
-/// the IDs of full blocks follow: [`id_rows`]); and with a budget
+/// the IDs of full blocks follow: [`id_rows`], and their packed records but
+/// for their state events': `Table::Blocks`); and with a budget
 /// ([`set_budget`](Self::set_budget)) the table's full blocks are kept
 /// packed ([`packed`]: about a tenth of their size, facts included), built again when an
 /// event in them is asked for, and built ones past the budget dropped by

@@ -39,9 +39,13 @@
 //! events are not in the image (only its row's key), nor held once read.
 //! Format 7: each event's links follow its record (there is no link
 //! arena: a room keeps a block's links with the block), and the flags of
-//! events referenced as a prev event are bits. Format 8: each forward
-//! extremity with the state after it (the room's current state is found
-//! without reading its events, which may be paged).
+//! events referenced as a prev event are bits. Format 8: a full block
+//! whose packing is a row of the page store (`Table::Blocks`) is written as
+//! that row's key, its timeline's timestamps and its state events' records
+//! alone; the packed blocks' name table in number order (the rows hold
+//! those numbers); each forward extremity with the state after it, and the
+//! timeline's least depth (none of them read from events, which may be
+//! paged).
 
 use std::sync::Arc;
 

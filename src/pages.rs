@@ -13,9 +13,11 @@
 //!
 //! What is paged today: the PDU text (`Table::Pdu`), the largest part of a
 //! room (its raw PDU bytes; a room without a page store holds them
-//! compressed, about 0.45× of them), and the IDs of full blocks of messages
-//! (`Table::Ids`). The event table, state chunks and the auth-chain index
-//! follow the same interface (docs/paged-store.md).
+//! compressed, about 0.45× of them), the IDs of full blocks of messages
+//! (`Table::Ids`) and the packed full blocks of the event table
+//! (`Table::Blocks`: a block keeps its state events packed apart). The ID
+//! index, state chunks and the auth-chain index follow the same interface
+//! (docs/paged-store.md).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

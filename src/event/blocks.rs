@@ -12,6 +12,12 @@
 //! a cache too, bounded by [`resident_budget`] (dropped by the clock
 //! algorithm: one not read since the last sweep goes); `/state_ids` and
 //! auth-chain walks read only their IDs and auth nodes, and build none.
+//!
+//! With a page store a packed block is then paged (`Events::page_blocks`):
+//! its packing becomes a row of [`Table::Blocks`], read back through the
+//! page cache (checked against its key, a hash of it) when one of its
+//! messages is asked for, and it keeps its state events packed alone, so
+//! that a state event is still built without the store.
 
 use std::cell::{Cell, OnceCell};
 

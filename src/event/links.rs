@@ -97,8 +97,9 @@ impl Events {
     /// An event's `prev_events`, in PDU order.
     ///
     /// # Errors
-    /// As [`links_of`](Self::links_of) (never for an event read by
-    /// reference from the table, whose links are held).
+    /// `e` is a copy of an event of a block not built, whose row the page
+    /// store failed to read back (never for an event read by reference from
+    /// the table, whose links are held).
     pub fn prev_events(&self, e: &StoredEvent) -> Result<&[EventIdx], PageError> {
         Ok(&self.links_of(e)?[..e.n_prev as usize])
     }

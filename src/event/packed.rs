@@ -14,8 +14,10 @@
 //! 14 bytes an event where it took 112 built and 8 more for its links
 //! (Matrix HQ's messages).
 //! A block is built again when an event in it is asked for
-//! ([`super::Events::get`]); built blocks past the room's budget are dropped
-//! by [`super::Events::trim`].
+//! ([`super::Events::event`]); built blocks past the room's budget are
+//! dropped by [`super::Events::trim`]. Once its bytes are a row of the page
+//! store, a block holds its state events packed alone, the same way (each
+//! with its own index), so that one is built without the row.
 
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
