@@ -1184,6 +1184,36 @@ fn main() {
         );
         hq.room = reopened;
     }
+    // What the room object holds, part by part: the heap (without the page
+    // store's rows) as each part is dropped in turn.
+    let mut room = std::mem::replace(&mut hq.room, Room::new(&args.version).expect("a hosted room version"));
+    room.trim_caches();
+    let held = || {
+        let (all, store) = heap::live();
+        all - store
+    };
+    let (mut last, start) = (held(), held());
+    let mut parts: Vec<(&str, usize)> = Vec::new();
+    room.drop_by_parts(&mut |part| {
+        let now = held();
+        parts.push((part, last.saturating_sub(now)));
+        last = now;
+    });
+    println!(
+        "\n## What the room object holds, part by part\n\n{} ({} in all, its caches trimmed), as each part is \
+         dropped in turn; a name (sender, type, state key) held by several parts is counted with the last to drop \
+         it, the interner.\n",
+        if args.image {
+            "The room read back from its image, after its first `/state_ids`"
+        } else {
+            "The room after ingest and the queries"
+        },
+        mib((start - last) as u64)
+    );
+    println!("| part | MiB |\n|---|---|");
+    for (part, bytes) in parts {
+        println!("| {part} | {:.2} |", bytes as f64 / (1024.0 * 1024.0));
+    }
     if args.replay {
         let version = hq.room.rules().id;
         let records = std::mem::take(&mut hq.stats.kept);

@@ -388,6 +388,14 @@ impl StateSets {
         self.budget = bytes;
     }
 
+    /// Drops the states part by part (see `Room::drop_by_parts`).
+    #[doc(hidden)]
+    pub fn drop_by_parts(self, dropped: &mut dyn FnMut(&'static str)) {
+        self.stored.drop_by_parts(dropped);
+        drop((self.by_hash, self.collided));
+        dropped("states: the first state of each content hash");
+    }
+
     /// Bytes of the states and chunks built now.
     pub fn built_bytes(&self) -> usize {
         self.stored.built_bytes()

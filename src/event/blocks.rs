@@ -319,6 +319,36 @@ impl Events {
         self.blocks[b].ts_range
     }
 
+    /// Drops the table part by part (see `Room::drop_by_parts`).
+    pub(crate) fn drop_by_parts(mut self, dropped: &mut dyn FnMut(&'static str)) {
+        self.blocks.iter_mut().for_each(|blk| drop(blk.built.take()));
+        dropped("event table: built blocks (a cache)");
+        self.blocks.iter_mut().flat_map(|blk| blk.states.iter_mut()).for_each(|s| drop(s.built.take()));
+        dropped("event table: state events built alone (a cache)");
+        drop((std::mem::take(&mut self.tail), std::mem::take(&mut self.tail_links)));
+        dropped("event table: the open block");
+        self.blocks.iter_mut().for_each(|blk| drop(blk.packed.take()));
+        dropped("event table: packed blocks (a paged one: its state events alone), and their facts");
+        for blk in &mut self.blocks {
+            drop((std::mem::take(&mut blk.states), std::mem::take(&mut blk.state_links)));
+        }
+        dropped("event table: packed blocks' state events' places, IDs' places, auth nodes, links");
+        drop(std::mem::take(&mut self.blocks));
+        dropped("event table: the blocks (row keys, timestamps)");
+        drop((std::mem::take(&mut self.text), std::mem::take(&mut self.recent)));
+        dropped("event IDs held (state events', and those of blocks not settled)");
+        drop(std::mem::take(&mut self.row_keys));
+        dropped("row keys of the blocks' IDs");
+        drop((std::mem::take(&mut self.auth_lists), std::mem::take(&mut self.auth_cache)));
+        dropped("auth lists (shared) and their cache");
+        drop(std::mem::take(&mut self.groups));
+        dropped("PDUs held, compressed (without a page store)");
+        drop(self.pdus.take());
+        dropped("the page cache (PDUs, rows of IDs and of blocks read back)");
+        drop(std::mem::take(&mut self.names));
+        dropped("event table: the packed blocks' name table");
+    }
+
     /// Every name an event of the table has (some more than once): the
     /// packed blocks' name table (every name of a packed event is in it),
     /// then the names of the events of blocks not packed yet and of the

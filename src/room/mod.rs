@@ -60,6 +60,7 @@ mod image;
 mod key_index;
 mod outcome;
 mod outliers;
+mod parts;
 mod receipt;
 mod redactions;
 mod resolutions;

@@ -231,6 +231,20 @@ fn map_bytes(chunks: usize) -> usize {
 }
 
 impl Stored {
+    /// Drops the stored states part by part (see `Room::drop_by_parts`).
+    pub(super) fn drop_by_parts(mut self, dropped: &mut dyn FnMut(&'static str)) {
+        drop((std::mem::take(&mut self.maps), std::mem::take(&mut self.chunks), self.built.take()));
+        dropped("states: built states and chunks (a cache), the cells they are in, their lookup maps");
+        drop((std::mem::take(&mut self.recipes), std::mem::take(&mut self.removed), std::mem::take(&mut self.added)));
+        dropped("states: chunk recipes (their entries removed and added)");
+        drop(std::mem::take(&mut self.heads));
+        dropped("states: heads");
+        drop((std::mem::take(&mut self.lists), std::mem::take(&mut self.list_pool), std::mem::take(&mut self.last)));
+        dropped("states: chunk lists and their pool");
+    }
+}
+
+impl Stored {
     /// Number of maps.
     pub(super) fn len(&self) -> usize {
         self.heads.len()
