@@ -402,34 +402,6 @@ impl Events {
         }
     }
 
-    /// Stores an event's ID, and its PDU when there is no page store (in
-    /// [`pdu_groups`], compressed with its neighbours).
-    fn push_text(&mut self, id: &str, raw: &str, state: bool) -> TextRef {
-        if self.pdus.is_some() {
-            // Paged: the PDU went to the store, the ID is held with its
-            // block's until the block's row is written.
-            let tail = self.tail_ids();
-            if tail.capacity() == 0 {
-                tail.reserve_exact(EVENTS_CHUNK * id.len());
-            }
-            let offset = tail.len();
-            tail.push_str(id);
-            return TextRef { block: id_rows::RECENT, offset: offset as u32, len: id.len() as u32 };
-        }
-        debug_assert_eq!(self.groups.len(), self.len, "the PDU of the event prepared next");
-        self.groups.push(raw, state);
-        push_arena(&mut self.text, id)
-    }
-
-    /// The tail's IDs (with a page store).
-    fn tail_ids(&mut self) -> &mut String {
-        let at = self.blocks.len() - self.settled_to;
-        if self.recent.len() <= at {
-            self.recent.resize(at + 1, String::new());
-        }
-        &mut self.recent[at]
-    }
-
     /// Stores the texts and references of a new event and returns it (not
     /// yet in the table: see [`push`](Self::push)). If it is never pushed,
     /// [`cut`](Self::cut) back to a mark taken before.
@@ -504,115 +476,6 @@ impl Events {
     /// Ends [`hold`](Self::hold): the batch is stored, or was cut back.
     pub fn release(&mut self) {
         self.hold_from = None;
-    }
-
-    /// With a page store: writes the IDs of each full block not held
-    /// ([`hold`](Self::hold)) as a row of the store, and keeps those of
-    /// its state events only (in the text arena). A block whose row cannot
-    /// be written keeps its IDs (tried again at the next call).
-    ///
-    /// # Errors
-    /// The store failed to write a row.
-    pub fn settle_ids(&mut self) -> Result<(), PageError> {
-        let Some(pages) = self.pdus.as_mut() else { return Ok(()) };
-        let upto = (self.hold_from.unwrap_or(self.len) / EVENTS_CHUNK).min(self.blocks.len());
-        while self.settled_to < upto {
-            let b = self.settled_to;
-            // Blocks are packed once settled: this one is built.
-            let events = &mut self.blocks[b].built.get_mut().expect("a block not settled is built").events;
-            let ids = &self.recent[0];
-            let row = id_rows::row(ids, events.iter().map(|e| e.id_len));
-            let key = id_rows::key(row.as_bytes());
-            pages.put_row(Table::Ids, &id_rows::key_text(&key), row.as_bytes())?;
-            for e in events.iter_mut() {
-                e.text = if e.key.is_some() {
-                    let at = e.text.offset as usize;
-                    push_arena(&mut self.text, &ids[at..at + usize::from(e.id_len)])
-                } else {
-                    TextRef::PAGED
-                };
-            }
-            self.recent.pop_front();
-            self.row_keys.push(key);
-            self.settled_to += 1;
-        }
-        Ok(())
-    }
-
-    fn text_of(&self, e: &StoredEvent) -> &str {
-        let b = &self.text[e.text.block as usize];
-        &b[e.text.offset as usize..(e.text.offset + e.text.len) as usize]
-    }
-
-    /// An event's ID, read from its block's row if the room does not hold
-    /// it ([`id_rows`]: an event that is not a state event, in a full
-    /// block, with a page store).
-    ///
-    /// # Errors
-    /// The page store failed to read the row back, or it is corrupt.
-    pub fn id(&self, e: &StoredEvent) -> Result<IdText<'_>, PageError> {
-        if let Some(id) = self.held_id(e) {
-            return Ok(IdText::Held(id));
-        }
-        let b = e.idx.ix() / EVENTS_CHUNK;
-        let key = || id_rows::key_text(&self.row_keys[b]);
-        let pages = self.pdus.as_ref().expect("IDs are paged with a page store");
-        let row = pages.get_row(Table::Ids, b as u32, key)?;
-        match id_rows::find(&row, e.idx.ix() % EVENTS_CHUNK) {
-            Some(at) if at.len() == usize::from(e.id_len) => Ok(IdText::Row(row, at)),
-            _ => Err(PageError::Corrupt { table: Table::Ids, key: key() }),
-        }
-    }
-
-    /// The ID of event `i` ([`id`](Self::id)), read without building it
-    /// when it is a state event of a packed block (an ID lookup confirms
-    /// the event it finds by its ID, and a PDU's auth events are state
-    /// events).
-    ///
-    /// # Errors
-    /// As [`id`](Self::id).
-    ///
-    /// # Panics
-    /// If `i` is past the table.
-    pub fn id_at(&self, i: usize) -> Result<IdText<'_>, PageError> {
-        match self.packed_state_id(i) {
-            Some(id) => Ok(IdText::Held(id)),
-            None => self.id(self.event(i)?),
-        }
-    }
-
-    /// The ID of an event whose ID the room always holds: a state event,
-    /// or one stored since the last [`trim`](Self::trim) (or in a batch
-    /// held since: [`hold`](Self::hold)), such as one just prepared.
-    ///
-    /// # Panics
-    /// If `e` is none of those and its ID is paged.
-    pub fn resident_id(&self, e: &StoredEvent) -> &str {
-        self.held_id(e).expect("a state event's ID, or a new event's, is held")
-    }
-
-    /// The ID of state event `i`, or of an event stored since the last
-    /// [`trim`](Self::trim) (as [`resident_id`](Self::resident_id)), read
-    /// without building the state event when its block is packed: a
-    /// `/state_ids` answer lists thousands.
-    ///
-    /// # Panics
-    /// If `i` is past the table, or its ID is paged.
-    pub fn state_id(&self, i: usize) -> &str {
-        self.packed_state_id(i).unwrap_or_else(|| self.resident_id(self.state_event(i)))
-    }
-
-    /// An event's ID, when the room holds it.
-    fn held_id(&self, e: &StoredEvent) -> Option<&str> {
-        match e.text.block {
-            id_rows::PAGED => None,
-            id_rows::RECENT => {
-                let ids = &self.recent[e.idx.ix() / EVENTS_CHUNK - self.settled_to];
-                let at = e.text.offset as usize;
-                Some(&ids[at..at + usize::from(e.id_len)])
-            }
-            _ => Some(&self.text_of(e)[..e.id_len as usize]),
-        }
     }
 
     /// An event's PDU, exactly as received.
@@ -810,18 +673,6 @@ impl Events {
             texts().map(String::len).sum::<usize>() + pdus,
         )
     }
-}
-
-/// Appends an event ID to the text arena.
-fn push_arena(text: &mut Vec<String>, id: &str) -> TextRef {
-    if text.last().is_none_or(|b| b.capacity() - b.len() < id.len()) {
-        text.push(String::with_capacity(id.len().max(TEXT_BLOCK)));
-    }
-    let block = text.len() - 1;
-    let b = text.last_mut().expect("just ensured");
-    let offset = b.len();
-    b.push_str(id);
-    TextRef { block: block as u32, offset: offset as u32, len: id.len() as u32 }
 }
 
 #[cfg(test)]

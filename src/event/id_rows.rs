@@ -1,5 +1,7 @@
-//! The event IDs of a full block of the event table, as one row of the page
-//! store ([`Table::Ids`](crate::pages::Table::Ids)).
+//! Where each event's ID is: in the text arena (every ID without a page
+//! store; with one, those of state events), with the IDs of its block until
+//! the block is settled (`Events::recent`), or in its full block's row of
+//! IDs in the page store ([`Table::Ids`](crate::pages::Table::Ids)).
 //!
 //! With a page store, the event IDs are most of what a room holds per event
 //! (44 bytes of 150 at Matrix HQ's size), and those of messages are read
@@ -18,7 +20,8 @@
 
 use sha2::{Digest, Sha256};
 
-use super::EVENTS_CHUNK;
+use super::{Events, IdText, StoredEvent, TextRef, EVENTS_CHUNK, TEXT_BLOCK};
+use crate::pages::{PageError, Table};
 
 /// A [`super::TextRef`]'s block for an ID in the block's row.
 pub(super) const PAGED: u32 = u32::MAX;
@@ -82,6 +85,157 @@ pub(super) fn find(row: &str, at: usize) -> Option<std::ops::Range<usize>> {
     }
     let end = start + len_of(at)?;
     (end <= row.len() && row.is_char_boundary(start) && row.is_char_boundary(end)).then_some(start..end)
+}
+
+impl Events {
+    /// Stores an event's ID, and its PDU when there is no page store (in
+    /// [`pdu_groups`], compressed with its neighbours).
+    pub(super) fn push_text(&mut self, id: &str, raw: &str, state: bool) -> TextRef {
+        if self.pdus.is_some() {
+            // Paged: the PDU went to the store, the ID is held with its
+            // block's until the block's row is written.
+            let tail = self.tail_ids();
+            if tail.capacity() == 0 {
+                tail.reserve_exact(EVENTS_CHUNK * id.len());
+            }
+            let offset = tail.len();
+            tail.push_str(id);
+            return TextRef { block: RECENT, offset: offset as u32, len: id.len() as u32 };
+        }
+        debug_assert_eq!(self.groups.len(), self.len, "the PDU of the event prepared next");
+        self.groups.push(raw, state);
+        push_arena(&mut self.text, id)
+    }
+
+    /// The tail's IDs (with a page store).
+    pub(super) fn tail_ids(&mut self) -> &mut String {
+        let at = self.blocks.len() - self.settled_to;
+        if self.recent.len() <= at {
+            self.recent.resize(at + 1, String::new());
+        }
+        &mut self.recent[at]
+    }
+
+    /// With a page store: writes the IDs of each full block not held
+    /// ([`hold`](Self::hold)) as a row of the store, and keeps those of
+    /// its state events only (in the text arena). A block whose row cannot
+    /// be written keeps its IDs (tried again at the next call).
+    ///
+    /// # Errors
+    /// The store failed to write a row.
+    pub fn settle_ids(&mut self) -> Result<(), PageError> {
+        let Some(pages) = self.pdus.as_mut() else { return Ok(()) };
+        let upto = (self.hold_from.unwrap_or(self.len) / EVENTS_CHUNK).min(self.blocks.len());
+        while self.settled_to < upto {
+            let b = self.settled_to;
+            // Blocks are packed once settled: this one is built.
+            let events = &mut self.blocks[b].built.get_mut().expect("a block not settled is built").events;
+            let ids = &self.recent[0];
+            let row = row(ids, events.iter().map(|e| e.id_len));
+            let key = key(row.as_bytes());
+            pages.put_row(Table::Ids, &key_text(&key), row.as_bytes())?;
+            for e in events.iter_mut() {
+                e.text = if e.key.is_some() {
+                    let at = e.text.offset as usize;
+                    push_arena(&mut self.text, &ids[at..at + usize::from(e.id_len)])
+                } else {
+                    TextRef::PAGED
+                };
+            }
+            self.recent.pop_front();
+            self.row_keys.push(key);
+            self.settled_to += 1;
+        }
+        Ok(())
+    }
+
+    pub(super) fn text_of(&self, e: &StoredEvent) -> &str {
+        let b = &self.text[e.text.block as usize];
+        &b[e.text.offset as usize..(e.text.offset + e.text.len) as usize]
+    }
+
+    /// An event's ID, read from its block's row if the room does not hold
+    /// it ([`id_rows`]: an event that is not a state event, in a full
+    /// block, with a page store).
+    ///
+    /// # Errors
+    /// The page store failed to read the row back, or it is corrupt.
+    pub fn id(&self, e: &StoredEvent) -> Result<IdText<'_>, PageError> {
+        if let Some(id) = self.held_id(e) {
+            return Ok(IdText::Held(id));
+        }
+        let b = e.idx.ix() / EVENTS_CHUNK;
+        let key = || key_text(&self.row_keys[b]);
+        let pages = self.pdus.as_ref().expect("IDs are paged with a page store");
+        let row = pages.get_row(Table::Ids, b as u32, key)?;
+        match find(&row, e.idx.ix() % EVENTS_CHUNK) {
+            Some(at) if at.len() == usize::from(e.id_len) => Ok(IdText::Row(row, at)),
+            _ => Err(PageError::Corrupt { table: Table::Ids, key: key() }),
+        }
+    }
+
+    /// The ID of event `i` ([`id`](Self::id)), read without building it
+    /// when it is a state event of a packed block (an ID lookup confirms
+    /// the event it finds by its ID, and a PDU's auth events are state
+    /// events).
+    ///
+    /// # Errors
+    /// As [`id`](Self::id).
+    ///
+    /// # Panics
+    /// If `i` is past the table.
+    pub fn id_at(&self, i: usize) -> Result<IdText<'_>, PageError> {
+        match self.packed_state_id(i) {
+            Some(id) => Ok(IdText::Held(id)),
+            None => self.id(self.event(i)?),
+        }
+    }
+
+    /// The ID of an event whose ID the room always holds: a state event,
+    /// or one stored since the last [`trim`](Self::trim) (or in a batch
+    /// held since: [`hold`](Self::hold)), such as one just prepared.
+    ///
+    /// # Panics
+    /// If `e` is none of those and its ID is paged.
+    pub fn resident_id(&self, e: &StoredEvent) -> &str {
+        self.held_id(e).expect("a state event's ID, or a new event's, is held")
+    }
+
+    /// The ID of state event `i`, or of an event stored since the last
+    /// [`trim`](Self::trim) (as [`resident_id`](Self::resident_id)), read
+    /// without building the state event when its block is packed: a
+    /// `/state_ids` answer lists thousands.
+    ///
+    /// # Panics
+    /// If `i` is past the table, or its ID is paged.
+    pub fn state_id(&self, i: usize) -> &str {
+        self.packed_state_id(i).unwrap_or_else(|| self.resident_id(self.state_event(i)))
+    }
+
+    /// An event's ID, when the room holds it.
+    pub(super) fn held_id(&self, e: &StoredEvent) -> Option<&str> {
+        match e.text.block {
+            PAGED => None,
+            RECENT => {
+                let ids = &self.recent[e.idx.ix() / EVENTS_CHUNK - self.settled_to];
+                let at = e.text.offset as usize;
+                Some(&ids[at..at + usize::from(e.id_len)])
+            }
+            _ => Some(&self.text_of(e)[..e.id_len as usize]),
+        }
+    }
+}
+
+/// Appends an event ID to the text arena.
+pub(super) fn push_arena(text: &mut Vec<String>, id: &str) -> TextRef {
+    if text.last().is_none_or(|b| b.capacity() - b.len() < id.len()) {
+        text.push(String::with_capacity(id.len().max(TEXT_BLOCK)));
+    }
+    let block = text.len() - 1;
+    let b = text.last_mut().expect("just ensured");
+    let offset = b.len();
+    b.push_str(id);
+    TextRef { block: block as u32, offset: offset as u32, len: id.len() as u32 }
 }
 
 #[cfg(test)]
