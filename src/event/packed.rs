@@ -107,18 +107,21 @@ pub(super) struct Packed {
     /// `bytes` packs the block's state events alone (the block's own
     /// packing is a row of the page store).
     paged: bool,
-    /// The content facts of the block's events that have any, in order,
-    /// and where each event is in the block (kept apart from the bytes, so
-    /// that a block read back from an image, whose facts come after its
-    /// records, is packed before its facts are known).
+    /// The content facts of the block's events that have any, each once
+    /// (a membership's are shared by the room's events that have them: a
+    /// block's joins have one), kept apart from the bytes, so that a block
+    /// read back from an image, whose facts come after its records, is
+    /// packed before its facts are known.
     facts: Box<[Facts]>,
-    facts_at: Box<[u8]>,
+    /// Each event with facts, in order: its place in the block, and which
+    /// of `facts` it has (two bytes where a `Facts` each took seventeen).
+    facts_at: Box<[(u8, u8)]>,
 }
 
 impl Packed {
     /// Bytes held (the facts counted as their inline size).
     pub(super) fn size(&self) -> usize {
-        self.bytes.len() + std::mem::size_of_val::<[Facts]>(&self.facts) + self.facts_at.len()
+        self.bytes.len() + std::mem::size_of_val::<[Facts]>(&self.facts) + 2 * self.facts_at.len()
     }
 
     /// The packed bytes held (the block's, or its state events' alone).
@@ -152,23 +155,50 @@ impl Packed {
 
     /// The facts of the block's event at `at`.
     pub(super) fn facts_of(&self, at: usize) -> Facts {
-        match u8::try_from(at).ok().and_then(|at| self.facts_at.binary_search(&at).ok()) {
-            Some(k) => self.facts[k].clone(),
+        match u8::try_from(at).ok().and_then(|at| self.facts_at.binary_search_by_key(&at, |(a, _)| *a).ok()) {
+            Some(k) => self.facts[usize::from(self.facts_at[k].1)].clone(),
             None => Facts::None,
         }
     }
 
     /// The events with facts: their places in the block and facts.
     pub(super) fn with_facts(&self) -> impl Iterator<Item = (usize, &Facts)> + '_ {
-        self.facts_at.iter().map(|a| usize::from(*a)).zip(self.facts.iter())
+        self.facts_at.iter().map(|(at, k)| (usize::from(*at), &self.facts[usize::from(*k)]))
     }
 
     /// Gives the events at positions `at` (in the block, increasing) their
     /// facts, in place of those they were packed with.
     pub(super) fn set_facts(&mut self, at: Vec<u8>, facts: Vec<Facts>) {
         debug_assert!(at.windows(2).all(|w| w[0] < w[1]) && at.len() == facts.len());
-        self.facts = facts.into_boxed_slice();
-        self.facts_at = at.into_boxed_slice();
+        (self.facts, self.facts_at) = facts_once(at.into_iter().zip(facts));
+    }
+}
+
+/// Facts of a block's events (each event's place and facts, in order), each
+/// once: a membership's facts, shared by the room's events that have them,
+/// are found by address among those of the block so far.
+fn facts_once(list: impl IntoIterator<Item = (u8, Facts)>) -> (Box<[Facts]>, Box<[(u8, u8)]>) {
+    let mut once: Vec<Facts> = Vec::new();
+    let mut at = Vec::new();
+    for (place, f) in list {
+        let same = |g: &Facts| matches!((g, &f), (Facts::Member(a), Facts::Member(b)) if std::sync::Arc::ptr_eq(a, b));
+        let k = match once.iter().position(same) {
+            Some(k) => k,
+            None => {
+                once.push(f);
+                once.len() - 1
+            }
+        };
+        at.push((place, u8::try_from(k).expect("a block holds at most 256 events")));
+    }
+    (once.into_boxed_slice(), at.into_boxed_slice())
+}
+
+impl Packed {
+    /// The facts held once each (for tests).
+    #[cfg(test)]
+    fn distinct_facts(&self) -> usize {
+        self.facts.len()
     }
 }
 
@@ -319,7 +349,6 @@ pub(super) fn pack_numbered(
 ) -> Packed {
     let mut out = Vec::with_capacity(events.len() * 24);
     let mut facts = Vec::new();
-    let mut facts_at = Vec::new();
     let mut before = Before::START;
     let mut senders = Senders::new();
     let mut last_place = [(u32::MAX, 0usize); SENDER_SLOTS];
@@ -406,17 +435,12 @@ pub(super) fn pack_numbered(
             put(&mut out, n.get().into());
         }
         if !matches!(e.facts, Facts::None) {
-            facts.push(e.facts.clone());
-            facts_at.push(u8::try_from(i).expect("a block holds at most 256 events"));
+            facts.push((u8::try_from(i).expect("a block holds at most 256 events"), e.facts.clone()));
         }
         before = Before::after(e, auth_at);
     }
-    Packed {
-        bytes: out.into_boxed_slice(),
-        paged: false,
-        facts: facts.into_boxed_slice(),
-        facts_at: facts_at.into_boxed_slice(),
-    }
+    let (once, at) = facts_once(facts);
+    Packed { bytes: out.into_boxed_slice(), paged: false, facts: once, facts_at: at }
 }
 
 /// One event's fields as packed, its names as their numbers.
@@ -572,7 +596,7 @@ pub(super) fn unpack_bytes(
     names: &NameTable,
 ) -> (Vec<StoredEvent>, Vec<EventIdx>) {
     let mut r = Reader { bytes, at: 0 };
-    let mut facts = p.facts_at.iter().zip(p.facts.iter()).peekable();
+    let mut facts = p.facts_at.iter().peekable();
     let mut events = Vec::with_capacity(len);
     let mut links = Vec::with_capacity(2 * len);
     let mut before = Before::START;
@@ -581,7 +605,9 @@ pub(super) fn unpack_bytes(
         let idx = first + u32::try_from(i).expect("a block holds fewer than 2^32 events");
         let fields = Fields::read(&mut r, &before, &mut senders, idx, &mut links);
         before = fields.before_next();
-        let facts = facts.next_if(|(at, _)| usize::from(**at) == i).map_or(Facts::None, |(_, f)| f.clone());
+        let facts = facts
+            .next_if(|(at, _)| usize::from(*at) == i)
+            .map_or(Facts::None, |(_, k)| p.facts[usize::from(*k)].clone());
         events.push(fields.event(idx, names, facts));
     }
     debug_assert_eq!(r.at, bytes.len(), "a packed block is read to its end");
@@ -746,6 +772,9 @@ mod tests {
         let (block, links) = as_block(&events[..256]);
         let p = pack(&block, &links, &mut names);
         assert!(p.size() * 4 < 256 * std::mem::size_of::<StoredEvent>(), "packed: {} bytes", p.size());
+        // The room's shared membership facts are held once a block.
+        let with_facts = block.iter().filter(|e| !matches!(e.facts, Facts::None)).count();
+        assert!(p.distinct_facts() < with_facts, "{} facts held for {with_facts}", p.distinct_facts());
     }
 
     /// Senders whose numbers share a slot of the packer's cache (0, 64 and
