@@ -514,7 +514,7 @@ impl Events {
                 return Ok(self.resident(b, k));
             }
         }
-        Ok(&self.block(b)?[i % EVENTS_CHUNK])
+        Ok(&self.block_events(b)?[i % EVENTS_CHUNK])
     }
 
     /// State event `i`, or any event of a block the room holds built (the

@@ -41,11 +41,12 @@ impl Events {
         t
     }
 
-    /// The events of full block `b`, built from its packed form if needed.
+    /// The events of full block `b`, built again if it is packed (its row
+    /// read back if it is paged).
     ///
     /// # Errors
-    /// As [`built_block`](Self::built_block).
-    pub(super) fn block(&self, b: usize) -> Result<&[StoredEvent], PageError> {
+    /// The page store failed to read its row back, or it is corrupt.
+    pub fn block_events(&self, b: usize) -> Result<&[StoredEvent], PageError> {
         Ok(&self.built_block(b)?.events)
     }
 
@@ -296,15 +297,6 @@ impl Events {
     /// block follows them).
     pub fn full_blocks(&self) -> usize {
         self.blocks.len()
-    }
-
-    /// The events of full block `b`, built again if it is packed (its row
-    /// read back if it is paged).
-    ///
-    /// # Errors
-    /// The page store failed to read its row back, or it is corrupt.
-    pub fn block_events(&self, b: usize) -> Result<&[StoredEvent], PageError> {
-        self.block(b)
     }
 
     /// The events of the open block (after the full blocks).
