@@ -174,10 +174,13 @@ impl Packed {
     }
 }
 
+/// A block's facts held once each, and each event's place and which.
+type BlockFacts = (Box<[Facts]>, Box<[(u8, u8)]>);
+
 /// Facts of a block's events (each event's place and facts, in order), each
 /// once: a membership's facts, shared by the room's events that have them,
 /// are found by address among those of the block so far.
-fn facts_once(list: impl IntoIterator<Item = (u8, Facts)>) -> (Box<[Facts]>, Box<[(u8, u8)]>) {
+fn facts_once(list: impl IntoIterator<Item = (u8, Facts)>) -> BlockFacts {
     let mut once: Vec<Facts> = Vec::new();
     let mut at = Vec::new();
     for (place, f) in list {
