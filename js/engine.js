@@ -101,7 +101,7 @@ export class RoomEngine {
    * page store instead of wasm memory when there is one: `pages` (an object
    * with synchronous `get(table, key)`, `put(table, key, value)`,
    * `delete(table, key)`; values are text, or a `Uint8Array` for the
-   * `image` and `blocks` tables), else the store's own `pages` (a
+   * `image`, `blocks` and `id_buckets` tables), else the store's own `pages` (a
    * `DurableObjectStore` over a SQLite-backed Durable Object has one);
    * `pages: null` keeps them in memory. `cacheBytes` bounds the texts held
    * in memory (default 8 MiB).

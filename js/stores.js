@@ -161,8 +161,13 @@ export function sqlPages(sql) {
   // hash of the row, like ids): written once its batch is stored, and read
   // back instead of holding the records of its messages in memory.
   sql.exec("CREATE TABLE IF NOT EXISTS blocks (k TEXT PRIMARY KEY, v BLOB NOT NULL)");
+  // The event ID index's entries of settled messages, in buckets by hash
+  // (binary, keyed by a hash of the row, like ids): rewritten as the room
+  // grows, read back to find a message by ID.
+  sql.exec("CREATE TABLE IF NOT EXISTS id_buckets (k TEXT PRIMARY KEY, v BLOB NOT NULL)");
+  const binary = (t) => t === "image" || t === "blocks" || t === "id_buckets";
   const table = (t) => {
-    if (t !== "pdu" && t !== "image" && t !== "ids" && t !== "blocks") throw new RoomdagError("M_UNKNOWN", `page store: no table ${JSON.stringify(t)}`);
+    if (t !== "pdu" && t !== "ids" && !binary(t)) throw new RoomdagError("M_UNKNOWN", `page store: no table ${JSON.stringify(t)}`);
     return t;
   };
   const bytes = (v) => (v instanceof Uint8Array ? v : typeof v === "string" ? new TextEncoder().encode(v) : new Uint8Array(v));
@@ -205,7 +210,7 @@ export function sqlPages(sql) {
     },
     get(t, key) {
       table(t);
-      if (t === "image" || t === "blocks") {
+      if (binary(t)) {
         for (const row of sql.exec(`SELECT v FROM ${t} WHERE k = ?`, key)) return bytes(row.v);
         return null;
       }
@@ -230,7 +235,7 @@ export function sqlPages(sql) {
     },
     put(t, key, text) {
       table(t);
-      if (t === "image" || t === "blocks") {
+      if (binary(t)) {
         sql.exec(`INSERT OR REPLACE INTO ${t} (k, v) VALUES (?, ?)`, key, bytes(text));
         return;
       }
@@ -243,7 +248,7 @@ export function sqlPages(sql) {
     },
     delete(t, key) {
       table(t);
-      if (t === "image" || t === "ids" || t === "blocks") {
+      if (t === "ids" || binary(t)) {
         sql.exec(`DELETE FROM ${t} WHERE k = ?`, key);
         return;
       }

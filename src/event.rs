@@ -21,6 +21,7 @@ mod text;
 
 pub use blocks::{table_budget, BLOCK_EVENTS};
 pub use facts::{CreateFacts, Facts, JoinRule, MemberFacts, Membership};
+pub(crate) use id_rows::{key as row_key, key_text as row_key_text};
 pub(crate) use image::RefBounds;
 pub use text::{IdText, PduText};
 
@@ -382,6 +383,11 @@ impl Events {
     /// The page cache of the PDU texts, if they are paged.
     pub fn pages(&self) -> Option<&PageCache> {
         self.pdus.as_ref()
+    }
+
+    /// The page cache, to write rows of other tables through it.
+    pub(crate) fn pages_mut(&mut self) -> Option<&mut PageCache> {
+        self.pdus.as_mut()
     }
 
     /// Takes the page cache out (to write into its store while the table

@@ -45,7 +45,9 @@
 //! alone; the packed blocks' name table in number order (the rows hold
 //! those numbers); each forward extremity with the state after it, and the
 //! timeline's least depth (none of them read from events, which may be
-//! paged).
+//! paged). Format 9: the ID index's entries of settled messages are rows
+//! of the page store (`Table::IdBuckets`): the image lists the entries held
+//! in memory, then the buckets' keys and lengths and their Bloom filter.
 
 use std::sync::Arc;
 
@@ -57,7 +59,7 @@ use crate::pages::{PageError, PageStore, Table};
 pub const PART_BYTES: usize = 1 << 20;
 
 /// The image format this build writes and reads.
-pub const FORMAT: u32 = 8;
+pub const FORMAT: u32 = 9;
 
 /// What an image holds: the `meta` row of [`Table::Image`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

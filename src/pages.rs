@@ -15,8 +15,9 @@
 //! room (its raw PDU bytes; a room without a page store holds them
 //! compressed, about 0.45× of them), the IDs of full blocks of messages
 //! (`Table::Ids`) and the packed full blocks of the event table
-//! (`Table::Blocks`: a block keeps its state events packed apart). The ID
-//! index, state chunks and the auth-chain index follow the same interface
+//! (`Table::Blocks`: a block keeps its state events packed apart), and the
+//! ID index's entries of settled messages (`Table::IdBuckets`). State
+//! chunks and the auth-chain index follow the same interface
 //! (docs/paged-store.md).
 
 use std::collections::BTreeMap;
@@ -44,6 +45,10 @@ pub enum Table {
     /// [`Table::Ids`]. The records of a block's events that are not state
     /// events are held nowhere else once the row is written.
     Blocks,
+    /// A bucket of the event ID index's entries of settled messages
+    /// (binary: sorted `hash << 32 | index` words, `room/id_buckets.rs`),
+    /// keyed by a hash of the row like [`Table::Ids`].
+    IdBuckets,
 }
 
 impl Table {
@@ -54,6 +59,7 @@ impl Table {
             Table::Image => "image",
             Table::Ids => "ids",
             Table::Blocks => "blocks",
+            Table::IdBuckets => "id_buckets",
         }
     }
 }
@@ -352,6 +358,18 @@ impl PageCache {
         }
         self.forget(idx);
         Ok(())
+    }
+
+    /// Drops the cached rows of `table` (rows numbered otherwise from now
+    /// on: the ID index's buckets after a merge).
+    pub(crate) fn forget_table(&mut self, table: Table) {
+        let c = self.cached.get_mut();
+        let gone: Vec<u64> = c.rows.iter().map(|(k, _)| *k).filter(|k| k >> 32 == table as u64).collect();
+        for k in gone {
+            if let Some(old) = c.rows.pop(&k) {
+                c.bytes -= old.len();
+            }
+        }
     }
 
     fn forget(&mut self, idx: u32) {

@@ -415,6 +415,21 @@ impl Events {
         text.get(s.offset as usize..s.offset as usize + usize::from(s.id_len))
     }
 
+    /// Whether event `i` is a state event (one with an interned `(type,
+    /// state_key)`: those whose IDs the room holds), read without building
+    /// it (a packed block keeps where its state events are).
+    ///
+    /// # Panics
+    /// If `i` is past the table.
+    pub fn is_state_at(&self, i: usize) -> bool {
+        let at = i % EVENTS_CHUNK;
+        match self.blocks.get(i / EVENTS_CHUNK) {
+            None => self.tail[at].key.is_some(),
+            Some(blk) if blk.packed.is_some() => blk.state_place(at).is_some(),
+            Some(blk) => blk.built.get().expect("a block not packed is built").events[at].key.is_some(),
+        }
+    }
+
     /// The auth-chain node of event `i` ([`StoredEvent::auth_node`]), read
     /// without building it when its block is packed (only state events
     /// have one).

@@ -46,12 +46,12 @@ pub(super) fn row(ids: &str, lens: impl Iterator<Item = u8>) -> String {
 
 /// A row's key (the first 16 bytes of its SHA-256): rows of IDs, and of
 /// packed blocks ([`Table::Blocks`](crate::pages::Table::Blocks)).
-pub(super) fn key(row: &[u8]) -> [u8; 16] {
+pub(crate) fn key(row: &[u8]) -> [u8; 16] {
     Sha256::digest(row)[..16].try_into().expect("16 of 32 bytes")
 }
 
 /// A key as the store's row key (hex).
-pub(super) fn key_text(key: &[u8; 16]) -> String {
+pub(crate) fn key_text(key: &[u8; 16]) -> String {
     let mut text = String::with_capacity(32);
     key.iter().for_each(|b| push_hex(&mut text, *b));
     text
@@ -147,6 +147,17 @@ impl Events {
             self.settled_to += 1;
         }
         Ok(())
+    }
+
+    /// With a page store: the events before this one are in settled
+    /// blocks (their IDs in rows; a rollback never reaches them). Without
+    /// one, none is.
+    pub fn settled_len(&self) -> usize {
+        if self.pdus.is_some() {
+            self.settled_to * EVENTS_CHUNK
+        } else {
+            0
+        }
     }
 
     pub(super) fn text_of(&self, e: &StoredEvent) -> &str {

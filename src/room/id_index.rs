@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use super::id_buckets::IdBuckets;
+
 use crate::event::Events;
 use crate::ids::{EventIdx, IntHasher, IntMap};
 use crate::image::{index, ImageError, Reader, Writer};
@@ -21,6 +23,12 @@ use crate::pages::PageError;
 /// array is cut into chunks of at most `2 * CHUNK` entries (each sorted, each
 /// below the next), so that a merge copies one chunk at a time: growing one
 /// array held it twice while it was copied (8 MiB more at HQ's size).
+///
+/// With a page store, the entries of settled messages move to rows of the
+/// store ([`IdBuckets`], by [`page`](Self::page)): those above stay in
+/// memory for state events (every PDU's auth events are looked up), for
+/// events not settled yet, and for settled messages until enough gather to
+/// move.
 #[derive(Debug, Default)]
 pub(super) struct IdIndex {
     chunks: Vec<Box<[u64]>>,
@@ -30,7 +38,12 @@ pub(super) struct IdIndex {
     sorted: usize,
     by_hash: IntMap<u32, EventIdx>,
     collisions: HashMap<Box<str>, EventIdx>,
+    paged: IdBuckets,
 }
+
+/// Settled messages' entries move to the page store once this many more
+/// events are settled and an eighth of those there.
+const PAGE_AT_LEAST: usize = 1024;
 
 /// The map is merged into the sorted array once it holds this many events
 /// and an eighth of the array.
@@ -163,7 +176,61 @@ impl IdIndex {
                 return Ok(Some(*i));
             }
         }
-        Ok(self.collisions.get(id).copied())
+        if let Some(i) = self.collisions.get(id) {
+            return Ok(Some(*i));
+        }
+        for i in self.paged.of_hash(h, events.pages())? {
+            if i.ix() >= events.len() {
+                return Err(PageError::Corrupt {
+                    table: crate::pages::Table::IdBuckets,
+                    key: format!("entry {}", i.0),
+                });
+            }
+            if events.id_at(i.ix())? == id {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    /// With a page store: once enough messages have been settled since the
+    /// last time (`PAGE_AT_LEAST`, and an eighth of those paged), moves
+    /// their entries from memory to the page store's buckets. Cheap when
+    /// there is nothing to move (a call per PDU received).
+    ///
+    /// # Errors
+    /// A bucket's row could not be read or written: nothing moved (tried
+    /// again at the next call).
+    pub(super) fn page(&mut self, events: &mut Events) -> Result<(), PageError> {
+        let settled = events.settled_len();
+        let from = self.paged.upto();
+        if settled < from + PAGE_AT_LEAST.max(self.paged.len() / 8) {
+            return Ok(());
+        }
+        let pageable = |x: &u64| {
+            let i = *x as u32 as usize;
+            (from..settled).contains(&i) && !events.is_state_at(i)
+        };
+        let mut new: Vec<u64> = self.entries().filter(pageable).collect();
+        new.extend(self.by_hash.iter().map(|(h, i)| entry(*h, *i)).filter(pageable));
+        new.sort_unstable();
+        let Some(pages) = events.pages_mut() else { return Ok(()) };
+        self.paged.merge(&new, settled as u32, pages)?;
+        let moved = |x: u64| new.binary_search(&x).is_ok();
+        self.by_hash.retain(|h, i| !moved(entry(*h, *i)));
+        for chunk in &mut self.chunks {
+            if chunk.iter().any(|x| moved(*x)) {
+                *chunk = chunk.iter().copied().filter(|x| !moved(*x)).collect();
+            }
+        }
+        self.reindex();
+        Ok(())
+    }
+
+    /// Entries held in memory, and in the page store (the latter's buckets
+    /// and its Bloom filter's bytes).
+    pub(crate) fn footprint(&self) -> (usize, usize, (usize, usize)) {
+        (self.sorted + self.by_hash.len() + self.collisions.len(), self.paged.len(), self.paged.footprint())
     }
 
     pub(super) fn insert(&mut self, id: &str, idx: EventIdx) {
@@ -181,8 +248,9 @@ impl IdIndex {
     }
 
     /// Forgets the events from `first` on (a rollback of the batch that
-    /// stored them).
+    /// stored them: never a settled event, so none paged).
     pub(super) fn remove_since(&mut self, first: EventIdx) {
+        debug_assert!(first.ix() >= self.paged.upto(), "a rollback reaches no settled event");
         let kept = |i: &EventIdx| i.0 < first.0;
         self.collisions.retain(|_, i| kept(i));
         self.by_hash.retain(|_, i| kept(i));
@@ -194,7 +262,8 @@ impl IdIndex {
         self.reindex();
     }
 
-    /// Writes every event's ID hash and index, sorted.
+    /// Writes the ID hash and index of every event held in memory, sorted,
+    /// then the paged buckets' keys and filter.
     ///
     /// From the index itself (every stored event is in one of its parts):
     /// no walk over the event table, no ID hashed again.
@@ -212,16 +281,19 @@ impl IdIndex {
             (None, _) => more.next(),
         });
         w.u64s_from(self.sorted + self.by_hash.len() + self.collisions.len(), merged);
+        self.paged.write_image(w);
     }
 
     /// Reads what [`write_image`](Self::write_image) wrote for `events`
-    /// events: each of them once, in order.
+    /// events: those held in memory each once, in order, and as many in
+    /// the buckets as make up the rest (their rows are checked as read).
     pub(super) fn read_image(r: &mut Reader<'_>, events: usize) -> Result<Self, ImageError> {
         let chunks = r.u64s_chunked(CHUNK)?;
+        let paged = IdBuckets::read_image(r, events)?;
         let corrupt = || ImageError::Corrupt("the event ID index does not list each event once, in order".into());
         let read = || chunks.iter().flat_map(|c| c.iter().copied());
         let n: usize = chunks.iter().map(|c| c.len()).sum();
-        if n != events || read().zip(read().skip(1)).any(|(a, b)| a >= b) {
+        if n + paged.len() != events || read().zip(read().skip(1)).any(|(a, b)| a >= b) {
             return Err(corrupt());
         }
         let mut seen = vec![false; events];
@@ -231,7 +303,9 @@ impl IdIndex {
                 return Err(corrupt());
             }
         }
-        Ok(Self::from_chunks(chunks))
+        let mut index = Self::from_chunks(chunks);
+        index.paged = paged;
+        Ok(index)
     }
 }
 
@@ -370,7 +444,14 @@ mod tests {
     #[test]
     fn id_index_read_back_refuses_a_corrupt_list() {
         let read = |list: Vec<u64>, events: usize| {
-            crate::image::round_trip(|w| w.u64s(&list), |r| IdIndex::read_image(r, events)).map(|_| ())
+            crate::image::round_trip(
+                |w| {
+                    w.u64s(&list);
+                    IdBuckets::default().write_image(w);
+                },
+                |r| IdIndex::read_image(r, events),
+            )
+            .map(|_| ())
         };
         assert!(read(vec![1 << 32, 2 << 32 | 1], 2).is_ok());
         assert!(read(vec![1 << 32], 2).is_err(), "one missing");

@@ -55,6 +55,7 @@ use crate::state_set::{StateMap, StateSetId, StateSets};
 
 mod bits;
 mod checkpoint;
+mod id_buckets;
 mod id_index;
 mod image;
 mod key_index;
@@ -286,8 +287,25 @@ impl Room {
     /// ingest does this as it goes): a host calls it after queries, which
     /// build the states and blocks they read.
     pub fn trim_caches(&mut self) {
-        self.events.trim();
+        self.trim_events();
         self.states.trim();
+    }
+
+    /// Trims the event table ([`Events::trim`](crate::event::Events::trim):
+    /// rows of settled blocks written, blocks past the budget dropped), then
+    /// moves the ID index's entries of settled messages to the page store
+    /// when enough have gathered ([`IdIndex::page`](id_index::IdIndex)). A
+    /// row not written is tried again at the next call.
+    pub(crate) fn trim_events(&mut self) {
+        self.events.trim();
+        let _ = self.by_id.page(&mut self.events);
+    }
+
+    /// The ID index's entries held in memory and in the page store, the
+    /// latter's buckets and Bloom filter bytes (for tests and benchmarks).
+    #[doc(hidden)]
+    pub fn id_index_footprint(&self) -> (usize, usize, (usize, usize)) {
+        self.by_id.footprint()
     }
 
     /// See [`PageCache::set_restoring`] ([`crate::placement::restore_into`]).

@@ -90,8 +90,9 @@ impl Room {
         verification: Verification<'_>,
     ) -> Outcome {
         // Built blocks of the event table past the budget (the states'
-        // are trimmed as states are interned).
-        self.events.trim();
+        // are trimmed as states are interned), settled messages' ID
+        // entries paged.
+        self.trim_events();
         let outcome = match parsed {
             Ok(pdu) => self.ingest_parsed(raw, pdu, placement, verification),
             Err(e) => Outcome::drop(None, DropStage::Parse, e.to_string()),

@@ -391,3 +391,116 @@ fn a_damaged_block_row_is_a_typed_error() {
     assert_eq!((room.events().len(), pages.borrow().len()), before, "nothing stored");
     room.trim_caches();
 }
+
+/// A memory store counting the reads of each table.
+struct CountingReads {
+    inner: Rc<RefCell<MemoryPages>>,
+    reads: Rc<RefCell<std::collections::HashMap<Table, usize>>>,
+}
+
+impl PageStore for CountingReads {
+    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, PageError> {
+        *self.reads.borrow_mut().entry(table).or_default() += 1;
+        self.inner.get(table, key)
+    }
+    fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), PageError> {
+        self.inner.put(table, key, value)
+    }
+    fn delete(&mut self, table: Table, key: &str) -> Result<(), PageError> {
+        self.inner.delete(table, key)
+    }
+}
+
+/// With a page store, the ID index's entries of settled messages move to
+/// rows of hash buckets: the room holds the entries of state events and
+/// recent events only; every ID is still found (after a rollback, and read
+/// back from an image); a new PDU's duplicate check rarely reads a bucket
+/// (the Bloom filter); a damaged bucket is a typed error and a 500, never
+/// a wrong answer, while state events are still found.
+#[test]
+fn the_id_entries_of_settled_messages_are_buckets_in_the_page_store() {
+    let mut b = a_long_room(5000);
+    let (creator, member) = (b.creator.clone(), b.creator_join.clone());
+    let later: Vec<String> = {
+        let mut prev = b.stored.last().unwrap().clone();
+        (0..400)
+            .map(|i| {
+                let raw = b.message(&creator, &member, &[&prev], &format!("later {i}"));
+                prev = b.add_ok(raw.clone());
+                raw
+            })
+            .collect()
+    };
+    let extra = b.message(&creator, &member, &[&b.stored.last().unwrap().clone()], "rolled back");
+    let (n, old) = (b.stored.len(), b.stored.len() - later.len());
+    let pages: Rc<RefCell<MemoryPages>> = Rc::default();
+    let reads: Rc<RefCell<std::collections::HashMap<Table, usize>>> = Rc::default();
+    let mut room = Room::new("11").unwrap();
+    room.set_pages(Box::new(CountingReads { inner: pages.clone(), reads: reads.clone() }), 4096).unwrap();
+    for raw in &b.raws[..old] {
+        assert!(matches!(room.ingest(raw, Verification::Unsigned), Outcome::Accepted { .. }));
+    }
+    room.trim_caches();
+    let states = (0..old).filter(|i| room.event(EventIdx(*i as u32)).unwrap().is_state()).count();
+    let (held, paged, (buckets, _)) = room.id_index_footprint();
+    assert_eq!(held + paged, old);
+    assert!(paged > 0 && buckets >= 1 && pages.borrow().len_of(Table::IdBuckets) >= buckets);
+    // Held: the state events, the last two blocks (not settled), and
+    // settled messages until an eighth of those paged gather (or 1,024).
+    assert!(held <= states + 512 + 1024.max(paged / 8), "{held} held, {paged} paged, {states} state events");
+    let found = |room: &Room, upto: usize| {
+        for (i, id) in b.stored.iter().enumerate() {
+            assert_eq!(room.lookup(id).unwrap(), (i < upto).then_some(EventIdx(i as u32)), "event {i}");
+        }
+    };
+    found(&room, old);
+
+    // New PDUs: their own IDs pass the filter rarely, their prev events
+    // are recent (held): few bucket reads.
+    let bucket_reads = |reads: &Rc<RefCell<std::collections::HashMap<Table, usize>>>| {
+        reads.borrow().get(&Table::IdBuckets).copied().unwrap_or(0)
+    };
+    let before = bucket_reads(&reads);
+    for raw in &later {
+        assert!(matches!(room.ingest(raw, Verification::Unsigned), Outcome::Accepted { .. }));
+    }
+    let read = bucket_reads(&reads) - before;
+    assert!(read * 10 <= later.len(), "{read} bucket reads for {} new PDUs", later.len());
+    // Sent again, each is a duplicate (found, wherever its entry is).
+    for raw in b.raws.iter().step_by(97) {
+        assert!(matches!(room.ingest(raw, Verification::Unsigned), Outcome::Duplicate { .. }));
+    }
+    // A batch rolled back forgets its events, not the paged ones.
+    let cp = room.checkpoint();
+    assert!(matches!(room.ingest(&extra, Verification::Unsigned), Outcome::Accepted { .. }));
+    room.rollback(cp);
+    found(&room, n);
+
+    // Read back from an image: found from the rows the image names.
+    let log_length = room.take_records().len() as u64;
+    room.save_image(log_length).unwrap();
+    let (opened, _) = Room::open_image(Box::new(pages.clone()), 4096).unwrap().expect("an image");
+    assert_eq!(opened.id_index_footprint(), room.id_index_footprint());
+    found(&opened, n);
+
+    // Every bucket damaged: a settled message's lookup is Corrupt and
+    // `/event` a 500; a state event is still found (held).
+    let rows = pages.borrow().rows_of(Table::IdBuckets);
+    for (key, mut row) in rows {
+        row[0] ^= 1;
+        pages.borrow_mut().put(Table::IdBuckets, &key, &row).unwrap();
+    }
+    let (opened, _) = Room::open_image(Box::new(pages.clone()), 4096).unwrap().expect("an image");
+    let message = (0..1024usize).find(|i| !opened.event(EventIdx(*i as u32)).unwrap().is_state()).unwrap();
+    let state = (1..old).find(|i| opened.state_event(EventIdx(*i as u32)).is_state()).unwrap();
+    match opened.lookup(&b.stored[message]) {
+        Err(PageError::Corrupt { table: Table::IdBuckets, .. }) => {}
+        other => panic!("expected a corrupt bucket, got {other:?}"),
+    }
+    assert_eq!(opened.lookup(&b.stored[state]).unwrap(), Some(EventIdx(state as u32)));
+    let path = format!("/_matrix/federation/v1/event/{}", b.stored[message]);
+    let target = Target::parse(&path).unwrap();
+    let endpoint = route("GET", &target).unwrap();
+    let e = room_query(&opened, &endpoint, &target, None, "a.example", "roomdag.example", 0).unwrap_err();
+    assert_eq!((e.status, e.errcode), (500, "M_UNKNOWN"), "{e:?}");
+}
