@@ -27,6 +27,13 @@
 //!    positives) answers "not here" without reading a row. It is rebuilt by
 //!    each merge as the buckets stream through, and written in the image.
 //!
+//! 4. **Rows retired.** The rows a merge replaces are named by the room's
+//!    last image until the next one is committed, so they are kept until
+//!    then and deleted after it ([`IdBuckets::sweep`]), not at the merge: a
+//!    room restored or rebuilt beside the one it replaces (a store shared
+//!    for a while) may write rows of the same content, and it writes an
+//!    image only once it has replaced the other.
+//!
 //! In memory: the filter (a byte an entry) and 20 bytes a bucket (its row's
 //! key and length), instead of 8 bytes an entry.
 
@@ -47,6 +54,9 @@ const BLOOM_BITS: usize = 8;
 const BLOOM_HASHES: u64 = 5;
 /// At most `2^MAX_BITS` buckets (4 billion entries at `BUCKET_ENTRIES`).
 const MAX_BITS: u32 = 22;
+/// Keys of retired rows kept for the next sweep at most (a room that
+/// writes no image leaves the rest in the store).
+const MAX_RETIRED: usize = 1 << 16;
 
 /// The paged entries of the ID index.
 #[derive(Debug, Default)]
@@ -62,6 +72,8 @@ pub(super) struct IdBuckets {
     upto: u32,
     /// The Bloom filter of the entries' hashes.
     bloom: Box<[u64]>,
+    /// Rows replaced by merges since the last sweep (deleted by the next).
+    retired: Vec<[u8; 16]>,
 }
 
 /// A bucket's row: its key (a hash of its bytes) and its entries.
@@ -234,8 +246,25 @@ impl IdBuckets {
         }
         debug_assert_eq!(at, new.len(), "every new entry in a bucket");
         pages.forget_table(Table::IdBuckets);
-        *self = Self { bits, rows, len, upto, bloom };
+        let kept: std::collections::HashSet<[u8; 16]> = rows.iter().map(|b| b.key).collect();
+        let mut retired = std::mem::take(&mut self.retired);
+        let replaced = self.rows.iter().filter(|b| b.len > 0 && !kept.contains(&b.key)).map(|b| b.key);
+        retired.extend(replaced.take(MAX_RETIRED.saturating_sub(retired.len())));
+        *self = Self { bits, rows, len, upto, bloom, retired };
         Ok(())
+    }
+
+    /// Deletes the rows merges replaced, once an image naming the buckets
+    /// as they are now is committed (no image that may be read names the
+    /// others). A row that fails to delete stays in the store, unnamed.
+    pub(super) fn sweep(&mut self, store: &mut dyn crate::pages::PageStore) {
+        let kept: std::collections::HashSet<[u8; 16]> = self.rows.iter().map(|b| b.key).collect();
+        let mut gone = std::collections::HashSet::new();
+        for key in std::mem::take(&mut self.retired) {
+            if !kept.contains(&key) && gone.insert(key) {
+                let _ = store.delete(Table::IdBuckets, &row_key_text(&key));
+            }
+        }
     }
 
     /// Writes the buckets' keys and lengths and the Bloom filter (the rows
@@ -275,7 +304,7 @@ impl IdBuckets {
         if len > events || bloom.len() != if n == 0 { 0 } else { bloom_words(len) } {
             return Err(corrupt("their lengths do not add up"));
         }
-        Ok(Self { bits, rows, len, upto, bloom: bloom.into_boxed_slice() })
+        Ok(Self { bits, rows, len, upto, bloom: bloom.into_boxed_slice(), retired: Vec::new() })
     }
 }
 
@@ -403,6 +432,19 @@ mod tests {
         }
         assert!(maybe * 100 < asked * 4, "{maybe} of {asked} absent hashes pass the filter");
         assert!(f.reads.get() - reads <= maybe, "a row read only past the filter");
+        // The rows merges replaced are kept until a sweep, then deleted;
+        // the buckets' own rows stay.
+        let stored = |f: &Fixture| {
+            let mut keys: Vec<String> = f.rows.borrow().rows_of(Table::IdBuckets).into_iter().map(|(k, _)| k).collect();
+            keys.sort();
+            keys
+        };
+        let mut named: Vec<String> = buckets.rows.iter().map(|b| row_key_text(&b.key)).collect();
+        named.sort();
+        assert!(stored(&f).len() > named.len() && named.iter().all(|k| stored(&f).contains(k)));
+        buckets.sweep(&mut *f.pages.store_mut());
+        assert_eq!(stored(&f), named);
+        found(&buckets, &f.pages, &all);
     }
 
     /// A merge whose write fails leaves the buckets as they were; so does one

@@ -227,6 +227,12 @@ impl IdIndex {
         Ok(())
     }
 
+    /// Deletes the bucket rows merges replaced: an image naming the
+    /// buckets as they are now was just committed.
+    pub(super) fn sweep(&mut self, store: &mut dyn crate::pages::PageStore) {
+        self.paged.sweep(store);
+    }
+
     /// Entries held in memory, and in the page store (the latter's buckets
     /// and its Bloom filter's bytes).
     pub(crate) fn footprint(&self) -> (usize, usize, (usize, usize)) {

@@ -24,6 +24,8 @@ impl Room {
     /// log position `log_length` (the number of records that give this
     /// room), replacing the previous image. Between batches only, and only
     /// for a room whose PDUs are paged ([`set_pages`](Self::set_pages)).
+    /// Once it is committed, the rows of the ID index's buckets that merges
+    /// replaced since the last image are deleted (no image names them).
     ///
     /// # Errors
     /// [`ImageError::NotPaged`], [`ImageError::BatchOpen`], or the store
@@ -39,6 +41,9 @@ impl Room {
         self.events.settle_ids()?;
         let mut pages = self.events.take_pages().ok_or(ImageError::NotPaged)?;
         let result = self.write_into(pages.store_mut(), log_length);
+        if result.is_ok() {
+            self.by_id.sweep(pages.store_mut());
+        }
         self.events.restore_pages(pages);
         result
     }
