@@ -137,6 +137,31 @@ static ALLOC: heap::Counting = heap::Counting;
 /// object's (in a Worker they are SQLite rows, outside the object's memory).
 struct CountedPages(roomdag::pages::MemoryPages);
 
+/// Rows and bytes each table of the page store holds, and bytes written to
+/// it in all (a row of the ID index's buckets is written again and again as
+/// the index grows; SQLite keeps the rows no image names any more).
+#[derive(Clone, Copy, Default)]
+struct TableSize {
+    rows: usize,
+    bytes: usize,
+    written: usize,
+}
+
+thread_local! {
+    static TABLES: std::cell::RefCell<std::collections::BTreeMap<&'static str, TableSize>> = Default::default();
+}
+
+fn table_sizes() -> Vec<(&'static str, TableSize)> {
+    TABLES.with(|t| t.borrow().iter().map(|(k, v)| (*k, *v)).collect())
+}
+
+impl CountedPages {
+    /// The bytes of row `key` of `table`, if there is one.
+    fn row_len(&self, table: roomdag::pages::Table, key: &str) -> Option<usize> {
+        roomdag::pages::PageStore::get(&self.0, table, key).ok().flatten().map(|v| v.len())
+    }
+}
+
 impl roomdag::pages::PageStore for CountedPages {
     fn get(&self, table: roomdag::pages::Table, key: &str) -> Result<Option<Vec<u8>>, roomdag::pages::PageError> {
         // What a read returns is the engine's (a copy, as from SQLite).
@@ -144,11 +169,31 @@ impl roomdag::pages::PageStore for CountedPages {
     }
 
     fn put(&mut self, table: roomdag::pages::Table, key: &str, value: &[u8]) -> Result<(), roomdag::pages::PageError> {
-        heap::in_store(|| self.0.put(table, key, value))
+        heap::in_store(|| {
+            let old = self.row_len(table, key);
+            TABLES.with(|t| {
+                let mut t = t.borrow_mut();
+                let size = t.entry(table.name()).or_default();
+                size.rows += usize::from(old.is_none());
+                size.bytes = size.bytes + value.len() - old.unwrap_or(0);
+                size.written += value.len();
+            });
+            self.0.put(table, key, value)
+        })
     }
 
     fn delete(&mut self, table: roomdag::pages::Table, key: &str) -> Result<(), roomdag::pages::PageError> {
-        heap::in_store(|| self.0.delete(table, key))
+        heap::in_store(|| {
+            if let Some(old) = self.row_len(table, key) {
+                TABLES.with(|t| {
+                    let mut t = t.borrow_mut();
+                    let size = t.entry(table.name()).or_default();
+                    size.rows -= 1;
+                    size.bytes -= old;
+                });
+            }
+            self.0.delete(table, key)
+        })
     }
 }
 
@@ -1049,6 +1094,28 @@ fn main() {
             heap_room(heap_ingest) as f64 / s.raw_bytes as f64,
             mib(heap_room(heap_live - heap_store))
         );
+    }
+    if args.image {
+        let (held, paged, (buckets, bloom)) = room.id_index_footprint();
+        for (table, size) in table_sizes() {
+            let named = if table == "id_buckets" {
+                format!(
+                    "; the index names {buckets} of them ({}, {} entries; {} held in memory, a Bloom filter of {})",
+                    mib(8 * paged as u64),
+                    thousands(paged as u64),
+                    thousands(held as u64),
+                    mib(bloom as u64)
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "| page store table `{table}` | {} rows, {} ({} written in all{named}) |",
+                thousands(size.rows as u64),
+                mib(size.bytes as u64),
+                mib(size.written as u64)
+            );
+        }
     }
     println!("| room object ≈ peak − start − generator | {} |", mib(room_mem));
     println!("| room object / raw PDU bytes | {:.2}× |", room_mem as f64 / s.raw_bytes as f64);
