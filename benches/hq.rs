@@ -1249,6 +1249,15 @@ fn main() {
             mib(proc_status_kib("VmHWM:") * 1024),
             mib(heap_room(heap::peak_without_store()).saturating_sub(bench_bytes))
         );
+        let after: Vec<String> = table_sizes()
+            .into_iter()
+            .map(|(table, size)| format!("`{table}` {} rows, {}", thousands(size.rows as u64), mib(size.bytes as u64)))
+            .collect();
+        println!(
+            "
+The page store once the image is committed (rows no image names deleted): {}.",
+            after.join("; ")
+        );
         hq.room = reopened;
     }
     // What the room object holds, part by part: the heap (without the page
