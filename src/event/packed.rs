@@ -588,9 +588,32 @@ pub(super) fn unpack(p: &Packed, first: u32, len: usize, names: &NameTable) -> (
     unpack_bytes(&p.bytes, p, first, len, names)
 }
 
+/// The events packed in some bytes, read one after the other: each against
+/// the one before (most fields are its change) and the block's senders so
+/// far. The bytes are the room's own (a row of the page store is checked
+/// against its key first): a wrong byte is a bug, and panics.
+struct Decoder<'a> {
+    r: Reader<'a>,
+    before: Before,
+    senders: Senders,
+}
+
+impl<'a> Decoder<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { r: Reader { bytes, at: 0 }, before: Before::START, senders: Senders::new() }
+    }
+
+    /// The next event's fields (it is event `idx`), its links appended to
+    /// `links`.
+    fn next(&mut self, idx: u32, links: &mut Vec<EventIdx>) -> Fields {
+        let fields = Fields::read(&mut self.r, &self.before, &mut self.senders, idx, links);
+        self.before = fields.before_next();
+        fields
+    }
+}
+
 /// Reads a block packed as `bytes` back (the events from `first` on), its
-/// facts those of `p`, and their links. The bytes are the room's own: a
-/// row of the page store is checked against its key (a hash of it) first.
+/// facts those of `p`, and their links.
 pub(super) fn unpack_bytes(
     bytes: &[u8],
     p: &Packed,
@@ -598,22 +621,19 @@ pub(super) fn unpack_bytes(
     len: usize,
     names: &NameTable,
 ) -> (Vec<StoredEvent>, Vec<EventIdx>) {
-    let mut r = Reader { bytes, at: 0 };
+    let mut d = Decoder::new(bytes);
     let mut facts = p.facts_at.iter().peekable();
     let mut events = Vec::with_capacity(len);
     let mut links = Vec::with_capacity(2 * len);
-    let mut before = Before::START;
-    let mut senders = Senders::new();
     for i in 0..len {
         let idx = first + u32::try_from(i).expect("a block holds fewer than 2^32 events");
-        let fields = Fields::read(&mut r, &before, &mut senders, idx, &mut links);
-        before = fields.before_next();
+        let fields = d.next(idx, &mut links);
         let facts = facts
             .next_if(|(at, _)| usize::from(*at) == i)
             .map_or(Facts::None, |(_, k)| p.facts[usize::from(*k)].clone());
         events.push(fields.event(idx, names, facts));
     }
-    debug_assert_eq!(r.at, bytes.len(), "a packed block is read to its end");
+    debug_assert_eq!(d.r.at, bytes.len(), "a packed block is read to its end");
     (events, links)
 }
 
@@ -628,33 +648,28 @@ pub(super) fn unpack_nth(
     at: usize,
     names: &NameTable,
 ) -> StoredEvent {
-    let mut r = Reader { bytes: &p.bytes, at: 0 };
-    let mut before = Before::START;
+    let mut d = Decoder::new(&p.bytes);
     let mut links = Vec::new();
-    let mut senders = Senders::new();
     for j in 0..k {
-        before = Fields::read(&mut r, &before, &mut senders, index(j), &mut links).before_next();
+        d.next(index(j), &mut links);
         links.clear();
     }
-    Fields::read(&mut r, &before, &mut senders, index(k), &mut links).event(index(k), names, p.facts_of(at))
+    d.next(index(k), &mut links).event(index(k), names, p.facts_of(at))
 }
 
 /// Reads the `n` events packed in `p` back (`index(j)` the index of the
 /// `j`th: a paged block's state events, packed alone), without their facts
 /// or links (a room image writes their records).
 pub(super) fn unpack_alone(p: &Packed, index: impl Fn(usize) -> u32, n: usize, names: &NameTable) -> Vec<StoredEvent> {
-    let mut r = Reader { bytes: &p.bytes, at: 0 };
-    let mut before = Before::START;
+    let mut d = Decoder::new(&p.bytes);
     let mut links = Vec::new();
-    let mut senders = Senders::new();
-    let mut events = Vec::with_capacity(n);
-    for j in 0..n {
-        let fields = Fields::read(&mut r, &before, &mut senders, index(j), &mut links);
-        before = fields.before_next();
-        links.clear();
-        events.push(fields.event(index(j), names, Facts::None));
-    }
-    events
+    (0..n)
+        .map(|j| {
+            let fields = d.next(index(j), &mut links);
+            links.clear();
+            fields.event(index(j), names, Facts::None)
+        })
+        .collect()
 }
 
 /// Reads event `at` of a packed block back alone (the block's events
