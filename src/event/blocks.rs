@@ -170,10 +170,10 @@ impl Events {
             let numbers = &self.read_numbers;
             let p = packed::pack_numbered(&self.tail, &self.tail_links, |i, _| numbers[i]);
             let (states, state_links) = state_refs(&self.tail, &self.tail_links);
+            let range = ts_range(&self.tail);
             self.tail.clear();
             self.tail_links.clear();
             self.read_numbers.clear();
-            let range = ts_range(&self.tail);
             self.blocks.push(Block::packed(p, states, state_links, None, range));
             self.packed_to = self.blocks.len();
         }

@@ -508,3 +508,35 @@ fn the_id_entries_of_settled_messages_are_buckets_in_the_page_store() {
     let e = room_query(&opened, &endpoint, &target, None, "a.example", "roomdag.example", 0).unwrap_err();
     assert_eq!((e.status, e.errcode), (500, "M_UNKNOWN"), "{e:?}");
 }
+
+/// A room read back from an image written while its full blocks were not
+/// all paged yet (a batch that filled several is packed and paged over the
+/// next trims; the image writes those as records) answers
+/// `/timestamp_to_event` as the room it was written from: each full block
+/// read back knows its timeline's timestamps.
+#[test]
+fn timestamp_to_event_after_an_image_of_blocks_not_yet_paged() {
+    use roomdag::queries::{timestamp_to_event, Direction};
+    let b = a_long_room(1500);
+    let pages: Rc<RefCell<MemoryPages>> = Rc::default();
+    let mut room = Room::new("11").unwrap();
+    room.set_pages(Box::new(pages.clone()), 4096).unwrap();
+    let cp = room.checkpoint();
+    for raw in &b.raws {
+        assert!(matches!(room.ingest(raw, Verification::Unsigned), Outcome::Accepted { .. }));
+    }
+    room.release(cp);
+    let log_length = room.take_records().len() as u64;
+    room.save_image(log_length).unwrap();
+    let (opened, _) = Room::open_image(Box::new(pages.clone()), 4096).unwrap().expect("an image");
+    for i in (0..b.stored.len()).step_by(11) {
+        let ts = i128::from(room.event(EventIdx(i as u32)).unwrap().origin_server_ts);
+        for t in [ts - 1, ts, ts + 1] {
+            for dir in [Direction::Forward, Direction::Backward] {
+                let (want, got) =
+                    (timestamp_to_event(&room, "a.example", t, dir), timestamp_to_event(&opened, "a.example", t, dir));
+                assert_eq!(got.ok(), want.ok(), "event {i}, ts {t}, {dir:?}");
+            }
+        }
+    }
+}
