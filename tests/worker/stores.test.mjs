@@ -51,7 +51,8 @@ test("Durable Object SQLite room images: a reopen reads the image and replays on
     const r = await (await fetch(new URL("/image", w.url), { method: "POST", body: JSON.stringify(loadFixture("v11-forky-2k").room) })).json();
     assert.ok(r.ok, r.error);
     assert.ok(r.events > 1000 && r.replayedAfterImage > 100 && r.replayedAfterImage < r.events / 2, JSON.stringify(r));
-    console.log(`# ${r.events} events; image ${r.image.bytes} bytes in ${r.image.parts} part(s); ${r.replayedAfterImage} records replayed after it`);
+    assert.ok(r.paged.ids > 0 && r.paged.blocks > 0 && r.paged.idBuckets > 0, JSON.stringify(r.paged));
+    console.log(`# ${r.events} events; image ${r.image.bytes} bytes in ${r.image.parts} part(s); ${r.replayedAfterImage} records replayed after it; rows ${JSON.stringify(r.paged)}`);
   } finally {
     await w.stop();
   }

@@ -209,6 +209,12 @@ export class ScratchStore extends DurableObject<Env> {
     if (engine.imageLag !== 0 || info.events !== engine.eventCount) throw new Error(`after saveImage: lag ${engine.imageLag}, ${JSON.stringify(info)}`);
     for (let i = cut; i < pdus.length; i += 200) await engine.ingest(pdus.slice(i, i + 200), keys);
     const after = engine.imageLag as number;
+    // The room is big enough for a 4 KiB cache to page its blocks of
+    // messages and its ID index's entries of settled messages (the sample
+    // below looks messages up in the buckets).
+    const rows = (t: string) => [...this.ctx.storage.sql.exec(`SELECT COUNT(*) AS n FROM ${t}`)][0].n as number;
+    const paged = { ids: rows("ids"), blocks: rows("blocks"), idBuckets: rows("id_buckets") };
+    if (paged.ids === 0 || paged.blocks === 0 || paged.idBuckets === 0) throw new Error(`rows of the paged tables: ${JSON.stringify(paged)}`);
     const ids = engine.forwardExtremities().concat(fixture.events.filter((_, n) => n % 97 === 0).map((e) => (e.pdu as { event_id?: string }).event_id ?? ""));
     const sample = [...new Set(ids)].filter((id) => id && engine.hasEvent(id));
     const answers = (e: api.RoomEngine) =>
@@ -247,7 +253,7 @@ export class ScratchStore extends DurableObject<Env> {
     if (shorter.imageLag !== again2.logLength - 1 || counting.replayed !== again2.logLength - 1) {
       throw new Error(`an image past the end of the log was used (lag ${shorter.imageLag}, ${counting.replayed} records replayed)`);
     }
-    return { events: engine.eventCount, image: info, replayedAfterImage: after };
+    return { events: engine.eventCount, image: info, replayedAfterImage: after, paged };
   }
 }
 
