@@ -39,6 +39,7 @@
 
 use std::sync::Arc;
 
+use super::id_index::merge_sorted;
 use crate::event::{row_key, row_key_text};
 use crate::ids::EventIdx;
 use crate::image::{ImageError, Reader, Writer};
@@ -223,16 +224,7 @@ impl IdBuckets {
             let end = at + new[at..].partition_point(|x| bucket_of(hash_of(*x), self.bits) <= b);
             merged.clear();
             merged.reserve(old.len() + end - at);
-            let (mut i, mut j) = (0, at);
-            while i < old.len() || j < end {
-                if j == end || (i < old.len() && old[i] < new[j]) {
-                    merged.push(old[i]);
-                    i += 1;
-                } else {
-                    merged.push(new[j]);
-                    j += 1;
-                }
-            }
+            merge_sorted(&old, &new[at..end], &mut merged);
             at = end;
             let mut start = 0;
             for s in 0..1usize << split {

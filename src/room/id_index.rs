@@ -74,6 +74,20 @@ fn entry(h: u32, idx: EventIdx) -> u64 {
     u64::from(h) << 32 | u64::from(idx.0)
 }
 
+/// Appends the entries of `a` and `b` (each sorted) to `out`, in order.
+pub(super) fn merge_sorted(a: &[u64], b: &[u64], out: &mut Vec<u64>) {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if j == b.len() || (i < a.len() && a[i] < b[j]) {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+}
+
 /// `sorted` cut into chunks of `CHUNK` entries.
 fn chunked(sorted: &[u64]) -> Vec<Box<[u64]>> {
     sorted.chunks(CHUNK).map(Box::from).collect()
@@ -137,16 +151,7 @@ impl IdIndex {
                 continue;
             }
             let mut merged = Vec::with_capacity(old.len() + end - at);
-            let (mut i, mut j) = (0, at);
-            while i < old.len() || j < end {
-                if j == end || (i < old.len() && old[i] < new[j]) {
-                    merged.push(old[i]);
-                    i += 1;
-                } else {
-                    merged.push(new[j]);
-                    j += 1;
-                }
-            }
+            merge_sorted(&old, &new[at..end], &mut merged);
             drop(old);
             at = end;
             if merged.len() > 2 * CHUNK {
