@@ -221,15 +221,21 @@ impl IdIndex {
         new.sort_unstable();
         let Some(pages) = events.pages_mut() else { return Ok(()) };
         self.paged.merge(&new, settled as u32, pages)?;
-        let moved = |x: u64| new.binary_search(&x).is_ok();
-        self.by_hash.retain(|h, i| !moved(entry(*h, *i)));
+        self.retain(|x| new.binary_search(&x).is_err());
+        Ok(())
+    }
+
+    /// Keeps the entries held in memory that `keep` keeps (given an
+    /// entry, `hash << 32 | index`), wherever they are.
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        self.collisions.retain(|id, i| keep(entry(id_hash(id), *i)));
+        self.by_hash.retain(|h, i| keep(entry(*h, *i)));
         for chunk in &mut self.chunks {
-            if chunk.iter().any(|x| moved(*x)) {
-                *chunk = chunk.iter().copied().filter(|x| !moved(*x)).collect();
+            if chunk.iter().any(|x| !keep(*x)) {
+                *chunk = chunk.iter().copied().filter(|x| keep(*x)).collect();
             }
         }
         self.reindex();
-        Ok(())
     }
 
     /// Deletes the bucket rows merges replaced: an image naming the
@@ -262,15 +268,7 @@ impl IdIndex {
     /// stored them: never a settled event, so none paged).
     pub(super) fn remove_since(&mut self, first: EventIdx) {
         debug_assert!(first.ix() >= self.paged.upto(), "a rollback reaches no settled event");
-        let kept = |i: &EventIdx| i.0 < first.0;
-        self.collisions.retain(|_, i| kept(i));
-        self.by_hash.retain(|_, i| kept(i));
-        for chunk in &mut self.chunks {
-            if chunk.iter().any(|x| !kept(&EventIdx(*x as u32))) {
-                *chunk = chunk.iter().copied().filter(|x| kept(&EventIdx(*x as u32))).collect();
-            }
-        }
-        self.reindex();
+        self.retain(|x| (x as u32) < first.0);
     }
 
     /// Writes the ID hash and index of every event held in memory, sorted,
