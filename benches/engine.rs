@@ -50,7 +50,7 @@ fn main() {
         par = par.min(t.elapsed());
     }
     let room = &replay.room;
-    let origin = roomdag::visibility::servers_in_room(room, &room.current_state_map())
+    let origin = roomdag::visibility::servers_in_room(room, &room.current_state_map().unwrap())
         .into_iter()
         .next()
         .expect("a server in the room");

@@ -1017,7 +1017,7 @@ fn main() {
     println!("\nGenerated: {}, messages {} (incl. {} fork merges).\n", done.join(", "), s.messages, s.forks);
 
     // The room.
-    let current = room.current_state_map();
+    let current = room.current_state_map().unwrap();
     let mut members = 0usize;
     let mut joined = 0usize;
     let mut servers = std::collections::HashSet::new();
@@ -1107,6 +1107,15 @@ fn main() {
                     thousands(paged as u64),
                     thousands(held as u64),
                     mib(bloom as u64)
+                )
+            } else if table == "state_pools" {
+                let [removed, added, lists] = room.states().pools_footprint();
+                format!(
+                    "; rows of removed positions / added entries / chunk lists {} / {} / {}, {} of them held in memory",
+                    removed.0,
+                    added.0,
+                    lists.0,
+                    mib((removed.1 + added.1 + lists.1) as u64)
                 )
             } else {
                 String::new()

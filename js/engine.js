@@ -101,7 +101,7 @@ export class RoomEngine {
    * page store instead of wasm memory when there is one: `pages` (an object
    * with synchronous `get(table, key)`, `put(table, key, value)`,
    * `delete(table, key)`; values are text, or a `Uint8Array` for the
-   * `image`, `blocks` and `id_buckets` tables), else the store's own `pages` (a
+   * `image`, `blocks`, `id_buckets` and `state_pools` tables), else the store's own `pages` (a
    * `DurableObjectStore` over a SQLite-backed Durable Object has one);
    * `pages: null` keeps them in memory. `cacheBytes` bounds the texts held
    * in memory (default 8 MiB).
@@ -445,7 +445,7 @@ export class RoomEngine {
   }
   /** Whether `server` has a joined member in the current state. */
   serverInRoom(server) {
-    return this.#room.serverInRoom(server);
+    return call("RoomEngine.serverInRoom", "M_UNKNOWN", () => this.#room.serverInRoom(server));
   }
   /** The forward extremities (event IDs). */
   forwardExtremities() {
@@ -457,7 +457,7 @@ export class RoomEngine {
   }
   /** The servers with a joined member, by when they joined, without `except`. */
   serversInRoomOrdered(except) {
-    return this.#room.serversInRoomOrdered(except ?? "");
+    return call("RoomEngine.serversInRoomOrdered", "M_UNKNOWN", () => this.#room.serversInRoomOrdered(except ?? ""));
   }
 
   /** Answers a room federation query for an authenticated origin: `{status, body}`. */
@@ -560,7 +560,7 @@ export class RoomEngine {
   }
   /** The current state and its digest. */
   currentState() {
-    return json(this.#room.currentState());
+    return json(call("RoomEngine.currentState", "M_UNKNOWN", () => this.#room.currentState()));
   }
 }
 

@@ -165,7 +165,11 @@ export function sqlPages(sql) {
   // (binary, keyed by a hash of the row, like ids): rewritten as the room
   // grows, read back to find a message by ID.
   sql.exec("CREATE TABLE IF NOT EXISTS id_buckets (k TEXT PRIMARY KEY, v BLOB NOT NULL)");
-  const binary = (t) => t === "image" || t === "blocks" || t === "id_buckets";
+  // Segments of the states' pools (the state chunks' entries, the states'
+  // chunk lists; binary, keyed by a hash of the row, like ids): written once
+  // full and stored, read back to build a state.
+  sql.exec("CREATE TABLE IF NOT EXISTS state_pools (k TEXT PRIMARY KEY, v BLOB NOT NULL)");
+  const binary = (t) => t === "image" || t === "blocks" || t === "id_buckets" || t === "state_pools";
   const table = (t) => {
     if (t !== "pdu" && t !== "ids" && !binary(t)) throw new RoomdagError("M_UNKNOWN", `page store: no table ${JSON.stringify(t)}`);
     return t;

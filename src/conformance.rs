@@ -382,8 +382,8 @@ impl Replay {
                 };
                 entry.reason = self.room.rejection(event);
                 entry.redacted_on_receipt = e.redacted_on_receipt;
-                entry.state_before = Some(Hex(self.room.state_digest(e.state_before)));
-                entry.state_after = Some(Hex(self.room.state_digest(e.state_after)));
+                entry.state_before = Some(Hex(self.room.state_digest(e.state_before)?));
+                entry.state_after = Some(Hex(self.room.state_digest(e.state_after)?));
             }
         }
         Ok(entry)
@@ -392,7 +392,7 @@ impl Replay {
     /// Writes the `roomdag-answers/1` document for `queries`, streaming one
     /// event and one answer at a time.
     pub fn write_answers(&mut self, queries: &[Query], mut w: impl Write) -> std::io::Result<()> {
-        let current = self.room.current_state();
+        let current = self.room.current_state().map_err(std::io::Error::other)?;
         let extremities: Result<Vec<String>, PageError> =
             self.room.forward_extremities().map(|e| Ok(self.room.id(e)?.to_string())).collect();
         let mut extremities = extremities.map_err(std::io::Error::other)?;
@@ -401,8 +401,8 @@ impl Replay {
             "format": "roomdag-answers/1",
             "room_id": self.room.room_id(),
             "forward_extremities": extremities,
-            "current_state_digest": hex(self.room.state_digest(current)),
-            "servers_in_room": crate::visibility::servers_in_room(&self.room, self.room.state(current)),
+            "current_state_digest": hex(self.room.state_digest(current).map_err(std::io::Error::other)?),
+            "servers_in_room": crate::visibility::servers_in_room(&self.room, self.room.state(current).map_err(std::io::Error::other)?),
         });
         let head = serde_json::to_string(&head)?;
         w.write_all(&head.as_bytes()[..head.len() - 1])?;

@@ -81,7 +81,9 @@ impl Builder {
                 if rules.room_ids_as_hashes && t == "m.room.create" {
                     continue; // implied in room v12
                 }
-                if let Some(e) = self.room.key_of(&t, &k).and_then(|key| self.room.state(before).get(key)) {
+                if let Some(e) =
+                    self.room.key_of(&t, &k).and_then(|key| self.room.state(before).expect(IN_MEMORY).get(key))
+                {
                     auth.push(self.id(e));
                 }
             }

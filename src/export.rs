@@ -114,13 +114,16 @@ fn hex(d: [u8; 32]) -> String {
 }
 
 /// A state as JSON: `{digest, state: {"type\u0000state_key": event_id}}`.
-pub fn state_json(room: &Room, id: crate::state_set::StateSetId) -> Value {
+///
+/// # Errors
+/// The room's page store failed to read the state back.
+pub fn state_json(room: &Room, id: crate::state_set::StateSetId) -> Result<Value, PageError> {
     let mut state = serde_json::Map::new();
-    for (k, e) in room.state(id).iter() {
+    for (k, e) in room.state(id)?.iter() {
         let (t, s) = room.key_name(k);
         state.insert(format!("{t}\u{0}{s}"), json!(room.state_id(e)));
     }
-    json!({"digest": hex(room.state_digest(id)), "state": state})
+    Ok(json!({"digest": hex(room.state_digest(id)?), "state": state}))
 }
 
 /// Everything the visualizer shows about one event: the PDU as stored and
@@ -130,11 +133,11 @@ pub fn state_json(room: &Room, id: crate::state_set::StateSetId) -> Value {
 /// events disagreed.
 ///
 /// # Errors
-/// The room's page store failed to read the PDU back.
+/// The room's page store failed to read the PDU or a state back.
 pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Result<Value, crate::pages::PageError> {
     let e = room.event(idx)?;
-    let before = room.state(e.state_before);
-    let after = room.state(e.state_after);
+    let before = room.state(e.state_before)?;
+    let after = room.state(e.state_after)?;
     let mut diff = Vec::new();
     let mut keys: Vec<_> = before.iter().map(|(k, _)| k).chain(after.iter().map(|(k, _)| k)).collect();
     keys.sort();
@@ -148,21 +151,22 @@ pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Result<Value, cr
             );
         }
     }
-    let servers = crate::visibility::servers_in_room(room, &room.current_state_map());
+    let servers = crate::visibility::servers_in_room(room, &*room.current_state_map()?);
     let visible = servers
         .iter()
         .map(|s| Ok((s.clone(), json!(!crate::visibility::pruned_for(room, idx, s)?))))
         .collect::<Result<serde_json::Map<String, Value>, PageError>>()?;
     let prevs = room.prev_events(idx)?;
     let resolution = if prevs.len() > 1 { room.resolution_for(prevs)? } else { None };
-    let resolution = resolution.map(|r| {
-            json!({
-                "inputs": r.inputs.iter().map(|s| hex(room.state_digest(*s))).collect::<Vec<_>>(),
+    let resolution = resolution.map(|r| -> Result<Value, PageError> {
+            let inputs = r.inputs.iter().map(|s| Ok(hex(room.state_digest(*s)?))).collect::<Result<Vec<_>, PageError>>()?;
+            Ok(json!({
+                "inputs": inputs,
                 "conflicted_keys": r.conflicted_keys.iter().map(|k| { let (t, s) = room.key_name(*k); json!([t, s]) }).collect::<Vec<_>>(),
                 "full_conflicted_set": r.full_conflicted_set,
                 "winners": r.conflicted_keys.iter().map(|k| before.get(*k).map(|x| room.state_id(x))).collect::<Vec<_>>(),
-            })
-        });
+            }))
+        }).transpose()?;
     let event_id = room.id(idx)?;
     let ids = |list: &[crate::ids::EventIdx]| -> Result<Vec<String>, PageError> {
         list.iter().map(|e| Ok(room.id(*e)?.to_string())).collect()
@@ -189,8 +193,8 @@ pub fn event_details(room: &Room, idx: crate::ids::EventIdx) -> Result<Value, cr
         "prev_events": prev_events,
         "auth_events": auth_events,
         "auth_chain": auth_chain,
-        "state_before": state_json(room, e.state_before),
-        "state_after": state_json(room, e.state_after),
+        "state_before": state_json(room, e.state_before)?,
+        "state_after": state_json(room, e.state_after)?,
         "state_diff": diff,
         "visible_to": visible,
         "resolution": resolution,

@@ -48,6 +48,10 @@
 //! paged). Format 9: the ID index's entries of settled messages are rows
 //! of the page store (`Table::IdBuckets`): the image lists the entries held
 //! in memory, then the buckets' keys and lengths and their Bloom filter.
+//! Format 10: the states' pools (state chunks' entries, chunk lists) are
+//! segments, the full ones rows of the page store (`Table::StatePools`):
+//! the image lists their keys and the values held, then each chunk's recipe
+//! and each state's list as counts of those values.
 
 use std::sync::Arc;
 
@@ -59,7 +63,7 @@ use crate::pages::{PageError, PageStore, Table};
 pub const PART_BYTES: usize = 1 << 20;
 
 /// The image format this build writes and reads.
-pub const FORMAT: u32 = 9;
+pub const FORMAT: u32 = 10;
 
 /// What an image holds: the `meta` row of [`Table::Image`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,10 +15,10 @@
 //! room (its raw PDU bytes; a room without a page store holds them
 //! compressed, about 0.45× of them), the IDs of full blocks of messages
 //! (`Table::Ids`) and the packed full blocks of the event table
-//! (`Table::Blocks`: a block keeps its state events packed apart), and the
-//! ID index's entries of settled messages (`Table::IdBuckets`). State
-//! chunks and the auth-chain index follow the same interface
-//! (docs/paged-store.md).
+//! (`Table::Blocks`: a block keeps its state events packed apart), the ID
+//! index's entries of settled messages (`Table::IdBuckets`) and the states'
+//! pools of chunk entries and chunk lists (`Table::StatePools`). The
+//! auth-chain index follows the same interface (docs/paged-store.md).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,6 +49,10 @@ pub enum Table {
     /// (binary: sorted `hash << 32 | index` words, `room/id_buckets.rs`),
     /// keyed by a hash of the row like [`Table::Ids`].
     IdBuckets,
+    /// A segment of the states' pools (binary: 8 KiB of little-endian
+    /// values, `state_set/pool.rs`), keyed by a hash of the row like
+    /// [`Table::Ids`].
+    StatePools,
 }
 
 impl Table {
@@ -60,6 +64,7 @@ impl Table {
             Table::Ids => "ids",
             Table::Blocks => "blocks",
             Table::IdBuckets => "id_buckets",
+            Table::StatePools => "state_pools",
         }
     }
 }
@@ -490,5 +495,60 @@ mod tests {
         store.put(Table::Pdu, "$x", &[0xff, 0xfe]).unwrap();
         let c = PageCache::new(Box::new(store), Table::Pdu, 1 << 20);
         assert_eq!(c.get(3, "$x"), Err(PageError::Corrupt { table: Table::Pdu, key: "$x".into() }));
+    }
+}
+
+/// A page store for unit tests: rows in memory, reads counted, writes made
+/// to fail from the `n`th on.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{MemoryPages, PageCache, PageError, PageStore, Table};
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+
+    /// A memory store counting reads, whose writes can be made to fail
+    /// from the `n`th on.
+    struct Store {
+        rows: Rc<RefCell<MemoryPages>>,
+        reads: Rc<Cell<usize>>,
+        fail_from: Rc<Cell<usize>>,
+    }
+
+    impl PageStore for Store {
+        fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, PageError> {
+            self.reads.set(self.reads.get() + 1);
+            self.rows.borrow().get(table, key)
+        }
+        fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), PageError> {
+            if self.fail_from.get() == 0 {
+                return Err(PageError::Backend("full".into()));
+            }
+            self.fail_from.set(self.fail_from.get() - 1);
+            self.rows.borrow_mut().put(table, key, value)
+        }
+        fn delete(&mut self, table: Table, key: &str) -> Result<(), PageError> {
+            self.rows.borrow_mut().delete(table, key)
+        }
+    }
+
+    /// A cache over a [`Store`], and the store's rows and counters.
+    pub(crate) struct Fixture {
+        pub(crate) pages: PageCache,
+        pub(crate) rows: Rc<RefCell<MemoryPages>>,
+        pub(crate) reads: Rc<Cell<usize>>,
+        /// Writes that succeed before they fail (`usize::MAX`: all).
+        pub(crate) fail_from: Rc<Cell<usize>>,
+    }
+
+    /// A fixture whose cache holds `cache_bytes`.
+    pub(crate) fn fixture_with_cache(cache_bytes: usize) -> Fixture {
+        let (rows, reads, fail_from) = (Rc::default(), Rc::new(Cell::new(0)), Rc::new(Cell::new(usize::MAX)));
+        let store = Store { rows: Rc::clone(&rows), reads: Rc::clone(&reads), fail_from: Rc::clone(&fail_from) };
+        Fixture { pages: PageCache::new(Box::new(store), Table::Pdu, cache_bytes), rows, reads, fail_from }
+    }
+
+    /// A fixture with a 1 MiB cache.
+    pub(crate) fn fixture() -> Fixture {
+        fixture_with_cache(1 << 20)
     }
 }

@@ -91,7 +91,7 @@ pub enum Direction {
 
 /// 403 unless `origin` has a joined member in the current state.
 pub fn require_in_room(room: &Room, origin: &str) -> Result<(), QueryError> {
-    if server_in_room(room, &room.current_state_map(), origin) {
+    if server_in_room(room, &*room.current_state_map()?, origin) {
         Ok(())
     } else {
         Err(QueryError::NotInRoom)
@@ -114,8 +114,8 @@ pub fn state_ids(room: &Room, origin: &str, event_id: &str) -> Result<StateIds, 
         accepted(room, event_id)?.ok_or_else(|| QueryError::NotFound(format!("Could not find event {event_id}")))?;
     let before = room.event(e)?.state_before;
     Ok(StateIds {
-        pdu_ids: room.state(before).iter().map(|(_, e)| e).collect(),
-        auth_chain_ids: room.state_auth_chain(before),
+        pdu_ids: room.state(before)?.iter().map(|(_, e)| e).collect(),
+        auth_chain_ids: room.state_auth_chain(before)?,
     })
 }
 

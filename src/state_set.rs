@@ -25,13 +25,26 @@ use std::sync::Arc;
 
 use crate::event::StateKeyIdx;
 use crate::ids::EventIdx;
+use crate::pages::{PageCache, PageError};
 
 mod image;
+mod pool;
 mod stored;
 
 pub use stored::MAX_CHAIN;
 
 use stored::Stored;
+
+/// The extent of a room's states at a checkpoint ([`StateSets::mark`]).
+#[derive(Clone, Debug)]
+pub struct StatesMark(stored::Mark);
+
+impl StatesMark {
+    /// States then.
+    fn len(&self) -> usize {
+        self.0.maps()
+    }
+}
 
 /// Identifies an interned state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -377,7 +390,7 @@ impl StateSets {
             collided: Vec::new(),
             budget: usize::MAX,
         };
-        let id = s.intern(StateMap::default());
+        let id = s.intern(StateMap::default(), None);
         debug_assert_eq!(id, StateSetId::EMPTY);
         s
     }
@@ -406,21 +419,26 @@ impl StateSets {
         self.stored.trim(self.budget);
     }
 
-    /// Interns a map, returning the id of an equal map if one exists.
-    pub fn intern(&mut self, map: StateMap) -> StateSetId {
+    /// Interns a map, returning the id of an equal map if one exists
+    /// (states with its hash are read back through `pages` to compare).
+    /// Never fails: a state with its hash that cannot be read back is taken
+    /// as different, and the map gets an id of its own (two ids of one
+    /// state cost sharing, not answers: a resolution of equal states is
+    /// that state).
+    pub fn intern(&mut self, map: StateMap, pages: Option<&PageCache>) -> StateSetId {
         self.trim();
         let id = StateSetId(u32::try_from(self.stored.len()).expect("fewer than 2^32 states"));
         let first = self.by_hash.get(&self.stored, map.hash);
         if let Some(first) = first {
             let same = std::iter::once(&first)
                 .chain(self.collided.iter().filter(|c| self.hash_of(**c) == map.hash))
-                .find(|c| *self.get(**c) == map);
+                .find(|c| self.get(**c, pages).is_ok_and(|m| *m == map));
             if let Some(same) = same {
                 return *same;
             }
             self.collided.push(id);
         }
-        self.stored.push_map(map);
+        self.stored.push_map(map, pages);
         if first.is_none() {
             self.by_hash.insert_first(&self.stored, id);
         }
@@ -431,16 +449,49 @@ impl StateSets {
         self.stored.head(id.0 as usize).hash
     }
 
-    /// The map of an id.
-    pub fn get(&self, id: StateSetId) -> &StateMap {
-        self.stored.map(id.0 as usize)
+    /// The map of an id, built from its chunks (read back through `pages`
+    /// when they are rows) if it is not built.
+    ///
+    /// # Errors
+    /// A row of the states' pools could not be read back, or is damaged.
+    pub fn get(&self, id: StateSetId, pages: Option<&PageCache>) -> Result<&StateMap, PageError> {
+        self.stored.map(id.0 as usize, pages)
     }
 
     /// The event at `key` in the map of `id`, without building the map
     /// (only the chunks a binary search visits): the same answer as
     /// `self.get(id).get(key)`.
-    pub fn lookup(&self, id: StateSetId, key: StateKeyIdx) -> Option<EventIdx> {
-        self.stored.lookup(id.0 as usize, pack(key, EventIdx(0))).map(unpack).filter(|(k, _)| *k == key).map(|(_, e)| e)
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn lookup(
+        &self,
+        id: StateSetId,
+        key: StateKeyIdx,
+        pages: Option<&PageCache>,
+    ) -> Result<Option<EventIdx>, PageError> {
+        let found = self.stored.lookup(id.0 as usize, pack(key, EventIdx(0)), pages)?;
+        Ok(found.map(unpack).filter(|(k, _)| *k == key).map(|(_, e)| e))
+    }
+
+    /// Writes every full segment of the states' pools (chunk entries,
+    /// chunk lists) as a row of `pages`' store and lets go of it. Only
+    /// between batches: a batch that may still roll back must not have its
+    /// states' values in rows. The rows written.
+    ///
+    /// # Errors
+    /// A row could not be written (what was not written stays held, and
+    /// is tried again at the next call).
+    pub fn page(&mut self, pages: &mut PageCache) -> Result<usize, PageError> {
+        self.stored.page(pages)
+    }
+
+    /// The pools' rows and the bytes of the values held (for measuring):
+    /// removed positions, added entries, chunk lists.
+    #[doc(hidden)]
+    pub fn pools_footprint(&self) -> [(usize, usize); 3] {
+        let s = &self.stored;
+        [s.removed.footprint(), s.added.footprint(), s.list_pool.footprint()]
     }
 
     /// Number of distinct states.
@@ -453,8 +504,15 @@ impl StateSets {
         self.stored.len() <= 1
     }
 
-    /// Forgets every state with an id ≥ `len` (rollback of a failed batch).
-    pub fn truncate(&mut self, len: usize) {
+    /// The states' extent now, to [`truncate`](Self::truncate) back to.
+    pub fn mark(&self) -> StatesMark {
+        StatesMark(self.stored.mark())
+    }
+
+    /// Forgets every state stored since `mark` (rollback of a failed
+    /// batch), reading nothing.
+    pub fn truncate(&mut self, mark: &StatesMark) {
+        let len = mark.len();
         if len >= self.stored.len() {
             return;
         }
@@ -463,7 +521,7 @@ impl StateSets {
         let kept = |id: &StateSetId| (id.0 as usize) < len;
         self.by_hash.retain(kept);
         self.collided.retain(kept);
-        self.stored.truncate(len);
+        self.stored.truncate(&mark.0);
     }
 
     /// Total entries and chunks stored (for memory accounting).
@@ -539,17 +597,20 @@ mod tests {
         let a = StateMap::from_entries((0..50).map(|i| (k(i), e(i))).collect());
         let mut b = StateMap::from_entries((0..50).map(|i| (k(i), e(i + 1))).collect());
         b.hash = a.hash;
-        let (ia, ib) = (sets.intern(a.clone()), sets.intern(b.clone()));
+        let mark_a = sets.mark();
+        let ia = sets.intern(a.clone(), None);
+        let mark_b = sets.mark();
+        let ib = sets.intern(b.clone(), None);
         assert_ne!(ia, ib);
-        assert_eq!((sets.intern(b.clone()), sets.intern(a.clone())), (ib, ia));
-        assert_eq!((sets.len(), sets.get(ib)), (3, &b));
-        sets.truncate(ib.0 as usize);
+        assert_eq!((sets.intern(b.clone(), None), sets.intern(a.clone(), None)), (ib, ia));
+        assert_eq!((sets.len(), sets.get(ib, None).unwrap()), (3, &b));
+        sets.truncate(&mark_b);
         assert_eq!(sets.len(), 2);
-        assert_eq!((sets.intern(a.clone()), sets.intern(b.clone())), (ia, ib));
-        sets.truncate(ia.0 as usize);
+        assert_eq!((sets.intern(a.clone(), None), sets.intern(b.clone(), None)), (ia, ib));
+        sets.truncate(&mark_a);
         // Now b is the first with the hash.
-        assert_eq!((sets.intern(b.clone()), sets.intern(a.clone())), (ia, ib));
-        assert_eq!((sets.get(ia), sets.get(ib)), (&b, &a));
+        assert_eq!((sets.intern(b.clone(), None), sets.intern(a.clone(), None)), (ia, ib));
+        assert_eq!((sets.get(ia, None).unwrap(), sets.get(ib, None).unwrap()), (&b, &a));
     }
 
     #[test]
@@ -614,15 +675,16 @@ mod tests {
     #[test]
     fn interning_dedups_by_content() {
         let mut sets = StateSets::new();
-        let a = sets.intern(StateMap::from_entries(vec![(k(1), e(1)), (k(2), e(2))]));
-        let b = sets.intern(StateMap::from_entries(vec![(k(2), e(2)), (k(1), e(1))]));
-        let c = sets.intern(StateMap::from_entries(vec![(k(2), e(3)), (k(1), e(1))]));
+        let a = sets.intern(StateMap::from_entries(vec![(k(1), e(1)), (k(2), e(2))]), None);
+        let b = sets.intern(StateMap::from_entries(vec![(k(2), e(2)), (k(1), e(1))]), None);
+        let mark = sets.mark();
+        let c = sets.intern(StateMap::from_entries(vec![(k(2), e(3)), (k(1), e(1))]), None);
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_eq!(sets.intern(StateMap::default()), StateSetId::EMPTY);
-        sets.truncate(2);
+        assert_eq!(sets.intern(StateMap::default(), None), StateSetId::EMPTY);
+        sets.truncate(&mark);
         assert_eq!(sets.len(), 2);
-        let c2 = sets.intern(StateMap::from_entries(vec![(k(2), e(3)), (k(1), e(1))]));
+        let c2 = sets.intern(StateMap::from_entries(vec![(k(2), e(3)), (k(1), e(1))]), None);
         assert_eq!(c2, StateSetId(2));
     }
 
@@ -660,7 +722,7 @@ mod tests {
                 };
             }
             map = map.with_changes(&changes);
-            ids.push((sets.intern(map.clone()), truth.clone()));
+            ids.push((sets.intern(map.clone(), None), truth.clone()));
         }
         drop(map);
         sets.trim();
@@ -669,11 +731,22 @@ mod tests {
         for (id, truth) in &ids {
             let kept = sets.stored.built_maps();
             for key in 0..=6002 {
-                assert_eq!(sets.lookup(*id, k(key)), truth.get(&key).map(|v| e(*v)), "state {id:?}, key {key}");
+                assert_eq!(
+                    sets.lookup(*id, k(key), None).unwrap(),
+                    truth.get(&key).map(|v| e(*v)),
+                    "state {id:?}, key {key}"
+                );
             }
             assert_eq!(sets.stored.built_maps(), kept, "no state built");
-            assert_eq!(sets.get(*id).iter().map(|(k, e)| (k.0, e.0)).collect::<BTreeMap<_, _>>(), *truth);
-            assert_eq!(sets.lookup(*id, k(1)), truth.get(&1).map(|v| e(*v)), "read from the built state");
+            assert_eq!(
+                sets.get(*id, None).unwrap().iter().map(|(k, e)| (k.0, e.0)).collect::<BTreeMap<_, _>>(),
+                *truth
+            );
+            assert_eq!(
+                sets.lookup(*id, k(1), None).unwrap(),
+                truth.get(&1).map(|v| e(*v)),
+                "read from the built state"
+            );
             sets.trim();
         }
     }

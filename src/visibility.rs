@@ -27,11 +27,14 @@ pub enum HistoryVisibility {
 
 /// The history visibility in force in state `state` (one entry of it is
 /// read: the state is not built for this).
-pub fn history_visibility(room: &Room, state: StateSetId) -> HistoryVisibility {
+///
+/// # Errors
+/// The page store failed to read the state's chunks back.
+pub fn history_visibility(room: &Room, state: StateSetId) -> Result<HistoryVisibility, PageError> {
     let Some(k) = room.key_of("m.room.history_visibility", "") else {
-        return HistoryVisibility::Shared;
+        return Ok(HistoryVisibility::Shared);
     };
-    match room.state_entry(state, k).map(|e| &room.state_event(e).facts) {
+    Ok(match room.state_entry(state, k)?.map(|e| &room.state_event(e).facts) {
         Some(Facts::HistoryVisibility(Some(v))) => match &**v {
             "world_readable" => HistoryVisibility::WorldReadable,
             "invited" => HistoryVisibility::Invited,
@@ -39,7 +42,7 @@ pub fn history_visibility(room: &Room, state: StateSetId) -> HistoryVisibility {
             _ => HistoryVisibility::Shared,
         },
         _ => HistoryVisibility::Shared,
-    }
+    })
 }
 
 /// The memberships, in `state`, of users on `server`.
@@ -103,13 +106,13 @@ pub fn servers_in_room_ordered(room: &Room, state: &StateMap, except: &str) -> V
 /// of the server invited or joined; `joined` needs one joined.
 ///
 /// # Errors
-/// The page store failed to read the event back.
+/// The page store failed to read the event or its state back.
 pub fn visible_to_server(room: &Room, idx: EventIdx, server: &str) -> Result<bool, PageError> {
     let state = room.event(idx)?.state_after;
-    let hv = history_visibility(room, state);
+    let hv = history_visibility(room, state)?;
     Ok(match hv {
         HistoryVisibility::WorldReadable | HistoryVisibility::Shared => true,
-        HistoryVisibility::Invited | HistoryVisibility::Joined => server_memberships(room, room.state(state), server)
+        HistoryVisibility::Invited | HistoryVisibility::Joined => server_memberships(room, room.state(state)?, server)
             .any(|m| *m == Membership::Join || (*m == Membership::Invite && hv == HistoryVisibility::Invited)),
     })
 }

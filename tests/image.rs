@@ -170,11 +170,10 @@ fn a_corrupt_or_truncated_image_is_a_typed_error_never_a_panic() {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             Room::open_image(Box::new(pages.clone()), 4096).map(|opened| {
                 opened.map(|(room, _)| {
-                    let states = room.states();
-                    let entries: usize = (0..states.len() as u32)
-                        .map(|i| states.get(roomdag::state_set::StateSetId(i)).iter().count())
+                    let entries: usize = (0..room.states().len() as u32)
+                        .map(|i| room.state(roomdag::state_set::StateSetId(i)).map_or(0, |m| m.iter().count()))
                         .sum();
-                    (entries, room.current_state_map().len())
+                    (entries, room.current_state_map().map_or(0, |m| m.len()))
                 })
             })
         }));

@@ -335,6 +335,7 @@ fn diff_states(
 
 fn named_roomdag(room: &Room, st: StateSetId) -> BTreeMap<(String, String), String> {
     room.state(st)
+        .unwrap()
         .iter()
         .map(|(k, e)| {
             let (t, s) = room.key_name(k);
@@ -436,7 +437,7 @@ fn check_room(version: &'static str, seed: u64, n: usize, verbose: bool) -> Resu
     // The current state, at the end.
     let extremities: Vec<usize> = room.forward_extremities().map(|e| e.ix()).collect();
     let inputs = states_after(&room, &extremities);
-    let current = room.current_state();
+    let current = room.current_state().unwrap();
     if inputs.len() >= 2 {
         stats.current += 1;
         if let Some(d) = compare_resolution(&room, &ruma, Subject::Current(total), &inputs, current) {
@@ -455,7 +456,7 @@ fn check_room(version: &'static str, seed: u64, n: usize, verbose: bool) -> Resu
         if inputs.len() < 2 {
             continue;
         }
-        let current = prefix.current_state();
+        let current = prefix.current_state().unwrap();
         // The prefix's events are the room's first `cut` events: same
         // indices, same states (as sets), so `ruma` (built from the whole
         // room) serves.

@@ -272,19 +272,22 @@ pub fn parse_body(body: &[u8]) -> Result<Value, HttpError> {
 /// redaction applies, → `server_acl_evaluator_from_event`: `allow` defaults
 /// to `[]`, `deny` to `[]`, `allow_ip_literals` to true, so a redacted ACL
 /// admits no server at all.)
-pub fn current_acl(room: &Room) -> Option<ServerAcl> {
-    let key = room.key_of("m.room.server_acl", "")?;
-    let ev = room.current_state_map().get(key)?;
-    match &room.state_event(ev).facts {
+///
+/// # Errors
+/// The page store failed to read the current state back.
+pub fn current_acl(room: &Room) -> Result<Option<ServerAcl>, PageError> {
+    let Some(key) = room.key_of("m.room.server_acl", "") else { return Ok(None) };
+    let Some(ev) = room.current_state_map()?.get(key) else { return Ok(None) };
+    Ok(match &room.state_event(ev).facts {
         Facts::ServerAcl(_) if room.redacted_by(ev).is_some() => Some(ServerAcl::from_content(&Map::new())),
         Facts::ServerAcl(content) => Some(ServerAcl::from_content(content)),
         _ => None,
-    }
+    })
 }
 
 /// 403 `M_FORBIDDEN` if the room's ACL bans `origin`.
 pub fn check_acl(room: &Room, origin: &str) -> Result<(), HttpError> {
-    match current_acl(room) {
+    match current_acl(room)? {
         Some(acl) if !acl.allows(origin) => Err(HttpError::new(403, "M_FORBIDDEN", "Server is banned from room")),
         _ => Ok(()),
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::event::EventsMark;
 use crate::ids::EventIdx;
-use crate::state_set::StateSetId;
+use crate::state_set::{StateSetId, StatesMark};
 
 use super::{Caches, Room};
 
@@ -14,7 +14,7 @@ use super::{Caches, Room};
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
     events: EventsMark,
-    states: usize,
+    states: StatesMark,
     auth_nodes: usize,
     dropped: usize,
     dropped_bytes: usize,
@@ -36,7 +36,7 @@ impl Room {
         self.events.hold();
         Checkpoint {
             events: self.events.mark(),
-            states: self.states.len(),
+            states: self.states.mark(),
             auth_nodes: self.auth_index.len(),
             dropped: self.dropped.len(),
             dropped_bytes: self.dropped_bytes,
@@ -87,9 +87,9 @@ impl Room {
             self.deferred.remove(&d);
         }
         self.new_records.truncate(cp.new_records);
-        self.states.truncate(cp.states);
+        self.states.truncate(&cp.states);
         self.auth_index.truncate(cp.auth_nodes);
-        let limit = cp.states;
+        let limit = self.states.len();
         self.resolutions.retain(|k, v| (v.0 as usize) < limit && k.iter().all(|s| (s.0 as usize) < limit));
         self.dropped.truncate(cp.dropped);
         self.dropped_bytes = cp.dropped_bytes;

@@ -325,47 +325,8 @@ fn write_row(pages: &mut PageCache, entries: &[u64]) -> Result<Bucket, PageError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pages::{MemoryPages, PageStore};
-    use std::cell::{Cell, RefCell};
-    use std::rc::Rc;
-
-    /// A memory store counting reads, whose writes can be made to fail
-    /// from the `n`th on.
-    struct Store {
-        rows: Rc<RefCell<MemoryPages>>,
-        reads: Rc<Cell<usize>>,
-        fail_from: Rc<Cell<usize>>,
-    }
-
-    impl PageStore for Store {
-        fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, PageError> {
-            self.reads.set(self.reads.get() + 1);
-            self.rows.borrow().get(table, key)
-        }
-        fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), PageError> {
-            if self.fail_from.get() == 0 {
-                return Err(PageError::Backend("full".into()));
-            }
-            self.fail_from.set(self.fail_from.get() - 1);
-            self.rows.borrow_mut().put(table, key, value)
-        }
-        fn delete(&mut self, table: Table, key: &str) -> Result<(), PageError> {
-            self.rows.borrow_mut().delete(table, key)
-        }
-    }
-
-    struct Fixture {
-        pages: PageCache,
-        rows: Rc<RefCell<MemoryPages>>,
-        reads: Rc<Cell<usize>>,
-        fail_from: Rc<Cell<usize>>,
-    }
-
-    fn fixture() -> Fixture {
-        let (rows, reads, fail_from) = (Rc::default(), Rc::new(Cell::new(0)), Rc::new(Cell::new(usize::MAX)));
-        let store = Store { rows: Rc::clone(&rows), reads: Rc::clone(&reads), fail_from: Rc::clone(&fail_from) };
-        Fixture { pages: PageCache::new(Box::new(store), Table::Pdu, 1 << 20), rows, reads, fail_from }
-    }
+    use crate::pages::testing::{fixture, Fixture};
+    use crate::pages::PageStore;
 
     /// Entries of events `from..to` with scattered hashes (one in 97 sharing
     /// the one before's).

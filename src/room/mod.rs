@@ -294,11 +294,18 @@ impl Room {
     /// Trims the event table ([`Events::trim`](crate::event::Events::trim):
     /// rows of settled blocks written, blocks past the budget dropped), then
     /// moves the ID index's entries of settled messages to the page store
-    /// when enough have gathered ([`IdIndex::page`](id_index::IdIndex)). A
-    /// row not written is tried again at the next call.
+    /// when enough have gathered ([`IdIndex::page`](id_index::IdIndex)),
+    /// and, between batches, the states' full pool segments
+    /// ([`StateSets::page`](crate::state_set::StateSets::page)). A row not
+    /// written is tried again at the next call.
     pub(crate) fn trim_events(&mut self) {
         self.events.trim();
         let _ = self.by_id.page(&mut self.events);
+        if !self.checkpoint_open {
+            if let Some(pages) = self.events.pages_mut() {
+                let _ = self.states.page(pages);
+            }
+        }
     }
 
     /// The ID index's entries held in memory and in the page store, the

@@ -155,14 +155,14 @@ impl Room {
         let mut ids: Vec<StateSetId> = Vec::with_capacity(states.len());
         for s in states {
             let map = self.remote_state(s).map_err(|(_, reason)| reason)?;
-            ids.push(self.states.intern(map));
+            ids.push(self.states.intern(map, self.events.pages()));
         }
         ids.sort();
         ids.dedup();
         let resolved = match ids.as_slice() {
             [] => StateMap::default(),
-            [one] => self.state(*one).clone(),
-            many => self.resolve_ids(many).state,
+            [one] => self.state(*one).map_err(|e| e.to_string())?.clone(),
+            many => self.resolve_ids(many).map_err(|e| e.to_string())?.state,
         };
         Ok(resolved.iter().map(|(_, e)| self.state_id(e).to_owned()).collect())
     }

@@ -300,7 +300,7 @@ impl Room {
         // at no state).
         let state_before = match &mode {
             Mode::Outlier | Mode::Pending => StateSetId::EMPTY,
-            Mode::WithState(map) => self.states.intern(map.clone()),
+            Mode::WithState(map) => self.states.intern(map.clone(), self.events.pages()),
             Mode::Placed if pdu.event_type == "m.room.create" => StateSetId::EMPTY,
             Mode::Placed => match self.resolve_after(&prev_events) {
                 Ok(state) => state,
@@ -356,21 +356,36 @@ impl Room {
         };
         let idx = event.idx;
         let mut rejection: Option<String> = None;
+        // The states the checks read, built before any (their chunks may be
+        // rows of the page store): the state before the event, and the
+        // current state when the event may soft fail.
+        let before = if outlier { Ok(None) } else { self.state(state_before).map(|m| Some(m.clone())) };
+        let current = match placement {
+            Placement::Live if self.may_soft_fail(&event) => self.current_state_map().map(Some),
+            _ => Ok(None),
+        };
+        let (before, current) = match (before, current) {
+            (Ok(before), Ok(current)) => (before, current),
+            (Err(e), _) | (_, Err(e)) => {
+                self.events.discard(&event, mark);
+                return Outcome::drop(Some(&id), DropStage::Store, e.to_string());
+            }
+        };
         // 7. Size limits, then the auth rules.
         let verdict = match limits {
             Err(LimitError::Unpersistable(_)) => unreachable!("returned above"),
             Err(LimitError::Reject(r)) => Err(r),
             Ok(()) => self.check_signed_by(&json, &signers, require_signed).and_then(|()| {
                 let envelope = CreateEnvelope { room_id: pdu.has_room_id.then_some(pdu.room_id.as_str()) };
-                self.check_auth(&event, &envelope, !outlier)
+                self.check_auth(&event, &envelope, before.as_ref())
             }),
         };
         // Receipt check 6, soft failure: its check raises like the auth rules
         // do, and an error that is not an AuthError drops the event too.
         let verdict = verdict.and_then(|allowed| {
-            let soft_failed = match placement {
-                Placement::SoftFailed => mode == Mode::Placed,
-                Placement::Live => self.soft_fails(&event)?,
+            let soft_failed = match (placement, &current) {
+                (Placement::SoftFailed, _) => mode == Mode::Placed,
+                (Placement::Live, Some(current)) => self.soft_fails(&event, current)?,
                 _ => false,
             };
             Ok((allowed, soft_failed))
@@ -440,7 +455,7 @@ impl Room {
         if matches!(mode, Mode::Pending | Mode::WithState(_)) {
             self.unplaced_prevs.insert(idx, unplaced.iter().map(|p| Box::from(*p)).collect());
         }
-        self.commit(event, redacts);
+        self.commit(event, redacts, before.as_ref());
         if mode == Mode::Pending {
             self.make_pending(idx);
         }
@@ -455,13 +470,9 @@ impl Room {
     ///
     /// An error of the auth rules that is not an authorization failure is
     /// returned: Synapse's `_check_for_soft_fail` catches only `AuthError`,
-    /// so the event is never stored.
-    fn soft_fails(&self, event: &StoredEvent) -> Result<bool, AuthRejection> {
-        let prevs: BTreeSet<EventIdx> = self.events.held_prev_events(event).iter().copied().collect();
-        if prevs.iter().eq(self.extremities.keys()) || event.is_create_type() {
-            return Ok(false);
-        }
-        let current = self.current_state_map();
+    /// so the event is never stored. `current`: the room's current state,
+    /// read when [`may_soft_fail`](Self::may_soft_fail).
+    fn soft_fails(&self, event: &StoredEvent, current: &StateMap) -> Result<bool, AuthRejection> {
         let types = auth_types_for_event(event, self.rules)?;
         let auth: Vec<&StoredEvent> = types
             .iter()
@@ -473,6 +484,13 @@ impl Room {
             Err(e) if e.is_authorization_failure() => Ok(true),
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether receipt check 6 applies: the event's prev events are not the
+    /// forward extremities (and it is not a create event).
+    fn may_soft_fail(&self, event: &StoredEvent) -> bool {
+        let prevs: BTreeSet<EventIdx> = self.events.held_prev_events(event).iter().copied().collect();
+        !(prevs.iter().eq(self.extremities.keys()) || event.is_create_type())
     }
 
     /// The signatures an event must carry (checked again after the hash check,
@@ -499,13 +517,14 @@ impl Room {
     }
 
     /// The auth rules against the event's auth events, then against the
-    /// state before it when that state would pick different auth events.
-    /// Outliers are checked against their auth events only.
+    /// state before it (`before`, built) when that state would pick
+    /// different auth events. Outliers (no `before`) are checked against
+    /// their auth events only.
     fn check_auth(
         &self,
         event: &StoredEvent,
         envelope: &CreateEnvelope<'_>,
-        against_state: bool,
+        before: Option<&StateMap>,
     ) -> Result<Allowed, AuthRejection> {
         // Read when they were looked up (`receive`): built, or state events.
         let claimed: Vec<&StoredEvent> =
@@ -513,10 +532,9 @@ impl Room {
         check_state_independent_auth_rules(event, envelope, &claimed, &self.events, self.rules)?;
         let mut allowed =
             check_state_dependent_auth_rules(event, &AuthState::from_events(claimed.iter().copied()), self.rules)?;
-        if event.is_create_type() || !against_state {
+        let Some(before) = before.filter(|_| !event.is_create_type()) else {
             return Ok(allowed);
-        }
-        let before = self.states.get(event.state_before);
+        };
         let mut calculated: Vec<EventIdx> = auth_types_for_event(event, self.rules)?
             .iter()
             .filter_map(|(t, k)| self.key_of(t, k).and_then(|key| before.get(key)))
@@ -533,14 +551,14 @@ impl Room {
     }
 
     /// Keeps a prepared event; `redacts`: the stored target of an accepted
-    /// redaction.
-    fn commit(&mut self, mut event: StoredEvent, redacts: Option<EventIdx>) {
+    /// redaction; `before`: the state before it, built (none for outliers).
+    fn commit(&mut self, mut event: StoredEvent, redacts: Option<EventIdx>, before: Option<&StateMap>) {
         let idx = event.idx;
         if event.is_accepted() {
             if let Some(k) = event.key {
-                if !event.outlier {
-                    let after = self.states.get(event.state_before).with_changes(&[(k, Some(idx))]);
-                    event.state_after = self.states.intern(after);
+                if let Some(before) = before.filter(|_| !event.outlier) {
+                    let after = before.with_changes(&[(k, Some(idx))]);
+                    event.state_after = self.states.intern(after, self.events.pages());
                 }
                 let parents: Vec<AuthNode> = self
                     .events

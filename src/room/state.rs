@@ -53,47 +53,58 @@ impl Room {
         self.extremities.keys().copied()
     }
 
-    /// A state map.
-    pub fn state(&self, id: StateSetId) -> &StateMap {
-        self.states.get(id)
+    /// A state map, built from its chunks if it is not built (read back
+    /// from the page store when they are rows).
+    ///
+    /// # Errors
+    /// A row of the states' pools could not be read back, or is damaged.
+    pub fn state(&self, id: StateSetId) -> Result<&StateMap, PageError> {
+        self.states.get(id, self.events.pages())
     }
 
     /// The event at `key` in state `id`, reading only what finding that one
     /// key needs (a query that wants one entry of a large state it has not
     /// built: history visibility).
-    pub fn state_entry(&self, id: StateSetId, key: StateKeyIdx) -> Option<EventIdx> {
-        self.states.lookup(id, key)
+    ///
+    /// # Errors
+    /// As [`state`](Self::state).
+    pub fn state_entry(&self, id: StateSetId, key: StateKeyIdx) -> Result<Option<EventIdx>, PageError> {
+        self.states.lookup(id, key, self.events.pages())
     }
 
     /// The room's current state: the resolution of the states after the
     /// forward extremities.
-    pub fn current_state(&mut self) -> StateSetId {
+    ///
+    /// # Errors
+    /// As [`state`](Self::state).
+    pub fn current_state(&mut self) -> Result<StateSetId, PageError> {
         let ids = sorted_states(self.extremities.values().copied());
         self.resolve_states(ids)
     }
 
     /// The current state (cached until the next stored event).
-    pub fn current_state_map(&self) -> Arc<StateMap> {
+    ///
+    /// # Errors
+    /// As [`state`](Self::state).
+    pub fn current_state_map(&self) -> Result<Arc<StateMap>, PageError> {
         if let Some(c) = &self.caches.borrow().current {
-            return Arc::clone(c);
+            return Ok(Arc::clone(c));
         }
-        let m = Arc::new(self.compute_current_state());
+        let m = Arc::new(self.compute_current_state()?);
         self.caches.borrow_mut().current = Some(Arc::clone(&m));
-        m
+        Ok(m)
     }
 
-    fn compute_current_state(&self) -> StateMap {
+    fn compute_current_state(&self) -> Result<StateMap, PageError> {
         let ids = sorted_states(self.extremities.values().copied());
-        match ids.as_slice() {
+        Ok(match ids.as_slice() {
             [] => StateMap::default(),
-            [one] => self.state(*one).clone(),
-            many => {
-                if let Some((id, _)) = self.resolutions.get(many) {
-                    return self.state(*id).clone();
-                }
-                self.resolve_ids(many).state
-            }
-        }
+            [one] => self.state(*one)?.clone(),
+            many => match self.resolutions.get(many) {
+                Some((id, _)) => self.state(*id)?.clone(),
+                None => self.resolve_ids(many)?.state,
+            },
+        })
     }
 
     /// How a merge point's state was resolved, when it was.
@@ -111,8 +122,8 @@ impl Room {
         Ok(sorted_states(ids?))
     }
 
-    pub(super) fn resolve_ids(&self, ids: &[StateSetId]) -> Resolution {
-        let maps: Vec<&StateMap> = ids.iter().map(|id| self.states.get(*id)).collect();
+    pub(super) fn resolve_ids(&self, ids: &[StateSetId]) -> Result<Resolution, PageError> {
+        let maps: Vec<&StateMap> = ids.iter().map(|id| self.state(*id)).collect::<Result<_, _>>()?;
         let key_of = |t: &str, k: &str| self.key_of(t, k);
         let ctx = ResolveContext {
             rules: self.rules,
@@ -121,7 +132,7 @@ impl Room {
             key_of: &key_of,
             mainlines: &self.mainlines,
         };
-        ctx.resolve(&maps)
+        Ok(ctx.resolve(&maps))
     }
 
     /// The state before an event with these prev events: the states after
@@ -132,20 +143,20 @@ impl Room {
     /// The page store failed to read a prev event back.
     pub fn resolve_after(&mut self, prev_events: &[EventIdx]) -> Result<StateSetId, PageError> {
         let ids = self.states_after(prev_events)?;
-        Ok(self.resolve_states(ids))
+        self.resolve_states(ids)
     }
 
     /// States `ids` (sorted, each once) resolved, if they differ.
-    fn resolve_states(&mut self, ids: Vec<StateSetId>) -> StateSetId {
-        match ids.as_slice() {
+    fn resolve_states(&mut self, ids: Vec<StateSetId>) -> Result<StateSetId, PageError> {
+        Ok(match ids.as_slice() {
             [] => StateSetId::EMPTY,
             [one] => *one,
             many => {
                 if let Some((id, _)) = self.resolutions.get(many) {
-                    return *id;
+                    return Ok(*id);
                 }
-                let res = self.resolve_ids(many);
-                let id = self.states.intern(res.state);
+                let res = self.resolve_ids(many)?;
+                let id = self.states.intern(res.state, self.events.pages());
                 let info = ResolutionInfo {
                     inputs: ids.clone(),
                     conflicted_keys: res.conflicted_keys,
@@ -154,23 +165,24 @@ impl Room {
                 self.resolutions.insert(ids, (id, Arc::new(info)));
                 id
             }
-        }
+        })
     }
 
     /// The SHA-256 state digest of contract.md: the sorted lines
     /// `type NUL state_key NUL event_id LF`, hashed.
-    pub fn state_digest(&self, id: StateSetId) -> [u8; 32] {
+    ///
+    /// # Errors
+    /// As [`state`](Self::state).
+    pub fn state_digest(&self, id: StateSetId) -> Result<[u8; 32], PageError> {
         if let Some(d) = self.caches.borrow().digests.get(&id) {
-            return *d;
+            return Ok(*d);
         }
+        let state = self.state(id)?;
         let d = match self.key_order() {
             Some(order) => {
                 // A line: its key's rank (the order), then its event (the text).
-                let mut lines: Vec<u64> = self
-                    .state(id)
-                    .iter()
-                    .map(|(k, e)| (u64::from(order.rank[k.0 as usize]) << 32) | u64::from(e.0))
-                    .collect();
+                let mut lines: Vec<u64> =
+                    state.iter().map(|(k, e)| (u64::from(order.rank[k.0 as usize]) << 32) | u64::from(e.0)).collect();
                 lines.sort_unstable();
                 let write = |line: u64, h: &mut Sha256| {
                     let (t, s) = self.key_name(order.key[(line >> 32) as usize]);
@@ -183,13 +195,13 @@ impl Room {
                 };
                 self.caches.borrow_mut().digest_cursors.digest(lines, write)
             }
-            None => digest_of(self.state(id).iter().map(|(k, e)| {
+            None => digest_of(state.iter().map(|(k, e)| {
                 let (t, s) = self.key_name(k);
                 (t, s, self.state_id(e))
             })),
         };
         self.caches.borrow_mut().digests.insert(id, d);
-        d
+        Ok(d)
     }
 
     /// The interned keys in digest line order (recomputed when keys were
@@ -208,12 +220,15 @@ impl Room {
     /// The union of the auth chains of a state's events, each event left out
     /// unless it is in another's chain (what `/state_ids` answers), sorted by
     /// arrival. Cached per state.
-    pub fn state_auth_chain(&self, id: StateSetId) -> Arc<[EventIdx]> {
+    ///
+    /// # Errors
+    /// As [`state`](Self::state).
+    pub fn state_auth_chain(&self, id: StateSetId) -> Result<Arc<[EventIdx]>, PageError> {
         if let Some((_, c)) = self.caches.borrow().state_auth_chains.iter().find(|(s, _)| *s == id) {
-            return Arc::clone(c);
+            return Ok(Arc::clone(c));
         }
         let nodes: Vec<AuthNode> =
-            self.state(id).iter().filter_map(|(_, e)| self.events.auth_node_of(e.ix()).map(AuthNode)).collect();
+            self.state(id)?.iter().filter_map(|(_, e)| self.events.auth_node_of(e.ix()).map(AuthNode)).collect();
         let set = self.auth_index.chains(&nodes, false);
         let chain: Arc<[EventIdx]> = set.iter().map(|n| self.auth_index.event(n)).collect();
         let mut caches = self.caches.borrow_mut();
@@ -221,7 +236,7 @@ impl Room {
             caches.state_auth_chains.pop_front();
         }
         caches.state_auth_chains.push_back((id, Arc::clone(&chain)));
-        chain
+        Ok(chain)
     }
 
     /// The auth chain of any stored event (strict ancestors over
@@ -281,7 +296,7 @@ mod tests {
     use crate::room::{intern, Caches};
 
     fn digest_by_lines(room: &Room, id: StateSetId) -> [u8; 32] {
-        digest_of(room.state(id).iter().map(|(k, e)| {
+        digest_of(room.state(id).unwrap().iter().map(|(k, e)| {
             let (t, s) = room.key_name(k);
             (t, s, room.state_id(e))
         }))
@@ -297,7 +312,7 @@ mod tests {
         let ids: Vec<StateSetId> = (0..room.states().len() as u32).map(StateSetId).collect();
         assert!(ids.len() > 10, "{} states", ids.len());
         for id in &ids {
-            assert_eq!(room.state_digest(*id), digest_by_lines(&room, *id));
+            assert_eq!(room.state_digest(*id).unwrap(), digest_by_lines(&room, *id));
         }
         assert!(room.key_order().is_some());
         // A new key shifts every rank (a line's number still names its
@@ -306,7 +321,7 @@ mod tests {
         room.intern_key(&t, &s);
         room.caches.get_mut().digests.clear();
         for id in ids.iter().rev() {
-            assert_eq!(room.state_digest(*id), digest_by_lines(&room, *id));
+            assert_eq!(room.state_digest(*id).unwrap(), digest_by_lines(&room, *id));
         }
         let t = intern(&mut room.strings, "m.room.member");
         let s = intern(&mut room.strings, "@a:x\u{0}");
@@ -314,7 +329,7 @@ mod tests {
         *room.caches.get_mut() = Caches::default();
         assert!(room.key_order().is_none());
         for id in &ids {
-            assert_eq!(room.state_digest(*id), digest_by_lines(&room, *id));
+            assert_eq!(room.state_digest(*id).unwrap(), digest_by_lines(&room, *id));
         }
     }
 }

@@ -21,11 +21,14 @@
 //! its size and that chunk is fewer than [`MAX_CHAIN`] changes from one
 //! stored whole, else its entries.
 
+use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
 use std::sync::Arc;
 
+use super::pool::{Pool, Which};
 use super::{entry_hash, StateMap};
 use crate::ids::IntMap;
+use crate::pages::{PageCache, PageError, Table};
 
 /// The most changes between a chunk and the chunk stored whole it is
 /// built from (a chunk is stored whole rather than go further; an image
@@ -107,21 +110,25 @@ struct Built {
 }
 
 /// Every state and chunk of a room, stored, and those built.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Stored {
     pub(super) recipes: Vec<Recipe>,
-    pub(super) removed: Vec<u32>,
-    pub(super) added: Vec<u64>,
+    /// The recipes' removed positions and added entries (their runs end
+    /// at each recipe's `removed_end` and `added_end`): full segments are
+    /// rows of the page store once stored ([`Stored::page`]).
+    pub(super) removed: Pool<u32>,
+    pub(super) added: Pool<u64>,
     /// Each chunk while built (boxed: a cell per chunk, most of them empty,
     /// is then a pointer wide, not an `Arc<[u64]>`'s two: 1.7 MB at Matrix
     /// HQ's size).
     chunks: Vec<OnceCell<Box<Arc<[u64]>>>>,
     pub(super) heads: Vec<MapHead>,
-    /// Map `i`'s chunk list, and the pool of their runs.
+    /// Map `i`'s chunk list, and the pool of their runs (paged as the
+    /// recipes' pools are).
     pub(super) lists: Vec<List>,
-    list_pool: Vec<u32>,
+    pub(super) list_pool: Pool<u32>,
     /// The newest map's chunk list (the next one is stored against it).
-    last: Vec<u32>,
+    pub(super) last: Vec<u32>,
     /// Each map while built (boxed: a cell is then a pointer wide, not a
     /// map's 40 bytes), in pages allocated while one of their maps is
     /// built: few are at once (the newest, and those queries read).
@@ -129,6 +136,40 @@ pub(super) struct Stored {
     built: RefCell<Built>,
     /// Bytes built when the cache was last trimmed (what it could not drop).
     floor: usize,
+}
+
+impl Default for Stored {
+    fn default() -> Self {
+        Self {
+            recipes: Vec::new(),
+            removed: Pool::new(Which::Removed),
+            added: Pool::new(Which::Added),
+            chunks: Vec::new(),
+            heads: Vec::new(),
+            lists: Vec::new(),
+            list_pool: Pool::new(Which::Lists),
+            last: Vec::new(),
+            maps: PagedCells::default(),
+            built: RefCell::default(),
+            floor: 0,
+        }
+    }
+}
+
+/// The extent of the stored states at a checkpoint: what a rollback keeps,
+/// known without reading a row.
+#[derive(Clone, Debug)]
+pub(super) struct Mark {
+    maps: usize,
+    chunks: usize,
+    last: Vec<u32>,
+}
+
+impl Mark {
+    /// States then.
+    pub(super) fn maps(&self) -> usize {
+        self.maps
+    }
 }
 
 /// Cells of which few are set at once, in pages of [`CELLS_PAGE`] allocated
@@ -207,7 +248,7 @@ impl<T> PagedCells<T> {
 /// its life (8 MiB of chunk entries at Matrix HQ's size), and doubling left
 /// up to half of each unused, and held the old and the new copies (three
 /// times the values) while it moved them.
-fn grow<T>(v: &mut Vec<T>, extra: usize) {
+pub(super) fn grow<T>(v: &mut Vec<T>, extra: usize) {
     if v.capacity() - v.len() < extra {
         v.reserve_exact(extra.max(v.len() / 8));
     }
@@ -230,17 +271,30 @@ fn map_bytes(chunks: usize) -> usize {
     chunks * std::mem::size_of::<Arc<[u64]>>() + std::mem::size_of::<StateMap>()
 }
 
+/// A chunk recipe's removed positions and added entries (borrowed when
+/// held, read from rows when not).
+pub(super) type Change<'a> = (Cow<'a, [u32]>, Cow<'a, [u64]>);
+
+/// A chunk number that no recipe has: only from a damaged row.
+fn no_such_chunk(n: u32) -> PageError {
+    PageError::Corrupt { table: Table::StatePools, key: format!("(a state's chunk {n}, past the room's chunks)") }
+}
+
 impl Stored {
     /// Drops the stored states part by part (see `Room::drop_by_parts`).
     pub(super) fn drop_by_parts(mut self, dropped: &mut dyn FnMut(&'static str)) {
         drop((std::mem::take(&mut self.maps), std::mem::take(&mut self.chunks), self.built.take()));
         dropped("states: built states and chunks (a cache), the cells they are in, their lookup maps");
-        drop((std::mem::take(&mut self.recipes), std::mem::take(&mut self.removed), std::mem::take(&mut self.added)));
-        dropped("states: chunk recipes (their entries removed and added)");
+        drop((std::mem::take(&mut self.removed), std::mem::take(&mut self.added)));
+        dropped("states: chunk recipes' entries removed and added");
+        drop(std::mem::take(&mut self.recipes));
+        dropped("states: chunk recipes");
         drop(std::mem::take(&mut self.heads));
         dropped("states: heads");
-        drop((std::mem::take(&mut self.lists), std::mem::take(&mut self.list_pool), std::mem::take(&mut self.last)));
-        dropped("states: chunk lists and their pool");
+        drop(std::mem::take(&mut self.list_pool));
+        dropped("states: chunk lists' pool");
+        drop((std::mem::take(&mut self.lists), std::mem::take(&mut self.last)));
+        dropped("states: chunk lists");
     }
 }
 
@@ -254,27 +308,37 @@ impl Stored {
         self.heads[i]
     }
 
-    /// Map `i`'s run of the list pool.
-    pub(super) fn list_run(&self, i: usize) -> &[u32] {
-        let start = i.checked_sub(1).map_or(0, |p| self.lists[p].end as usize);
-        &self.list_pool[start..self.lists[i].end as usize]
+    /// Where map `i`'s run of the list pool starts.
+    fn run_start(&self, i: usize) -> usize {
+        i.checked_sub(1).map_or(0, |p| self.lists[p].end as usize)
     }
 
     /// Map `i`'s chunk numbers: the list stored whole it is built from,
-    /// then each change after it (at most [`LIST_CHAIN`]).
-    pub(super) fn chunk_numbers(&self, i: usize) -> Vec<u32> {
+    /// then each change after it (at most [`LIST_CHAIN`]; their runs are
+    /// one run of the pool, read at once).
+    ///
+    /// # Errors
+    /// A row of the pool could not be read back, or is damaged.
+    pub(super) fn chunk_numbers(&self, i: usize, pages: Option<&PageCache>) -> Result<Vec<u32>, PageError> {
         let whole = i - self.lists[i].depth as usize;
-        let mut list = self.list_run(whole).to_vec();
+        let from = self.run_start(whole);
+        let runs = self.list_pool.read(from..self.lists[i].end as usize, pages)?;
+        let run = |k: usize| &runs[self.run_start(k) - from..self.lists[k].end as usize - from];
+        let mut list = run(whole).to_vec();
         let mut next = Vec::with_capacity(list.len() + 2);
         for k in whole + 1..=i {
             let l = self.lists[k];
+            let (front, back) = (l.keep_front as usize, l.keep_back as usize);
+            if front + back > list.len() {
+                return Err(no_such_chunk(u32::MAX));
+            }
             next.clear();
-            next.extend_from_slice(&list[..l.keep_front as usize]);
-            next.extend_from_slice(self.list_run(k));
-            next.extend_from_slice(&list[list.len() - l.keep_back as usize..]);
+            next.extend_from_slice(&list[..front]);
+            next.extend_from_slice(run(k));
+            next.extend_from_slice(&list[list.len() - back..]);
             std::mem::swap(&mut list, &mut next);
         }
-        list
+        Ok(list)
     }
 
     /// Appends the next map's chunk list (its numbers checked by the
@@ -287,12 +351,10 @@ impl Stored {
         let depth = self.lists.last().map_or(LIST_CHAIN, |l| l.depth + 1);
         let middle = &numbers[p..numbers.len() - q];
         let list = if depth < LIST_CHAIN && middle.len() + 2 < numbers.len() {
-            grow(&mut self.list_pool, middle.len());
-            self.list_pool.extend_from_slice(middle);
+            self.list_pool.extend(middle);
             List { keep_front: p as u32, keep_back: q as u32, depth, end: 0 }
         } else {
-            grow(&mut self.list_pool, numbers.len());
-            self.list_pool.extend_from_slice(numbers);
+            self.list_pool.extend(numbers);
             List { keep_front: 0, keep_back: 0, depth: 0, end: 0 }
         };
         let end = u32::try_from(self.list_pool.len()).expect("fewer than 2^32 chunk references in a room's states");
@@ -303,40 +365,67 @@ impl Stored {
     }
 
     /// Map `i`, built on first use (its numbers were checked when stored).
-    pub(super) fn map(&self, i: usize) -> &StateMap {
-        self.maps.get_or_init(i, || {
+    ///
+    /// # Errors
+    /// A row of the pools could not be read back, or is damaged.
+    pub(super) fn map(&self, i: usize, pages: Option<&PageCache>) -> Result<&StateMap, PageError> {
+        if let Some(m) = self.maps.get(i) {
+            return Ok(m);
+        }
+        let numbers = self.chunk_numbers(i, pages)?;
+        let mut chunks = Vec::with_capacity(numbers.len());
+        for n in numbers {
+            chunks.push(Arc::clone(self.chunk(n, pages)?));
+        }
+        Ok(self.maps.get_or_init(i, || {
             let MapHead { len, hash, bits } = self.heads[i];
-            let len = len as usize;
-            let chunks: Arc<[Arc<[u64]>]> =
-                self.chunk_numbers(i).into_iter().map(|n| Arc::clone(self.chunk(n))).collect();
             let mut built = self.built.borrow_mut();
             built.maps.push(i as u32);
             built.bytes += map_bytes(chunks.len());
-            Box::new(StateMap { chunks, len, hash, bits })
-        })
+            Box::new(StateMap { chunks: chunks.into(), len: len as usize, hash, bits })
+        }))
     }
 
     /// The entry at `probe`'s key in map `i`, reading only the chunks a
     /// binary search over its chunk list visits (a built map is read as it
     /// is): one key of a large state costs O(log chunks) chunk builds, not
     /// the whole state.
-    pub(super) fn lookup(&self, i: usize, probe: u64) -> Option<u64> {
+    ///
+    /// # Errors
+    /// As [`map`](Self::map).
+    pub(super) fn lookup(&self, i: usize, probe: u64, pages: Option<&PageCache>) -> Result<Option<u64>, PageError> {
         if let Some(m) = self.maps.get(i) {
-            return m.get_packed(probe);
+            return Ok(m.get_packed(probe));
         }
-        let numbers = self.chunk_numbers(i);
+        let numbers = self.chunk_numbers(i, pages)?;
         // As `StateMap::chunk_for`: the first chunk whose last entry is at
         // or past the probe.
-        let at = numbers.partition_point(|n| self.chunk(*n).last().is_some_and(|l| *l < probe));
-        let c = self.chunk(*numbers.get(at)?);
+        let (mut at, mut end) = (0, numbers.len());
+        while at < end {
+            let mid = (at + end) / 2;
+            if self.chunk(numbers[mid], pages)?.last().is_some_and(|l| *l < probe) {
+                at = mid + 1;
+            } else {
+                end = mid;
+            }
+        }
+        let Some(n) = numbers.get(at) else { return Ok(None) };
+        let c = self.chunk(*n, pages)?;
         let j = c.partition_point(|x| *x < probe);
-        c.get(j).copied()
+        Ok(c.get(j).copied())
     }
 
     /// Chunk `n`, built on first use.
-    pub(super) fn chunk(&self, n: u32) -> &Arc<[u64]> {
-        self.chunks[n as usize].get_or_init(|| {
-            let c = self.build_chunk(n);
+    ///
+    /// # Errors
+    /// A row of the pools could not be read back, or is damaged.
+    pub(super) fn chunk(&self, n: u32, pages: Option<&PageCache>) -> Result<&Arc<[u64]>, PageError> {
+        let cell = self.chunks.get(n as usize).ok_or_else(|| no_such_chunk(n))?;
+        if let Some(c) = cell.get() {
+            return Ok(c);
+        }
+        let c = self.build_chunk(n, pages)?;
+        Ok(cell.get_or_init(|| {
             let mut built = self.built.borrow_mut();
             built.by_address.insert(address(&c), n);
             built.by_content.entry(chunk_hash(&c)).or_insert(n);
@@ -346,26 +435,29 @@ impl Stored {
             built.chunks.push(n);
             built.bytes += chunk_bytes(&c);
             Box::new(c)
-        })
+        }))
     }
 
     /// Chunk `n`'s removed positions and added entries.
-    pub(super) fn lists(&self, n: u32) -> (&[u32], &[u64]) {
+    ///
+    /// # Errors
+    /// A row of the pools could not be read back, or is damaged.
+    pub(super) fn lists(&self, n: u32, pages: Option<&PageCache>) -> Result<Change<'_>, PageError> {
         let r = &self.recipes[n as usize];
         let (removed_from, added_from) = match n.checked_sub(1) {
             Some(p) => (self.recipes[p as usize].removed_end, self.recipes[p as usize].added_end),
             None => (0, 0),
         };
-        (
-            &self.removed[removed_from as usize..r.removed_end as usize],
-            &self.added[added_from as usize..r.added_end as usize],
-        )
+        Ok((
+            self.removed.read(removed_from as usize..r.removed_end as usize, pages)?,
+            self.added.read(added_from as usize..r.added_end as usize, pages)?,
+        ))
     }
 
     /// Chunk `n`'s entries: from the nearest built chunk or whole chunk
     /// back along its bases, its changes applied in order (each recipe was
     /// checked when stored, and the chain is at most [`MAX_CHAIN`] long).
-    fn build_chunk(&self, n: u32) -> Arc<[u64]> {
+    fn build_chunk(&self, n: u32, pages: Option<&PageCache>) -> Result<Arc<[u64]>, PageError> {
         let mut changes = Vec::new();
         let mut at = n;
         let mut entries: Vec<u64> = loop {
@@ -374,18 +466,18 @@ impl Stored {
             }
             let r = &self.recipes[at as usize];
             if r.base == WHOLE {
-                break self.lists(at).1.to_vec();
+                break self.lists(at, pages)?.1.into_owned();
             }
             changes.push(at);
             at = r.base;
         };
         let mut next = Vec::new();
         for c in changes.iter().rev() {
-            let (removed, added) = self.lists(*c);
-            apply(&entries, removed, added, &mut next);
+            let (removed, added) = self.lists(*c, pages)?;
+            apply(&entries, &removed, &added, &mut next);
             std::mem::swap(&mut entries, &mut next);
         }
-        Arc::from(entries)
+        Ok(Arc::from(entries))
     }
 
     /// Makes room for `chunks` more chunks and `maps` more maps (a read
@@ -407,12 +499,10 @@ impl Stored {
                 (b.len as usize - removed.len() + added.len(), b.depth + 1)
             }
         };
-        grow(&mut self.removed, removed.len());
-        grow(&mut self.added, added.len());
         grow(&mut self.recipes, 1);
         grow(&mut self.chunks, 1);
-        self.removed.extend_from_slice(removed);
-        self.added.extend_from_slice(added);
+        self.removed.extend(removed);
+        self.added.extend(added);
         let end = |l: usize| u32::try_from(l).map_err(|_| "state chunks past 2^32 entries");
         self.recipes.push(Recipe {
             base,
@@ -425,6 +515,19 @@ impl Stored {
         Ok(())
     }
 
+    /// Appends a chunk's recipe as read back from an image (checked by the
+    /// reader; its values are in the pools already).
+    pub(super) fn push_recipe_as(&mut self, recipe: Recipe) {
+        self.recipes.push(recipe);
+        self.chunks.push(OnceCell::new());
+    }
+
+    /// Appends a map's chunk list as read back from an image (checked by
+    /// the reader; its run is in the pool already).
+    pub(super) fn push_list_as(&mut self, list: List) {
+        self.lists.push(list);
+    }
+
     /// Appends a map's head (after its list, [`push_list`](Self::push_list)).
     pub(super) fn push_head(&mut self, head: MapHead) {
         grow(&mut self.heads, 1);
@@ -434,8 +537,10 @@ impl Stored {
 
     /// Numbers `map`'s chunks, storing those new to the room, and stores
     /// the map, built, as the next one. A chunk equal to a stored one is
-    /// replaced by it.
-    pub(super) fn push_map(&mut self, map: StateMap) {
+    /// replaced by it. Never fails: a chunk it cannot read back to compare
+    /// gets a number of its own (costing only sharing), a base it cannot
+    /// read back is not used (the chunk is stored whole).
+    pub(super) fn push_map(&mut self, map: StateMap, pages: Option<&PageCache>) {
         let mut numbers = Vec::with_capacity(map.chunks.len());
         let mut replaced: Option<Vec<Arc<[u64]>>> = None;
         for (i, c) in map.chunks.iter().enumerate() {
@@ -444,13 +549,16 @@ impl Stored {
                 continue;
             }
             let hash = chunk_hash(c);
-            let same = self.built.get_mut().by_content.get(&hash).copied().filter(|n| **self.chunk(*n) == **c);
+            let same = self.built.get_mut().by_content.get(&hash).copied().and_then(|n| {
+                let built = self.chunk(n, pages).ok().filter(|b| ***b == **c)?;
+                Some((n, Arc::clone(built)))
+            });
             match same {
-                Some(n) => {
-                    replaced.get_or_insert_with(|| map.chunks.to_vec())[i] = Arc::clone(self.chunk(n));
+                Some((n, built)) => {
+                    replaced.get_or_insert_with(|| map.chunks.to_vec())[i] = built;
                     numbers.push(n);
                 }
-                None => numbers.push(self.push_chunk(c, hash)),
+                None => numbers.push(self.push_chunk(c, hash, pages)),
             }
         }
         let map = match replaced {
@@ -469,13 +577,13 @@ impl Stored {
 
     /// Stores a chunk new to the room (as its change against the last
     /// chunk with its first key, when that is small) and keeps it built.
-    fn push_chunk(&mut self, c: &Arc<[u64]>, hash: u64) -> u32 {
+    fn push_chunk(&mut self, c: &Arc<[u64]>, hash: u64, pages: Option<&PageCache>) -> u32 {
         let n = self.recipes.len() as u32;
         // (A map's chunks are never empty: `StateMap` drops a chunk emptied.)
         let first = c.first().map_or(0, |x| (x >> 32) as u32);
         let base =
             self.built.get_mut().by_first.get(&first).copied().filter(|b| self.recipes[*b as usize].depth < MAX_CHAIN);
-        let change = base.map(|b| (b, delta(self.chunk(b), c)));
+        let change = base.and_then(|b| Some((b, delta(self.chunk(b, pages).ok()?, c))));
         let stored = match change {
             Some((b, (removed, added))) if removed.len() * 4 + added.len() * 8 + 8 < c.len() * 4 => {
                 self.push_recipe(b, &removed, &added)
@@ -491,6 +599,19 @@ impl Stored {
         built.chunks.push(n);
         built.bytes += chunk_bytes(c);
         n
+    }
+
+    /// Writes every full segment of the pools as a row of the page store
+    /// and lets go of its values: only when no batch is open (a rollback
+    /// never reaches a row). The rows written.
+    ///
+    /// # Errors
+    /// A row could not be written (the segment stays held, and is tried
+    /// again at the next call).
+    pub(super) fn page(&mut self, pages: &mut PageCache) -> Result<usize, PageError> {
+        let removed = self.removed.page(self.removed.len(), pages)?;
+        let added = self.added.page(self.added.len(), pages)?;
+        Ok(removed + added + self.list_pool.page(self.list_pool.len(), pages)?)
     }
 
     /// Bytes of the states and chunks built.
@@ -540,25 +661,32 @@ impl Stored {
         self.floor = bytes;
     }
 
-    /// Forgets maps `len..` and the chunks only they hold (chunks are
-    /// numbered in the order the maps that hold them were stored).
-    pub(super) fn truncate(&mut self, len: usize) {
+    /// The extent of the stored states now, for [`truncate`](Self::truncate).
+    pub(super) fn mark(&self) -> Mark {
+        Mark { maps: self.heads.len(), chunks: self.recipes.len(), last: self.last.clone() }
+    }
+
+    /// Forgets the maps and chunks stored since `mark` (chunks are numbered
+    /// in the order the maps that hold them were stored), reading nothing:
+    /// none of their values is in a row ([`page`](Self::page) runs outside
+    /// batches).
+    pub(super) fn truncate(&mut self, mark: &Mark) {
+        let len = mark.maps;
         if len >= self.heads.len() {
             return;
         }
         self.heads.truncate(len);
         self.lists.truncate(len);
-        // Every number a kept list holds is in its run or an earlier one.
         self.list_pool.truncate(self.lists.last().map_or(0, |l| l.end as usize));
-        self.last = len.checked_sub(1).map_or_else(Vec::new, |i| self.chunk_numbers(i));
+        self.last.clone_from(&mark.last);
         self.maps.truncate(len);
-        let kept = self.list_pool.iter().max().map_or(0, |n| *n as usize + 1);
+        let kept = mark.chunks;
         if let Some(last) = kept.checked_sub(1).map(|l| self.recipes[l]) {
             self.removed.truncate(last.removed_end as usize);
             self.added.truncate(last.added_end as usize);
         } else {
-            self.removed.clear();
-            self.added.clear();
+            self.removed.truncate(0);
+            self.added.truncate(0);
         }
         self.recipes.truncate(kept);
         self.chunks.truncate(kept);

@@ -83,7 +83,9 @@ impl PageStore for JsPageStore {
             Table::Pdu | Table::Ids => {
                 std::str::from_utf8(value).map_err(|_| PageError::Corrupt { table, key: key.into() })?.into()
             }
-            Table::Image | Table::Blocks | Table::IdBuckets => js_sys::Uint8Array::from(value).into(),
+            Table::Image | Table::Blocks | Table::IdBuckets | Table::StatePools => {
+                js_sys::Uint8Array::from(value).into()
+            }
         };
         self.put.call3(&self.this, &table.name().into(), &key.into(), &value).map_err(|e| thrown("put", e))?;
         Ok(())
@@ -99,8 +101,8 @@ impl PageStore for JsPageStore {
 impl WasmRoom {
     /// Keeps the room's PDU texts in `pages` (an object with synchronous
     /// `get(table, key)`, `put(table, key, value)` and `delete(table, key)`;
-    /// values are text, or a `Uint8Array` for the `image`, `blocks` and
-    /// `id_buckets` tables)
+    /// values are text, or a `Uint8Array` for the `image`, `blocks`,
+    /// `id_buckets` and `state_pools` tables)
     /// behind a cache of `cacheBytes`, instead of in wasm memory. Only on a
     /// room with no events yet.
     #[wasm_bindgen(js_name = setPages)]

@@ -203,15 +203,16 @@ impl WasmRoom {
     /// The servers with a joined member, in the order to ask them for
     /// history (by when they joined), without `except` (ourselves).
     #[wasm_bindgen(js_name = serversInRoomOrdered)]
-    pub fn servers_in_room_ordered(&self, except: &str) -> Vec<String> {
-        let current = self.room.current_state_map();
-        crate::visibility::servers_in_room_ordered(&self.room, &current, except)
+    pub fn servers_in_room_ordered(&self, except: &str) -> Result<Vec<String>, JsError> {
+        let current = self.room.current_state_map().map_err(js_error)?;
+        Ok(crate::visibility::servers_in_room_ordered(&self.room, &current, except))
     }
 
     /// Whether `server` has a joined member in the current state.
     #[wasm_bindgen(js_name = serverInRoom)]
-    pub fn server_in_room(&self, server: &str) -> bool {
-        crate::visibility::server_in_room(&self.room, &self.room.current_state_map(), server)
+    pub fn server_in_room(&self, server: &str) -> Result<bool, JsError> {
+        let current = self.room.current_state_map().map_err(js_error)?;
+        Ok(crate::visibility::server_in_room(&self.room, &current, server))
     }
 
     /// The forward extremities (event IDs).
@@ -353,9 +354,9 @@ impl WasmRoom {
 
     /// The current state (JSON `{"type\u0000state_key": eventId}` plus its digest).
     #[wasm_bindgen(js_name = currentState)]
-    pub fn current_state(&mut self) -> String {
-        let id = self.room.current_state();
-        to_json(&export::state_json(&self.room, id))
+    pub fn current_state(&mut self) -> Result<String, JsError> {
+        let id = self.room.current_state().map_err(js_error)?;
+        Ok(to_json(&export::state_json(&self.room, id).map_err(js_error)?))
     }
 }
 

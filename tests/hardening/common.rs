@@ -92,7 +92,7 @@ pub struct Snapshot {
 pub fn snapshot(room: &Room) -> Snapshot {
     let mut extremities: Vec<String> = room.forward_extremities().map(|e| room.id(e).unwrap().to_owned()).collect();
     extremities.sort();
-    let current = room.current_state_map();
+    let current = room.current_state_map().unwrap();
     let current_state = hex(roomdag::room::digest_of(current.iter().map(|(k, e)| {
         let (t, s) = room.key_name(k);
         (t, s, room.state_id(e))
@@ -105,8 +105,8 @@ pub fn snapshot(room: &Room) -> Snapshot {
             (
                 room.events().id(&e).unwrap().to_owned(),
                 status_str(e.status),
-                hex(room.state_digest(e.state_before)),
-                hex(room.state_digest(e.state_after)),
+                hex(room.state_digest(e.state_before).unwrap()),
+                hex(room.state_digest(e.state_after).unwrap()),
                 hex(<[u8; 32]>::from(Sha256::digest(room.raw(e.idx).unwrap().as_bytes()))),
             )
         })
@@ -334,7 +334,7 @@ impl Builder {
                 }
             }
         }
-        let state = self.room.state(st);
+        let state = self.room.state(st).unwrap();
         let mut out: Vec<String> = Vec::new();
         for (t, k) in keys {
             if let Some(e) = self.room.key_of(t, k).and_then(|key| state.get(key)) {

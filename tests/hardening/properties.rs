@@ -64,8 +64,8 @@ fn replay_pdus(version: &str, pdus: &[String], keys: Option<&PinnedKeys>, order:
                 let e = room.event(idx).unwrap();
                 Verdict {
                     status: o.status(),
-                    before: Some(hex(room.state_digest(e.state_before))),
-                    after: Some(hex(room.state_digest(e.state_after))),
+                    before: Some(hex(room.state_digest(e.state_before).unwrap())),
+                    after: Some(hex(room.state_digest(e.state_after).unwrap())),
                 }
             }
             _ => Verdict { status: o.status(), before: None, after: None },

@@ -277,7 +277,7 @@ impl Gen<'_> {
             join_rule: "invite".into(),
             creators: if self.v12() { self.creators.clone() } else { Vec::new() },
         };
-        for (k, e) in self.room.state(st).iter() {
+        for (k, e) in self.room.state(st).unwrap().iter() {
             let (t, s) = self.room.key_name(k);
             let content = &self.content[e.ix()];
             match t {
@@ -316,7 +316,7 @@ impl Gen<'_> {
                 }
             }
         }
-        let state = self.room.state(st);
+        let state = self.room.state(st).unwrap();
         let mut out: Vec<String> = Vec::new();
         for (t, k) in types {
             if let Some(e) = self.room.key_of(t, &k).and_then(|key| state.get(key)) {

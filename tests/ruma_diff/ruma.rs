@@ -299,6 +299,7 @@ impl RumaRoom {
     /// A roomdag state as a ruma state map.
     pub fn state_map(&self, room: &Room, st: StateSetId) -> StateMap<OwnedEventId> {
         room.state(st)
+            .unwrap()
             .iter()
             .map(|(k, e)| {
                 let (t, s) = room.key_name(k);

@@ -19,7 +19,7 @@ pub fn view(room: &mut Room, queries: &[Query]) -> Vec<String> {
         let e = room.event(idx).unwrap();
         let state = |id| {
             let mut v: Vec<_> =
-                room.states().get(id).iter().map(|(k, e)| (room.key_name(k), room.id(e).unwrap())).collect();
+                room.state(id).unwrap().iter().map(|(k, e)| (room.key_name(k), room.id(e).unwrap())).collect();
             v.sort();
             format!("{v:?}")
         };
@@ -43,9 +43,9 @@ pub fn view(room: &mut Room, queries: &[Query]) -> Vec<String> {
     let mut fwd: Vec<_> = room.forward_extremities().map(|e| room.id(e).unwrap().to_owned()).collect();
     fwd.sort();
     out.push(format!("forward {fwd:?}"));
-    let current = room.current_state();
+    let current = room.current_state().unwrap();
     let mut cur: Vec<_> =
-        room.states().get(current).iter().map(|(k, e)| (room.key_name(k), room.id(e).unwrap())).collect();
+        room.state(current).unwrap().iter().map(|(k, e)| (room.key_name(k), room.id(e).unwrap())).collect();
     cur.sort();
     out.push(format!("current {cur:?}"));
     for q in queries {

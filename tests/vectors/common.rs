@@ -59,7 +59,7 @@ pub fn pdu_of(event: &Value) -> (String, Option<String>) {
 
 /// A stored state as `"type\u{0}state_key" → event_id`.
 pub fn state_map(room: &Room, id: StateSetId) -> BTreeMap<String, String> {
-    named_map(room, room.state(id))
+    named_map(room, room.state(id).unwrap())
 }
 
 /// Any state map of the room as `"type\u{0}state_key" → event_id`.
