@@ -27,6 +27,7 @@ use crate::event::StateKeyIdx;
 use crate::ids::EventIdx;
 use crate::pages::{PageCache, PageError};
 
+mod cells;
 mod image;
 mod pool;
 mod stored;
@@ -357,6 +358,10 @@ pub fn common_chunks<'a>(maps: &[&'a StateMap]) -> (Vec<Chunk<'a>>, Vec<Vec<Chun
 /// change against an earlier one) and built into a [`StateMap`] when first
 /// asked for; built states and chunks are a cache, trimmed past a budget
 /// ([`set_budget`](Self::set_budget)) when a state is next interned.
+/// With a page store, the pools those are stored in (chunk entries, chunk
+/// lists) are rows once full and stored ([`page`](Self::page)): building a
+/// state reads the rows it needs through the page cache, and fails with a
+/// typed [`PageError`] when one cannot be read back.
 ///
 /// Chunks are interned too: a map's new chunks are replaced by an equal
 /// chunk already held when there is one, so equal runs of entries are one

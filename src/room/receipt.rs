@@ -356,17 +356,12 @@ impl Room {
         };
         let idx = event.idx;
         let mut rejection: Option<String> = None;
-        // The states the checks read, built before any (their chunks may be
-        // rows of the page store): the state before the event, and the
-        // current state when the event may soft fail.
+        // The state before the event, built before the checks read it (its
+        // chunks may be rows of the page store).
         let before = if outlier { Ok(None) } else { self.state(state_before).map(|m| Some(m.clone())) };
-        let current = match placement {
-            Placement::Live if self.may_soft_fail(&event) => self.current_state_map().map(Some),
-            _ => Ok(None),
-        };
-        let (before, current) = match (before, current) {
-            (Ok(before), Ok(current)) => (before, current),
-            (Err(e), _) | (_, Err(e)) => {
+        let before = match before {
+            Ok(before) => before,
+            Err(e) => {
                 self.events.discard(&event, mark);
                 return Outcome::drop(Some(&id), DropStage::Store, e.to_string());
             }
@@ -381,7 +376,18 @@ impl Room {
             }),
         };
         // Receipt check 6, soft failure: its check raises like the auth rules
-        // do, and an error that is not an AuthError drops the event too.
+        // do, and an error that is not an AuthError drops the event too. It
+        // reads the current state (built first: it may need rows).
+        let current = match (&verdict, placement) {
+            (Ok(_), Placement::Live) if self.may_soft_fail(&event) => match self.current_state_map() {
+                Ok(current) => Some(current),
+                Err(e) => {
+                    self.events.discard(&event, mark);
+                    return Outcome::drop(Some(&id), DropStage::Store, e.to_string());
+                }
+            },
+            _ => None,
+        };
         let verdict = verdict.and_then(|allowed| {
             let soft_failed = match (placement, &current) {
                 (Placement::SoftFailed, _) => mode == Mode::Placed,
