@@ -51,7 +51,8 @@ impl Room {
         }
     }
 
-    /// Ends a checkpoint whose batch was stored (nothing to undo any more).
+    /// Ends a checkpoint whose batch was stored (nothing to undo any more):
+    /// the states' full pool segments are written as rows now.
     pub fn release(&mut self, _cp: Checkpoint) {
         self.checkpoint_open = false;
         self.events.release();
@@ -59,6 +60,7 @@ impl Room {
         self.pending_log.clear();
         self.deferred_log.clear();
         self.trim_dropped_log();
+        self.page_states();
     }
 
     /// Undoes everything stored since `cp` (a batch whose write failed).

@@ -301,6 +301,12 @@ impl Room {
     pub(crate) fn trim_events(&mut self) {
         self.events.trim();
         let _ = self.by_id.page(&mut self.events);
+        self.page_states();
+    }
+
+    /// Writes the states' full pool segments as rows, unless a batch that
+    /// may roll back is open (then at its [`release`](Self::release)).
+    pub(crate) fn page_states(&mut self) {
         if !self.checkpoint_open {
             if let Some(pages) = self.events.pages_mut() {
                 let _ = self.states.page(pages);

@@ -586,6 +586,22 @@ fn the_states_pools_are_rows_read_back_when_needed() {
     };
     same(&room);
     assert!(reads.borrow().get(&Table::StatePools).copied().unwrap_or(0) > 0, "states built from rows");
+    // A host that stores batches (checkpoint, release) gets the rows as
+    // each batch is released, never while one is open.
+    let batched: Rc<RefCell<MemoryPages>> = Rc::default();
+    let mut host = Room::new("11").unwrap();
+    host.set_pages(Box::new(batched.clone()), 4096).unwrap();
+    for batch in old.chunks(500) {
+        let cp = host.checkpoint();
+        let rows = batched.borrow().len_of(Table::StatePools);
+        for raw in batch {
+            assert!(matches!(host.ingest(raw, Verification::Unsigned), Outcome::Accepted { .. }));
+        }
+        assert_eq!(batched.borrow().len_of(Table::StatePools), rows, "no row while the batch may roll back");
+        host.release(cp);
+    }
+    assert_eq!(batched.borrow().len_of(Table::StatePools), rows, "the same rows, written as batches were released");
+    same(&host);
 
     // A batch rolled back reads no row and forgets its states.
     let cp = room.checkpoint();

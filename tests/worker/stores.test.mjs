@@ -57,3 +57,15 @@ test("Durable Object SQLite room images: a reopen reads the image and replays on
     await w.stop();
   }
 });
+
+test("Durable Object SQLite state pools: a room of thousands of state changes keeps its states' full pool segments as rows, named by its image; read back, it answers /state_ids as before", { timeout: 300_000 }, async () => {
+  const w = await startWorker({ vars: {}, config: join(root, "worker", "test", "wrangler.jsonc"), readyPath: "/" });
+  try {
+    const r = await (await fetch(new URL("/pools", w.url), { method: "POST", body: JSON.stringify(loadFixture("v11-20k").room) })).json();
+    assert.ok(r.ok, r.error);
+    assert.ok(r.events > 19000 && r.statePools > 0 && r.rowsAfter >= r.statePools && r.sample > 50, JSON.stringify(r));
+    console.log(`# ${r.events} events; ${r.statePools} rows of the states' pools; ${r.sample} /state_ids answers equal after a reopen`);
+  } finally {
+    await w.stop();
+  }
+});

@@ -189,6 +189,41 @@ export class ScratchStore extends DurableObject<Env> {
   }
 
   /**
+   * The states' pools in the object's SQLite: a room of thousands of state
+   * changes, ingested in stored batches behind a 4 KiB cache, has its
+   * states' full pool segments as rows of `state_pools` (written as each
+   * batch is stored); its image names them, and the room read back answers
+   * `/state_ids` as the room that wrote them (building its states from the
+   * rows).
+   */
+  async poolsCheck(fixture: { room_version: string; servers: Record<string, { verify_keys: Record<string, string> }>; events: { pdu: unknown }[] }) {
+    const store = new api.DurableObjectStore(this.ctx.storage);
+    const keys = ringOf(fixture);
+    const origin = Object.keys(fixture.servers)[0];
+    const pdus = fixture.events.map((e) => JSON.stringify(e.pdu));
+    const open = (roomVersion?: string) => api.RoomEngine.open({ store, roomVersion: roomVersion as never, cacheBytes: 4096 });
+    const engine = await open(fixture.room_version);
+    for (let i = 0; i < pdus.length; i += 500) await engine.ingest(pdus.slice(i, i + 500), keys);
+    const rows = () => [...this.ctx.storage.sql.exec("SELECT COUNT(*) AS n FROM state_pools")][0].n as number;
+    const statePools = rows();
+    if (statePools === 0) throw new Error("no rows of the states' pools");
+    await engine.saveImage();
+    const ids = pdus.filter((_, n) => n % 211 === 0).map((pdu) => api.eventIdOf(pdu, fixture.room_version as never));
+    const sample = ids.filter((id) => engine.hasEvent(id));
+    const answers = (e: api.RoomEngine) => JSON.stringify(sample.map((id) => e.stateIds(origin, id)));
+    const want = answers(engine);
+    const again = await open();
+    if (again.imageLag !== 0) throw new Error(`the reopened room replayed ${again.imageLag} records`);
+    const got = answers(again);
+    if (got !== want) {
+      let at = 0;
+      while (got[at] === want[at]) at++;
+      throw new Error(`the room read back answers differently at ${at}: ${want.slice(Math.max(0, at - 200), at + 200)} vs ${got.slice(Math.max(0, at - 200), at + 200)}`);
+    }
+    return { events: again.eventCount, statePools, rowsAfter: rows(), sample: sample.length };
+  }
+
+  /**
    * Room images in the object's SQLite: after `saveImage`, a reopen reads
    * the image and replays only the records written after it, and answers
    * as the room that took them live; an image that cannot be read is
@@ -298,11 +333,17 @@ export default {
       return Response.json(await stub.check());
     }
     const fixture = await request.json();
-    if (path === "/paged" || path === "/migration" || path === "/image") {
+    if (path === "/paged" || path === "/migration" || path === "/image" || path === "/pools") {
       const stub = env.SUITE.get(env.SUITE.idFromName(`${path}-${Date.now()}`)) as unknown as DurableObjectStub<ScratchStore>;
       try {
         const r =
-          path === "/paged" ? await stub.pagedCheck(fixture as never) : path === "/image" ? await stub.imageCheck(fixture as never) : await stub.migrationCheck(fixture as never);
+          path === "/paged"
+            ? await stub.pagedCheck(fixture as never)
+            : path === "/image"
+              ? await stub.imageCheck(fixture as never)
+              : path === "/pools"
+                ? await stub.poolsCheck(fixture as never)
+                : await stub.migrationCheck(fixture as never);
         return Response.json({ ok: true, ...r });
       } catch (e) {
         return Response.json({ ok: false, error: String((e as Error)?.stack ?? e) });
