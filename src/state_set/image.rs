@@ -80,7 +80,8 @@ impl StateSets {
             let (from_removed, from_added) = (removed_end, added_end);
             removed_end += removed;
             added_end += added;
-            if removed_end > stored.removed.len() || added_end > stored.added.len() {
+            let past_u32 = u32::try_from(removed_end).is_err() || u32::try_from(added_end).is_err();
+            if removed_end > stored.removed.len() || added_end > stored.added.len() || past_u32 {
                 return chunk("runs past its pool");
             }
             let (len, depth) = match base {
@@ -300,6 +301,74 @@ mod tests {
 
     fn round_trip(sets: &StateSets) -> StateSets {
         crate::image::round_trip(|w| sets.write_image(w), |r| StateSets::read_image(r, 2000, 3000)).unwrap()
+    }
+
+    /// A forged image of states: `chunks` (base, removed, added counts)
+    /// over pools of `removed`, `added` and `lists` values held, `maps`
+    /// (size, tag, kept ends, run count), then the newest list.
+    fn forged(
+        pools: (&[u32], &[u64], &[u32]),
+        chunks: &[(u32, u32, u32)],
+        maps: &[(usize, u8, usize, usize, u32)],
+        last: &[u32],
+    ) -> Result<StateSets, crate::image::ImageError> {
+        let write = |w: &mut crate::image::Writer<'_>| {
+            w.len(0);
+            w.u32s(pools.0.iter().copied());
+            w.len(0);
+            w.u64s(pools.1);
+            w.len(0);
+            w.u32s(pools.2.iter().copied());
+            w.len(chunks.len());
+            for (base, removed, added) in chunks {
+                (w.u32(*base), w.u32(*removed), w.u32(*added));
+            }
+            w.len(maps.len());
+            for (len, tag, p, q, run) in maps {
+                (w.len(*len), w.u64(0), w.u32(0), w.u8(*tag));
+                if *tag == 1 {
+                    (w.len(*p), w.len(*q));
+                }
+                w.u32(*run);
+            }
+            w.u32s(last.iter().copied());
+        };
+        crate::image::round_trip(write, |r| StateSets::read_image(r, 10, 10))
+    }
+
+    /// What the reader checks without a row: counts past the pools or
+    /// left over, a chain or removal its base cannot have, a list sharing
+    /// more than the list before, a size its chunks do not add up to, a
+    /// newest list not the last state's, a chunk number past the chunks,
+    /// entries out of order or past the room's keys and events.
+    #[test]
+    fn forged_counts_and_values_are_refused() {
+        let w = u32::MAX;
+        let empty = (&[][..], &[][..], &[][..]);
+        assert!(forged(empty, &[], &[(0, 0, 0, 0, 0)], &[]).is_ok(), "the empty state alone");
+        let one = [1u64 << 32 | 2, 3 << 32 | 4];
+        let ok = forged((&[], &one, &[0]), &[(w, 0, 2)], &[(0, 0, 0, 0, 0), (2, 0, 0, 0, 1)], &[0]);
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        let refused = [
+            forged((&[], &one, &[0]), &[(w, 0, 3)], &[(0, 0, 0, 0, 0), (2, 0, 0, 0, 1)], &[0]),
+            forged((&[], &one, &[0]), &[(w, 0, 1)], &[(0, 0, 0, 0, 0), (2, 0, 0, 0, 1)], &[0]),
+            forged((&[5], &one, &[0]), &[(w, 1, 2)], &[(0, 0, 0, 0, 0), (2, 0, 0, 0, 1)], &[0]),
+            forged((&[5], &one, &[0, 1]), &[(w, 0, 2), (0, 1, 0)], &[(0, 0, 0, 0, 0), (2, 0, 0, 0, 2)], &[0, 1]),
+            forged((&[], &one, &[0]), &[(w, 0, 2)], &[(0, 0, 0, 0, 0), (2, 1, 1, 1, 1)], &[0]),
+            forged((&[], &one, &[0]), &[(w, 0, 2)], &[(0, 0, 0, 0, 0), (3, 0, 0, 0, 1)], &[0]),
+            forged((&[], &one, &[0]), &[(w, 0, 2)], &[(0, 0, 0, 0, 0), (2, 0, 0, 0, 1)], &[]),
+            forged((&[], &one, &[1]), &[(w, 0, 2)], &[(0, 0, 0, 0, 0), (2, 0, 0, 0, 1)], &[1]),
+            forged((&[], &[3 << 32 | 2, 1 << 32 | 4], &[0]), &[(w, 0, 2)], &[(0, 0, 0, 0, 0), (2, 0, 0, 0, 1)], &[0]),
+            forged((&[], &[1 << 32 | 2, 30 << 32 | 4], &[0]), &[(w, 0, 2)], &[(0, 0, 0, 0, 0), (2, 0, 0, 0, 1)], &[0]),
+            forged((&[], &one, &[0]), &[(w, 0, 2)], &[(0, 0, 0, 0, 0), (2, 0, 0, 0, 2)], &[0]),
+        ];
+        for (i, r) in refused.iter().enumerate() {
+            assert!(
+                matches!(r, Err(crate::image::ImageError::Corrupt(_))),
+                "forgery {i}: {:?}",
+                r.as_ref().map(|s| s.len())
+            );
+        }
     }
 
     /// Read back, no state is built until asked for; each then equals the
