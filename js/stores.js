@@ -250,6 +250,12 @@ export function sqlPages(sql) {
       pending.push(key, text);
       if (pending.length >= 2 * MAX_PENDING_ROWS) write();
     },
+    /** The keys of a table of rows named by their hash (ids, blocks, state_pools…); null for the others. */
+    keys(t) {
+      table(t);
+      if (t !== "ids" && (!binary(t) || t === "image")) return null;
+      return [...sql.exec(`SELECT k FROM ${t}`)].map((row) => row.k);
+    },
     delete(t, key) {
       table(t);
       if (t === "ids" || binary(t)) {

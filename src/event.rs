@@ -385,6 +385,17 @@ impl Events {
         self.pdus.as_ref()
     }
 
+    /// The keys of the rows of `table` the table names: its settled blocks'
+    /// IDs ([`Table::Ids`]) and its paged blocks' packings
+    /// ([`Table::Blocks`]); none of other tables.
+    pub(crate) fn named_rows(&self, table: crate::pages::Table) -> Vec<[u8; 16]> {
+        match table {
+            crate::pages::Table::Ids => self.row_keys.clone(),
+            crate::pages::Table::Blocks => self.blocks[..self.paged_to].iter().filter_map(|b| b.row).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The page cache, to write rows of other tables through it.
     pub(crate) fn pages_mut(&mut self) -> Option<&mut PageCache> {
         self.pdus.as_mut()

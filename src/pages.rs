@@ -105,6 +105,11 @@ pub trait PageStore {
     fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), PageError>;
     /// Deletes the row `key` of `table` (nothing if there is none).
     fn delete(&mut self, table: Table, key: &str) -> Result<(), PageError>;
+    /// The keys of `table`'s rows, when the store can list them (`None`:
+    /// it cannot, and rows that no image names stay; the default).
+    fn keys(&self, _table: Table) -> Result<Option<Vec<String>>, PageError> {
+        Ok(None)
+    }
 }
 
 /// A [`PageStore`] in a map.
@@ -157,6 +162,10 @@ impl PageStore for MemoryPages {
         self.rows.remove(&(table, Box::from(key)));
         Ok(())
     }
+
+    fn keys(&self, table: Table) -> Result<Option<Vec<String>>, PageError> {
+        Ok(Some(self.rows.keys().filter(|(t, _)| *t == table).map(|(_, k)| k.to_string()).collect()))
+    }
 }
 
 /// What a restore from the room's log does with the page store's rows.
@@ -184,6 +193,10 @@ impl PageStore for std::rc::Rc<std::cell::RefCell<MemoryPages>> {
 
     fn delete(&mut self, table: Table, key: &str) -> Result<(), PageError> {
         self.borrow_mut().delete(table, key)
+    }
+
+    fn keys(&self, table: Table) -> Result<Option<Vec<String>>, PageError> {
+        self.borrow().keys(table)
     }
 }
 
@@ -528,6 +541,9 @@ pub(crate) mod testing {
         }
         fn delete(&mut self, table: Table, key: &str) -> Result<(), PageError> {
             self.rows.borrow_mut().delete(table, key)
+        }
+        fn keys(&self, table: Table) -> Result<Option<Vec<String>>, PageError> {
+            self.rows.borrow().keys(table)
         }
     }
 

@@ -491,6 +491,13 @@ impl StateSets {
         self.stored.page(pages)
     }
 
+    /// The keys of the rows of [`Table::StatePools`](crate::pages::Table)
+    /// the states name.
+    pub(crate) fn named_rows(&self) -> Vec<[u8; 16]> {
+        let s = &self.stored;
+        [s.removed.row_keys(), s.added.row_keys(), s.list_pool.row_keys()].concat()
+    }
+
     /// The pools' rows and the bytes of the values held (for measuring):
     /// removed positions, added entries, chunk lists.
     #[doc(hidden)]

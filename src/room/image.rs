@@ -43,9 +43,31 @@ impl Room {
         let result = self.write_into(pages.store_mut(), log_length);
         if result.is_ok() {
             self.by_id.sweep(pages.store_mut());
+            self.sweep_rows(pages.store_mut());
         }
         self.events.restore_pages(pages);
         result
+    }
+
+    /// Deletes the rows of IDs, of blocks and of the states' pools that the
+    /// room does not name, once an image naming those it names is
+    /// committed: rows of the room this one was rebuilt or restored from
+    /// (which numbered its events otherwise; it has been replaced: a room
+    /// restored beside it writes no image before), and rows a write that
+    /// failed halfway left. Only with a store that lists its keys; a key
+    /// that cannot be deleted stays (tried again at the next image).
+    fn sweep_rows(&self, store: &mut dyn PageStore) {
+        for table in [Table::Ids, Table::Blocks, Table::StatePools] {
+            let Ok(Some(keys)) = store.keys(table) else { continue };
+            let named = match table {
+                Table::StatePools => self.states.named_rows(),
+                _ => self.events.named_rows(table),
+            };
+            let named: HashSet<String> = named.iter().map(crate::event::row_key_text).collect();
+            for key in keys.iter().filter(|k| !named.contains(*k)) {
+                let _ = store.delete(table, key);
+            }
+        }
     }
 
     /// The room's page store, the room given up (to read the room back from

@@ -321,13 +321,19 @@ mod tests {
             w.u32s(pools.2.iter().copied());
             w.len(chunks.len());
             for (base, removed, added) in chunks {
-                (w.u32(*base), w.u32(*removed), w.u32(*added));
+                w.u32(*base);
+                w.u32(*removed);
+                w.u32(*added);
             }
             w.len(maps.len());
             for (len, tag, p, q, run) in maps {
-                (w.len(*len), w.u64(0), w.u32(0), w.u8(*tag));
+                w.len(*len);
+                w.u64(0);
+                w.u32(0);
+                w.u8(*tag);
                 if *tag == 1 {
-                    (w.len(*p), w.len(*q));
+                    w.len(*p);
+                    w.len(*q);
                 }
                 w.u32(*run);
             }

@@ -105,6 +105,11 @@ impl<T: Word> Pool<T> {
         (self.rows.len(), self.open.capacity() * T::BYTES + self.rows.capacity() * 16)
     }
 
+    /// The keys of its rows.
+    pub(super) fn row_keys(&self) -> &[[u8; 16]] {
+        &self.rows
+    }
+
     /// Appends values.
     pub(super) fn extend(&mut self, v: &[T]) {
         super::stored::grow(&mut self.open, v.len());

@@ -1,6 +1,7 @@
 //! A page store implemented in JavaScript ([`crate::pages::PageStore`]):
 //! an object with synchronous `get(table, key)`, `put(table, key, text)` and
-//! `delete(table, key)` (the Worker's is Durable Object SQLite,
+//! `delete(table, key)`, and optionally `keys(table)` (an array of the
+//! table's keys, or null; the Worker's is Durable Object SQLite,
 //! `js/stores.js`). Conversion only.
 
 use wasm_bindgen::prelude::*;
@@ -12,12 +13,13 @@ use crate::pages::{PageError, PageStore, Table};
 use crate::placement::Restoring;
 use crate::Room;
 
-/// The JS object's three methods, bound to it.
+/// The JS object's methods, bound to it.
 pub(crate) struct JsPageStore {
     this: JsValue,
     get: js_sys::Function,
     put: js_sys::Function,
     delete: js_sys::Function,
+    keys: Option<js_sys::Function>,
 }
 
 fn method(obj: &JsValue, name: &str) -> Result<js_sys::Function, JsError> {
@@ -32,7 +34,13 @@ impl JsPageStore {
         if !obj.is_object() {
             return Err(js_error("pages: expected an object {get, put, delete}"));
         }
-        Ok(Self { get: method(&obj, "get")?, put: method(&obj, "put")?, delete: method(&obj, "delete")?, this: obj })
+        Ok(Self {
+            get: method(&obj, "get")?,
+            put: method(&obj, "put")?,
+            delete: method(&obj, "delete")?,
+            keys: method(&obj, "keys").ok(),
+            this: obj,
+        })
     }
 }
 
@@ -94,6 +102,17 @@ impl PageStore for JsPageStore {
     fn delete(&mut self, table: Table, key: &str) -> Result<(), PageError> {
         self.delete.call2(&self.this, &table.name().into(), &key.into()).map_err(|e| thrown("delete", e))?;
         Ok(())
+    }
+
+    fn keys(&self, table: Table) -> Result<Option<Vec<String>>, PageError> {
+        let Some(keys) = &self.keys else { return Ok(None) };
+        let v = keys.call1(&self.this, &table.name().into()).map_err(|e| thrown("keys", e))?;
+        if v.is_null() || v.is_undefined() {
+            return Ok(None);
+        }
+        let bad = || PageError::Backend("keys returned neither an array of strings nor null".into());
+        let list = v.dyn_into::<js_sys::Array>().map_err(|_| bad())?;
+        list.iter().map(|k| k.as_string().ok_or_else(bad)).collect::<Result<Vec<_>, _>>().map(Some)
     }
 }
 

@@ -648,3 +648,49 @@ fn the_states_pools_are_rows_read_back_when_needed() {
     let o = room.ingest(&last, Verification::Unsigned);
     assert!(matches!(o, Outcome::Accepted { .. }), "{o:?}");
 }
+
+/// Rows of IDs, blocks and the states' pools that the room does not name
+/// (a room rebuilt from its log numbers its events otherwise; a write that
+/// failed halfway) are deleted once an image naming the room's rows is
+/// committed; the named ones stay, and the room read back answers as
+/// before. A store that cannot list its keys keeps them.
+#[test]
+fn rows_no_room_names_are_deleted_once_its_image_is_committed() {
+    let b = a_long_room(3000);
+    let (mut room, pages) = paged_copy(&b, 4096);
+    let tables = [Table::Ids, Table::Blocks, Table::StatePools];
+    let counts = |pages: &Rc<RefCell<MemoryPages>>| tables.map(|t| pages.borrow().len_of(t));
+    let named = counts(&pages);
+    assert!(named[0] >= 10 && named[1] >= 10, "{named:?}");
+    for t in tables {
+        for k in 0..3 {
+            pages.borrow_mut().put(t, &format!("{:032x}", k + 1), b"left over").unwrap();
+        }
+    }
+    let log_length = room.take_records().len() as u64;
+    room.save_image(log_length).unwrap();
+    assert_eq!(counts(&pages), named, "only the rows the room names");
+    let (opened, _) = Room::open_image(Box::new(pages.clone()), 4096).unwrap().expect("an image");
+    for (i, id) in b.stored.iter().enumerate().step_by(37) {
+        assert_eq!(opened.lookup(id).unwrap(), Some(EventIdx(i as u32)));
+        assert_eq!(opened.id(EventIdx(i as u32)).unwrap(), id.as_str());
+    }
+
+    /// A store that cannot list its keys.
+    struct Unlisted(Rc<RefCell<MemoryPages>>);
+    impl PageStore for Unlisted {
+        fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, PageError> {
+            self.0.get(table, key)
+        }
+        fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), PageError> {
+            self.0.put(table, key, value)
+        }
+        fn delete(&mut self, table: Table, key: &str) -> Result<(), PageError> {
+            self.0.delete(table, key)
+        }
+    }
+    let (mut room, _) = Room::open_image(Box::new(Unlisted(pages.clone())), 4096).unwrap().expect("an image");
+    pages.borrow_mut().put(Table::Ids, &format!("{:032x}", 9), b"left over").unwrap();
+    room.save_image(log_length).unwrap();
+    assert_eq!(pages.borrow().len_of(Table::Ids), named[0] + 1, "kept: the store cannot list its keys");
+}

@@ -192,7 +192,8 @@ export class ScratchStore extends DurableObject<Env> {
    * The states' pools in the object's SQLite: a room of thousands of state
    * changes, ingested in stored batches behind a 4 KiB cache, has its
    * states' full pool segments as rows of `state_pools` (written as each
-   * batch is stored); its image names them, and the room read back answers
+   * batch is stored); its image names them (a row it does not name is
+   * deleted once the image is committed), and the room read back answers
    * `/state_ids` as the room that wrote them (building its states from the
    * rows).
    */
@@ -207,7 +208,11 @@ export class ScratchStore extends DurableObject<Env> {
     const rows = () => [...this.ctx.storage.sql.exec("SELECT COUNT(*) AS n FROM state_pools")][0].n as number;
     const statePools = rows();
     if (statePools === 0) throw new Error("no rows of the states' pools");
+    // A row no room names (a rebuilt room's, a write that failed halfway):
+    // deleted once the image is committed (the SQL store lists its keys).
+    this.ctx.storage.sql.exec("INSERT INTO state_pools (k, v) VALUES (?, ?)", "0".repeat(32), new Uint8Array([1, 2, 3]));
     await engine.saveImage();
+    if (rows() !== statePools) throw new Error(`after the image: ${rows()} rows of the states' pools, not ${statePools}`);
     const ids = pdus.filter((_, n) => n % 211 === 0).map((pdu) => api.eventIdOf(pdu, fixture.room_version as never));
     const sample = ids.filter((id) => engine.hasEvent(id));
     const answers = (e: api.RoomEngine) => JSON.stringify(sample.map((id) => e.stateIds(origin, id)));
