@@ -259,6 +259,11 @@ impl IdBuckets {
         }
     }
 
+    /// The keys of the buckets' rows.
+    pub(super) fn named_rows(&self) -> Vec<[u8; 16]> {
+        self.rows.iter().filter(|b| b.len > 0).map(|b| b.key).collect()
+    }
+
     /// Writes the buckets' keys and lengths and the Bloom filter (the rows
     /// are the page store's).
     pub(super) fn write_image(&self, w: &mut Writer<'_>) {

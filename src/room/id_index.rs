@@ -244,6 +244,12 @@ impl IdIndex {
         self.paged.sweep(store);
     }
 
+    /// The keys of the rows of [`Table::IdBuckets`](crate::pages::Table)
+    /// the index names.
+    pub(super) fn named_rows(&self) -> Vec<[u8; 16]> {
+        self.paged.named_rows()
+    }
+
     /// Entries held in memory, and in the page store (the latter's buckets
     /// and its Bloom filter's bytes).
     pub(crate) fn footprint(&self) -> (usize, usize, (usize, usize)) {

@@ -49,18 +49,19 @@ impl Room {
         result
     }
 
-    /// Deletes the rows of IDs, of blocks and of the states' pools that the
-    /// room does not name, once an image naming those it names is
+    /// Deletes the rows of IDs, of blocks, of the ID index's buckets and of
+    /// the states' pools that the room does not name, once an image naming those it names is
     /// committed: rows of the room this one was rebuilt or restored from
     /// (which numbered its events otherwise; it has been replaced: a room
     /// restored beside it writes no image before), and rows a write that
     /// failed halfway left. Only with a store that lists its keys; a key
     /// that cannot be deleted stays (tried again at the next image).
     fn sweep_rows(&self, store: &mut dyn PageStore) {
-        for table in [Table::Ids, Table::Blocks, Table::StatePools] {
+        for table in [Table::Ids, Table::Blocks, Table::IdBuckets, Table::StatePools] {
             let Ok(Some(keys)) = store.keys(table) else { continue };
             let named = match table {
                 Table::StatePools => self.states.named_rows(),
+                Table::IdBuckets => self.by_id.named_rows(),
                 _ => self.events.named_rows(table),
             };
             let named: HashSet<String> = named.iter().map(crate::event::row_key_text).collect();
