@@ -219,16 +219,32 @@ export interface DurableObjectStorageLike {
 }
 
 /**
+ * A table of the page store: `"pdu"` (an event's PDU JSON by event ID,
+ * text), `"ids"` (a block's event IDs, text), `"image"` (the room image's
+ * parts), and rows named by a hash of their bytes: `"blocks"` (packed blocks
+ * of events), `"id_buckets"` (the event ID index's buckets), `"state_pools"`
+ * (segments of the states' chunk entries and chunk lists).
+ */
+export type PageTable = "pdu" | "ids" | "image" | "blocks" | "id_buckets" | "state_pools";
+
+/**
  * Rows of the engine's tables outside wasm memory, read and written
- * synchronously (today one table, `"pdu"`: an event's PDU JSON by event ID).
+ * synchronously. Rows of `"pdu"` and `"ids"` are text; the others bytes.
  */
 export interface PageStore {
   /** The row, or null/undefined if there is none. */
-  get(table: "pdu", key: string): string | Uint8Array | null | undefined;
+  get(table: PageTable, key: string): string | Uint8Array | null | undefined;
   /** Writes (or overwrites) the row. */
-  put(table: "pdu", key: string, text: string): void;
+  put(table: PageTable, key: string, value: string | Uint8Array): void;
   /** Deletes the row, if any. */
-  delete(table: "pdu", key: string): void;
+  delete(table: PageTable, key: string): void;
+  /**
+   * The keys of a table's rows, or null when the store cannot list them.
+   * Optional: with it, rows of `"ids"`, `"blocks"`, `"id_buckets"` and
+   * `"state_pools"` that the room no longer names (a rebuilt room's old
+   * rows) are deleted once its image is committed.
+   */
+  keys?(table: PageTable): string[] | null;
   /**
    * Whether the store holds the row of every record of the room's log
    * (rows written atomically with their records): a restore then writes

@@ -29,6 +29,8 @@ import {
   type RoomStore,
   type TransactionLog,
   type TransactionResponse,
+  type PageStore,
+  type PageTable,
 } from "roomdag";
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -51,6 +53,15 @@ async function demo(): Promise<void> {
   new RoomEngine();
   const store: RoomStore = new MemoryStore();
   const engine = await RoomEngine.open({ store, roomVersion: "11" });
+  // A page store of its own: rows by table and key, listed for the sweep.
+  const rows = new Map<string, string | Uint8Array>();
+  const pages: PageStore = {
+    get: (table, key) => rows.get(`${table}/${key}`) ?? null,
+    put: (table, key, value) => void rows.set(`${table}/${key}`, value),
+    delete: (table, key) => void rows.delete(`${table}/${key}`),
+    keys: (table: PageTable) => [...rows.keys()].filter((k) => k.startsWith(`${table}/`)).map((k) => k.slice(table.length + 1)),
+  };
+  await RoomEngine.open({ store: new MemoryStore(), roomVersion: "11", pages, cacheBytes: 1 << 20 });
   const keys = new KeyRing();
   keys.pin("a.example", "ed25519:1", "BhUp9CE0TtHbjiey7djXE4R5/3RscTx1//yx+jfQSU8");
   const outcomes: Outcome[] = await engine.ingest([{ type: "m.room.create" }], keys);
