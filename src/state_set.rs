@@ -451,7 +451,7 @@ impl StateSets {
     }
 
     fn hash_of(&self, id: StateSetId) -> u64 {
-        self.stored.head(id.0 as usize).hash
+        self.stored.hash_of(id.0 as usize)
     }
 
     /// The map of an id, built from its chunks (read back through `pages`
@@ -558,7 +558,7 @@ impl FirstByHash {
     /// The first state stored with this hash.
     fn get(&self, stored: &Stored, hash: u64) -> Option<StateSetId> {
         use std::hash::BuildHasher;
-        let same = |i: &u32| stored.head(*i as usize).hash == hash;
+        let same = |i: &u32| stored.hash_of(*i as usize) == hash;
         self.table.find(self.hasher.hash_one(hash), same).map(|i| StateSetId(*i))
     }
 
@@ -567,12 +567,12 @@ impl FirstByHash {
     fn insert_first(&mut self, stored: &Stored, id: StateSetId) -> bool {
         use hashbrown::hash_table::Entry;
         use std::hash::BuildHasher;
-        let hash = stored.head(id.0 as usize).hash;
+        let hash = stored.hash_of(id.0 as usize);
         let hasher = &self.hasher;
         let slot = self.table.entry(
             hasher.hash_one(hash),
-            |i| stored.head(*i as usize).hash == hash,
-            |i| hasher.hash_one(stored.head(*i as usize).hash),
+            |i| stored.hash_of(*i as usize) == hash,
+            |i| hasher.hash_one(stored.hash_of(*i as usize)),
         );
         match slot {
             Entry::Occupied(_) => false,

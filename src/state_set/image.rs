@@ -48,8 +48,7 @@ impl StateSets {
             let head = stored.head(i);
             w.len(head.len as usize);
             w.u64(head.hash);
-            w.u32(head.bits);
-            if list.depth == 0 {
+            if list.whole() {
                 w.u8(FULL);
             } else {
                 w.u8(DELTA);
@@ -140,7 +139,7 @@ impl StateSets {
         if removed_end != stored.removed.len() || added_end != stored.added.len() {
             return corrupt("the state chunks' pools hold values no chunk takes".into());
         }
-        let n_maps = r.len(24)?;
+        let n_maps = r.len(14)?;
         stored.reserve(0, n_maps);
         let mut by_hash =
             super::FirstByHash { table: hashbrown::HashTable::with_capacity(n_maps), ..Default::default() };
@@ -148,18 +147,20 @@ impl StateSets {
         // The list before (its length; its numbers while they are held).
         let (mut prev_len, mut prev): (usize, Option<Vec<u32>>) = (0, Some(Vec::new()));
         let mut end = 0usize;
+        // The list before's changes from the list stored whole it is built on.
+        let mut last_depth = 0;
         for i in 0..n_maps {
             let state = |what: &str| corrupt(format!("state {i} {what}"));
             // A size, not a count of what follows (checked against the chunks).
             let len = usize::try_from(r.u64()?).map_err(|_| ImageError::Corrupt("a state's size past usize".into()))?;
             let hash = r.u64()?;
-            let bits = r.u32()?;
             let (keep_front, keep_back, depth) = match r.u8()? {
                 FULL => (0, 0, 0),
                 DELTA => {
                     let (p, q) = (r.len(0)?, r.len(0)?);
-                    let depth = stored.lists.last().map_or(LIST_CHAIN, |l| l.depth + 1);
-                    if i == 0 || p.checked_add(q).is_none_or(|n| n > prev_len) || depth >= LIST_CHAIN {
+                    let depth = last_depth + 1;
+                    let kept = p.checked_add(q).filter(|n| *n > 0 && *n <= prev_len);
+                    if i == 0 || kept.is_none() || depth >= LIST_CHAIN || p > 0xffff || q > 0xffff {
                         return state("shares more chunks than the state before has");
                     }
                     (p, q, depth)
@@ -191,18 +192,15 @@ impl StateSets {
                     return state("does not add up");
                 }
             }
-            if bits > 63 {
-                return state("does not add up");
-            }
             prev = list;
+            last_depth = depth;
             stored.push_list_as(List {
-                keep_front: keep_front as u32,
-                keep_back: keep_back as u32,
-                depth,
+                keep_front: keep_front as u16,
+                keep_back: keep_back as u16,
                 end: u32::try_from(end).map_err(|_| ImageError::Corrupt("a chunk list past 2^32".into()))?,
             });
             let len = u32::try_from(len).map_err(|_| ImageError::Corrupt(format!("state {i} is too large")))?;
-            stored.push_head(MapHead { len, hash, bits });
+            stored.push_head(MapHead { len, hash });
             let id = StateSetId(i as u32);
             if !by_hash.insert_first(&stored, id) {
                 collided.push(id);
@@ -212,6 +210,7 @@ impl StateSets {
             return corrupt("the chunk lists' pool holds numbers no state takes".into());
         }
         r.u32s_into(&mut stored.last)?;
+        stored.last_depth = last_depth;
         let last_ok = match &prev {
             Some(prev) => *prev == stored.last,
             None => stored.last.len() == prev_len && stored.last.iter().all(|n| (*n as usize) < stored.recipes.len()),
@@ -219,7 +218,7 @@ impl StateSets {
         if !last_ok {
             return corrupt("the newest state's chunk list is not its own".into());
         }
-        if stored.heads.first().is_none_or(|m| m.len != 0) {
+        if stored.len() == 0 || stored.head(0).len != 0 {
             return corrupt("the first state is not the empty state".into());
         }
         Ok(StateSets { stored, by_hash, collided, budget: usize::MAX })
@@ -329,7 +328,6 @@ mod tests {
             for (len, tag, p, q, run) in maps {
                 w.len(*len);
                 w.u64(0);
-                w.u32(0);
                 w.u8(*tag);
                 if *tag == 1 {
                     w.len(*p);
@@ -396,8 +394,9 @@ mod tests {
         // Chunk lists are stored as changes too, at most LIST_CHAIN - 1 from
         // one stored whole: a fraction of the numbers they hold.
         use crate::state_set::stored::LIST_CHAIN;
-        assert!(read.stored.lists.iter().all(|l| l.depth < LIST_CHAIN));
-        assert!(read.stored.lists.iter().any(|l| l.depth == LIST_CHAIN - 1));
+        let depths: Vec<usize> = (0..read.len()).map(|i| i - read.stored.whole_list_of(i)).collect();
+        assert!(depths.iter().all(|d| *d < LIST_CHAIN as usize));
+        assert!(depths.iter().any(|d| *d == LIST_CHAIN as usize - 1));
         let held: usize = (0..read.len()).map(|i| read.stored.chunk_numbers(i, None).unwrap().len()).sum();
         let pooled = read.stored.lists.last().unwrap().end as usize;
         assert!(pooled * 4 < held, "{pooled} numbers pooled for {held} held");

@@ -75,28 +75,34 @@ pub(super) struct Recipe {
     pub(super) added_end: u32,
 }
 
-/// A map's chunk list as stored: whole (`depth` 0: its run of the pool), or
-/// the list before it with `keep_front` chunks kept at its start and
-/// `keep_back` at its end and its run between them (most states are the
-/// one before with a chunk or two replaced).
+/// A map's chunk list as stored (8 bytes: one a state, 111,120 at Matrix
+/// HQ's size): whole (its run of the pool; nothing kept), or the list before
+/// it with `keep_front` chunks kept at its start and `keep_back` at its end
+/// and its run between them (most states are the one before with a chunk
+/// or two replaced; a change keeps at least three chunks, so a list that
+/// keeps none is whole).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct List {
-    pub(super) keep_front: u32,
-    pub(super) keep_back: u32,
-    /// Changes from the list stored whole it is built from.
-    pub(super) depth: u32,
     /// Its run of the pool ends here.
     pub(super) end: u32,
+    pub(super) keep_front: u16,
+    pub(super) keep_back: u16,
 }
 
-/// A map's size, content hash and chunk bits (16 bytes: one a state, 111,120
-/// at Matrix HQ's size; its size as a `usize` made it 24).
+impl List {
+    /// Whether it is stored whole.
+    pub(super) fn whole(self) -> bool {
+        self.keep_front == 0 && self.keep_back == 0
+    }
+}
+
+/// A map's size and content hash (its chunk bits follow from its size:
+/// [`super::chunk_bits`]). Kept in two vectors, 12 bytes a state.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct MapHead {
     /// Entries (fewer than 2^32: one a state key, and state keys are `u32`).
     pub(super) len: u32,
     pub(super) hash: u64,
-    pub(super) bits: u32,
 }
 
 /// What is built, and how to find a built or stored chunk.
@@ -131,13 +137,17 @@ pub(super) struct Stored {
     /// is then a pointer wide, not an `Arc<[u64]>`'s two: 1.7 MB at Matrix
     /// HQ's size).
     chunks: Vec<OnceCell<Box<Arc<[u64]>>>>,
-    pub(super) heads: Vec<MapHead>,
+    /// Each map's [`MapHead`]: its content hash, and its size.
+    hashes: Vec<u64>,
+    lens: Vec<u32>,
     /// Map `i`'s chunk list, and the pool of their runs (paged as the
     /// recipes' pools are).
     pub(super) lists: Vec<List>,
     pub(super) list_pool: Pool<u32>,
-    /// The newest map's chunk list (the next one is stored against it).
+    /// The newest map's chunk list (the next one is stored against it), and
+    /// its changes from the list stored whole it is built from.
     pub(super) last: Vec<u32>,
+    pub(super) last_depth: u32,
     /// Each map while built (boxed: a cell is then a pointer wide, not a
     /// map's 40 bytes), in pages allocated while one of their maps is
     /// built: few are at once (the newest, and those queries read).
@@ -154,10 +164,12 @@ impl Default for Stored {
             removed: Pool::new(Which::Removed),
             added: Pool::new(Which::Added),
             chunks: Vec::new(),
-            heads: Vec::new(),
+            hashes: Vec::new(),
+            lens: Vec::new(),
             lists: Vec::new(),
             list_pool: Pool::new(Which::Lists),
             last: Vec::new(),
+            last_depth: 0,
             maps: PagedCells::default(),
             built: RefCell::default(),
             floor: 0,
@@ -172,6 +184,7 @@ pub(super) struct Mark {
     maps: usize,
     chunks: usize,
     last: Vec<u32>,
+    last_depth: u32,
 }
 
 impl Mark {
@@ -227,7 +240,7 @@ impl Stored {
         dropped("states: chunk recipes' entries removed and added");
         drop(std::mem::take(&mut self.recipes));
         dropped("states: chunk recipes");
-        drop(std::mem::take(&mut self.heads));
+        drop((std::mem::take(&mut self.hashes), std::mem::take(&mut self.lens)));
         dropped("states: heads");
         drop(std::mem::take(&mut self.list_pool));
         dropped("states: chunk lists' pool");
@@ -239,11 +252,22 @@ impl Stored {
 impl Stored {
     /// Number of maps.
     pub(super) fn len(&self) -> usize {
-        self.heads.len()
+        self.hashes.len()
     }
 
     pub(super) fn head(&self, i: usize) -> MapHead {
-        self.heads[i]
+        MapHead { len: self.lens[i], hash: self.hashes[i] }
+    }
+
+    /// Map `i`'s content hash.
+    pub(super) fn hash_of(&self, i: usize) -> u64 {
+        self.hashes[i]
+    }
+
+    /// The list stored whole that map `i`'s list is built from (at most
+    /// [`LIST_CHAIN`] lists back).
+    pub(super) fn whole_list_of(&self, i: usize) -> usize {
+        (0..=i).rev().find(|k| self.lists[*k].whole()).unwrap_or(0)
     }
 
     /// Where map `i`'s run of the list pool starts.
@@ -258,7 +282,7 @@ impl Stored {
     /// # Errors
     /// A row of the pool could not be read back, or is damaged.
     pub(super) fn chunk_numbers(&self, i: usize, pages: Option<&PageCache>) -> Result<Vec<u32>, PageError> {
-        let whole = i - self.lists[i].depth as usize;
+        let whole = self.whole_list_of(i);
         let from = self.run_start(whole);
         let runs = self.list_pool.read(from..self.lists[i].end as usize, pages)?;
         let run = |k: usize| &runs[self.run_start(k) - from..self.lists[k].end as usize - from];
@@ -286,14 +310,20 @@ impl Stored {
         let prev = &self.last;
         let p = numbers.iter().zip(prev).take_while(|(a, b)| a == b).count();
         let q = numbers[p..].iter().rev().zip(prev[p..].iter().rev()).take_while(|(a, b)| a == b).count();
-        let depth = self.lists.last().map_or(LIST_CHAIN, |l| l.depth + 1);
+        let depth = if self.lists.is_empty() { LIST_CHAIN } else { self.last_depth + 1 };
         let middle = &numbers[p..numbers.len() - q];
-        let list = if depth < LIST_CHAIN && middle.len() + 2 < numbers.len() {
-            self.list_pool.extend(middle);
-            List { keep_front: p as u32, keep_back: q as u32, depth, end: 0 }
-        } else {
-            self.list_pool.extend(numbers);
-            List { keep_front: 0, keep_back: 0, depth: 0, end: 0 }
+        let keeps = u16::try_from(p).ok().zip(u16::try_from(q).ok());
+        let list = match keeps {
+            Some((p, q)) if depth < LIST_CHAIN && middle.len() + 2 < numbers.len() => {
+                self.list_pool.extend(middle);
+                self.last_depth = depth;
+                List { keep_front: p, keep_back: q, end: 0 }
+            }
+            _ => {
+                self.list_pool.extend(numbers);
+                self.last_depth = 0;
+                List { keep_front: 0, keep_back: 0, end: 0 }
+            }
         };
         let end = u32::try_from(self.list_pool.len()).expect("fewer than 2^32 chunk references in a room's states");
         grow(&mut self.lists, 1);
@@ -316,7 +346,8 @@ impl Stored {
             chunks.push(Arc::clone(self.chunk(n, pages)?));
         }
         Ok(self.maps.get_or_init(i, || {
-            let MapHead { len, hash, bits } = self.heads[i];
+            let MapHead { len, hash } = self.head(i);
+            let bits = super::chunk_bits(len as usize);
             let mut built = self.built.borrow_mut();
             built.maps.push(i as u32);
             built.bytes += map_bytes(chunks.len());
@@ -423,7 +454,8 @@ impl Stored {
     pub(super) fn reserve(&mut self, chunks: usize, maps: usize) {
         self.recipes.reserve_exact(chunks);
         self.chunks.reserve_exact(chunks);
-        self.heads.reserve_exact(maps);
+        self.hashes.reserve_exact(maps);
+        self.lens.reserve_exact(maps);
         self.lists.reserve_exact(maps);
         self.maps.reserve(maps);
     }
@@ -468,8 +500,10 @@ impl Stored {
 
     /// Appends a map's head (after its list, [`push_list`](Self::push_list)).
     pub(super) fn push_head(&mut self, head: MapHead) {
-        grow(&mut self.heads, 1);
-        self.heads.push(head);
+        grow(&mut self.hashes, 1);
+        grow(&mut self.lens, 1);
+        self.hashes.push(head.hash);
+        self.lens.push(head.len);
         self.maps.push_empty();
     }
 
@@ -505,8 +539,8 @@ impl Stored {
         };
         self.push_list(&numbers);
         let len = u32::try_from(map.len).expect("a state has fewer than 2^32 entries (its keys are u32)");
-        self.push_head(MapHead { len, hash: map.hash, bits: map.bits });
-        let i = self.heads.len() - 1;
+        self.push_head(MapHead { len, hash: map.hash });
+        let i = self.len() - 1;
         let built = self.built.get_mut();
         built.maps.push(i as u32);
         built.bytes += map_bytes(map.chunks.len());
@@ -566,7 +600,7 @@ impl Stored {
         if built.bytes <= budget.max(2 * self.floor) {
             return;
         }
-        let keep_from = self.heads.len().saturating_sub(KEEP_NEWEST);
+        let keep_from = self.hashes.len().saturating_sub(KEEP_NEWEST);
         let mut bytes = 0;
         let maps = &mut self.maps;
         built.maps.retain(|i| {
@@ -601,7 +635,7 @@ impl Stored {
 
     /// The extent of the stored states now, for [`truncate`](Self::truncate).
     pub(super) fn mark(&self) -> Mark {
-        Mark { maps: self.heads.len(), chunks: self.recipes.len(), last: self.last.clone() }
+        Mark { maps: self.len(), chunks: self.recipes.len(), last: self.last.clone(), last_depth: self.last_depth }
     }
 
     /// Forgets the maps and chunks stored since `mark` (chunks are numbered
@@ -610,13 +644,15 @@ impl Stored {
     /// batches).
     pub(super) fn truncate(&mut self, mark: &Mark) {
         let len = mark.maps;
-        if len >= self.heads.len() {
+        if len >= self.len() {
             return;
         }
-        self.heads.truncate(len);
+        self.hashes.truncate(len);
+        self.lens.truncate(len);
         self.lists.truncate(len);
         self.list_pool.truncate(self.lists.last().map_or(0, |l| l.end as usize));
         self.last.clone_from(&mark.last);
+        self.last_depth = mark.last_depth;
         self.maps.truncate(len);
         let kept = mark.chunks;
         if let Some(last) = kept.checked_sub(1).map(|l| self.recipes[l]) {
