@@ -73,6 +73,8 @@ impl StateSets {
         let n_chunks = r.len(12)?;
         stored.reserve(n_chunks, 0);
         let (mut removed_end, mut added_end) = (0usize, 0usize);
+        // Each chunk's changes from one stored whole (while reading).
+        let mut depths: Vec<u8> = Vec::with_capacity(n_chunks);
         for n in 0..n_chunks {
             let chunk = |what: &str| corrupt(format!("state chunk {n} {what}"));
             let (base, removed, added) = (r.u32()?, r.u32()? as usize, r.u32()? as usize);
@@ -88,7 +90,8 @@ impl StateSets {
                 WHOLE => return chunk("is whole but removes entries"),
                 base => {
                     let b = stored.recipes[index(base, n, "a base chunk")? as usize];
-                    if b.depth >= MAX_CHAIN {
+                    let depth = u32::from(depths[base as usize]);
+                    if depth >= MAX_CHAIN {
                         return chunk("is too many changes from one written whole");
                     }
                     if removed > b.len as usize {
@@ -99,7 +102,7 @@ impl StateSets {
                             return chunk("removes entries that are not there");
                         }
                     }
-                    (b.len as usize - removed + added, b.depth + 1)
+                    (b.len as usize - removed + added, depth + 1)
                 }
             };
             if len == 0 || u32::try_from(len).is_err() {
@@ -128,14 +131,15 @@ impl StateSets {
                     index(max_event, events, "a state's event")?;
                 }
             }
+            depths.push(depth as u8);
             stored.push_recipe_as(Recipe {
                 base,
                 len: len as u32,
-                depth,
                 removed_end: removed_end as u32,
                 added_end: added_end as u32,
             });
         }
+        drop(depths);
         if removed_end != stored.removed.len() || added_end != stored.added.len() {
             return corrupt("the state chunks' pools hold values no chunk takes".into());
         }
@@ -389,8 +393,9 @@ mod tests {
         // Only its chunks are built, each at most MAX_CHAIN changes from a
         // chunk written whole (3,000 edits of 2,000 keys make longer runs).
         assert_eq!(read.stored.built_chunks(), read.get(asked, None).unwrap().chunk_count());
-        assert!(read.stored.recipes.iter().all(|r| r.depth <= MAX_CHAIN));
-        assert!(read.stored.recipes.iter().any(|r| r.depth == MAX_CHAIN));
+        let depths: Vec<u32> = (0..read.stored.recipes.len() as u32).map(|n| read.stored.depth_of(n)).collect();
+        assert!(depths.iter().all(|d| *d <= MAX_CHAIN));
+        assert!(depths.contains(&MAX_CHAIN));
         // Chunk lists are stored as changes too, at most LIST_CHAIN - 1 from
         // one stored whole: a fraction of the numbers they hold.
         use crate::state_set::stored::LIST_CHAIN;

@@ -61,16 +61,16 @@ pub(super) const LIST_CHAIN: u32 = 64;
 /// next event is almost always one of them).
 pub(super) const KEEP_NEWEST: usize = 16;
 
-/// A chunk as stored: its `added` entries (whole), or its base chunk's
-/// entries without those at its `removed` positions, merged with `added`.
-/// Its lists are the runs of [`Stored`]'s pools that end at `removed_end`
-/// and `added_end`.
+/// A chunk as stored (16 bytes: one a chunk, 111,000 at Matrix HQ's size):
+/// its `added` entries (whole), or its base chunk's entries without those
+/// at its `removed` positions, merged with `added`. Its lists are the runs
+/// of [`Stored`]'s pools that end at `removed_end` and `added_end`. How many
+/// changes it is from a chunk stored whole is found by walking its bases
+/// ([`Stored::depth_of`], at most [`MAX_CHAIN`]).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Recipe {
     pub(super) base: u32,
     pub(super) len: u32,
-    /// Changes from the chunk stored whole it is built from.
-    pub(super) depth: u32,
     pub(super) removed_end: u32,
     pub(super) added_end: u32,
 }
@@ -460,14 +460,23 @@ impl Stored {
         self.maps.reserve(maps);
     }
 
+    /// How many changes chunk `n` is from the chunk stored whole it is
+    /// built from (its bases walked: at most [`MAX_CHAIN`]).
+    pub(super) fn depth_of(&self, n: u32) -> u32 {
+        let mut depth = 0;
+        let mut at = self.recipes[n as usize].base;
+        while at != WHOLE {
+            depth += 1;
+            at = self.recipes[at as usize].base;
+        }
+        depth
+    }
+
     /// Appends a chunk's recipe (checked by the caller).
     pub(super) fn push_recipe(&mut self, base: u32, removed: &[u32], added: &[u64]) -> Result<(), &'static str> {
-        let (len, depth) = match base {
-            WHOLE => (added.len(), 0),
-            b => {
-                let b = self.recipes[b as usize];
-                (b.len as usize - removed.len() + added.len(), b.depth + 1)
-            }
+        let len = match base {
+            WHOLE => added.len(),
+            b => self.recipes[b as usize].len as usize - removed.len() + added.len(),
         };
         grow(&mut self.recipes, 1);
         grow(&mut self.chunks, 1);
@@ -477,7 +486,6 @@ impl Stored {
         self.recipes.push(Recipe {
             base,
             len: end(len)?,
-            depth,
             removed_end: end(self.removed.len())?,
             added_end: end(self.added.len())?,
         });
@@ -553,8 +561,7 @@ impl Stored {
         let n = self.recipes.len() as u32;
         // (A map's chunks are never empty: `StateMap` drops a chunk emptied.)
         let first = c.first().map_or(0, |x| (x >> 32) as u32);
-        let base =
-            self.built.get_mut().by_first.get(&first).copied().filter(|b| self.recipes[*b as usize].depth < MAX_CHAIN);
+        let base = self.built.get_mut().by_first.get(&first).copied().filter(|b| self.depth_of(*b) < MAX_CHAIN);
         let change = base.and_then(|b| Some((b, delta(self.chunk(b, pages).ok()?, c))));
         let stored = match change {
             Some((b, (removed, added))) if removed.len() * 4 + added.len() * 8 + 8 < c.len() * 4 => {
