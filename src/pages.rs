@@ -164,7 +164,10 @@ impl PageStore for MemoryPages {
     }
 
     fn keys(&self, table: Table) -> Result<Option<Vec<String>>, PageError> {
-        Ok(Some(self.rows.keys().filter(|(t, _)| *t == table).map(|(_, k)| k.to_string()).collect()))
+        // Rows are ordered by table first: the table's keys are one range.
+        let from = (table, Box::<str>::from(""));
+        let keys = self.rows.range(from..).take_while(|((t, _), _)| *t == table).map(|((_, k), _)| k.to_string());
+        Ok(Some(keys.collect()))
     }
 }
 

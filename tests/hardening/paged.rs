@@ -670,9 +670,11 @@ fn rows_no_room_names_are_deleted_once_its_image_is_committed() {
             pages.borrow_mut().put(t, &format!("{:032x}", k + 1), b"left over").unwrap();
         }
     }
+    let pdus = pages.borrow().len_of(Table::Pdu);
     let log_length = room.take_records().len() as u64;
     room.save_image(log_length).unwrap();
     assert_eq!(counts(&pages), named, "only the rows the room names");
+    assert_eq!(pages.borrow().len_of(Table::Pdu), pdus, "no other table's row");
     let (opened, _) = Room::open_image(Box::new(pages.clone()), 4096).unwrap().expect("an image");
     for (i, id) in b.stored.iter().enumerate().step_by(37) {
         assert_eq!(opened.lookup(id).unwrap(), Some(EventIdx(i as u32)));
