@@ -214,7 +214,6 @@ impl StateSets {
             return corrupt("the chunk lists' pool holds numbers no state takes".into());
         }
         r.u32s_into(&mut stored.last)?;
-        stored.last_depth = last_depth;
         let last_ok = match &prev {
             Some(prev) => *prev == stored.last,
             None => stored.last.len() == prev_len && stored.last.iter().all(|n| (*n as usize) < stored.recipes.len()),

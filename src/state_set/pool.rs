@@ -163,16 +163,16 @@ impl<T: Word> Pool<T> {
         )
     }
 
-    /// Writes every full segment of the first `upto` values as a row and
-    /// lets go of its values; the rows written.
+    /// Writes every full segment as a row and lets go of its values; the
+    /// rows written.
     ///
     /// # Errors
     /// A row could not be written: the segments before it are rows, the
     /// others held (tried again at the next call).
-    pub(super) fn page(&mut self, upto: usize, pages: &mut PageCache) -> Result<usize, PageError> {
+    pub(super) fn page(&mut self, pages: &mut PageCache) -> Result<usize, PageError> {
         let mut done = 0;
         let mut result = Ok(());
-        while (self.rows.len() + done + 1) * Self::SEGMENT <= upto.min(self.len()) {
+        while (done + 1) * Self::SEGMENT <= self.open.len() {
             let values = &self.open[done * Self::SEGMENT..(done + 1) * Self::SEGMENT];
             let mut bytes = Vec::with_capacity(SEGMENT_BYTES);
             values.iter().for_each(|v| v.put(&mut bytes));

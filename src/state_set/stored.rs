@@ -144,10 +144,8 @@ pub(super) struct Stored {
     /// recipes' pools are).
     pub(super) lists: Vec<List>,
     pub(super) list_pool: Pool<u32>,
-    /// The newest map's chunk list (the next one is stored against it), and
-    /// its changes from the list stored whole it is built from.
+    /// The newest map's chunk list (the next one is stored against it).
     pub(super) last: Vec<u32>,
-    pub(super) last_depth: u32,
     /// Each map while built (boxed: a cell is then a pointer wide, not a
     /// map's 40 bytes), in pages allocated while one of their maps is
     /// built: few are at once (the newest, and those queries read).
@@ -169,7 +167,6 @@ impl Default for Stored {
             lists: Vec::new(),
             list_pool: Pool::new(Which::Lists),
             last: Vec::new(),
-            last_depth: 0,
             maps: PagedCells::default(),
             built: RefCell::default(),
             floor: 0,
@@ -184,7 +181,6 @@ pub(super) struct Mark {
     maps: usize,
     chunks: usize,
     last: Vec<u32>,
-    last_depth: u32,
 }
 
 impl Mark {
@@ -292,7 +288,10 @@ impl Stored {
             let l = self.lists[k];
             let (front, back) = (l.keep_front as usize, l.keep_back as usize);
             if front + back > list.len() {
-                return Err(no_such_chunk(u32::MAX));
+                return Err(PageError::Corrupt {
+                    table: Table::StatePools,
+                    key: format!("(state {k}'s chunk list, keeping more chunks than the list before has)"),
+                });
             }
             next.clear();
             next.extend_from_slice(&list[..front]);
@@ -310,18 +309,20 @@ impl Stored {
         let prev = &self.last;
         let p = numbers.iter().zip(prev).take_while(|(a, b)| a == b).count();
         let q = numbers[p..].iter().rev().zip(prev[p..].iter().rev()).take_while(|(a, b)| a == b).count();
-        let depth = if self.lists.is_empty() { LIST_CHAIN } else { self.last_depth + 1 };
+        // Changes from the list stored whole it would be built from.
+        let depth = match self.lists.len() {
+            0 => LIST_CHAIN,
+            n => (n - 1 - self.whole_list_of(n - 1)) as u32 + 1,
+        };
         let middle = &numbers[p..numbers.len() - q];
         let keeps = u16::try_from(p).ok().zip(u16::try_from(q).ok());
         let list = match keeps {
             Some((p, q)) if depth < LIST_CHAIN && middle.len() + 2 < numbers.len() => {
                 self.list_pool.extend(middle);
-                self.last_depth = depth;
                 List { keep_front: p, keep_back: q, end: 0 }
             }
             _ => {
                 self.list_pool.extend(numbers);
-                self.last_depth = 0;
                 List { keep_front: 0, keep_back: 0, end: 0 }
             }
         };
@@ -588,9 +589,7 @@ impl Stored {
     /// A row could not be written (the segment stays held, and is tried
     /// again at the next call).
     pub(super) fn page(&mut self, pages: &mut PageCache) -> Result<usize, PageError> {
-        let removed = self.removed.page(self.removed.len(), pages)?;
-        let added = self.added.page(self.added.len(), pages)?;
-        Ok(removed + added + self.list_pool.page(self.list_pool.len(), pages)?)
+        Ok(self.removed.page(pages)? + self.added.page(pages)? + self.list_pool.page(pages)?)
     }
 
     /// Bytes of the states and chunks built.
@@ -642,7 +641,7 @@ impl Stored {
 
     /// The extent of the stored states now, for [`truncate`](Self::truncate).
     pub(super) fn mark(&self) -> Mark {
-        Mark { maps: self.len(), chunks: self.recipes.len(), last: self.last.clone(), last_depth: self.last_depth }
+        Mark { maps: self.len(), chunks: self.recipes.len(), last: self.last.clone() }
     }
 
     /// Forgets the maps and chunks stored since `mark` (chunks are numbered
@@ -659,7 +658,6 @@ impl Stored {
         self.lists.truncate(len);
         self.list_pool.truncate(self.lists.last().map_or(0, |l| l.end as usize));
         self.last.clone_from(&mark.last);
-        self.last_depth = mark.last_depth;
         self.maps.truncate(len);
         let kept = mark.chunks;
         if let Some(last) = kept.checked_sub(1).map(|l| self.recipes[l]) {
