@@ -12,7 +12,7 @@ use crate::auth_rules::{
     AuthState, CreateEnvelope,
 };
 use crate::canonical_json::object_to_canonical_string;
-use crate::event::{EventStatus, Facts, NewEvent, StoredEvent};
+use crate::event::{EventStatus, EventsMark, Facts, NewEvent, StoredEvent};
 use crate::ids::{EventId, EventIdx};
 use crate::pdu::{parse_pdu, parse_stored_pdu, ParsedPdu, PduFormatError};
 use crate::placement::{EventRecord, Placement};
@@ -361,10 +361,7 @@ impl Room {
         let before = if outlier { Ok(None) } else { self.state(state_before).map(|m| Some(m.clone())) };
         let before = match before {
             Ok(before) => before,
-            Err(e) => {
-                self.events.discard(&event, mark);
-                return Outcome::drop(Some(&id), DropStage::Store, e.to_string());
-            }
+            Err(e) => return self.discard(&event, mark, &id, DropStage::Store, e.to_string()),
         };
         // 7. Size limits, then the auth rules.
         let verdict = match limits {
@@ -381,10 +378,7 @@ impl Room {
         let current = match (&verdict, placement) {
             (Ok(_), Placement::Live) if self.may_soft_fail(&event) => match self.current_state_map() {
                 Ok(current) => Some(current),
-                Err(e) => {
-                    self.events.discard(&event, mark);
-                    return Outcome::drop(Some(&id), DropStage::Store, e.to_string());
-                }
+                Err(e) => return self.discard(&event, mark, &id, DropStage::Store, e.to_string()),
             },
             _ => None,
         };
@@ -404,8 +398,7 @@ impl Room {
             // Synapse stores an event as rejected only on an AuthError; any
             // other error of its auth rules means it never stores it.
             Err(reason) if !reason.is_authorization_failure() => {
-                self.events.discard(&event, mark);
-                return Outcome::drop(Some(&id), DropStage::Auth, reason.to_string());
+                return self.discard(&event, mark, &id, DropStage::Auth, reason.to_string());
             }
             Err(reason) => {
                 event.status = EventStatus::Rejected;
@@ -418,10 +411,7 @@ impl Room {
         let redacts = match (&event.facts, event.status) {
             (Facts::Redaction(Some(target)), EventStatus::Accepted) => match self.lookup(target) {
                 Ok(t) => t,
-                Err(e) => {
-                    self.events.discard(&event, mark);
-                    return Outcome::drop(Some(&id), DropStage::Store, e.to_string());
-                }
+                Err(e) => return self.discard(&event, mark, &id, DropStage::Store, e.to_string()),
             },
             _ => None,
         };
@@ -430,8 +420,7 @@ impl Room {
             _ => None,
         };
         if let Err(e) = self.read_redaction_parties(id.as_str(), target) {
-            self.events.discard(&event, mark);
-            return Outcome::drop(Some(&id), DropStage::Store, e.to_string());
+            return self.discard(&event, mark, &id, DropStage::Store, e.to_string());
         }
         let outcome = match &rejection {
             None => Outcome::Accepted { event_id: id, redacted_on_receipt },
@@ -490,6 +479,20 @@ impl Room {
             Err(e) if e.is_authorization_failure() => Ok(true),
             Err(e) => Err(e),
         }
+    }
+
+    /// Drops a prepared event that is not kept after all: the event table
+    /// cut back to `mark` (its row undone), and the drop's outcome.
+    fn discard(
+        &mut self,
+        event: &StoredEvent,
+        mark: EventsMark,
+        id: &EventId,
+        stage: DropStage,
+        reason: String,
+    ) -> Outcome {
+        self.events.discard(event, mark);
+        Outcome::drop(Some(id), stage, reason)
     }
 
     /// Whether receipt check 6 applies: the event's prev events are not the
